@@ -1,0 +1,113 @@
+"""The canonical standard: sensor_readings, production_units and quarantine (F2, F6, F11)."""
+
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from quality_platform.assets.common import CODE_VERSIONS, per_day_table, preview, warehouse_path
+from quality_platform.config import PlantConfig
+from quality_platform.ingest.pipeline import standardize
+from quality_platform.partitions import by_plant, keys_of, plant_day, raw_to_standard_mapping
+from quality_platform.resources import PlatformResource
+from quality_platform.standard.schemas import table_schema
+from quality_platform.warehouse import WAREHOUSE_POOL
+
+STANDARD_TABLES = ("sensor_readings", "production_units", "quarantine")
+_DESCRIPTIONS = {
+    "sensor_readings": "Every accepted sensor value of every plant, one row per machine, time and quantity, "
+                       "in canonical units and UTC (standard.sensor_readings).",
+    "production_units": "One row per produced unit or batch: machine, line, product, material lot, window in UTC, "
+                        "pseudonymised operator and the inspection outcome once it has arrived (standard.production_units).",
+    "quarantine": "Every source value, record or file that was held back or flagged, with file, row, column and "
+                  "the rule it broke; received = accepted + quarantined, always (standard.quarantine).",
+}
+_KINDS = {"sensor_readings": {"duckdb", "pandas", "pandera"}, "production_units": {"duckdb", "pandas", "pandera"},
+          "quarantine": {"duckdb", "pandas"}}
+
+
+def _column_lineage(table: str, plants: dict[str, PlantConfig]) -> dg.TableColumnLineage:
+    deps: dict[str, list[dg.TableColumnDep]] = {}
+    for p in plants.values():
+        key = dg.AssetKey(f"raw_{p.plant_id}")
+        if table == "sensor_readings":
+            r = p.streams.readings
+            if r.layout == "long" and r.long:
+                deps.setdefault("value", []).append(dg.TableColumnDep(asset_key=key, column_name=r.long.value_field))
+                deps.setdefault("quantity", []).append(dg.TableColumnDep(asset_key=key, column_name=r.long.quantity_field))
+            else:
+                for m in r.quantities.values():
+                    deps.setdefault("value", []).append(dg.TableColumnDep(asset_key=key, column_name=m.field))
+            if r.timestamp.field:
+                deps.setdefault("ts_utc", []).append(dg.TableColumnDep(asset_key=key, column_name=r.timestamp.field))
+            if r.machine.field:
+                deps.setdefault("machine_id", []).append(dg.TableColumnDep(asset_key=key, column_name=r.machine.field))
+        elif table == "production_units":
+            u = p.streams.units
+            target = {"operator": "operator_pseudonym", "start": "start_utc", "end": "end_utc"}
+            for canon, src in u.fields.items():
+                deps.setdefault(target.get(canon, canon), []).append(dg.TableColumnDep(asset_key=key, column_name=src))
+            i = p.streams.inspections
+            if "inspected_at" in i.fields:
+                deps.setdefault("inspected_at_utc", []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=i.fields["inspected_at"]))
+            for col in ([i.outcome.field] if i.outcome.field else list((i.outcome.flags or {}).values())):
+                for t in ("rework", "scrap", "defect"):
+                    deps.setdefault(t, []).append(dg.TableColumnDep(asset_key=key, column_name=col))
+    return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def build_standard_assets(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
+    """One step standardises a run's plant-days into the three standard tables."""
+    partitions = plant_day(plants, start)
+    deps = [dg.AssetDep(f"raw_{p}", partition_mapping=raw_to_standard_mapping(p)) for p in plants]
+    specs = [
+        dg.AssetSpec(
+            t, group_name="standard", description=_DESCRIPTIONS[t], deps=deps, partitions_def=partitions,
+            owners=["team:data-engineering"], kinds=_KINDS[t], code_version=CODE_VERSIONS["standard"],
+            tags={"layer": "standard", "personal_data": "pseudonymised" if t == "production_units" else "no"},
+            metadata={"dagster/column_schema": table_schema(t), "dagster/table_name": f"standard.{t}"},
+        )
+        for t in STANDARD_TABLES
+    ]
+
+    @dg.multi_asset(
+        name="standardize", specs=specs, backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL, can_subset=False,
+    )
+    def _standardize(context: dg.AssetExecutionContext, platform: PlatformResource,
+                     warehouse: DuckDBResource):
+        cfg = platform.plants()
+        registry, quality = platform.quantities(), platform.platform().quality
+        key = platform.pseudonym_key()
+        frames: dict[str, list[pd.DataFrame]] = {t: [] for t in STANDARD_TABLES}
+        for plant_id, dates in by_plant(keys_of(context)).items():
+            res = standardize(cfg[plant_id], dates, warehouse_path(warehouse), registry, quality, key)
+            frames["sensor_readings"].append(res.readings)
+            frames["production_units"].append(res.units)
+            frames["quarantine"].append(res.quarantine)
+            context.log.info(f"{plant_id}: {len(res.readings)} readings, {len(res.units)} units, "
+                             f"{len(res.quarantine)} quarantine entries")
+        for t in STANDARD_TABLES:
+            df = pd.concat(frames[t], ignore_index=True) if frames[t] else pd.DataFrame()
+            meta: dict[str, object] = {"dagster/row_count": len(df),
+                                       "dagster/column_lineage": _column_lineage(t, cfg)}
+            if not df.empty:
+                per_day = df.groupby(["plant", df["partition_date"].dt.date], observed=True).size()
+                meta["rows_per_day"] = per_day_table(per_day, "rows")
+            if t == "quarantine" and not df.empty:
+                meta["by_rule"] = dg.MetadataValue.md(
+                    df.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"].agg(["size", "sum"])
+                    .rename(columns={"size": "entries", "sum": "items"}).reset_index().to_markdown(index=False))
+                meta["preview"] = preview(df[df["severity"] == "reject"], n=5)
+            elif t == "production_units":
+                meta["preview"] = preview(df, drop=("operator_pseudonym",))
+                if not df.empty:
+                    meta["label_coverage"] = float(df["defect"].notna().mean())
+            else:
+                meta["preview"] = preview(df)
+            yield dg.MaterializeResult(asset_key=t, metadata=meta)
+
+    return _standardize

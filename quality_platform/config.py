@@ -1,0 +1,399 @@
+"""Configuration as data: plants, canonical quantities, KPIs and platform settings.
+
+Every file is validated by a pydantic model; a bad file raises :class:`ConfigError` naming the
+file and the dotted path of the offending field. Onboarding a plant means adding one YAML file to
+``data/plants/`` - no code change.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import re
+import zoneinfo
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from quality_platform.settings import Paths, get_paths
+
+PLANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+COUNT_NAMES = ("produced", "inspected", "rework", "scrap", "defective", "good")
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; the message names the file and the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- quantities
+
+
+class QuantitySpec(_Model):
+    unit: str
+    min: float
+    max: float
+    description: str
+
+
+class QuantityRegistry(_Model):
+    version: int
+    quantities: dict[str, QuantitySpec]
+    unit_aliases: dict[str, str] = Field(default_factory=dict)
+
+    def pint_unit(self, label: str) -> str:
+        """The pint expression for a unit label as written in plant files."""
+        return self.unit_aliases.get(label, label)
+
+
+# --------------------------------------------------------------------------- plants
+
+
+class CsvOptions(_Model):
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+
+class TimestampSpec(_Model):
+    """How a stream's timestamps are written.
+
+    ``local``: naive local time in the plant's time zone (``format``); ``utc``: ISO text or a
+    typed timestamp in UTC; ``epoch_ms``: milliseconds since the epoch; ``sequence``: no clock at
+    all - a synthetic time index ``start + field * step_seconds`` (labelled synthetic).
+    """
+
+    field: str | None = None
+    kind: Literal["local", "utc", "epoch_ms", "sequence"]
+    format: str | None = None
+    start: dt.datetime | None = None
+    step_seconds: float | None = None
+
+    @model_validator(mode="after")
+    def _sequence_needs_start(self) -> TimestampSpec:
+        if self.kind == "sequence" and (self.start is None or not self.step_seconds):
+            raise ValueError("kind 'sequence' needs 'start' and 'step_seconds'")
+        if self.kind == "sequence" and self.field is None:
+            raise ValueError("kind 'sequence' needs 'field' (the sequence number column)")
+        return self
+
+
+class MachineSpec(_Model):
+    field: str | None = None
+    constant: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MachineSpec:
+        if (self.field is None) == (self.constant is None):
+            raise ValueError("give exactly one of 'field' or 'constant'")
+        return self
+
+
+class QuantityMapping(_Model):
+    field: str
+    unit: str
+
+
+class LongLayout(_Model):
+    quantity_field: str
+    value_field: str
+    unit_field: str | None = None
+
+
+class StreamBase(_Model):
+    format: Literal["csv", "parquet", "jsonl"]
+    path: str
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    ignore_fields: list[str] = Field(default_factory=list)
+
+    @property
+    def per_day_files(self) -> bool:
+        """True when files are laid out per local day (``{date}`` in the path)."""
+        return "{date}" in self.path
+
+
+class ReadingsStream(StreamBase):
+    timestamp: TimestampSpec
+    machine: MachineSpec
+    layout: Literal["wide", "long"]
+    header_units: bool = False
+    explode: str | None = None
+    parent_fields: list[str] = Field(default_factory=list)
+    long: LongLayout | None = None
+    quantities: dict[str, QuantityMapping]
+
+    @model_validator(mode="after")
+    def _layout(self) -> ReadingsStream:
+        if self.layout == "long" and self.long is None:
+            raise ValueError("layout 'long' needs a 'long' section")
+        if self.explode and self.format != "jsonl":
+            raise ValueError("'explode' is only for format 'jsonl'")
+        return self
+
+
+UNIT_FIELDS = ("unit_id", "line", "machine_id", "start", "end", "product", "material_lot",
+               "supplier", "operator")
+
+
+class UnitsStream(StreamBase):
+    timestamp: TimestampSpec
+    fields: dict[str, str]
+    constants: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _known(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = set(v) - set(UNIT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown canonical unit field(s) {sorted(unknown)}; known: {UNIT_FIELDS}")
+        if "unit_id" not in v:
+            raise ValueError("'unit_id' must be mapped")
+        return v
+
+
+class OutcomeSpec(_Model):
+    """Inspection outcome: either 0/1 flag columns or one categorical column."""
+
+    flags: dict[Literal["rework", "scrap"], str] | None = None
+    field: str | None = None
+    values: dict[str, Literal["ok", "rework", "scrap"]] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> OutcomeSpec:
+        if (self.flags is None) == (self.field is None):
+            raise ValueError("give either 'flags' or 'field' + 'values'")
+        if self.field is not None and not self.values:
+            raise ValueError("'field' needs 'values' (source value -> ok|rework|scrap)")
+        return self
+
+
+class InspectionsStream(StreamBase):
+    timestamp: TimestampSpec
+    fields: dict[Literal["unit_id", "inspected_at"], str]
+    outcome: OutcomeSpec
+
+
+class Streams(_Model):
+    readings: ReadingsStream
+    units: UnitsStream
+    inspections: InspectionsStream
+
+
+class LegacyKpi(_Model):
+    name: str
+    maps_to: str
+    formula: str
+    scale: float = 1.0
+    unit: str = "ratio"
+    note: str
+
+    @field_validator("formula")
+    @classmethod
+    def _formula(cls, v: str) -> str:
+        parse_formula(v)
+        return v
+
+
+class PlantConfig(_Model):
+    plant_id: str
+    name: str
+    source: Literal["simulated", "real"]
+    timezone: str
+    owner: str
+    description: str = ""
+    landing_dir: str | None = None
+    machines: list[str] = Field(min_length=1)
+    reading_interval_seconds: float = Field(gt=0)
+    personal_data: list[str] = Field(default_factory=list)
+    streams: Streams
+    legacy_kpis: list[LegacyKpi] = Field(default_factory=list)
+
+    @field_validator("plant_id")
+    @classmethod
+    def _plant_id(cls, v: str) -> str:
+        if not PLANT_ID_RE.match(v):
+            raise ValueError("must be lower-case letters, digits and '_' (2-31 chars), starting with a letter")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def landing_path(self, paths: Paths) -> Path:
+        """Folder holding this plant's landing files."""
+        if self.landing_dir is None:
+            return paths.landing_dir / self.plant_id
+        p = Path(self.landing_dir)
+        return p if p.is_absolute() else paths.config_dir / p
+
+
+# --------------------------------------------------------------------------- KPIs
+
+
+class KpiDefinition(_Model):
+    id: str
+    name: str
+    formula: str
+    unit: str
+    owner: str
+    version: int = Field(ge=1)
+    description: str
+
+    @field_validator("formula")
+    @classmethod
+    def _formula(cls, v: str) -> str:
+        parse_formula(v)
+        return v
+
+
+class KpiRegistry(_Model):
+    registry_version: int
+    kpis: list[KpiDefinition]
+
+    @model_validator(mode="after")
+    def _unique(self) -> KpiRegistry:
+        ids = [k.id for k in self.kpis]
+        if len(ids) != len(set(ids)):
+            raise ValueError("KPI ids must be unique")
+        return self
+
+    def get(self, kpi_id: str) -> KpiDefinition:
+        for k in self.kpis:
+            if k.id == kpi_id:
+                return k
+        raise KeyError(kpi_id)
+
+
+# --------------------------------------------------------------------------- platform
+
+
+class PartitionSettings(_Model):
+    start_date: dt.date
+
+
+class QualitySettings(_Model):
+    completeness_warn_below: float = Field(0.95, ge=0, le=1)
+    completeness_error_below: float = Field(0.5, ge=0, le=1)
+    future_tolerance_minutes: float = Field(10, ge=0)
+    partition_grace_minutes: float = Field(60, ge=0)
+
+
+class PlatformConfig(_Model):
+    partitions: PartitionSettings
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+
+
+# --------------------------------------------------------------------------- formulas
+
+_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.Add,
+                  ast.Sub, ast.Mult, ast.Div, ast.UnaryOp, ast.USub)
+
+
+def parse_formula(formula: str) -> ast.Expression:
+    """Parse a KPI formula: + - * / and parentheses over the daily count names."""
+    try:
+        tree = ast.parse(formula, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"formula {formula!r} is not a valid expression") from exc
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ValueError(f"formula {formula!r} uses {type(node).__name__}; only + - * / are allowed")
+        if isinstance(node, ast.Name) and node.id not in COUNT_NAMES:
+            raise ValueError(f"formula {formula!r} uses unknown count {node.id!r}; known: {COUNT_NAMES}")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
+            raise ValueError(f"formula {formula!r} has a non-numeric constant")
+    return tree
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_yaml_model(path: Path, model: type[_Model]) -> Any:
+    """Load ``path`` into ``model``; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"field '{_fmt_loc(e['loc'])}': {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def load_plants(paths: Paths | None = None) -> dict[str, PlantConfig]:
+    """All plant configs in ``data/plants/*.yaml``, keyed by plant id, sorted."""
+    paths = paths or get_paths()
+    quantities = load_quantities(paths)
+    kpi_ids = {k.id for k in load_kpis(paths).kpis}
+    plants: dict[str, PlantConfig] = {}
+    for f in sorted(paths.plants_dir.glob("*.yaml")):
+        plant = load_yaml_model(f, PlantConfig)
+        if plant.plant_id != f.stem:
+            raise ConfigError(f"{f}: field 'plant_id': {plant.plant_id!r} must match the file name {f.stem!r}")
+        _check_plant_against_registry(f, plant, quantities, kpi_ids)
+        plants[plant.plant_id] = plant
+    if not plants:
+        raise ConfigError(f"{paths.plants_dir}: no plant configuration (*.yaml) found")
+    return plants
+
+
+def _check_plant_against_registry(
+    f: Path, plant: PlantConfig, reg: QuantityRegistry, kpi_ids: set[str]
+) -> None:
+    from quality_platform.units import check_convertible
+
+    for q, m in plant.streams.readings.quantities.items():
+        if q not in reg.quantities:
+            raise ConfigError(f"{f}: field 'streams.readings.quantities.{q}': unknown canonical quantity; "
+                              f"known: {sorted(reg.quantities)}")
+        try:
+            check_convertible(reg.pint_unit(m.unit), reg.quantities[q].unit)
+        except ValueError as exc:
+            raise ConfigError(f"{f}: field 'streams.readings.quantities.{q}.unit': {exc}") from exc
+    for i, lk in enumerate(plant.legacy_kpis):
+        if lk.maps_to not in kpi_ids:
+            raise ConfigError(f"{f}: field 'legacy_kpis.{i}.maps_to': unknown KPI {lk.maps_to!r}")
+
+
+@lru_cache(maxsize=8)
+def _load_quantities_cached(path: Path, mtime: float) -> QuantityRegistry:
+    return load_yaml_model(path, QuantityRegistry)
+
+
+def load_quantities(paths: Paths | None = None) -> QuantityRegistry:
+    """The canonical quantity registry (``data/standard/quantities.yaml``)."""
+    p = (paths or get_paths()).quantities_file
+    return _load_quantities_cached(p, p.stat().st_mtime if p.exists() else 0.0)
+
+
+def load_kpis(paths: Paths | None = None) -> KpiRegistry:
+    """The unified KPI registry (``data/kpis.yaml``)."""
+    return load_yaml_model((paths or get_paths()).kpi_file, KpiRegistry)
+
+
+def load_platform(paths: Paths | None = None) -> PlatformConfig:
+    """Platform-wide settings (``data/platform.yaml``)."""
+    return load_yaml_model((paths or get_paths()).platform_file, PlatformConfig)

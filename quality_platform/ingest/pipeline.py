@@ -1,0 +1,137 @@
+"""The two ingestion steps behind the assets: land (files -> raw) and standardise (raw -> standard).
+
+Both work on a set of a plant's local days at once (a single-run backfill), and write each day as
+its own partition (delete + insert), so re-running a day replaces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from quality_platform.config import PlantConfig, QualitySettings, QuantityRegistry
+from quality_platform.ingest.readers import STREAMS, read_raw
+from quality_platform.ingest.standardize import (
+    StandardizeContext,
+    parse_issues_to_quarantine,
+    standardize_readings,
+    standardize_units,
+)
+from quality_platform.settings import Paths
+from quality_platform.standard.schemas import conform, duckdb_ddl, pandera_schema
+from quality_platform.warehouse import connect, read_partitions, replace_partitions
+
+RAW_SCHEMA = "raw"
+STANDARD_SCHEMA = "standard"
+
+RECEIPTS_DDL = f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.receipts (
+  plant VARCHAR NOT NULL, partition_date DATE NOT NULL, stream VARCHAR NOT NULL,
+  source_file VARCHAR NOT NULL, header VARCHAR, records BIGINT NOT NULL,
+  rejected_records BIGINT NOT NULL, items_per_record BIGINT NOT NULL, size_bytes BIGINT,
+  sha256 VARCHAR, modified_utc TIMESTAMP)"""
+PARSE_ISSUES_DDL = f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.parse_issues (
+  plant VARCHAR NOT NULL, partition_date DATE NOT NULL, stream VARCHAR NOT NULL,
+  source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL, source_column VARCHAR,
+  scope VARCHAR NOT NULL, rule VARCHAR NOT NULL, severity VARCHAR NOT NULL, message VARCHAR NOT NULL,
+  n_records BIGINT NOT NULL, n_items BIGINT NOT NULL, line_text VARCHAR, value VARCHAR)"""
+
+
+def raw_table(plant_id: str, stream: str) -> str:
+    """Name of a plant stream's raw table (schema ``raw``)."""
+    return f"{plant_id}__{stream}"
+
+
+@dataclass
+class LandResult:
+    """What landing a plant's days produced."""
+
+    records: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    parse_issues: int = 0
+    per_day: dict[dt.date, dict[str, int]] = field(default_factory=dict)
+    preview: pd.DataFrame | None = None
+
+
+def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path) -> LandResult:
+    """Read the plant's landing files for ``dates`` into the raw layer (one write per table)."""
+    keys = [(plant.plant_id, d) for d in dates]
+    out = LandResult()
+    streams = {s: read_raw(plant, s, dates, paths) for s in STREAMS}
+    receipts = [r for s in streams.values() for r in s.receipts]
+    issues = [i for s in streams.values() for i in s.issues]
+    with connect(warehouse) as con:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        for s, rs in streams.items():
+            replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys)
+            out.records[s] = rs.records
+        rec_df = pd.DataFrame(receipts, columns=[
+            "plant", "partition_date", "stream", "source_file", "header", "records",
+            "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc"])
+        replace_partitions(con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL)
+        iss_df = pd.DataFrame(issues, columns=[
+            "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
+            "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
+        replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL)
+    out.files = len({r["source_file"] for r in receipts})
+    out.parse_issues = len(issues)
+    for r in receipts:
+        day = out.per_day.setdefault(r["partition_date"], {})
+        day[r["stream"]] = day.get(r["stream"], 0) + r["records"]
+    personal = set(plant.personal_data)
+    t = streams["readings"].table
+    keep = [c for c in t.column_names if c not in personal and c != "plant"]
+    out.preview = t.select(keep).slice(0, 5).to_pandas() if t.num_rows else None
+    return out
+
+
+@dataclass
+class StandardResult:
+    """What standardising a plant's days produced (frames are the rows written)."""
+
+    readings: pd.DataFrame
+    units: pd.DataFrame
+    quarantine: pd.DataFrame
+
+
+def _read(con: Any, table: str, keys: list[tuple[str, dt.date]], schema: str = RAW_SCHEMA) -> pd.DataFrame:
+    t: pa.Table | None = read_partitions(con, schema, table, keys)
+    if t is None:
+        return pd.DataFrame()
+    return t.to_pandas()
+
+
+def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, registry: QuantityRegistry,
+                quality: QualitySettings, key: bytes, now_utc: pd.Timestamp | None = None,
+                write: bool = True) -> StandardResult:
+    """Raw layer -> sensor_readings, production_units and quarantine for ``dates``.
+
+    The pandera schemas gate the data BEFORE it is written: a frame that violates the canonical
+    schema raises (pandera SchemaErrors) and nothing of the run is written.
+    """
+    keys = [(plant.plant_id, d) for d in dates]
+    now = now_utc if now_utc is not None else pd.Timestamp.now(tz="UTC")
+    ctx = StandardizeContext(plant, registry, quality, now, key)
+    with connect(warehouse, read_only=True) as con:
+        raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in STREAMS}
+        receipts = _read(con, "receipts", keys)
+        issues = _read(con, "parse_issues", keys)
+    rec = {s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in STREAMS}
+    readings, q_r = standardize_readings(raw["readings"], rec["readings"], ctx)
+    units, q_u = standardize_units(raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx)
+    q_p = parse_issues_to_quarantine(issues)
+    quarantine = conform(pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p],
+                                   ignore_index=True), "quarantine")
+    pandera_schema("sensor_readings", registry).validate(readings, lazy=True)
+    pandera_schema("production_units").validate(units, lazy=True)
+    pandera_schema("quarantine").validate(quarantine, lazy=True)
+    if write:
+        with connect(warehouse) as con:
+            for name, df in (("sensor_readings", readings), ("production_units", units),
+                             ("quarantine", quarantine)):
+                replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA))
+    return StandardResult(readings, units, quarantine)

@@ -1,0 +1,596 @@
+"""Raw -> canonical standard: mapping, unit conversion, UTC, pseudonymisation and the row rules.
+
+Everything here is vectorised over a whole run's rows. Each source value ends in exactly one
+place: the standard table, or the quarantine with the file, row, column and the rule it broke.
+Rules (first that applies wins):
+
+record level  missing_required_column, missing_machine, invalid_timestamp, nonexistent_local_time,
+              timestamp_in_future, timestamp_outside_partition
+value level   unknown_quantity, unit_label_mismatch, missing_value, not_a_number, out_of_range
+then          duplicate (same machine, time and quantity; the first one is kept)
+file level    unknown_column and missing_optional_column (warnings: data flows, problem recorded)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quality_platform.config import (
+    PlantConfig,
+    QualitySettings,
+    QuantityRegistry,
+    TimestampSpec,
+)
+from quality_platform.ingest.readers import sequence_times
+from quality_platform.privacy import key_id, pseudonymise
+from quality_platform.standard.schemas import TABLES, conform, empty_frame
+from quality_platform.units import convert
+
+_HEADER_UNIT = re.compile(r"^(.*?)\s*\[(.*)\]\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
+QUARANTINE_COLS = [c.name for c in TABLES["quarantine"]]
+
+
+@dataclass
+class StandardizeContext:
+    """Everything the rules need besides the data."""
+
+    plant: PlantConfig
+    registry: QuantityRegistry
+    quality: QualitySettings
+    now_utc: pd.Timestamp
+    pseudonym_key: bytes
+
+    @property
+    def future_limit(self) -> pd.Timestamp:
+        return self.now_utc + pd.Timedelta(minutes=self.quality.future_tolerance_minutes)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def split_header(name: str) -> tuple[str, str | None]:
+    """'Temperatur [°C]' -> ('Temperatur', '°C'); a plain name has no unit label."""
+    m = _HEADER_UNIT.match(name)
+    return (m.group(1), m.group(2)) if m else (name, None)
+
+
+def parse_times(values: pd.Series, spec: TimestampSpec, tz: Any,
+                group: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """Parse source times into naive UTC. Returns (times, nonexistent_mask).
+
+    Local times are localised in the plant's zone. In the autumn fall-back hour a local time
+    occurs twice; the first occurrence (per ``group``, e.g. machine, in file order) is taken as
+    daylight time and the second as standard time. Local times that do not exist (spring-forward
+    gap) are flagged, not guessed.
+    """
+    none = pd.Series(False, index=values.index)
+    if spec.kind == "sequence":
+        t = sequence_times(values, spec)
+        return t.dt.tz_localize(None), none
+    if spec.kind == "epoch_ms":
+        ms = pd.to_numeric(values, errors="coerce")
+        return pd.to_datetime(ms, unit="ms", errors="coerce"), none
+    if spec.kind == "utc":
+        t = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        return t.dt.tz_localize(None), none
+    naive = pd.to_datetime(values, format=spec.format, errors="coerce")
+    keys = [naive] if group is None else [group.astype("string").fillna(""), naive]
+    first = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)}).groupby(
+        [f"k{i}" for i in range(len(keys))], dropna=False, sort=False).cumcount().to_numpy() == 0
+    local = naive.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT")
+    nonexistent = naive.notna() & local.isna()
+    return local.dt.tz_convert("UTC").dt.tz_localize(None), nonexistent
+
+
+def _local_dates(ts_utc: pd.Series, tz: Any) -> pd.Series:
+    return ts_utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+
+
+def _outside_partition(ts_utc: pd.Series, partition: pd.Series, tz: Any, grace_minutes: float) -> pd.Series:
+    """True where the local time lies outside [day start - grace, day end + grace)."""
+    local = ts_utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+    day = pd.to_datetime(partition)
+    g = pd.Timedelta(minutes=grace_minutes)
+    return local.notna() & ((local < day - g) | (local >= day + pd.Timedelta(days=1) + g))
+
+
+def quarantine_frame(rows: dict[str, Any] | pd.DataFrame) -> pd.DataFrame:
+    """Quarantine entries in the canonical schema."""
+    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
+    if df.empty:
+        return empty_frame("quarantine")
+    for c in QUARANTINE_COLS:
+        if c not in df:
+            df[c] = None
+    df = df[QUARANTINE_COLS].copy()
+    df["value"] = df["value"].astype("string").str.slice(0, 80)
+    df["source_row"] = df["source_row"].fillna(0).astype("int64")
+    df["n_items"] = df["n_items"].fillna(0).astype("int64")
+    return conform(df, "quarantine")
+
+
+def _messages(file: pd.Series, row: pd.Series, rule: pd.Series, detail: pd.Series) -> pd.Series:
+    return (file.astype("string") + " row " + row.astype("string") + ": [" + rule.astype("string")
+            + "] " + detail.astype("string"))
+
+
+def parse_issues_to_quarantine(issues: pd.DataFrame) -> pd.DataFrame:
+    """Parse-stage issues from the raw layer, carried into the quarantine (no line text)."""
+    if issues is None or issues.empty:
+        return empty_frame("quarantine")
+    df = issues.copy()
+    df["stage"] = "parse"
+    df["value"] = None  # raw line text may hold personal data: it stays in the restricted raw layer
+    return quarantine_frame(df)
+
+
+def _file_headers(receipts: pd.DataFrame) -> dict[str, list[str]]:
+    return {r.source_file: json.loads(r.header) for r in receipts.itertuples()}
+
+
+# --------------------------------------------------------------------------- readings
+
+
+def standardize_readings(raw: pd.DataFrame, receipts: pd.DataFrame,
+                         ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw readings (text) -> (sensor_readings, quarantine)."""
+    plant, spec, reg = ctx.plant, ctx.plant.streams.readings, ctx.registry
+    if raw.empty:
+        return empty_frame("sensor_readings"), empty_frame("quarantine")
+    raw = raw.reset_index(drop=True)
+    headers = _file_headers(receipts)
+    files = raw["_source_file"].astype("string")
+    qrows: list[pd.DataFrame] = []
+
+    # --- record level: machine and time
+    if spec.machine.constant is not None:
+        machine = pd.Series(spec.machine.constant, index=raw.index, dtype="string")
+    else:
+        machine = raw.get(spec.machine.field, pd.Series(pd.NA, index=raw.index)).astype("string")
+    ts_field = spec.timestamp.field
+    ts_text = raw.get(ts_field, pd.Series(pd.NA, index=raw.index, dtype="string"))
+    ts, nonexistent = parse_times(ts_text, spec.timestamp, plant.tz, group=machine)
+    part = pd.to_datetime(raw["partition_date"])
+    rec_rule = pd.Series(pd.NA, index=raw.index, dtype="string")
+    rec_detail = pd.Series(pd.NA, index=raw.index, dtype="string")
+
+    def _set(mask: pd.Series, rule: str, detail: pd.Series | str) -> None:
+        m = mask & rec_rule.isna()
+        rec_rule[m] = rule
+        rec_detail[m] = detail[m] if isinstance(detail, pd.Series) else detail
+
+    _set(machine.isna() | (machine.str.strip() == ""), "missing_machine",
+         f"machine field {spec.machine.field!r} is empty")
+    _set(ts.isna() & ~nonexistent, "invalid_timestamp",
+         "timestamp '" + ts_text.astype("string").fillna("") + f"' in {ts_field!r} is not a valid {spec.timestamp.kind} time")
+    _set(nonexistent, "nonexistent_local_time",
+         "local time '" + ts_text.astype("string").fillna("") + f"' does not exist in {plant.timezone} (DST gap)")
+    _set(ts > ctx.future_limit.tz_localize(None), "timestamp_in_future",
+         "time " + ts.astype("string") + " UTC is after now (" + str(ctx.now_utc) + ")")
+    _set(_outside_partition(ts, part, plant.tz, ctx.quality.partition_grace_minutes),
+         "timestamp_outside_partition",
+         "time " + ts.astype("string") + " UTC is not on the file's local day " + part.dt.strftime("%Y-%m-%d"))
+
+    # --- per file: which column holds which quantity, unit labels, unknown columns
+    used = {spec.machine.field, ts_field, *spec.parent_fields, *spec.ignore_fields}
+    parts: list[pd.DataFrame] = []
+    for f, idx in raw.groupby(files, sort=False).groups.items():
+        header = headers.get(f, [c for c in raw.columns if not c.startswith("_")])
+        base_of = {h: split_header(h) if spec.header_units else (h, None) for h in header}
+        if spec.layout == "long":
+            lg = spec.long
+            need = [lg.quantity_field, lg.value_field] + ([lg.unit_field] if lg.unit_field else [])
+            missing = [c for c in need if c not in header]
+            known = used | set(need)
+            if missing:
+                qrows.append(_file_entry(raw, idx, "missing_required_column",
+                                         f"required column(s) {missing} missing from the header; all records held back",
+                                         n_items=len(idx), scope="file"))
+                continue
+            parts.append(_long_values(raw.loc[idx], ctx))
+        else:
+            known = set(used)
+            for q, m in spec.quantities.items():
+                col = next((h for h, (b, _) in base_of.items() if b == m.field), None)
+                known.add(col or m.field)
+                if col is None:
+                    qrows.append(_file_entry(raw, idx, "missing_required_column",
+                                             f"quantity column {m.field!r} ({q}) is missing from the header; "
+                                             f"its {len(idx)} values are held back",
+                                             n_items=len(idx), scope="file", column=m.field))
+                    continue
+                label = base_of[col][1]
+                if spec.header_units and label != m.unit:
+                    qrows.append(_file_entry(raw, idx, "unit_label_mismatch",
+                                             f"column {col!r} is labelled [{label}] but the plant config "
+                                             f"declares {m.unit!r} for {m.field!r}; its {len(idx)} values are held back "
+                                             "(change the plant config if the plant really changed units)",
+                                             n_items=len(idx), scope="file", column=col))
+                    continue
+                parts.append(pd.DataFrame({
+                    "rec": idx, "quantity": q, "text": raw.loc[idx, col].astype("string"),
+                    "source_column": col, "unit_label": m.unit, "label_ok": True}))
+        ignored_bases = {split_header(x)[0] for x in spec.ignore_fields}
+        unknown = [h for h in header if h not in known and base_of[h][0] not in ignored_bases
+                   and h not in known]
+        for h in unknown:
+            qrows.append(_file_entry(raw, idx[:1], "unknown_column",
+                                     f"column {h!r} is not in the plant config; it is kept in the raw layer "
+                                     "and ignored by the standard", n_items=0, scope="file", severity="warn",
+                                     column=h, row=1))
+    values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"rec": pd.Series(dtype="int64"), "quantity": pd.Series(dtype="string"),
+         "text": pd.Series(dtype="string"), "source_column": pd.Series(dtype="string"),
+         "unit_label": pd.Series(dtype="string"), "label_ok": pd.Series(dtype="bool")})
+
+    # --- value level
+    rec = values["rec"].to_numpy()
+    text = values["text"].astype("string")
+    num = pd.to_numeric(text, errors="coerce").astype("float64")
+    canon = pd.Series(np.nan, index=values.index, dtype="float64")
+    lo = pd.Series(np.nan, index=values.index)
+    hi = pd.Series(np.nan, index=values.index)
+    unit = pd.Series(pd.NA, index=values.index, dtype="string")
+    for (q, lbl), gidx in values.groupby(["quantity", "unit_label"], sort=False, dropna=False).groups.items():
+        if pd.isna(q) or q not in reg.quantities:
+            continue
+        qs = reg.quantities[q]
+        try:
+            canon[gidx] = convert(num[gidx].to_numpy(), reg.pint_unit(str(lbl)), qs.unit)
+        except ValueError:
+            continue  # label not convertible: caught as unit_label_mismatch below
+        lo[gidx], hi[gidx], unit[gidx] = qs.min, qs.max, qs.unit
+    missing = text.isna() | (text.str.strip() == "") | (text.str.lower().isin(["nan", "null", "none"]))
+    rule = pd.Series(rec_rule.to_numpy()[rec], index=values.index, dtype="string")
+    detail = pd.Series(rec_detail.to_numpy()[rec], index=values.index, dtype="string")
+
+    def _vset(mask: pd.Series, r: str, d: pd.Series | str) -> None:
+        m = mask & rule.isna()
+        rule[m] = r
+        detail[m] = d[m] if isinstance(d, pd.Series) else d
+
+    col_txt = "column '" + values["source_column"].astype("string") + "': "
+    _vset(values["quantity"].isna(), "unknown_quantity",
+          col_txt + "signal '" + values["source_column"].astype("string") + "' is not mapped to a quantity")
+    _vset(~values["label_ok"].astype(bool) | (unit.isna() & values["quantity"].notna()),
+          "unit_label_mismatch",
+          col_txt + "unit label '" + values["unit_label"].astype("string").fillna("") +
+          "' differs from the plant config for " + values["quantity"].astype("string"))
+    _vset(missing, "missing_value", col_txt + "value is missing (" + text.fillna("empty") + ")")
+    dec_hint = text.str.match(_DECIMAL_COMMA.pattern).fillna(False)
+    _vset(num.isna() & dec_hint, "not_a_number",
+          col_txt + "value '" + text + "' is not a number (decimal comma? the standard expects '.')")
+    _vset(num.isna(), "not_a_number", col_txt + "value '" + text.fillna("") + "' is not a number")
+    finite = np.isfinite(canon)
+    _vset(~finite | (canon < lo) | (canon > hi), "out_of_range",
+          col_txt + "value " + text.fillna("") + " (" + canon.round(4).astype("string").fillna("inf") + " "
+          + unit.fillna("") + ") outside the plausible range [" + lo.astype("string") + ", "
+          + hi.astype("string") + "] of " + values["quantity"].astype("string"))
+
+    ok = rule.isna()
+    acc = pd.DataFrame({
+        "plant": plant.plant_id,
+        "partition_date": raw["partition_date"].to_numpy()[rec][ok.to_numpy()],
+        "machine_id": machine.to_numpy()[rec][ok.to_numpy()],
+        "ts_utc": ts.to_numpy()[rec][ok.to_numpy()],
+        "quantity": values.loc[ok, "quantity"].to_numpy(),
+        "value": canon[ok].to_numpy(),
+        "unit": unit[ok].to_numpy(),
+        "source_file": files.to_numpy()[rec][ok.to_numpy()],
+        "source_row": raw["_source_row"].to_numpy()[rec][ok.to_numpy()],
+        "_vidx": values.index[ok].to_numpy(),
+    })
+    dup = acc.duplicated(["machine_id", "ts_utc", "quantity"], keep="first")
+    if dup.any():
+        first = acc[~dup].set_index(["machine_id", "ts_utc", "quantity"])["source_row"]
+        d = acc[dup]
+        key = pd.MultiIndex.from_frame(d[["machine_id", "ts_utc", "quantity"]])
+        rule[d["_vidx"].to_numpy()] = "duplicate"
+        detail[d["_vidx"].to_numpy()] = (
+            "machine " + d["machine_id"].astype("string") + ", time " + d["ts_utc"].astype("string")
+            + ", " + d["quantity"].astype("string") + " already delivered in row "
+            + pd.Series(first.reindex(key).to_numpy(), index=d.index).astype("string")).to_numpy()
+        acc = acc[~dup]
+    acc = conform(acc.drop(columns="_vidx"), "sensor_readings")
+
+    bad = rule.notna()
+    if bad.any():
+        b = values[bad]
+        br = b["rec"].to_numpy()
+        qrows.append(pd.DataFrame({
+            "plant": plant.plant_id, "partition_date": raw["partition_date"].to_numpy()[br],
+            "stream": "readings", "stage": "standardize",
+            "source_file": files.to_numpy()[br], "source_row": raw["_source_row"].to_numpy()[br],
+            "source_column": b["source_column"].to_numpy(), "scope": "value",
+            "rule": rule[bad].to_numpy(), "severity": "reject",
+            "message": _messages(pd.Series(files.to_numpy()[br]), pd.Series(raw["_source_row"].to_numpy()[br]),
+                                 pd.Series(rule[bad].to_numpy()), pd.Series(detail[bad].to_numpy())).to_numpy(),
+            "value": b["text"].to_numpy(), "n_items": 1}))
+    q = quarantine_frame(pd.concat(qrows, ignore_index=True)) if qrows else empty_frame("quarantine")
+    return acc, q
+
+
+def _long_values(raw: pd.DataFrame, ctx: StandardizeContext) -> pd.DataFrame:
+    spec = ctx.plant.streams.readings
+    lg = spec.long
+    by_signal = {m.field: (q, m.unit) for q, m in spec.quantities.items()}
+    sig = raw[lg.quantity_field].astype("string")
+    q = sig.map({k: v[0] for k, v in by_signal.items()})
+    expected = sig.map({k: v[1] for k, v in by_signal.items()})
+    label = raw[lg.unit_field].astype("string") if lg.unit_field else expected
+    return pd.DataFrame({
+        "rec": raw.index, "quantity": q.astype("string"), "text": raw[lg.value_field].astype("string"),
+        "source_column": sig, "unit_label": label,
+        "label_ok": (label == expected).fillna(False) | q.isna()})
+
+
+def _file_entry(raw: pd.DataFrame, idx: Any, rule: str, detail: str, *, n_items: int, scope: str,
+                severity: str = "reject", column: str | None = None, row: int | None = None,
+                stream: str = "readings") -> pd.DataFrame:
+    first = raw.loc[idx[0]] if len(idx) else None
+    f = str(first["_source_file"]) if first is not None else ""
+    r = row if row is not None else 1
+    return pd.DataFrame([{
+        "plant": first["plant"], "partition_date": first["partition_date"], "stream": stream,
+        "stage": "standardize", "source_file": f, "source_row": r, "source_column": column,
+        "scope": scope, "rule": rule, "severity": severity,
+        "message": f"{f} row {r}: [{rule}] {detail}", "value": None, "n_items": n_items}])
+
+
+# --------------------------------------------------------------------------- units + inspections
+
+_REQUIRED_UNIT_FIELDS = ("unit_id", "machine_id", "start")
+
+
+def standardize_units(units_raw: pd.DataFrame, units_receipts: pd.DataFrame,
+                      insp_raw: pd.DataFrame, insp_receipts: pd.DataFrame,
+                      ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw units + raw inspections -> (production_units with outcomes when known, quarantine)."""
+    units, q1 = _units(units_raw, units_receipts, ctx)
+    units, q2 = _attach_inspections(units, insp_raw, insp_receipts, ctx)
+    qs = [q for q in (q1, q2) if not q.empty]
+    return units, (pd.concat(qs, ignore_index=True) if qs else empty_frame("quarantine"))
+
+
+def _field_series(raw: pd.DataFrame, name: str | None) -> pd.Series:
+    if name is None or name not in raw:
+        return pd.Series(pd.NA, index=raw.index, dtype="string")
+    return raw[name].astype("string")
+
+
+def _header_problems(raw: pd.DataFrame, receipts: pd.DataFrame, mapped: dict[str, str],
+                     required: tuple[str, ...], ignore: list[str], stream: str) -> tuple[pd.Series, list[pd.DataFrame]]:
+    """Per file: required columns missing (records rejected) and unknown columns (warnings)."""
+    headers = _file_headers(receipts)
+    reject = pd.Series(False, index=raw.index)
+    entries = []
+    files = raw["_source_file"].astype("string")
+    for f, idx in raw.groupby(files, sort=False).groups.items():
+        header = headers.get(f, [])
+        missing = [mapped[k] for k in required if k in mapped and mapped[k] not in header]
+        if missing:
+            reject[idx] = True
+            entries.append(_file_entry(raw, idx, "missing_required_column",
+                                       f"required column(s) {missing} missing from the header; "
+                                       f"all {len(idx)} records held back", n_items=len(idx),
+                                       scope="file", stream=stream))
+        opt_missing = [v for k, v in mapped.items() if k not in required and v not in header]
+        for c in opt_missing:
+            entries.append(_file_entry(raw, idx[:1], "missing_optional_column",
+                                       f"optional column {c!r} missing; the field is left empty",
+                                       n_items=0, scope="file", severity="warn", column=c, stream=stream))
+        for h in header:
+            if h not in mapped.values() and h not in ignore:
+                entries.append(_file_entry(raw, idx[:1], "unknown_column",
+                                           f"column {h!r} is not in the plant config; kept in the raw layer "
+                                           "and ignored by the standard", n_items=0, scope="file",
+                                           severity="warn", column=h, stream=stream))
+    return reject, entries
+
+
+def _row_quarantine(raw: pd.DataFrame, mask: pd.Series, rule: pd.Series, detail: pd.Series,
+                    column: pd.Series | None, value: pd.Series | None, stream: str,
+                    plant: str) -> pd.DataFrame:
+    if not mask.any():
+        return empty_frame("quarantine")
+    r = raw[mask]
+    return quarantine_frame({
+        "plant": plant, "partition_date": r["partition_date"].to_numpy(), "stream": stream,
+        "stage": "standardize", "source_file": r["_source_file"].to_numpy(),
+        "source_row": r["_source_row"].to_numpy(),
+        "source_column": None if column is None else column[mask].to_numpy(),
+        "scope": "row", "rule": rule[mask].to_numpy(), "severity": "reject",
+        "message": _messages(r["_source_file"], r["_source_row"], rule[mask], detail[mask]).to_numpy(),
+        "value": None if value is None else value[mask].to_numpy(), "n_items": 1})
+
+
+def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    plant, spec = ctx.plant, ctx.plant.streams.units
+    if raw.empty:
+        return empty_frame("production_units"), empty_frame("quarantine")
+    raw = raw.reset_index(drop=True)
+    f = dict(spec.fields)
+    seq = spec.timestamp.kind == "sequence"
+    mapped = {k: v for k, v in f.items()}
+    if seq:
+        mapped["start"] = spec.timestamp.field
+    required = tuple(k for k in _REQUIRED_UNIT_FIELDS if k not in spec.constants)
+    reject_file, entries = _header_problems(raw, receipts, mapped, required,
+                                            spec.ignore_fields, "units")
+    def val(k: str) -> pd.Series:
+        if k in spec.constants:
+            return pd.Series(spec.constants[k], index=raw.index, dtype="string")
+        return _field_series(raw, mapped.get(k))
+
+    unit_id = val("unit_id")
+    machine = val("machine_id")
+    start_txt = val("start")
+    start, ne1 = parse_times(start_txt, spec.timestamp, plant.tz, group=machine)
+    if seq:
+        end = start + pd.Timedelta(seconds=spec.timestamp.step_seconds)
+        ne2 = pd.Series(False, index=raw.index)
+        end_txt = start_txt
+    else:
+        end_txt = val("end")
+        end, ne2 = parse_times(end_txt, spec.timestamp, plant.tz, group=machine)
+    part = pd.to_datetime(raw["partition_date"])
+    rule = pd.Series(pd.NA, index=raw.index, dtype="string")
+    detail = pd.Series(pd.NA, index=raw.index, dtype="string")
+    column = pd.Series(pd.NA, index=raw.index, dtype="string")
+    value = pd.Series(pd.NA, index=raw.index, dtype="string")
+
+    def _set(mask: pd.Series, r: str, d: pd.Series | str, col: str | None = None,
+             v: pd.Series | None = None) -> None:
+        m = mask.fillna(False) & rule.isna()
+        rule[m] = r
+        detail[m] = d[m] if isinstance(d, pd.Series) else d
+        if col is not None:
+            column[m] = col
+        if v is not None:
+            value[m] = v[m]
+
+    rule[reject_file] = "missing_required_column"  # already reported once per file
+    _set(unit_id.isna() | (unit_id.str.strip() == ""), "missing_value", "unit id is empty",
+         mapped.get("unit_id"))
+    _set(machine.isna() | (machine.str.strip() == ""), "missing_machine", "machine is empty",
+         mapped.get("machine_id"))
+    _set(ne1 | ne2, "nonexistent_local_time", f"local time does not exist in {plant.timezone} (DST gap)",
+         mapped.get("start"), start_txt)
+    _set(start.isna(), "invalid_timestamp", "start time '" + start_txt.fillna("") + "' is not a valid time",
+         mapped.get("start"), start_txt)
+    _set(end.isna(), "invalid_timestamp", "end time '" + end_txt.fillna("") + "' is not a valid time",
+         mapped.get("end"), end_txt)
+    _set(end < start, "invalid_window", "end time is before start time", mapped.get("end"), end_txt)
+    _set(start > ctx.future_limit.tz_localize(None), "timestamp_in_future",
+         "start " + start.astype("string") + " UTC is after now", mapped.get("start"), start_txt)
+    _set(_outside_partition(start, part, plant.tz, ctx.quality.partition_grace_minutes),
+         "timestamp_outside_partition",
+         "start " + start.astype("string") + " UTC is not on the file's local day " + part.dt.strftime("%Y-%m-%d"),
+         mapped.get("start"), start_txt)
+    ok = rule.isna()
+    dup = unit_id.where(ok).duplicated(keep="first") & ok & unit_id.notna()
+    _set(dup, "duplicate", "unit id '" + unit_id.fillna("") + "' delivered twice; the first is kept",
+         mapped.get("unit_id"), unit_id)
+    ok = rule.isna() & ~reject_file
+    key = ctx.pseudonym_key
+    op = pseudonymise(val("operator"), key) if "operator" in mapped else pd.Series(pd.NA, index=raw.index, dtype="string")
+    time_basis = ("clock" if not seq else
+                  f"synthetic: {spec.timestamp.field} x {spec.timestamp.step_seconds:g} s from {spec.timestamp.start}")
+    units = pd.DataFrame({
+        "plant": plant.plant_id, "partition_date": raw["partition_date"], "unit_id": unit_id,
+        "machine_id": machine, "line": val("line"), "product": val("product"),
+        "material_lot": val("material_lot"), "supplier": val("supplier"),
+        "operator_pseudonym": op, "pseudonym_key_id": key_id(key) if "operator" in mapped else None,
+        "start_utc": start, "end_utc": end, "time_basis": time_basis,
+        "inspected_at_utc": pd.NaT, "rework": pd.NA, "scrap": pd.NA, "defect": pd.NA,
+        "source_file": raw["_source_file"], "source_row": raw["_source_row"]})[ok]
+    personal = {mapped.get("operator")}
+    value = value.where(~column.isin([c for c in personal if c]), None)
+    q = _row_quarantine(raw, rule.notna() & ~reject_file, rule, detail, column, value, "units",
+                        plant.plant_id)
+    qs = [q, *entries]
+    return conform(units, "production_units"), pd.concat([x for x in qs if not x.empty] or [q],
+                                                          ignore_index=True)
+
+
+def _attach_inspections(units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.DataFrame,
+                        ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    plant, spec = ctx.plant, ctx.plant.streams.inspections
+    if raw.empty:
+        return units, empty_frame("quarantine")
+    raw = raw.reset_index(drop=True)
+    mapped: dict[str, str] = dict(spec.fields)
+    seq = spec.timestamp.kind == "sequence"
+    if seq:
+        mapped["inspected_at"] = spec.timestamp.field
+    out = spec.outcome
+    if out.flags:
+        for k, v in out.flags.items():
+            mapped[f"flag_{k}"] = v
+    else:
+        mapped["outcome"] = out.field
+    required = tuple(mapped)
+    reject_file, entries = _header_problems(raw, receipts, mapped, required, spec.ignore_fields,
+                                            "inspections")
+    unit_id = _field_series(raw, mapped["unit_id"])
+    at_txt = _field_series(raw, mapped["inspected_at"])
+    at, ne = parse_times(at_txt, spec.timestamp, plant.tz)
+    rule = pd.Series(pd.NA, index=raw.index, dtype="string")
+    detail = pd.Series(pd.NA, index=raw.index, dtype="string")
+    column = pd.Series(pd.NA, index=raw.index, dtype="string")
+    value = pd.Series(pd.NA, index=raw.index, dtype="string")
+
+    def _set(mask: pd.Series, r: str, d: pd.Series | str, col: str | None = None,
+             v: pd.Series | None = None) -> None:
+        m = mask.fillna(False) & rule.isna()
+        rule[m] = r
+        detail[m] = d[m] if isinstance(d, pd.Series) else d
+        if col is not None:
+            column[m] = col
+        if v is not None:
+            value[m] = v[m]
+
+    rule[reject_file] = "missing_required_column"
+    rework = pd.Series(False, index=raw.index)
+    scrap = pd.Series(False, index=raw.index)
+    if out.flags:
+        for k, src in out.flags.items():
+            t = _field_series(raw, src).str.strip()
+            flag = t.map({"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True})
+            _set(flag.isna(), "invalid_flag", f"flag {src!r} must be 0 or 1, found '" + t.fillna("empty") + "'",
+                 src, t)
+            (rework if k == "rework" else scrap).loc[:] = flag.fillna(False).astype(bool)
+    else:
+        t = _field_series(raw, out.field).str.strip()
+        o = t.map(out.values)
+        _set(o.isna(), "unknown_outcome",
+             f"outcome {out.field!r} value '" + t.fillna("empty") + f"' is not one of {sorted(out.values)}",
+             out.field, t)
+        rework[:] = (o == "rework").fillna(False)
+        scrap[:] = (o == "scrap").fillna(False)
+    _set(unit_id.isna() | (unit_id.str.strip() == ""), "missing_value", "unit id is empty", mapped["unit_id"])
+    _set(ne, "nonexistent_local_time", "inspection time does not exist (DST gap)", mapped["inspected_at"], at_txt)
+    _set(at.isna(), "invalid_timestamp", "inspection time '" + at_txt.fillna("") + "' is not a valid time",
+         mapped["inspected_at"], at_txt)
+    _set(at > ctx.future_limit.tz_localize(None), "timestamp_in_future",
+         "inspection time " + at.astype("string") + " UTC is after now", mapped["inspected_at"], at_txt)
+    raw_pd = pd.to_datetime(raw["partition_date"]).dt.date
+    keys = _keyset(units)
+    known = pd.Series([k in keys for k in zip(raw_pd, unit_id, strict=True)], index=raw.index)
+    _set(~known, "unknown_unit", "unit '" + unit_id.fillna("") + "' is not among the units of this day",
+         mapped["unit_id"], unit_id)
+    ok = rule.isna()
+    # Several outcomes for one unit: the latest inspection wins, earlier ones are quarantined.
+    order = pd.DataFrame({"u": unit_id, "at": at, "i": raw.index})[ok].sort_values(["u", "at", "i"])
+    superseded = order.duplicated("u", keep="last")
+    sup_idx = order.index[superseded]
+    m = pd.Series(False, index=raw.index)
+    m[sup_idx] = True
+    _set(m, "duplicate", "unit '" + unit_id.fillna("") + "' has a later inspection; this one is superseded",
+         mapped["unit_id"], unit_id)
+    ok = rule.isna() & ~reject_file
+    res = pd.DataFrame({"unit_id": unit_id[ok], "inspected_at_utc": at[ok], "rework": rework[ok],
+                        "scrap": scrap[ok], "partition_date": raw_pd[ok]})
+    u = units.copy()
+    u["_pd"] = pd.to_datetime(u["partition_date"]).dt.date
+    merged = u.drop(columns=["inspected_at_utc", "rework", "scrap", "defect"]).merge(
+        res.rename(columns={"partition_date": "_pd"}), on=["_pd", "unit_id"], how="left")
+    merged["defect"] = merged["rework"].astype("boolean") | merged["scrap"].astype("boolean")
+    merged.loc[merged["inspected_at_utc"].isna(), "defect"] = pd.NA
+    q = _row_quarantine(raw, rule.notna() & ~reject_file, rule, detail, column, value, "inspections",
+                        plant.plant_id)
+    qs = [x for x in (q, *entries) if not x.empty]
+    return (conform(merged.drop(columns="_pd"), "production_units"),
+            pd.concat(qs, ignore_index=True) if qs else empty_frame("quarantine"))
+
+
+def _keyset(units: pd.DataFrame) -> set[tuple[dt.date, str]]:
+    return set(zip(pd.to_datetime(units["partition_date"]).dt.date, units["unit_id"], strict=True))

@@ -1,0 +1,28 @@
+"""Jobs: landing per plant (raw) and the standard + KPI layers (plant x day)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+STANDARD_JOB = "standardize_job"
+
+
+def land_job_name(plant_id: str) -> str:
+    return f"land_{plant_id}"
+
+
+def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
+    """One landing job per plant (its raw asset has its own partitions) and one standardisation job."""
+    jobs = [
+        dg.define_asset_job(land_job_name(p), selection=dg.AssetSelection.assets(f"raw_{p}"),
+                            description=f"Copy plant {p}'s landing files of the selected days into the raw layer.",
+                            tags={"layer": "raw", "plant": p})
+        for p in plant_ids
+    ]
+    jobs.append(dg.define_asset_job(
+        STANDARD_JOB,
+        selection=dg.AssetSelection.groups("standard", "kpi"),
+        description="Standardise the selected plant-days (quality gates, quarantine) and compute the KPIs.",
+        tags={"layer": "standard"},
+    ))
+    return jobs

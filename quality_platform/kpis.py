@@ -1,0 +1,158 @@
+"""Unified KPIs (F3): one registry, one formula evaluator, each plant's legacy figure reconciled.
+
+All KPIs are ratios of daily counts of ``production_units`` (see data/kpis.yaml). A plant's legacy
+KPI is a formula over the same counts with its own scale, so the difference to the unified figure
+can be explained term by term (numerator, denominator, scale) rather than just shown.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quality_platform.config import COUNT_NAMES, KpiRegistry, PlantConfig, parse_formula
+
+ALL_LINES = "*"
+COUNT_COLUMNS = list(COUNT_NAMES)
+
+
+def daily_counts(units: pd.DataFrame) -> pd.DataFrame:
+    """Counts per plant, partition_date and line; line '*' is the whole plant."""
+    cols = ["plant", "partition_date", "line", *COUNT_COLUMNS]
+    if units.empty:
+        return pd.DataFrame(columns=cols)
+    u = units.copy()
+    u["line"] = u["line"].astype("string").fillna("(none)")
+    inspected = u["defect"].notna()
+    scrap = u["scrap"].fillna(False).astype(bool) & inspected
+    rework = u["rework"].fillna(False).astype(bool) & ~scrap & inspected
+    defective = u["defect"].fillna(False).astype(bool) & inspected
+    flags = pd.DataFrame({
+        "plant": u["plant"].astype("string"), "partition_date": u["partition_date"], "line": u["line"],
+        "produced": 1, "inspected": inspected.astype(int), "rework": rework.astype(int),
+        "scrap": scrap.astype(int), "defective": defective.astype(int),
+        "good": (inspected & ~defective).astype(int)})
+    by_line = flags.groupby(["plant", "partition_date", "line"], as_index=False)[COUNT_COLUMNS].sum()
+    whole = flags.groupby(["plant", "partition_date"], as_index=False)[COUNT_COLUMNS].sum()
+    whole["line"] = ALL_LINES
+    return pd.concat([whole, by_line], ignore_index=True)[cols]
+
+
+def _eval(node: ast.AST, counts: pd.DataFrame) -> Any:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body, counts)
+    if isinstance(node, ast.Name):
+        return counts[node.id].astype("float64")
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp):
+        return -_eval(node.operand, counts)
+    if isinstance(node, ast.BinOp):
+        a, b = _eval(node.left, counts), _eval(node.right, counts)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = b.where(b != 0) if isinstance(b, pd.Series) else (b if b != 0 else np.nan)
+            return a / b
+    raise ValueError(f"unsupported formula element {ast.dump(node)}")
+
+
+def evaluate(formula: str, counts: pd.DataFrame) -> pd.Series:
+    """Evaluate a KPI formula over count columns; a zero denominator gives NULL (NaN)."""
+    out = _eval(parse_formula(formula), counts)
+    return out if isinstance(out, pd.Series) else pd.Series(out, index=counts.index)
+
+
+def kpi_daily(units: pd.DataFrame, registry: KpiRegistry) -> pd.DataFrame:
+    """Unified KPIs per plant/line/day, long format (one row per KPI)."""
+    counts = daily_counts(units)
+    frames = []
+    for k in registry.kpis:
+        f = counts[["plant", "partition_date", "line", *COUNT_COLUMNS]].copy()
+        f["kpi_id"], f["kpi_version"], f["registry_version"] = k.id, k.version, registry.registry_version
+        f["value"] = evaluate(k.formula, counts).to_numpy()
+        f["unit"], f["formula"] = k.unit, k.formula
+        frames.append(f)
+    cols = ["plant", "partition_date", "line", "kpi_id", "kpi_version", "registry_version", "value",
+            "unit", "formula", *COUNT_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def plant_reported_kpis(units: pd.DataFrame, plant: PlantConfig) -> pd.DataFrame:
+    """The plant's own legacy KPI figures, recomputed from the standard data, per day."""
+    counts = daily_counts(units)
+    counts = counts[counts["line"] == ALL_LINES]
+    frames = []
+    for lk in plant.legacy_kpis:
+        f = counts[["plant", "partition_date"]].copy()
+        f["legacy_name"], f["maps_to"] = lk.name, lk.maps_to
+        f["value"] = (evaluate(lk.formula, counts) * lk.scale).to_numpy()
+        f["unit"], f["scale"], f["formula"], f["note"] = lk.unit, lk.scale, lk.formula, lk.note
+        frames.append(f)
+    cols = ["plant", "partition_date", "legacy_name", "maps_to", "value", "unit", "scale", "formula", "note"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def _ratio_parts(formula: str) -> tuple[str, str]:
+    body = parse_formula(formula).body
+    if isinstance(body, ast.BinOp) and isinstance(body.op, ast.Div):
+        return ast.unparse(body.left), ast.unparse(body.right)
+    return ast.unparse(body), "1"
+
+
+def explain_difference(legacy_formula: str, scale: float, legacy_unit: str, unified_formula: str,
+                       counts: dict[str, float] | None = None) -> str:
+    """Why a legacy figure differs from the unified KPI, term by term."""
+    ln, ld = _ratio_parts(legacy_formula)
+    un, ud = _ratio_parts(unified_formula)
+    parts = []
+    if ln != un:
+        parts.append(f"numerator differs: legacy '{ln}' vs unified '{un}'")
+    if ld != ud:
+        extra = ""
+        if counts is not None:
+            try:
+                lv = evaluate(ld, pd.DataFrame([counts])).iloc[0]
+                uv = evaluate(ud, pd.DataFrame([counts])).iloc[0]
+                extra = f" ({lv:g} vs {uv:g} on this day)"
+            except (KeyError, ValueError):
+                extra = ""
+        parts.append(f"denominator differs: legacy '{ld}' vs unified '{ud}'{extra}")
+    if scale != 1:
+        parts.append(f"scale: legacy reports in {legacy_unit} (x{scale:g}), unified as a ratio")
+    return "; ".join(parts) if parts else "same definition"
+
+
+def reconcile(kpis: pd.DataFrame, reported: pd.DataFrame, plant: PlantConfig,
+              registry: KpiRegistry) -> pd.DataFrame:
+    """Legacy figure next to the unified KPI, with the difference and its explanation."""
+    cols = ["plant", "partition_date", "legacy_name", "kpi_id", "legacy_value", "legacy_unit",
+            "unified_value", "unified_in_legacy_unit", "difference_in_legacy_unit", "explanation"]
+    if reported.empty or kpis.empty:
+        return pd.DataFrame(columns=cols)
+    whole = kpis[kpis["line"] == ALL_LINES]
+    rows = []
+    for r in reported.itertuples(index=False):
+        u = whole[(whole["plant"] == r.plant) & (whole["partition_date"] == r.partition_date)
+                  & (whole["kpi_id"] == r.maps_to)]
+        if u.empty:
+            continue
+        u0 = u.iloc[0]
+        counts = {c: float(u0[c]) for c in COUNT_COLUMNS}
+        unified = float(u0["value"]) if pd.notna(u0["value"]) else np.nan
+        lk = next(k for k in plant.legacy_kpis if k.name == r.legacy_name)
+        in_legacy = unified * lk.scale
+        diff = r.value - in_legacy if pd.notna(r.value) and pd.notna(in_legacy) else np.nan
+        why = explain_difference(lk.formula, lk.scale, lk.unit, registry.get(lk.maps_to).formula, counts)
+        rows.append({"plant": r.plant, "partition_date": r.partition_date, "legacy_name": r.legacy_name,
+                     "kpi_id": r.maps_to, "legacy_value": r.value, "legacy_unit": lk.unit,
+                     "unified_value": unified, "unified_in_legacy_unit": in_legacy,
+                     "difference_in_legacy_unit": diff, "explanation": f"{why}. {lk.note}"})
+    return pd.DataFrame(rows, columns=cols)

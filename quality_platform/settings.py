@@ -1,0 +1,57 @@
+"""Where the platform keeps its files, resolved once from the environment.
+
+Everything generated (landing files, the DuckDB warehouse, Dagster and MLflow storage) lives
+below ``QP_DATA_DIR`` (default: the repository's ``data/`` folder); committed configuration lives
+in ``QP_CONFIG_DIR`` (default: the same folder).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Resolved file locations of one platform installation."""
+
+    data_dir: Path
+    config_dir: Path
+
+    @property
+    def plants_dir(self) -> Path:
+        return self.config_dir / "plants"
+
+    @property
+    def quantities_file(self) -> Path:
+        return self.config_dir / "standard" / "quantities.yaml"
+
+    @property
+    def kpi_file(self) -> Path:
+        return self.config_dir / "kpis.yaml"
+
+    @property
+    def platform_file(self) -> Path:
+        return self.config_dir / "platform.yaml"
+
+    @property
+    def landing_dir(self) -> Path:
+        return Path(os.environ.get("QP_LANDING_DIR", self.data_dir / "landing"))
+
+    @property
+    def warehouse_path(self) -> Path:
+        return Path(os.environ.get("QP_WAREHOUSE", self.data_dir / "warehouse" / "quality.duckdb"))
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME", self.data_dir / "dagster_home"))
+
+
+def get_paths() -> Paths:
+    """Paths from ``QP_DATA_DIR`` / ``QP_CONFIG_DIR`` (both default to ``<repo>/data``)."""
+    data_dir = Path(os.environ.get("QP_DATA_DIR", REPO_ROOT / "data")).resolve()
+    config_dir = Path(os.environ.get("QP_CONFIG_DIR", data_dir)).resolve()
+    return Paths(data_dir=data_dir, config_dir=config_dir)

@@ -1,0 +1,168 @@
+"""The one canonical schema of the standard tables (F2).
+
+Each table is declared once as a list of :class:`Col`; from that single declaration come the
+pandera schema that gates data before it is written, the DuckDB DDL, the pandas dtypes used in
+memory and the column schema shown in the Dagster catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from quality_platform.config import QuantityRegistry
+
+# logical type -> (DuckDB type, pandas dtype in memory, pandera dtype or None)
+_TYPES: dict[str, tuple[str, str, Any]] = {
+    "label": ("VARCHAR", "category", None),  # low-cardinality text
+    "text": ("VARCHAR", "string", None),
+    "float": ("DOUBLE", "float64", "float64"),
+    "int": ("BIGINT", "int64", "int64"),
+    "bool": ("BOOLEAN", "boolean", None),
+    "timestamp": ("TIMESTAMP", "datetime64[us]", None),
+    "date": ("DATE", "datetime64[s]", None),
+}
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of a standard table."""
+
+    name: str
+    type: str
+    description: str
+    nullable: bool = False
+    checks: tuple[pa.Check, ...] = field(default_factory=tuple)
+
+
+_PROVENANCE = (
+    Col("source_file", "label", "Landing file the value came from (path relative to the plant's landing folder)."),
+    Col("source_row", "int", "Row in that file: CSV physical line (header = 1), Parquet 1-based row, JSON line number.",
+        checks=(pa.Check.ge(0),)),
+)
+_KEY = (
+    Col("plant", "label", "Plant id (data/plants/<plant>.yaml)."),
+    Col("partition_date", "date", "The plant's LOCAL production day this row belongs to (partition key)."),
+)
+
+TABLES: dict[str, tuple[Col, ...]] = {
+    "sensor_readings": (
+        *_KEY,
+        Col("machine_id", "label", "Machine as named by the plant."),
+        Col("ts_utc", "timestamp", "Measurement time in UTC."),
+        Col("quantity", "label", "Canonical quantity (data/standard/quantities.yaml)."),
+        Col("value", "float", "Measured value in the canonical unit of the quantity.",
+            checks=(pa.Check(np.isfinite, name="finite"),)),
+        Col("unit", "label", "Canonical unit (pint notation)."),
+        *_PROVENANCE,
+    ),
+    "production_units": (
+        *_KEY,
+        Col("unit_id", "text", "Produced unit or batch id, unique per plant."),
+        Col("machine_id", "label", "Machine that produced the unit."),
+        Col("line", "label", "Production line.", nullable=True),
+        Col("product", "label", "Product code / variant.", nullable=True),
+        Col("material_lot", "text", "Material lot used.", nullable=True),
+        Col("supplier", "label", "Material supplier.", nullable=True),
+        Col("operator_pseudonym", "text",
+            "Keyed HMAC pseudonym of the operator/badge id (never the raw id).", nullable=True,
+            checks=(pa.Check.str_startswith("op_"),)),
+        Col("pseudonym_key_id", "label", "Id of the pseudonymisation key used (not the key).", nullable=True),
+        Col("start_utc", "timestamp", "Start of the production window (UTC)."),
+        Col("end_utc", "timestamp", "End of the production window (UTC)."),
+        Col("time_basis", "label", "'clock' for real timestamps, 'synthetic: ...' for a derived time index."),
+        Col("inspected_at_utc", "timestamp", "When the inspection outcome was recorded; empty while pending.",
+            nullable=True),
+        Col("rework", "bool", "Inspection: sent to rework (empty while the outcome is pending).", nullable=True),
+        Col("scrap", "bool", "Inspection: scrapped (empty while the outcome is pending).", nullable=True),
+        Col("defect", "bool", "rework or scrap (empty while the outcome is pending).", nullable=True),
+        *_PROVENANCE,
+    ),
+    "quarantine": (
+        *_KEY,
+        Col("stream", "label", "Landing stream: readings, units or inspections.",
+            checks=(pa.Check.isin(["readings", "units", "inspections"]),)),
+        Col("stage", "label", "Where it was caught: parse (reading the file) or standardize (the rules).",
+            checks=(pa.Check.isin(["parse", "standardize"]),)),
+        *_PROVENANCE,
+        Col("source_column", "text", "Source column/field of the value, when one value is concerned.",
+            nullable=True),
+        Col("scope", "label", "value, row (a whole record) or file.",
+            checks=(pa.Check.isin(["value", "row", "file"]),)),
+        Col("rule", "label", "The rule that was broken (e.g. out_of_range, duplicate, encoding)."),
+        Col("severity", "label", "reject (held back) or warn (data flowed, the problem is recorded).",
+            checks=(pa.Check.isin(["reject", "warn"]),)),
+        Col("message", "text", "Human-readable explanation naming file, row and rule."),
+        Col("value", "text", "Offending source value (truncated; never personal data).", nullable=True),
+        Col("n_items", "int", "How many source items this entry holds back (values for readings, records otherwise).",
+            checks=(pa.Check.ge(0),)),
+    ),
+}
+
+
+def duckdb_ddl(table: str, schema: str = "standard") -> str:
+    """CREATE TABLE statement for a standard table."""
+    cols = ",\n  ".join(f'"{c.name}" {_TYPES[c.type][0]}{"" if c.nullable else " NOT NULL"}'
+                        for c in TABLES[table])
+    return f'CREATE TABLE IF NOT EXISTS {schema}."{table}" (\n  {cols}\n)'
+
+
+def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa.DataFrameSchema:
+    """The pandera schema that gates ``table`` (strict: no missing or extra columns).
+
+    For ``sensor_readings`` with a quantity registry, it also checks that every quantity is
+    canonical, in its canonical unit, and within its plausibility range.
+    """
+    columns = {
+        c.name: pa.Column(_TYPES[c.type][2], nullable=c.nullable, checks=list(c.checks))
+        for c in TABLES[table]
+    }
+    checks: list[pa.Check] = []
+    if table == "sensor_readings" and quantities is not None:
+        reg = quantities.quantities
+        columns["quantity"] = pa.Column(None, checks=[pa.Check.isin(sorted(reg))])
+
+        def _plausible(df: pd.DataFrame) -> pd.Series:
+            q = df["quantity"].astype("string")
+            lo = q.map({k: v.min for k, v in reg.items()}).astype("float64")
+            hi = q.map({k: v.max for k, v in reg.items()}).astype("float64")
+            unit_ok = df["unit"].astype("string") == q.map({k: v.unit for k, v in reg.items()})
+            return (df["value"] >= lo) & (df["value"] <= hi) & unit_ok.fillna(False)
+
+        checks.append(pa.Check(_plausible, name="plausible_range_and_canonical_unit"))
+    return pa.DataFrameSchema(columns, checks=checks, strict=True, ordered=False, name=table)
+
+
+def empty_frame(table: str) -> pd.DataFrame:
+    """An empty frame with the table's columns and in-memory dtypes."""
+    return pd.DataFrame({c.name: pd.Series(dtype=_TYPES[c.type][1]) for c in TABLES[table]})
+
+
+def conform(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Cast a frame to the table's in-memory dtypes and column order."""
+    out = {}
+    for c in TABLES[table]:
+        s = df[c.name]
+        target = _TYPES[c.type][1]
+        if target.startswith("datetime64"):
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+            s = s.astype(target)
+        elif str(s.dtype) != target:
+            s = s.astype(target)
+        out[c.name] = s
+    return pd.DataFrame(out)
+
+
+def table_schema(table: str) -> dg.TableSchema:
+    """Column schema for the Dagster catalog (``dagster/column_schema``)."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn(c.name, _TYPES[c.type][0].lower(), description=c.description,
+                       constraints=dg.TableColumnConstraints(nullable=c.nullable))
+        for c in TABLES[table]
+    ])

@@ -1,0 +1,113 @@
+"""The DuckDB warehouse: short-lived connections and idempotent partition writes.
+
+DuckDB allows one read-write process per file, so every asset that writes here runs in the
+Dagster pool ``duckdb_warehouse`` (limit 1, see dagster.yaml) and holds its connection only for
+the write itself. A partition write deletes the partition's rows and inserts the new ones in one
+transaction: re-materialising a partition replaces it, never duplicates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+@contextlib.contextmanager
+def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file for the duration of a ``with`` block."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table]).fetchall()[0][0])
+
+
+def _as_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
+    return df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+
+
+def replace_partitions(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    data: pd.DataFrame | pa.Table,
+    keys: Iterable[tuple[str, dt.date]],
+    ddl: str | None = None,
+) -> int:
+    """Replace the rows of the given (plant, partition_date) keys by ``data``; returns rows written.
+
+    With ``ddl`` the table is created from it; without, it is created from the data and new
+    columns of later data are added (raw tables keep every source column a file ever had).
+    """
+    arrow = _as_arrow(data)
+    keys = sorted(set(keys))
+    if ddl is None and arrow.num_rows == 0 and not table_exists(con, schema, table):
+        return 0  # nothing to replace, and an empty frame cannot define the column types
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    con.register("_incoming", arrow)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        if ddl is not None:
+            con.execute(ddl)
+        elif not table_exists(con, schema, table):
+            con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM _incoming LIMIT 0')
+        else:
+            existing = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema=? AND table_name=?",
+                [schema, table]).fetchall()}
+            for name in arrow.column_names:
+                if name not in existing:
+                    con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{name}" VARCHAR')
+        if keys:
+            con.register("_keys", pa.table({"plant": [k[0] for k in keys],
+                                             "partition_date": [k[1] for k in keys]}))
+            con.execute(
+                f'DELETE FROM "{schema}"."{table}" t USING _keys k '
+                "WHERE t.plant = k.plant AND t.partition_date = k.partition_date")
+            con.unregister("_keys")
+        con.execute(f'INSERT INTO "{schema}"."{table}" BY NAME SELECT * FROM _incoming')
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_incoming")
+    return arrow.num_rows
+
+
+def read_partitions(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    keys: Iterable[tuple[str, dt.date]],
+    columns: str = "*",
+) -> pa.Table | None:
+    """Rows of the given (plant, partition_date) keys as Arrow, or None if the table is missing."""
+    if not table_exists(con, schema, table):
+        return None
+    keys = sorted(set(keys))
+    con.register("_keys", pa.table({"plant": [k[0] for k in keys],
+                                     "partition_date": [k[1] for k in keys]}))
+    try:
+        return con.sql(
+            f'SELECT {columns} FROM "{schema}"."{table}" t SEMI JOIN _keys k '
+            "ON t.plant = k.plant AND t.partition_date = k.partition_date").to_arrow_table()
+    finally:
+        con.unregister("_keys")
