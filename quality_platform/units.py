@@ -51,4 +51,5 @@ def convert(values: np.ndarray, source_unit: str, canonical_unit: str) -> np.nda
     if source_unit == canonical_unit:
         return values
     a, b = affine(source_unit, canonical_unit)
-    return values * a + b
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 * 100 -> inf, caught as out_of_range
+        return values * a + b

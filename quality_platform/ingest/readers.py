@@ -132,6 +132,9 @@ def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str) -> FileRe
                     f"the plant config expects {delimiter!r}; all {len(data_lines)} data rows are held back",
                     scope="file", n_records=len(data_lines)))
                 return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), header, issues)
+    if not data_lines:
+        empty = {c: pa.array([], pa.string()) for c in _dedupe(header)}
+        return FileResult(pa.table({**empty, "_source_row": pa.array([], pa.int64())}), header, issues)
     rejected: dict[int, str] = {}
     last_line = nonblank[-1]
     ends_newline = data.endswith(b"\n")

@@ -270,8 +270,10 @@ def standardize_readings(raw: pd.DataFrame, receipts: pd.DataFrame,
           col_txt + "value '" + text + "' is not a number (decimal comma? the standard expects '.')")
     _vset(num.isna(), "not_a_number", col_txt + "value '" + text.fillna("") + "' is not a number")
     finite = np.isfinite(canon)
+    with np.errstate(over="ignore", invalid="ignore"):
+        shown = canon.round(4).astype("string").fillna("inf")
     _vset(~finite | (canon < lo) | (canon > hi), "out_of_range",
-          col_txt + "value " + text.fillna("") + " (" + canon.round(4).astype("string").fillna("inf") + " "
+          col_txt + "value " + text.fillna("") + " (" + shown + " "
           + unit.fillna("") + ") outside the plausible range [" + lo.astype("string") + ", "
           + hi.astype("string") + "] of " + values["quantity"].astype("string"))
 
