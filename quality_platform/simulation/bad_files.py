@@ -205,7 +205,8 @@ def unknown_column(ctx: Ctx) -> list[dict[str, Any]]:
     enc = ctx.plant.streams.readings.csv.encoding
     picks = ctx.rng.integers(0, len(COMMENTS), size=len(lines) - 1)
     out = [lines[0] + d + b"Kommentar"]
-    out += [line + d + COMMENTS[int(k)].encode(enc) for line, k in zip(lines[1:], picks, strict=True)]
+    out += [line + d + COMMENTS[int(k)].encode(enc)
+            for line, k in zip(lines[1:], picks, strict=True)]
     path.write_bytes(b"\n".join(out) + b"\n")
     return [ctx.entry(path, "csv_extra_column", "unknown_column", [], "column",
                       column="Kommentar")]

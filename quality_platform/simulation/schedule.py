@@ -3,7 +3,7 @@
 * Lines: the first half of the configured machines (rounded up) is line ``L1``, the rest ``L2``.
 * Material lots: each line consumes one lot at a time; a lot lasts 3-6 h (whole unit windows, so
   every unit has exactly one lot) and comes from one supplier. Its moisture is
-  ``supplier mean + N(0, 0.7)`` percent - the main driver of the defect mechanism.
+  ``supplier mean + N(0, 0.6)`` percent - the main driver of the defect mechanism.
 * Products: product campaigns of 8-16 h per machine, product drawn uniformly.
 * Operators: a pool of 20 badge ids per plant; shifts of 8 h from 06:00 local time, each shift a
   crew drawn from the pool, one operator per two machines. Operator ids are personal data; they
@@ -20,7 +20,7 @@ import numpy as np
 from quality_platform.simulation.grid import NS_PER_S, TimeGrid, rng_for
 from quality_platform.simulation.styles import PlantStyle
 
-LOT_MOISTURE_SD = 0.7
+LOT_MOISTURE_SD = 0.6
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,8 @@ def build_production(
     shift_ids, shift_rank = np.unique(shift, return_inverse=True)
     crew_size = min(len(pool), max(1, math.ceil(n_m / 2)))
     crews = np.stack([rng.permutation(len(pool))[:crew_size] for _ in range(shift_ids.size)])
-    operator = crews[shift_rank][:, np.arange(n_m) % crew_size].T.copy()
+    seat = np.minimum(np.arange(n_m) // 2, crew_size - 1)  # one operator per two machines
+    operator = crews[shift_rank][:, seat].T.copy()
 
     # Unit ids: <prefix>-<local date>-<machine>-<sequence within machine and day>.
     short = machine_short_names(machines)

@@ -12,7 +12,13 @@ import numpy as np
 from quality_platform.config import PlantConfig, QuantityRegistry, load_plants, load_quantities
 from quality_platform.simulation import mechanism as mech
 from quality_platform.simulation.bad_files import apply_bad_files
-from quality_platform.simulation.grid import NS_PER_S, TimeGrid, build_grid, rng_for
+from quality_platform.simulation.grid import (
+    NS_PER_S,
+    TimeGrid,
+    build_grid,
+    local_midnight_ns,
+    rng_for,
+)
 from quality_platform.simulation.scenarios import (
     INCIDENT_TYPES,
     SCENARIOS,
@@ -96,6 +102,25 @@ def _reported_values(
     return values
 
 
+def _inspection_times(seed: int, plant_id: str, machines: tuple[str, ...], grid: TimeGrid,
+                      latency: int) -> np.ndarray:
+    """When each unit is inspected (UTC ns, ``(M, U)``).
+
+    Between ``latency - 1`` days + 1 h and ``latency`` days - 1 h after the unit's end, never
+    after the end of the local arrival day (production day + latency).
+    """
+    lo = max(3600, (latency - 1) * 86_400 + 3600)
+    hi = max(lo + 1, latency * 86_400 - 3600)
+    delay_s = np.stack([
+        np.floor(rng_for(seed, plant_id, "inspection_delay", m).uniform(lo, hi, grid.n_units))
+        for m in machines
+    ]).astype(np.int64)
+    arrival_end = np.array([local_midnight_ns(d + dt.timedelta(days=latency + 1), grid.tz)
+                            for d in grid.dates], dtype=np.int64)[grid.unit_day]
+    return np.minimum(grid.unit_end_ns[None, :] + delay_s * NS_PER_S,
+                      arrival_end[None, :] - NS_PER_S)
+
+
 def simulate_plant(
     plant: PlantConfig,
     registry: QuantityRegistry,
@@ -128,12 +153,7 @@ def simulate_plant(
     outcome = mech.draw_outcomes(seed, pid, machines, features, product_offset,
                                  mech.BASE_COEFFICIENTS, drifted)
     latency = style.label_latency_days
-    max_delay = max(2 * 3600, latency * 86_400 - 3600)
-    delay_s = np.stack([
-        np.floor(rng_for(seed, pid, "inspection_delay", m).uniform(3600, max_delay, n_u))
-        for m in machines
-    ]).astype(np.int64)
-    inspected_ns = grid.unit_end_ns[None, :] + delay_s * NS_PER_S
+    inspected_ns = _inspection_times(seed, pid, machines, grid, latency)
 
     # What the sensors report and what is sent.
     values = _reported_values(plant, registry, true, plan, grid)
@@ -247,8 +267,11 @@ def _mechanism_truth(plan: ScenarioPlan, plants: dict[str, PlantConfig]) -> dict
         },
         "window": "true (canonical-unit) readings with start <= t < end; sensor faults and "
                   "missing readings do not change the outcome",
-        "outcomes": {"ok": "not defective", "rework": "defective, mild",
-                     "scrap": "defective, severe (P = sigmoid(logit + scrap_shift))"},
+        "outcomes": {
+            "ok": "not defective",
+            "rework": "defective, mild",
+            "scrap": "defective, severe (P = sigmoid(logit + scrap_shift) given defective)",
+        },
         "product_offsets": {pid: {p.code: p.logit_offset for p in style_for(pl).products}
                             for pid, pl in plants.items()},
         "changes": changes,
@@ -346,7 +369,7 @@ def simulate(
         "onset_date": plan.onset_date.isoformat() if plan.onset_date else None,
         "affected": affected,
         "expected_incidents": incidents,
-        "label_latency_days": {pid: v["plant"]["label_latency_days"] for pid, v in per_plant.items()},
+        "label_latency_days": {p: v["plant"]["label_latency_days"] for p, v in per_plant.items()},
         "cycle_minutes": {pid: v["plant"]["cycle_minutes"] for pid, v in per_plant.items()},
         "mechanism": _mechanism_truth(plan, sim),
         "counts": {pid: v["counts"] for pid, v in per_plant.items()},

@@ -5,17 +5,16 @@ how long a production unit takes, how many days inspection results lag behind pr
 ids, lots, products and suppliers look like - lives here, keyed by plant id, with a default derived
 from the readings format for plants onboarded later (so a new simulated plant needs no code):
 
-=========  ==============  ==================  =====================================
-plant      cycle (min)     label latency (d)   ids (unit / badge / lot)
-=========  ==============  ==================  =====================================
-plant_a    15 (unit)       2                   ``A-20260316-M03-0042`` / ``W-10234`` / ``CH-00017``
-plant_b    20 (unit)       3                   ``B-20260316-M03-0042`` / ``BDG-4711`` / ``LOT-00017``
-plant_c    30 (batch)      1                   ``C-20260316-M03-0042`` / ``OP7731`` / ``CL-00017``
-other      by format:      2                   ``<X>-...`` / ``OP1234`` / ``<X>L-00017``
-           csv 15,
-           parquet 20,
-           jsonl 30
-=========  ==============  ==================  =====================================
+=======  ===========  ============  ===========================================
+plant    cycle (min)  latency (d)   ids: unit / operator badge / material lot
+=======  ===========  ============  ===========================================
+plant_a  15 (unit)    2             ``A-20260316-M03-0042`` / ``W-10234`` / ``CH-00017``
+plant_b  20 (unit)    3             ``B-20260316-M03-0042`` / ``BDG-4711`` / ``LOT-00017``
+plant_c  30 (batch)   1             ``C-20260316-M03-0042`` / ``OP7731`` / ``CL-00017``
+other    csv 15,      2             ``<X>-20260316-M03-0042`` / ``OP1234`` / ``<X>L-00017``
+         parquet 20,
+         jsonl 30
+=======  ===========  ============  ===========================================
 """
 
 from __future__ import annotations

@@ -290,7 +290,9 @@ def _reading_tokens(frame: PlantFrame, steps: slice) -> np.ndarray:
 # --------------------------------------------------------------------------- units
 
 
-def unit_columns(frame: PlantFrame, units: slice) -> tuple[dict[str, Column], np.ndarray, np.ndarray]:
+def unit_columns(
+    frame: PlantFrame, units: slice
+) -> tuple[dict[str, Column], np.ndarray, np.ndarray]:
     """Canonical unit columns for ``units`` (time-major, machines in config order).
 
     Returns ``(columns by canonical name, machine index per row, unit index per row)``; extra
@@ -383,8 +385,9 @@ def write_inspections(path: Path, frame: PlantFrame, units: slice) -> int:
     canonical, m_idx, u_idx = unit_columns(frame, units)
     outcome = frame.outcome[m_idx, u_idx]
     cols: dict[str, Column] = {}
+    inspected = Ts(frame.inspected_ns[m_idx, u_idx])
     for name, src in ins.fields.items():
-        cols[src] = canonical["unit_id"] if name == "unit_id" else Ts(frame.inspected_ns[m_idx, u_idx])
+        cols[src] = canonical["unit_id"] if name == "unit_id" else inspected
     if ins.outcome.flags is not None:
         for kind, src in ins.outcome.flags.items():
             code = 1 if kind == "rework" else 2

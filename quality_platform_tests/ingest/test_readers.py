@@ -37,7 +37,7 @@ def test_truncated_last_line(tmp_path: Path) -> None:
 
 
 def test_wrong_delimiter_holds_back_every_row(tmp_path: Path) -> None:
-    p = _w(tmp_path, "a.csv", "Zeitstempel;Maschine;T\n1;2;3\n4;5;6\n".encode())
+    p = _w(tmp_path, "a.csv", b"Zeitstempel;Maschine;T\n1;2;3\n4;5;6\n")
     r = read_csv_file(p, "a.csv", ",", "utf-8")
     (i,) = r.issues
     assert i["rule"] == "wrong_delimiter" and i["n_records"] == 2 and i["scope"] == "file"

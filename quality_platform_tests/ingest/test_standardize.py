@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quality_platform.config import load_platform, load_plants, load_quantities
+from quality_platform.config import load_plants, load_platform, load_quantities
 from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.settings import Paths
 from quality_platform_tests.conftest import TEST_KEY

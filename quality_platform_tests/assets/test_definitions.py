@@ -1,0 +1,66 @@
+"""The asset graph is what the design says, every asset is catalogued, and a plant is a config file."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import yaml
+
+from quality_platform.definitions import build_definitions
+from quality_platform.settings import Paths
+
+STANDARD = {"sensor_readings", "production_units", "quarantine"}
+KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
+
+
+def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
+    g = defs.resolve_asset_graph()
+    return {k.to_user_string(): {p.to_user_string() for p in g.get(k).parent_keys}
+            for k in g.get_all_asset_keys()}
+
+
+def test_asset_graph(qp_env: Paths) -> None:
+    graph = _graph(build_definitions(qp_env))
+    raws = {f"raw_{p}" for p in ("ai4i2020", "plant_a", "plant_b", "plant_c")}
+    assert set(graph) == raws | STANDARD | KPI  # no misspelled dependency became an external asset
+    for t in STANDARD:
+        assert graph[t] == raws
+    assert graph["kpi_daily"] == {"production_units"}
+    assert graph["plant_reported_kpis"] == {"production_units"}
+    assert graph["kpi_reconciliation"] == {"kpi_daily", "plant_reported_kpis"}
+
+
+def test_every_asset_is_catalogued(qp_env: Paths) -> None:
+    g = build_definitions(qp_env).resolve_asset_graph()
+    for key in g.get_all_asset_keys():
+        node = g.get(key)
+        assert node.description and len(node.description) > 40, key
+        assert node.owners and node.group_name and node.code_version and node.kinds, key
+    for t in STANDARD:
+        schema = g.get(dg.AssetKey(t)).metadata["dagster/column_schema"]
+        assert all(c.description for c in schema.columns)
+
+
+def test_raw_partitions_map_only_to_their_plant(qp_env: Paths) -> None:
+    g = build_definitions(qp_env).resolve_asset_graph()
+    parents = g.get_parent_partition_keys_for_child(
+        "2026-03-16|plant_b", dg.AssetKey("raw_plant_a"), dg.AssetKey("sensor_readings"))
+    assert list(parents.partitions_subset.get_partition_keys()) == []
+    parents = g.get_parent_partition_keys_for_child(
+        "2026-03-16|plant_a", dg.AssetKey("raw_plant_a"), dg.AssetKey("sensor_readings"))
+    assert list(parents.partitions_subset.get_partition_keys()) == ["2026-03-16|plant_a"]
+
+
+def test_adding_a_plant_is_one_config_file(qp_env: Paths) -> None:
+    doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
+    doc.update(plant_id="plant_d", name="Plant D", timezone="Asia/Tokyo",
+               machines=[f"D-M{i:02d}" for i in range(1, 4)])
+    (qp_env.plants_dir / "plant_d.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    defs = build_definitions(qp_env)
+    graph = _graph(defs)
+    assert "raw_plant_d" in graph and "raw_plant_d" in graph["sensor_readings"]
+    assert defs.resolve_job_def("land_plant_d") is not None
+    pd_ = defs.resolve_asset_graph().get(dg.AssetKey("kpi_daily")).partitions_def
+    assert "2026-03-16|plant_d" in pd_.get_partition_keys()
+    shutil.os.remove(qp_env.plants_dir / "plant_d.yaml")

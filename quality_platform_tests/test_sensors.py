@@ -1,0 +1,74 @@
+"""Late files are picked up: the landing sensor re-lands exactly the changed days, and the
+standardisation sensor follows new raw partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from quality_platform.definitions import build_definitions
+from quality_platform.resources import PlatformResource
+from quality_platform.runner import run_range
+from quality_platform.sensors import RANGE_END, RANGE_START, contiguous_ranges
+from quality_platform.settings import Paths
+
+HEADER = "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
+
+
+def _file(paths: Paths, day: str, name: str = "sensoren.csv", body: str = "") -> Path:
+    d = paths.data_dir / "landing" / "plant_a" / day
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    p.write_text(HEADER + body, encoding="utf-8")
+    return p
+
+
+def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, defs: dg.Definitions,
+          cursor: str | None):
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                  resources={"platform": PlatformResource()})
+    return sensor(ctx)
+
+
+def test_contiguous_ranges() -> None:
+    d = dt.date(2026, 3, 1)
+    days = [d, d + dt.timedelta(1), d + dt.timedelta(2), d + dt.timedelta(5)]
+    assert contiguous_ranges(days) == [(days[0], days[2]), (days[3], days[3])]
+
+
+def test_landing_sensor_picks_up_late_files(qp_env: Paths) -> None:
+    defs = build_definitions(qp_env)
+    sensor = defs.resolve_sensor_def("landing_plant_a")
+    _file(qp_env, "2026-03-16")
+    with dg.instance_for_test() as instance:
+        first = _tick(sensor, instance, defs, None)
+        assert not first.run_requests  # baseline
+        again = _tick(sensor, instance, defs, first.cursor)
+        assert not again.run_requests
+        late = _file(qp_env, "2026-03-10", "pruefung_2026-03-20.csv")
+        _file(qp_env, "2026-03-11")
+        changed = _file(qp_env, "2026-03-16")
+        os.utime(changed, ns=(1, 1))
+        res = _tick(sensor, instance, defs, again.cursor)
+        tags = sorted((r.tags[RANGE_START], r.tags[RANGE_END]) for r in res.run_requests)
+        assert tags == [("2026-03-10|plant_a", "2026-03-11|plant_a"), ("2026-03-16|plant_a", "2026-03-16|plant_a")]
+        assert late.name in json.loads(res.cursor).__str__()
+        assert not _tick(sensor, instance, defs, res.cursor).run_requests
+
+
+def test_standardize_sensor_follows_raw(qp_env: Paths) -> None:
+    defs = build_definitions(qp_env)
+    sensor = defs.resolve_sensor_def("standardize_on_raw")
+    with dg.instance_for_test() as instance:
+        base = _tick(sensor, instance, defs, None)
+        assert not base.run_requests
+        _file(qp_env, "2026-03-16", body="2026-03-16 10:00:00,A-M01,200,2.5,12,3\n")
+        assert run_range(defs, instance, "land_plant_a", "plant_a", dt.date(2026, 3, 16), dt.date(2026, 3, 16)).success
+        res = _tick(sensor, instance, defs, base.cursor)
+        (req,) = res.run_requests
+        assert req.tags[RANGE_START] == req.tags[RANGE_END] == "2026-03-16|plant_a"
+        assert not _tick(sensor, instance, defs, res.cursor).run_requests
