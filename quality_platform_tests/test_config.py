@@ -52,7 +52,7 @@ def test_bad_plant_config_names_file_and_field(qp_env: Paths, mutate, field: str
 def test_plant_id_must_match_file_name(qp_env: Paths) -> None:
     f = qp_env.plants_dir / "plant_b.yaml"
     _edit(f, lambda d: d.update(plant_id="plant_x"))
-    with pytest.raises(ConfigError, match="plant_b.yaml.*plant_id"):
+    with pytest.raises(ConfigError, match=r"plant_b\.yaml.*plant_id"):
         load_plants(qp_env)
 
 

@@ -32,5 +32,5 @@ def test_vectorised_conversion_matches_pint(pair: tuple[str, str], x: float) -> 
     src, dst = pair
     expected = ureg().Quantity(x, src).to(dst).magnitude
     assert convert(np.array([x]), src, dst)[0] == pytest.approx(expected, rel=1e-9, abs=1e-6)
-    a, b = affine(src, dst)
+    a, _b = affine(src, dst)
     assert a != 0
