@@ -53,7 +53,7 @@ def build_raw_asset(plant: PlantConfig, start: dt.date) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={
             "dagster/row_count": sum(res.records.values()),
             "records_by_stream": dg.MetadataValue.json(res.records),
-            "files": res.files,
+            "file_days": res.files,
             "parse_issues": res.parse_issues,
             "records_per_day": per_day_table(per_day, "records"),
             "preview_readings": preview(res.preview, drop=tuple(plant.personal_data)),

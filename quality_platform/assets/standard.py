@@ -82,32 +82,34 @@ def build_standard_assets(plants: dict[str, PlantConfig], start: dt.date) -> dg.
         cfg = platform.plants()
         registry, quality = platform.quantities(), platform.platform().quality
         key = platform.pseudonym_key()
-        frames: dict[str, list[pd.DataFrame]] = {t: [] for t in STANDARD_TABLES}
+        results = {}
         for plant_id, dates in by_plant(keys_of(context)).items():
-            res = standardize(cfg[plant_id], dates, warehouse_path(warehouse), registry, quality, key)
-            frames["sensor_readings"].append(res.readings)
-            frames["production_units"].append(res.units)
-            frames["quarantine"].append(res.quarantine)
-            context.log.info(f"{plant_id}: {len(res.readings)} readings, {len(res.units)} units, "
-                             f"{len(res.quarantine)} quarantine entries")
+            res = standardize(cfg[plant_id], dates, warehouse_path(warehouse), registry, quality, key,
+                              collect=False)
+            results[plant_id] = res
+            context.log.info(f"{plant_id}: {res.total('sensor_readings')} readings, "
+                             f"{res.total('production_units')} units, {res.total('quarantine')} quarantine entries")
         for t in STANDARD_TABLES:
-            df = pd.concat(frames[t], ignore_index=True) if frames[t] else pd.DataFrame()
-            meta: dict[str, object] = {"dagster/row_count": len(df),
+            per_day = pd.Series({(p, d): n for p, r in results.items() for d, n in sorted(r.rows[t].items())},
+                                dtype="int64")
+            meta: dict[str, object] = {"dagster/row_count": int(per_day.sum()),
                                        "dagster/column_lineage": _column_lineage(t, cfg)}
-            if not df.empty:
-                per_day = df.groupby(["plant", df["partition_date"].dt.date], observed=True).size()
+            if not per_day.empty:
                 meta["rows_per_day"] = per_day_table(per_day, "rows")
-            if t == "quarantine" and not df.empty:
-                meta["by_rule"] = dg.MetadataValue.md(
-                    df.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"].agg(["size", "sum"])
-                    .rename(columns={"size": "entries", "sum": "items"}).reset_index().to_markdown(index=False))
-                meta["preview"] = preview(df[df["severity"] == "reject"], n=5)
+            previews = [r.previews[t] for r in results.values() if t in r.previews]
+            head = pd.concat(previews, ignore_index=True) if previews else pd.DataFrame()
+            if t == "quarantine":
+                sums = [r.quarantine_summary for r in results.values() if r.quarantine_summary is not None]
+                if sums:
+                    meta["by_rule"] = dg.MetadataValue.md(pd.concat(sums).to_markdown(index=False))
+                meta["preview"] = preview(head, n=5)
             elif t == "production_units":
-                meta["preview"] = preview(df, drop=("operator_pseudonym",))
-                if not df.empty:
-                    meta["label_coverage"] = float(df["defect"].notna().mean())
+                meta["preview"] = preview(head, drop=("operator_pseudonym",))
+                units = sum(r.total(t) for r in results.values())
+                if units:
+                    meta["label_coverage"] = round(sum(r.units_labelled for r in results.values()) / units, 4)
             else:
-                meta["preview"] = preview(df)
+                meta["preview"] = preview(head)
             yield dg.MaterializeResult(asset_key=t, metadata=meta)
 
     return _standardize

@@ -57,10 +57,18 @@ class LandResult:
     preview: pd.DataFrame | None = None
 
 
-def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path) -> LandResult:
-    """Read the plant's landing files for ``dates`` into the raw layer (one write per table)."""
-    keys = [(plant.plant_id, d) for d in dates]
+def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path,
+         chunk_days: int = 1) -> LandResult:
+    """Read the plant's landing files for ``dates`` into the raw layer, a chunk of days at a time."""
     out = LandResult()
+    for chunk in chunks(dates, chunk_days):
+        _land_chunk(plant, chunk, paths, warehouse, out)
+    return out
+
+
+def _land_chunk(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path,
+                out: LandResult) -> None:
+    keys = [(plant.plant_id, d) for d in dates]
     streams = {s: read_raw(plant, s, dates, paths) for s in STREAMS}
     receipts = [r for s in streams.values() for r in s.receipts]
     issues = [i for s in streams.values() for i in s.issues]
@@ -68,7 +76,7 @@ def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
         for s, rs in streams.items():
             replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys)
-            out.records[s] = rs.records
+            out.records[s] = out.records.get(s, 0) + rs.records
         rec_df = pd.DataFrame(receipts, columns=[
             "plant", "partition_date", "stream", "source_file", "header", "records",
             "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc"])
@@ -77,25 +85,56 @@ def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path
             "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
             "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
         replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL)
-    out.files = len({r["source_file"] for r in receipts})
-    out.parse_issues = len(issues)
+    out.files += len({r["source_file"] for r in receipts})
+    out.parse_issues += len(issues)
     for r in receipts:
         day = out.per_day.setdefault(r["partition_date"], {})
         day[r["stream"]] = day.get(r["stream"], 0) + r["records"]
     personal = set(plant.personal_data)
     t = streams["readings"].table
     keep = [c for c in t.column_names if c not in personal and c != "plant"]
-    out.preview = t.select(keep).slice(0, 5).to_pandas() if t.num_rows else None
-    return out
+    if out.preview is None and t.num_rows:
+        out.preview = t.select(keep).slice(0, 5).to_pandas()
 
 
 @dataclass
 class StandardResult:
-    """What standardising a plant's days produced (frames are the rows written)."""
+    """What standardising a plant's days produced.
 
-    readings: pd.DataFrame
-    units: pd.DataFrame
-    quarantine: pd.DataFrame
+    Days are processed one chunk at a time, so memory is bounded by a chunk (default: one
+    partition), not by the range. Only counts, a quarantine summary and small previews are kept,
+    unless ``collect=True`` (tests), which also keeps the written frames.
+    """
+
+    rows: dict[str, dict[dt.date, int]] = field(default_factory=lambda: {t: {} for t in STANDARD_TABLES})
+    quarantine_summary: pd.DataFrame | None = None
+    previews: dict[str, pd.DataFrame] = field(default_factory=dict)
+    units_labelled: int = 0
+    frames: dict[str, list[pd.DataFrame]] | None = None
+
+    def _frame(self, table: str) -> pd.DataFrame:
+        if self.frames is None:
+            raise ValueError("frames are only kept with collect=True")
+        parts = self.frames[table]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    @property
+    def readings(self) -> pd.DataFrame:
+        return self._frame("sensor_readings")
+
+    @property
+    def units(self) -> pd.DataFrame:
+        return self._frame("production_units")
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        return self._frame("quarantine")
+
+    def total(self, table: str) -> int:
+        return sum(self.rows[table].values())
+
+
+STANDARD_TABLES = ("sensor_readings", "production_units", "quarantine")
 
 
 def _read(con: Any, table: str, keys: list[tuple[str, dt.date]], schema: str = RAW_SCHEMA) -> pd.DataFrame:
@@ -105,17 +144,10 @@ def _read(con: Any, table: str, keys: list[tuple[str, dt.date]], schema: str = R
     return t.to_pandas()
 
 
-def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, registry: QuantityRegistry,
-                quality: QualitySettings, key: bytes, now_utc: pd.Timestamp | None = None,
-                write: bool = True) -> StandardResult:
-    """Raw layer -> sensor_readings, production_units and quarantine for ``dates``.
-
-    The pandera schemas gate the data BEFORE it is written: a frame that violates the canonical
-    schema raises (pandera SchemaErrors) and nothing of the run is written.
-    """
+def standardize_chunk(plant: PlantConfig, dates: list[dt.date], warehouse: Path,
+                      ctx: StandardizeContext) -> dict[str, pd.DataFrame]:
+    """Raw -> standard frames for some days, validated by pandera (not written)."""
     keys = [(plant.plant_id, d) for d in dates]
-    now = now_utc if now_utc is not None else pd.Timestamp.now(tz="UTC")
-    ctx = StandardizeContext(plant, registry, quality, now, key)
     with connect(warehouse, read_only=True) as con:
         raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in STREAMS}
         receipts = _read(con, "receipts", keys)
@@ -126,12 +158,53 @@ def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, regis
     q_p = parse_issues_to_quarantine(issues)
     quarantine = conform(pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p],
                                    ignore_index=True), "quarantine")
-    pandera_schema("sensor_readings", registry).validate(readings, lazy=True)
+    pandera_schema("sensor_readings", ctx.registry).validate(readings, lazy=True)
     pandera_schema("production_units").validate(units, lazy=True)
     pandera_schema("quarantine").validate(quarantine, lazy=True)
-    if write:
-        with connect(warehouse) as con:
-            for name, df in (("sensor_readings", readings), ("production_units", units),
-                             ("quarantine", quarantine)):
-                replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA))
-    return StandardResult(readings, units, quarantine)
+    return {"sensor_readings": readings, "production_units": units, "quarantine": quarantine}
+
+
+def chunks(dates: list[dt.date], size: int) -> list[list[dt.date]]:
+    ds = sorted(dates)
+    return [ds[i:i + size] for i in range(0, len(ds), max(size, 1))]
+
+
+def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, registry: QuantityRegistry,
+                quality: QualitySettings, key: bytes, now_utc: pd.Timestamp | None = None,
+                write: bool = True, collect: bool = True, chunk_days: int = 1) -> StandardResult:
+    """Raw layer -> sensor_readings, production_units and quarantine for ``dates``.
+
+    The pandera schemas gate each chunk BEFORE it is written: a frame that violates the
+    canonical schema raises (pandera SchemaErrors) and that chunk is not written.
+    """
+    now = now_utc if now_utc is not None else pd.Timestamp.now(tz="UTC")
+    ctx = StandardizeContext(plant, registry, quality, now, key)
+    out = StandardResult(frames={t: [] for t in STANDARD_TABLES} if collect else None)
+    summaries = []
+    for chunk in chunks(dates, chunk_days):
+        frames = standardize_chunk(plant, chunk, warehouse, ctx)
+        if write:
+            keys = [(plant.plant_id, d) for d in chunk]
+            with connect(warehouse) as con:
+                for name, df in frames.items():
+                    replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA))
+        for name, df in frames.items():
+            if df.empty:
+                continue
+            for d, n in df.groupby(df["partition_date"].dt.date).size().items():
+                out.rows[name][d] = int(n)
+            if name not in out.previews:
+                out.previews[name] = df.head(8)
+            if out.frames is not None:
+                out.frames[name].append(df)
+        u = frames["production_units"]
+        out.units_labelled += int(u["defect"].notna().sum()) if not u.empty else 0
+        q = frames["quarantine"]
+        if not q.empty:
+            summaries.append(q.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"]
+                             .agg(["size", "sum"]).reset_index())
+    if summaries:
+        qs = pd.concat(summaries).groupby(["plant", "stream", "rule", "severity"], observed=True)[
+            ["size", "sum"]].sum().reset_index()
+        out.quarantine_summary = qs.rename(columns={"size": "entries", "sum": "items"})
+    return out

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from quality_platform.settings import Paths
 STREAMS = ("readings", "units", "inspections")
 META_COLS = ("plant", "partition_date", "_source_file", "_source_row", "_source_item")
 _OTHER_DELIMITERS = (";", "\t", "|", ",")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_B = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass
@@ -82,21 +85,21 @@ def _decode_lines(data: bytes, encoding: str, rel: str) -> tuple[list[str | None
     if encoding.lower().replace("_", "-") in ("utf-8-sig", "utf8-sig") and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
         encoding = "utf-8"
-    raw_lines = data.split(b"\n")
+    # Lines end with \n, \r\n or a bare \r - the same rule the CSV parser applies.
+    raw_lines = _NEWLINE_B.split(data)
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
     try:
-        text = data.decode(encoding)
-        lines: list[str | None] = text.split("\n")
+        lines: list[str | None] = list(_NEWLINE.split(data.decode(encoding)))
         if lines and lines[-1] == "":
             lines.pop()
-        return [ln.rstrip("\r") for ln in lines], []
+        return lines, []
     except UnicodeDecodeError:
         pass
     lines, issues = [], []
     for i, b in enumerate(raw_lines, start=1):
         try:
-            lines.append(b.decode(encoding).rstrip("\r"))
+            lines.append(b.decode(encoding))
         except UnicodeDecodeError as exc:
             lines.append(None)
             issues.append(issue(rel, i, "encoding",
@@ -114,7 +117,7 @@ def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str) -> FileRe
                           [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
                                  scope="file", severity="warn", n_records=0)])
     lines, issues = _decode_lines(data, encoding, rel)
-    nonblank = [i for i, ln in enumerate(lines, start=1) if ln is not None and ln.strip() != ""]
+    nonblank = [i for i, ln in enumerate(lines, start=1) if ln is not None and ln != ""]
     if not nonblank or lines[0] is None:
         issues.append(issue(rel, 1, "missing_header", "the first line (header) is missing or unreadable; "
                             "every record is held back", scope="file",
@@ -137,7 +140,7 @@ def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str) -> FileRe
         return FileResult(pa.table({**empty, "_source_row": pa.array([], pa.int64())}), header, issues)
     rejected: dict[int, str] = {}
     last_line = nonblank[-1]
-    ends_newline = data.endswith(b"\n")
+    ends_newline = data.endswith((b"\n", b"\r"))
 
     def _bad(row: Any) -> str:
         phys = nonblank[row.number - 1]

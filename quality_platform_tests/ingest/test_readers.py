@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -75,7 +76,7 @@ def test_jsonl_explode_and_invalid_line(tmp_path: Path) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.one_of(
-    st.just("2026-03-16 00:00:00,A-M01,1.5"), st.just("x,y"), st.just("1,2,3,4"), st.just(""),
+    st.just("2026-03-16 00:00:00,A-M01,1.5"), st.just("x,y"), st.just("1,2,3,4"), st.just(""), st.just("   "),
     st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"\n", b"").decode("latin-1"))), max_size=30))
 def test_every_line_is_accounted_for(tmp_path_factory, lines: list[str]) -> None:
     tmp = tmp_path_factory.mktemp("csv")
@@ -83,6 +84,6 @@ def test_every_line_is_accounted_for(tmp_path_factory, lines: list[str]) -> None
     p.write_bytes((HEADER + "\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape")
                   if lines else HEADER.encode())
     r = read_csv_file(p, "x.csv", ",", "utf-8")
-    physical = (HEADER + "\n".join(lines)).split("\n")[1:] if lines else []
-    nonblank = sum(1 for ln in physical if ln.strip())
+    physical = re.split(r"\r\n|\r|\n", HEADER + "\n".join(lines))[1:] if lines else []
+    nonblank = sum(1 for ln in physical if ln != "")
     assert r.table.num_rows + sum(i["n_records"] for i in r.issues) == nonblank
