@@ -41,6 +41,9 @@ import numpy as np
 from quality_platform.simulation.grid import NS_PER_S, TimeGrid, rng_for
 
 QUANTITIES = ("temperature", "pressure", "material_moisture", "vibration")
+#: Units the process and the mechanism are expressed in (the canonical units of quantities.yaml).
+UNITS = {"temperature": "degC", "pressure": "kPa", "material_moisture": "percent",
+         "vibration": "mm/s"}
 #: Nominal value of each simulated quantity in its canonical unit.
 NOMINAL = {"temperature": 200.0, "pressure": 800.0, "material_moisture": 12.0, "vibration": 3.0}
 

@@ -86,14 +86,18 @@ def _reported_values(
                              f"{', '.join(mech.QUANTITIES)}")
         canonical_unit = registry.quantities[q].unit
         plant_unit = registry.pint_unit(mapping.unit)
-        canon = true[q]
+        # the process is generated in mech.UNITS (= the canonical units; a no-op conversion
+        # unless quantities.yaml changes its canonical unit)
+        canon = convert(true[q], mech.UNITS[q], canonical_unit)
         fault = plan.hits(pid) and plan.quantity == q
         if fault and plan.name == "sensor_offset":
             canon = canon.copy()
             k = grid.step_index(plan.onset_ns(grid.tz))
-            canon[machines.index(plan.machines[0]), k:] += plan.params["offset"]
+            offset = convert(np.array([0.0, plan.params["offset"]]), plan.params["unit"],
+                             canonical_unit)
+            canon[machines.index(plan.machines[0]), k:] += offset[1] - offset[0]
         v = np.round(convert(canon, canonical_unit, plant_unit),
-                     decimals_for(canonical_unit, plant_unit, mech.NOMINAL[q]))
+                     decimals_for(mech.UNITS[q], plant_unit, mech.NOMINAL[q]))
         if fault and plan.name == "stuck_sensor":
             k = max(1, grid.step_index(plan.onset_ns(grid.tz)))
             i = machines.index(plan.machines[0])
@@ -260,11 +264,14 @@ def _mechanism_truth(plan: ScenarioPlan, plants: dict[str, PlantConfig]) -> dict
             "scrap_shift": mech.SCRAP_SHIFT,
         },
         "features": {
-            "z_moisture": "max(0, mean(material_moisture) - 12.5)",
-            "z_temperature": "((mean(temperature) - 200) / 4)**2",
-            "z_vibration": "max(0, max(vibration) - 4.5)",
-            "z_pressure": "((mean(pressure) - 800) / 20)**2",
+            "z_moisture": f"max(0, mean(material_moisture) - {mech.MOISTURE_THRESHOLD:g})",
+            "z_temperature": f"((mean(temperature) - {mech.NOMINAL['temperature']:g}) / "
+                             f"{mech.TEMPERATURE_SCALE:g})**2",
+            "z_vibration": f"max(0, max(vibration) - {mech.VIBRATION_THRESHOLD:g})",
+            "z_pressure": f"((mean(pressure) - {mech.NOMINAL['pressure']:g}) / "
+                          f"{mech.PRESSURE_SCALE:g})**2",
         },
+        "canonical_units": dict(mech.UNITS),
         "window": "true (canonical-unit) readings with start <= t < end; sensor faults and "
                   "missing readings do not change the outcome",
         "outcomes": {
@@ -335,6 +342,7 @@ def simulate(
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     days, seed = int(days), int(seed)
+    start = dt.date(start.year, start.month, start.day)  # a datetime would leak its time of day
     all_plants = load_plants() if plants is None else plants
     sim = {pid: p for pid, p in sorted(all_plants.items()) if p.source == "simulated"}
     registry = load_quantities()

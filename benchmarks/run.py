@@ -1,0 +1,77 @@
+"""`make bench`: ingestion throughput at the default and a 10x larger scale, the wall time of the
+whole demo materialisation, and peak memory. Prints figures; asserts nothing.
+
+Each measurement runs in a fresh process (peak RSS is per process). Set QP_BENCH_SCALES=1 to skip
+the 10x run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def _env(data: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(QP_DATA_DIR=str(data), QP_CONFIG_DIR=str(ROOT / "data"), DAGSTER_HOME=str(data / "dagster_home"),
+               PYTHONPATH=str(ROOT))
+    env.setdefault("QP_PSEUDONYM_KEY", "benchmark-key-0123456789abcdef")
+    return env
+
+
+def ingest(days: int, start: str, tmp: Path) -> dict:
+    out = tmp / f"ingest_{days}"
+    cmd = [PY, "-m", "benchmarks.ingest_bench", "--days", str(days), "--start", start, "--out", str(out)]
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(out), capture_output=True, text=True, check=True)
+    shutil.rmtree(out, ignore_errors=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def demo(tmp: Path) -> dict:
+    data = tmp / "demo"
+    (data / "dagster_home").mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", data / "dagster_home" / "dagster.yaml")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    res = subprocess.run([PY, "-m", "quality_platform.cli", "demo"], cwd=ROOT, env=_env(data),
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    shutil.rmtree(data, ignore_errors=True)
+    return {"wall_s": round(wall, 1), "exit_code": res.returncode,
+            "peak_rss_mb": round(max(rss, before) / 1024), "tail": res.stdout.strip().splitlines()[-1:]}
+
+
+def main() -> None:
+    scales = [int(s) for s in os.environ.get("QP_BENCH_SCALES", "1,10").split(",")]
+    print(f"# quality_platform benchmarks - {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as t:
+        tmp = Path(t)
+        print("\n## Ingestion: landing files -> raw -> validated standard (3 simulated plants, 1 reading/min/sensor)")
+        print(f"{'scale':>5} {'days':>5} {'values':>12} {'simulate s':>10} {'land s':>7} {'standardise s':>13} "
+              f"{'land v/s':>10} {'std v/s':>10} {'raw->std v/s':>12} {'peak RSS MB':>11}")
+        for scale in scales:
+            days, start = (30, "2026-03-16") if scale == 1 else (30 * scale, "2026-01-01")
+            r = ingest(days, start, tmp)
+            print(f"{scale:>5} {r['days']:>5} {r['values']:>12,} {r['simulate_s']:>10} {r['land_s']:>7} "
+                  f"{r['standardize_s']:>13} {r['land_values_per_s']:>10,} {r['standardize_values_per_s']:>10,} "
+                  f"{r['raw_to_standard_values_per_s']:>12,} {r['peak_rss_mb']:>11}", flush=True)
+        print("\n## Whole demo materialisation (`qp demo`: simulate 30 days, 4 plants through Dagster, summary)")
+        d = demo(tmp)
+        print(f"wall {d['wall_s']} s, exit code {d['exit_code']}, peak RSS {d['peak_rss_mb']} MB; {d['tail']}")
+
+
+if __name__ == "__main__":
+    main()
