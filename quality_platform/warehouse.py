@@ -39,6 +39,24 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
         [schema, table]).fetchall()[0][0])
 
 
+def key_predicate(keys: Iterable[tuple[str, dt.date]], alias: str = "") -> str:
+    """SQL predicate selecting the (plant, partition_date) keys, with literals so that DuckDB can
+    prune row groups by their min/max (a join against a key table cannot)."""
+    by_plant: dict[str, list[dt.date]] = {}
+    for plant, day in keys:
+        by_plant.setdefault(plant, []).append(day)
+    a = f"{alias}." if alias else ""
+    parts = []
+    for plant, days in sorted(by_plant.items()):
+        if not plant.replace("_", "").isalnum():
+            raise ValueError(f"invalid plant id {plant!r}")
+        ds = sorted(set(days))
+        in_list = ", ".join(f"DATE '{d.isoformat()}'" for d in ds)
+        parts.append(f"({a}plant = '{plant}' AND {a}partition_date BETWEEN DATE '{ds[0]}' AND DATE '{ds[-1]}'"
+                     f" AND {a}partition_date IN ({in_list}))")
+    return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+
 def _as_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
     return df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
 
@@ -76,12 +94,7 @@ def replace_partitions(
                 if name not in existing:
                     con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{name}" VARCHAR')
         if keys:
-            con.register("_keys", pa.table({"plant": [k[0] for k in keys],
-                                             "partition_date": [k[1] for k in keys]}))
-            con.execute(
-                f'DELETE FROM "{schema}"."{table}" t USING _keys k '
-                "WHERE t.plant = k.plant AND t.partition_date = k.partition_date")
-            con.unregister("_keys")
+            con.execute(f'DELETE FROM "{schema}"."{table}" WHERE {key_predicate(keys)}')
         con.execute(f'INSERT INTO "{schema}"."{table}" BY NAME SELECT * FROM _incoming')
         con.execute("COMMIT")
     except Exception:
@@ -102,12 +115,4 @@ def read_partitions(
     """Rows of the given (plant, partition_date) keys as Arrow, or None if the table is missing."""
     if not table_exists(con, schema, table):
         return None
-    keys = sorted(set(keys))
-    con.register("_keys", pa.table({"plant": [k[0] for k in keys],
-                                     "partition_date": [k[1] for k in keys]}))
-    try:
-        return con.sql(
-            f'SELECT {columns} FROM "{schema}"."{table}" t SEMI JOIN _keys k '
-            "ON t.plant = k.plant AND t.partition_date = k.partition_date").to_arrow_table()
-    finally:
-        con.unregister("_keys")
+    return con.sql(f'SELECT {columns} FROM "{schema}"."{table}" WHERE {key_predicate(keys)}').to_arrow_table()

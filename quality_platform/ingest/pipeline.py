@@ -61,30 +61,30 @@ def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path
          chunk_days: int = 1) -> LandResult:
     """Read the plant's landing files for ``dates`` into the raw layer, a chunk of days at a time."""
     out = LandResult()
-    for chunk in chunks(dates, chunk_days):
-        _land_chunk(plant, chunk, paths, warehouse, out)
+    with connect(warehouse) as con:
+        for chunk in chunks(dates, chunk_days):
+            _land_chunk(plant, chunk, paths, con, out)
     return out
 
 
-def _land_chunk(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path,
+def _land_chunk(plant: PlantConfig, dates: list[dt.date], paths: Paths, con: Any,
                 out: LandResult) -> None:
     keys = [(plant.plant_id, d) for d in dates]
     streams = {s: read_raw(plant, s, dates, paths) for s in STREAMS}
     receipts = [r for s in streams.values() for r in s.receipts]
     issues = [i for s in streams.values() for i in s.issues]
-    with connect(warehouse) as con:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-        for s, rs in streams.items():
-            replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys)
-            out.records[s] = out.records.get(s, 0) + rs.records
-        rec_df = pd.DataFrame(receipts, columns=[
-            "plant", "partition_date", "stream", "source_file", "header", "records",
-            "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc"])
-        replace_partitions(con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL)
-        iss_df = pd.DataFrame(issues, columns=[
-            "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
-            "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
-        replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    for s, rs in streams.items():
+        replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys)
+        out.records[s] = out.records.get(s, 0) + rs.records
+    rec_df = pd.DataFrame(receipts, columns=[
+        "plant", "partition_date", "stream", "source_file", "header", "records",
+        "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc"])
+    replace_partitions(con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL)
+    iss_df = pd.DataFrame(issues, columns=[
+        "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
+        "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
+    replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL)
     out.files += len({r["source_file"] for r in receipts})
     out.parse_issues += len(issues)
     for r in receipts:
@@ -144,14 +144,13 @@ def _read(con: Any, table: str, keys: list[tuple[str, dt.date]], schema: str = R
     return t.to_pandas()
 
 
-def standardize_chunk(plant: PlantConfig, dates: list[dt.date], warehouse: Path,
+def standardize_chunk(plant: PlantConfig, dates: list[dt.date], con: Any,
                       ctx: StandardizeContext) -> dict[str, pd.DataFrame]:
     """Raw -> standard frames for some days, validated by pandera (not written)."""
     keys = [(plant.plant_id, d) for d in dates]
-    with connect(warehouse, read_only=True) as con:
-        raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in STREAMS}
-        receipts = _read(con, "receipts", keys)
-        issues = _read(con, "parse_issues", keys)
+    raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in STREAMS}
+    receipts = _read(con, "receipts", keys)
+    issues = _read(con, "parse_issues", keys)
     rec = {s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in STREAMS}
     readings, q_r = standardize_readings(raw["readings"], rec["readings"], ctx)
     units, q_u = standardize_units(raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx)
@@ -181,30 +180,35 @@ def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, regis
     ctx = StandardizeContext(plant, registry, quality, now, key)
     out = StandardResult(frames={t: [] for t in STANDARD_TABLES} if collect else None)
     summaries = []
-    for chunk in chunks(dates, chunk_days):
-        frames = standardize_chunk(plant, chunk, warehouse, ctx)
-        if write:
-            keys = [(plant.plant_id, d) for d in chunk]
-            with connect(warehouse) as con:
-                for name, df in frames.items():
-                    replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA))
-        for name, df in frames.items():
-            if df.empty:
-                continue
-            for d, n in df.groupby(df["partition_date"].dt.date).size().items():
-                out.rows[name][d] = int(n)
-            if name not in out.previews:
-                out.previews[name] = df.head(8)
-            if out.frames is not None:
-                out.frames[name].append(df)
-        u = frames["production_units"]
-        out.units_labelled += int(u["defect"].notna().sum()) if not u.empty else 0
-        q = frames["quarantine"]
-        if not q.empty:
-            summaries.append(q.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"]
-                             .agg(["size", "sum"]).reset_index())
+    with connect(warehouse, read_only=not write) as con:
+        for chunk in chunks(dates, chunk_days):
+            _standardize_one(plant, chunk, con, ctx, write, out, summaries)
     if summaries:
         qs = pd.concat(summaries).groupby(["plant", "stream", "rule", "severity"], observed=True)[
             ["size", "sum"]].sum().reset_index()
         out.quarantine_summary = qs.rename(columns={"size": "entries", "sum": "items"})
     return out
+
+
+def _standardize_one(plant: PlantConfig, chunk: list[dt.date], con: Any, ctx: StandardizeContext,
+                     write: bool, out: StandardResult, summaries: list[pd.DataFrame]) -> None:
+    frames = standardize_chunk(plant, chunk, con, ctx)
+    if write:
+        keys = [(plant.plant_id, d) for d in chunk]
+        for name, df in frames.items():
+            replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA))
+    for name, df in frames.items():
+        if df.empty:
+            continue
+        for d, n in df.groupby(df["partition_date"].dt.date).size().items():
+            out.rows[name][d] = int(n)
+        if name not in out.previews:
+            out.previews[name] = df.head(8)
+        if out.frames is not None:
+            out.frames[name].append(df)
+    u = frames["production_units"]
+    out.units_labelled += int(u["defect"].notna().sum()) if not u.empty else 0
+    q = frames["quarantine"]
+    if not q.empty:
+        summaries.append(q.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"]
+                         .agg(["size", "sum"]).reset_index())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,38 @@ class StandardizeContext:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+Detail = str | pd.Series | Callable[[pd.Index], "pd.Series | str"]
+
+
+class RuleBook:
+    """The first broken rule per row, with its explanation; explanations are only built for the
+    rows that broke the rule (building text for every accepted row would dominate the cost)."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.rule = pd.Series(pd.NA, index=index, dtype="string")
+        self.detail = pd.Series(pd.NA, index=index, dtype="string")
+        self.column = pd.Series(pd.NA, index=index, dtype="string")
+        self.value = pd.Series(pd.NA, index=index, dtype="string")
+
+    def apply(self, mask: pd.Series, rule: str, detail: Detail, column: str | None = None,
+              value: pd.Series | None = None) -> None:
+        m = mask.fillna(False).astype(bool) & self.rule.isna()
+        if not m.any():
+            return
+        idx = m.index[m.to_numpy()]
+        self.rule[idx] = rule
+        d = detail(idx) if callable(detail) else detail
+        self.detail[idx] = d.loc[idx].astype("string") if isinstance(d, pd.Series) else d
+        if column is not None:
+            self.column[idx] = column
+        if value is not None:
+            self.value[idx] = value.loc[idx].astype("string")
+
+    @property
+    def ok(self) -> pd.Series:
+        return self.rule.isna()
 
 
 def split_header(name: str) -> tuple[str, str | None]:
@@ -159,25 +192,20 @@ def standardize_readings(raw: pd.DataFrame, receipts: pd.DataFrame,
     ts_text = raw.get(ts_field, pd.Series(pd.NA, index=raw.index, dtype="string"))
     ts, nonexistent = parse_times(ts_text, spec.timestamp, plant.tz, group=machine)
     part = pd.to_datetime(raw["partition_date"])
-    rec_rule = pd.Series(pd.NA, index=raw.index, dtype="string")
-    rec_detail = pd.Series(pd.NA, index=raw.index, dtype="string")
-
-    def _set(mask: pd.Series, rule: str, detail: pd.Series | str) -> None:
-        m = mask & rec_rule.isna()
-        rec_rule[m] = rule
-        rec_detail[m] = detail[m] if isinstance(detail, pd.Series) else detail
-
-    _set(machine.isna() | (machine.str.strip() == ""), "missing_machine",
-         f"machine field {spec.machine.field!r} is empty")
-    _set(ts.isna() & ~nonexistent, "invalid_timestamp",
-         "timestamp '" + ts_text.astype("string").fillna("") + f"' in {ts_field!r} is not a valid {spec.timestamp.kind} time")
-    _set(nonexistent, "nonexistent_local_time",
-         "local time '" + ts_text.astype("string").fillna("") + f"' does not exist in {plant.timezone} (DST gap)")
-    _set(ts > ctx.future_limit.tz_localize(None), "timestamp_in_future",
-         "time " + ts.astype("string") + " UTC is after now (" + str(ctx.now_utc) + ")")
-    _set(_outside_partition(ts, part, plant.tz, ctx.quality.partition_grace_minutes),
-         "timestamp_outside_partition",
-         "time " + ts.astype("string") + " UTC is not on the file's local day " + part.dt.strftime("%Y-%m-%d"))
+    rb = RuleBook(raw.index)
+    ts_txt = ts_text.astype("string").fillna("")
+    rb.apply(machine.isna() | (machine.str.strip() == ""), "missing_machine",
+             f"machine field {spec.machine.field!r} is empty")
+    rb.apply(ts.isna() & ~nonexistent, "invalid_timestamp",
+             lambda i: "timestamp '" + ts_txt[i] + f"' in {ts_field!r} is not a valid {spec.timestamp.kind} time")
+    rb.apply(nonexistent, "nonexistent_local_time",
+             lambda i: "local time '" + ts_txt[i] + f"' does not exist in {plant.timezone} (DST gap)")
+    rb.apply(ts > ctx.future_limit.tz_localize(None), "timestamp_in_future",
+             lambda i: "time " + ts[i].astype("string") + f" UTC is after now ({ctx.now_utc})")
+    rb.apply(_outside_partition(ts, part, plant.tz, ctx.quality.partition_grace_minutes),
+             "timestamp_outside_partition",
+             lambda i: "time " + ts[i].astype("string") + " UTC is not on the file's local day "
+             + part[i].dt.strftime("%Y-%m-%d"))
 
     # --- per file: which column holds which quantity, unit labels, unknown columns
     used = {spec.machine.field, ts_field, *spec.parent_fields, *spec.ignore_fields}
@@ -248,35 +276,44 @@ def standardize_readings(raw: pd.DataFrame, receipts: pd.DataFrame,
         except ValueError:
             continue  # label not convertible: caught as unit_label_mismatch below
         lo[gidx], hi[gidx], unit[gidx] = qs.min, qs.max, qs.unit
-    missing = text.isna() | (text.str.strip() == "") | (text.str.lower().isin(["nan", "null", "none"]))
-    rule = pd.Series(rec_rule.to_numpy()[rec], index=values.index, dtype="string")
-    detail = pd.Series(rec_detail.to_numpy()[rec], index=values.index, dtype="string")
+    # Only values that did not parse can be "missing" or "not a number": test just those.
+    unparsed = num.isna()
+    missing = pd.Series(False, index=values.index)
+    if unparsed.any():
+        t_bad = text[unparsed]
+        missing[unparsed] = (t_bad.isna() | (t_bad.str.strip() == "")
+                             | t_bad.str.lower().isin(["nan", "null", "none"])).fillna(True).to_numpy()
+    vb = RuleBook(values.index)
+    vb.rule[:] = rb.rule.to_numpy()[rec]
+    vb.detail[:] = rb.detail.to_numpy()[rec]
+    src_col = values["source_column"].astype("string")
+    quantity = values["quantity"].astype("string")
 
-    def _vset(mask: pd.Series, r: str, d: pd.Series | str) -> None:
-        m = mask & rule.isna()
-        rule[m] = r
-        detail[m] = d[m] if isinstance(d, pd.Series) else d
+    def col_txt(i: pd.Index) -> pd.Series:
+        return "column '" + src_col[i] + "': "
 
-    col_txt = "column '" + values["source_column"].astype("string") + "': "
-    _vset(values["quantity"].isna(), "unknown_quantity",
-          col_txt + "signal '" + values["source_column"].astype("string") + "' is not mapped to a quantity")
-    _vset(~values["label_ok"].astype(bool) | (unit.isna() & values["quantity"].notna()),
-          "unit_label_mismatch",
-          col_txt + "unit label '" + values["unit_label"].astype("string").fillna("") +
-          "' differs from the plant config for " + values["quantity"].astype("string"))
-    _vset(missing, "missing_value", col_txt + "value is missing (" + text.fillna("empty") + ")")
-    dec_hint = text.str.match(_DECIMAL_COMMA.pattern).fillna(False)
-    _vset(num.isna() & dec_hint, "not_a_number",
-          col_txt + "value '" + text + "' is not a number (decimal comma? the standard expects '.')")
-    _vset(num.isna(), "not_a_number", col_txt + "value '" + text.fillna("") + "' is not a number")
-    finite = np.isfinite(canon)
-    with np.errstate(over="ignore", invalid="ignore"):
-        shown = canon.round(4).astype("string").fillna("inf")
-    _vset(~finite | (canon < lo) | (canon > hi), "out_of_range",
-          col_txt + "value " + text.fillna("") + " (" + shown + " "
-          + unit.fillna("") + ") outside the plausible range [" + lo.astype("string") + ", "
-          + hi.astype("string") + "] of " + values["quantity"].astype("string"))
+    vb.apply(values["quantity"].isna(), "unknown_quantity",
+             lambda i: col_txt(i) + "signal '" + src_col[i] + "' is not mapped to a quantity")
+    vb.apply(~values["label_ok"].astype(bool) | (unit.isna() & values["quantity"].notna()), "unit_label_mismatch",
+             lambda i: col_txt(i) + "unit label '" + values["unit_label"][i].astype("string").fillna("")
+             + "' differs from the plant config for " + quantity[i])
+    vb.apply(missing, "missing_value", lambda i: col_txt(i) + "value is missing (" + text[i].fillna("empty") + ")")
+    decimal_comma = pd.Series(False, index=values.index)
+    if unparsed.any():
+        decimal_comma[unparsed] = text[unparsed].str.match(_DECIMAL_COMMA.pattern).fillna(False).to_numpy()
+    vb.apply(decimal_comma, "not_a_number",
+             lambda i: col_txt(i) + "value '" + text[i] + "' is not a number (decimal comma? the standard expects '.')")
+    vb.apply(num.isna(), "not_a_number", lambda i: col_txt(i) + "value '" + text[i].fillna("") + "' is not a number")
 
+    def _range_detail(i: pd.Index) -> pd.Series:
+        with np.errstate(over="ignore", invalid="ignore"):
+            shown = canon[i].round(4).astype("string").fillna("inf")
+        return (col_txt(i) + "value " + text[i].fillna("") + " (" + shown + " " + unit[i].fillna("")
+                + ") outside the plausible range [" + lo[i].astype("string") + ", " + hi[i].astype("string")
+                + "] of " + quantity[i])
+
+    vb.apply(~np.isfinite(canon) | (canon < lo) | (canon > hi), "out_of_range", _range_detail)
+    rule, detail = vb.rule, vb.detail
     ok = rule.isna()
     acc = pd.DataFrame({
         "plant": plant.plant_id,
@@ -444,20 +481,9 @@ def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -
         end_txt = val("end")
         end, ne2 = parse_times(end_txt, spec.timestamp, plant.tz, group=machine)
     part = pd.to_datetime(raw["partition_date"])
-    rule = pd.Series(pd.NA, index=raw.index, dtype="string")
-    detail = pd.Series(pd.NA, index=raw.index, dtype="string")
-    column = pd.Series(pd.NA, index=raw.index, dtype="string")
-    value = pd.Series(pd.NA, index=raw.index, dtype="string")
-
-    def _set(mask: pd.Series, r: str, d: pd.Series | str, col: str | None = None,
-             v: pd.Series | None = None) -> None:
-        m = mask.fillna(False) & rule.isna()
-        rule[m] = r
-        detail[m] = d[m] if isinstance(d, pd.Series) else d
-        if col is not None:
-            column[m] = col
-        if v is not None:
-            value[m] = v[m]
+    rb = RuleBook(raw.index)
+    rule, detail, column, value = rb.rule, rb.detail, rb.column, rb.value
+    _set = rb.apply
 
     rule[reject_file] = "missing_required_column"  # already reported once per file
     _set(unit_id.isna() | (unit_id.str.strip() == ""), "missing_value", "unit id is empty",
@@ -525,20 +551,9 @@ def _attach_inspections(units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.Dat
     unit_id = _field_series(raw, mapped["unit_id"])
     at_txt = _field_series(raw, mapped["inspected_at"])
     at, ne = parse_times(at_txt, spec.timestamp, plant.tz)
-    rule = pd.Series(pd.NA, index=raw.index, dtype="string")
-    detail = pd.Series(pd.NA, index=raw.index, dtype="string")
-    column = pd.Series(pd.NA, index=raw.index, dtype="string")
-    value = pd.Series(pd.NA, index=raw.index, dtype="string")
-
-    def _set(mask: pd.Series, r: str, d: pd.Series | str, col: str | None = None,
-             v: pd.Series | None = None) -> None:
-        m = mask.fillna(False) & rule.isna()
-        rule[m] = r
-        detail[m] = d[m] if isinstance(d, pd.Series) else d
-        if col is not None:
-            column[m] = col
-        if v is not None:
-            value[m] = v[m]
+    rb = RuleBook(raw.index)
+    rule, detail, column, value = rb.rule, rb.detail, rb.column, rb.value
+    _set = rb.apply
 
     rule[reject_file] = "missing_required_column"
     rework = pd.Series(False, index=raw.index)
