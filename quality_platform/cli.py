@@ -179,7 +179,8 @@ def summary_data() -> dict[str, Any]:
                     con, "standard", t) else 0
             if table_exists(con, "standard", "sensor_readings"):
                 d = q(f"SELECT min(partition_date) a, max(partition_date) b FROM standard.sensor_readings WHERE plant='{p}'")
-                r["days"] = f"{d['a'][0]}..{d['b'][0]}" if pd.notna(d["a"][0]) else ""
+                r["days"] = (f"{pd.Timestamp(d['a'][0]).date()}..{pd.Timestamp(d['b'][0]).date()}"
+                             if pd.notna(d["a"][0]) else "")
             rows.append(r)
         out["tables"] = rows
         out["quarantine"] = _records(q("""
@@ -204,7 +205,8 @@ def summary_data() -> dict[str, Any]:
                     legacy.append({"name": lk.name, "maps_to": lk.maps_to, "legacy_value": lv, "unit": lk.unit,
                                    "unified_in_legacy_unit": uv, "difference": lv - uv,
                                    "explanation": K.explain_difference(lk.formula, lk.scale, lk.unit,
-                                                                       reg.get(lk.maps_to).formula, row)})
+                                                                       reg.get(lk.maps_to).formula, row,
+                                                                       period="over the period")})
                 entry["legacy"] = legacy
                 kp.append(entry)
         out["kpis"] = kp

@@ -108,7 +108,7 @@ def _ratio_parts(formula: str) -> tuple[str, str]:
 
 
 def explain_difference(legacy_formula: str, scale: float, legacy_unit: str, unified_formula: str,
-                       counts: dict[str, float] | None = None) -> str:
+                       counts: dict[str, float] | None = None, period: str = "on this day") -> str:
     """Why a legacy figure differs from the unified KPI, term by term."""
     ln, ld = _ratio_parts(legacy_formula)
     un, ud = _ratio_parts(unified_formula)
@@ -121,7 +121,7 @@ def explain_difference(legacy_formula: str, scale: float, legacy_unit: str, unif
             try:
                 lv = evaluate(ld, pd.DataFrame([counts])).iloc[0]
                 uv = evaluate(ud, pd.DataFrame([counts])).iloc[0]
-                extra = f" ({lv:g} vs {uv:g} on this day)"
+                extra = f" ({lv:g} vs {uv:g} {period})"
             except (KeyError, ValueError):
                 extra = ""
         parts.append(f"denominator differs: legacy '{ld}' vs unified '{ud}'{extra}")

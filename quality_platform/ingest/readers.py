@@ -124,6 +124,14 @@ def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str) -> FileRe
                             n_records=max(len(nonblank) - (lines[0] is not None), 0)))
         return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [], issues)
     header = next(csv.reader([lines[0]], delimiter=delimiter))
+    # One record per line: a line with an unbalanced quote would make the parser run into the
+    # next line, so it is held back on its own.
+    for i in nonblank[1:]:
+        if lines[i - 1].count('"') % 2:
+            issues.append(issue(rel, i, "unbalanced_quote", "the line has an unbalanced '\"'",
+                                line_text=lines[i - 1]))
+            lines[i - 1] = ""
+    nonblank = [i for i in nonblank if lines[i - 1] != ""]
     data_lines = nonblank[1:]
     if len(header) == 1:
         for other in _OTHER_DELIMITERS:
@@ -161,8 +169,30 @@ def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str) -> FileRe
                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
     rows = [r for r in data_lines if r not in rejected]
+    if table.num_rows != len(rows):  # the parser and our line count disagree: parse line by line
+        return _read_lines_python(lines, data_lines, header, delimiter, rel,
+                                  [i for i in issues if i["rule"] in ("encoding", "unbalanced_quote")])
     table = table.append_column("_source_row", pa.array(rows, pa.int64()))
     return FileResult(table, header, issues)
+
+
+def _read_lines_python(lines: list[str | None], data_lines: list[int], header: list[str], delimiter: str,
+                       rel: str, issues: list[dict[str, Any]]) -> FileResult:
+    """Exact (slow) path: each line parsed on its own by the csv module."""
+    names = _dedupe(header)
+    cols: dict[str, list[str]] = {c: [] for c in names}
+    rows = []
+    for i in data_lines:
+        fields = next(csv.reader([lines[i - 1]], delimiter=delimiter), [])
+        if len(fields) != len(names):
+            issues.append(issue(rel, i, "wrong_field_count", f"expected {len(names)} fields, found {len(fields)}",
+                                line_text=lines[i - 1]))
+            continue
+        for c, v in zip(names, fields, strict=True):
+            cols[c].append(v)
+        rows.append(i)
+    arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
+    return FileResult(pa.table({**arrays, "_source_row": pa.array(rows, pa.int64())}), header, issues)
 
 
 def _dedupe(names: list[str]) -> list[str]:
@@ -190,16 +220,8 @@ def read_parquet_file(path: Path, rel: str) -> FileResult:
         return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [],
                           [issue(rel, 0, "unreadable_file", f"not a readable Parquet file ({exc}); "
                                  "the number of records in it is unknown", scope="file", n_records=1)])
-    cols = {}
-    for name in table.column_names:
-        col = table[name]
-        if pa.types.is_timestamp(col.type):
-            # ISO 8601 with the zone when the type has one: faithful and unambiguous.
-            s = col.to_pandas()
-            text = s.map(lambda v: v.isoformat() if pd.notna(v) else None)
-            cols[name] = pa.array(text.to_numpy(dtype=object), pa.string())
-        else:
-            cols[name] = col.cast(pa.string())
+    # Arrow renders numbers losslessly and zoned timestamps as ISO 8601 with 'Z' (C++, no Python loop).
+    cols = {name: table[name].cast(pa.string()) for name in table.column_names}
     cols["_source_row"] = pa.array(np.arange(1, table.num_rows + 1), pa.int64())
     return FileResult(pa.table(cols), list(table.column_names))
 
