@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from quality_platform.config import PlantConfig, QualitySettings, QuantityRegistry
 from quality_platform.ingest.readers import STREAMS, read_raw
+from quality_platform.ingest.readings_sql import standardize_readings
 from quality_platform.ingest.standardize import (
     StandardizeContext,
     parse_issues_to_quarantine,
-    standardize_readings,
     standardize_units,
 )
 from quality_platform.settings import Paths
@@ -148,11 +148,11 @@ def standardize_chunk(plant: PlantConfig, dates: list[dt.date], con: Any,
                       ctx: StandardizeContext) -> dict[str, pd.DataFrame]:
     """Raw -> standard frames for some days, validated by pandera (not written)."""
     keys = [(plant.plant_id, d) for d in dates]
-    raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in STREAMS}
+    raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in ("units", "inspections")}
     receipts = _read(con, "receipts", keys)
     issues = _read(con, "parse_issues", keys)
     rec = {s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in STREAMS}
-    readings, q_r = standardize_readings(raw["readings"], rec["readings"], ctx)
+    readings, q_r = standardize_readings(con, raw_table(plant.plant_id, "readings"), keys, rec["readings"], ctx)
     units, q_u = standardize_units(raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx)
     q_p = parse_issues_to_quarantine(issues)
     quarantine = conform(pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p],

@@ -128,11 +128,19 @@ def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa
         columns["quantity"] = pa.Column(None, checks=[pa.Check.isin(sorted(reg))])
 
         def _plausible(df: pd.DataFrame) -> pd.Series:
-            q = df["quantity"].astype("string")
-            lo = q.map({k: v.min for k, v in reg.items()}).astype("float64")
-            hi = q.map({k: v.max for k, v in reg.items()}).astype("float64")
-            unit_ok = df["unit"].astype("string") == q.map({k: v.unit for k, v in reg.items()})
-            return (df["value"] >= lo) & (df["value"] <= hi) & unit_ok.fillna(False)
+            # Per-category lookups (a few categories, millions of rows): no per-row string work.
+            q = df["quantity"].astype("category")
+            u = df["unit"].astype("category")
+            cats = list(q.cat.categories)
+            lo = np.array([reg[c].min if c in reg else np.nan for c in cats] + [np.nan])
+            hi = np.array([reg[c].max if c in reg else np.nan for c in cats] + [np.nan])
+            want = np.array([reg[c].unit if c in reg else None for c in cats] + [None], dtype=object)
+            qc = q.cat.codes.to_numpy()  # -1 (missing) indexes the trailing NaN/None
+            have = np.array([*u.cat.categories, None], dtype=object)[u.cat.codes.to_numpy()]
+            v = df["value"].to_numpy()
+            with np.errstate(invalid="ignore"):
+                ok = (v >= lo[qc]) & (v <= hi[qc]) & (want[qc] == have)
+            return pd.Series(ok, index=df.index)
 
         checks.append(pa.Check(_plausible, name="plausible_range_and_canonical_unit"))
     return pa.DataFrameSchema(columns, checks=checks, strict=True, ordered=False, name=table)

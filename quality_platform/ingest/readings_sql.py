@@ -1,0 +1,268 @@
+"""Raw readings -> sensor_readings, executed inside DuckDB.
+
+Readings are the bulk of the data (millions of values a day across plants), so their rules run as
+one vectorised SQL statement over the raw table instead of row-wise Python: per-file decisions
+(which column holds which quantity, unit labels in headers, unknown columns) are made in Python
+once per file, time parsing in pandas once per *distinct* timestamp text, unit conversion factors
+by pint once per quantity; everything per value is SQL. Rules and their order are those listed in
+``quality_platform.ingest.standardize``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from quality_platform.ingest.standardize import (
+    StandardizeContext,
+    parse_times,
+    quarantine_frame,
+    split_header,
+)
+from quality_platform.standard.schemas import conform, empty_frame
+from quality_platform.units import affine
+from quality_platform.warehouse import key_predicate, table_exists
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass
+class _Projection:
+    files: list[str]
+    quantity: str | None  # None: from the signal map (long layout)
+    column: str
+    label: str | None
+
+
+def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_Projection], list[dict[str, Any]]]:
+    """Per file: where each quantity is, and file-level findings (missing/unknown columns, labels)."""
+    spec = ctx.plant.streams.readings
+    used = {spec.machine.field, spec.timestamp.field, *spec.parent_fields, *spec.ignore_fields}
+    ignored_bases = {split_header(x)[0] for x in spec.ignore_fields}
+    by_key: dict[tuple[str | None, str, str | None], list[str]] = {}
+    entries: list[dict[str, Any]] = []
+
+    def entry(r: Any, rule: str, detail: str, n: int, column: str | None, severity: str = "reject") -> None:
+        entries.append({"plant": r.plant, "partition_date": r.partition_date, "stream": "readings",
+                        "stage": "standardize", "source_file": r.source_file, "source_row": 1,
+                        "source_column": column, "scope": "file", "rule": rule, "severity": severity,
+                        "message": f"{r.source_file} row 1: [{rule}] {detail}", "value": None, "n_items": n})
+
+    for r in receipts.itertuples(index=False):
+        header = json.loads(r.header)
+        n = int(r.records)
+        base_of = {h: split_header(h) if spec.header_units else (h, None) for h in header}
+        known = set(used)
+        if spec.layout == "long":
+            lg = spec.long
+            need = [lg.quantity_field, lg.value_field] + ([lg.unit_field] if lg.unit_field else [])
+            known |= set(need)
+            missing = [c for c in need if c not in header]
+            if missing:
+                entry(r, "missing_required_column", f"required column(s) {missing} missing from the header; "
+                      f"all {n} records held back", n, None)
+            else:
+                by_key.setdefault((None, lg.value_field, None), []).append(r.source_file)
+        else:
+            for q, m in spec.quantities.items():
+                col = next((h for h, (b, _) in base_of.items() if b == m.field), None)
+                known.add(col or m.field)
+                if col is None:
+                    entry(r, "missing_required_column", f"quantity column {m.field!r} ({q}) is missing from the "
+                          f"header; its {n} values are held back", n, m.field)
+                elif spec.header_units and base_of[col][1] != m.unit:
+                    entry(r, "unit_label_mismatch", f"column {col!r} is labelled [{base_of[col][1]}] but the plant "
+                          f"config declares {m.unit!r} for {m.field!r}; its {n} values are held back (change the "
+                          "plant config if the plant really changed units)", n, col)
+                else:
+                    by_key.setdefault((q, col, m.unit), []).append(r.source_file)
+        for h in header:
+            if h not in known and base_of[h][0] not in ignored_bases:
+                entry(r, "unknown_column", f"column {h!r} is not in the plant config; it is kept in the raw "
+                      "layer and ignored by the standard", 0, h, severity="warn")
+    plan = [_Projection(sorted(set(files)), q, col, label) for (q, col, label), files in by_key.items()]
+    return plan, entries
+
+
+def _times(con: Any, ctx: StandardizeContext) -> pd.DataFrame:
+    """UTC time per distinct (timestamp text, occurrence) of ``_values``, parsed once per distinct text.
+
+    Local times in the autumn fall-back hour occur twice per machine; only for those texts the
+    occurrence (1st = daylight time, 2nd = standard time, in file order) is computed, in SQL.
+    """
+    spec = ctx.plant.streams.readings.timestamp
+    text = con.sql("SELECT DISTINCT ts_text FROM _values").df()["ts_text"].astype("string")
+    if spec.kind != "local":
+        ts, nonexistent = parse_times(text, spec, ctx.plant.tz)
+        return pd.DataFrame({"ts_text": text, "occ": 1, "ts_utc": ts.astype("datetime64[us]"),
+                             "nonexistent": nonexistent.astype(bool)})
+    naive = pd.to_datetime(text, format=spec.format, errors="coerce")
+    probe = naive.dt.tz_localize(ctx.plant.tz, ambiguous="NaT", nonexistent="NaT")
+    gap = naive.notna() & naive.dt.tz_localize(ctx.plant.tz, ambiguous=True, nonexistent="NaT").isna()
+    ambiguous = naive.notna() & probe.isna() & ~gap
+    if ambiguous.any():
+        texts = ", ".join(_lit(t) for t in text[ambiguous])
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _values AS
+            SELECT * REPLACE (row_number() OVER (PARTITION BY machine, occ_key, quantity, ts_text
+                                 ORDER BY partition_date, _source_file, _source_row) AS occ)
+            FROM _values WHERE ts_text IN ({texts})
+            UNION ALL SELECT * FROM _values WHERE ts_text IS NULL OR ts_text NOT IN ({texts})""")
+    rows = [pd.DataFrame({"ts_text": text, "occ": 1, "naive": naive})]
+    if ambiguous.any():
+        for occ in (2, 3):  # a third occurrence is a duplicate of standard time
+            rows.append(pd.DataFrame({"ts_text": text[ambiguous], "occ": occ, "naive": naive[ambiguous]}))
+    t = pd.concat(rows, ignore_index=True)
+    local = t["naive"].dt.tz_localize(ctx.plant.tz, ambiguous=(t["occ"] == 1).to_numpy(), nonexistent="NaT")
+    return pd.DataFrame({"ts_text": t["ts_text"], "occ": t["occ"],
+                         "ts_utc": local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]"),
+                         "nonexistent": (t["naive"].notna() & local.isna()).to_numpy()})
+
+
+def _bounds(keys: list[tuple[str, dt.date]], ctx: StandardizeContext) -> pd.DataFrame:
+    g = pd.Timedelta(minutes=ctx.quality.partition_grace_minutes)
+    rows = []
+    for _, day in keys:
+        lo = (pd.Timestamp(day).tz_localize(ctx.plant.tz) - g).tz_convert("UTC").tz_localize(None)
+        hi = (pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(ctx.plant.tz) + g).tz_convert("UTC").tz_localize(None)
+        rows.append((day, lo, hi))
+    return pd.DataFrame(rows, columns=["partition_date", "lo_ts", "hi_ts"]).astype(
+        {"lo_ts": "datetime64[us]", "hi_ts": "datetime64[us]"})
+
+
+def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
+    rows = []
+    for q, m in ctx.plant.streams.readings.quantities.items():
+        qs = ctx.registry.quantities[q]
+        a, b = affine(ctx.registry.pint_unit(m.unit), qs.unit)
+        rows.append((q, m.field, m.unit, a, b, qs.min, qs.max, qs.unit))
+    return pd.DataFrame(rows, columns=["quantity", "signal", "label", "a", "b", "lo", "hi", "unit"])
+
+
+def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date]], receipts: pd.DataFrame,
+                         ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw readings of ``keys`` -> (sensor_readings frame, quarantine frame)."""
+    spec = ctx.plant.streams.readings
+    if receipts.empty or not table_exists(con, "raw", raw_table):
+        return empty_frame("sensor_readings"), empty_frame("quarantine")
+    plan, entries = _file_plan(receipts, ctx)
+    pred = key_predicate(keys)
+    machine = _ident(spec.machine.field) if spec.machine.field else _lit(spec.machine.constant)
+    ts_col = _ident(spec.timestamp.field) if spec.timestamp.field else "NULL"
+    selects = []
+    for p in plan:
+        files = ", ".join(_lit(f) for f in p.files)
+        where = f"{pred} AND _source_file IN ({files})"
+        if spec.layout == "long":
+            lg = spec.long
+            uom = f"t.{_ident(lg.unit_field)}" if lg.unit_field else "m.label"
+            selects.append(
+                f"SELECT t._source_file, t._source_row, t.partition_date, t.{machine} AS machine, "
+                f"t.{ts_col} AS ts_text, m.quantity, t.{_ident(lg.value_field)} AS text, "
+                f"t.{_ident(lg.quantity_field)} AS source_column, {uom} AS unit_label, "
+                f"(m.quantity IS NULL OR coalesce({uom} = m.label, FALSE)) AS label_ok, "
+                f"t.{_ident(lg.quantity_field)} AS occ_key "
+                f"FROM raw.{_ident(raw_table)} t LEFT JOIN _conv m ON t.{_ident(lg.quantity_field)} = m.signal "
+                f"WHERE {key_predicate(keys, alias='t')} AND t._source_file IN ({files})")
+        else:
+            selects.append(
+                f"SELECT _source_file, _source_row, partition_date, {machine} AS machine, {ts_col} AS ts_text, "
+                f"{_lit(p.quantity)} AS quantity, {_ident(p.column)} AS text, {_lit(p.column)} AS source_column, "
+                f"{_lit(p.label)} AS unit_label, TRUE AS label_ok, '' AS occ_key "
+                f"FROM raw.{_ident(raw_table)} WHERE {where}")
+    if not selects:
+        return empty_frame("sensor_readings"), quarantine_frame(pd.DataFrame(entries))
+    union = " UNION ALL ".join(selects)
+    con.register("_conv", _conversions(ctx))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _values AS SELECT *, 1 AS occ FROM ({union})")
+    try:
+        con.register("_ts", _times(con, ctx))
+        con.register("_bounds", _bounds(keys, ctx))
+        future = (ctx.future_limit.tz_convert("UTC").tz_localize(None)).isoformat()
+        k = spec.timestamp
+        rules = f"""
+        WITH r AS (
+          SELECT v.*, ts.ts_utc, coalesce(ts.nonexistent, FALSE) AS nonexistent,
+                 CASE WHEN contains(v.text, '_') THEN NULL ELSE TRY_CAST(v.text AS DOUBLE) END AS num,
+                 c.a, c.b, c.lo, c.hi, c.unit, bd.lo_ts, bd.hi_ts
+          FROM _values v
+          LEFT JOIN _ts ts ON v.ts_text IS NOT DISTINCT FROM ts.ts_text AND v.occ = ts.occ
+          LEFT JOIN _conv c ON v.quantity = c.quantity
+          LEFT JOIN _bounds bd ON v.partition_date = bd.partition_date),
+        s AS (
+          SELECT *, num * a + b AS val,
+            CASE
+              WHEN machine IS NULL OR trim(machine) = '' THEN 'missing_machine'
+              WHEN nonexistent THEN 'nonexistent_local_time'
+              WHEN ts_utc IS NULL THEN 'invalid_timestamp'
+              WHEN ts_utc > TIMESTAMP '{future}' THEN 'timestamp_in_future'
+              WHEN ts_utc < lo_ts OR ts_utc >= hi_ts THEN 'timestamp_outside_partition'
+              WHEN quantity IS NULL THEN 'unknown_quantity'
+              WHEN NOT label_ok THEN 'unit_label_mismatch'
+              WHEN (num IS NULL OR isnan(num)) AND (text IS NULL OR trim(text) = ''
+                    OR lower(trim(text)) IN ('nan', 'null', 'none')) THEN 'missing_value'
+              WHEN num IS NULL OR isnan(num) THEN 'not_a_number'
+              WHEN NOT isfinite(num * a + b) OR num * a + b < lo OR num * a + b > hi THEN 'out_of_range'
+            END AS rule0
+          FROM r),
+        dups AS (  -- (machine, time, quantity) delivered more than once: the first one is kept
+          SELECT machine, ts_utc, quantity,
+                 min({{'d': partition_date, 'f': _source_file, 'r': _source_row}}) AS first
+          FROM s WHERE rule0 IS NULL GROUP BY ALL HAVING count(*) > 1),
+        d AS (
+          SELECT s.*, CASE WHEN s.rule0 IS NULL AND dups.first IS NOT NULL
+                             AND dups.first <> {{'d': s.partition_date, 'f': s._source_file, 'r': s._source_row}}
+                           THEN 'duplicate' ELSE s.rule0 END AS rule,
+                 dups.first.r AS first_row
+          FROM s LEFT JOIN dups ON s.rule0 IS NULL AND s.machine = dups.machine AND s.ts_utc = dups.ts_utc
+                                AND s.quantity = dups.quantity)
+        SELECT * FROM d"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _d AS {rules}")
+        accepted = con.sql(f"""
+            SELECT {_lit(ctx.plant.plant_id)} AS plant, partition_date, machine AS machine_id, ts_utc, quantity,
+                   val AS value, unit, _source_file AS source_file, _source_row AS source_row
+            FROM _d WHERE rule IS NULL""").to_arrow_table().to_pandas(strings_to_categorical=True)
+        col = "'column ''' || source_column || ''': '"
+        rejected = con.sql(f"""
+            SELECT {_lit(ctx.plant.plant_id)} AS plant, partition_date, 'readings' AS stream, 'standardize' AS stage,
+                   _source_file AS source_file, _source_row AS source_row, source_column, 'value' AS scope, rule,
+                   'reject' AS severity, text AS value, 1 AS n_items,
+                   _source_file || ' row ' || _source_row || ': [' || rule || '] ' || CASE rule
+                     WHEN 'missing_machine' THEN {_lit(f"machine field {spec.machine.field!r} is empty")}
+                     WHEN 'nonexistent_local_time' THEN 'local time ''' || ts_text || {_lit(f"' does not exist in {ctx.plant.timezone} (DST gap)")}
+                     WHEN 'invalid_timestamp' THEN 'timestamp ''' || coalesce(ts_text, '') || {_lit(f"' in {k.field!r} is not a valid {k.kind} time")}
+                     WHEN 'timestamp_in_future' THEN 'time ' || ts_utc || ' UTC is after now ({ctx.now_utc})'
+                     WHEN 'timestamp_outside_partition' THEN 'time ' || ts_utc || ' UTC is not on the file''s local day ' || partition_date
+                     WHEN 'unknown_quantity' THEN {col} || 'signal ''' || source_column || ''' is not mapped to a quantity'
+                     WHEN 'unit_label_mismatch' THEN {col} || 'unit label ''' || coalesce(unit_label, '') || ''' differs from the plant config for ' || quantity
+                     WHEN 'missing_value' THEN {col} || 'value is missing (' || coalesce(text, 'empty') || ')'
+                     WHEN 'not_a_number' THEN {col} || 'value ''' || text || ''' is not a number' ||
+                          CASE WHEN regexp_full_match(text, '\\s*-?\\d+,\\d+\\s*') THEN ' (decimal comma? the standard expects ''.'')' ELSE '' END
+                     WHEN 'out_of_range' THEN {col} || 'value ' || text || ' (' || coalesce(CAST(round(val, 4) AS VARCHAR), 'inf') || ' ' || unit
+                          || ') outside the plausible range [' || lo || ', ' || hi || '] of ' || quantity
+                     WHEN 'duplicate' THEN 'machine ' || machine || ', time ' || ts_utc || ', ' || quantity || ' already delivered in row ' || first_row
+                   END AS message
+            FROM _d WHERE rule IS NOT NULL""").df()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _values")
+        con.execute("DROP TABLE IF EXISTS _d")
+        for name in ("_conv", "_ts", "_bounds"):
+            con.unregister(name)
+    accepted["partition_date"] = pd.to_datetime(accepted["partition_date"])
+    acc = conform(accepted, "sensor_readings")
+    parts = [x for x in (pd.DataFrame(entries), rejected) if not x.empty]
+    q = quarantine_frame(pd.concat(parts, ignore_index=True)) if parts else empty_frame("quarantine")
+    if not q.empty:
+        q["partition_date"] = pd.to_datetime(q["partition_date"]).astype("datetime64[s]")
+    return acc, q
+
+

@@ -1,0 +1,55 @@
+"""The `qp` command line, end to end on a small scenario; every command speaks --json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from quality_platform.cli import main
+from quality_platform.settings import Paths
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 0):
+    rc = main(argv)
+    out = capsys.readouterr().out
+    assert rc == code, out
+    return json.loads(out)
+
+
+def test_simulate_and_plants(qp_env: Paths, capsys, tmp_path) -> None:
+    res = _json(capsys, ["simulate", "--out", str(tmp_path / "l"), "--days", "2", "--scenario", "stable", "--json"])
+    assert res["truth"]["scenario"] == "stable" and (tmp_path / "l" / "truth.json").exists()
+    plants = _json(capsys, ["plants", "--json"])
+    assert {p["plant"] for p in plants} == {"ai4i2020", "plant_a", "plant_b", "plant_c"}
+
+
+def test_demo_backfill_summary_quarantine(qp_env: Paths, capsys) -> None:
+    shutil.rmtree(qp_env.data_dir / "datasets")  # keep the test small: the three simulated plants
+    (qp_env.plants_dir / "ai4i2020.yaml").unlink()
+    rc = main(["demo", "--days", "2", "--scenario", "stable"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "== Rows per plant and table ==" in out and "legacy 'Ausschussquote'" in out
+    s = _json(capsys, ["summary", "--json"])
+    tables = {t["plant"]: t for t in s["tables"]}
+    assert tables["plant_a"]["sensor_readings"] == 2 * 12 * 1440 * 4
+    assert tables["plant_b"]["quarantine"] == 0
+    kp = {k["plant"]: k for k in s["kpis"]}
+    assert 0 < kp["plant_c"]["defect_rate"] < 0.2
+    assert kp["plant_c"]["legacy"][0]["unit"] == "ppm"
+    runs = _json(capsys, ["backfill", "--plant", "plant_b", "--from", "2026-03-17", "--to", "2026-03-17", "--json"])
+    assert [r["job"] for r in runs] == ["land_plant_b", "standardize_job"] and all(r["success"] for r in runs)
+    s2 = _json(capsys, ["summary", "--json"])
+    assert {t["plant"]: t for t in s2["tables"]}["plant_b"]["sensor_readings"] == tables["plant_b"]["sensor_readings"]
+    assert _json(capsys, ["quarantine", "--plant", "plant_a", "--json"]) == []
+
+
+def test_errors_are_clear(qp_env: Paths, capsys, monkeypatch) -> None:
+    err = _json(capsys, ["backfill", "--plant", "nowhere", "--json"], code=2)
+    assert "unknown plant" in err["error"]
+    monkeypatch.delenv("QP_PSEUDONYM_KEY")
+    monkeypatch.delenv("QP_PSEUDONYM_KEY_FILE", raising=False)
+    rc = main(["dev-key", "--path", str(qp_env.data_dir / ".secrets" / "k"), "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["created"] is True
