@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import shutil
@@ -277,19 +279,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     truth = simulate(landing, days=args.days, seed=args.seed, scenario=args.scenario,
                      start=dt.date.fromisoformat(args.start))
     t_sim = time.perf_counter() - t0
-    print(f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} "
-          f"({t_sim:.1f} s)", flush=True)
+    if not args.json:
+        print(f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} "
+              f"({t_sim:.1f} s)", flush=True)
     if paths.warehouse_path.exists():
         paths.warehouse_path.unlink()  # the demo starts from a clean warehouse; run history stays
-    ns = argparse.Namespace(plant=sorted(load_plants(paths)), date_from=None, date_to=None, json=False,
+    ns = argparse.Namespace(plant=sorted(load_plants(paths)), date_from=None, date_to=None, json=args.json,
                             trigger="demo")
-    rc = cmd_backfill(ns)
+    with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
+        rc = cmd_backfill(ns)
     total = time.perf_counter() - t0
     s = summary_data()
-    s["scenario"], s["seconds"] = truth.get("scenario"), round(total, 1)
-    print(_format_summary(s))
-    print(f"\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). Browse it: make ui "
-          "(http://127.0.0.1:3000)")
+    s.update(scenario=truth.get("scenario"), seconds=round(total, 1), simulation_seconds=round(t_sim, 1),
+             success=rc == 0)
+    _emit(args, s, _format_summary(s) + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). "
+          "Browse it: make ui (http://127.0.0.1:3000)")
     return rc
 
 

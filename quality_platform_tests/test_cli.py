@@ -44,6 +44,37 @@ def test_demo_backfill_summary_quarantine(qp_env: Paths, capsys) -> None:
     s2 = _json(capsys, ["summary", "--json"])
     assert {t["plant"]: t for t in s2["tables"]}["plant_b"]["sensor_readings"] == tables["plant_b"]["sensor_readings"]
     assert _json(capsys, ["quarantine", "--plant", "plant_a", "--json"]) == []
+    _assert_no_raw_operator_ids(qp_env)
+
+
+def _assert_no_raw_operator_ids(paths: Paths) -> None:
+    """Raw operator/badge ids from the landing files appear nowhere downstream of the raw layer:
+    not in the standard or KPI tables, nor in the Dagster event log (metadata, previews)."""
+    import duckdb
+    import pandas as pd
+
+    land = paths.data_dir / "landing"
+    ids: set[str] = set()
+    for f in land.glob("plant_a/*/auftraege.csv"):
+        ids |= set(pd.read_csv(f, dtype=str)["Werker"].dropna())
+    for f in land.glob("plant_b/*/production.parquet"):
+        ids |= set(pd.read_parquet(f)["badge_id"].dropna())
+    for f in land.glob("plant_c/*/batches.jsonl"):
+        ids |= {json.loads(line)["operator"]["badge"] for line in f.read_text().splitlines()}
+    assert len(ids) > 10
+    con = duckdb.connect(str(paths.warehouse_path), read_only=True)
+    try:
+        raw_hits = con.sql("SELECT count(*) FROM raw.plant_a__units WHERE Werker IS NOT NULL").fetchall()[0][0]
+        assert raw_hits > 0  # the restricted raw layer keeps the source faithfully
+        for schema, table in con.sql("SELECT table_schema, table_name FROM information_schema.tables "
+                                     "WHERE table_schema IN ('standard', 'kpi')").fetchall():
+            text = con.sql(f'SELECT * FROM {schema}."{table}"').df().astype(str).to_csv()
+            assert not any(i in text for i in ids), f"raw operator id in {schema}.{table}"
+    finally:
+        con.close()
+    home = paths.dagster_home
+    blobs = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    assert blobs and not any(i.encode() in blobs for i in ids)
 
 
 def test_errors_are_clear(qp_env: Paths, capsys, monkeypatch) -> None:
