@@ -31,7 +31,11 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     assets.append(build_standard_assets(plants, start))
     assets.extend(build_kpi_assets(plants, start, load_kpis(paths)))
     checks = [*build_standard_checks(ids), *build_kpi_checks()]
-    sensors = [*(build_landing_sensor(p, start) for p in plants.values()), build_standardize_sensor(ids)]
+    # A plant delivering per-day files gets a landing sensor; one delivering a single many-day file
+    # (like the AI4I data set) is re-landed with `qp backfill`.
+    watched = [p for p in plants.values()
+               if any(getattr(p.streams, s).per_day_files for s in ("readings", "units", "inspections"))]
+    sensors = [*(build_landing_sensor(p, start) for p in watched), build_standardize_sensor(ids)]
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=build_jobs(ids), sensors=sensors,
                           resources=default_resources())
 

@@ -12,11 +12,12 @@ def land_job_name(plant_id: str) -> str:
 
 
 def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
-    """One landing job per plant (its raw asset has its own partitions) and one standardisation job."""
+    """One landing job per plant (its raw asset has its own partitions) and one standardisation job,
+    both with the in-process executor."""
     jobs = [
         dg.define_asset_job(land_job_name(p), selection=dg.AssetSelection.assets(f"raw_{p}"),
                             description=f"Copy plant {p}'s landing files of the selected days into the raw layer.",
-                            tags={"layer": "raw", "plant": p})
+                            tags={"layer": "raw", "plant": p}, executor_def=dg.in_process_executor)
         for p in plant_ids
     ]
     jobs.append(dg.define_asset_job(
@@ -24,5 +25,8 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
         selection=dg.AssetSelection.groups("standard", "kpi"),
         description="Standardise the selected plant-days (quality gates, quarantine) and compute the KPIs.",
         tags={"layer": "standard"},
+        # Steps are small and serialised on the DuckDB pool anyway; a process per step would cost
+        # seconds of start-up each (see DESIGN.md section 4).
+        executor_def=dg.in_process_executor,
     ))
     return jobs
