@@ -297,6 +297,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
+def cmd_free_slots(args: argparse.Namespace) -> int:
+    """Release DuckDB pool slots still held by runs that are no longer running.
+
+    A run killed mid-step (e.g. the UI stopped during a run) can leave its slot claimed; with a
+    pool limit of 1 every later run then waits. Slots of active runs are never touched."""
+    from dagster import DagsterRunStatus
+
+    from quality_platform.warehouse import WAREHOUSE_POOL
+
+    instance = _instance()
+    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    holders = {c.run_id for c in info.claimed_slots} | {p.run_id for p in info.pending_steps}
+    freed, kept = [], []
+    for run_id in sorted(holders):
+        run = instance.get_run_by_id(run_id)
+        active = run is not None and run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
+                                                    DagsterRunStatus.CANCELING)
+        if active:
+            kept.append(run_id)
+        else:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            freed.append(run_id)
+    _emit(args, {"pool": WAREHOUSE_POOL, "freed": freed, "active": kept},
+          f"pool {WAREHOUSE_POOL}: freed slots of {len(freed)} finished run(s) {freed}; "
+          f"{len(kept)} active run(s) keep theirs")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -338,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--date")
     q.add_argument("--rule")
     q.add_argument("--limit", type=int, default=50)
+    add("free-slots", cmd_free_slots, "release DuckDB pool slots held by runs that are no longer running")
     k = add("dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing")
     k.add_argument("--path", default=str(get_paths().data_dir / ".secrets" / "pseudonym.key"))
     return p

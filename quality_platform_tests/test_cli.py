@@ -77,6 +77,22 @@ def _assert_no_raw_operator_ids(paths: Paths) -> None:
     assert blobs and not any(i.encode() in blobs for i in ids)
 
 
+def test_free_slots_releases_only_finished_runs(qp_env: Paths, capsys) -> None:
+    import dagster as dg
+
+    from quality_platform.cli import _instance
+    from quality_platform.warehouse import WAREHOUSE_POOL
+
+    instance = _instance()
+    instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
+    dead = instance.create_run_for_job(dg.GraphDefinition("g").to_job(), run_id="00000000-0000-4000-8000-000000000001")
+    instance.report_run_failed(dead)
+    assert instance.event_log_storage.claim_concurrency_slot(WAREHOUSE_POOL, dead.run_id, "step").is_claimed
+    res = _json(capsys, ["free-slots", "--json"])
+    assert res["freed"] == [dead.run_id]
+    assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots == []
+
+
 def test_errors_are_clear(qp_env: Paths, capsys, monkeypatch) -> None:
     err = _json(capsys, ["backfill", "--plant", "nowhere", "--json"], code=2)
     assert "unknown plant" in err["error"]
