@@ -13,10 +13,18 @@ import re
 import zoneinfo
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from quality_platform.settings import Paths, get_paths
 
@@ -184,19 +192,22 @@ class Streams(_Model):
     inspections: InspectionsStream
 
 
+def _valid_formula(v: str) -> str:
+    parse_formula(v)
+    return v
+
+
+Formula = Annotated[str, AfterValidator(_valid_formula)]
+"""A KPI formula (+ - * / over the daily counts), checked when the config is loaded."""
+
+
 class LegacyKpi(_Model):
     name: str
     maps_to: str
-    formula: str
+    formula: Formula
     scale: float = 1.0
     unit: str = "ratio"
     note: str
-
-    @field_validator("formula")
-    @classmethod
-    def _formula(cls, v: str) -> str:
-        parse_formula(v)
-        return v
 
 
 class PlantConfig(_Model):
@@ -247,17 +258,11 @@ class PlantConfig(_Model):
 class KpiDefinition(_Model):
     id: str
     name: str
-    formula: str
+    formula: Formula
     unit: str
     owner: str
     version: int = Field(ge=1)
     description: str
-
-    @field_validator("formula")
-    @classmethod
-    def _formula(cls, v: str) -> str:
-        parse_formula(v)
-        return v
 
 
 class KpiRegistry(_Model):

@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 
 from quality_platform import kpis as K
 from quality_platform.assets.common import CODE_VERSIONS, preview, warehouse_path
-from quality_platform.assets.standard_checks import _md, _query
+from quality_platform.assets.standard_checks import keys_query, md_table
 from quality_platform.config import KpiRegistry, PlantConfig
 from quality_platform.ingest.pipeline import STANDARD_SCHEMA
 from quality_platform.partitions import by_plant, keys_of, plant_day
@@ -112,6 +112,16 @@ def build_kpi_assets(plants: dict[str, PlantConfig], start: dt.date, registry: K
     return [kpi_daily, plant_reported_kpis, kpi_reconciliation]
 
 
+def _violations(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, table: str,
+                where: str) -> dg.AssetCheckResult:
+    """Rows of the run's partitions of ``kpi.<table>`` that match ``where`` (none = pass)."""
+    with connect(warehouse_path(warehouse), read_only=True) as con:
+        bad = keys_query(con, f"""SELECT * FROM {KPI_SCHEMA}.{table} t SEMI JOIN _keys k
+            ON t.plant = k.plant AND t.partition_date = k.partition_date WHERE {where} LIMIT 100""",
+                     keys_of(context))
+    return dg.AssetCheckResult(passed=bad.empty, metadata={"violations": len(bad), "examples": md_table(bad)})
+
+
 def build_kpi_checks() -> list[dg.AssetChecksDefinition]:
     """KPI gates: rates are rates and counts add up; legacy differences are explained."""
 
@@ -119,25 +129,16 @@ def build_kpi_checks() -> list[dg.AssetChecksDefinition]:
                     description="Ratio KPIs within [0, 1] (or NULL when the denominator is 0); "
                                 "good + defective = inspected; defective = rework + scrap.")
     def valid_rates(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        keys = keys_of(context)
-        with connect(warehouse_path(warehouse), read_only=True) as con:
-            bad = _query(con, f"""SELECT * FROM {KPI_SCHEMA}.kpi_daily t SEMI JOIN _keys k
-                ON t.plant = k.plant AND t.partition_date = k.partition_date
-                WHERE (unit = 'ratio' AND (value < 0 OR value > 1)) OR good + defective <> inspected
-                   OR defective <> rework + scrap OR inspected > produced LIMIT 100""", keys)
-        return dg.AssetCheckResult(passed=bad.empty, metadata={"violations": len(bad), "examples": _md(bad)})
+        return _violations(context, warehouse, "kpi_daily",
+                           "(unit = 'ratio' AND (value < 0 OR value > 1)) OR good + defective <> inspected "
+                           "OR defective <> rework + scrap OR inspected > produced")
 
     @dg.asset_check(asset="kpi_reconciliation", name="differences_explained", blocking=False, pool=WAREHOUSE_POOL,
                     description="Every legacy figure has an explanation, and where the definitions are the same "
                                 "the figures agree.")
     def differences_explained(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        keys = keys_of(context)
-        with connect(warehouse_path(warehouse), read_only=True) as con:
-            bad = _query(con, f"""SELECT * FROM {KPI_SCHEMA}.kpi_reconciliation t SEMI JOIN _keys k
-                ON t.plant = k.plant AND t.partition_date = k.partition_date
-                WHERE explanation IS NULL OR explanation = ''
-                   OR (explanation LIKE 'same definition%' AND abs(difference_in_legacy_unit) > 1e-9)
-                LIMIT 100""", keys)
-        return dg.AssetCheckResult(passed=bad.empty, metadata={"unexplained": len(bad), "examples": _md(bad)})
+        return _violations(context, warehouse, "kpi_reconciliation",
+                           "explanation IS NULL OR explanation = '' OR "
+                           "(explanation LIKE 'same definition%' AND abs(difference_in_legacy_unit) > 1e-9)")
 
     return [valid_rates, differences_explained]

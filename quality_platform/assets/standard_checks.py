@@ -27,7 +27,7 @@ from quality_platform.warehouse import WAREHOUSE_POOL, connect, read_partitions,
 Keys = list[tuple[str, dt.date]]
 
 
-def _query(con: Any, sql: str, keys: Keys) -> pd.DataFrame:
+def keys_query(con: Any, sql: str, keys: Keys) -> pd.DataFrame:
     """Run ``sql`` with a registered ``_keys`` table (plant, partition_date) of the run."""
     con.register("_keys", pa.table({"plant": [k[0] for k in keys], "partition_date": [k[1] for k in keys]}))
     try:
@@ -36,7 +36,7 @@ def _query(con: Any, sql: str, keys: Keys) -> pd.DataFrame:
         con.unregister("_keys")
 
 
-def _md(df: pd.DataFrame, n: int = 15) -> dg.MetadataValue:
+def md_table(df: pd.DataFrame, n: int = 15) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.head(n).to_markdown(index=False) if not df.empty else "_(none)_")
 
 
@@ -45,7 +45,7 @@ def _result(failures: pd.DataFrame, what: str, severity: dg.AssetCheckSeverity =
     return dg.AssetCheckResult(
         passed=failures.empty, severity=severity,
         description=f"{len(failures)} {what}" if not failures.empty else f"no {what}",
-        metadata={"failures": len(failures), "examples": _md(failures), **meta})
+        metadata={"failures": len(failures), "examples": md_table(failures), **meta})
 
 
 # --------------------------------------------------------------------------- check bodies
@@ -63,7 +63,7 @@ def check_schema(con: Any, keys: Keys, table: str, registry: Any) -> dg.AssetChe
         cases = getattr(exc, "failure_cases", None)
         examples = cases.head(15) if isinstance(cases, pd.DataFrame) else pd.DataFrame({"error": [str(exc)[:500]]})
         return dg.AssetCheckResult(passed=False, description=f"pandera schema {table} violated",
-                                   metadata={"rows": len(df), "failure_cases": _md(examples.astype(str))})
+                                   metadata={"rows": len(df), "failure_cases": md_table(examples.astype(str))})
     return dg.AssetCheckResult(passed=True, description=f"{len(df)} rows match the pandera schema",
                                metadata={"rows": len(df)})
 
@@ -73,7 +73,7 @@ def check_plausible(con: Any, keys: Keys, registry: Any) -> dg.AssetCheckResult:
                        columns=["quantity", "unit", "lo", "hi"])
     con.register("_limits", lim)
     try:
-        bad = _query(con, f"""
+        bad = keys_query(con, f"""
             SELECT r.plant, r.partition_date, r.quantity, count(*) AS n, min(r.value) AS min_value,
                    max(r.value) AS max_value, any_value(l.lo) AS lo, any_value(l.hi) AS hi
             FROM {STANDARD_SCHEMA}.sensor_readings r SEMI JOIN _keys k
@@ -99,7 +99,7 @@ def check_completeness(con: Any, keys: Keys, plants: dict[str, PlantConfig], reg
     expected = pd.DataFrame(rows, columns=["plant", "partition_date", "machine_id", "quantity", "expected"])
     con.register("_expected", expected)
     try:
-        cov = _query(con, f"""
+        cov = keys_query(con, f"""
             WITH got AS (
               SELECT r.plant, r.partition_date, r.machine_id, r.quantity, count(*) AS n
               FROM {STANDARD_SCHEMA}.sensor_readings r SEMI JOIN _keys k
@@ -122,11 +122,11 @@ def check_completeness(con: Any, keys: Keys, plants: dict[str, PlantConfig], reg
                      f"({len(severe)} below {error_below:.0%})") if not low.empty else "complete",
         metadata={"min_coverage": float(cov["coverage"].min()), "mean_coverage": float(cov["coverage"].mean()),
                   "machine_quantity_days": len(cov), "below_warn": len(low), "below_error": len(severe),
-                  "worst": _md(low.assign(coverage=low["coverage"].round(3)), 20)})
+                  "worst": md_table(low.assign(coverage=low["coverage"].round(3)), 20)})
 
 
 def check_reading_duplicates(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    bad = _query(con, f"""
+    bad = keys_query(con, f"""
         SELECT r.plant, r.machine_id, r.ts_utc, r.quantity, count(*) AS n
         FROM {STANDARD_SCHEMA}.sensor_readings r SEMI JOIN _keys k
           ON r.plant = k.plant AND r.partition_date = k.partition_date
@@ -149,7 +149,7 @@ def check_timestamps(con: Any, keys: Keys, plants: dict[str, PlantConfig], grace
                      future_min: float, table: str, column: str) -> dg.AssetCheckResult:
     con.register("_bounds", _local_bounds(plants, keys, grace_min))
     try:
-        bad = _query(con, f"""
+        bad = keys_query(con, f"""
             SELECT t.plant, t.partition_date, count(*) AS n, min(t.{column}) AS earliest, max(t.{column}) AS latest
             FROM {STANDARD_SCHEMA}.{table} t JOIN _bounds b
               ON t.plant = b.plant AND t.partition_date = b.partition_date
@@ -162,7 +162,7 @@ def check_timestamps(con: Any, keys: Keys, plants: dict[str, PlantConfig], grace
 
 
 def check_unit_ids_unique(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    bad = _query(con, f"""
+    bad = keys_query(con, f"""
         SELECT u.plant, u.unit_id, count(*) AS n, list(DISTINCT u.partition_date) AS days
         FROM {STANDARD_SCHEMA}.production_units u
         WHERE u.plant IN (SELECT DISTINCT plant FROM _keys)
@@ -171,7 +171,7 @@ def check_unit_ids_unique(con: Any, keys: Keys) -> dg.AssetCheckResult:
 
 
 def check_unit_windows(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    bad = _query(con, f"""
+    bad = keys_query(con, f"""
         SELECT u.plant, u.partition_date, u.unit_id, u.start_utc, u.end_utc, u.inspected_at_utc
         FROM {STANDARD_SCHEMA}.production_units u SEMI JOIN _keys k
           ON u.plant = k.plant AND u.partition_date = k.partition_date
@@ -189,11 +189,11 @@ def reconciliation_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -
         for stream in ("readings", "units", "inspections"):
             k = items_per_record(plants[plant_id], stream)
             rt = raw_table(plant_id, stream)
-            raw = _query(con, f"""SELECT r.partition_date, count(*) * {k} AS raw_items FROM {RAW_SCHEMA}."{rt}" r
+            raw = keys_query(con, f"""SELECT r.partition_date, count(*) * {k} AS raw_items FROM {RAW_SCHEMA}."{rt}" r
                               SEMI JOIN _keys k ON r.plant = k.plant AND r.partition_date = k.partition_date
                               GROUP BY 1""", sub) if table_exists(con, RAW_SCHEMA, rt) else pd.DataFrame(
                 columns=["partition_date", "raw_items"])
-            parse = _query(con, f"""SELECT p.partition_date, sum(p.n_items) AS parse_items FROM {RAW_SCHEMA}.parse_issues p
+            parse = keys_query(con, f"""SELECT p.partition_date, sum(p.n_items) AS parse_items FROM {RAW_SCHEMA}.parse_issues p
                                 SEMI JOIN _keys k ON p.plant = k.plant AND p.partition_date = k.partition_date
                                 WHERE p.stream = '{stream}' GROUP BY 1""", sub) if table_exists(
                 con, RAW_SCHEMA, "parse_issues") else pd.DataFrame(columns=["partition_date", "parse_items"])
@@ -204,9 +204,9 @@ def reconciliation_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -
             else:
                 acc_sql = (f"SELECT partition_date, count(inspected_at_utc) AS accepted "
                            f"FROM {STANDARD_SCHEMA}.production_units t")
-            acc = _query(con, acc_sql + " SEMI JOIN _keys k ON t.plant = k.plant AND t.partition_date = k.partition_date "
+            acc = keys_query(con, acc_sql + " SEMI JOIN _keys k ON t.plant = k.plant AND t.partition_date = k.partition_date "
                          "GROUP BY 1", sub)
-            qua = _query(con, f"""SELECT q.partition_date, sum(q.n_items) AS quarantined FROM {STANDARD_SCHEMA}.quarantine q
+            qua = keys_query(con, f"""SELECT q.partition_date, sum(q.n_items) AS quarantined FROM {STANDARD_SCHEMA}.quarantine q
                               SEMI JOIN _keys k ON q.plant = k.plant AND q.partition_date = k.partition_date
                               WHERE q.stream = '{stream}' GROUP BY 1""", sub)
             days = pd.DataFrame({"partition_date": pd.to_datetime([d for _, d in sub])})
@@ -287,4 +287,4 @@ def _reconciliation_result(table: pd.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=bad.empty,
         description=("counts reconcile" if bad.empty else f"{len(bad)} plant-day-streams do not reconcile"),
-        metadata={"totals": _md(totals), "mismatches": _md(bad), "plant_day_streams": len(table)})
+        metadata={"totals": md_table(totals), "mismatches": md_table(bad), "plant_day_streams": len(table)})
