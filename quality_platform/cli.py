@@ -175,10 +175,12 @@ def summary_data() -> dict[str, Any]:
             r: dict[str, Any] = {"plant": p}
             for s in ("readings", "units", "inspections"):
                 t = f"{p}__{s}"
-                r[f"raw_{s}"] = int(q(f'SELECT count(*) n FROM raw."{t}"')["n"][0]) if table_exists(con, "raw", t) else 0
+                r[f"raw_{s}_records"] = int(q(f'SELECT count(*) n FROM raw."{t}"')["n"][0]) if table_exists(con, "raw", t) else 0
             for t in ("sensor_readings", "production_units", "quarantine"):
                 r[t] = int(q(f"SELECT count(*) n FROM standard.{t} WHERE plant = '{p}'")["n"][0]) if table_exists(
                     con, "standard", t) else 0
+            r["unit_features"] = int(q(f"SELECT count(*) n FROM features.unit_features WHERE plant = '{p}'")["n"][0]) \
+                if table_exists(con, "features", "unit_features") else 0
             if table_exists(con, "standard", "sensor_readings"):
                 d = q(f"SELECT min(partition_date) a, max(partition_date) b FROM standard.sensor_readings WHERE plant='{p}'")
                 r["days"] = (f"{pd.Timestamp(d['a'][0]).date()}..{pd.Timestamp(d['b'][0]).date()}"

@@ -6,11 +6,13 @@ import warnings
 
 import dagster as dg
 
+from quality_platform.assets.features import build_features_asset, build_features_checks
 from quality_platform.assets.kpi import build_kpi_assets, build_kpi_checks
 from quality_platform.assets.raw import build_raw_asset
 from quality_platform.assets.standard import build_standard_assets
 from quality_platform.assets.standard_checks import build_standard_checks
-from quality_platform.config import load_kpis, load_plants, load_platform
+from quality_platform.config import load_kpis, load_plants, load_platform, load_quantities
+from quality_platform.features.config import load_features
 from quality_platform.jobs import build_jobs
 from quality_platform.resources import default_resources
 from quality_platform.sensors import build_landing_sensor, build_standardize_sensor
@@ -30,7 +32,8 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     assets = [build_raw_asset(p, start) for p in plants.values()]
     assets.append(build_standard_assets(plants, start))
     assets.extend(build_kpi_assets(plants, start, load_kpis(paths)))
-    checks = [*build_standard_checks(ids), *build_kpi_checks()]
+    assets.append(build_features_asset(plants, start, load_quantities(paths), load_features(paths)))
+    checks = [*build_standard_checks(ids), *build_kpi_checks(), *build_features_checks()]
     # A plant delivering per-day files gets a landing sensor; one delivering a single many-day file
     # (like the AI4I data set) is re-landed with `qp backfill`.
     watched = [p for p in plants.values()

@@ -1,4 +1,4 @@
-"""Jobs: landing per plant (raw) and the standard + KPI layers (plant x day)."""
+"""Jobs: landing per plant (raw) and the standard + KPI + feature layers (plant x day)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
     ]
     jobs.append(dg.define_asset_job(
         STANDARD_JOB,
-        selection=dg.AssetSelection.groups("standard", "kpi"),
-        description="Standardise the selected plant-days (quality gates, quarantine) and compute the KPIs.",
+        selection=dg.AssetSelection.groups("standard", "kpi", "features"),
+        description="Standardise the selected plant-days (quality gates, quarantine), compute the KPIs "
+                    "and the per-unit features.",
         tags={"layer": "standard"},
         # Steps are small and serialised on the DuckDB pool anyway; a process per step would cost
         # seconds of start-up each (see DESIGN.md section 4).

@@ -24,6 +24,7 @@ def make_installation(root: Path, plants: tuple[str, ...] | None = None) -> Path
     shutil.copytree(src / "standard", data / "standard")
     shutil.copy(src / "kpis.yaml", data / "kpis.yaml")
     shutil.copy(src / "platform.yaml", data / "platform.yaml")
+    shutil.copy(src / "features.yaml", data / "features.yaml")
     (data / "datasets").mkdir()
     (data / "datasets" / "ai4i2020").symlink_to(src / "datasets" / "ai4i2020")
     return Paths(data_dir=data, config_dir=data)

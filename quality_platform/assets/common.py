@@ -13,6 +13,7 @@ CODE_VERSIONS = {
     "raw": "1",
     "standard": "1",
     "kpi": "1",
+    "features": "1",
 }
 
 

@@ -57,8 +57,13 @@ def check_schema(con: Any, keys: Keys, table: str, registry: Any) -> dg.AssetChe
     if df is None:
         return dg.AssetCheckResult(passed=True, description="no rows in these partitions",
                                    metadata={"rows": 0})
+    return pandera_result(pandera_schema(table, registry if table == "sensor_readings" else None), df, table)
+
+
+def pandera_result(schema: Any, df: pd.DataFrame, table: str) -> dg.AssetCheckResult:
+    """Validate ``df`` lazily with a pandera schema; failure cases go into the check metadata."""
     try:
-        pandera_schema(table, registry if table == "sensor_readings" else None).validate(df, lazy=True)
+        schema.validate(df, lazy=True)
     except Exception as exc:  # pandera SchemaErrors
         cases = getattr(exc, "failure_cases", None)
         examples = cases.head(15) if isinstance(cases, pd.DataFrame) else pd.DataFrame({"error": [str(exc)[:500]]})
@@ -227,21 +232,26 @@ def reconciliation_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -
 # --------------------------------------------------------------------------- Dagster wiring
 
 
+def warehouse_check(asset: str, name: str, description: str,
+                    body: Callable[[Any, Keys, PlatformResource], dg.AssetCheckResult],
+                    blocking: bool = True) -> dg.AssetChecksDefinition:
+    """A check that reads the warehouse (read-only, in the DuckDB pool) for the run's plant-days."""
+
+    @dg.asset_check(asset=asset, name=name, description=description, blocking=blocking, pool=WAREHOUSE_POOL)
+    def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource,
+               warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        keys = keys_of(context)
+        with connect(warehouse_path(warehouse), read_only=True) as con:
+            res = body(con, keys, platform)
+        return res.with_metadata({**res.metadata, "partitions_checked": len(keys)})
+
+    return _check
+
+
 def build_standard_checks(plant_ids: list[str]) -> list[dg.AssetChecksDefinition]:
     """Blocking checks on sensor_readings, production_units and quarantine."""
 
-    def make(asset: str, name: str, description: str,
-             body: Callable[[Any, Keys, PlatformResource], dg.AssetCheckResult]) -> dg.AssetChecksDefinition:
-        @dg.asset_check(asset=asset, name=name, description=description, blocking=True, pool=WAREHOUSE_POOL)
-        def _check(context: dg.AssetCheckExecutionContext, platform: PlatformResource,
-                   warehouse: DuckDBResource) -> dg.AssetCheckResult:
-            keys = keys_of(context)
-            with connect(warehouse_path(warehouse), read_only=True) as con:
-                res = body(con, keys, platform)
-            return res.with_metadata({**res.metadata, "partitions_checked": len(keys)})
-
-        return _check
-
+    make = warehouse_check
     q = "quality"
     return [
         make("sensor_readings", "schema", "pandera schema of sensor_readings (types, nulls, canonical quantities).",

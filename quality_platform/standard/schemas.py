@@ -7,6 +7,7 @@ memory and the column schema shown in the Dagster catalog.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +106,49 @@ TABLES: dict[str, tuple[Col, ...]] = {
 }
 
 
+# --------------------------------------------------------------------------- generic (any column list)
+
+
+def columns_ddl(cols: Iterable[Col], schema: str, table: str) -> str:
+    """CREATE TABLE IF NOT EXISTS for a column list."""
+    body = ",\n  ".join(f'"{c.name}" {_TYPES[c.type][0]}{"" if c.nullable else " NOT NULL"}' for c in cols)
+    return f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" (\n  {body}\n)'
+
+
+def columns_pandera(cols: Iterable[Col], name: str, checks: list[pa.Check] | None = None,
+                    overrides: dict[str, pa.Column] | None = None) -> pa.DataFrameSchema:
+    """Strict pandera schema of a column list (types, nulls, column checks, frame checks)."""
+    columns = {c.name: pa.Column(_TYPES[c.type][2], nullable=c.nullable, checks=list(c.checks)) for c in cols}
+    columns.update(overrides or {})
+    return pa.DataFrameSchema(columns, checks=checks or [], strict=True, ordered=False, name=name)
+
+
+def columns_conform(df: pd.DataFrame, cols: Iterable[Col]) -> pd.DataFrame:
+    """Cast a frame to the columns' in-memory dtypes and order."""
+    out = {}
+    for c in cols:
+        s, target = df[c.name], _TYPES[c.type][1]
+        if target.startswith("datetime64") and isinstance(s.dtype, pd.DatetimeTZDtype):
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        out[c.name] = s if str(s.dtype) == target else s.astype(target)
+    return pd.DataFrame(out, index=df.index)
+
+
+def columns_table_schema(cols: Iterable[Col]) -> dg.TableSchema:
+    """Column schema for the Dagster catalog (``dagster/column_schema``)."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn(c.name, _TYPES[c.type][0].lower(), description=c.description,
+                       constraints=dg.TableColumnConstraints(nullable=c.nullable))
+        for c in cols
+    ])
+
+
+# --------------------------------------------------------------------------- the standard tables
+
+
 def duckdb_ddl(table: str, schema: str = "standard") -> str:
     """CREATE TABLE statement for a standard table."""
-    cols = ",\n  ".join(f'"{c.name}" {_TYPES[c.type][0]}{"" if c.nullable else " NOT NULL"}'
-                        for c in TABLES[table])
-    return f'CREATE TABLE IF NOT EXISTS {schema}."{table}" (\n  {cols}\n)'
+    return columns_ddl(TABLES[table], schema, table)
 
 
 def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa.DataFrameSchema:
@@ -118,14 +157,11 @@ def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa
     For ``sensor_readings`` with a quantity registry, it also checks that every quantity is
     canonical, in its canonical unit, and within its plausibility range.
     """
-    columns = {
-        c.name: pa.Column(_TYPES[c.type][2], nullable=c.nullable, checks=list(c.checks))
-        for c in TABLES[table]
-    }
     checks: list[pa.Check] = []
+    overrides: dict[str, pa.Column] = {}
     if table == "sensor_readings" and quantities is not None:
         reg = quantities.quantities
-        columns["quantity"] = pa.Column(None, checks=[pa.Check.isin(sorted(reg))])
+        overrides["quantity"] = pa.Column(None, checks=[pa.Check.isin(sorted(reg))])
 
         def _plausible(df: pd.DataFrame) -> pd.Series:
             # Per-category lookups (a few categories, millions of rows): no per-row string work.
@@ -143,7 +179,7 @@ def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa
             return pd.Series(ok, index=df.index)
 
         checks.append(pa.Check(_plausible, name="plausible_range_and_canonical_unit"))
-    return pa.DataFrameSchema(columns, checks=checks, strict=True, ordered=False, name=table)
+    return columns_pandera(TABLES[table], table, checks, overrides)
 
 
 def empty_frame(table: str) -> pd.DataFrame:
@@ -153,24 +189,9 @@ def empty_frame(table: str) -> pd.DataFrame:
 
 def conform(df: pd.DataFrame, table: str) -> pd.DataFrame:
     """Cast a frame to the table's in-memory dtypes and column order."""
-    out = {}
-    for c in TABLES[table]:
-        s = df[c.name]
-        target = _TYPES[c.type][1]
-        if target.startswith("datetime64"):
-            if isinstance(s.dtype, pd.DatetimeTZDtype):
-                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-            s = s.astype(target)
-        elif str(s.dtype) != target:
-            s = s.astype(target)
-        out[c.name] = s
-    return pd.DataFrame(out)
+    return columns_conform(df, TABLES[table]).reset_index(drop=True)
 
 
 def table_schema(table: str) -> dg.TableSchema:
     """Column schema for the Dagster catalog (``dagster/column_schema``)."""
-    return dg.TableSchema(columns=[
-        dg.TableColumn(c.name, _TYPES[c.type][0].lower(), description=c.description,
-                       constraints=dg.TableColumnConstraints(nullable=c.nullable))
-        for c in TABLES[table]
-    ])
+    return columns_table_schema(TABLES[table])

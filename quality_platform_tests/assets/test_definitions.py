@@ -12,6 +12,7 @@ from quality_platform.settings import Paths
 
 STANDARD = {"sensor_readings", "production_units", "quarantine"}
 KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
+FEATURES = {"unit_features"}
 
 
 def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
@@ -23,12 +24,13 @@ def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
 def test_asset_graph(qp_env: Paths) -> None:
     graph = _graph(build_definitions(qp_env))
     raws = {f"raw_{p}" for p in ("ai4i2020", "plant_a", "plant_b", "plant_c")}
-    assert set(graph) == raws | STANDARD | KPI  # no misspelled dependency became an external asset
+    assert set(graph) == raws | STANDARD | KPI | FEATURES  # no misspelled dependency became an external asset
     for t in STANDARD:
         assert graph[t] == raws
     assert graph["kpi_daily"] == {"production_units"}
     assert graph["plant_reported_kpis"] == {"production_units"}
     assert graph["kpi_reconciliation"] == {"kpi_daily", "plant_reported_kpis"}
+    assert graph["unit_features"] == {"sensor_readings", "production_units"}
 
 
 def test_every_asset_is_catalogued(qp_env: Paths) -> None:
@@ -37,7 +39,7 @@ def test_every_asset_is_catalogued(qp_env: Paths) -> None:
         node = g.get(key)
         assert node.description and len(node.description) > 40, key
         assert node.owners and node.group_name and node.code_version and node.kinds, key
-    for t in STANDARD:
+    for t in STANDARD | FEATURES:
         schema = g.get(dg.AssetKey(t)).metadata["dagster/column_schema"]
         assert all(c.description for c in schema.columns)
 
