@@ -222,6 +222,8 @@ def _format_summary(s: dict[str, Any]) -> str:
     lines.append(_table(pd.DataFrame(s["tables"])))
     lines += ["", "== Quarantine: what was held back and why (items = values for readings, records otherwise) =="]
     qd = pd.DataFrame(s["quarantine"])
+    if not qd.empty:
+        qd["items"] = qd["items"].astype("int64")
     lines.append(_table(qd.drop(columns=["example"])) if not qd.empty else "(nothing quarantined)")
     if not qd.empty:
         lines += ["", "Example messages:"]

@@ -61,6 +61,8 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
     for r in receipts.itertuples(index=False):
         header = json.loads(r.header)
         n = int(r.records)
+        if n == 0:  # nothing parsed (empty, or rejected whole at parse): already reported there
+            continue
         base_of = {h: split_header(h) if spec.header_units else (h, None) for h in header}
         known = set(used)
         if spec.layout == "long":
