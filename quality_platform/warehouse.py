@@ -68,11 +68,13 @@ def replace_partitions(
     data: pd.DataFrame | pa.Table,
     keys: Iterable[tuple[str, dt.date]],
     ddl: str | None = None,
+    in_transaction: bool = False,
 ) -> int:
     """Replace the rows of the given (plant, partition_date) keys by ``data``; returns rows written.
 
     With ``ddl`` the table is created from it; without, it is created from the data and new
     columns of later data are added (raw tables keep every source column a file ever had).
+    Runs in its own transaction unless ``in_transaction`` (the caller's :func:`transaction`).
     """
     arrow = _as_arrow(data)
     keys = sorted(set(keys))
@@ -81,28 +83,41 @@ def replace_partitions(
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     con.register("_incoming", arrow)
     try:
-        con.execute("BEGIN TRANSACTION")
-        if ddl is not None:
-            con.execute(ddl)
-        elif not table_exists(con, schema, table):
-            con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM _incoming LIMIT 0')
-        else:
-            existing = {r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema=? AND table_name=?",
-                [schema, table]).fetchall()}
-            for name in arrow.column_names:
-                if name not in existing:
-                    con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{name}" VARCHAR')
-        if keys:
-            con.execute(f'DELETE FROM "{schema}"."{table}" WHERE {key_predicate(keys)}')
-        con.execute(f'INSERT INTO "{schema}"."{table}" BY NAME SELECT * FROM _incoming')
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with contextlib.nullcontext() if in_transaction else transaction(con):
+            _replace(con, schema, table, arrow, keys, ddl)
     finally:
         con.unregister("_incoming")
     return arrow.num_rows
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction: several partition writes become visible together, or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _replace(con: duckdb.DuckDBPyConnection, schema: str, table: str, arrow: pa.Table,
+             keys: list[tuple[str, dt.date]], ddl: str | None) -> None:
+    if ddl is not None:
+        con.execute(ddl)
+    elif not table_exists(con, schema, table):
+        con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM _incoming LIMIT 0')
+    else:
+        existing = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema=? AND table_name=?",
+            [schema, table]).fetchall()}
+        for name in arrow.column_names:
+            if name not in existing:
+                con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{name}" VARCHAR')
+    if keys:
+        con.execute(f'DELETE FROM "{schema}"."{table}" WHERE {key_predicate(keys)}')
+    con.execute(f'INSERT INTO "{schema}"."{table}" BY NAME SELECT * FROM _incoming')
 
 
 def read_partitions(

@@ -24,7 +24,7 @@ from quality_platform.ingest.standardize import (
 )
 from quality_platform.settings import Paths
 from quality_platform.standard.schemas import conform, duckdb_ddl, pandera_schema
-from quality_platform.warehouse import connect, read_partitions, replace_partitions
+from quality_platform.warehouse import connect, read_partitions, replace_partitions, transaction
 
 RAW_SCHEMA = "raw"
 STANDARD_SCHEMA = "standard"
@@ -74,17 +74,18 @@ def _land_chunk(plant: PlantConfig, dates: list[dt.date], paths: Paths, con: Any
     receipts = [r for s in streams.values() for r in s.receipts]
     issues = [i for s in streams.values() for i in s.issues]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-    for s, rs in streams.items():
-        replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys)
-        out.records[s] = out.records.get(s, 0) + rs.records
     rec_df = pd.DataFrame(receipts, columns=[
         "plant", "partition_date", "stream", "source_file", "header", "records",
         "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc"])
-    replace_partitions(con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL)
     iss_df = pd.DataFrame(issues, columns=[
         "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
         "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
-    replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL)
+    with transaction(con):  # a day's raw tables, receipts and parse issues change together
+        for s, rs in streams.items():
+            replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys, in_transaction=True)
+            out.records[s] = out.records.get(s, 0) + rs.records
+        replace_partitions(con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL, in_transaction=True)
+        replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL, in_transaction=True)
     out.files += len({r["source_file"] for r in receipts})
     out.parse_issues += len(issues)
     for r in receipts:
@@ -195,8 +196,10 @@ def _standardize_one(plant: PlantConfig, chunk: list[dt.date], con: Any, ctx: St
     frames = standardize_chunk(plant, chunk, con, ctx)
     if write:
         keys = [(plant.plant_id, d) for d in chunk]
-        for name, df in frames.items():
-            replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA))
+        with transaction(con):  # the three tables of a day change together
+            for name, df in frames.items():
+                replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA),
+                                   in_transaction=True)
     for name, df in frames.items():
         if df.empty:
             continue
