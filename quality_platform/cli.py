@@ -292,13 +292,108 @@ def cmd_demo(args: argparse.Namespace) -> int:
                             trigger="demo")
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
         rc = cmd_backfill(ns)
+    if not args.skip_model and (rc == 0 or args.continue_on_gate_failure):
+        rc = max(rc, _demo_model(args))
     total = time.perf_counter() - t0
     s = summary_data()
     s.update(scenario=truth.get("scenario"), seconds=round(total, 1), simulation_seconds=round(t_sim, 1),
-             success=rc == 0)
-    _emit(args, s, _format_summary(s) + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). "
+             success=rc == 0, model=model_summary() if not args.skip_model else None)
+    _emit(args, s, _format_summary(s) + (_format_model_summary(s["model"]) if s["model"] else "") + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). "
           "Browse it: make ui (http://127.0.0.1:3000)")
     return rc
+
+
+DEMO_APPROVER = "demo:control_owner"
+
+
+def _demo_model(args: argparse.Namespace) -> int:
+    """Train + gate a challenger; as the demo's control owner approve and promote it when the gate
+    let it through and a human approval is pending; score every plant's days with the champion."""
+    from quality_platform.definitions import build_definitions
+    from quality_platform.ml import lifecycle as L
+    from quality_platform.runner import train
+
+    say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
+    defs, instance = build_definitions(), _instance()
+    o = train(defs, instance, tags={"trigger": "demo"})
+    reg, audit = _lifecycle()
+    versions = reg.versions()
+    if not versions:
+        say(f"train_job FAILED in {o.seconds:.1f} s (run {o.run_id[:8]}): no model version registered")
+        return 1
+    v = versions[-1]
+    say(f"train_job: version {v.version} registered, gate {v.gate}, approval {v.approval} ({o.seconds:.1f} s)")
+    if v.gate in L.PASSING and v.approval == "pending":
+        reason = ("make demo: initial release approved by the demo script after reading the release gate "
+                  "(in production a control owner runs qp approve)")
+        L.approve(reg, audit, v.version, DEMO_APPROVER, reason)
+        say(f"approved version {v.version} as {DEMO_APPROVER} (audited)")
+    v = reg.version(v.version)
+    if v.gate in L.PASSING and v.approval == "approved" and reg.alias("champion") is None:
+        L.promote(reg, audit, v.version, DEMO_APPROVER, "make demo: first champion")
+        say(f"promoted version {v.version} to champion")
+    if reg.alias("champion") is None:
+        say("no champion (the gate did not let the version through): nothing scored")
+        return 1
+    ns = argparse.Namespace(plant=None, date_from=None, date_to=None, json=args.json, trigger="demo")
+    with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
+        return cmd_score(ns)
+
+
+def model_summary() -> dict[str, Any]:
+    """Champion version, gate results per plant, holdout figures per plant, predictions per plant."""
+    from quality_platform.ml.registry import CHALLENGER, CHAMPION
+    from quality_platform.warehouse import connect, table_exists
+
+    reg, _ = _lifecycle()
+    champ, chall = reg.alias(CHAMPION), reg.alias(CHALLENGER)
+    out: dict[str, Any] = {"champion": _version_payload(champ) if champ else None,
+                           "challenger": _version_payload(chall) if chall else None}
+    latest = reg.versions()[-1] if reg.versions() else None
+    if latest is not None:
+        report = reg.download_text(latest.version, "gate/report.json")
+        out["latest_version"] = _version_payload(latest)
+        out["gate"] = json.loads(report) if report else None
+    paths = get_paths()
+    if paths.warehouse_path.exists():
+        with connect(paths.warehouse_path, read_only=True) as con:
+            if table_exists(con, "ml", "predictions"):
+                out["predictions"] = _records(con.sql("""
+                    SELECT plant, count(*) AS units, sum(predicted_defect::INT) AS flagged,
+                           round(avg(risk), 4) AS mean_risk, string_agg(DISTINCT model_version, ',') AS versions,
+                           sum((decided_by = 'challenger')::INT) AS by_challenger
+                    FROM ml.predictions GROUP BY plant ORDER BY plant""").df())
+                out["example_predictions"] = _records(con.sql("""
+                    SELECT plant, unit_id, round(risk, 4) AS risk, predicted_defect, model_version, reason_1, reason_2,
+                           reason_3 FROM ml.predictions WHERE predicted_defect ORDER BY risk DESC LIMIT 3""").df())
+    return out
+
+
+def _format_model_summary(m: dict[str, Any]) -> str:
+    lines = ["", "== Model =="]
+    if not m.get("latest_version"):
+        return "\n".join([*lines, "(no model version yet: qp train)"])
+    lv, ch = m["latest_version"], m.get("champion")
+    lines.append(f"latest version {lv['version']}: gate {lv['gate']}, approval {lv['approval']} "
+                 f"(by {lv['approved_by']}), status {lv['status']}; champion: {ch['version'] if ch else '(none)'}")
+    gate = m.get("gate") or {}
+    for c in gate.get("checks", []):
+        lines.append(f"  gate check {c['name']:<26} {'pass' if c['passed'] else 'FAIL'} ({c['severity']}): "
+                     f"{c['description']}")
+    if gate.get("per_plant"):
+        cols = [c for c in ("plant", "units", "positives", "metric", "challenger", "champion", "ci_lower", "verdict")
+                if c in pd.DataFrame(gate["per_plant"]).columns]
+        lines += ["", "Gate per plant:", _table(pd.DataFrame(gate["per_plant"])[cols].round(4))]
+    if gate.get("plant_metrics"):
+        pm = pd.DataFrame(gate["plant_metrics"])
+        lines += ["", "Holdout figures per plant (latest units of each plant in time order; AI4I: the last 20 % "
+                  "by UDI, failure-mode flags excluded):", _table(pm.round(4))]
+    if m.get("predictions"):
+        lines += ["", "Predictions per plant:", _table(pd.DataFrame(m["predictions"]))]
+    for e in m.get("example_predictions", []):
+        lines.append(f"  {e['plant']} unit {e['unit_id']}: risk {e['risk']} (v{e['model_version']}) because "
+                     f"{e['reason_1']}; {e['reason_2']}; {e['reason_3']}")
+    return "\n".join(lines)
 
 
 def cmd_free_slots(args: argparse.Namespace) -> int:
@@ -329,6 +424,197 @@ def cmd_free_slots(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- model lifecycle
+
+
+def _lifecycle() -> tuple[Any, Any]:
+    from quality_platform.audit import AuditLog, audit_db_path
+    from quality_platform.ml.config import load_model_config
+    from quality_platform.ml.registry import ModelRegistry
+
+    paths = get_paths()
+    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+
+
+def _version_payload(v: Any) -> dict[str, Any]:
+    return {"version": v.version, "gate": v.gate, "approval": v.approval, "status": v.status,
+            "aliases": list(v.aliases), "approved_by": v.tag("approved_by")}
+
+
+def _lifecycle_call(fn: Any, *a: Any) -> Any:
+    from quality_platform.ml.registry import RegistryError
+
+    try:
+        return fn(*a)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from quality_platform.ml import lifecycle as L
+
+    reg, audit = _lifecycle()
+    v = _lifecycle_call(L.approve, reg, audit, args.version, args.actor, args.reason)
+    _emit(args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from quality_platform.ml import lifecycle as L
+
+    reg, audit = _lifecycle()
+    v = _lifecycle_call(L.reject, reg, audit, args.version, args.actor, args.reason)
+    _emit(args, _version_payload(v), f"version {v.version} rejected by {args.actor}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from quality_platform.ml import lifecycle as L
+
+    reg, audit = _lifecycle()
+    v = _lifecycle_call(L.promote, reg, audit, args.version, args.actor, args.reason or "promoted by hand")
+    _emit(args, _version_payload(v), f"version {v.version} is now the champion (promoted by {args.actor})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from quality_platform.ml import lifecycle as L
+
+    reg, audit = _lifecycle()
+    old, new = _lifecycle_call(L.rollback, reg, audit, args.actor, args.reason)
+    _emit(args, {"from_version": old, "to_version": new, "actor": args.actor},
+          f"rolled back: champion {old} -> {new} (by {args.actor}: {args.reason})")
+    return 0
+
+
+def cmd_models_history(args: argparse.Namespace) -> int:
+    from quality_platform.ml import lifecycle as L
+
+    reg, audit = _lifecycle()
+    h = L.history(reg, audit)
+    text = ["== Versions ==", _table(pd.DataFrame(h["versions"]).drop(columns=["dagster_run_id"], errors="ignore")),
+            "", "== Champion periods ==", _table(pd.DataFrame(h["champion_periods"])), "", "== Events =="]
+    ev = pd.DataFrame(h["events"])
+    text.append(_table(ev.drop(columns=["refs"])) if not ev.empty else "(none)")
+    _emit(args, h, "\n".join(text))
+    return 0
+
+
+def lineage_of_model(version: str) -> dict[str, Any]:
+    """Plants, partitions, data hash, code version and run that produced a model version."""
+    reg, audit = _lifecycle()
+    v = _lifecycle_call(reg.version, version)
+    batches = [{"run_id": r.refs.get("run_id"), "ts_utc": r.ts_utc, "partitions": r.refs.get("partitions"),
+                "rows": r.refs.get("rows"), "role": "champion" if r.refs.get("champion_version") == version else "challenger"}
+               for r in audit.records(action="predict")
+               if version in (r.refs.get("champion_version"), r.refs.get("challenger_version"))]
+    return {"model": reg.name, "version": version, "plants": sorted(v.partitions), "partitions": v.partitions,
+            "data_hash": v.tag("data_hash"), "code_version": v.tag("code_version"), "git_commit": v.tag("git_commit"),
+            "dagster_run_id": v.tag("dagster_run_id"), "mlflow_run_id": v.run_id, "params": v.params,
+            "feature_set_version": v.tag("feature_set_version"), "gate": v.gate, "approval": v.approval,
+            "status": v.status, "prediction_batches": batches}
+
+
+def lineage_of_data(plant: str, day: dt.date) -> dict[str, Any]:
+    """Model versions whose training used (plant, day), and the prediction batches made with them."""
+    reg, audit = _lifecycle()
+    used = []
+    for v in reg.versions():
+        rng = v.partitions.get(plant)
+        if rng and dt.date.fromisoformat(rng[0]) <= day <= dt.date.fromisoformat(rng[1]):
+            used.append(v.version)
+    batches = [{"run_id": r.refs.get("run_id"), "ts_utc": r.ts_utc, "champion_version": r.refs.get("champion_version"),
+                "challenger_version": r.refs.get("challenger_version"), "partitions": r.refs.get("partitions"),
+                "rows": r.refs.get("rows")}
+               for r in audit.records(action="predict")
+               if r.refs.get("champion_version") in used or r.refs.get("challenger_version") in used]
+    return {"plant": plant, "date": day.isoformat(), "model_versions": used, "prediction_batches": batches}
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    if args.what == "model":
+        if not args.version:
+            raise CliError("qp lineage model VERSION")
+        out = lineage_of_model(args.version)
+        text = (f"{out['model']} version {out['version']} ({out['status']}, gate {out['gate']}, approval {out['approval']})\n"
+                f"  trained on: " + "; ".join(f"{p} {r[0]}..{r[1]}" for p, r in out["partitions"].items())
+                + f"\n  data hash {out['data_hash']}\n  code version {out['code_version']}, git {out['git_commit']}\n"
+                f"  Dagster run {out['dagster_run_id']}, MLflow run {out['mlflow_run_id']}\n"
+                f"  prediction batches: {len(out['prediction_batches'])}")
+    else:
+        if not (args.plant and args.date):
+            raise CliError("qp lineage data --plant PLANT --date YYYY-MM-DD")
+        out = lineage_of_data(args.plant, dt.date.fromisoformat(args.date))
+        text = (f"{args.plant} {args.date} was used to train version(s): {out['model_versions'] or '(none)'}\n"
+                f"prediction batches made with them: {len(out['prediction_batches'])}\n"
+                + "\n".join(f"  run {b['run_id']} at {b['ts_utc']}: champion {b['champion_version']}, "
+                            f"challenger {b['challenger_version']}, {b['rows']} rows" for b in out["prediction_batches"]))
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from quality_platform.definitions import build_definitions
+    from quality_platform.runner import train
+
+    o = train(build_definitions(), _instance(), tags={"trigger": args.trigger})
+    _emit(args, o.__dict__, f"train_job {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s (run {o.run_id[:8]})"
+          + (f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""))
+    return 0 if o.success else 1
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from quality_platform.config import load_plants
+    from quality_platform.definitions import build_definitions
+    from quality_platform.jobs import SCORE_JOB
+    from quality_platform.runner import run_range
+
+    plants = load_plants()
+    ids = args.plant or sorted(plants)
+    defs, instance = build_definitions(), _instance()
+    outs = []
+    for p in ids:
+        first, last = _feature_days(p, args.date_from, args.date_to)
+        o = run_range(defs, instance, SCORE_JOB, p, first, last, {"trigger": args.trigger})
+        outs.append(o)
+        if not args.json:
+            print(f"score_job {p:<10} {first}..{last} {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s "
+                  f"(run {o.run_id[:8]})", flush=True)
+    if args.json:
+        print(json.dumps([o.__dict__ for o in outs], default=str, indent=2))
+    return 0 if all(o.success for o in outs) else 1
+
+
+def _feature_days(plant: str, first: str | None, last: str | None) -> tuple[dt.date, dt.date]:
+    from quality_platform.warehouse import connect, table_exists
+
+    if first and last:
+        return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    with connect(get_paths().warehouse_path, read_only=True) as con:
+        if not table_exists(con, "features", "unit_features"):
+            raise CliError("no unit_features yet: run qp backfill first")
+        lo, hi = con.execute("SELECT min(partition_date), max(partition_date) FROM features.unit_features "
+                             "WHERE plant = ?", [plant]).fetchall()[0]
+    if lo is None:
+        raise CliError(f"no unit_features for plant {plant!r}")
+    return (dt.date.fromisoformat(first) if first else lo), (dt.date.fromisoformat(last) if last else hi)
+
+
+def cmd_canary(args: argparse.Namespace) -> int:
+    from quality_platform.definitions import build_definitions
+    from quality_platform.jobs import CANARY_JOB
+
+    defs, instance = build_definitions(), _instance()
+    res = defs.resolve_job_def(CANARY_JOB).execute_in_process(instance=instance, raise_on_error=False,
+                                                              tags={"trigger": args.trigger})
+    meta = {}
+    for ev in res.get_asset_materialization_events():
+        meta = {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}
+    _emit(args, {"success": res.success, "run_id": res.run_id, **meta},
+          f"canary_evaluation: {meta.get('decision', '?')} - {meta.get('reason', '')}")
+    return 0 if res.success else 1
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -356,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--scenario", choices=SCENARIOS, default="stable")
     d.add_argument("--start", default="2026-03-16")
+    d.add_argument("--continue-on-gate-failure", action="store_true",
+                   help="train and score even when a data gate failed (e.g. the bad_files scenario)")
+    d.add_argument("--skip-model", action="store_true", help="data layers only: no training, gate or scoring")
 
     b = add("backfill", cmd_backfill, "land + standardise + KPIs for a date range (default: all landed days)")
     b.add_argument("--plant", action="append", help="plant id (repeatable; default: all)")
@@ -370,6 +659,37 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--date")
     q.add_argument("--rule")
     q.add_argument("--limit", type=int, default=50)
+    for name, fn, help_ in (("approve", cmd_approve, "approve a gated model version (human in the loop)"),
+                            ("reject", cmd_reject, "reject a model version (it leaves the canary, never promoted)")):
+        a = add(name, fn, help_)
+        a.add_argument("version")
+        a.add_argument("--as", dest="actor", required=True, help="who decides (recorded in the audit log)")
+        a.add_argument("--reason", required=True)
+    a = add("promote", cmd_promote, "make an approved, gated version the champion")
+    a.add_argument("version")
+    a.add_argument("--as", dest="actor", required=True)
+    a.add_argument("--reason")
+    a = add("rollback", cmd_rollback, "return to the previous approved champion")
+    a.add_argument("--as", dest="actor", required=True)
+    a.add_argument("--reason", required=True)
+    models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
+    mh = models.add_parser("history", help="which version was champion when, approvals, gate results")
+    mh.add_argument("--json", action="store_true", help="machine-readable output")
+    mh.set_defaults(fn=cmd_models_history)
+    li = add("lineage", cmd_lineage, "lineage both ways: model VERSION -> data, or data --plant --date -> models")
+    li.add_argument("what", choices=["model", "data"])
+    li.add_argument("version", nargs="?")
+    li.add_argument("--plant")
+    li.add_argument("--date")
+    t = add("train", cmd_train, "snapshot training data, train a challenger, run the release gate")
+    t.add_argument("--trigger", default="cli")
+    sc = add("score", cmd_score, "score plant-days with the champion (predictions with reasons)")
+    sc.add_argument("--plant", action="append")
+    sc.add_argument("--from", dest="date_from")
+    sc.add_argument("--to", dest="date_to")
+    sc.add_argument("--trigger", default="cli")
+    c = add("canary", cmd_canary, "evaluate the canary: promote, roll back or wait")
+    c.add_argument("--trigger", default="cli")
     add("free-slots", cmd_free_slots, "release DuckDB pool slots held by runs that are no longer running")
     k = add("dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing")
     k.add_argument("--path", default=str(get_paths().data_dir / ".secrets" / "pseudonym.key"))

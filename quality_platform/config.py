@@ -220,6 +220,9 @@ class PlantConfig(_Model):
     landing_dir: str | None = None
     machines: list[str] = Field(min_length=1)
     reading_interval_seconds: float = Field(gt=0)
+    #: Days after its production day by which a unit's inspection outcome is known. Training data
+    #: only takes days whose labels are complete (day + latency <= the latest landed day).
+    label_latency_days: int = Field(3, ge=0, le=60)
     personal_data: list[str] = Field(default_factory=list)
     streams: Streams
     legacy_kpis: list[LegacyKpi] = Field(default_factory=list)

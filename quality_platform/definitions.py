@@ -8,12 +8,20 @@ import dagster as dg
 
 from quality_platform.assets.features import build_features_asset, build_features_checks
 from quality_platform.assets.kpi import build_kpi_assets, build_kpi_checks
+from quality_platform.assets.ml import (
+    build_prediction_asset,
+    build_training_dataset_asset,
+    canary_evaluation,
+    defect_model,
+    model_evaluation,
+)
 from quality_platform.assets.raw import build_raw_asset
 from quality_platform.assets.standard import build_standard_assets
 from quality_platform.assets.standard_checks import build_standard_checks
 from quality_platform.config import load_kpis, load_plants, load_platform, load_quantities
 from quality_platform.features.config import load_features
 from quality_platform.jobs import build_jobs
+from quality_platform.ml.config import load_model_config
 from quality_platform.resources import default_resources
 from quality_platform.sensors import build_landing_sensor, build_standardize_sensor
 from quality_platform.settings import Paths, get_paths
@@ -34,6 +42,10 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     assets.extend(build_kpi_assets(plants, start, load_kpis(paths)))
     assets.append(build_features_asset(plants, start, load_quantities(paths), load_features(paths)))
     checks = [*build_standard_checks(ids), *build_kpi_checks(), *build_features_checks()]
+    model_cfg = load_model_config(paths)
+    quality_keys = [k for c in checks for k in c.check_keys]
+    assets += [build_training_dataset_asset(quality_keys), defect_model, model_evaluation,
+               build_prediction_asset(plants, start, model_cfg.reasons_per_prediction), canary_evaluation]
     # A plant delivering per-day files gets a landing sensor; one delivering a single many-day file
     # (like the AI4I data set) is re-landed with `qp backfill`.
     watched = [p for p in plants.values()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 STANDARD_JOB = "standardize_job"
+TRAIN_JOB = "train_job"
+SCORE_JOB = "score_job"
+CANARY_JOB = "canary_job"
 
 
 def land_job_name(plant_id: str) -> str:
@@ -30,4 +33,16 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
         # seconds of start-up each (see DESIGN.md section 4).
         executor_def=dg.in_process_executor,
     ))
+    jobs.append(dg.define_asset_job(
+        TRAIN_JOB, selection=dg.AssetSelection.assets("training_dataset", "defect_model", "model_evaluation"),
+        description="Snapshot the training data, train and register a challenger, run the release gate and the "
+                    "approval policy.", tags={"layer": "ml"}, executor_def=dg.in_process_executor))
+    jobs.append(dg.define_asset_job(
+        SCORE_JOB, selection=dg.AssetSelection.assets("predictions"),
+        description="Score the selected plant-days with the champion (canary/shadow challenger), with reasons.",
+        tags={"layer": "ml"}, executor_def=dg.in_process_executor))
+    jobs.append(dg.define_asset_job(
+        CANARY_JOB, selection=dg.AssetSelection.assets("canary_evaluation"),
+        description="Compare challenger and champion on labelled units; promote, roll back or wait.",
+        tags={"layer": "ml"}, executor_def=dg.in_process_executor))
     return jobs

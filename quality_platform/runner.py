@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from quality_platform.jobs import STANDARD_JOB, land_job_name
+from quality_platform.jobs import STANDARD_JOB, TRAIN_JOB, land_job_name
 from quality_platform.sensors import range_tags
 
 
@@ -58,3 +58,17 @@ def backfill(defs: dg.Definitions, instance: dg.DagsterInstance, plant: str, fir
     if not land.success:
         return [land]
     return [land, run_range(defs, instance, STANDARD_JOB, plant, first, last, tags)]
+
+
+def train(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str] | None = None,
+          end_date: str | None = None) -> RunOutcome:
+    """Snapshot -> train -> gate (train_job) as one run."""
+    import time
+
+    job = defs.resolve_job_def(TRAIN_JOB)
+    run_config = {"ops": {"training_dataset": {"config": {"end_date": end_date}}}} if end_date else None
+    t0 = time.perf_counter()
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags or {}, run_config=run_config)
+    today = dt.date.today()
+    return RunOutcome(TRAIN_JOB, "*", today, today, result.run_id, result.success, _failed_checks(result),
+                      time.perf_counter() - t0)

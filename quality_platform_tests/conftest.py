@@ -25,6 +25,7 @@ def make_installation(root: Path, plants: tuple[str, ...] | None = None) -> Path
     shutil.copy(src / "kpis.yaml", data / "kpis.yaml")
     shutil.copy(src / "platform.yaml", data / "platform.yaml")
     shutil.copy(src / "features.yaml", data / "features.yaml")
+    shutil.copytree(src / "ml", data / "ml")
     (data / "datasets").mkdir()
     (data / "datasets" / "ai4i2020").symlink_to(src / "datasets" / "ai4i2020")
     return Paths(data_dir=data, config_dir=data)
@@ -40,5 +41,8 @@ def qp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.delenv("QP_LANDING_DIR", raising=False)
     monkeypatch.delenv("QP_WAREHOUSE", raising=False)
+    monkeypatch.delenv("QP_AUDIT_DB", raising=False)
+    monkeypatch.delenv("QP_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("QP_MLFLOW_ARTIFACT_ROOT", raising=False)
     (tmp_path / "dagster_home").mkdir()
     return paths

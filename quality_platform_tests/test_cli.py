@@ -28,7 +28,7 @@ def test_simulate_and_plants(qp_env: Paths, capsys, tmp_path) -> None:
 def test_demo_backfill_summary_quarantine(qp_env: Paths, capsys) -> None:
     shutil.rmtree(qp_env.data_dir / "datasets")  # keep the test small: the three simulated plants
     (qp_env.plants_dir / "ai4i2020.yaml").unlink()
-    rc = main(["demo", "--days", "2", "--scenario", "stable"])
+    rc = main(["demo", "--days", "2", "--scenario", "stable", "--skip-model"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "== Rows per plant and table ==" in out and "legacy 'Ausschussquote'" in out

@@ -14,6 +14,7 @@ CODE_VERSIONS = {
     "standard": "1",
     "kpi": "1",
     "features": "1",
+    "ml": "1",
 }
 
 

@@ -13,6 +13,7 @@ from quality_platform.settings import Paths
 STANDARD = {"sensor_readings", "production_units", "quarantine"}
 KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
 FEATURES = {"unit_features"}
+ML = {"training_dataset", "defect_model", "model_evaluation", "predictions", "canary_evaluation"}
 
 
 def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
@@ -24,13 +25,18 @@ def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
 def test_asset_graph(qp_env: Paths) -> None:
     graph = _graph(build_definitions(qp_env))
     raws = {f"raw_{p}" for p in ("ai4i2020", "plant_a", "plant_b", "plant_c")}
-    assert set(graph) == raws | STANDARD | KPI | FEATURES  # no misspelled dependency became an external asset
+    assert set(graph) == raws | STANDARD | KPI | FEATURES | ML  # no misspelled dependency became an external asset
     for t in STANDARD:
         assert graph[t] == raws
     assert graph["kpi_daily"] == {"production_units"}
     assert graph["plant_reported_kpis"] == {"production_units"}
     assert graph["kpi_reconciliation"] == {"kpi_daily", "plant_reported_kpis"}
     assert graph["unit_features"] == {"sensor_readings", "production_units"}
+    assert graph["training_dataset"] == {"unit_features", "production_units"}
+    assert graph["defect_model"] == {"training_dataset"}
+    assert graph["model_evaluation"] == {"defect_model"}
+    assert graph["predictions"] == {"unit_features", "defect_model"}
+    assert graph["canary_evaluation"] == {"predictions", "production_units"}
 
 
 def test_every_asset_is_catalogued(qp_env: Paths) -> None:

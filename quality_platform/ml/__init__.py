@@ -1,0 +1,1 @@
+"""The ML lifecycle: training data, CatBoost model, release gate, scoring, canary."""

@@ -1,0 +1,227 @@
+"""Configuration of the ML lifecycle, validated like every config file (errors name file and field).
+
+- ``data/ml/model.yaml``: intended purpose, features, training window, CatBoost parameters, the
+  release gate's thresholds, canary/shadow settings and where MLflow keeps its store.
+- ``data/ml/approval_policy.yaml``: which changes need a human approval and the declared change
+  envelope inside which a gated challenger may be approved automatically.
+- ``data/ml/behaviour_cases.yaml``: behavioural test cases of the release gate, kept as data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from quality_platform.config import ConfigError, _Model, load_yaml_model
+from quality_platform.settings import Paths, get_paths
+
+ML_DIR = "ml"
+
+
+class FeatureSelection(_Model):
+    """Which columns of ``features.unit_features`` the model sees."""
+
+    categorical: list[str] = Field(min_length=1)
+    #: Statistics left out of the model (e.g. ``n``: reading counts describe data coverage, not the process).
+    exclude_statistics: list[str] = Field(default_factory=list)
+    #: Individual feature columns left out.
+    exclude_columns: list[str] = Field(default_factory=list)
+
+
+class TrainingWindow(_Model):
+    """The time-bounded training snapshot."""
+
+    #: Days (per plant, ending at the plant's last day with complete labels) in the snapshot.
+    window_days: int = Field(21, ge=1, le=3650)
+    #: Per plant, time-ordered split of the snapshot's units: train | validation | holdout.
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.5)
+    #: A plant with fewer labelled units in the window is left out of the snapshot (and says so).
+    min_units_per_plant: int = Field(200, ge=10)
+
+
+class CatBoostParams(_Model):
+    """CatBoost parameters. Same seed AND same thread count give identical predictions."""
+
+    iterations: int = Field(300, ge=10, le=20000)
+    depth: int = Field(6, ge=2, le=12)
+    learning_rate: float = Field(0.08, gt=0, le=1)
+    l2_leaf_reg: float = Field(3.0, ge=0)
+    random_seed: int = 42
+    thread_count: int = Field(2, ge=1, le=64)
+
+    def as_catboost(self) -> dict[str, object]:
+        return {**self.model_dump(), "loss_function": "Logloss", "eval_metric": "AUC",
+                "allow_writing_files": False, "verbose": False}
+
+
+class NonInferiorityRule(_Model):
+    metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
+    margin: float = Field(0.02, ge=0, le=1)
+    min_units: int = Field(300, ge=1)
+    min_positives: int = Field(15, ge=1)
+    bootstrap_resamples: int = Field(200, ge=20, le=5000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+class GateThresholds(_Model):
+    """The release gate (checks on ``model_evaluation``)."""
+
+    min_roc_auc: float = Field(0.75, ge=0, le=1)
+    min_pr_auc: float = Field(0.15, ge=0, le=1)
+    max_ece: float = Field(0.05, ge=0, le=1)
+    calibration_bins: int = Field(10, ge=2, le=100)
+    #: Overall holdout metric of the challenger may trail the champion's by at most this much.
+    vs_champion_metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
+    vs_champion_margin: float = Field(0.01, ge=0, le=1)
+    per_plant: NonInferiorityRule = Field(default_factory=NonInferiorityRule)
+    #: Without a champion, each plant's metric lower bound must reach this.
+    per_plant_min_metric: float = Field(0.65, ge=0, le=1)
+
+
+class CanarySettings(_Model):
+    """Routing of new units between champion and challenger, and the canary decision rule."""
+
+    #: Stable hash-based share of units decided by the challenger (0 = none).
+    share: float = Field(0.1, ge=0, le=0.5)
+    #: Score every unit with the challenger too (its decisions unused outside its share).
+    shadow: bool = True
+    metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
+    promote_margin: float = Field(0.01, ge=0, le=1)
+    rollback_margin: float = Field(0.02, ge=0, le=1)
+    min_labelled_units: int = Field(500, ge=10)
+    min_positives: int = Field(15, ge=1)
+    bootstrap_resamples: int = Field(200, ge=20, le=5000)
+
+
+class MlflowSettings(_Model):
+    """Where MLflow keeps runs and the registry. ``None`` = the embedded default under the data folder
+    (``sqlite:///<data>/mlflow/mlflow.db``, artifacts in ``<data>/mlflow/artifacts``); the environment
+    variables ``QP_MLFLOW_TRACKING_URI`` / ``QP_MLFLOW_ARTIFACT_ROOT`` override both."""
+
+    tracking_uri: str | None = None
+    artifact_root: str | None = None
+    experiment: str = "quality_platform/defect_model"
+    registered_model: str = "defect_model"
+
+
+class ModelConfig(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model_name: str = "defect_model"
+    intended_purpose: str
+    label: Literal["defect", "scrap", "rework"] = "defect"
+    owner: str
+    features: FeatureSelection
+    training: TrainingWindow = Field(default_factory=TrainingWindow)
+    catboost: CatBoostParams = Field(default_factory=CatBoostParams)
+    #: Top reasons (SHAP) stored with each prediction.
+    reasons_per_prediction: int = Field(3, ge=0, le=10)
+    gate: GateThresholds = Field(default_factory=GateThresholds)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+
+class ParamRange(_Model):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class ChangeEnvelope(_Model):
+    """What an automatically approvable retrain may change (anything else needs a human)."""
+
+    same_feature_set: bool = True
+    same_data_sources: bool = True
+    same_label: bool = True
+    parameters: dict[str, ParamRange] = Field(default_factory=dict)
+    #: Parameters that must equal the champion's.
+    fixed_parameters: list[str] = Field(default_factory=list)
+
+
+class ApprovalPolicy(_Model):
+    """Which model changes a human must approve; the rest may be approved automatically."""
+
+    version: int = Field(ge=1)
+    #: The first version of a model (no champion to compare with) always needs a human.
+    first_version_requires_human: bool = True
+    #: Automatic approval inside the envelope; False = every version needs a human.
+    auto_approve_within_envelope: bool = True
+    change_envelope: ChangeEnvelope = Field(default_factory=ChangeEnvelope)
+
+
+Expectation = Literal["increase", "decrease", "above", "below"]
+
+
+class BehaviourCase(_Model):
+    """A defined input with an expected output.
+
+    The input is a reference unit of ``plant`` (the median of each numeric feature and the most
+    frequent category of the holdout's units of that plant), with ``set`` applied on top. With
+    ``expect: increase|decrease`` the risk must move by at least ``min_change`` against the
+    reference unit; with ``above|below`` the risk itself is compared with ``value``.
+    """
+
+    name: str
+    description: str
+    plant: str
+    set: dict[str, float | str] = Field(min_length=1)
+    expect: Expectation
+    min_change: float = Field(0.0, ge=0, le=1)
+    value: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _value_needed(self) -> BehaviourCase:
+        if self.expect in ("above", "below") and self.value is None:
+            raise ValueError(f"expect: {self.expect} needs a 'value'")
+        return self
+
+
+class BehaviourCases(_Model):
+    version: int = Field(ge=1)
+    cases: list[BehaviourCase] = Field(default_factory=list)
+
+
+def ml_dir(paths: Paths | None = None) -> Path:
+    """``<config>/ml``."""
+    return (paths or get_paths()).config_dir / ML_DIR
+
+
+def load_model_config(paths: Paths | None = None) -> ModelConfig:
+    """``data/ml/model.yaml``."""
+    return load_yaml_model(ml_dir(paths) / "model.yaml", ModelConfig)
+
+
+def load_approval_policy(paths: Paths | None = None) -> ApprovalPolicy:
+    """``data/ml/approval_policy.yaml``; the envelope may only name known CatBoost parameters."""
+    path = ml_dir(paths) / "approval_policy.yaml"
+    policy: ApprovalPolicy = load_yaml_model(path, ApprovalPolicy)
+    known = set(CatBoostParams.model_fields)
+    for name in [*policy.change_envelope.parameters, *policy.change_envelope.fixed_parameters]:
+        if name not in known:
+            raise ConfigError(f"{path}: field 'change_envelope.parameters.{name}': unknown CatBoost parameter; "
+                              f"known: {sorted(known)}")
+    return policy
+
+
+def load_behaviour_cases(paths: Paths | None = None) -> BehaviourCases:
+    """``data/ml/behaviour_cases.yaml``."""
+    return load_yaml_model(ml_dir(paths) / "behaviour_cases.yaml", BehaviourCases)
+
+
+def mlflow_uris(cfg: ModelConfig, paths: Paths | None = None) -> tuple[str, str]:
+    """(tracking URI, artifact root) after environment overrides; the default is local files."""
+    paths = paths or get_paths()
+    base = paths.data_dir / "mlflow"
+    tracking = os.environ.get("QP_MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri or f"sqlite:///{base / 'mlflow.db'}"
+    artifacts = (os.environ.get("QP_MLFLOW_ARTIFACT_ROOT") or cfg.mlflow.artifact_root
+                 or (base / "artifacts").as_uri())
+    return tracking, artifacts

@@ -1,0 +1,226 @@
+"""Training snapshots: time-bounded, label-latency aware, content-hashed, documented.
+
+A snapshot is built per plant from ``features.unit_features`` joined to the inspection outcome
+of ``standard.production_units``:
+
+- window: the plant's last ``window_days`` days whose labels are complete, i.e. days ``D`` with
+  ``D + label_latency_days <= the plant's last standardised day``. Later days are left out
+  entirely (their known labels would be a biased sample: inspections still pending);
+- rows: units of the window whose outcome is known; units still pending are counted, not used;
+- split: per plant, in time order (``start_utc``, then ``unit_id``): the earliest units train, the
+  next ``validation_fraction`` choose the decision threshold, the latest ``holdout_fraction`` are
+  the release gate's holdout;
+- hash: sha256 over the rows in canonical order (plant, unit_id) and the columns that matter
+  (ids, features, label, split). The same data gives the same hash, whatever order it was read in.
+
+Snapshots are immutable files ``<data>/training_snapshots/<hash16>/`` (Parquet + datasheet JSON
+and Markdown), so a model version can always be traced back to its exact rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quality_platform.config import PlantConfig
+from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
+from quality_platform.ml.config import ModelConfig
+from quality_platform.ml.frame import FeatureSpec
+from quality_platform.settings import Paths
+from quality_platform.warehouse import table_exists
+
+SPLITS = ("train", "validation", "holdout")
+LABEL = "label"
+
+
+class DatasetError(Exception):
+    """No usable training data (the message says why, per plant)."""
+
+
+@dataclass
+class Snapshot:
+    """A built training snapshot (rows + what it is)."""
+
+    data: pd.DataFrame
+    data_hash: str
+    partitions: dict[str, list[str]]  # plant -> [first day, last day] (inclusive, contiguous)
+    datasheet: dict[str, Any]
+    excluded_plants: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short_hash(self) -> str:
+        return self.data_hash[:16]
+
+
+def snapshots_dir(paths: Paths) -> Path:
+    return paths.data_dir / "training_snapshots"
+
+
+def snapshot_dir(paths: Paths, data_hash: str) -> Path:
+    return snapshots_dir(paths) / data_hash[:16]
+
+
+def plant_windows(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig,
+                  end: dt.date | None = None) -> dict[str, tuple[dt.date, dt.date, dt.date]]:
+    """plant -> (first day, last day, last standardised day) of its training window.
+
+    ``end`` caps the window (training as of an earlier date, e.g. to reproduce a past version)."""
+    if not table_exists(con, FEATURE_SCHEMA, TABLE):
+        return {}
+    last = dict(con.execute(f"SELECT plant, max(partition_date) FROM {FEATURE_SCHEMA}.{TABLE} GROUP BY plant").fetchall())
+    out = {}
+    for plant_id, plant in sorted(plants.items()):
+        if plant_id not in last:
+            continue
+        complete = last[plant_id] - dt.timedelta(days=plant.label_latency_days)
+        if end is not None:
+            complete = min(complete, end)
+        out[plant_id] = (complete - dt.timedelta(days=cfg.training.window_days - 1), complete, last[plant_id])
+    return out
+
+
+def _read_plant(con: Any, plant_id: str, first: dt.date, last: dt.date, label: str) -> tuple[pd.DataFrame, int]:
+    df = con.execute(f"""
+        SELECT f.*, u."{label}"::INTEGER AS {LABEL}, u.rework, u.scrap, u.inspected_at_utc
+        FROM {FEATURE_SCHEMA}.{TABLE} f
+        JOIN standard.production_units u USING (plant, partition_date, unit_id)
+        WHERE f.plant = ? AND f.partition_date BETWEEN ? AND ?""", [plant_id, first, last]).df()
+    pending = int(df[LABEL].isna().sum())
+    return df[df[LABEL].notna()].copy(), pending
+
+
+def _split(df: pd.DataFrame, cfg: ModelConfig) -> pd.Series:
+    """Time-ordered split of one plant's units."""
+    n = len(df)
+    n_hold = round(n * cfg.training.holdout_fraction)
+    n_val = round(n * cfg.training.validation_fraction)
+    labels = np.array(["train"] * (n - n_hold - n_val) + ["validation"] * n_val + ["holdout"] * n_hold)
+    order = df.sort_values(["start_utc", "unit_id"], kind="stable").index
+    return pd.Series(labels, index=order).reindex(df.index)
+
+
+def content_hash(df: pd.DataFrame, columns: list[str]) -> str:
+    """sha256 of ``columns`` of ``df`` in canonical row order (plant, unit_id)."""
+    canon = df.sort_values(["plant", "unit_id"], kind="stable")[columns].reset_index(drop=True)
+    h = hashlib.sha256()
+    h.update(json.dumps(columns).encode())
+    h.update(pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_snapshot(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, spec: FeatureSpec,
+                   end: dt.date | None = None, quality: list[dict[str, Any]] | None = None) -> Snapshot:
+    """Read, filter, split and hash the training rows of every plant with enough labelled units."""
+    windows = plant_windows(con, plants, cfg, end)
+    if not windows:
+        raise DatasetError("no unit_features yet: materialise the standard and feature layers first")
+    parts, partitions, excluded, per_plant = [], {}, {}, []
+    for plant_id, (first, last, latest) in windows.items():
+        df, pending = _read_plant(con, plant_id, first, last, cfg.label)
+        entry = {"plant": plant_id, "source": plants[plant_id].source, "name": plants[plant_id].name,
+                 "first_day": first.isoformat(), "last_day": last.isoformat(),
+                 "last_standardised_day": latest.isoformat(),
+                 "label_latency_days": plants[plant_id].label_latency_days,
+                 "labelled_units": len(df), "pending_units_left_out": pending}
+        if len(df) < cfg.training.min_units_per_plant:
+            excluded[plant_id] = (f"{len(df)} labelled units in {first}..{last}, fewer than "
+                                  f"min_units_per_plant={cfg.training.min_units_per_plant}")
+            entry["excluded"] = excluded[plant_id]
+            per_plant.append(entry)
+            continue
+        df["split"] = _split(df, cfg)
+        partitions[plant_id] = [first.isoformat(), last.isoformat()]
+        per_plant.append(entry)
+        parts.append(df)
+    if not parts:
+        raise DatasetError("no plant has enough labelled units: " + "; ".join(f"{p}: {r}" for p, r in excluded.items()))
+    data = pd.concat(parts, ignore_index=True)
+    data["partition_date"] = pd.to_datetime(data["partition_date"]).dt.date
+    keep = ["plant", "partition_date", "unit_id", "start_utc", *spec.columns, LABEL, "split"]
+    keep = list(dict.fromkeys(keep))
+    data = data.sort_values(["plant", "start_utc", "unit_id"], kind="stable").reset_index(drop=True)
+    data_hash = content_hash(data, keep)
+    data = data[list(dict.fromkeys([*keep, "rework", "scrap", "inspected_at_utc", "partition_date"]))]
+    sheet = datasheet(data, data_hash, partitions, per_plant, cfg, spec, quality or [])
+    return Snapshot(data, data_hash, partitions, sheet, excluded)
+
+
+def datasheet(data: pd.DataFrame, data_hash: str, partitions: dict[str, list[str]], per_plant: list[dict[str, Any]],
+              cfg: ModelConfig, spec: FeatureSpec, quality: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the snapshot is: sources, period, label distribution per plant and split, data quality."""
+    counts = (data.groupby(["plant", "split", LABEL]).size().rename("units").reset_index()
+              .assign(**{LABEL: lambda d: d[LABEL].map({0: "ok", 1: cfg.label})}))
+    dist = data.groupby("plant")[LABEL].agg(["size", "sum", "mean"]).reset_index()
+    dist.columns = ["plant", "units", "positives", "positive_rate"]
+    return {
+        "data_hash": data_hash,
+        "label": cfg.label,
+        "label_definition": "production_units.defect = rework or scrap at inspection" if cfg.label == "defect"
+        else f"production_units.{cfg.label}",
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "sources": ["features.unit_features", "standard.production_units (inspection outcome)"],
+        "partitions": partitions,
+        "window_rule": (f"per plant: the last {cfg.training.window_days} days with complete labels "
+                        "(day + label_latency_days <= last standardised day); only units with a known outcome"),
+        "split_rule": (f"per plant, time-ordered by start_utc: train, validation "
+                       f"{cfg.training.validation_fraction:.0%}, holdout {cfg.training.holdout_fraction:.0%}"),
+        "plants": per_plant,
+        "rows": len(data),
+        "rows_per_plant_split_class": counts.to_dict("records"),
+        "label_distribution": dist.to_dict("records"),
+        "features": spec.as_dict(),
+        "personal_data": "none: operator pseudonyms and material lot ids are not in the snapshot",
+        "data_quality": quality,
+    }
+
+
+def datasheet_markdown(sheet: dict[str, Any]) -> str:
+    """The datasheet as Markdown (MLflow artifact, catalog metadata)."""
+    lines = [f"# Training data datasheet `{sheet['data_hash'][:16]}`", "",
+             f"- content hash (sha256): `{sheet['data_hash']}`",
+             f"- label: `{sheet['label']}` - {sheet['label_definition']}",
+             f"- sources: {', '.join(sheet['sources'])}",
+             f"- window: {sheet['window_rule']}", f"- split: {sheet['split_rule']}",
+             f"- rows: {sheet['rows']:,}", f"- personal data: {sheet['personal_data']}", "",
+             "## Plants and periods", "", pd.DataFrame(sheet["plants"]).to_markdown(index=False), "",
+             "## Label distribution", "", pd.DataFrame(sheet["label_distribution"]).to_markdown(index=False), "",
+             "## Rows per plant, split and class", "",
+             pd.DataFrame(sheet["rows_per_plant_split_class"]).to_markdown(index=False), "",
+             f"## Features (feature set v{sheet['features']['feature_set_version']})", "",
+             f"categorical: {', '.join(sheet['features']['categorical'])}; "
+             f"numeric: {len(sheet['features']['numeric'])} columns", ""]
+    if sheet["data_quality"]:
+        lines += ["## Data-quality results at snapshot time (latest check evaluations)", "",
+                  pd.DataFrame(sheet["data_quality"]).to_markdown(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def save_snapshot(paths: Paths, snap: Snapshot) -> Path:
+    """Write the snapshot once (immutable: an existing snapshot of the same hash is kept)."""
+    d = snapshot_dir(paths, snap.data_hash)
+    if (d / "snapshot.parquet").exists():
+        return d
+    tmp = d.with_name(d.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    snap.data.to_parquet(tmp / "snapshot.parquet", index=False)
+    (tmp / "datasheet.json").write_text(json.dumps(snap.datasheet, indent=2, default=str), encoding="utf-8")
+    (tmp / "datasheet.md").write_text(datasheet_markdown(snap.datasheet), encoding="utf-8")
+    tmp.rename(d)
+    return d
+
+
+def load_snapshot(paths: Paths, data_hash: str) -> Snapshot:
+    """A saved snapshot by its (full or 16-char) hash."""
+    d = snapshot_dir(paths, data_hash)
+    if not (d / "snapshot.parquet").exists():
+        raise DatasetError(f"training snapshot {data_hash[:16]} not found under {snapshots_dir(paths)}")
+    sheet = json.loads((d / "datasheet.json").read_text(encoding="utf-8"))
+    data = pd.read_parquet(d / "snapshot.parquet")
+    return Snapshot(data, sheet["data_hash"], sheet["partitions"], sheet)

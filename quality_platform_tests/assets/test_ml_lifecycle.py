@@ -1,0 +1,217 @@
+"""The ML lifecycle through Dagster and the CLI on a small simulated installation (plant_a and
+plant_c, 6 days): snapshot -> challenger in MLflow -> release gate -> approval -> champion ->
+predictions with reasons -> second version in canary -> promotion, rollback, history, lineage;
+and a failing gate that can never become champion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from quality_platform.audit import AuditLog, audit_db_path
+from quality_platform.cli import main
+from quality_platform.config import load_plants
+from quality_platform.definitions import build_definitions
+from quality_platform.jobs import CANARY_JOB, SCORE_JOB
+from quality_platform.ml import lifecycle as L
+from quality_platform.ml.config import load_model_config
+from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry
+from quality_platform.runner import backfill, run_range, train
+from quality_platform.settings import Paths
+from quality_platform.simulation import simulate
+from quality_platform_tests.conftest import TEST_KEY, make_installation
+
+D1 = dt.date(2026, 3, 16)
+DAYS = 6
+PLANTS = ("plant_a", "plant_c")
+
+
+def _tune(paths: Paths, **gate: object) -> None:
+    """Small-data settings: 4-day window, fewer trees, smaller minimum samples."""
+    f = paths.config_dir / "ml" / "model.yaml"
+    cfg = yaml.safe_load(f.read_text())
+    cfg["training"].update(window_days=4)
+    cfg["catboost"].update(iterations=120)
+    cfg["gate"]["per_plant"].update(min_units=300, min_positives=10, bootstrap_resamples=100)
+    cfg["gate"].update(min_roc_auc=0.7, min_pr_auc=0.1, max_ece=0.05)
+    cfg["gate"].update(gate)
+    cfg["canary"].update(min_labelled_units=300, min_positives=10, share=0.3)
+    f.write_text(yaml.safe_dump(cfg))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """plant_a and plant_c standardised with features for 6 days (built once, copied per test)."""
+    root = tmp_path_factory.mktemp("ml_base")
+    paths = make_installation(root, plants=PLANTS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QP_DATA_DIR", str(paths.data_dir))
+        mp.setenv("QP_CONFIG_DIR", str(paths.config_dir))
+        mp.setenv("QP_PSEUDONYM_KEY", TEST_KEY)
+        simulate(paths.landing_dir, days=DAYS, start=D1, plants=load_plants(paths))
+        defs = build_definitions(paths)
+        (root / "dagster").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+            for p in PLANTS:
+                outs = backfill(defs, instance, p, D1, D1 + dt.timedelta(days=DAYS - 1))
+                assert all(o.success for o in outs), outs
+    return root
+
+
+@pytest.fixture
+def env(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Paths, dg.DagsterInstance]]:
+    paths = make_installation(tmp_path, plants=PLANTS)
+    shutil.copytree(built / "data" / "warehouse", paths.data_dir / "warehouse")
+    _tune(paths)
+    monkeypatch.setenv("QP_DATA_DIR", str(paths.data_dir))
+    monkeypatch.setenv("QP_CONFIG_DIR", str(paths.config_dir))
+    monkeypatch.setenv("QP_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        yield paths, instance
+
+
+def _registry(paths: Paths) -> tuple[ModelRegistry, AuditLog]:
+    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+
+
+def _cli(*argv: str) -> tuple[int, object]:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main([*argv, "--json"])
+    return rc, json.loads(buf.getvalue())
+
+
+def _checks(instance: dg.DagsterInstance) -> dict[str, bool]:
+    out = {}
+    for name in ("absolute_thresholds", "calibration", "vs_champion", "per_plant_non_inferiority", "behaviour_cases"):
+        rec = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("model_evaluation"), name))
+        out[name] = rec.event.asset_check_evaluation.passed
+    return out
+
+
+def _preds(paths: Paths) -> pd.DataFrame:
+    con = duckdb.connect(str(paths.warehouse_path), read_only=True)
+    try:
+        return con.sql("SELECT * FROM ml.predictions").df()
+    finally:
+        con.close()
+
+
+def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
+    paths, instance = env
+    defs = build_definitions(paths)
+    o = train(defs, instance)
+    assert o.success, o
+    reg, audit = _registry(paths)
+    v1 = reg.version("1")
+    # lineage tags on the version
+    assert set(v1.partitions) == set(PLANTS) and len(v1.tag("data_hash")) == 64
+    assert v1.tag("dagster_run_id") == o.run_id and v1.tag("code_version")
+    # the gate ran; the first version needs a human
+    checks = _checks(instance)
+    assert checks["absolute_thresholds"] and checks["calibration"] and checks["behaviour_cases"], checks
+    assert v1.gate in L.PASSING and v1.approval == "pending" and reg.alias(CHAMPION) is None
+    # not approved -> cannot be promoted; predictions refuse without a champion
+    rc, out = _cli("promote", "1", "--as", "anna")
+    assert rc == 2 and "not approved" in out["error"]
+    assert not run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1).success
+    rc, out = _cli("approve", "1", "--as", "carl.control", "--reason", "gate read, per-plant results fine")
+    assert rc == 0 and out["approval"] == "approved"
+    rc, out = _cli("promote", "1", "--as", "carl.control")
+    assert rc == 0 and CHAMPION in out["aliases"]
+
+    # predictions: every unit, champion version, threshold, three reasons
+    for p in PLANTS:
+        assert run_range(defs, instance, SCORE_JOB, p, D1, D1 + dt.timedelta(days=DAYS - 1)).success
+    pr = _preds(paths)
+    con = duckdb.connect(str(paths.warehouse_path), read_only=True)
+    n_units = con.execute("SELECT count(*) FROM features.unit_features").fetchall()[0][0]
+    con.close()
+    assert len(pr) == n_units and pr["unit_id"].is_unique
+    assert (pr["model_version"] == "1").all() and (pr["decided_by"] == CHAMPION).all()
+    assert pr["reason_1"].notna().all() and pr["reason_3"].notna().all()
+    assert (pr["reason_1_shap"].abs() >= pr["reason_2_shap"].abs()).all()
+    assert pr["predicted_defect"].equals(pr["risk"] >= pr["threshold"])
+    assert "operator_pseudonym" not in pr.columns
+
+    # a second version (inside the envelope) is auto-approved and enters canary + shadow
+    o2 = train(defs, instance)
+    assert o2.success
+    v2 = reg.version("2")
+    assert v2.gate in L.PASSING
+    if v2.gate == "passed":
+        assert v2.approval == "approved" and v2.tag("approved_by") == L.AUTO_APPROVER
+    else:  # per-plant data too thin to judge -> a human must approve
+        assert v2.approval == "pending"
+        L.approve(reg, audit, "2", "carl.control", "reviewed the warnings")
+    assert reg.alias(CHALLENGER).version == "2"
+    assert run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1 + dt.timedelta(days=DAYS - 1)).success
+    pr = _preds(paths)
+    a = pr[pr["plant"] == "plant_a"]
+    assert a["challenger_score"].notna().all() and set(a["challenger_version"]) == {"2"}
+    share = (a["decided_by"] == CHALLENGER).mean()
+    assert 0.2 < share < 0.4  # canary share 0.3, stable hash routing
+    assert (a.loc[a["decided_by"] == CHALLENGER, "model_version"] == "2").all()
+
+    # canary evaluation: identical training data -> non-inferior -> promoted automatically
+    res = defs.resolve_job_def(CANARY_JOB).execute_in_process(instance=instance)
+    assert res.success
+    assert reg.alias(CHAMPION).version == "2" and reg.alias(CHALLENGER) is None
+
+    # rollback in one command, back to version 1
+    rc, out = _cli("rollback", "--as", "olga.ops", "--reason", "plant reports more false alarms")
+    assert rc == 0 and out == {"from_version": "2", "to_version": "1", "actor": "olga.ops"}
+    assert reg.alias(CHAMPION).version == "1" and reg.version("2").status == "rolled_back"
+
+    rc, hist = _cli("models", "history")
+    assert rc == 0
+    assert [p["version"] for p in hist["champion_periods"]] == ["1", "2", "1"]
+    assert hist["champion_periods"][0]["by"] == "carl.control"
+    actions = [e["action"] for e in hist["events"]]
+    for a_ in ("register", "gate", "approve", "promote", "canary", "rollback"):
+        assert a_ in actions
+    assert any(e["outcome"] == "denied" and e["action"] == "promote" for e in hist["events"])
+
+    # lineage both ways
+    rc, lm = _cli("lineage", "model", "1")
+    assert rc == 0 and lm["plants"] == sorted(PLANTS) and lm["data_hash"] == v1.tag("data_hash")
+    assert lm["prediction_batches"] and lm["dagster_run_id"] == o.run_id
+    first, _last = v1.partitions["plant_a"]
+    rc, ld = _cli("lineage", "data", "--plant", "plant_a", "--date", first)
+    assert rc == 0 and ld["model_versions"] == ["1", "2"] and ld["prediction_batches"]
+    rc, ld = _cli("lineage", "data", "--plant", "plant_a", "--date", "2026-03-21")  # after the window
+    assert rc == 0 and ld["model_versions"] == []
+    assert audit.verify().ok
+
+
+def test_failing_gate_never_becomes_champion(env: tuple[Paths, dg.DagsterInstance]) -> None:
+    paths, instance = env
+    _tune(paths, min_roc_auc=0.999)
+    defs = build_definitions(paths)
+    o = train(defs, instance)
+    assert not o.success and any("absolute_thresholds" in c for c in o.failed_checks)
+    reg, audit = _registry(paths)
+    v = reg.version("1")
+    assert v.gate == "failed" and v.approval == "blocked"
+    rc, out = _cli("approve", "1", "--as", "carl.control", "--reason", "looks fine to me")
+    assert rc == 2 and "can never be approved" in out["error"]
+    rc, out = _cli("promote", "1", "--as", "carl.control")
+    assert rc == 2 and "can never become champion" in out["error"]
+    assert reg.alias(CHAMPION) is None and reg.alias(CHALLENGER) is None
+    denied = [r for r in audit.records() if r.outcome == "denied"]
+    assert {r.action for r in denied} == {"approve", "promote"}
+    assert all(r.actor == "carl.control" for r in denied)
