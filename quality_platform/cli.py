@@ -558,7 +558,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from quality_platform.runner import train
 
     o = train(build_definitions(), _instance(), tags={"trigger": args.trigger})
-    _emit(args, o.__dict__, f"train_job {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s (run {o.run_id[:8]})"
+    reg, _ = _lifecycle()
+    made = [v for v in reg.versions() if v.tag("dagster_run_id") == o.run_id]
+    out: dict[str, Any] = dict(o.__dict__)
+    if made:
+        v = made[-1]
+        out.update(version=v.version, gate=v.gate, approval=v.approval, status=v.status,
+                   train_seconds=reg.client.get_run(v.run_id).data.metrics.get("train_seconds"))
+    _emit(args, out, f"train_job {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s (run {o.run_id[:8]})"
+          + (f": version {out['version']}, gate {out['gate']}, approval {out['approval']}" if made else "")
           + (f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""))
     return 0 if o.success else 1
 
