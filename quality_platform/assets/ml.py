@@ -172,10 +172,11 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
     cfg = load_model_config(paths)
     data_hash = str(_latest_meta(context.instance, "training_dataset", "data_hash"))
     snap = load_snapshot(paths, data_hash)
-    spec = FeatureSpec.from_dict(snap.datasheet["features"])
-    if spec != _spec(platform):
-        raise dg.Failure(description="the latest training snapshot was built for another feature set: "
-                                     "re-materialise training_dataset")
+    spec = _spec(platform)  # the model's inputs now (data/ml/model.yaml); the snapshot holds every feature column
+    missing = [c for c in spec.columns if c not in snap.data.columns]
+    if missing or spec.feature_set_version != snap.datasheet["features"]["feature_set_version"]:
+        raise dg.Failure(description=f"the latest training snapshot was built for another feature set (missing "
+                                     f"{missing[:5]}): re-materialise training_dataset")
     trained = fit(snap.data, spec, cfg.catboost)
     importance = global_importance(trained.model, spec)
     params = cfg.catboost.model_dump()
@@ -195,7 +196,9 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
     info = reg.log_and_register(trained.model, spec, params={**params, "threshold": trained.threshold},
                                 metrics={**trained.metrics, "train_seconds": trained.seconds},
                                 tags=tags, artifacts=artifacts, run_name=f"defect_model {data_hash[:12]}")
-    audit_log(paths).append("register", "system:dagster", actor_kind="system", subject=L.subject(reg, info.version),
+    audit = audit_log(paths)
+    L.register_challenger(reg, audit, info.version, run_id)
+    audit.append("register", "system:dagster", actor_kind="system", subject=L.subject(reg, info.version),
                             reason="trained on the latest training snapshot",
                             refs={"model_version": info.version, "run_id": run_id, "data_hash": data_hash,
                                   "mlflow_run_id": info.run_id, "partitions": snap.partitions})
@@ -259,8 +262,6 @@ def model_evaluation(context: dg.AssetExecutionContext, platform: PlatformResour
     run_id = context.run.run_id
     L.record_gate(reg, audit, report, run_id, snap.data_hash)
     approval = L.apply_policy(reg, audit, version, load_approval_policy(paths), run_id)
-    if champion is not None and report.status in L.PASSING:
-        L.make_challenger(reg, audit, version, run_id)
     context.log.info(f"version {version}: gate {report.status}, approval {approval}")
     checks = [dg.AssetCheckResult(
         check_name=c.name, passed=c.passed,

@@ -143,8 +143,14 @@ def build_snapshot(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, s
         raise DatasetError("no plant has enough labelled units: " + "; ".join(f"{p}: {r}" for p, r in excluded.items()))
     data = pd.concat(parts, ignore_index=True)
     data["partition_date"] = pd.to_datetime(data["partition_date"]).dt.date
-    keep = ["plant", "partition_date", "unit_id", "start_utc", *spec.columns, LABEL, "split"]
-    keep = list(dict.fromkeys(keep))
+    # every column of unit_features is kept (not only this model's inputs): the gate scores the
+    # champion on the same holdout, and the champion may use another feature selection
+    extra = ("rework", "scrap", "inspected_at_utc", LABEL, "split")
+    missing = [c for c in spec.columns if c not in data.columns]
+    if missing:
+        raise DatasetError(f"unit_features lacks the model's columns {missing[:10]}")
+    keep = list(dict.fromkeys(["plant", "partition_date", "unit_id", "start_utc",
+                               *(c for c in data.columns if c not in extra), LABEL, "split"]))
     data = data.sort_values(["plant", "start_utc", "unit_id"], kind="stable").reset_index(drop=True)
     data_hash = content_hash(data, keep)
     data = data[list(dict.fromkeys([*keep, "rework", "scrap", "inspected_at_utc", "partition_date"]))]

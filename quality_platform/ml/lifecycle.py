@@ -54,7 +54,12 @@ def record_gate(reg: ModelRegistry, audit: AuditLog, report: GateReport, run_id:
     v = report.version
     reg.set_tags(v, {"gate": report.status, "gate_run_id": run_id, "gate_at": _now(),
                      "gate_champion": report.champion_version or "",
-                     "gate_failed": ",".join(c.name for c in report.checks if not c.passed)})
+                     "gate_failed_checks": ",".join(c.name for c in report.checks if not c.passed)})
+    if report.status not in PASSING:
+        ch = reg.alias(CHALLENGER)
+        if ch is not None and ch.version == v:
+            reg.delete_alias(CHALLENGER)
+        reg.set_tags(v, {"status": "gate_failed"})
     reg.log_text(v, "gate/report.md", report.markdown())
     reg.log_text(v, "gate/report.json", json.dumps(report.as_dict(), indent=2, default=str))
     audit.append("gate", "system:dagster", actor_kind="system", subject=subject(reg, v),
@@ -176,18 +181,17 @@ def promote(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reaso
     return reg.version(version)
 
 
-def make_challenger(reg: ModelRegistry, audit: AuditLog, version: str, run_id: str) -> None:
-    """A gated version with a champion in place becomes the challenger (canary / shadow)."""
-    v = reg.version(version)
-    if v.gate not in PASSING:
-        return
+def register_challenger(reg: ModelRegistry, audit: AuditLog, version: str, run_id: str) -> None:
+    """A newly registered version is the ``challenger``. It scores nothing until it passes the gate;
+    then it scores in shadow and, once approved, decides the canary share. A challenger it replaces
+    is retired."""
     old = reg.alias(CHALLENGER)
     if old is not None and old.version != version:
         reg.set_tags(old.version, {"status": "retired", "retired_at": _now()})
     reg.set_alias(CHALLENGER, version)
     reg.set_tags(version, {"status": CHALLENGER})
     audit.append("canary", "system:dagster", actor_kind="system", subject=subject(reg, version),
-                 reason="gated version enters canary/shadow as challenger",
+                 reason="registered as challenger (shadow/canary after the release gate)",
                  refs={"model_version": version, "run_id": run_id, "replaced_challenger": old.version if old else None})
 
 

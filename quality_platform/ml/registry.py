@@ -30,7 +30,7 @@ from quality_platform.settings import Paths, get_paths
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 #: Lifecycle statuses of a version (tag ``qp.status``).
-STATUSES = ("registered", "challenger", "champion", "retired", "rolled_back", "rejected")
+STATUSES = ("registered", "challenger", "champion", "retired", "rolled_back", "rejected", "gate_failed")
 
 
 class RegistryError(Exception):

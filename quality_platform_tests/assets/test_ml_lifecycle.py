@@ -215,3 +215,46 @@ def test_failing_gate_never_becomes_champion(env: tuple[Paths, dg.DagsterInstanc
     denied = [r for r in audit.records() if r.outcome == "denied"]
     assert {r.action for r in denied} == {"approve", "promote"}
     assert all(r.actor == "carl.control" for r in denied)
+
+
+def test_worse_challenger_is_rolled_back_by_the_canary(env: tuple[Paths, dg.DagsterInstance]) -> None:
+    paths, instance = env
+    defs = build_definitions(paths)
+    assert train(defs, instance).success
+    reg, audit = _registry(paths)
+    L.approve(reg, audit, "1", "carl.control", "first release")
+    L.promote(reg, audit, "1", "carl.control", "first release")
+    # v2 loses the moisture features (the main defect driver); a lenient gate lets it through
+    f = paths.config_dir / "ml" / "model.yaml"
+    cfg = yaml.safe_load(f.read_text())
+    cfg["features"]["exclude_columns"] = [f"material_moisture__{s}" for s in
+                                          ("mean", "std", "min", "max", "last", "slope", "time_outside_s")]
+    cfg["gate"].update(min_roc_auc=0.5, min_pr_auc=0.0, max_ece=0.2, vs_champion_margin=0.5)
+    cfg["gate"]["per_plant"].update(margin=0.5)
+    f.write_text(yaml.safe_dump(cfg))
+    (paths.config_dir / "ml" / "behaviour_cases.yaml").write_text("version: 1\ncases: []\n")
+    defs = build_definitions(paths)
+    assert train(defs, instance).success
+    v2 = reg.version("2")
+    assert v2.gate in L.PASSING and v2.approval == "pending"  # feature set changed: outside the envelope
+    assert "feature set differs" in v2.tag("approval_needs_human")
+    assert reg.alias(CHALLENGER).version == "2"
+    # shadow only until approved: every unit scored by v2, none decided by it
+    assert run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1 + dt.timedelta(days=3)).success
+    assert (_preds(paths)["decided_by"] == CHAMPION).all()
+    rc, _ = _cli("approve", "2", "--as", "carl.control", "--reason", "try it on a canary share")
+    assert rc == 0
+    for p in PLANTS:
+        assert run_range(defs, instance, SCORE_JOB, p, D1, D1 + dt.timedelta(days=3)).success
+    assert (_preds(paths)["decided_by"] == CHALLENGER).any()
+    rc, out = _cli("canary")
+    assert rc == 0 and out["decision"] == "rollback", out
+    assert reg.alias(CHAMPION).version == "1" and reg.alias(CHALLENGER) is None
+    assert reg.version("2").status == "rolled_back"
+    # a rolled-back version cannot come back, and the champion cannot be rejected
+    rc, out = _cli("promote", "2", "--as", "carl.control")
+    assert rc == 2 and "rolled_back" in out["error"]
+    rc, out = _cli("reject", "1", "--as", "carl.control", "--reason", "x")
+    assert rc == 2 and "is the champion" in out["error"]
+    ev = [r for r in audit.records(action="rollback")]
+    assert ev[-1].actor == "system:canary" and ev[-1].refs["scope"] == "challenger"
