@@ -271,7 +271,11 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Simulate the scenario into the landing folder, backfill every plant, print the summary."""
+    """Simulate the scenario, run every plant end to end and print the summary.
+
+    With a drift scenario (one affected plant, an onset), the affected plant's last days go
+    through the closed loop one day at a time, exactly as the daemon would run them: landing,
+    standardisation, scoring + monitoring, canary evaluation and a tick of the retrain sensor."""
     from quality_platform.config import load_plants
     from quality_platform.simulation import simulate
 
@@ -280,35 +284,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if landing.exists():
         shutil.rmtree(landing)
+    onset = args.onset_day if args.onset_day is not None else (args.days - 8 if args.days >= 16 else None)
     truth = simulate(landing, days=args.days, seed=args.seed, scenario=args.scenario,
-                     start=dt.date.fromisoformat(args.start))
+                     start=dt.date.fromisoformat(args.start), onset_day=onset)
     t_sim = time.perf_counter() - t0
-    if not args.json:
-        print(f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} "
-              f"({t_sim:.1f} s)", flush=True)
-    if paths.warehouse_path.exists():
-        paths.warehouse_path.unlink()  # the demo starts from a clean warehouse; run history stays
-    ns = argparse.Namespace(plant=sorted(load_plants(paths)), date_from=None, date_to=None, json=args.json,
-                            trigger="demo")
+    say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
+    say(f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} ({t_sim:.1f} s)")
+    archived = _demo_reset(paths)
+    if archived:
+        say(f"previous demo state (model registry, audit log, overrides, alerts) archived to {archived}")
+    plants = sorted(load_plants(paths))
+    affected = (truth.get("affected") or {}).get("plant")
+    loop_days: list[dt.date] = []
+    if affected and truth.get("onset_date") and not args.skip_model:
+        onset = dt.date.fromisoformat(truth["onset_date"])
+        last = dt.date.fromisoformat(truth["end"])
+        loop_days = [onset - dt.timedelta(days=2) + dt.timedelta(days=i)
+                     for i in range((last - onset).days + 3)]
+    rc = 0
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
-        rc = cmd_backfill(ns)
+        for p in plants:
+            until = str(loop_days[0] - dt.timedelta(days=1)) if loop_days and p == affected else None
+            ns = argparse.Namespace(plant=[p], date_from=args.start if until else None, date_to=until,
+                                    json=args.json, trigger="demo")
+            rc = max(rc, cmd_backfill(ns))
+    loop: dict[str, Any] | None = None
     if not args.skip_model and (rc == 0 or args.continue_on_gate_failure):
         rc = max(rc, _demo_model(args))
+        if loop_days and rc == 0:
+            loop = _demo_loop(args, affected, loop_days, truth, say)
+            rc = max(rc, 0 if loop["ok"] else 1)
     total = time.perf_counter() - t0
     s = summary_data()
     s.update(scenario=truth.get("scenario"), seconds=round(total, 1), simulation_seconds=round(t_sim, 1),
-             success=rc == 0, model=model_summary() if not args.skip_model else None)
-    _emit(args, s, _format_summary(s) + (_format_model_summary(s["model"]) if s["model"] else "") + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). "
-          "Browse it: make ui (http://127.0.0.1:3000)")
+             success=rc == 0, model=model_summary() if not args.skip_model else None, loop=loop)
+    _emit(args, s, _format_summary(s) + (_format_model_summary(s["model"]) if s["model"] else "")
+          + (_format_loop(loop) if loop else "")
+          + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). Browse it: make ui (http://127.0.0.1:3000)")
     return rc
 
 
 DEMO_APPROVER = "demo:control_owner"
 
 
+def _demo_reset(paths: Any) -> Path | None:
+    """The demo starts from a clean platform state: the warehouse is rebuilt; the previous demo's
+    model registry, audit log, overrides and alerts are moved (never deleted) to
+    data/archive/<UTC time>/. Dagster's run history stays."""
+    if paths.warehouse_path.exists():
+        paths.warehouse_path.unlink()
+    moved = [d for d in (paths.data_dir / "mlflow", paths.data_dir / "audit", paths.data_dir / "alerts") if d.exists()]
+    if not moved:
+        return None
+    dest = paths.data_dir / "archive" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    dest.mkdir(parents=True, exist_ok=True)
+    for d in moved:
+        shutil.move(str(d), str(dest / d.name))
+    return dest
+
+
 def _demo_model(args: argparse.Namespace) -> int:
-    """Train + gate a challenger; as the demo's control owner approve and promote it when the gate
-    let it through and a human approval is pending; score every plant's days with the champion."""
+    """Train + gate the first version; as the demo's control owner approve and promote it when the
+    gate let it through; then score and monitor every plant's standardised days with it."""
     from quality_platform.definitions import build_definitions
     from quality_platform.ml import lifecycle as L
     from quality_platform.runner import train
@@ -337,7 +374,96 @@ def _demo_model(args: argparse.Namespace) -> int:
         return 1
     ns = argparse.Namespace(plant=None, date_from=None, date_to=None, json=args.json, trigger="demo")
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
-        return cmd_score(ns)
+        return cmd_monitor(ns)
+
+
+def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth: dict[str, Any],
+               say: Any) -> dict[str, Any]:
+    """The affected plant's days through the closed loop, one at a time (see runner.run_day)."""
+    from quality_platform.definitions import build_definitions
+    from quality_platform.loop import current_cursor
+    from quality_platform.runner import run_day
+    from quality_platform.warehouse import connect
+
+    defs, instance = build_definitions(), _instance()
+    reg, audit = _lifecycle()
+    say(f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
+        f"{truth['onset_date']}) ==")
+    cursor = current_cursor(instance)
+    seen = audit.records()[-1].seq if audit.records() else 0
+    rows, ok = [], True
+    for d in days:
+        o = run_day(defs, instance, plant, d, cursor)
+        cursor = o.sensor_cursor
+        with connect(get_paths().warehouse_path, read_only=True) as con:
+            kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM ml.drift_findings WHERE plant = ? AND "
+                                               "partition_date = ? ORDER BY 1", [plant, d]).fetchall()]
+            versions = [r[0] for r in con.execute("SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
+                                                  "AND partition_date = ? AND decided_by = 'champion'",
+                                                  [plant, d]).fetchall()]
+        events = [r for r in audit.records() if r.seq > seen and r.action in ("retrain", "gate", "approve", "promote",
+                                                                                  "rollback", "incident")]
+        seen = audit.records()[-1].seq
+        ok = ok and all(r.success for r in o.runs if r.job != "train_job")
+        row = {"day": str(d), "findings": kinds, "champion_versions": versions,
+               "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
+               "retrain_run": o.retrain["run_id"] if o.retrain else None,
+               "seconds": round(sum(r.seconds for r in o.runs), 1)}
+        rows.append(row)
+        say(f"{d}  findings {', '.join(kinds) or '-':<40} champion v{','.join(versions) or '?'}  "
+            f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)")
+    first = next((r["day"] for r in rows if "process_drift" in r["findings"]), None)
+    retrain = next((r for r in audit.records(action="retrain") if r.outcome == "ok"), None)
+    retrained = [v for v in reg.versions() if v.tag("trigger") == "retrain_on_drift"]
+    version = next((v for v in retrained if v.gate in ("passed", "passed_with_warnings")),
+                   retrained[0] if retrained else None)
+    held_back = [r.reason for r in audit.records(action="retrain") if r.outcome != "ok"]
+    champ = reg.alias("champion")
+    promotion = next((r for r in audit.records(action="promote") if version and r.refs.get("model_version") ==
+                      version.version and r.outcome == "ok"), None)
+    latency = None
+    if retrain is not None and version is not None:
+        # failing check (end of the monitoring run that evaluated it) -> gate of the retrained version recorded
+        check_run = instance.get_run_record_by_id(str(retrain.refs.get("check_run_id")))
+        gate = next((r for r in audit.records(action="gate") if r.refs.get("model_version") == version.version), None)
+        if check_run is not None and check_run.end_time and gate is not None:
+            latency = round(dt.datetime.fromisoformat(gate.ts_utc).timestamp() - check_run.end_time, 1)
+    return {"ok": ok, "plant": plant, "onset": truth["onset_date"], "first_detected": first,
+            "check_to_gated_challenger_s": latency,
+            "retrain": {"check": retrain.refs.get("check"), "at": retrain.ts_utc, "reason": retrain.reason}
+            if retrain else None,
+            "retrained_version": {"version": version.version, "gate": version.gate, "approval": version.approval,
+                                  "approved_by": version.tag("approved_by"), "status": version.status}
+            if version else None,
+            "retrained_versions": [{"version": v.version, "gate": v.gate, "status": v.status} for v in retrained],
+            "retrains_held_back": held_back,
+            "promotion": {"by": promotion.actor, "reason": promotion.reason} if promotion else None,
+            "champion": champ.version if champ else None, "days": rows}
+
+
+def _format_loop(loop: dict[str, Any]) -> str:
+    lines = ["", f"== Closed loop at {loop['plant']} (true onset {loop['onset']}) =="]
+    lines.append(f"drift first detected on {loop['first_detected'] or '(not detected)'}")
+    r = loop.get("retrain")
+    lines.append(f"retrain: {'started by ' + r['check'] + ' - ' + r['reason'] if r else '(none)'}")
+    for rv in loop.get("retrained_versions", []):
+        lines.append(f"retrained version {rv['version']}: gate {rv['gate']}, status {rv['status']}")
+    v = loop.get("retrained_version")
+    if v:
+        by = f" by {v['approved_by']}" if v.get("approved_by") else ""
+        lines.append(f"challenger version {v['version']}: gate {v['gate']}, approval {v['approval']}{by}, "
+                     f"status {v['status']}")
+    if loop.get("retrains_held_back"):
+        lines.append(f"retrain triggers held back by debounce/cooldown: {len(loop['retrains_held_back'])} "
+                     f"(e.g. {loop['retrains_held_back'][0]})")
+    if loop.get("check_to_gated_challenger_s") is not None:
+        lines.append(f"loop latency: failing drift check -> gated challenger registered in "
+                     f"{loop['check_to_gated_challenger_s']} s")
+    p = loop.get("promotion")
+    lines.append(f"canary: {'promoted by ' + p['by'] + ' - ' + p['reason'] if p else 'no promotion (yet)'}")
+    lines.append(f"champion now: version {loop['champion']}; predictions of the last day from "
+                 f"v{','.join(loop['days'][-1]['champion_versions'])}")
+    return "\n".join(lines)
 
 
 def model_summary() -> dict[str, Any]:
@@ -571,7 +697,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if o.success else 1
 
 
-def cmd_score(args: argparse.Namespace) -> int:
+def cmd_score(args: argparse.Namespace, jobs: tuple[str, ...] | None = None) -> int:
     from quality_platform.config import load_plants
     from quality_platform.definitions import build_definitions
     from quality_platform.jobs import SCORE_JOB
@@ -579,18 +705,30 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     plants = load_plants()
     ids = args.plant or sorted(plants)
+    unknown = [p for p in ids if p not in plants]
+    if unknown:
+        raise CliError(f"unknown plant(s) {unknown}; configured: {sorted(plants)}")
     defs, instance = build_definitions(), _instance()
     outs = []
     for p in ids:
         first, last = _feature_days(p, args.date_from, args.date_to)
-        o = run_range(defs, instance, SCORE_JOB, p, first, last, {"trigger": args.trigger})
-        outs.append(o)
-        if not args.json:
-            print(f"score_job {p:<10} {first}..{last} {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s "
-                  f"(run {o.run_id[:8]})", flush=True)
+        for job in jobs or (SCORE_JOB,):
+            o = run_range(defs, instance, job, p, first, last, {"trigger": args.trigger})
+            outs.append(o)
+            if not args.json:
+                checks = f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""
+                print(f"{job:<16} {p:<10} {first}..{last} {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s "
+                      f"(run {o.run_id[:8]}){checks}", flush=True)
     if args.json:
         print(json.dumps([o.__dict__ for o in outs], default=str, indent=2))
     return 0 if all(o.success for o in outs) else 1
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Score + drift + ops metrics, then realised performance, for plant-days (a monitoring backfill)."""
+    from quality_platform.jobs import MONITOR_JOB, PERFORMANCE_JOB
+
+    return cmd_score(args, (MONITOR_JOB, PERFORMANCE_JOB))
 
 
 def _feature_days(plant: str, first: str | None, last: str | None) -> tuple[dt.date, dt.date]:
@@ -623,6 +761,39 @@ def cmd_canary(args: argparse.Namespace) -> int:
     return 0 if res.success else 1
 
 
+def cmd_override(args: argparse.Namespace) -> int:
+    """A quality engineer overrides the decision for one unit. The override is stored apart from
+    inspection labels (data/audit/overrides.db), so it never feeds back into training data."""
+    from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS
+    from quality_platform.overrides import record_override
+    from quality_platform.warehouse import connect, table_exists
+
+    paths = get_paths()
+    with connect(paths.warehouse_path, read_only=True) as con:
+        if not table_exists(con, ML_SCHEMA, PREDICTIONS):
+            raise CliError("no predictions yet: run the demo or `qp score` first")
+        sql = (f"SELECT plant, partition_date, model_version, predicted_defect, risk, decided_by FROM "
+               f"{ML_SCHEMA}.{PREDICTIONS} WHERE unit_id = ?") + (" AND plant = ?" if args.plant else "")
+        rows = con.execute(sql, [args.unit] + ([args.plant] if args.plant else [])).fetchall()
+    if not rows:
+        raise CliError(f"unit {args.unit!r} has no prediction" + (f" at {args.plant}" if args.plant else "")
+                       + ": only scored units can be overridden")
+    if len({r[0] for r in rows}) > 1:
+        raise CliError(f"unit {args.unit!r} exists at several plants {sorted({r[0] for r in rows})}: add --plant")
+    plant, day, version, predicted, risk, decided_by = rows[0]
+    try:
+        out = record_override(plant, args.unit, args.decision, args.actor, args.reason, model_version=str(version),
+                              predicted_defect=int(predicted), risk=float(risk), paths=paths)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    out.update(partition_date=str(day), decided_by=decided_by)
+    agree = "agrees with" if (args.decision == "defect") == bool(predicted) else "overrides"
+    _emit(args, out, f"override #{out['id']}: {args.actor} decided {args.decision} for {plant}/{args.unit} "
+                     f"({agree} model {version}: risk {float(risk):.3f}, predicted "
+                     f"{'defect' if predicted else 'ok'}); audit record {out['audit_seq']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -648,8 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = add("demo", cmd_demo, "simulate a scenario, run every plant end to end, print the summary")
     d.add_argument("--days", type=int, default=30)
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--scenario", choices=SCENARIOS, default="stable")
+    d.add_argument("--scenario", choices=SCENARIOS, default="moisture_drift",
+                   help="default moisture_drift: the closed loop detects it, retrains, gates, canaries, promotes")
     d.add_argument("--start", default="2026-03-16")
+    d.add_argument("--onset-day", type=int, help="day index of the scenario's onset (default: 8 days before the end)")
     d.add_argument("--continue-on-gate-failure", action="store_true",
                    help="train and score even when a data gate failed (e.g. the bad_files scenario)")
     d.add_argument("--skip-model", action="store_true", help="data layers only: no training, gate or scoring")
@@ -680,6 +853,13 @@ def build_parser() -> argparse.ArgumentParser:
     a = add("rollback", cmd_rollback, "return to the previous approved champion")
     a.add_argument("--as", dest="actor", required=True)
     a.add_argument("--reason", required=True)
+    o = add("override", cmd_override, "record a quality engineer's decision for a unit against its prediction "
+                                      "(kept apart from inspection labels: never training data)")
+    o.add_argument("unit", help="unit id (as in ml.predictions)")
+    o.add_argument("--decision", choices=["ok", "defect"], required=True)
+    o.add_argument("--as", dest="actor", required=True, help="who decides (recorded in the audit log)")
+    o.add_argument("--reason", required=True)
+    o.add_argument("--plant", help="needed only when the unit id exists at several plants")
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
     mh = models.add_parser("history", help="which version was champion when, approvals, gate results")
     mh.add_argument("--json", action="store_true", help="machine-readable output")
@@ -696,6 +876,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--from", dest="date_from")
     sc.add_argument("--to", dest="date_to")
     sc.add_argument("--trigger", default="cli")
+    mo = add("monitor", cmd_monitor, "score plant-days and measure drift, operations and realised performance")
+    mo.add_argument("--plant", action="append")
+    mo.add_argument("--from", dest="date_from")
+    mo.add_argument("--to", dest="date_to")
+    mo.add_argument("--trigger", default="cli")
     c = add("canary", cmd_canary, "evaluate the canary: promote, roll back or wait")
     c.add_argument("--trigger", default="cli")
     add("free-slots", cmd_free_slots, "release DuckDB pool slots held by runs that are no longer running")

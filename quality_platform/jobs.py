@@ -8,6 +8,9 @@ STANDARD_JOB = "standardize_job"
 TRAIN_JOB = "train_job"
 SCORE_JOB = "score_job"
 CANARY_JOB = "canary_job"
+MONITOR_JOB = "monitor_job"
+PERFORMANCE_JOB = "performance_job"
+OPS_JOB = "ops_job"
 
 
 def land_job_name(plant_id: str) -> str:
@@ -45,4 +48,17 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
         CANARY_JOB, selection=dg.AssetSelection.assets("canary_evaluation"),
         description="Compare challenger and champion on labelled units; promote, roll back or wait.",
         tags={"layer": "ml"}, executor_def=dg.in_process_executor))
+    jobs.append(dg.define_asset_job(
+        MONITOR_JOB, selection=dg.AssetSelection.assets("predictions", "drift_metrics", "ops_metrics"),
+        description="Score the selected plant-days, measure their drift against the champion's reference "
+                    "(sensor fault or process drift) and their operations metrics.",
+        tags={"layer": "monitoring"}, executor_def=dg.in_process_executor))
+    jobs.append(dg.define_asset_job(
+        PERFORMANCE_JOB, selection=dg.AssetSelection.assets("model_performance"),
+        description="Realised performance of the selected plant-days once their labels arrived.",
+        tags={"layer": "monitoring"}, executor_def=dg.in_process_executor))
+    jobs.append(dg.define_asset_job(
+        OPS_JOB, selection=dg.AssetSelection.assets("ops_metrics"),
+        description="Refresh the operations metrics of plant-days (e.g. after the retrain sensor acted on them).",
+        tags={"layer": "monitoring"}, executor_def=dg.in_process_executor))
     return jobs

@@ -72,3 +72,64 @@ def train(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, st
     today = dt.date.today()
     return RunOutcome(TRAIN_JOB, "*", today, today, result.run_id, result.success, _failed_checks(result),
                       time.perf_counter() - t0)
+
+
+@dataclass
+class DayOutcome:
+    """What the loop did for one plant-day (what the daemon does with schedules and sensors)."""
+
+    plant: str
+    day: dt.date
+    runs: list[RunOutcome]
+    retrain: dict[str, object] | None
+    sensor_cursor: str | None
+
+
+def _execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, req: dg.RunRequest,
+                     sensor: str | None = None) -> RunOutcome:
+    import time
+
+    from quality_platform.partitions import split_key
+    from quality_platform.sensors import RANGE_END, RANGE_START
+
+    job = defs.resolve_job_def(req.job_name or "")
+    t0 = time.perf_counter()
+    # what the daemon records on a sensor's run (the UI shows "launched by sensor ...")
+    origin = {"dagster/sensor_name": sensor} if sensor else {}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags={**req.tags, **origin})
+    tags = dict(req.tags)
+    plant, first = split_key(tags[RANGE_START]) if RANGE_START in tags else ("*", dt.date.today())
+    last = split_key(tags[RANGE_END])[1] if RANGE_END in tags else first
+    return RunOutcome(req.job_name or "", plant, first, last, result.run_id, result.success, _failed_checks(result),
+                      time.perf_counter() - t0)
+
+
+def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, plant: str, day: dt.date,
+            sensor_cursor: str | None, canary: bool = True) -> DayOutcome:
+    """One plant-day through the closed loop, in-process: land + standardise, then exactly the runs
+    the ``monitor_after_standardize`` sensor requests (score + monitor the day; performance of the
+    days whose labels arrived), the canary evaluation, and one tick of ``retrain_on_drift`` whose
+    request (if any) is executed."""
+    from quality_platform.config import load_plants
+    from quality_platform.jobs import CANARY_JOB
+    from quality_platform.loop import RETRAIN_SENSOR, monitor_requests
+    from quality_platform.resources import PlatformResource
+
+    runs = backfill(defs, instance, plant, day, day, tags={"trigger": "daily_loop"})
+    std = runs[-1]
+    if std.success and std.job == STANDARD_JOB:
+        for req in monitor_requests(instance.get_run_by_id(std.run_id), load_plants()):
+            runs.append(_execute_request(defs, instance, req, "monitor_after_standardize"))
+    if canary:
+        runs.append(_execute_request(defs, instance, dg.RunRequest(job_name=CANARY_JOB, tags={"trigger": "daily_loop"})))
+    sensor = defs.resolve_sensor_def(RETRAIN_SENSOR)
+    ctx = dg.build_sensor_context(instance=instance, cursor=sensor_cursor, definitions=defs,
+                                  resources={"platform": PlatformResource()})
+    res = sensor(ctx)
+    retrain = None
+    for req in res.run_requests or []:
+        o = _execute_request(defs, instance, req, RETRAIN_SENSOR)
+        runs.append(o)
+        if req.job_name == TRAIN_JOB:
+            retrain = {"run_id": o.run_id, "success": o.success, "tags": dict(req.tags)}
+    return DayOutcome(plant, day, runs, retrain, res.cursor if res.cursor is not None else ctx.cursor)

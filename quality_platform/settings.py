@@ -55,3 +55,24 @@ def get_paths() -> Paths:
     data_dir = Path(os.environ.get("QP_DATA_DIR", REPO_ROOT / "data")).resolve()
     config_dir = Path(os.environ.get("QP_CONFIG_DIR", data_dir)).resolve()
     return Paths(data_dir=data_dir, config_dir=config_dir)
+
+
+def copy_installation(root: Path, plants: tuple[str, ...] | None = None) -> Paths:
+    """A self-contained installation under ``root/data``: a copy of the committed configuration
+    (optionally only some plants) and a link to the AI4I data set. Used by tests and benchmarks
+    that must not touch the working installation."""
+    import shutil
+
+    data = root / "data"
+    (data / "plants").mkdir(parents=True)
+    src = REPO_ROOT / "data"
+    for f in sorted((src / "plants").glob("*.yaml")):
+        if plants is None or f.stem in plants:
+            shutil.copy(f, data / "plants" / f.name)
+    shutil.copytree(src / "standard", data / "standard")
+    for name in ("kpis.yaml", "platform.yaml", "features.yaml"):
+        shutil.copy(src / name, data / name)
+    shutil.copytree(src / "ml", data / "ml")
+    (data / "datasets").mkdir()
+    (data / "datasets" / "ai4i2020").symlink_to(src / "datasets" / "ai4i2020")
+    return Paths(data_dir=data, config_dir=data)

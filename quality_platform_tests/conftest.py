@@ -3,32 +3,18 @@ temp Dagster instance, a test pseudonymisation key)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from quality_platform.settings import REPO_ROOT, Paths
+from quality_platform.settings import Paths, copy_installation
 
 TEST_KEY = "test-key-0123456789abcdef-not-a-secret"
 
 
 def make_installation(root: Path, plants: tuple[str, ...] | None = None) -> Paths:
     """Copy the committed configuration into ``root/data`` (optionally only some plants)."""
-    data = root / "data"
-    (data / "plants").mkdir(parents=True)
-    src = REPO_ROOT / "data"
-    for f in sorted((src / "plants").glob("*.yaml")):
-        if plants is None or f.stem in plants:
-            shutil.copy(f, data / "plants" / f.name)
-    shutil.copytree(src / "standard", data / "standard")
-    shutil.copy(src / "kpis.yaml", data / "kpis.yaml")
-    shutil.copy(src / "platform.yaml", data / "platform.yaml")
-    shutil.copy(src / "features.yaml", data / "features.yaml")
-    shutil.copytree(src / "ml", data / "ml")
-    (data / "datasets").mkdir()
-    (data / "datasets" / "ai4i2020").symlink_to(src / "datasets" / "ai4i2020")
-    return Paths(data_dir=data, config_dir=data)
+    return copy_installation(root, plants)
 
 
 @pytest.fixture

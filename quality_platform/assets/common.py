@@ -15,6 +15,7 @@ CODE_VERSIONS = {
     "kpi": "1",
     "features": "1",
     "ml": "1",
+    "monitoring": "1",
 }
 
 

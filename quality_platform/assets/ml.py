@@ -24,7 +24,12 @@ from quality_platform.config import PlantConfig
 from quality_platform.features.config import load_features
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
 from quality_platform.ml import lifecycle as L
-from quality_platform.ml.config import load_approval_policy, load_behaviour_cases, load_model_config
+from quality_platform.ml.config import (
+    load_approval_policy,
+    load_behaviour_cases,
+    load_model_config,
+    load_monitoring_config,
+)
 from quality_platform.ml.dataset import (
     LABEL,
     build_snapshot,
@@ -34,10 +39,11 @@ from quality_platform.ml.dataset import (
 )
 from quality_platform.ml.frame import FeatureSpec, feature_spec, model_frame
 from quality_platform.ml.gate import GATE_CHECKS, ScoredModel, evaluate
+from quality_platform.ml.monitor import build_reference
 from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo
 from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS, prediction_columns
 from quality_platform.ml.scoring import challenger_share, global_importance, score, top_reasons
-from quality_platform.ml.train import fit
+from quality_platform.ml.train import fit, predict
 from quality_platform.partitions import by_plant, keys_of, plant_day
 from quality_platform.resources import PlatformResource
 from quality_platform.settings import REPO_ROOT, Paths
@@ -161,6 +167,7 @@ def model_card(version_hint: str, cfg: Any, sheet: dict[str, Any], metrics: dict
 
 @dg.asset(
     name="defect_model", group_name=GROUP, owners=OWNERS, kinds={"catboost", "mlflow"}, deps=["training_dataset"],
+    pool="model_training",
     code_version=CODE_VERSIONS["ml"], tags={"layer": "ml"},
     description="CatBoost defect classifier trained reproducibly (fixed seed and thread count) on the latest "
                 "training snapshot, logged to MLflow (parameters, metrics, signature, explicit requirements, "
@@ -185,8 +192,15 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
             "code_version": CODE_VERSIONS["ml"], "git_commit": git_commit(), "dagster_run_id": run_id,
             "feature_spec": json.dumps(spec.as_dict()), "threshold": f"{trained.threshold:.6f}",
             "params": json.dumps(params, sort_keys=True), "label": cfg.label,
-            "feature_set_version": str(spec.feature_set_version), "trained_by": "system:dagster"}
-    artifacts = {"datasheet.md": datasheet_markdown(snap.datasheet),
+            "feature_set_version": str(spec.feature_set_version), "trained_by": "system:dagster",
+            "trigger": context.run.tags.get("trigger", "manual"),
+            **({"retrain_key": context.run.tags["qp/retrain_key"], "trigger_check": context.run.tags.get("qp/check", "")}
+               if "qp/retrain_key" in context.run.tags else {})}
+    hold = snap.data[snap.data["split"] == "holdout"]
+    reference = build_reference(snap.data[snap.data["split"] == "train"], hold, predict(trained.model, hold, spec),
+                                list(spec.numeric), load_monitoring_config(paths))
+    artifacts = {"drift/reference.json": json.dumps(reference),
+                 "datasheet.md": datasheet_markdown(snap.datasheet),
                  "datasheet.json": json.dumps(snap.datasheet, indent=2, default=str),
                  "feature_spec.json": json.dumps(spec.as_dict(), indent=2),
                  "feature_importance.md": importance.to_markdown(index=False),

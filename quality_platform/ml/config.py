@@ -225,3 +225,82 @@ def mlflow_uris(cfg: ModelConfig, paths: Paths | None = None) -> tuple[str, str]
     artifacts = (os.environ.get("QP_MLFLOW_ARTIFACT_ROOT") or cfg.mlflow.artifact_root
                  or (base / "artifacts").as_uri())
     return tracking, artifacts
+
+
+# --------------------------------------------------------------------------- monitoring (data/ml/monitoring.yaml)
+
+
+class DriftSettings(_Model):
+    """Input and prediction drift per plant-day against the champion's training reference."""
+
+    #: Statistics whose per-quantity features are monitored (e.g. ``mean`` -> ``<quantity>__mean``).
+    monitored_statistics: list[str] = Field(default_factory=lambda: ["mean"], min_length=1)
+    #: Normed Wasserstein-1 (in reference standard deviations) at which a plant-day drifts.
+    alarm: float = Field(0.4, gt=0)
+    #: The alarm is raised to this factor x the reference's largest single-day distance per feature.
+    noise_factor: float = Field(1.25, ge=0)
+    warn: float = Field(0.3, gt=0)
+    #: Per machine: mean shift against the machine's own reference, in its reference sd, beyond the
+    #: plant's common mode (the median machine) - used to tell sensor faults apart.
+    machine_alarm: float = Field(3.0, gt=0)
+    prediction_alarm: float = Field(0.5, gt=0)
+    #: Fewer units in a plant-day (or machine-day) than this: not judged.
+    min_units: int = Field(100, ge=1)
+    min_machine_units: int = Field(30, ge=1)
+    n_edges: int = Field(101, ge=11, le=1001)
+
+
+class FaultSettings(_Model):
+    """Sensor fault or process drift? (F7)."""
+
+    #: A shift confined to at most this many machines AND this share of the plant's machines is a
+    #: suspected sensor fault (maintenance), not process drift (retrain).
+    max_machines: int = Field(2, ge=1)
+    max_machine_share: float = Field(0.25, gt=0, le=1)
+    #: Flat values: the share of a machine's units whose window std is (almost) zero.
+    stuck_std_below: float = Field(1e-9, ge=0)
+    stuck_unit_share: float = Field(0.5, gt=0, le=1)
+
+
+class PerformanceSettings(_Model):
+    """Realised performance once labels arrive (model_performance)."""
+
+    #: ERROR when a plant-day's realised log-loss exceeds what the champion's own risks predict by
+    #: this many standard errors (see quality_platform.ml.metrics.loss_surprise).
+    loss_z_alarm: float = Field(4.0, gt=0)
+    #: Or the same surprise over the last ``window_days`` labelled days reaches this (more units,
+    #: so a smaller but lasting change is seen too).
+    window_days: int = Field(3, ge=1, le=30)
+    pooled_loss_z_alarm: float = Field(3.5, gt=0)
+    #: Or the realised ROC-AUC falls this many standard errors behind the ROC-AUC the champion's own
+    #: risks imply on the same units (beyond its gap on the holdout): the ranking broke.
+    auc_z_alarm: float = Field(3.0, gt=0)
+    pooled_auc_z_alarm: float = Field(3.0, gt=0)
+    min_units: int = Field(300, ge=1)
+    min_positives: int = Field(15, ge=1)
+    bootstrap_resamples: int = Field(200, ge=20, le=5000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+class LoopSettings(_Model):
+    """The closed loop (F20): when a failed drift/performance check starts a retrain."""
+
+    #: The drift (or performance drop) must persist for this many consecutive plant-days.
+    debounce_plant_days: int = Field(1, ge=1, le=30)
+    #: No second retrain within this many hours, unless the first one's version was rejected or failed.
+    cooldown_hours: float = Field(24.0, ge=0)
+    #: Fallback: retrain on a schedule even without drift (cron, UTC).
+    periodic_retrain_cron: str = "0 3 * * 1"
+    daily_cron: str = "30 5 * * *"
+
+
+class MonitoringConfig(_Model):
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    fault: FaultSettings = Field(default_factory=FaultSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+
+
+def load_monitoring_config(paths: Paths | None = None) -> MonitoringConfig:
+    """``data/ml/monitoring.yaml``."""
+    return load_yaml_model(ml_dir(paths) / "monitoring.yaml", MonitoringConfig)

@@ -49,6 +49,13 @@ def _deny(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None,
     return LifecycleError(why)
 
 
+def _alert(reg: ModelRegistry, kind: str, severity: str, summary: str, details: dict[str, Any]) -> None:
+    """Send a lifecycle alert to the configured channel (never raises; see quality_platform.alerts)."""
+    from quality_platform.alerts import Alert, send_alert
+
+    send_alert(Alert(kind=kind, severity=severity, summary=summary, details=details), reg.paths)
+
+
 def record_gate(reg: ModelRegistry, audit: AuditLog, report: GateReport, run_id: str, data_hash: str) -> None:
     """Store the gate result on the version (tags + report artifacts) and in the audit log."""
     v = report.version
@@ -68,6 +75,10 @@ def record_gate(reg: ModelRegistry, audit: AuditLog, report: GateReport, run_id:
                  refs={"model_version": v, "run_id": run_id, "data_hash": data_hash, "status": report.status,
                        "champion_version": report.champion_version,
                        "checks": {c.name: ("pass" if c.passed else f"fail:{c.severity}") for c in report.checks}})
+    if report.status not in PASSING:
+        _alert(reg, "gate_failed", "error", f"model version {v} failed the release gate: "
+               + ", ".join(c.name for c in report.checks if not c.passed),
+               {"model_version": v, "run_id": run_id, "data_hash": data_hash})
 
 
 def envelope_violations(new: VersionInfo, champion: VersionInfo | None, policy: ApprovalPolicy) -> list[str]:
@@ -178,6 +189,9 @@ def promote(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reaso
                  reason=reason, refs={"model_version": version, "previous_champion": old.version if old else None,
                                       "approved_by": v.tag("approved_by"), "gate": v.gate,
                                       "data_hash": v.tag("data_hash")})
+    _alert(reg, "promotion", "info", f"model version {version} is the champion (was "
+           f"{old.version if old else 'none'}; by {actor}: {reason})",
+           {"model_version": version, "previous_champion": old.version if old else None, "actor": actor})
     return reg.version(version)
 
 
@@ -218,6 +232,8 @@ def rollback(reg: ModelRegistry, audit: AuditLog, actor: str, reason: str) -> tu
     reg.set_tags(target.version, {"status": CHAMPION})
     audit.append("rollback", actor, subject=subject(reg, current.version), reason=reason,
                  refs={"from_version": current.version, "to_version": target.version})
+    _alert(reg, "rollback", "warning", f"champion rolled back {current.version} -> {target.version} by {actor}: "
+           f"{reason}", {"from_version": current.version, "to_version": target.version, "actor": actor})
     return current.version, target.version
 
 
@@ -231,6 +247,8 @@ def end_canary(reg: ModelRegistry, audit: AuditLog, version: str, decision: str,
         reg.set_tags(version, {"status": "rolled_back", "rolled_back_by": "system:canary", "rolled_back_at": _now()})
         audit.append("rollback", "system:canary", actor_kind="system", subject=subject(reg, version), reason=reason,
                      refs={**refs, "model_version": version, "scope": "challenger"})
+        _alert(reg, "rollback", "warning", f"challenger {version} rolled back by the canary: {reason}",
+               {**refs, "model_version": version})
 
 
 def history(reg: ModelRegistry, audit: AuditLog) -> dict[str, Any]:

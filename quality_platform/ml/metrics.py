@@ -252,6 +252,97 @@ def log_loss(y: Any, score: Any, eps: float = _LOG_LOSS_EPS) -> float:
     return _point("log_loss", labels, s, eps)
 
 
+@dataclass(frozen=True)
+class LossSurprise:
+    """Realised log-loss of probabilities against what they themselves predict."""
+
+    observed: float  # mean log-loss of the labels
+    expected: float  # mean log-loss a calibrated model expects (mean binary entropy of its risks)
+    excess: float  # observed - expected (mean per unit)
+    excess_sd: float  # sd of the per-unit excess (empirical)
+    n: int
+    z: float  # excess against the baseline excess, in standard errors; NaN without data
+
+
+def loss_surprise(y: Any, p: Any, baseline: LossSurprise | None = None, eps: float = _LOG_LOSS_EPS) -> LossSurprise:
+    """How surprised the model is by the outcomes. If the risks ``p`` are right, unit ``i``'s
+    log-loss has mean ``H(p_i)`` (binary entropy) and variance ``p_i (1 - p_i) logit(p_i)^2``; the
+    per-unit excess ``loss - H`` then averages 0. A model that is somewhat over-confident on unseen
+    data shows a small positive excess already on its holdout: pass that holdout's surprise as
+    ``baseline`` and ``z`` measures the excess beyond it (standard error of both means). When the
+    mechanism changes (concept drift) defects happen where the model did not expect them and ``z``
+    grows. Unlike a day's ROC-AUC it does not depend on how much the day's units differ."""
+    labels, (pp,) = _inputs(y, allow_empty=True, p=p)
+    if len(labels) == 0:
+        return LossSurprise(math.nan, math.nan, math.nan, math.nan, 0, math.nan)
+    yy = labels.astype(np.float64)
+    q = np.clip(pp, eps, 1 - eps)
+    lo = np.log(q)
+    l1 = np.log1p(-q)
+    loss = -(yy * lo + (1 - yy) * l1)
+    ent = -(q * lo + (1 - q) * l1)
+    n = len(q)
+    excess = loss - ent
+    var_model = float((q * (1 - q) * (lo - l1) ** 2).sum()) / n**2  # variance of the mean excess
+    if baseline is None or not baseline.n:
+        se, ref = math.sqrt(var_model), 0.0
+    else:
+        se, ref = math.sqrt(var_model + baseline.excess_sd**2 / baseline.n), baseline.excess
+    z = float((excess.mean() - ref) / se) if se > 0 else math.nan
+    return LossSurprise(float(loss.mean()), float(ent.mean()), float(excess.mean()),
+                        float(excess.std(ddof=1)) if n > 1 else 0.0, n, z)
+
+
+@dataclass(frozen=True)
+class AucShortfall:
+    """Realised ROC-AUC against the ROC-AUC the model's own risks imply on the same units."""
+
+    observed: float
+    expected: float  # if the risks were the true probabilities
+    gap: float  # observed - expected
+    se: float  # Hanley-McNeil standard error of the observed AUC
+    z: float  # (gap - baseline gap) / se; NaN without both classes
+
+
+def expected_roc_auc(p: Any) -> float:
+    """ROC-AUC a calibrated model expects on these units: each unit is a positive with probability
+    ``p_i``; the expected concordant pairs over the expected positive x negative pairs (ties count
+    half). Low when the units hardly differ (a day without spread), high when they do."""
+    q = np.sort(np.asarray(p, dtype=np.float64))
+    if len(q) < 2:
+        return math.nan
+    neg = 1.0 - q
+    # for each distinct value: negatives strictly below + half the negatives at the same value
+    _uniq, start, counts = np.unique(q, return_index=True, return_counts=True)
+    cum_neg = np.concatenate([[0.0], np.cumsum(neg)])
+    below = cum_neg[start]
+    same = cum_neg[start + counts] - below
+    pos_at = np.add.reduceat(q, start)
+    # a unit is not paired with itself: remove p_i (1 - p_i) from the tie term
+    self_pairs = np.add.reduceat(q * neg, start)
+    concordant = float(np.sum(pos_at * below) + 0.5 * np.sum(pos_at * same - self_pairs))
+    pairs = float(q.sum() * neg.sum() - np.sum(q * neg))
+    return concordant / pairs if pairs > 0 else math.nan
+
+
+def auc_shortfall(y: Any, p: Any, baseline: AucShortfall | None = None) -> AucShortfall:
+    """How far the realised ranking falls behind what the risks promise on the same units. Unlike a
+    comparison with a fixed holdout ROC-AUC, a day whose units hardly differ (low expected AUC) is no
+    alarm; a changed mechanism (concept drift) ranks worse than the model itself expects. A model
+    that over-promises on unseen data already shows a gap on its holdout: pass that as ``baseline``."""
+    labels, (pp,) = _inputs(y, allow_empty=True, p=p)
+    n1 = int(labels.sum())
+    n2 = len(labels) - n1
+    if n1 == 0 or n2 == 0:
+        return AucShortfall(math.nan, math.nan, math.nan, math.nan, math.nan)
+    a = roc_auc(labels, pp)
+    e = expected_roc_auc(pp)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = math.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 1e-12) / (n1 * n2))
+    ref = baseline.gap if baseline is not None and baseline.gap == baseline.gap else 0.0
+    return AucShortfall(a, e, a - e, se, (a - e - ref) / se)
+
+
 def metric(name: str, y: Any, score: Any) -> float:
     """The metric called ``name`` (one of :data:`METRICS`) of ``score`` against ``y``."""
     _check_metric(name)

@@ -14,6 +14,7 @@ STANDARD = {"sensor_readings", "production_units", "quarantine"}
 KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
 FEATURES = {"unit_features"}
 ML = {"training_dataset", "defect_model", "model_evaluation", "predictions", "canary_evaluation"}
+MONITORING = {"drift_metrics", "model_performance", "ops_metrics"}
 
 
 def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
@@ -25,7 +26,7 @@ def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
 def test_asset_graph(qp_env: Paths) -> None:
     graph = _graph(build_definitions(qp_env))
     raws = {f"raw_{p}" for p in ("ai4i2020", "plant_a", "plant_b", "plant_c")}
-    assert set(graph) == raws | STANDARD | KPI | FEATURES | ML  # no misspelled dependency became an external asset
+    assert set(graph) == raws | STANDARD | KPI | FEATURES | ML | MONITORING  # no misspelled dependency became an external asset
     for t in STANDARD:
         assert graph[t] == raws
     assert graph["kpi_daily"] == {"production_units"}
@@ -37,6 +38,23 @@ def test_asset_graph(qp_env: Paths) -> None:
     assert graph["model_evaluation"] == {"defect_model"}
     assert graph["predictions"] == {"unit_features", "defect_model"}
     assert graph["canary_evaluation"] == {"predictions", "production_units"}
+    assert graph["drift_metrics"] == {"unit_features", "predictions"}
+    assert graph["model_performance"] == {"predictions", "production_units"}
+    assert graph["ops_metrics"] == {"quarantine", "predictions", "drift_metrics"}
+
+
+def test_loop_wiring(qp_env: Paths) -> None:
+    """The retrain sensor launches train_job, the monitor sensor follows standardize_job, alerts
+    follow failed runs; schedules exist per plant and are off until switched on."""
+    defs = build_definitions(qp_env)
+    assert {j.name for j in defs.resolve_sensor_def("retrain_on_drift").jobs} == {"train_job", "ops_job"}
+    assert defs.resolve_sensor_def("monitor_after_standardize") is not None
+    assert defs.resolve_sensor_def("alert_on_run_failure") is not None
+    names = {s.name for s in defs.schedules}
+    assert {"daily_plant_a", "daily_ai4i2020", "periodic_retrain", "daily_canary"} <= names
+    assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in defs.schedules)
+    checks = {k.name for a in defs.asset_checks for k in a.check_keys}
+    assert {"input_drift", "sensor_faults", "prediction_drift", "performance"} <= checks
 
 
 def test_every_asset_is_catalogued(qp_env: Paths) -> None:

@@ -177,6 +177,25 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     assert rc == 0 and out == {"from_version": "2", "to_version": "1", "actor": "olga.ops"}
     assert reg.alias(CHAMPION).version == "1" and reg.version("2").status == "rolled_back"
 
+    # promotions and rollbacks reached the alert channel (file channel by default)
+    from quality_platform.alerts import read_alerts
+
+    kinds = [a["kind"] for a in read_alerts(paths=paths)]
+    assert kinds.count("promotion") == 2 and kinds.count("rollback") == 1, kinds
+
+    # a quality engineer overrides a prediction: stored and audited apart from the inspection labels
+    unit = pr[pr["plant"] == "plant_a"].sort_values("risk").iloc[-1]
+    decision = "ok" if bool(unit["predicted_defect"]) else "defect"
+    rc, ov = _cli("override", str(unit["unit_id"]), "--decision", decision, "--as", "quinn.quality",
+                  "--reason", "visual re-inspection")
+    assert rc == 0 and ov["plant"] == "plant_a" and ov["decision"] == decision and ov["model_version"] in ("1", "2")
+    rc, err = _cli("override", "no-such-unit", "--decision", "ok", "--as", "quinn.quality", "--reason", "x")
+    assert rc == 2 and "no prediction" in err["error"]
+    assert any(r.action == "override" and r.actor == "quinn.quality" for r in audit.records())
+    # ... and never feeds back into training: a new snapshot has the same content hash
+    o3 = train(defs, instance)
+    assert o3.success and reg.version("3").tag("data_hash") == v1.tag("data_hash")
+
     rc, hist = _cli("models", "history")
     assert rc == 0
     assert [p["version"] for p in hist["champion_periods"]] == ["1", "2", "1"]
@@ -192,7 +211,7 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     assert lm["prediction_batches"] and lm["dagster_run_id"] == o.run_id
     first, _last = v1.partitions["plant_a"]
     rc, ld = _cli("lineage", "data", "--plant", "plant_a", "--date", first)
-    assert rc == 0 and ld["model_versions"] == ["1", "2"] and ld["prediction_batches"]
+    assert rc == 0 and ld["model_versions"] == ["1", "2", "3"] and ld["prediction_batches"]
     rc, ld = _cli("lineage", "data", "--plant", "plant_a", "--date", "2026-03-21")  # after the window
     assert rc == 0 and ld["model_versions"] == []
     assert audit.verify().ok

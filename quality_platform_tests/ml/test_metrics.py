@@ -435,3 +435,37 @@ def test_confusion_at_degenerate_cases() -> None:
         "recall": 0.0,
         "f1": 0.0,
     }
+
+
+def test_loss_surprise_is_standard_normal_for_a_calibrated_model_and_large_under_concept_drift() -> None:
+    from quality_platform.ml.metrics import loss_surprise
+
+    rng = np.random.default_rng(3)
+    zs = []
+    for _ in range(400):
+        p = rng.beta(1.0, 20.0, size=1000)
+        zs.append(loss_surprise(rng.random(1000) < p, p).z)
+    zs = np.asarray(zs)
+    assert abs(zs.mean()) < 0.2 and 0.8 < zs.std() < 1.2 and (zs >= 4).mean() == 0
+    # the outcomes follow another mechanism: defects where the model saw low risk
+    p = rng.beta(1.0, 20.0, size=3000)
+    y = rng.random(3000) < np.clip(0.2 - p, 0.0, 1.0)
+    s = loss_surprise(y, p)
+    assert s.z > 4 and s.observed > s.expected
+    assert np.isnan(loss_surprise(np.array([], dtype=bool), np.array([])).z)
+
+
+def test_loss_surprise_baseline_absorbs_the_holdout_overconfidence() -> None:
+    from quality_platform.ml.metrics import loss_surprise
+
+    rng = np.random.default_rng(5)
+
+    def day(n: int) -> tuple[np.ndarray, np.ndarray]:
+        true = rng.beta(1.0, 20.0, size=n)
+        said = np.clip(true * 1.8, 0.0, 0.99)  # an over-confident model: its extreme risks are too extreme
+        return rng.random(n) < true, said
+
+    holdout = loss_surprise(*day(20000))
+    zs = np.asarray([loss_surprise(*day(1000)).z for _ in range(100)])
+    zb = np.asarray([loss_surprise(*day(1000), baseline=holdout).z for _ in range(100)])
+    assert abs(zb.mean()) < 0.5 and abs(zb.mean()) < abs(zs.mean())

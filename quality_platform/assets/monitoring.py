@@ -1,0 +1,548 @@
+"""Monitoring assets (F7, F19, F22): drift_metrics, model_performance and ops_metrics (plant x day),
+with the checks the closed loop watches (``input_drift``, ``performance``; ERROR = retrain).
+"""
+
+import base64
+import datetime as dt
+import io
+import json
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from quality_platform.alerts import Alert, send_alert
+from quality_platform.assets.common import CODE_VERSIONS, warehouse_path
+from quality_platform.assets.standard_checks import keys_query, md_table
+from quality_platform.config import PlantConfig
+from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
+from quality_platform.ml import metrics as M
+from quality_platform.ml.config import load_model_config, load_monitoring_config
+from quality_platform.ml.drift import Profile
+from quality_platform.ml.monitor import classify_day, holdout_auc_baseline, holdout_baseline
+from quality_platform.ml.registry import CHAMPION, ModelRegistry
+from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS
+from quality_platform.partitions import by_plant, keys_of, plant_day
+from quality_platform.resources import PlatformResource
+from quality_platform.settings import Paths
+from quality_platform.standard.schemas import (
+    Col,
+    columns_conform,
+    columns_ddl,
+    columns_table_schema,
+)
+from quality_platform.warehouse import (
+    WAREHOUSE_POOL,
+    connect,
+    read_partitions,
+    replace_partitions,
+    table_exists,
+)
+
+GROUP = "monitoring"
+OWNERS = ["team:ml-operations"]
+Keys = list[tuple[str, dt.date]]
+
+DRIFT_COLS = (
+    Col("plant", "label", "Plant id."),
+    Col("partition_date", "date", "The plant's local day."),
+    Col("scope", "label", "plant (all units), machine (one machine against its own reference) or prediction (scores)."),
+    Col("machine_id", "label", "Machine (scope machine).", nullable=True),
+    Col("feature", "label", "Monitored feature (<quantity>__<statistic>) or 'risk' for the score distribution."),
+    Col("model_version", "label", "Champion version whose training reference was compared against."),
+    Col("n", "int", "Units with a value."),
+    Col("missing_share", "float", "Share of units without a value.", nullable=True),
+    Col("wasserstein", "float", "Normed Wasserstein-1 distance to the reference (in reference sd).", nullable=True),
+    Col("psi", "float", "Population stability index on 10 reference-quantile bins.", nullable=True),
+    Col("ks", "float", "Kolmogorov-Smirnov statistic (max CDF gap, for context).", nullable=True),
+    Col("mean_shift_sd", "float", "(current mean - reference mean) / reference sd.", nullable=True),
+)
+FINDING_COLS = (
+    Col("plant", "label", "Plant id."),
+    Col("partition_date", "date", "The plant's local day."),
+    Col("kind", "label", "process_drift (retrain), sensor_fault or stuck_sensor (maintenance), prediction_drift."),
+    Col("feature", "label", "Feature concerned."),
+    Col("machines", "text", "Machines the finding is confined to (comma-separated; empty = plant-wide).", nullable=True),
+    Col("value", "float", "Plant-level normed Wasserstein of the feature.", nullable=True),
+    Col("detail", "text", "Human-readable explanation."),
+    Col("model_version", "label", "Champion version."),
+)
+PERF_COLS = (
+    Col("plant", "label", "Plant id."),
+    Col("partition_date", "date", "The plant's local production day of the units."),
+    Col("model_version", "label", "Deciding model version (champion)."),
+    Col("units", "int", "Units scored by the champion."),
+    Col("labelled", "int", "Of those, units whose inspection outcome is known."),
+    Col("positives", "int", "Labelled defective units."),
+    Col("precision", "float", "Flagged units that were defective.", nullable=True),
+    Col("recall", "float", "Defective units that were flagged.", nullable=True),
+    Col("roc_auc", "float", "Realised ROC-AUC of the champion's risk.", nullable=True),
+    Col("roc_auc_upper", "float", "Upper bound of its bootstrap CI.", nullable=True),
+    Col("reference_roc_auc", "float", "Champion's holdout ROC-AUC at this plant (release gate).", nullable=True),
+    Col("mean_risk", "float", "Mean predicted risk.", nullable=True),
+    Col("defect_rate", "float", "Observed defect rate of the labelled units.", nullable=True),
+    Col("calibration_ratio", "float", "mean_risk / defect_rate (1 = calibrated).", nullable=True),
+    Col("log_loss", "float", "Realised mean log-loss of the labelled units.", nullable=True),
+    Col("expected_log_loss", "float", "Mean log-loss the model itself expects from its risks (binary entropy).",
+        nullable=True),
+    Col("loss_z", "float", "Excess log-loss (realised - what the risks expect) beyond the champion's excess on its "
+                           "own holdout, in standard errors: how surprised the model is.",
+        nullable=True),
+    Col("pooled_days", "int", "Labelled days pooled in the window (this day and the ones before; 0 = too few "
+                              "labelled units)."),
+    Col("pooled_loss_z", "float", "loss_z over the pooled window.", nullable=True),
+    Col("expected_roc_auc", "float", "ROC-AUC the champion's own risks imply on this day's units (low on a "
+                                     "day whose units hardly differ).", nullable=True),
+    Col("auc_z", "float", "(realised - expected ROC-AUC) beyond the champion's gap on its holdout, in standard "
+                          "errors (Hanley-McNeil); negative = ranks worse than it promises.", nullable=True),
+    Col("pooled_roc_auc", "float", "ROC-AUC over the pooled window.", nullable=True),
+    Col("pooled_auc_z", "float", "auc_z over the pooled window.", nullable=True),
+    Col("degraded", "bool", "The outcomes no longer follow the model (concept drift): on the day or over the "
+                            "pooled window, the log-loss surprise is too high or the ranking falls too far behind "
+                            "what the risks promise (thresholds in data/ml/monitoring.yaml); enough labelled units."),
+)
+OPS_COLS = (
+    Col("plant", "label", "Plant id."),
+    Col("partition_date", "date", "The plant's local day."),
+    Col("quarantined_items", "int", "Values/records held back by the quality rules."),
+    Col("quality_incidents", "int", "Distinct quarantine rules broken + sensor faults found."),
+    Col("drift_alarms", "int", "Process-drift findings (features)."),
+    Col("sensor_faults", "int", "Suspected sensor faults (incl. stuck sensors)."),
+    Col("units", "int", "Units produced."),
+    Col("predictions", "int", "Units scored."),
+    Col("overrides", "int", "Predictions overridden by quality engineers (decisions of the day's units)."),
+    Col("override_rate", "float", "overrides / predictions.", nullable=True),
+    Col("retrains", "int", "Retrains this plant-day triggered (counted when the retrain sensor acts: it "
+                           "refreshes the row)."),
+    Col("cycle_time_hours", "float", "Decision cycle time: last landing file of the day received -> "
+                                     "predictions available (hours).", nullable=True),
+)
+
+
+def _rounded(df: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """Numeric columns rounded (dates and labels left alone), for the metadata tables."""
+    return df.round({c: digits for c in df.select_dtypes("number").columns})
+
+
+def _registry(paths: Paths) -> ModelRegistry:
+    return ModelRegistry(load_model_config(paths), paths)
+
+
+def load_reference(reg: ModelRegistry, version: str) -> dict[str, Any]:
+    text = reg.download_text(version, "drift/reference.json")
+    if not text:
+        raise dg.Failure(description=f"model version {version} has no drift reference (drift/reference.json)")
+    return json.loads(text)
+
+
+def _png_md(ref_cdf: tuple[list[float], list[float]], cur: np.ndarray, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.4), dpi=80)
+    edges, cdf = ref_cdf
+    ax.plot(edges, cdf, label="reference", lw=1.5)
+    c = np.sort(cur[~np.isnan(cur)])
+    if len(c):
+        ax.plot(c, np.arange(1, len(c) + 1) / len(c), label="this day", lw=1.5)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+
+
+# --------------------------------------------------------------------------- drift_metrics
+
+
+def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="drift_metrics", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
+        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
+        deps=[dg.AssetDep("unit_features", partition_mapping=dg.IdentityPartitionMapping()),
+              dg.AssetDep("predictions", partition_mapping=dg.IdentityPartitionMapping())],
+        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"},
+        description="Drift of each plant-day's inputs and scores against the champion's training reference (stored "
+                    "with the model version): normed Wasserstein (effect size), PSI and KS per monitored feature, "
+                    "per plant and per machine; findings classify a shift as process drift (retrain) or a "
+                    "suspected sensor fault / stuck sensor (maintenance) (ml.drift_metrics, ml.drift_findings).",
+        metadata={"dagster/column_schema": columns_table_schema(DRIFT_COLS), "dagster/table_name": "ml.drift_metrics"},
+    )
+    def drift_metrics(context: dg.AssetExecutionContext, platform: PlatformResource,
+                      warehouse: DuckDBResource) -> dg.MaterializeResult:
+        paths = platform.paths()
+        mcfg = load_monitoring_config(paths)
+        reg = _registry(paths)
+        champ = reg.alias(CHAMPION)
+        if champ is None:
+            raise dg.Failure(description="no champion: drift is measured against the champion's training reference")
+        ref = load_reference(reg, champ.version)
+        keys = keys_of(context)
+        all_rows, all_findings, plots = [], [], []
+        with connect(warehouse_path(warehouse)) as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ML_SCHEMA}")
+            for plant_id, days in by_plant(keys).items():
+                for d in days:
+                    key = [(plant_id, d)]
+                    t = read_partitions(con, FEATURE_SCHEMA, TABLE, key)
+                    rows = t.to_pandas() if t is not None else pd.DataFrame()
+                    p = read_partitions(con, ML_SCHEMA, PREDICTIONS, key, columns="champion_score")
+                    scores = p.to_pandas()["champion_score"].to_numpy() if p is not None and p.num_rows else None
+                    table, findings = classify_day(rows, scores, ref, plant_id, mcfg)
+                    if not table.empty:
+                        table = table.assign(plant=plant_id, partition_date=d, model_version=champ.version)
+                    dr = columns_conform(table if not table.empty else pd.DataFrame({c.name: [] for c in DRIFT_COLS}),
+                                         DRIFT_COLS)
+                    fr = pd.DataFrame([{**f, "machines": ",".join(f["machines"]), "plant": plant_id,
+                                        "partition_date": d, "model_version": champ.version} for f in findings])
+                    fr = columns_conform(fr if not fr.empty else pd.DataFrame({c.name: [] for c in FINDING_COLS}),
+                                         FINDING_COLS)
+                    replace_partitions(con, ML_SCHEMA, "drift_metrics", dr, key,
+                                       ddl=columns_ddl(DRIFT_COLS, ML_SCHEMA, "drift_metrics"))
+                    replace_partitions(con, ML_SCHEMA, "drift_findings", fr, key,
+                                       ddl=columns_ddl(FINDING_COLS, ML_SCHEMA, "drift_findings"))
+                    all_rows.append(dr)
+                    all_findings.append(fr)
+                    worst = dr[dr["scope"] == "plant"].sort_values("wasserstein", ascending=False).head(1)
+                    if len(plots) < 2 and not worst.empty and findings:
+                        f = str(worst["feature"].iloc[0])
+                        fp = Profile.from_json(ref["plants"][plant_id]["profile"]).features[f]
+                        plots.append(_png_md((fp.edges, fp.cdf), rows[f].to_numpy(dtype=float),
+                                             f"{plant_id} {d} {f}: W={worst['wasserstein'].iloc[0]:.2f}"))
+        drift = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
+        found = pd.concat(all_findings, ignore_index=True) if all_findings else pd.DataFrame()
+        _notify(paths, found, context.run.run_id, champ.version)
+        top = drift[drift["scope"] == "plant"].sort_values("wasserstein", ascending=False).head(10) if len(drift) else drift
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": len(drift), "model_version": champ.version,
+            "findings": md_table(found.astype(str)) if len(found) else dg.MetadataValue.md("_(none)_"),
+            "worst_features": md_table(top[["plant", "partition_date", "feature", "wasserstein", "psi", "ks",
+                                            "mean_shift_sd"]].pipe(_rounded, 4).astype(str)) if len(top) else
+            dg.MetadataValue.md("_(none)_"),
+            "plots": dg.MetadataValue.md("\n\n".join(plots) if plots else "_(no findings)_"),
+        })
+
+    return drift_metrics
+
+
+def _notify(paths: Paths, found: pd.DataFrame, run_id: str, version: str) -> None:
+    """Alerts and audited data-quality incidents for the findings of a run."""
+    from quality_platform.audit import AuditLog, audit_db_path
+
+    if found.empty:
+        return
+    audit = AuditLog(audit_db_path(paths.data_dir))
+    for (plant, kind), g in found.groupby(["plant", "kind"], observed=True):
+        days = sorted({str(d)[:10] for d in g["partition_date"]})
+        summary = f"{kind} at {plant} on {', '.join(days)}: " + "; ".join(g["detail"].astype(str).head(3))
+        refs = {"run_id": run_id, "model_version": version, "days": days, "features": sorted(set(g["feature"])),
+                "machines": sorted({m for ms in g["machines"].fillna("") for m in str(ms).split(",") if m})}
+        if kind in ("sensor_fault", "stuck_sensor"):
+            audit.append("incident", "system:monitoring", actor_kind="system", plant=str(plant), outcome="info",
+                         subject=f"plant:{plant}", reason=f"data-quality incident (suspected sensor fault): {summary}",
+                         refs={**refs, "kind": kind, "retrain": False})
+            send_alert(Alert(kind="sensor_fault", severity="warning", summary=summary, plant=str(plant), details=refs),
+                       paths)
+        elif kind == "process_drift":
+            send_alert(Alert(kind="drift_alarm", severity="error", summary=summary, plant=str(plant), details=refs),
+                       paths)
+
+
+def _findings(con: Any, keys: Keys, kinds: tuple[str, ...]) -> pd.DataFrame:
+    if not keys or not table_exists(con, ML_SCHEMA, "drift_findings"):
+        return pd.DataFrame(columns=["plant", "partition_date", "kind", "feature", "machines", "value", "detail"])
+    kl = ", ".join(f"'{k}'" for k in kinds)
+    return keys_query(con, f"""
+        SELECT f.plant, f.partition_date, f.kind, f.feature, f.machines, f.value, f.detail
+        FROM {ML_SCHEMA}.drift_findings f SEMI JOIN _keys k ON f.plant = k.plant AND f.partition_date = k.partition_date
+        WHERE f.kind IN ({kl}) ORDER BY 1, 2""", keys)
+
+
+def persisted_days(con: Any, plant: str, last: dt.date, kinds: tuple[str, ...], table: str = "drift_findings",
+                   flag: str | None = None) -> int:
+    """Consecutive plant-days up to ``last`` with a finding of ``kinds`` (or ``flag`` true)."""
+    if not table_exists(con, ML_SCHEMA, table):
+        return 0
+    if flag:
+        days = {r[0] for r in con.execute(f"SELECT DISTINCT partition_date FROM {ML_SCHEMA}.{table} WHERE plant = ? "
+                                          f"AND {flag} AND partition_date <= ?", [plant, last]).fetchall()}
+    else:
+        kl = ", ".join(f"'{k}'" for k in kinds)
+        days = {r[0] for r in con.execute(f"SELECT DISTINCT partition_date FROM {ML_SCHEMA}.{table} WHERE plant = ? "
+                                          f"AND kind IN ({kl}) AND partition_date <= ?", [plant, last]).fetchall()}
+    n, d = 0, last
+    while d in days:
+        n += 1
+        d -= dt.timedelta(days=1)
+    return n
+
+
+def check_input_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
+    """ERROR when a plant-day of the run shows process drift (the loop's trigger)."""
+    f = _findings(con, keys, ("process_drift",))
+    if f.empty:
+        return dg.AssetCheckResult(passed=True, description="no process drift", metadata={"plants": []})
+    f["partition_date"] = pd.to_datetime(f["partition_date"]).dt.date
+    persisted = {p: persisted_days(con, p, max(g["partition_date"]), ("process_drift",)) for p, g in f.groupby("plant")}
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"process drift at {sorted(persisted)}: " + "; ".join(f["detail"].astype(str).head(3)),
+        metadata={"plants": sorted(persisted), "persisted_plant_days": max(persisted.values()),
+                  "persisted_by_plant": dg.MetadataValue.json(persisted),
+                  "first_day": str(min(f["partition_date"])), "last_day": str(max(f["partition_date"])),
+                  "findings": md_table(f.astype(str))})
+
+
+def check_sensor_faults(con: Any, keys: Keys) -> dg.AssetCheckResult:
+    """WARN: suspected sensor faults / stuck sensors (maintenance, not a retrain)."""
+    f = _findings(con, keys, ("sensor_fault", "stuck_sensor"))
+    return dg.AssetCheckResult(
+        passed=f.empty, severity=dg.AssetCheckSeverity.WARN,
+        description="no sensor faults" if f.empty else
+        f"{len(f)} suspected sensor faults: " + "; ".join(f["detail"].astype(str).head(3)),
+        metadata={"findings": md_table(f.astype(str)), "plants": sorted(set(f["plant"])) if len(f) else []})
+
+
+def check_prediction_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
+    f = _findings(con, keys, ("prediction_drift",))
+    return dg.AssetCheckResult(passed=f.empty, severity=dg.AssetCheckSeverity.WARN,
+                               description="score distribution stable" if f.empty else
+                               "; ".join(f["detail"].astype(str).head(3)), metadata={"findings": md_table(f.astype(str))})
+
+
+# --------------------------------------------------------------------------- model_performance
+
+
+def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="model_performance", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
+        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
+        deps=[dg.AssetDep("predictions", partition_mapping=dg.IdentityPartitionMapping()),
+              dg.AssetDep("production_units", partition_mapping=dg.IdentityPartitionMapping())],
+        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"},
+        description="Realised performance of the champion's decisions per plant and production day, filled in once "
+                    "inspection labels arrive (days later): precision, recall, ROC-AUC with a bootstrap CI next to "
+                    "the champion's holdout ROC-AUC, defect-rate calibration, and the log-loss surprise that "
+                    "decides 'degraded' (ml.model_performance).",
+        metadata={"dagster/column_schema": columns_table_schema(PERF_COLS), "dagster/table_name": "ml.model_performance"},
+    )
+    def model_performance(context: dg.AssetExecutionContext, platform: PlatformResource,
+                          warehouse: DuckDBResource) -> dg.MaterializeResult:
+        paths = platform.paths()
+        pc = load_monitoring_config(paths).performance
+        reg = _registry(paths)
+        refs: dict[str, dict[str, float]] = {}
+        drift_refs: dict[str, dict[str, Any]] = {}
+        out = []
+        with connect(warehouse_path(warehouse)) as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ML_SCHEMA}")
+            keys = keys_of(context)
+            if not table_exists(con, ML_SCHEMA, PREDICTIONS):
+                raise dg.Failure(description="no predictions yet")
+            # the run's plant-days plus the (window - 1) days before each: the pooled window
+            ext = sorted({(p, d - dt.timedelta(days=i)) for p, d in keys for i in range(pc.window_days)})
+            df = keys_query(con, f"""
+                SELECT p.plant, p.partition_date, p.model_version, p.risk, p.predicted_defect, u.defect::INTEGER AS y
+                FROM {ML_SCHEMA}.{PREDICTIONS} p JOIN standard.production_units u USING (plant, partition_date, unit_id)
+                SEMI JOIN _keys k ON p.plant = k.plant AND p.partition_date = k.partition_date
+                WHERE p.decided_by = 'champion'""", ext)
+            df["partition_date"] = pd.to_datetime(df["partition_date"]).dt.date
+            wanted = set(keys)
+            for (plant, day, version), g in df.groupby(["plant", "partition_date", "model_version"], observed=True):
+                if (plant, day) not in wanted:
+                    continue
+                if version not in refs:
+                    report = reg.download_text(str(version), "gate/report.json")
+                    pm = json.loads(report).get("plant_metrics", []) if report else []
+                    refs[str(version)] = {r["plant"]: r.get("roc_auc") for r in pm}
+                    drift_refs[str(version)] = load_reference(reg, str(version))
+                lab = g[g["y"].notna()]
+                y = lab["y"].to_numpy(dtype=np.int64)
+                pos = int(y.sum()) if len(y) else 0
+                row: dict[str, Any] = {"plant": plant, "partition_date": day, "model_version": str(version),
+                                       "units": len(g), "labelled": len(lab), "positives": pos,
+                                       "reference_roc_auc": refs[str(version)].get(plant), "degraded": False,
+                                       "pooled_days": 0}
+                if len(lab):
+                    flagged = lab["predicted_defect"].to_numpy(dtype=bool)
+                    tp = int((flagged & (y == 1)).sum())
+                    row.update(precision=tp / flagged.sum() if flagged.sum() else None,
+                               recall=tp / pos if pos else None, mean_risk=float(lab["risk"].mean()),
+                               defect_rate=float(y.mean()),
+                               calibration_ratio=float(lab["risk"].mean() / y.mean()) if y.mean() > 0 else None)
+                    risk = lab["risk"].to_numpy(dtype=float)
+                    sur = M.loss_surprise(y, risk, holdout_baseline(drift_refs[str(version)], str(plant)))
+                    row.update(log_loss=sur.observed, expected_log_loss=sur.expected, loss_z=sur.z)
+                    auc_base = holdout_auc_baseline(drift_refs[str(version)], str(plant))
+                    ranked_worse = False
+                    if pos >= pc.min_positives and len(y) - pos >= pc.min_positives:
+                        iv = M.bootstrap_metric("roc_auc", y, risk, pc.bootstrap_resamples, pc.confidence)
+                        sh = M.auc_shortfall(y, risk, auc_base)
+                        row.update(roc_auc=iv.estimate, roc_auc_upper=iv.upper, expected_roc_auc=sh.expected,
+                                   auc_z=sh.z)
+                        ranked_worse = len(lab) >= pc.min_units and sh.z <= -pc.auc_z_alarm
+                    pool = df[(df["plant"] == plant) & (df["model_version"] == version) & df["y"].notna()
+                              & (df["partition_date"] > day - dt.timedelta(days=pc.window_days))
+                              & (df["partition_date"] <= day)]
+                    py = pool["y"].to_numpy(dtype=np.int64)
+                    pooled_surprised = False
+                    if len(py) >= pc.min_units:
+                        prisk = pool["risk"].to_numpy(dtype=float)
+                        psur = M.loss_surprise(py, prisk, holdout_baseline(drift_refs[str(version)], str(plant)))
+                        row.update(pooled_days=int(pool["partition_date"].nunique()), pooled_loss_z=psur.z)
+                        pooled_surprised = psur.z == psur.z and psur.z >= pc.pooled_loss_z_alarm
+                        if pc.min_positives <= py.sum() <= len(py) - pc.min_positives:
+                            psh = M.auc_shortfall(py, prisk, auc_base)
+                            row.update(pooled_roc_auc=psh.observed, pooled_auc_z=psh.z)
+                            ranked_worse = ranked_worse or psh.z <= -pc.pooled_auc_z_alarm
+                    surprised = len(lab) >= pc.min_units and sur.z == sur.z and sur.z >= pc.loss_z_alarm
+                    row["degraded"] = bool(surprised or pooled_surprised or ranked_worse)
+                out.append(row)
+            table = columns_conform(pd.DataFrame(out, columns=[c.name for c in PERF_COLS]), PERF_COLS)
+            replace_partitions(con, ML_SCHEMA, "model_performance", table, keys,
+                               ddl=columns_ddl(PERF_COLS, ML_SCHEMA, "model_performance"))
+        deg = table[table["degraded"].astype(bool)] if len(table) else table
+        if len(deg):
+            for plant, g in deg.groupby("plant", observed=True):
+                send_alert(Alert(kind="performance_drop", severity="error", plant=str(plant),
+                                 summary=f"outcomes no longer follow the model (log-loss surprise) at {plant} on "
+                                         f"{sorted(str(d)[:10] for d in g['partition_date'])}",
+                                 details={"run_id": context.run.run_id}), paths)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": len(table), "labelled_units": int(table["labelled"].sum()) if len(table) else 0,
+            "degraded_days": len(deg), "table": md_table(_rounded(table, 4).astype(str)) if len(table) else
+            dg.MetadataValue.md("_(none)_")})
+
+    return model_performance
+
+
+def check_performance(con: Any, keys: Keys) -> dg.AssetCheckResult:
+    """ERROR when realised performance degraded on a plant-day of the run (the loop's second trigger)."""
+    if not keys or not table_exists(con, ML_SCHEMA, "model_performance"):
+        return dg.AssetCheckResult(passed=True, description="nothing to judge yet", metadata={})
+    t = keys_query(con, f"""SELECT m.* FROM {ML_SCHEMA}.model_performance m SEMI JOIN _keys k
+                             ON m.plant = k.plant AND m.partition_date = k.partition_date""", keys)
+    deg = t[t["degraded"].astype(bool)] if len(t) else t
+    if deg.empty:
+        return dg.AssetCheckResult(passed=True, description=f"{int(t['labelled'].sum()) if len(t) else 0} labelled "
+                                   "units, no degradation", metadata={"plants": []})
+    deg = deg.assign(partition_date=pd.to_datetime(deg["partition_date"]).dt.date)
+    persisted = {p: persisted_days(con, p, max(g["partition_date"]), (), table="model_performance", flag="degraded")
+                 for p, g in deg.groupby("plant")}
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"realised performance degraded at {sorted(persisted)}",
+        metadata={"plants": sorted(persisted), "persisted_plant_days": max(persisted.values()),
+                  "persisted_by_plant": dg.MetadataValue.json(persisted),
+                  "first_day": str(min(deg["partition_date"])), "last_day": str(max(deg["partition_date"])),
+                  "degraded": md_table(_rounded(deg, 4).astype(str))})
+
+
+# --------------------------------------------------------------------------- ops_metrics
+
+
+def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="ops_metrics", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
+        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
+        deps=[dg.AssetDep(a, partition_mapping=dg.IdentityPartitionMapping())
+              for a in ("quarantine", "predictions", "drift_metrics")],
+        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"},
+        description="Operations per plant and day: data-quality incidents, drift alarms, sensor faults, overrides "
+                    "and override rate, retrains, decision cycle time from the day's last landing file to its "
+                    "predictions (ml.ops_metrics).",
+        metadata={"dagster/column_schema": columns_table_schema(OPS_COLS), "dagster/table_name": "ml.ops_metrics"},
+    )
+    def ops_metrics(context: dg.AssetExecutionContext, platform: PlatformResource,
+                    warehouse: DuckDBResource) -> dg.MaterializeResult:
+        from quality_platform.audit import AuditLog, audit_db_path
+        from quality_platform.overrides import overrides_frame
+
+        paths = platform.paths()
+        keys = keys_of(context)
+        retrains = AuditLog(audit_db_path(paths.data_dir)).frame(action="retrain")
+        rows = []
+        with connect(warehouse_path(warehouse)) as con:
+            def one(sql: str, params: list[Any]) -> Any:
+                return con.execute(sql, params).fetchall()[0][0]
+
+            have = {t: table_exists(con, s, t) for s, t in (("standard", "quarantine"), (ML_SCHEMA, PREDICTIONS),
+                                                            (ML_SCHEMA, "drift_findings"), ("raw", "receipts"),
+                                                            ("standard", "production_units"))}
+            for plant_id, days in by_plant(keys).items():
+                ov = overrides_frame(paths, plant=plant_id)
+                for d in days:
+                    p = [plant_id, d]
+                    q_items = one("SELECT coalesce(sum(n_items), 0) FROM standard.quarantine WHERE plant=? AND "
+                                  "partition_date=? AND severity='reject'", p) if have["quarantine"] else 0
+                    q_rules = one("SELECT count(DISTINCT rule) FROM standard.quarantine WHERE plant=? AND "
+                                  "partition_date=?", p) if have["quarantine"] else 0
+                    drift = faults = 0
+                    if have["drift_findings"]:
+                        drift = one("SELECT count(*) FROM ml.drift_findings WHERE plant=? AND partition_date=? "
+                                    "AND kind='process_drift'", p)
+                        faults = one("SELECT count(*) FROM ml.drift_findings WHERE plant=? AND partition_date=? "
+                                     "AND kind IN ('sensor_fault','stuck_sensor')", p)
+                    units = one("SELECT count(*) FROM standard.production_units WHERE plant=? AND partition_date=?",
+                                p) if have["production_units"] else 0
+                    n_pred, scored = 0, None
+                    unit_ids: set[str] = set()
+                    if have[PREDICTIONS]:
+                        n_pred, scored = con.execute("SELECT count(*), max(scored_at_utc) FROM ml.predictions WHERE "
+                                                     "plant=? AND partition_date=?", p).fetchall()[0]
+                        unit_ids = {r[0] for r in con.execute("SELECT unit_id FROM ml.predictions WHERE plant=? AND "
+                                                              "partition_date=?", p).fetchall()}
+                    landed = one("SELECT max(modified_utc) FROM raw.receipts WHERE plant=? AND partition_date=?",
+                                 p) if have["receipts"] else None
+                    n_ov = int(ov["unit_id"].astype(str).isin(unit_ids).sum()) if len(ov) and unit_ids else 0
+                    n_rt = 0
+                    if len(retrains):  # retrains this plant-day triggered (its check's last day)
+                        ok = retrains[retrains["outcome"] == "ok"]
+                        n_rt = int(sum(_refs(r).get("last_day") == str(d) and plant_id in _refs(r).get("plants", [])
+                                       for r in ok["refs"]))
+                    cycle = ((pd.Timestamp(scored) - pd.Timestamp(landed)).total_seconds() / 3600
+                             if scored is not None and landed is not None else None)
+                    rows.append({"plant": plant_id, "partition_date": d, "quarantined_items": int(q_items),
+                                 "quality_incidents": int(q_rules) + int(faults), "drift_alarms": int(drift),
+                                 "sensor_faults": int(faults), "units": int(units), "predictions": int(n_pred),
+                                 "overrides": n_ov, "override_rate": n_ov / n_pred if n_pred else None,
+                                 "retrains": n_rt, "cycle_time_hours": cycle})
+            table = columns_conform(pd.DataFrame(rows) if rows else pd.DataFrame({c.name: [] for c in OPS_COLS}),
+                                    OPS_COLS)
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ML_SCHEMA}")
+            replace_partitions(con, ML_SCHEMA, "ops_metrics", table, keys, ddl=columns_ddl(OPS_COLS, ML_SCHEMA, "ops_metrics"))
+        return dg.MaterializeResult(metadata={"dagster/row_count": len(table),
+                                              "table": md_table(_rounded(table, 3).astype(str))})
+
+    return ops_metrics
+
+
+def _refs(r: Any) -> dict[str, Any]:
+    return json.loads(r) if isinstance(r, str) else dict(r or {})
+
+
+def build_monitoring_checks() -> list[dg.AssetChecksDefinition]:
+    """The checks the loop watches (non-blocking: a drift alarm must not stop scoring)."""
+    from quality_platform.assets.standard_checks import warehouse_check
+
+    return [
+        warehouse_check("drift_metrics", "input_drift", "ERROR when a plant-day shows process drift (normed "
+                        "Wasserstein >= drift.alarm across the plant): the retrain sensor's trigger.",
+                        lambda con, keys, p: check_input_drift(con, keys), blocking=False),
+        warehouse_check("drift_metrics", "sensor_faults", "WARN on suspected sensor faults / stuck sensors "
+                        "(data-quality incident for maintenance; never a retrain).",
+                        lambda con, keys, p: check_sensor_faults(con, keys), blocking=False),
+        warehouse_check("drift_metrics", "prediction_drift", "WARN when the champion's score distribution drifts.",
+                        lambda con, keys, p: check_prediction_drift(con, keys), blocking=False),
+        warehouse_check("model_performance", "performance", "ERROR when the labelled outcomes of a plant-day no "
+                        "longer follow the champion's risks (log-loss surprise z >= performance.loss_z_alarm, "
+                        "minimum sample): concept drift, which input drift cannot see.",
+                        lambda con, keys, p: check_performance(con, keys), blocking=False),
+    ]
