@@ -28,14 +28,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from quality_platform.audit import AuditLog, audit_db_path, canonical_refs
+from quality_platform.audit import AuditLog, audit_db_path, canonical_refs, now_text
 from quality_platform.config import ConfigError, _Model, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
@@ -175,10 +174,6 @@ def alert_file_path(config: AlertConfig, paths: Paths | None = None) -> Path:
 # --------------------------------------------------------------------------- alerts
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @dataclass(frozen=True)
 class Alert:
     """One alert. ``kind`` is one of :data:`ALERT_KINDS`, ``severity`` one of :data:`SEVERITIES`;
@@ -189,7 +184,7 @@ class Alert:
     summary: str
     plant: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    ts_utc: str = field(default_factory=_now_text)
+    ts_utc: str = field(default_factory=now_text)
 
     def __post_init__(self) -> None:
         if self.kind not in ALERT_KINDS:

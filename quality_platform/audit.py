@@ -258,23 +258,25 @@ def record_hash(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
 
 
-def _utc_text(value: str | date | datetime) -> str:
-    """A filter bound in the stored timestamp format (naive values are taken as UTC)."""
+def utc_text(value: str | date | datetime, name: str = "timestamp") -> str:
+    """A time bound in the stored timestamp format (naive values and dates are taken as UTC).
+    One format for every SQLite store of the platform (audit log, overrides, alerts)."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError as exc:
-            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from exc
+            raise ValueError(f"{name}: not an ISO-8601 timestamp: {value!r}") from exc
     if not isinstance(value, datetime):
         if isinstance(value, date):
             value = datetime(value.year, value.month, value.day)
         else:
-            raise ValueError(f"not a timestamp: {value!r}")
+            raise ValueError(f"{name}: not a timestamp: {value!r}")
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _now_text() -> str:
+def now_text() -> str:
+    """Now, in the stored timestamp format."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -374,7 +376,7 @@ class AuditLog:
                 fields: dict[str, Any] = {
                     "seq": seq,
                     "event_id": uuid.uuid4().hex,
-                    "ts_utc": _now_text(),
+                    "ts_utc": now_text(),
                     "actor": actor,
                     "actor_kind": actor_kind,
                     "action": action,
@@ -420,10 +422,10 @@ class AuditLog:
         params: list[Any] = []
         if since is not None:
             where.append("ts_utc >= ?")
-            params.append(_utc_text(since))
+            params.append(utc_text(since, "since"))
         if until is not None:
             where.append("ts_utc < ?")
-            params.append(_utc_text(until))
+            params.append(utc_text(until, "until"))
         if action is not None:
             actions = [action] if isinstance(action, str) else list(action)
             if not actions:

@@ -22,13 +22,13 @@ import math
 import os
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from quality_platform.audit import AuditLog, audit_db_path
+from quality_platform.audit import AuditLog, audit_db_path, now_text, utc_text
 from quality_platform.config import PLANT_ID_RE
 from quality_platform.settings import Paths, get_paths
 
@@ -109,25 +109,6 @@ def _ensure_schema(path: Path) -> None:
             raise
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _utc_text(value: str | date | datetime, name: str) -> str:
-    """A time bound in the stored format; naive values and dates are UTC."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ValueError(f"{name}: not an ISO-8601 timestamp: {value!r}") from exc
-    if not isinstance(value, datetime):
-        if not isinstance(value, date):
-            raise ValueError(f"{name}: not a timestamp: {value!r}")
-        value = datetime(value.year, value.month, value.day)
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
@@ -205,7 +186,7 @@ def record_override(
             prev = con.execute(
                 "SELECT id, decision FROM overrides WHERE plant = ? AND unit_id = ? "
                 "ORDER BY id DESC LIMIT 1", (row["plant"], row["unit_id"])).fetchone()
-            row["ts_utc"] = _now_text()
+            row["ts_utc"] = now_text()
             cols = [c for c in COLUMNS if c != "id"]
             cur = con.execute(
                 f"INSERT INTO overrides ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
@@ -273,17 +254,17 @@ def overrides_frame(
         params.append(plant)
     if until is not None:
         where.append("o.ts_utc < ?")
-        params.append(_utc_text(until, "until"))
+        params.append(utc_text(until, "until"))
     if current_only:
         later = "SELECT 1 FROM overrides n WHERE n.plant = o.plant AND n.unit_id = o.unit_id " \
                 "AND n.id > o.id"
         if until is not None:
             later += " AND n.ts_utc < ?"
-            params.append(_utc_text(until, "until"))
+            params.append(utc_text(until, "until"))
         where.append(f"NOT EXISTS ({later})")
     if since is not None:
         where.append("o.ts_utc >= ?")
-        params.append(_utc_text(since, "since"))
+        params.append(utc_text(since, "since"))
     is_current = ("NOT EXISTS (SELECT 1 FROM overrides c WHERE c.plant = o.plant "
                   "AND c.unit_id = o.unit_id AND c.id > o.id) AS is_current")
     sql = f"SELECT {', '.join('o.' + c for c in COLUMNS)}, {is_current} FROM overrides o"
@@ -316,8 +297,8 @@ def override_counts(
     db = overrides_db_path((paths or get_paths()).data_dir)
     if not db.exists():
         return 0
-    start = _utc_text(day_start_utc, "day_start_utc")
-    end = _utc_text(day_end_utc, "day_end_utc")
+    start = utc_text(day_start_utc, "day_start_utc")
+    end = utc_text(day_end_utc, "day_end_utc")
     with _connect(db) as con:
         (n,) = con.execute(
             "SELECT COUNT(DISTINCT unit_id) FROM overrides "

@@ -33,7 +33,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Control the writer's timestamps: each write pops the next one."""
     times: list[str] = []
-    monkeypatch.setattr(ov, "_now_text", lambda: times.pop(0))
+    monkeypatch.setattr(ov, "now_text", lambda: times.pop(0))
     yield times
 
 

@@ -300,7 +300,7 @@ class AucShortfall:
     observed: float
     expected: float  # if the risks were the true probabilities
     gap: float  # observed - expected
-    se: float  # Hanley-McNeil standard error of the observed AUC
+    se: float  # Hanley-McNeil standard error at the expected AUC
     z: float  # (gap - baseline gap) / se; NaN without both classes
 
 
@@ -337,8 +337,11 @@ def auc_shortfall(y: Any, p: Any, baseline: AucShortfall | None = None) -> AucSh
         return AucShortfall(math.nan, math.nan, math.nan, math.nan, math.nan)
     a = roc_auc(labels, pp)
     e = expected_roc_auc(pp)
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    se = math.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 1e-12) / (n1 * n2))
+    # the standard error under the hypothesis "the risks are right", i.e. at the expected AUC (the
+    # observed one can be 1.0 on a small day, where its own standard error vanishes)
+    h = min(max(e, 0.5), 0.995) if e == e else 0.5
+    q1, q2 = h / (2 - h), 2 * h * h / (1 + h)
+    se = math.sqrt(max(h * (1 - h) + (n1 - 1) * (q1 - h * h) + (n2 - 1) * (q2 - h * h), 1e-12) / (n1 * n2))
     ref = baseline.gap if baseline is not None and baseline.gap == baseline.gap else 0.0
     return AucShortfall(a, e, a - e, se, (a - e - ref) / se)
 

@@ -469,3 +469,26 @@ def test_loss_surprise_baseline_absorbs_the_holdout_overconfidence() -> None:
     zs = np.asarray([loss_surprise(*day(1000)).z for _ in range(100)])
     zb = np.asarray([loss_surprise(*day(1000), baseline=holdout).z for _ in range(100)])
     assert abs(zb.mean()) < 0.5 and abs(zb.mean()) < abs(zs.mean())
+
+
+def test_auc_shortfall_expects_what_calibrated_risks_promise_and_sees_a_broken_ranking() -> None:
+    from quality_platform.ml.metrics import auc_shortfall, expected_roc_auc
+
+    rng = np.random.default_rng(9)
+    gaps, zs = [], []
+    for _ in range(200):
+        p = rng.beta(1.0, 20.0, size=1000)
+        r = auc_shortfall(rng.random(1000) < p, p)
+        gaps.append(r.gap)
+        zs.append(r.z)
+    assert abs(np.mean(gaps)) < 0.01 and (np.asarray(zs) <= -3).mean() <= 0.01
+    # a day whose units hardly differ promises (and gets) about 0.5: no alarm for a quiet day
+    assert abs(expected_roc_auc(0.04 + rng.normal(0, 1e-4, 1000)) - 0.5) < 0.05
+    assert expected_roc_auc([0.2, 0.8]) == pytest.approx(0.64 / 0.68)
+    # outcomes that no longer follow the risks
+    p = rng.beta(1.0, 20.0, size=3000)
+    assert auc_shortfall(rng.random(3000) < rng.permutation(p), p).z < -5
+    # a perfect small day is no alarm even when the holdout was better than promised
+    p = np.r_[np.full(50, 0.9), np.full(300, 0.01)]
+    y = np.r_[np.ones(50, bool), np.zeros(300, bool)]
+    assert auc_shortfall(y, p).z > 0
