@@ -390,7 +390,8 @@ def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth:
     say(f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
         f"{truth['onset_date']}) ==")
     cursor = current_cursor(instance)
-    seen = audit.records()[-1].seq if audit.records() else 0
+    before = audit.records()
+    seen = before[-1].seq if before else 0
     rows, ok = [], True
     for d in days:
         o = run_day(defs, instance, plant, d, cursor)
@@ -401,9 +402,9 @@ def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth:
             versions = [r[0] for r in con.execute("SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
                                                   "AND partition_date = ? AND decided_by = 'champion'",
                                                   [plant, d]).fetchall()]
-        events = [r for r in audit.records() if r.seq > seen and r.action in ("retrain", "gate", "approve", "promote",
-                                                                                  "rollback", "incident")]
-        seen = audit.records()[-1].seq
+        new = [r for r in audit.records() if r.seq > seen]  # one read of the log per day
+        events = [r for r in new if r.action in ("retrain", "gate", "approve", "promote", "rollback", "incident")]
+        seen = new[-1].seq if new else seen
         ok = ok and all(r.success for r in o.runs if r.job != "train_job")
         row = {"day": str(d), "findings": kinds, "champion_versions": versions,
                "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
@@ -413,11 +414,12 @@ def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth:
         say(f"{d}  findings {', '.join(kinds) or '-':<40} champion v{','.join(versions) or '?'}  "
             f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)")
     first = next((r["day"] for r in rows if "process_drift" in r["findings"]), None)
-    retrain = next((r for r in audit.records(action="retrain") if r.outcome == "ok"), None)
+    retrain_records = audit.records(action="retrain")
+    retrain = next((r for r in retrain_records if r.outcome == "ok"), None)
     retrained = [v for v in reg.versions() if v.tag("trigger") == "retrain_on_drift"]
     version = next((v for v in retrained if v.gate in ("passed", "passed_with_warnings")),
                    retrained[0] if retrained else None)
-    held_back = [r.reason for r in audit.records(action="retrain") if r.outcome != "ok"]
+    held_back = [r.reason for r in retrain_records if r.outcome != "ok"]
     champ = reg.alias("champion")
     promotion = next((r for r in audit.records(action="promote") if version and r.refs.get("model_version") ==
                       version.version and r.outcome == "ok"), None)

@@ -36,29 +36,23 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
         # seconds of start-up each (see DESIGN.md section 4).
         executor_def=dg.in_process_executor,
     ))
-    jobs.append(dg.define_asset_job(
-        TRAIN_JOB, selection=dg.AssetSelection.assets("training_dataset", "defect_model", "model_evaluation"),
-        description="Snapshot the training data, train and register a challenger, run the release gate and the "
-                    "approval policy.", tags={"layer": "ml"}, executor_def=dg.in_process_executor))
-    jobs.append(dg.define_asset_job(
-        SCORE_JOB, selection=dg.AssetSelection.assets("predictions"),
-        description="Score the selected plant-days with the champion (canary/shadow challenger), with reasons.",
-        tags={"layer": "ml"}, executor_def=dg.in_process_executor))
-    jobs.append(dg.define_asset_job(
-        CANARY_JOB, selection=dg.AssetSelection.assets("canary_evaluation"),
-        description="Compare challenger and champion on labelled units; promote, roll back or wait.",
-        tags={"layer": "ml"}, executor_def=dg.in_process_executor))
-    jobs.append(dg.define_asset_job(
-        MONITOR_JOB, selection=dg.AssetSelection.assets("predictions", "drift_metrics", "ops_metrics"),
-        description="Score the selected plant-days, measure their drift against the champion's reference "
-                    "(sensor fault or process drift) and their operations metrics.",
-        tags={"layer": "monitoring"}, executor_def=dg.in_process_executor))
-    jobs.append(dg.define_asset_job(
-        PERFORMANCE_JOB, selection=dg.AssetSelection.assets("model_performance"),
-        description="Realised performance of the selected plant-days once their labels arrived.",
-        tags={"layer": "monitoring"}, executor_def=dg.in_process_executor))
-    jobs.append(dg.define_asset_job(
-        OPS_JOB, selection=dg.AssetSelection.assets("ops_metrics"),
-        description="Refresh the operations metrics of plant-days (e.g. after the retrain sensor acted on them).",
-        tags={"layer": "monitoring"}, executor_def=dg.in_process_executor))
+    # name, selected assets, layer, description - all asset selections, all in-process
+    for name, assets, layer, description in (
+        (TRAIN_JOB, ("training_dataset", "defect_model", "model_evaluation"), "ml",
+         "Snapshot the training data, train and register a challenger, run the release gate and the "
+         "approval policy."),
+        (SCORE_JOB, ("predictions",), "ml",
+         "Score the selected plant-days with the champion (canary/shadow challenger), with reasons."),
+        (CANARY_JOB, ("canary_evaluation",), "ml",
+         "Compare challenger and champion on labelled units; promote, roll back or wait."),
+        (MONITOR_JOB, ("predictions", "drift_metrics", "ops_metrics"), "monitoring",
+         "Score the selected plant-days, measure their drift against the champion's reference "
+         "(sensor fault or process drift) and their operations metrics."),
+        (PERFORMANCE_JOB, ("model_performance",), "monitoring",
+         "Realised performance of the selected plant-days once their labels arrived."),
+        (OPS_JOB, ("ops_metrics",), "monitoring",
+         "Refresh the operations metrics of plant-days (e.g. after the retrain sensor acted on them)."),
+    ):
+        jobs.append(dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), description=description,
+                                        tags={"layer": layer}, executor_def=dg.in_process_executor))
     return jobs

@@ -126,6 +126,19 @@ def _rounded(df: pd.DataFrame, digits: int) -> pd.DataFrame:
     return df.round({c: digits for c in df.select_dtypes("number").columns})
 
 
+def _monitoring_asset(name: str, deps: tuple[str, ...], cols: tuple[Col, ...], plants: dict[str, PlantConfig],
+                      start: dt.date, description: str) -> Any:
+    """The decorator shared by the monitoring assets: plant x day, single-run backfills, the
+    warehouse pool, same-partition dependencies, column schema in the catalog."""
+    return dg.asset(
+        name=name, group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
+        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
+        deps=[dg.AssetDep(a, partition_mapping=dg.IdentityPartitionMapping()) for a in deps],
+        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"}, description=description,
+        metadata={"dagster/column_schema": columns_table_schema(cols), "dagster/table_name": f"{ML_SCHEMA}.{name}"},
+    )
+
+
 def _registry(paths: Paths) -> ModelRegistry:
     return ModelRegistry(load_model_config(paths), paths)
 
@@ -163,18 +176,11 @@ def _png_md(ref_cdf: tuple[list[float], list[float]], cur: np.ndarray, title: st
 
 
 def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="drift_metrics", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
-        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
-        deps=[dg.AssetDep("unit_features", partition_mapping=dg.IdentityPartitionMapping()),
-              dg.AssetDep("predictions", partition_mapping=dg.IdentityPartitionMapping())],
-        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"},
-        description="Drift of each plant-day's inputs and scores against the champion's training reference (stored "
-                    "with the model version): normed Wasserstein (effect size), PSI and KS per monitored feature, "
-                    "per plant and per machine; findings classify a shift as process drift (retrain) or a "
-                    "suspected sensor fault / stuck sensor (maintenance) (ml.drift_metrics, ml.drift_findings).",
-        metadata={"dagster/column_schema": columns_table_schema(DRIFT_COLS), "dagster/table_name": "ml.drift_metrics"},
-    )
+    @_monitoring_asset("drift_metrics", ("unit_features", "predictions"), DRIFT_COLS, plants, start,
+                       "Drift of each plant-day's inputs and scores against the champion's training reference (stored "
+                       "with the model version): normed Wasserstein (effect size), PSI and KS per monitored feature, "
+                       "per plant and per machine; findings classify a shift as process drift (retrain) or a "
+                       "suspected sensor fault / stuck sensor (maintenance) (ml.drift_metrics, ml.drift_findings).")
     def drift_metrics(context: dg.AssetExecutionContext, platform: PlatformResource,
                       warehouse: DuckDBResource) -> dg.MaterializeResult:
         paths = platform.paths()
@@ -270,13 +276,9 @@ def persisted_days(con: Any, plant: str, last: dt.date, kinds: tuple[str, ...], 
     """Consecutive plant-days up to ``last`` with a finding of ``kinds`` (or ``flag`` true)."""
     if not table_exists(con, ML_SCHEMA, table):
         return 0
-    if flag:
-        days = {r[0] for r in con.execute(f"SELECT DISTINCT partition_date FROM {ML_SCHEMA}.{table} WHERE plant = ? "
-                                          f"AND {flag} AND partition_date <= ?", [plant, last]).fetchall()}
-    else:
-        kl = ", ".join(f"'{k}'" for k in kinds)
-        days = {r[0] for r in con.execute(f"SELECT DISTINCT partition_date FROM {ML_SCHEMA}.{table} WHERE plant = ? "
-                                          f"AND kind IN ({kl}) AND partition_date <= ?", [plant, last]).fetchall()}
+    cond = flag or f"kind IN ({', '.join(repr(k) for k in kinds)})"
+    days = {r[0] for r in con.execute(f"SELECT DISTINCT partition_date FROM {ML_SCHEMA}.{table} WHERE plant = ? "
+                                      f"AND {cond} AND partition_date <= ?", [plant, last]).fetchall()}
     n, d = 0, last
     while d in days:
         n += 1
@@ -321,18 +323,12 @@ def check_prediction_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
 
 
 def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="model_performance", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
-        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
-        deps=[dg.AssetDep("predictions", partition_mapping=dg.IdentityPartitionMapping()),
-              dg.AssetDep("production_units", partition_mapping=dg.IdentityPartitionMapping())],
-        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"},
-        description="Realised performance of the champion's decisions per plant and production day, filled in once "
-                    "inspection labels arrive (days later): precision, recall, ROC-AUC with a bootstrap CI next to "
-                    "the champion's holdout ROC-AUC, defect-rate calibration, and the log-loss surprise that "
-                    "decides 'degraded' (ml.model_performance).",
-        metadata={"dagster/column_schema": columns_table_schema(PERF_COLS), "dagster/table_name": "ml.model_performance"},
-    )
+    @_monitoring_asset("model_performance", ("predictions", "production_units"), PERF_COLS, plants, start,
+                       "Realised performance of the champion's decisions per plant and production day, filled "
+                       "in once inspection labels arrive (days later): precision, recall, ROC-AUC with a "
+                       "bootstrap CI, calibration, and the two tests that decide 'degraded': the ranking "
+                       "against the ROC-AUC the champion's own risks imply, and the log-loss surprise "
+                       "(ml.model_performance).")
     def model_performance(context: dg.AssetExecutionContext, platform: PlatformResource,
                           warehouse: DuckDBResource) -> dg.MaterializeResult:
         paths = platform.paths()
@@ -449,17 +445,10 @@ def check_performance(con: Any, keys: Keys) -> dg.AssetCheckResult:
 
 
 def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="ops_metrics", group_name=GROUP, owners=OWNERS, kinds={"duckdb"},
-        partitions_def=plant_day(plants, start), backfill_policy=dg.BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
-        deps=[dg.AssetDep(a, partition_mapping=dg.IdentityPartitionMapping())
-              for a in ("quarantine", "predictions", "drift_metrics")],
-        code_version=CODE_VERSIONS["monitoring"], tags={"layer": "monitoring"},
-        description="Operations per plant and day: data-quality incidents, drift alarms, sensor faults, overrides "
-                    "and override rate, retrains, decision cycle time from the day's last landing file to its "
-                    "predictions (ml.ops_metrics).",
-        metadata={"dagster/column_schema": columns_table_schema(OPS_COLS), "dagster/table_name": "ml.ops_metrics"},
-    )
+    @_monitoring_asset("ops_metrics", ("quarantine", "predictions", "drift_metrics"), OPS_COLS, plants, start,
+                       "Operations per plant and day: data-quality incidents, drift alarms, sensor faults, overrides "
+                       "and override rate, retrains, decision cycle time from the day's last landing file to its "
+                       "predictions (ml.ops_metrics).")
     def ops_metrics(context: dg.AssetExecutionContext, platform: PlatformResource,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
         from quality_platform.audit import AuditLog, audit_db_path

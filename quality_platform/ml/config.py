@@ -58,13 +58,18 @@ class CatBoostParams(_Model):
                 "allow_writing_files": False, "verbose": False}
 
 
-class NonInferiorityRule(_Model):
-    metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
-    margin: float = Field(0.02, ge=0, le=1)
+class SampleRule(_Model):
+    """How much labelled data a statistical judgement needs, and its bootstrap."""
+
     min_units: int = Field(300, ge=1)
     min_positives: int = Field(15, ge=1)
     bootstrap_resamples: int = Field(200, ge=20, le=5000)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+class NonInferiorityRule(SampleRule):
+    metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
+    margin: float = Field(0.02, ge=0, le=1)
 
 
 class GateThresholds(_Model):
@@ -239,7 +244,6 @@ class DriftSettings(_Model):
     alarm: float = Field(0.4, gt=0)
     #: The alarm is raised to this factor x the reference's largest single-day distance per feature.
     noise_factor: float = Field(1.25, ge=0)
-    warn: float = Field(0.3, gt=0)
     #: Per machine: mean shift against the machine's own reference, in its reference sd, beyond the
     #: plant's common mode (the median machine) - used to tell sensor faults apart.
     machine_alarm: float = Field(3.0, gt=0)
@@ -262,7 +266,7 @@ class FaultSettings(_Model):
     stuck_unit_share: float = Field(0.5, gt=0, le=1)
 
 
-class PerformanceSettings(_Model):
+class PerformanceSettings(SampleRule):
     """Realised performance once labels arrive (model_performance)."""
 
     #: ERROR when a plant-day's realised log-loss exceeds what the champion's own risks predict by
@@ -276,10 +280,6 @@ class PerformanceSettings(_Model):
     #: risks imply on the same units (beyond its gap on the holdout): the ranking broke.
     auc_z_alarm: float = Field(3.0, gt=0)
     pooled_auc_z_alarm: float = Field(3.0, gt=0)
-    min_units: int = Field(300, ge=1)
-    min_positives: int = Field(15, ge=1)
-    bootstrap_resamples: int = Field(200, ge=20, le=5000)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
 
 
 class LoopSettings(_Model):

@@ -25,7 +25,6 @@ How a plant-day is classified, per monitored feature (``<quantity>__mean`` by de
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import numpy as np
@@ -73,7 +72,6 @@ def build_reference(train: pd.DataFrame, holdout: pd.DataFrame, holdout_scores: 
             "features": measured,
             "profile": profile.to_json(),
             "machines": {str(m): p.to_json() for m, p in machines.items()},
-            "stuck_share": _stuck_share(rows, measured, cfg).to_dict(),
             "score": build_profile(h, [SCORE], n_edges=cfg.drift.n_edges).to_json() if len(h) else None,
             "holdout_loss": dataclasses.asdict(loss_surprise(h[LABEL].to_numpy(dtype=bool), h[SCORE].to_numpy()))
             if len(h) and LABEL in h.columns else None,
@@ -109,19 +107,6 @@ def alarm_threshold(ref_plant: dict[str, Any], feature: str, cfg: MonitoringConf
 
 def _std_col(feature: str) -> str:
     return feature.rsplit("__", 1)[0] + "__std"
-
-
-def _stuck_share(rows: pd.DataFrame, features: list[str], cfg: MonitoringConfig) -> pd.Series:
-    """Per machine|quantity: share of units whose window std is (almost) zero."""
-    out = {}
-    for f in features:
-        s = _std_col(f)
-        if s not in rows.columns:
-            continue
-        valid = rows[rows[s].notna()]
-        for m, g in valid.groupby("machine_id", observed=True):
-            out[f"{m}|{f}"] = float((g[s] <= cfg.fault.stuck_std_below).mean())
-    return pd.Series(out, dtype="float64")
 
 
 def classify_day(rows: pd.DataFrame, scores: np.ndarray | None, ref: dict[str, Any], plant: str,
@@ -212,7 +197,3 @@ def holdout_auc_baseline(ref: dict[str, Any], plant: str) -> AucShortfall | None
     """The champion's ROC-AUC shortfall (realised - self-expected) on its own holdout at ``plant``."""
     h = (ref.get("plants", {}).get(plant) or {}).get("holdout_auc")
     return AucShortfall(**h) if h else None
-
-
-def reference_json(ref: dict[str, Any]) -> str:
-    return json.dumps(ref)
