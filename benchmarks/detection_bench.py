@@ -88,8 +88,8 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
         t = train(defs, instance, end_date=str(first_mon - dt.timedelta(days=1)))
         assert t.success, f"training failed: {t.failed_checks}"
         reg, audit = ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
-        L.approve(reg, audit, "1", "bench:control_owner", "benchmark champion")
-        L.promote(reg, audit, "1", "bench:control_owner", "benchmark champion")
+        L.approve(reg, audit, "1", "carl.control", "benchmark champion")
+        L.promote(reg, audit, "1", "carl.control", "benchmark champion")
         for p in plants:
             assert run_range(defs, instance, MONITOR_JOB, p, first_mon, last).success, f"monitor {p}"
             assert run_range(defs, instance, PERFORMANCE_JOB, p, first_mon, last).success, f"performance {p}"

@@ -169,7 +169,9 @@ def record_override(
 ) -> dict[str, Any]:
     """Record that ``actor`` decided ``decision`` (``ok``/``defect``) for a unit, and why.
 
-    Raises ``ValueError`` for an unknown decision, an empty actor/reason/unit id, an invalid
+    The actor must be a policy user whose role may ``override`` at ``plant``
+    (data/governance/policy.yaml); otherwise :class:`~quality_platform.governance.policy.PolicyError`
+    is raised after the denial was audited. Raises ``ValueError`` for an unknown decision, an empty actor/reason/unit id, an invalid
     plant id, ``predicted_defect`` not 0/1 or ``risk`` outside [0, 1]. Writes the override and
     an audit record (action ``override``); returns the stored row plus ``supersedes`` (id of the
     unit's previous override, or None) and ``audit_seq``.
@@ -178,8 +180,12 @@ def record_override(
                     risk)
     paths = paths or get_paths()
     db = overrides_db_path(paths.data_dir)
-    _ensure_schema(db)
     audit = AuditLog(audit_db_path(paths.data_dir))
+    from quality_platform.governance.policy import authorize, load_policy
+
+    authorize(load_policy(paths), row["actor"], "override", audit, plant=row["plant"],
+              subject=f"unit:{row['plant']}/{row['unit_id']}", reason=row["reason"])
+    _ensure_schema(db)
     with _connect(db) as con:
         con.execute("BEGIN IMMEDIATE")
         try:

@@ -73,6 +73,7 @@ def copy_installation(root: Path, plants: tuple[str, ...] | None = None) -> Path
     for name in ("kpis.yaml", "platform.yaml", "features.yaml"):
         shutil.copy(src / name, data / name)
     shutil.copytree(src / "ml", data / "ml")
+    shutil.copytree(src / "governance", data / "governance")
     (data / "datasets").mkdir()
     (data / "datasets" / "ai4i2020").symlink_to(src / "datasets" / "ai4i2020")
     return Paths(data_dir=data, config_dir=data)

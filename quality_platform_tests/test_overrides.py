@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,13 +12,14 @@ import pytest
 
 from quality_platform import overrides as ov
 from quality_platform.audit import AuditLog, audit_db_path
+from quality_platform.governance.policy import PolicyError
 from quality_platform.overrides import (
     override_counts,
     overrides_db_path,
     overrides_frame,
     record_override,
 )
-from quality_platform.settings import Paths
+from quality_platform.settings import REPO_ROOT, Paths
 
 
 @pytest.fixture
@@ -26,6 +28,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     monkeypatch.delenv("QP_OVERRIDES_DB", raising=False)
     data = tmp_path / "data"
     data.mkdir()
+    shutil.copytree(REPO_ROOT / "data" / "governance", data / "governance")
     return Paths(data_dir=data, config_dir=data)
 
 
@@ -38,7 +41,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def test_record_and_read_back(paths: Paths) -> None:
-    out = record_override("plant_a", "U-1", "ok", "alice", "visual check: no crack",
+    out = record_override("plant_a", "U-1", "ok", "quinn.quality", "visual check: no crack",
                           model_version="4", predicted_defect=1, risk=0.83, paths=paths)
     assert out["id"] == 1 and out["supersedes"] is None and out["decision"] == "ok"
     assert overrides_db_path(paths.data_dir) == paths.data_dir / "audit" / "overrides.db"
@@ -47,13 +50,13 @@ def test_record_and_read_back(paths: Paths) -> None:
     assert len(df) == 1
     row = df.iloc[0]
     assert (row["plant"], row["unit_id"], row["decision"], row["actor"]) == \
-        ("plant_a", "U-1", "ok", "alice")
+        ("plant_a", "U-1", "ok", "quinn.quality")
     assert row["reason"] == "visual check: no crack" and row["model_version"] == "4"
     assert row["predicted_defect"] == 1 and row["risk"] == pytest.approx(0.83)
     assert bool(row["is_current"])
     assert isinstance(row["ts_utc"], pd.Timestamp) and str(row["ts_utc"].tz) == "UTC"
     # without model information
-    record_override("plant_b", "U-9", "defect", "bob", "burr found", paths=paths)
+    record_override("plant_b", "U-9", "defect", "rita.quality", "burr found", paths=paths)
     df = overrides_frame(paths, plant="plant_b")
     assert list(df["unit_id"]) == ["U-9"]
     assert pd.isna(df.iloc[0]["predicted_defect"]) and pd.isna(df.iloc[0]["risk"])
@@ -69,11 +72,11 @@ def test_empty_without_database(paths: Paths) -> None:
 def test_current_only_keeps_latest_per_unit(paths: Paths, clock: list[str]) -> None:
     clock += ["2024-03-01T08:00:00.000000Z", "2024-03-01T09:00:00.000000Z",
               "2024-03-02T10:00:00.000000Z", "2024-03-03T11:00:00.000000Z"]
-    record_override("plant_a", "U-1", "ok", "alice", "looked fine", paths=paths)
-    record_override("plant_a", "U-2", "defect", "alice", "crack", paths=paths)
-    second = record_override("plant_a", "U-1", "defect", "bob", "crack found on re-check",
+    record_override("plant_a", "U-1", "ok", "quinn.quality", "looked fine", paths=paths)
+    record_override("plant_a", "U-2", "defect", "quinn.quality", "crack", paths=paths)
+    second = record_override("plant_a", "U-1", "defect", "rita.quality", "crack found on re-check",
                              paths=paths)
-    record_override("plant_b", "U-1", "ok", "carol", "other plant, same id", paths=paths)
+    record_override("plant_b", "U-1", "ok", "rita.quality", "other plant, same id", paths=paths)
     assert second["supersedes"] == 1
 
     cur = overrides_frame(paths)
@@ -104,7 +107,7 @@ def test_current_only_keeps_latest_per_unit(paths: Paths, clock: list[str]) -> N
 
 
 def test_append_only(paths: Paths) -> None:
-    record_override("plant_a", "U-1", "ok", "alice", "fine", paths=paths)
+    record_override("plant_a", "U-1", "ok", "quinn.quality", "fine", paths=paths)
     con = sqlite3.connect(overrides_db_path(paths.data_dir))
     try:
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -135,7 +138,7 @@ def test_append_only(paths: Paths) -> None:
     ],
 )
 def test_validation_errors(paths: Paths, kwargs: dict, match: str) -> None:
-    args = {"plant": "plant_a", "unit_id": "U-1", "decision": "ok", "actor": "alice",
+    args = {"plant": "plant_a", "unit_id": "U-1", "decision": "ok", "actor": "quinn.quality",
             "reason": "fine", **kwargs}
     with pytest.raises(ValueError, match=match):
         record_override(**args, paths=paths)
@@ -144,19 +147,19 @@ def test_validation_errors(paths: Paths, kwargs: dict, match: str) -> None:
 
 
 def test_decision_is_normalised(paths: Paths) -> None:
-    out = record_override("plant_a", "U-1", " Defect ", "alice", "crack", paths=paths)
+    out = record_override("plant_a", "U-1", " Defect ", "quinn.quality", "crack", paths=paths)
     assert out["decision"] == "defect"
 
 
 def test_audit_record_written(paths: Paths) -> None:
-    record_override("plant_a", "U-7", "ok", "alice", "first look", model_version="3",
+    record_override("plant_a", "U-7", "ok", "quinn.quality", "first look", model_version="3",
                     predicted_defect=1, risk=0.7, paths=paths)
-    out = record_override("plant_a", "U-7", "defect", "bob", "second look", paths=paths)
+    out = record_override("plant_a", "U-7", "defect", "rita.quality", "second look", paths=paths)
     log = AuditLog(audit_db_path(paths.data_dir))
     recs = log.records(action="override")
     assert len(recs) == 2 and recs[1].seq == out["audit_seq"]
     first, second = recs
-    assert first.actor == "alice" and first.actor_kind == "user"
+    assert first.actor == "quinn.quality" and first.actor_kind == "user"
     assert first.subject == "unit:plant_a/U-7" and first.plant == "plant_a"
     assert first.reason == "first look" and first.outcome == "ok"
     assert first.refs == {"override_id": 1, "unit_id": "U-7", "decision": "ok",
@@ -171,7 +174,7 @@ def test_no_override_without_audit_record(paths: Paths, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(AuditLog, "append", broken)
     with pytest.raises(RuntimeError, match="audit log unavailable"):
-        record_override("plant_a", "U-1", "ok", "alice", "fine", paths=paths)
+        record_override("plant_a", "U-1", "ok", "quinn.quality", "fine", paths=paths)
     assert overrides_frame(paths, current_only=False).empty
 
 
@@ -179,5 +182,22 @@ def test_env_overrides_location(tmp_path: Path, paths: Paths,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "elsewhere" / "ov.db"
     monkeypatch.setenv("QP_OVERRIDES_DB", str(db))
-    record_override("plant_a", "U-1", "ok", "alice", "fine", paths=paths)
+    record_override("plant_a", "U-1", "ok", "quinn.quality", "fine", paths=paths)
     assert db.exists() and len(overrides_frame(paths)) == 1
+
+
+@pytest.mark.parametrize(
+    ("actor", "plant", "why"),
+    [
+        ("paul.plant_a", "plant_a", "may not override"),       # plant manager: not their duty
+        ("mia.model", "plant_a", "may not override"),          # model owner
+        ("rita.quality", "plant_c", "may not override at plant_c"),  # quality engineer, not her plant
+        ("mallory", "plant_a", "unknown user"),                # not in the policy
+    ],
+)
+def test_policy_refuses_and_audits(paths: Paths, actor: str, plant: str, why: str) -> None:
+    with pytest.raises(PolicyError, match=why):
+        record_override(plant, "U-1", "ok", actor, "looks fine to me", paths=paths)
+    assert overrides_frame(paths, current_only=False).empty
+    (rec,) = AuditLog(audit_db_path(paths.data_dir)).records(action="override")
+    assert rec.outcome == "denied" and rec.actor == actor and why in rec.refs["denied_because"]

@@ -6,7 +6,12 @@ Invariants enforced here, whoever calls:
 - a version whose gate ``failed`` (or was never run) can never be approved, promoted or routed;
 - promotion needs an approval (human, or automatic inside the policy's change envelope);
 - every change is written to the audit log with actor, time, reason and references; a refused
-  action is audited as ``denied`` and changes nothing.
+  action is audited as ``denied`` and changes nothing;
+- a human actor must be a policy user whose role may take the action
+  (data/governance/policy.yaml); nobody approves a version they trained or proposed (separation
+  of duties); system actors (``system:...``, ``policy:...``) are the platform's own automation;
+- while an open incident freezes the model, no promotion, rollback, alias move or automatic
+  approval happens, whoever asks (quality_platform.governance.incidents).
 """
 
 from __future__ import annotations
@@ -47,6 +52,30 @@ def _deny(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None,
     audit.append(action, actor, subject=subject(reg, version) if version else f"model:{reg.name}", reason=reason,
                  outcome="denied", refs={"denied_because": why, "model_version": version})
     return LifecycleError(why)
+
+
+def _guard(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None, actor: str, reason: str | None,
+           *, freeze: bool) -> None:
+    """The policy check for human actors and, for changes that move the model, the incident freeze.
+    A refusal is audited (by the policy or the freeze) and raised as :class:`LifecycleError`."""
+    from quality_platform.governance.policy import (
+        PolicyError,
+        authorize,
+        is_system_actor,
+        load_policy,
+    )
+
+    subj = subject(reg, version) if version else f"model:{reg.name}"
+    try:
+        if not is_system_actor(actor):
+            authorize(load_policy(reg.paths), actor, action, audit, subject=subj, reason=reason,
+                      refs={"model_version": version})
+        if freeze:
+            from quality_platform.governance.incidents import assert_not_frozen
+
+            assert_not_frozen(action, actor, audit, reg.paths, subject=subj)
+    except PolicyError as exc:
+        raise LifecycleError(str(exc)) from exc
 
 
 def _alert(reg: ModelRegistry, kind: str, severity: str, summary: str, details: dict[str, Any]) -> None:
@@ -112,6 +141,12 @@ def apply_policy(reg: ModelRegistry, audit: AuditLog, version: str, policy: Appr
         reg.set_tags(version, {"approval": "blocked", "approval_reason": f"gate {v.gate}"})
         return "blocked"
     champion = reg.alias(CHAMPION)
+    try:
+        _guard(reg, audit, "approve", version, AUTO_APPROVER, "automatic approval inside the change envelope",
+               freeze=True)
+    except LifecycleError as exc:
+        reg.set_tags(version, {"approval": "pending", "approval_needs_human": str(exc)})
+        return "pending"
     why = envelope_violations(v, champion, policy)
     if v.gate != "passed":
         why.append(f"gate {v.gate}")
@@ -134,6 +169,8 @@ def apply_policy(reg: ModelRegistry, audit: AuditLog, version: str, policy: Appr
 def approve(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reason: str) -> VersionInfo:
     """A human approves ``version`` (it must have passed the gate)."""
     v = _existing(reg, audit, "approve", version, actor, reason)
+    _guard(reg, audit, "approve", version, actor, reason, freeze=False)
+    _separation_of_duties(reg, audit, v, actor, reason)
     if not reason.strip():
         raise _deny(reg, audit, "approve", version, actor, reason, "an approval needs a reason")
     if v.gate not in PASSING:
@@ -152,6 +189,7 @@ def approve(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reaso
 def reject(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reason: str) -> VersionInfo:
     """A human rejects ``version``: it leaves the canary and can never be promoted."""
     v = _existing(reg, audit, "reject", version, actor, reason)
+    _guard(reg, audit, "reject", version, actor, reason, freeze=False)
     if v.status == CHAMPION or CHAMPION in v.aliases:
         raise _deny(reg, audit, "reject", version, actor, reason,
                     f"version {version} is the champion: roll back first (qp rollback)")
@@ -167,6 +205,7 @@ def promote(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reaso
             automatic: bool = False) -> VersionInfo:
     """Make ``version`` the champion (gate passed and approved, else refused)."""
     v = _existing(reg, audit, "promote", version, actor, reason)
+    _guard(reg, audit, "promote", version, actor, reason, freeze=True)
     if v.gate not in PASSING:
         raise _deny(reg, audit, "promote", version, actor, reason,
                     f"version {version} has gate status '{v.gate}': it can never become champion")
@@ -199,6 +238,7 @@ def register_challenger(reg: ModelRegistry, audit: AuditLog, version: str, run_i
     """A newly registered version is the ``challenger``. It scores nothing until it passes the gate;
     then it scores in shadow and, once approved, decides the canary share. A challenger it replaces
     is retired."""
+    _guard(reg, audit, "register", version, "system:dagster", "register as challenger", freeze=True)
     old = reg.alias(CHALLENGER)
     if old is not None and old.version != version:
         reg.set_tags(old.version, {"status": "retired", "retired_at": _now()})
@@ -211,6 +251,7 @@ def register_challenger(reg: ModelRegistry, audit: AuditLog, version: str, run_i
 
 def rollback(reg: ModelRegistry, audit: AuditLog, actor: str, reason: str) -> tuple[str, str]:
     """Back to the previous approved champion in one step. Returns (from version, to version)."""
+    _guard(reg, audit, "rollback", None, actor, reason, freeze=True)
     current = reg.alias(CHAMPION)
     if current is None:
         raise _deny(reg, audit, "rollback", None, actor, reason, "there is no champion to roll back")
@@ -243,6 +284,7 @@ def end_canary(reg: ModelRegistry, audit: AuditLog, version: str, decision: str,
     if decision == "promote":
         promote(reg, audit, version, "system:canary", reason, automatic=True)
     elif decision == "rollback":
+        _guard(reg, audit, "rollback", version, "system:canary", reason, freeze=True)
         reg.delete_alias(CHALLENGER)
         reg.set_tags(version, {"status": "rolled_back", "rolled_back_by": "system:canary", "rolled_back_at": _now()})
         audit.append("rollback", "system:canary", actor_kind="system", subject=subject(reg, version), reason=reason,
@@ -276,6 +318,19 @@ def history(reg: ModelRegistry, audit: AuditLog) -> dict[str, Any]:
         periods.append({"version": to, "since": e["ts_utc"], "until": None, "by": e["actor"], "action": e["action"],
                         "reason": e["reason"]})
     return {"model": reg.name, "versions": versions, "champion_periods": periods, "events": events}
+
+
+def _separation_of_duties(reg: ModelRegistry, audit: AuditLog, v: VersionInfo, actor: str, reason: str) -> None:
+    """Nobody approves a version they trained or proposed (policy ``separation_of_duties``)."""
+    from quality_platform.governance.policy import load_policy
+
+    if not load_policy(reg.paths).separation_of_duties.approver_not_trainer:
+        return
+    roles = {r: v.tag(t) for r, t in (("trained", "trained_by"), ("proposed", "proposed_by")) if v.tag(t) == actor}
+    if roles:
+        raise _deny(reg, audit, "approve", v.version, actor, reason,
+                    f"separation of duties: {actor} {' and '.join(roles)} version {v.version} and may not approve it; "
+                    "another control owner must")
 
 
 def _existing(reg: ModelRegistry, audit: AuditLog, action: str, version: str, actor: str, reason: str) -> VersionInfo:

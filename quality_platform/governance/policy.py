@@ -1,0 +1,276 @@
+"""The access and action policy (F10): roles, users, table grants, row scopes, column masks, actions.
+
+One file, ``<config_dir>/governance/policy.yaml``, says
+
+* which tables each role may read (``schema.table`` or ``schema.*``),
+* which rows: a user's ``plants`` attribute filters every table that has a ``plant`` column
+  (attribute-based; ``["*"]`` = all plants; roles with ``own_plants_only`` must name plants),
+* which columns are masked for whom (``masks``; raw personal columns come from the plants'
+  ``personal_data`` and are always pseudonymised),
+* which actions each role may take (:data:`ACTIONS`), with separation of duties for approvals,
+* who the caller is: an OS account mapped to a user, ``QP_USER`` for automation, or ``--as USER``
+  where the policy allows impersonation (audited as such).
+
+Everything that enforces the policy goes through :func:`authorize` (actions) and the governed
+query session (:mod:`quality_platform.governance.query`, reads); a denial is audited and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from quality_platform.config import ConfigError, _Model, load_yaml_model
+from quality_platform.settings import Paths, get_paths
+
+if TYPE_CHECKING:
+    from quality_platform.audit import AuditLog
+
+ROLES: tuple[str, ...] = ("data_owner", "quality_engineer", "model_owner", "control_owner",
+                          "operations_lead", "plant_manager", "auditor")
+ACTIONS: tuple[str, ...] = (
+    "query",           # run a governed query (what it may read is the role's `read`)
+    "train",           # start a training run by hand
+    "approve",         # approve a model version (human in the loop)
+    "reject",          # reject a model version
+    "promote",         # make an approved version the champion by hand
+    "rollback",        # return to the previous approved champion
+    "override",        # record a decision against a prediction
+    "open_incident",   # open an incident (freezes the model)
+    "close_incident",  # close an incident (releases the freeze)
+    "reidentify",      # pseudonym -> raw id
+    "rotate_key",      # rotate the pseudonymisation key
+    "audit_verify",    # verify the audit chain
+    "audit_export",    # export the audit record of a window
+    "report_review",   # operating review report
+    "model_docs",      # generate/read model documentation
+)
+USER_ENV = "QP_USER"
+ALL_PLANTS = "*"
+SYSTEM_PREFIXES: tuple[str, ...] = ("system:", "policy:")
+
+
+class PolicyError(PermissionError):
+    """A refused action or read (the message says who, what and why; it was audited as denied)."""
+
+
+class Impersonation(_Model):
+    allowed: bool = False
+
+
+class SeparationOfDuties(_Model):
+    approver_not_trainer: bool = True
+
+
+class RolePolicy(_Model):
+    description: str = ""
+    read: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    own_plants_only: bool = False
+
+    @model_validator(mode="after")
+    def _known(self) -> RolePolicy:
+        unknown = [a for a in self.actions if a not in ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown action(s) {unknown}; known: {list(ACTIONS)}")
+        for pattern in self.read:
+            if pattern.count(".") != 1 or not all(pattern.split(".")):
+                raise ValueError(f"read entry {pattern!r} must be 'schema.table' or 'schema.*'")
+        return self
+
+
+class MaskRule(_Model):
+    column: str
+    tables: list[str]
+    clear_for: list[str] = Field(default_factory=list)
+    mask: Literal["redact", "null"] = "redact"
+
+
+class UserPolicy(_Model):
+    role: str
+    plants: list[str] = Field(default_factory=lambda: [ALL_PLANTS])
+    os_accounts: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class Policy(_Model):
+    version: int
+    impersonation: Impersonation = Impersonation()
+    separation_of_duties: SeparationOfDuties = SeparationOfDuties()
+    roles: dict[str, RolePolicy]
+    masks: list[MaskRule] = Field(default_factory=list)
+    users: dict[str, UserPolicy]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        unknown_roles = [r for r in self.roles if r not in ROLES]
+        if unknown_roles:
+            raise ValueError(f"unknown role(s) {unknown_roles}; the roles are {list(ROLES)}")
+        for name, user in self.users.items():
+            if user.role not in self.roles:
+                raise ValueError(f"user {name!r} has role {user.role!r}, which the policy does not define")
+            if not user.plants:
+                raise ValueError(f"user {name!r} has no plants (use ['*'] for all)")
+            if self.roles[user.role].own_plants_only and ALL_PLANTS in user.plants:
+                raise ValueError(f"user {name!r} is a {user.role}, which sees its own plants only: name them")
+            if name.startswith(SYSTEM_PREFIXES):
+                raise ValueError(f"user {name!r}: names starting with {SYSTEM_PREFIXES} are reserved for the system")
+        seen: dict[str, str] = {}
+        for name, user in self.users.items():
+            for acc in user.os_accounts:
+                if acc in seen:
+                    raise ValueError(f"OS account {acc!r} is mapped to both {seen[acc]!r} and {name!r}")
+                seen[acc] = name
+        for m in self.masks:
+            bad = [r for r in m.clear_for if r not in self.roles]
+            if bad:
+                raise ValueError(f"mask of {m.column!r}: unknown role(s) {bad} in clear_for")
+        return self
+
+
+def policy_path(paths: Paths | None = None) -> Path:
+    return (paths or get_paths()).config_dir / "governance" / "policy.yaml"
+
+
+def load_policy(paths: Paths | None = None) -> Policy:
+    """``<config_dir>/governance/policy.yaml``, validated (errors name the file and the field)."""
+    return load_yaml_model(policy_path(paths), Policy)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: a policy user with role and attributes, and how they were identified."""
+
+    name: str
+    role: str
+    plants: frozenset[str] | None  # None = all plants
+    via: str  # os_account | env | impersonation | api
+    os_account: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def sees_plant(self, plant: str | None) -> bool:
+        return self.plants is None or plant is None or plant in self.plants
+
+    def as_refs(self) -> dict[str, Any]:
+        return {"user": self.name, "role": self.role, "via": self.via, "os_account": self.os_account}
+
+
+def is_system_actor(actor: str) -> bool:
+    return actor.startswith(SYSTEM_PREFIXES)
+
+
+def principal(policy: Policy, name: str, via: str = "api", os_account: str = "") -> Principal:
+    """The policy user ``name`` (raises :class:`PolicyError` for an unknown user)."""
+    user = policy.users.get(name)
+    if user is None:
+        raise PolicyError(f"unknown user {name!r}: not in the policy ({policy_path()}); known users: "
+                          f"{sorted(policy.users)}")
+    plants = None if ALL_PLANTS in user.plants else frozenset(user.plants)
+    return Principal(name=name, role=user.role, plants=plants, via=via, os_account=os_account,
+                     attributes=dict(user.attributes))
+
+
+def _os_account() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+def resolve_principal(as_user: str | None = None, *, command: str = "", policy: Policy | None = None,
+                      audit: AuditLog | None = None, paths: Paths | None = None) -> Principal:
+    """Who runs this command: ``--as USER`` (only where the policy allows impersonation; audited),
+    else ``QP_USER`` (automation), else the OS account mapped in the policy."""
+    from quality_platform.audit import AuditLog, audit_db_path
+
+    paths = paths or get_paths()
+    policy = policy or load_policy(paths)
+    account = _os_account()
+    if as_user:
+        if not policy.impersonation.allowed:
+            log = audit or AuditLog(audit_db_path(paths.data_dir))
+            log.append("identity", account, subject=f"user:{as_user}", outcome="denied",
+                       reason=f"--as {as_user} refused: the policy does not allow impersonation",
+                       refs={"command": command, "os_account": account})
+            raise PolicyError(f"--as {as_user} is refused: impersonation is not allowed by the policy "
+                              f"({policy_path(paths)}); run as your own account or set {USER_ENV}")
+        who = principal(policy, as_user, via="impersonation", os_account=account)
+        log = audit or AuditLog(audit_db_path(paths.data_dir))
+        log.append("identity", who.name, subject=f"user:{who.name}", outcome="info",
+                   reason=f"{command or 'command'} run as {who.name} ({who.role}) by impersonation from OS account "
+                          f"{account!r} (allowed by the policy)",
+                   refs={"command": command, "os_account": account, "via": "impersonation"})
+        return who
+    env_user = os.environ.get(USER_ENV)
+    if env_user:
+        return principal(policy, env_user, via="env", os_account=account)
+    for name, user in policy.users.items():
+        if account in user.os_accounts:
+            return principal(policy, name, via="os_account", os_account=account)
+    raise PolicyError(f"OS account {account!r} is not mapped to a policy user: add it to a user's os_accounts in "
+                      f"{policy_path(paths)}, set {USER_ENV}, or use --as USER where impersonation is allowed")
+
+
+def may(policy: Policy, who: Principal, action: str) -> bool:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; known: {list(ACTIONS)}")
+    return action in policy.roles[who.role].actions
+
+
+def roles_allowed(policy: Policy, action: str) -> list[str]:
+    return sorted(r for r, rp in policy.roles.items() if action in rp.actions)
+
+
+def authorize(policy: Policy, who: Principal | str, action: str, audit: AuditLog, *, subject: str | None = None,
+              plant: str | None = None, reason: str | None = None, refs: dict[str, Any] | None = None) -> Principal:
+    """Refuse (audit as ``denied`` and raise :class:`PolicyError`) unless ``who`` may take ``action``
+    (for ``plant``, when given). Returns the principal. Allowed actions are audited by the code that
+    carries them out, with their own references."""
+    if isinstance(who, str):
+        try:
+            who = principal(policy, who)
+        except PolicyError as exc:
+            audit.append(action, who or "(unknown)", subject=subject, plant=plant, reason=reason, outcome="denied",
+                         refs={**(refs or {}), "denied_because": str(exc)})
+            raise
+    why = None
+    if not may(policy, who, action):
+        why = (f"user {who.name} (role {who.role}) may not {action}: the policy allows it to "
+               f"{', '.join(roles_allowed(policy, action)) or 'no role'}")
+    elif plant is not None and not who.sees_plant(plant):
+        why = f"user {who.name} (role {who.role}) may not {action} at {plant}: their plants are {sorted(who.plants or [])}"
+    if why:
+        audit.append(action, who.name, subject=subject, plant=plant, reason=reason, outcome="denied",
+                     refs={**(refs or {}), "denied_because": why, "role": who.role, "via": who.via})
+        raise PolicyError(why)
+    return who
+
+
+def readable(policy: Policy, role: str, schema: str, table: str) -> bool:
+    """Whether ``role`` may read ``schema.table``."""
+    return any(fnmatch.fnmatchcase(f"{schema}.{table}", pattern) for pattern in policy.roles[role].read)
+
+
+def column_mask(policy: Policy, role: str, schema: str, table: str, column: str) -> str | None:
+    """The mask (``redact``/``null``) that applies to a column for ``role``, or None (clear)."""
+    for m in policy.masks:
+        if (m.column == column and role not in m.clear_for
+                and any(fnmatch.fnmatchcase(f"{schema}.{table}", t) for t in m.tables)):
+            return m.mask
+    return None
+
+
+def check_known_plants(policy: Policy, plants: set[str], path: Path | None = None) -> None:
+    """Every plant a user names must be a configured plant (raises ConfigError naming the user)."""
+    for name, user in policy.users.items():
+        unknown = [p for p in user.plants if p != ALL_PLANTS and p not in plants]
+        if unknown:
+            raise ConfigError(f"{path or policy_path()}: field 'users.{name}.plants': unknown plant(s) {unknown}; "
+                              f"configured: {sorted(plants)}")
