@@ -47,6 +47,7 @@ ALERT_KINDS: tuple[str, ...] = (
     "run_failure",
     "performance_drop",
     "retrain",
+    "incident",
 )
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}

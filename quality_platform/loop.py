@@ -15,6 +15,9 @@ How the loop decides (also in the README):
 4. The retrain is ``train_job`` (snapshot -> challenger -> release gate -> approval policy); the
    challenger then runs in shadow/canary through the daily scoring, and ``canary_evaluation``
    promotes or rolls it back. Every step is in the audit log with the triggering check.
+5. Freeze (F24): while an open incident freezes the model, a failing check launches nothing; the
+   refusal is audited once per new failing check record (action ``retrain``, outcome ``denied``,
+   refs name the incident).
 """
 
 import datetime as dt
@@ -26,6 +29,7 @@ import dagster as dg
 from quality_platform.alerts import Alert, send_alert
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import PlantConfig
+from quality_platform.governance.incidents import FrozenError, assert_not_frozen
 from quality_platform.jobs import (
     CANARY_JOB,
     MONITOR_JOB,
@@ -97,6 +101,11 @@ def evaluate_retrain(context: dg.SensorEvaluationContext, platform: PlatformReso
     if not triggers:
         return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason("no new failing drift/performance check"))
     refs = triggers[0]
+    try:  # an open incident freezes the model: one audited refusal per new failing check record
+        assert_not_frozen("retrain", ACTOR, audit, paths, subject="model:defect_model",
+                          refs={**refs, "also": triggers[1:]})
+    except FrozenError as exc:
+        return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason(str(exc)))
     reg = ModelRegistry(load_model_config(paths), paths)
     active = context.instance.get_run_records(dg.RunsFilter(job_name=TRAIN_JOB, statuses=[
         dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,

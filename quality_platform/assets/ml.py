@@ -23,6 +23,12 @@ from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import PlantConfig
 from quality_platform.features.config import load_features
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
+from quality_platform.governance.incidents import (
+    FrozenError,
+    assert_not_frozen,
+    safe_state_for,
+    safe_state_incidents,
+)
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.config import (
     load_approval_policy,
@@ -41,6 +47,7 @@ from quality_platform.ml.frame import FeatureSpec, feature_spec, model_frame
 from quality_platform.ml.gate import GATE_CHECKS, ScoredModel, evaluate
 from quality_platform.ml.monitor import build_reference
 from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo
+from quality_platform.ml.safe_state import RULES, SafeStateConfig, load_safe_state, score_rules
 from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS, prediction_columns
 from quality_platform.ml.scoring import challenger_share, global_importance, score, top_reasons
 from quality_platform.ml.train import fit, predict
@@ -177,6 +184,12 @@ def model_card(version_hint: str, cfg: Any, sheet: dict[str, Any], metrics: dict
 def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     paths = platform.paths()
     cfg = load_model_config(paths)
+    try:  # an open incident freezes the model: no training, whoever launched it (UI, CLI, sensor, schedule)
+        assert_not_frozen("train", context.run.tags.get("qp/actor") or "system:dagster", audit_log(paths), paths,
+                          subject=f"model:{cfg.mlflow.registered_model}",
+                          refs={"run_id": context.run.run_id, "trigger": context.run.tags.get("trigger", "manual")})
+    except FrozenError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     data_hash = str(_latest_meta(context.instance, "training_dataset", "data_hash"))
     snap = load_snapshot(paths, data_hash)
     spec = _spec(platform)  # the model's inputs now (data/ml/model.yaml); the snapshot holds every feature column
@@ -192,8 +205,9 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
             "code_version": CODE_VERSIONS["ml"], "git_commit": git_commit(), "dagster_run_id": run_id,
             "feature_spec": json.dumps(spec.as_dict()), "threshold": f"{trained.threshold:.6f}",
             "params": json.dumps(params, sort_keys=True), "label": cfg.label,
-            "feature_set_version": str(spec.feature_set_version), "trained_by": "system:dagster",
+            "feature_set_version": str(spec.feature_set_version), "trained_by": context.run.tags.get("qp/actor", "system:dagster"),
             "trigger": context.run.tags.get("trigger", "manual"),
+            "pseudonym_key_id": ",".join(snap.datasheet.get("pseudonym_key_ids", [])),
             **({"retrain_key": context.run.tags["qp/retrain_key"], "trigger_check": context.run.tags.get("qp/check", "")}
                if "qp/retrain_key" in context.run.tags else {})}
     hold = snap.data[snap.data["split"] == "holdout"]
@@ -333,6 +347,31 @@ def _score_rows(rows: pd.DataFrame, champ: VersionInfo, champ_model: Any, chall:
     return out
 
 
+def _rule_rows(rows: pd.DataFrame, rules: SafeStateConfig, champ: VersionInfo | None, champ_model: Any,
+               k: int) -> pd.DataFrame:
+    """Safe-state rows: the rule-based limits decide (``decided_by = 'rules'``, ``model_version =
+    'rules:v<n>'``, rule score ``risk`` 1/0 with threshold 0.5, reasons naming the violated limits).
+    An approved champion that is frozen still scores in shadow (``champion_score``, evidence for the
+    incident); without an approved champion the champion columns carry the rule set and its score."""
+    r = score_rules(rows, rules, k)
+    out = pd.DataFrame({"plant": rows["plant"].astype(str).to_numpy(), "partition_date": rows["partition_date"].to_numpy(),
+                        "unit_id": rows["unit_id"].astype(str).to_numpy(), "machine_id": rows["machine_id"].astype(str).to_numpy(),
+                        "start_utc": rows["start_utc"].to_numpy()})
+    if champ is not None:
+        out["champion_version"] = champ.version
+        out["champion_score"] = score(champ_model, model_frame(rows, champ.spec), champ.spec)
+    else:
+        out["champion_version"], out["champion_score"] = rules.label, r["risk"].to_numpy()
+    out["challenger_version"], out["challenger_score"] = None, np.nan
+    out["decided_by"], out["model_version"] = RULES, rules.label
+    for c in ("risk", "threshold", "predicted_defect"):
+        out[c] = r[c].to_numpy()
+    for i in range(1, k + 1):
+        for c in (f"reason_{i}", f"reason_{i}_feature", f"reason_{i}_shap"):
+            out[c] = r[c].to_numpy()
+    return out
+
+
 def build_prediction_asset(plants: dict[str, PlantConfig], start: dt.date, k: int) -> dg.AssetsDefinition:
     """predictions (plant x day) with ``k`` reasons per row."""
     cols = prediction_columns(k)
@@ -345,7 +384,10 @@ def build_prediction_asset(plants: dict[str, PlantConfig], start: dt.date, k: in
         description="Defect risk of every produced unit, per plant and day: the champion decides (a stable "
                     "hash-based canary share goes to an approved challenger; with shadow mode the challenger scores "
                     "every unit without deciding). Each row says which model version decided, the threshold and "
-                    "the top reasons (CatBoost SHAP values) of the deciding model (ml.predictions).",
+                    "the top reasons (CatBoost SHAP values) of the deciding model (ml.predictions). Safe state "
+                    "(F24): while an incident freezes the model with safe state, or no approved champion exists, "
+                    "the rule-based limits of data/ml/safe_state.yaml decide instead (decided_by 'rules', "
+                    "model_version 'rules:v<n>', reasons naming the violated limits).",
         metadata={"dagster/column_schema": columns_table_schema(cols), "dagster/table_name": f"{ML_SCHEMA}.{PREDICTIONS}"},
     )
     def predictions(context: dg.AssetExecutionContext, platform: PlatformResource,
@@ -354,20 +396,42 @@ def build_prediction_asset(plants: dict[str, PlantConfig], start: dt.date, k: in
         cfg = load_model_config(paths)
         reg = ModelRegistry(cfg, paths)
         champ = reg.alias(CHAMPION)
+        no_model = None
         if champ is None:
-            raise dg.Failure(description="no champion model: a version must pass the gate, be approved and promoted "
-                                         "(qp approve VERSION --as USER --reason TEXT; qp promote VERSION --as USER)")
-        chall = reg.alias(CHALLENGER)
+            no_model = "no approved model: there is no champion"
+        elif champ.gate not in L.PASSING or champ.approval != "approved":
+            no_model = (f"no approved model: champion {champ.version} has gate {champ.gate}, approval "
+                        f"{champ.approval}")
+            champ = None
+        # safe state (F24): an open incident with safe state (its plant, or all), or no approved model
+        incidents = safe_state_incidents(paths, reg.name)
+        rules = None
+        if incidents or no_model:
+            try:
+                rules = load_safe_state(paths)
+            except Exception as exc:
+                raise dg.Failure(description=f"safe state needed ({no_model or f'incident {incidents[0].id}'}) but "
+                                             f"the rule-based limits cannot be loaded: {exc}") from exc
+        chall = reg.alias(CHALLENGER) if champ is not None else None
         if chall is not None and chall.gate not in L.PASSING:
             chall = None
         share = cfg.canary.share if chall is not None and chall.approval == "approved" else 0.0
         if chall is not None and not cfg.canary.shadow and share == 0:
             chall = None
-        champ_model = reg.load(champ.version)
+        champ_model = reg.load(champ.version) if champ else None
         chall_model = reg.load(chall.version) if chall else None
         keys, run_id = keys_of(context), context.run.run_id
+        safe_why: dict[str, str] = {}
+        for plant_id in by_plant(keys):
+            inc = safe_state_for(incidents, plant_id)
+            if inc is not None or no_model:
+                safe_why[plant_id] = (f"incident {inc.id}" if inc is not None else no_model) or ""
+        safe_text = (f"safe state: rule-based limits {rules.label if rules else ''} ("
+                     + "; ".join(f"{p}: {w}" for p, w in sorted(safe_why.items())) + ")") if safe_why else "(none)"
+        if safe_why:
+            context.log.warning(safe_text)
         now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        total, decided, flagged, heads, t0 = 0, {CHAMPION: 0, CHALLENGER: 0}, 0, [], time.perf_counter()
+        total, decided, flagged, heads, t0 = 0, {CHAMPION: 0, CHALLENGER: 0, RULES: 0}, 0, [], time.perf_counter()
         ddl = columns_ddl(cols, ML_SCHEMA, PREDICTIONS)
         with connect(warehouse_path(warehouse)) as con:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {ML_SCHEMA}")
@@ -380,7 +444,11 @@ def build_prediction_asset(plants: dict[str, PlantConfig], start: dt.date, k: in
                         replace_partitions(con, ML_SCHEMA, PREDICTIONS, columns_conform(
                             pd.DataFrame({c.name: [] for c in cols}), cols), chunk, ddl=ddl)
                         continue
-                    out = _score_rows(rows, champ, champ_model, chall, chall_model, share, k)
+                    if plant_id in safe_why and rules is not None:
+                        out = _rule_rows(rows, rules, champ, champ_model, k)
+                    else:
+                        assert champ is not None
+                        out = _score_rows(rows, champ, champ_model, chall, chall_model, share, k)
                     out["scored_at_utc"], out["run_id"] = now, run_id
                     out = columns_conform(out, cols)
                     replace_partitions(con, ML_SCHEMA, PREDICTIONS, out, chunk, ddl=ddl)
@@ -393,18 +461,23 @@ def build_prediction_asset(plants: dict[str, PlantConfig], start: dt.date, k: in
         seconds = time.perf_counter() - t0
         plants_scored = {p: [ds[0].isoformat(), ds[-1].isoformat()] for p, ds in by_plant(keys).items()}
         audit_log(paths).append(
-            "predict", "system:dagster", actor_kind="system", subject=L.subject(reg, champ.version),
-            reason="prediction batch", refs={"run_id": run_id, "champion_version": champ.version,
-                                             "challenger_version": chall.version if chall else None,
-                                             "canary_share": share, "partitions": plants_scored, "rows": total,
-                                             "decided": decided, "flagged": flagged})
+            "predict", "system:dagster", actor_kind="system",
+            subject=L.subject(reg, champ.version if champ and len(safe_why) < len(plants_scored) else
+                              rules.label if rules else "none"),
+            reason="prediction batch" + (f" ({safe_text})" if safe_why else ""),
+            refs={"run_id": run_id, "champion_version": champ.version if champ else None,
+                  "challenger_version": chall.version if chall else None,
+                  "canary_share": share, "partitions": plants_scored, "rows": total,
+                  "decided": decided, "flagged": flagged,
+                  **({"safe_state": safe_why, "rules_version": rules.label if rules else None} if safe_why else {})})
         head = pd.concat(heads, ignore_index=True) if heads else pd.DataFrame()
         show = [c for c in ("plant", "unit_id", "risk", "predicted_defect", "decided_by", "model_version", "reason_1",
                             "reason_2", "reason_3") if c in head.columns]
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": total, "champion_version": champ.version,
+            "dagster/row_count": total, "champion_version": champ.version if champ else "(none)",
             "challenger_version": chall.version if chall else "(none)", "canary_share": share,
             "decided_by_champion": decided[CHAMPION], "decided_by_challenger": decided[CHALLENGER],
+            "decided_by_rules": decided[RULES], "safe_state": safe_text,
             "flagged_units": flagged, "seconds": round(seconds, 2),
             "preview": preview(head[show] if show else head, n=6),
         })

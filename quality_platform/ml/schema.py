@@ -28,8 +28,9 @@ def prediction_columns(k: int) -> tuple[Col, ...]:
         Col("risk", "float", "Defect probability from the DECIDING model."),
         Col("threshold", "float", "Decision threshold of the deciding model (its validation max-F1 threshold)."),
         Col("predicted_defect", "bool", "risk >= threshold: the unit is flagged for inspection."),
-        Col("decided_by", "label", "champion or challenger (canary share, stable hash of plant and unit id)."),
-        Col("model_version", "label", "Registered version of the deciding model."),
+        Col("decided_by", "label", "champion or challenger (canary share, stable hash of plant and unit id), or "
+                                   "rules in the safe state (data/ml/safe_state.yaml)."),
+        Col("model_version", "label", "Registered version of the deciding model ('rules:v<n>' in the safe state)."),
         Col("champion_version", "label", "Champion version at scoring time."),
         Col("champion_score", "float", "Champion's risk for the unit (always scored)."),
         Col("challenger_version", "label", "Challenger version at scoring time (canary/shadow), if any.", nullable=True),

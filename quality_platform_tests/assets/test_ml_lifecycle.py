@@ -125,10 +125,13 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     checks = _checks(instance)
     assert checks["absolute_thresholds"] and checks["calibration"] and checks["behaviour_cases"], checks
     assert v1.gate in L.PASSING and v1.approval == "pending" and reg.alias(CHAMPION) is None
-    # not approved -> cannot be promoted; predictions refuse without a champion
-    rc, out = _cli("promote", "1", "--as", "anna")
+    # not approved -> cannot be promoted; without an approved champion the rule-based limits decide (safe state)
+    rc, out = _cli("promote", "1", "--as", "carl.control")
     assert rc == 2 and "not approved" in out["error"]
-    assert not run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1).success
+    assert run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1).success
+    safe = _preds(paths)
+    assert len(safe) and (safe["decided_by"] == "rules").all() and (safe["model_version"] == "rules:v1").all()
+    assert safe["reason_1"].notna().all()
     rc, out = _cli("approve", "1", "--as", "carl.control", "--reason", "gate read, per-plant results fine")
     assert rc == 0 and out["approval"] == "approved"
     rc, out = _cli("promote", "1", "--as", "carl.control")
