@@ -96,6 +96,13 @@ def _read_plant(con: Any, plant_id: str, first: dt.date, last: dt.date, label: s
     return df[df[LABEL].notna()].copy(), pending
 
 
+def _key_ids(con: Any, plant_id: str, first: dt.date, last: dt.date) -> list[str]:
+    """Ids of the pseudonymisation keys of the window's production units (lineage, F11)."""
+    rows = con.execute("""SELECT DISTINCT pseudonym_key_id FROM standard.production_units WHERE plant = ?
+        AND partition_date BETWEEN ? AND ? AND pseudonym_key_id IS NOT NULL ORDER BY 1""", [plant_id, first, last])
+    return [r[0] for r in rows.fetchall()]
+
+
 def _split(df: pd.DataFrame, cfg: ModelConfig) -> pd.Series:
     """Time-ordered split of one plant's units."""
     n = len(df)
@@ -128,7 +135,8 @@ def build_snapshot(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, s
                  "first_day": first.isoformat(), "last_day": last.isoformat(),
                  "last_standardised_day": latest.isoformat(),
                  "label_latency_days": plants[plant_id].label_latency_days,
-                 "labelled_units": len(df), "pending_units_left_out": pending}
+                 "labelled_units": len(df), "pending_units_left_out": pending,
+                 "pseudonym_key_ids": _key_ids(con, plant_id, first, last)}
         if len(df) < cfg.training.min_units_per_plant:
             excluded[plant_id] = (f"{len(df)} labelled units in {first}..{last}, fewer than "
                                   f"min_units_per_plant={cfg.training.min_units_per_plant}")
@@ -183,6 +191,7 @@ def datasheet(data: pd.DataFrame, data_hash: str, partitions: dict[str, list[str
         "label_distribution": dist.to_dict("records"),
         "features": spec.as_dict(),
         "personal_data": "none: operator pseudonyms and material lot ids are not in the snapshot",
+        "pseudonym_key_ids": sorted({k for e in per_plant if "excluded" not in e for k in e.get("pseudonym_key_ids", [])}),
         "data_quality": quality,
     }
 
@@ -194,7 +203,9 @@ def datasheet_markdown(sheet: dict[str, Any]) -> str:
              f"- label: `{sheet['label']}` - {sheet['label_definition']}",
              f"- sources: {', '.join(sheet['sources'])}",
              f"- window: {sheet['window_rule']}", f"- split: {sheet['split_rule']}",
-             f"- rows: {sheet['rows']:,}", f"- personal data: {sheet['personal_data']}", "",
+             f"- rows: {sheet['rows']:,}", f"- personal data: {sheet['personal_data']}",
+             f"- pseudonymisation key id(s) of the source data: {', '.join(sheet.get('pseudonym_key_ids', [])) or 'none'}",
+             "",
              "## Plants and periods", "", pd.DataFrame(sheet["plants"]).to_markdown(index=False), "",
              "## Label distribution", "", pd.DataFrame(sheet["label_distribution"]).to_markdown(index=False), "",
              "## Rows per plant, split and class", "",
