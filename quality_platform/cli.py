@@ -18,6 +18,9 @@ import pandas as pd
 
 from quality_platform.settings import get_paths
 
+AS_HELP = ("act as this policy user (only where data/governance/policy.yaml allows impersonation; audited); "
+           "default: QP_USER, else the OS account mapped in the policy")
+
 
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit code 2."""
@@ -324,16 +327,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
-DEMO_APPROVER = "demo:control_owner"
+DEMO_APPROVER = "carl.control"  # the demo acts as the policy's control owner (impersonation, audited)
 
 
 def _demo_reset(paths: Any) -> Path | None:
     """The demo starts from a clean platform state: the warehouse is rebuilt; the previous demo's
-    model registry, audit log, overrides and alerts are moved (never deleted) to
-    data/archive/<UTC time>/. Dagster's run history stays."""
+    model registry, audit log, overrides, incidents (store and evidence bundles) and alerts are moved
+    (never deleted) to data/archive/<UTC time>/. Dagster's run history stays."""
     if paths.warehouse_path.exists():
         paths.warehouse_path.unlink()
-    moved = [d for d in (paths.data_dir / "mlflow", paths.data_dir / "audit", paths.data_dir / "alerts") if d.exists()]
+    moved = [d for d in (paths.data_dir / n for n in ("mlflow", "audit", "alerts", "incidents")) if d.exists()]
     if not moved:
         return None
     dest = paths.data_dir / "archive" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -361,10 +364,13 @@ def _demo_model(args: argparse.Namespace) -> int:
     v = versions[-1]
     say(f"train_job: version {v.version} registered, gate {v.gate}, approval {v.approval} ({o.seconds:.1f} s)")
     if v.gate in L.PASSING and v.approval == "pending":
+        from quality_platform.governance.policy import resolve_principal
+
         reason = ("make demo: initial release approved by the demo script after reading the release gate "
                   "(in production a control owner runs qp approve)")
+        resolve_principal(DEMO_APPROVER, command="demo: approve and promote the first version", audit=audit)
         L.approve(reg, audit, v.version, DEMO_APPROVER, reason)
-        say(f"approved version {v.version} as {DEMO_APPROVER} (audited)")
+        say(f"approved version {v.version} as {DEMO_APPROVER} (impersonated by the demo script; audited)")
     v = reg.version(v.version)
     if v.gate in L.PASSING and v.approval == "approved" and reg.alias("champion") is None:
         L.promote(reg, audit, v.version, DEMO_APPROVER, "make demo: first champion")
@@ -519,7 +525,8 @@ def _format_model_summary(m: dict[str, Any]) -> str:
     if m.get("predictions"):
         lines += ["", "Predictions per plant:", _table(pd.DataFrame(m["predictions"]))]
     for e in m.get("example_predictions", []):
-        lines.append(f"  {e['plant']} unit {e['unit_id']}: risk {e['risk']} (v{e['model_version']}) because "
+        by = str(e["model_version"]) if str(e["model_version"]).startswith("rules") else f"v{e['model_version']}"
+        lines.append(f"  {e['plant']} unit {e['unit_id']}: risk {e['risk']} ({by}) because "
                      f"{e['reason_1']}; {e['reason_2']}; {e['reason_3']}")
     return "\n".join(lines)
 
@@ -569,6 +576,15 @@ def _version_payload(v: Any) -> dict[str, Any]:
             "aliases": list(v.aliases), "approved_by": v.tag("approved_by")}
 
 
+def _who(args: argparse.Namespace, command: str) -> str:
+    """The policy user this command acts as (``--as`` where the policy allows impersonation, else
+    ``QP_USER``, else the OS account); see quality_platform.governance.policy."""
+    from quality_platform.governance.policy import resolve_principal
+
+    args.actor = resolve_principal(getattr(args, "actor", None), command=command).name
+    return args.actor
+
+
 def _lifecycle_call(fn: Any, *a: Any) -> Any:
     from quality_platform.ml.registry import RegistryError
 
@@ -581,6 +597,7 @@ def _lifecycle_call(fn: Any, *a: Any) -> Any:
 def cmd_approve(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
 
+    _who(args, "approve")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.approve, reg, audit, args.version, args.actor, args.reason)
     _emit(args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})")
@@ -590,6 +607,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_reject(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
 
+    _who(args, "reject")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.reject, reg, audit, args.version, args.actor, args.reason)
     _emit(args, _version_payload(v), f"version {v.version} rejected by {args.actor}")
@@ -599,6 +617,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
 
+    _who(args, "promote")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.promote, reg, audit, args.version, args.actor, args.reason or "promoted by hand")
     _emit(args, _version_payload(v), f"version {v.version} is now the champion (promoted by {args.actor})")
@@ -608,6 +627,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
 
+    _who(args, "rollback")
     reg, audit = _lifecycle()
     old, new = _lifecycle_call(L.rollback, reg, audit, args.actor, args.reason)
     _emit(args, {"from_version": old, "to_version": new, "actor": args.actor},
@@ -682,10 +702,16 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from quality_platform.audit import AuditLog, audit_db_path
     from quality_platform.definitions import build_definitions
+    from quality_platform.governance.policy import authorize, load_policy
     from quality_platform.runner import train
 
-    o = train(build_definitions(), _instance(), tags={"trigger": args.trigger})
+    who = _who(args, "train")
+    paths = get_paths()
+    authorize(load_policy(paths), who, "train", AuditLog(audit_db_path(paths.data_dir)), subject="job:train_job",
+              reason=f"manual training ({args.trigger})")
+    o = train(build_definitions(), _instance(), tags={"trigger": args.trigger, "qp/actor": who})
     reg, _ = _lifecycle()
     made = [v for v in reg.versions() if v.tag("dagster_run_id") == o.run_id]
     out: dict[str, Any] = dict(o.__dict__)
@@ -770,6 +796,7 @@ def cmd_override(args: argparse.Namespace) -> int:
     from quality_platform.overrides import record_override
     from quality_platform.warehouse import connect, table_exists
 
+    _who(args, "override")
     paths = get_paths()
     with connect(paths.warehouse_path, read_only=True) as con:
         if not table_exists(con, ML_SCHEMA, PREDICTIONS):
@@ -846,20 +873,20 @@ def build_parser() -> argparse.ArgumentParser:
                             ("reject", cmd_reject, "reject a model version (it leaves the canary, never promoted)")):
         a = add(name, fn, help_)
         a.add_argument("version")
-        a.add_argument("--as", dest="actor", required=True, help="who decides (recorded in the audit log)")
+        a.add_argument("--as", dest="actor", help=AS_HELP)
         a.add_argument("--reason", required=True)
     a = add("promote", cmd_promote, "make an approved, gated version the champion")
     a.add_argument("version")
-    a.add_argument("--as", dest="actor", required=True)
+    a.add_argument("--as", dest="actor", help=AS_HELP)
     a.add_argument("--reason")
     a = add("rollback", cmd_rollback, "return to the previous approved champion")
-    a.add_argument("--as", dest="actor", required=True)
+    a.add_argument("--as", dest="actor", help=AS_HELP)
     a.add_argument("--reason", required=True)
     o = add("override", cmd_override, "record a quality engineer's decision for a unit against its prediction "
                                       "(kept apart from inspection labels: never training data)")
     o.add_argument("unit", help="unit id (as in ml.predictions)")
     o.add_argument("--decision", choices=["ok", "defect"], required=True)
-    o.add_argument("--as", dest="actor", required=True, help="who decides (recorded in the audit log)")
+    o.add_argument("--as", dest="actor", help=AS_HELP)
     o.add_argument("--reason", required=True)
     o.add_argument("--plant", help="needed only when the unit id exists at several plants")
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
@@ -873,6 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--date")
     t = add("train", cmd_train, "snapshot training data, train a challenger, run the release gate")
     t.add_argument("--trigger", default="cli")
+    t.add_argument("--as", dest="actor", help=AS_HELP)
     sc = add("score", cmd_score, "score plant-days with the champion (predictions with reasons)")
     sc.add_argument("--plant", action="append")
     sc.add_argument("--from", dest="date_from")
@@ -888,6 +916,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("free-slots", cmd_free_slots, "release DuckDB pool slots held by runs that are no longer running")
     k = add("dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing")
     k.add_argument("--path", default=str(get_paths().data_dir / ".secrets" / "pseudonym.key"))
+    from quality_platform.governance import cli_audit, cli_incidents, cli_privacy, cli_query
+
+    for area in (cli_query, cli_privacy, cli_audit, cli_incidents):
+        area.register(add, sub)
     return p
 
 
@@ -903,9 +935,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # config and key errors are user errors too
         from quality_platform.config import ConfigError
+        from quality_platform.governance.policy import PolicyError
         from quality_platform.privacy import MissingKeyError
 
-        if isinstance(exc, ConfigError | MissingKeyError):
+        if isinstance(exc, ConfigError | MissingKeyError | PolicyError):
             print(json.dumps({"error": str(exc)}) if getattr(args, "json", False) else f"qp: error: {exc}",
                   file=sys.stdout if getattr(args, "json", False) else sys.stderr)
             return 2

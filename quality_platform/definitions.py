@@ -6,6 +6,7 @@ import warnings
 
 import dagster as dg
 
+from quality_platform.assets.documentation import model_documentation
 from quality_platform.assets.features import build_features_asset, build_features_checks
 from quality_platform.assets.kpi import build_kpi_assets, build_kpi_checks
 from quality_platform.assets.ml import (
@@ -56,7 +57,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     checks = [*build_standard_checks(ids), *build_kpi_checks(), *build_features_checks()]
     model_cfg = load_model_config(paths)
     quality_keys = [k for c in checks for k in c.check_keys]
-    assets += [build_training_dataset_asset(quality_keys), defect_model, model_evaluation,
+    assets += [build_training_dataset_asset(quality_keys), defect_model, model_evaluation, model_documentation,
                build_prediction_asset(plants, start, model_cfg.reasons_per_prediction), canary_evaluation,
                build_drift_asset(plants, start), build_performance_asset(plants, start), build_ops_asset(plants, start)]
     checks += build_monitoring_checks()

@@ -38,9 +38,9 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
     ))
     # name, selected assets, layer, description - all asset selections, all in-process
     for name, assets, layer, description in (
-        (TRAIN_JOB, ("training_dataset", "defect_model", "model_evaluation"), "ml",
+        (TRAIN_JOB, ("training_dataset", "defect_model", "model_evaluation", "model_documentation"), "ml",
          "Snapshot the training data, train and register a challenger, run the release gate and the "
-         "approval policy."),
+         "approval policy, and generate the new version's documentation."),
         (SCORE_JOB, ("predictions",), "ml",
          "Score the selected plant-days with the champion (canary/shadow challenger), with reasons."),
         (CANARY_JOB, ("canary_evaluation",), "ml",

@@ -13,7 +13,8 @@ from quality_platform.settings import Paths
 STANDARD = {"sensor_readings", "production_units", "quarantine"}
 KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
 FEATURES = {"unit_features"}
-ML = {"training_dataset", "defect_model", "model_evaluation", "predictions", "canary_evaluation"}
+ML = {"training_dataset", "defect_model", "model_evaluation", "model_documentation", "predictions",
+      "canary_evaluation"}
 MONITORING = {"drift_metrics", "model_performance", "ops_metrics"}
 
 
@@ -36,6 +37,7 @@ def test_asset_graph(qp_env: Paths) -> None:
     assert graph["training_dataset"] == {"unit_features", "production_units"}
     assert graph["defect_model"] == {"training_dataset"}
     assert graph["model_evaluation"] == {"defect_model"}
+    assert graph["model_documentation"] == {"defect_model", "model_evaluation"}
     assert graph["predictions"] == {"unit_features", "defect_model"}
     assert graph["canary_evaluation"] == {"predictions", "production_units"}
     assert graph["drift_metrics"] == {"unit_features", "predictions"}

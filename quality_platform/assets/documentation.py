@@ -1,0 +1,49 @@
+"""model_documentation (F25): the generated documentation of the newest model version, after its
+release gate; stored with the version in MLflow and linked from the materialisation."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from quality_platform.assets.common import CODE_VERSIONS, warehouse_path
+from quality_platform.assets.ml import GROUP, OWNERS, _latest_meta, audit_log
+from quality_platform.governance import model_docs as D
+from quality_platform.ml.config import load_model_config
+from quality_platform.ml.registry import ModelRegistry
+from quality_platform.resources import PlatformResource
+from quality_platform.warehouse import WAREHOUSE_POOL
+
+PREVIEW_CHARS = 6000
+
+
+@dg.asset(
+    name="model_documentation", group_name=GROUP, owners=["team:compliance", *OWNERS], kinds={"mlflow", "markdown"},
+    deps=["defect_model", "model_evaluation"], pool=WAREHOUSE_POOL, code_version=CODE_VERSIONS["ml"],
+    tags={"layer": "ml", "personal_data": "no"},
+    description="Technical documentation of the newest model version, generated from evidence only: intended "
+                "purpose, training data datasheet, metrics overall and per plant, known limitations (gate warnings, "
+                "drift history), explanation summary, approvals, monitoring plan and the declared change envelope; "
+                "each section with the sha256 of its evidence. Stored as MLflow artifacts of the version "
+                "(docs/model_card.md, docs/evidence.json); `qp docs model VERSION` marks stale sections.",
+)
+def model_documentation(context: dg.AssetExecutionContext, platform: PlatformResource,
+                        warehouse: DuckDBResource) -> dg.MaterializeResult:
+    paths = platform.paths()
+    version = str(_latest_meta(context.instance, "defect_model", "model_version"))
+    reg = ModelRegistry(load_model_config(paths), paths)
+    doc = D.generate(paths, version, registry=reg, audit=audit_log(paths), warehouse=warehouse_path(warehouse))
+    audit_log(paths).append("model_docs", "system:dagster", actor_kind="system", subject=f"model:{reg.name}/{version}",
+                            outcome="ok", reason="model documentation generated after the release gate",
+                            refs={"model_version": version, "run_id": context.run.run_id,
+                                  "artifact_uri": doc.artifact_uri,
+                                  "sections": {k: s["sha256"] for k, s in doc.sections.items()}})
+    context.log.info(f"documentation of version {version}: {doc.artifact_uri}")
+    md = doc.markdown
+    return dg.MaterializeResult(metadata={
+        "model_version": version,
+        "mlflow_artifact": dg.MetadataValue.url(doc.artifact_uri) if doc.artifact_uri.startswith(("http", "file:"))
+        else dg.MetadataValue.path(doc.artifact_uri),
+        "mlflow_run_id": reg.version(version).run_id, "mlflow_tracking_uri": reg.tracking_uri,
+        "sections": dg.MetadataValue.json({k: s["sha256"] for k, s in doc.sections.items()}),
+        "preview": dg.MetadataValue.md(md if len(md) <= PREVIEW_CHARS else md[:PREVIEW_CHARS] + "\n\n_(truncated; "
+                                       f"full document: {doc.artifact_uri})_"),
+    })
