@@ -280,6 +280,37 @@ def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@contextlib.contextmanager
+def sqlite_connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection to one of the platform's SQLite stores (audit log, overrides,
+    incidents): autocommit (transactions are explicit, ``BEGIN IMMEDIATE`` for writers), busy
+    timeout, ``synchronous=FULL``."""
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        con.execute("PRAGMA synchronous=FULL")
+        yield con
+    finally:
+        con.close()
+
+
+def sqlite_init(path: Path, statements: Sequence[str]) -> None:
+    """Create a SQLite store if missing: folders, WAL mode and ``statements`` (tables, triggers),
+    in one write transaction, so concurrent first users do not race."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite_connect(path) as con:
+        if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                con.execute(statement)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
 def _check_text(name: str, value: Any, *, required: bool) -> None:
     if value is None and not required:
         return
@@ -303,32 +334,13 @@ class AuditLog:
         """Open (creating file, folders, table and triggers if missing) the log at ``path``
         (default: :func:`audit_db_path`)."""
         self.path = Path(path) if path is not None else audit_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            mode = con.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split_sql(_SCHEMA):
-                    con.execute(statement)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        sqlite_init(self.path, _split_sql(_SCHEMA))
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            con.execute("PRAGMA synchronous=FULL")
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite_connect(self.path)
 
     # ---------------------------------------------------------------------------- writing
 

@@ -17,24 +17,27 @@ override row is committed only after its audit record was written.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import sqlite3
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from quality_platform.audit import AuditLog, audit_db_path, now_text, utc_text
+from quality_platform.audit import (
+    AuditLog,
+    audit_db_path,
+    now_text,
+    sqlite_connect,
+    sqlite_init,
+    utc_text,
+)
 from quality_platform.config import PLANT_ID_RE
 from quality_platform.settings import Paths, get_paths
 
 DECISIONS: tuple[str, ...] = ("ok", "defect")
 ENV_VAR = "QP_OVERRIDES_DB"
-BUSY_TIMEOUT_S = 30.0
 
 COLUMNS: tuple[str, ...] = (
     "id",
@@ -84,29 +87,8 @@ def overrides_db_path(data_dir: Path | None = None) -> Path:
     return base / "audit" / "overrides.db"
 
 
-@contextlib.contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    try:
-        con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        yield con
-    finally:
-        con.close()
-
-
 def _ensure_schema(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _connect(path) as con:
-        if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA:
-                con.execute(statement)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    sqlite_init(path, _SCHEMA)
 
 
 def _text(name: str, value: Any) -> str:
@@ -186,7 +168,7 @@ def record_override(
     authorize(load_policy(paths), row["actor"], "override", audit, plant=row["plant"],
               subject=f"unit:{row['plant']}/{row['unit_id']}", reason=row["reason"])
     _ensure_schema(db)
-    with _connect(db) as con:
+    with sqlite_connect(db) as con:
         con.execute("BEGIN IMMEDIATE")
         try:
             prev = con.execute(
@@ -277,7 +259,7 @@ def overrides_frame(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY o.id"
-    with _connect(db) as con:
+    with sqlite_connect(db) as con:
         rows = con.execute(sql, params).fetchall()
     if not rows:
         frame = _empty_frame()
@@ -305,7 +287,7 @@ def override_counts(
         return 0
     start = utc_text(day_start_utc, "day_start_utc")
     end = utc_text(day_end_utc, "day_end_utc")
-    with _connect(db) as con:
+    with sqlite_connect(db) as con:
         (n,) = con.execute(
             "SELECT COUNT(DISTINCT unit_id) FROM overrides "
             "WHERE plant = ? AND ts_utc >= ? AND ts_utc < ?", (plant, start, end)).fetchone()

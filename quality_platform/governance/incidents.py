@@ -23,7 +23,6 @@ the open -> closed transition and setting the evidence once.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -31,7 +30,6 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import Field, field_validator
 
-from quality_platform.audit import AuditLog, audit_db_path, now_text, utc_text
+from quality_platform.audit import (
+    AuditLog,
+    audit_db_path,
+    now_text,
+    sqlite_connect,
+    sqlite_init,
+    utc_text,
+)
 from quality_platform.config import _Model, load_yaml_model
 from quality_platform.governance.policy import (
     Policy,
@@ -56,7 +61,6 @@ if TYPE_CHECKING:
 
 ACTION = "incident"
 DEFAULT_MODEL = "defect_model"
-BUSY_TIMEOUT_S = 30.0
 FRAME_COLUMNS: tuple[str, ...] = ("id", "severity", "status", "plant", "model", "summary", "opened_by", "opened_utc",
                                   "closed_by", "closed_utc", "resolution", "deadline_utc", "safe_state", "frozen")
 
@@ -215,32 +219,10 @@ def incidents_db_path(data_dir: Path | None = None) -> Path:
     return Path(data_dir if data_dir is not None else get_paths().data_dir) / "audit" / "incidents.db"
 
 
-@contextlib.contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    try:
-        con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        con.execute("PRAGMA synchronous=FULL")
-        yield con
-    finally:
-        con.close()
-
-
 def _db(paths: Paths) -> Path:
     """The store, created (file, WAL, table, triggers) if missing."""
     path = incidents_db_path(paths.data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _connect(path) as con:
-        if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in _SCHEMA:
-                con.execute(stmt)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    sqlite_init(path, _SCHEMA)
     return path
 
 
@@ -254,7 +236,7 @@ def _select(paths: Paths, where: str = "", params: tuple[Any, ...] = ()) -> list
     path = incidents_db_path(paths.data_dir)
     if not path.exists():  # nothing opened yet: reading never creates the store
         return []
-    with _connect(path) as con:
+    with sqlite_connect(path) as con:
         try:
             rows = con.execute(f"SELECT {', '.join(_COLS)} FROM incidents {where} ORDER BY id", params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -423,7 +405,7 @@ def open_incident(who: Principal | str, severity: str, summary: str, *, plant: s
            "data_to": data_to.isoformat(),
            "events_from": utc_text(opened - dt.timedelta(days=cfg.evidence.window_days))}
     db = _db(paths)
-    with _connect(db) as con:
+    with sqlite_connect(db) as con:
         cur = con.execute(f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                           list(row.values()))
         iid = int(cur.lastrowid or 0)
@@ -440,7 +422,7 @@ def open_incident(who: Principal | str, severity: str, summary: str, *, plant: s
     if evidence:
         try:
             out = build_evidence(inc, paths, audit, instance=instance, cfg=cfg)
-            with _connect(db) as con:
+            with sqlite_connect(db) as con:
                 con.execute("UPDATE incidents SET evidence_dir = ?, manifest_sha256 = ? WHERE id = ?",
                             [out["bundle"], out["manifest_sha256"], iid])
             audit.append(ACTION, principal_.name, subject=inc.subject, plant=plant,
@@ -472,7 +454,7 @@ def close_incident(incident_id: int | str, who: Principal | str, resolution: str
                      refs={"incident_id": inc.id, "denied_because": why})
         raise IncidentError(why)
     closed = now_text()
-    with _connect(_db(paths)) as con:
+    with sqlite_connect(_db(paths)) as con:
         n = con.execute("UPDATE incidents SET status = 'closed', closed_by = ?, closed_utc = ?, resolution = ? "
                         "WHERE id = ? AND status = 'open'", [p.name, closed, resolution.strip(), inc.id]).rowcount
     if n != 1:

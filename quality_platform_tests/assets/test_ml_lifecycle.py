@@ -28,24 +28,11 @@ from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry
 from quality_platform.runner import backfill, run_range, train
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
-from quality_platform_tests.conftest import TEST_KEY, make_installation
+from quality_platform_tests.conftest import TEST_KEY, make_installation, tune_small_model
 
 D1 = dt.date(2026, 3, 16)
 DAYS = 6
 PLANTS = ("plant_a", "plant_c")
-
-
-def _tune(paths: Paths, **gate: object) -> None:
-    """Small-data settings: 4-day window, fewer trees, smaller minimum samples."""
-    f = paths.config_dir / "ml" / "model.yaml"
-    cfg = yaml.safe_load(f.read_text())
-    cfg["training"].update(window_days=4)
-    cfg["catboost"].update(iterations=120)
-    cfg["gate"]["per_plant"].update(min_units=300, min_positives=10, bootstrap_resamples=100)
-    cfg["gate"].update(min_roc_auc=0.7, min_pr_auc=0.1, max_ece=0.05)
-    cfg["gate"].update(gate)
-    cfg["canary"].update(min_labelled_units=300, min_positives=10, share=0.3)
-    f.write_text(yaml.safe_dump(cfg))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +58,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Paths, dg.DagsterInstance]]:
     paths = make_installation(tmp_path, plants=PLANTS)
     shutil.copytree(built / "data" / "warehouse", paths.data_dir / "warehouse")
-    _tune(paths)
+    tune_small_model(paths)
     monkeypatch.setenv("QP_DATA_DIR", str(paths.data_dir))
     monkeypatch.setenv("QP_CONFIG_DIR", str(paths.config_dir))
     monkeypatch.setenv("QP_PSEUDONYM_KEY", TEST_KEY)
@@ -222,7 +209,7 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
 
 def test_failing_gate_never_becomes_champion(env: tuple[Paths, dg.DagsterInstance]) -> None:
     paths, instance = env
-    _tune(paths, min_roc_auc=0.999)
+    tune_small_model(paths, min_roc_auc=0.999)
     defs = build_definitions(paths)
     o = train(defs, instance)
     assert not o.success and any("absolute_thresholds" in c for c in o.failed_checks)

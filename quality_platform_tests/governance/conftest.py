@@ -17,7 +17,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import load_plants
@@ -27,7 +26,7 @@ from quality_platform.ml.config import load_model_config
 from quality_platform.ml.registry import ModelRegistry
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
-from quality_platform_tests.conftest import TEST_KEY, make_installation
+from quality_platform_tests.conftest import TEST_KEY, make_installation, tune_small_model
 
 GOV_D1 = dt.date(2026, 3, 16)
 GOV_DAYS = 6
@@ -61,17 +60,6 @@ def _env(mp: pytest.MonkeyPatch, root: Path, paths: Paths) -> None:
         mp.delenv(var, raising=False)
 
 
-def _tune(paths: Paths) -> None:
-    f = paths.config_dir / "ml" / "model.yaml"
-    cfg = yaml.safe_load(f.read_text())
-    cfg["training"].update(window_days=4)
-    cfg["catboost"].update(iterations=120)
-    cfg["gate"]["per_plant"].update(min_units=300, min_positives=10, bootstrap_resamples=100)
-    cfg["gate"].update(min_roc_auc=0.7, min_pr_auc=0.1, max_ece=0.05)
-    cfg["canary"].update(min_labelled_units=300, min_positives=10, share=0.3)
-    f.write_text(yaml.safe_dump(cfg))
-
-
 @pytest.fixture(scope="session")
 def gov_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the base installation once: data, model v1 approved + champion, predictions."""
@@ -80,7 +68,7 @@ def gov_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("gov_base")
     paths = make_installation(root, plants=GOV_PLANTS)
-    _tune(paths)
+    tune_small_model(paths)
     (root / "dagster_home").mkdir()
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, root, paths)
