@@ -8,8 +8,9 @@ One file, ``<config_dir>/governance/policy.yaml``, says
 * which columns are masked for whom (``masks``; raw personal columns come from the plants'
   ``personal_data`` and are always pseudonymised),
 * which actions each role may take (:data:`ACTIONS`), with separation of duties for approvals,
-* who the caller is: an OS account mapped to a user, ``QP_USER`` for automation, or ``--as USER``
-  where the policy allows impersonation (audited as such).
+* who the caller is: an OS account mapped to a user; under ``sudo`` to a service account, the
+  calling account; ``QP_USER`` for automation running as a service account; or ``--as USER``
+  where the policy allows impersonation (audited as such) - see :func:`resolve_principal`.
 
 Everything that enforces the policy goes through :func:`authorize` (actions) and the governed
 query session (:mod:`quality_platform.governance.query`, reads); a denial is audited and changes
@@ -104,6 +105,7 @@ class Policy(_Model):
     version: int
     impersonation: Impersonation = Impersonation()
     separation_of_duties: SeparationOfDuties = SeparationOfDuties()
+    service_accounts: list[str] = Field(default_factory=list)
     roles: dict[str, RolePolicy]
     masks: list[MaskRule] = Field(default_factory=list)
     users: dict[str, UserPolicy]
@@ -122,6 +124,10 @@ class Policy(_Model):
                 raise ValueError(f"user {name!r} is a {user.role}, which sees its own plants only: name them")
             if name.startswith(SYSTEM_PREFIXES):
                 raise ValueError(f"user {name!r}: names starting with {SYSTEM_PREFIXES} are reserved for the system")
+        both = [a for u in self.users.values() for a in u.os_accounts if a in self.service_accounts]
+        if both:
+            raise ValueError(f"OS account(s) {both} are service_accounts and also mapped to a user: a service "
+                             "account acts for SUDO_USER or QP_USER, never as itself")
         seen: dict[str, str] = {}
         for name, user in self.users.items():
             for acc in user.os_accounts:
@@ -184,38 +190,65 @@ def _os_account() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
+def _refuse_identity(log: AuditLog, account: str, claimed: str, command: str, why: str) -> PolicyError:
+    log.append("identity", account, subject=f"user:{claimed}", outcome="denied", reason=why,
+               refs={"command": command, "os_account": account})
+    return PolicyError(why)
+
+
 def resolve_principal(as_user: str | None = None, *, command: str = "", policy: Policy | None = None,
                       audit: AuditLog | None = None, paths: Paths | None = None) -> Principal:
-    """Who runs this command: ``--as USER`` (only where the policy allows impersonation; audited),
-    else ``QP_USER`` (automation), else the OS account mapped in the policy."""
+    """Who runs this command, in this order:
+
+    1. ``--as USER``: only where the policy allows impersonation; audited (action ``identity``);
+    2. under ``sudo`` to one of the policy's ``service_accounts`` (the account that owns the data):
+       the OS account that called sudo (``SUDO_USER``, set by sudo itself), mapped in the policy;
+    3. ``QP_USER`` (automation, e.g. a scheduler): only when the process runs as a service account
+       or the policy allows impersonation - otherwise anyone could name anyone; a refusal is audited;
+    4. the OS account, mapped to a policy user by ``os_accounts``.
+    """
     from quality_platform.audit import AuditLog, audit_db_path
 
     paths = paths or get_paths()
     policy = policy or load_policy(paths)
     account = _os_account()
+
+    def log() -> AuditLog:
+        return audit or AuditLog(audit_db_path(paths.data_dir))
+
     if as_user:
         if not policy.impersonation.allowed:
-            log = audit or AuditLog(audit_db_path(paths.data_dir))
-            log.append("identity", account, subject=f"user:{as_user}", outcome="denied",
-                       reason=f"--as {as_user} refused: the policy does not allow impersonation",
-                       refs={"command": command, "os_account": account})
-            raise PolicyError(f"--as {as_user} is refused: impersonation is not allowed by the policy "
-                              f"({policy_path(paths)}); run as your own account or set {USER_ENV}")
+            raise _refuse_identity(log(), account, as_user, command,
+                                   f"--as {as_user} is refused: impersonation is not allowed by the policy "
+                                   f"({policy_path(paths)}); run as your own account")
         who = principal(policy, as_user, via="impersonation", os_account=account)
-        log = audit or AuditLog(audit_db_path(paths.data_dir))
-        log.append("identity", who.name, subject=f"user:{who.name}", outcome="info",
-                   reason=f"{command or 'command'} run as {who.name} ({who.role}) by impersonation from OS account "
-                          f"{account!r} (allowed by the policy)",
-                   refs={"command": command, "os_account": account, "via": "impersonation"})
+        log().append("identity", who.name, subject=f"user:{who.name}", outcome="info",
+                     reason=f"{command or 'command'} run as {who.name} ({who.role}) by impersonation from OS account "
+                            f"{account!r} (allowed by the policy)",
+                     refs={"command": command, "os_account": account, "via": "impersonation"})
         return who
+    service = account in policy.service_accounts
+    caller = os.environ.get("SUDO_USER") if service else None
+    if caller:
+        for name, user in policy.users.items():
+            if caller in user.os_accounts:
+                return principal(policy, name, via="sudo", os_account=caller)
+        raise _refuse_identity(log(), caller, caller, command,
+                               f"OS account {caller!r} (via sudo to {account!r}) is not mapped to a policy user in "
+                               f"{policy_path(paths)}")
     env_user = os.environ.get(USER_ENV)
     if env_user:
+        if not (service or policy.impersonation.allowed):
+            raise _refuse_identity(log(), account, env_user, command,
+                                   f"{USER_ENV}={env_user} is refused: OS account {account!r} is not one of the "
+                                   f"policy's service_accounts (and impersonation is not allowed)")
         return principal(policy, env_user, via="env", os_account=account)
     for name, user in policy.users.items():
         if account in user.os_accounts:
             return principal(policy, name, via="os_account", os_account=account)
     raise PolicyError(f"OS account {account!r} is not mapped to a policy user: add it to a user's os_accounts in "
-                      f"{policy_path(paths)}, set {USER_ENV}, or use --as USER where impersonation is allowed")
+                      f"{policy_path(paths)}, run as a service account with {USER_ENV}, or use --as USER where "
+                      "impersonation is allowed")
 
 
 def may(policy: Policy, who: Principal, action: str) -> bool:

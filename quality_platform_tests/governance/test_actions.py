@@ -88,10 +88,11 @@ def test_identity_os_account_env_and_impersonation(gov_env: GovEnv, monkeypatch:
     monkeypatch.setattr(P, "_os_account", lambda: "intruder")
     with pytest.raises(P.PolicyError, match="not mapped to a policy user"):
         P.resolve_principal(paths=gov_env.paths)
-    monkeypatch.setenv(P.USER_ENV, "aud.it")
+    monkeypatch.setenv(P.USER_ENV, "aud.it")  # honoured here only because the test policy allows impersonation
     who = P.resolve_principal(paths=gov_env.paths)
     assert (who.name, who.role, who.via) == ("aud.it", "auditor", "env")
     monkeypatch.delenv(P.USER_ENV)
+    monkeypatch.delenv("SUDO_USER", raising=False)
 
     # impersonation switched off: --as is refused and audited; the command changes nothing
     _edit_policy(gov_env, (("impersonation", "allowed"), False))
@@ -103,9 +104,23 @@ def test_identity_os_account_env_and_impersonation(gov_env: GovEnv, monkeypatch:
     # ... and the OS account acts as itself: unmapped -> refused
     rc, out = _cli("approve", "1", "--reason", "fine")
     assert rc == 2 and "not mapped" in out["error"]
+    # QP_USER from an ordinary account would let anyone name anyone: refused and audited
+    monkeypatch.setenv(P.USER_ENV, "carl.control")
+    rc, out = _cli("approve", "1", "--reason", "fine")
+    assert rc == 2 and "not one of the policy's service_accounts" in out["error"]
+    assert gov_env.audit.records(action="identity")[-1].outcome == "denied"
+    # ... but automation running as the service account names its user in QP_USER
+    monkeypatch.setattr(P, "_os_account", lambda: "qp-service")
     monkeypatch.setenv(P.USER_ENV, "quinn.quality")
     rc, out = _cli("approve", "1", "--reason", "fine")
     assert rc == 2 and "quinn.quality (role quality_engineer) may not approve" in out["error"]
+    # a person under sudo to the service account acts as their own mapped user, whatever QP_USER says
+    monkeypatch.setenv("SUDO_USER", "root")
+    who = P.resolve_principal(paths=gov_env.paths)
+    assert (who.name, who.via, who.os_account) == ("olga.ops", "sudo", "root")
+    monkeypatch.setenv("SUDO_USER", "stranger")
+    with pytest.raises(P.PolicyError, match="via sudo"):
+        P.resolve_principal(paths=gov_env.paths)
     assert _state(gov_env) == before
 
 

@@ -425,7 +425,7 @@ def test_cli_query_users_and_impersonation(gov_env: GovEnv) -> None:
     code, out = _cli("query", "SELECT 1 AS x", "--as", "nobody", "--json")
     assert code == 2 and "unknown user 'nobody'" in json.loads(out)["error"]
 
-    # a policy without impersonation refuses --as (audited), and QP_USER still works
+    # a policy without impersonation refuses --as (audited); QP_USER still works for a service account
     f = gov_env.paths.config_dir / "governance" / "policy.yaml"
     doc = yaml.safe_load(f.read_text())
     doc["impersonation"]["allowed"] = False
@@ -435,6 +435,9 @@ def test_cli_query_users_and_impersonation(gov_env: GovEnv) -> None:
     ident = gov_env.audit.records(action="identity")[-1]
     assert ident.outcome == "denied" and ident.subject == "user:carl.control"
     with pytest.MonkeyPatch.context() as mp:
+        from quality_platform.governance import policy as P
+
+        mp.setattr(P, "_os_account", lambda: "qp-service")
         mp.setenv("QP_USER", "aud.it")
         code, out = _cli("query", "SELECT count(*) AS n FROM governance.audit_log", "--json")
         assert code == 0, out
