@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from quality_platform.audit import AuditLog, AuditRecord, audit_db_path, record_
 from quality_platform.cli import main
 from quality_platform.settings import Paths
 from quality_platform_tests.governance.conftest import GOV_D1, GovEnv
+from quality_platform_tests.test_audit import _tamper as tamper_log
 
 
 def qp(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
@@ -31,16 +31,8 @@ def qp(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
 
 
 def _tamper(path: Path, *statements: tuple[str, tuple] | str) -> None:
-    """What an attacker with file access does: drop the triggers, then edit the table."""
-    con = sqlite3.connect(path, isolation_level=None)
-    try:
-        for trig in ("audit_log_no_update", "audit_log_no_delete", "audit_log_chain"):
-            con.execute(f"DROP TRIGGER IF EXISTS {trig}")
-        for st in statements:
-            sql, params = (st, ()) if isinstance(st, str) else st
-            con.execute(sql, params)
-    finally:
-        con.close()
+    """What an attacker with file access does (the one helper of test_audit.py, on a file path)."""
+    tamper_log(AuditLog(path), *statements)
 
 
 def _fill(log: AuditLog, n: int) -> list[AuditRecord]:
