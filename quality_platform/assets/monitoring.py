@@ -20,8 +20,12 @@ from quality_platform.config import PlantConfig
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
 from quality_platform.ml import metrics as M
 from quality_platform.ml.config import load_model_config, load_monitoring_config
-from quality_platform.ml.drift import Profile
-from quality_platform.ml.monitor import classify_day, holdout_auc_baseline, holdout_baseline
+from quality_platform.ml.monitor import (
+    classify_day,
+    holdout_auc_baseline,
+    holdout_baseline,
+    parse_reference,
+)
 from quality_platform.ml.registry import CHAMPION, ModelRegistry
 from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS
 from quality_platform.partitions import by_plant, keys_of, plant_day
@@ -36,6 +40,7 @@ from quality_platform.standard.schemas import (
 from quality_platform.warehouse import (
     WAREHOUSE_POOL,
     connect,
+    key_predicate,
     read_partitions,
     replace_partitions,
     table_exists,
@@ -189,8 +194,8 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
         champ = reg.alias(CHAMPION)
         if champ is None:
             raise dg.Failure(description="no champion: drift is measured against the champion's training reference")
-        ref = load_reference(reg, champ.version)
         keys = keys_of(context)
+        refs = parse_reference(load_reference(reg, champ.version), by_plant(keys))
         all_rows, all_findings, plots = [], [], []
         with connect(warehouse_path(warehouse)) as con:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {ML_SCHEMA}")
@@ -201,7 +206,7 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
                     rows = t.to_pandas() if t is not None else pd.DataFrame()
                     p = read_partitions(con, ML_SCHEMA, PREDICTIONS, key, columns="champion_score")
                     scores = p.to_pandas()["champion_score"].to_numpy() if p is not None and p.num_rows else None
-                    table, findings = classify_day(rows, scores, ref, plant_id, mcfg)
+                    table, findings = classify_day(rows, scores, refs, plant_id, mcfg)
                     if not table.empty:
                         table = table.assign(plant=plant_id, partition_date=d, model_version=champ.version)
                     dr = columns_conform(table if not table.empty else pd.DataFrame({c.name: [] for c in DRIFT_COLS}),
@@ -219,7 +224,7 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
                     worst = dr[dr["scope"] == "plant"].sort_values("wasserstein", ascending=False).head(1)
                     if len(plots) < 2 and not worst.empty and findings:
                         f = str(worst["feature"].iloc[0])
-                        fp = Profile.from_json(ref["plants"][plant_id]["profile"]).features[f]
+                        fp = refs[plant_id].profile.features[f]
                         plots.append(_png_md((fp.edges, fp.cdf), rows[f].to_numpy(dtype=float),
                                              f"{plant_id} {d} {f}: W={worst['wasserstein'].iloc[0]:.2f}"))
         drift = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
@@ -456,53 +461,62 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
 
         paths = platform.paths()
         keys = keys_of(context)
-        retrains = AuditLog(audit_db_path(paths.data_dir)).frame(action="retrain")
-        rows = []
+        # retrains that a plant-day triggered (its check's last day), refs parsed once
+        retrained: dict[tuple[str, str], int] = {}
+        for rec in AuditLog(audit_db_path(paths.data_dir)).records(action="retrain"):
+            if rec.outcome == "ok":
+                for plant_id in rec.refs.get("plants", []):
+                    k = (plant_id, str(rec.refs.get("last_day")))
+                    retrained[k] = retrained.get(k, 0) + 1
+        frame = pd.DataFrame(keys, columns=["plant", "partition_date"])
+        frame["partition_date"] = _as_day(frame["partition_date"])
+        pred = key_predicate(keys)
         with connect(warehouse_path(warehouse)) as con:
-            def one(sql: str, params: list[Any]) -> Any:
-                return con.execute(sql, params).fetchall()[0][0]
+            def grouped(schema: str, table: str, select: str) -> pd.DataFrame | None:
+                """``select`` per (plant, day) of the run in one grouped query (None: no table yet)."""
+                if not table_exists(con, schema, table):
+                    return None
+                return con.execute(f"SELECT plant, partition_date, {select} FROM {schema}.{table} WHERE {pred} "
+                                   "GROUP BY ALL").df()
 
-            have = {t: table_exists(con, s, t) for s, t in (("standard", "quarantine"), (ML_SCHEMA, PREDICTIONS),
-                                                            (ML_SCHEMA, "drift_findings"), ("raw", "receipts"),
-                                                            ("standard", "production_units"))}
-            for plant_id, days in by_plant(keys).items():
-                ov = overrides_frame(paths, plant=plant_id)
-                for d in days:
-                    p = [plant_id, d]
-                    q_items = one("SELECT coalesce(sum(n_items), 0) FROM standard.quarantine WHERE plant=? AND "
-                                  "partition_date=? AND severity='reject'", p) if have["quarantine"] else 0
-                    q_rules = one("SELECT count(DISTINCT rule) FROM standard.quarantine WHERE plant=? AND "
-                                  "partition_date=?", p) if have["quarantine"] else 0
-                    drift = faults = 0
-                    if have["drift_findings"]:
-                        drift = one("SELECT count(*) FROM ml.drift_findings WHERE plant=? AND partition_date=? "
-                                    "AND kind='process_drift'", p)
-                        faults = one("SELECT count(*) FROM ml.drift_findings WHERE plant=? AND partition_date=? "
-                                     "AND kind IN ('sensor_fault','stuck_sensor')", p)
-                    units = one("SELECT count(*) FROM standard.production_units WHERE plant=? AND partition_date=?",
-                                p) if have["production_units"] else 0
-                    n_pred, scored = 0, None
-                    unit_ids: set[str] = set()
-                    if have[PREDICTIONS]:
-                        n_pred, scored = con.execute("SELECT count(*), max(scored_at_utc) FROM ml.predictions WHERE "
-                                                     "plant=? AND partition_date=?", p).fetchall()[0]
-                        unit_ids = {r[0] for r in con.execute("SELECT unit_id FROM ml.predictions WHERE plant=? AND "
-                                                              "partition_date=?", p).fetchall()}
-                    landed = one("SELECT max(modified_utc) FROM raw.receipts WHERE plant=? AND partition_date=?",
-                                 p) if have["receipts"] else None
-                    n_ov = int(ov["unit_id"].astype(str).isin(unit_ids).sum()) if len(ov) and unit_ids else 0
-                    n_rt = 0
-                    if len(retrains):  # retrains this plant-day triggered (its check's last day)
-                        ok = retrains[retrains["outcome"] == "ok"]
-                        n_rt = int(sum(_refs(r).get("last_day") == str(d) and plant_id in _refs(r).get("plants", [])
-                                       for r in ok["refs"]))
-                    cycle = ((pd.Timestamp(scored) - pd.Timestamp(landed)).total_seconds() / 3600
-                             if scored is not None and landed is not None else None)
-                    rows.append({"plant": plant_id, "partition_date": d, "quarantined_items": int(q_items),
-                                 "quality_incidents": int(q_rules) + int(faults), "drift_alarms": int(drift),
-                                 "sensor_faults": int(faults), "units": int(units), "predictions": int(n_pred),
-                                 "overrides": n_ov, "override_rate": n_ov / n_pred if n_pred else None,
-                                 "retrains": n_rt, "cycle_time_hours": cycle})
+            parts = [
+                grouped("standard", "quarantine", "sum(n_items) FILTER (WHERE severity = 'reject') AS q_items, "
+                                                  "count(DISTINCT rule) AS q_rules"),
+                grouped(ML_SCHEMA, "drift_findings", "count(*) FILTER (WHERE kind = 'process_drift') AS drift, "
+                                                     "count(*) FILTER (WHERE kind IN ('sensor_fault', "
+                                                     "'stuck_sensor')) AS faults"),
+                grouped("standard", "production_units", "count(*) AS units"),
+                grouped(ML_SCHEMA, PREDICTIONS, "count(*) AS n_pred, max(scored_at_utc) AS scored"),
+                grouped("raw", "receipts", "max(modified_utc) AS landed"),
+                # an override counts on its unit's production day: the day of the unit's prediction
+                grouped(ML_SCHEMA, PREDICTIONS, "unit_id"),
+            ]
+            for part in parts[:-1]:
+                if part is not None:
+                    part["partition_date"] = _as_day(part["partition_date"])
+                    frame = frame.merge(part, on=["plant", "partition_date"], how="left")
+            scored_units = parts[-1]
+            if scored_units is not None and len(scored_units):
+                ov = pd.concat([overrides_frame(paths, plant=p)[["plant", "unit_id"]] for p in frame["plant"].unique()])
+                hit = scored_units.merge(ov.astype({"unit_id": str}), on=["plant", "unit_id"])
+                n_ov = hit.groupby(["plant", "partition_date"]).size().rename("n_ov").reset_index()
+                n_ov["partition_date"] = _as_day(n_ov["partition_date"])
+                frame = frame.merge(n_ov, on=["plant", "partition_date"], how="left")
+            for col in ("q_items", "q_rules", "drift", "faults", "units", "n_pred", "n_ov"):
+                frame[col] = frame[col].fillna(0).astype(int) if col in frame else 0
+            for col in ("scored", "landed"):
+                if col not in frame:
+                    frame[col] = pd.NaT
+            rows = []
+            for r in frame.itertuples(index=False):
+                d = r.partition_date.date()
+                cycle = ((pd.Timestamp(r.scored) - pd.Timestamp(r.landed)).total_seconds() / 3600
+                         if pd.notna(r.scored) and pd.notna(r.landed) else None)
+                rows.append({"plant": r.plant, "partition_date": d, "quarantined_items": r.q_items,
+                             "quality_incidents": r.q_rules + r.faults, "drift_alarms": r.drift,
+                             "sensor_faults": r.faults, "units": r.units, "predictions": r.n_pred,
+                             "overrides": r.n_ov, "override_rate": r.n_ov / r.n_pred if r.n_pred else None,
+                             "retrains": retrained.get((r.plant, str(d)), 0), "cycle_time_hours": cycle})
             table = columns_conform(pd.DataFrame(rows) if rows else pd.DataFrame({c.name: [] for c in OPS_COLS}),
                                     OPS_COLS)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {ML_SCHEMA}")
@@ -513,8 +527,9 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
     return ops_metrics
 
 
-def _refs(r: Any) -> dict[str, Any]:
-    return json.loads(r) if isinstance(r, str) else dict(r or {})
+def _as_day(col: pd.Series) -> pd.Series:
+    """A partition-date column as one dtype for merging (DuckDB DATE, Python dates, timestamps)."""
+    return pd.to_datetime(col).astype("datetime64[ns]")
 
 
 def build_monitoring_checks() -> list[dg.AssetChecksDefinition]:

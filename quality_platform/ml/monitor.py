@@ -25,6 +25,7 @@ How a plant-day is classified, per monitored feature (``<quantity>__mean`` by de
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -109,26 +110,48 @@ def _std_col(feature: str) -> str:
     return feature.rsplit("__", 1)[0] + "__std"
 
 
-def classify_day(rows: pd.DataFrame, scores: np.ndarray | None, ref: dict[str, Any], plant: str,
+@dataclasses.dataclass(frozen=True)
+class PlantReference:
+    """One plant's drift reference with its profiles parsed: built once per run from the stored
+    JSON (:func:`parse_reference`), then used for every plant-day of the run."""
+
+    raw: dict[str, Any]  # the plant's JSON section (features, day_noise, holdout figures)
+    profile: Profile
+    machines: dict[str, Profile]
+    score: Profile | None
+
+    @classmethod
+    def from_json(cls, pref: dict[str, Any]) -> PlantReference:
+        return cls(raw=pref, profile=Profile.from_json(pref["profile"]),
+                   machines={m: Profile.from_json(p) for m, p in pref["machines"].items()},
+                   score=Profile.from_json(pref["score"]) if pref.get("score") else None)
+
+
+def parse_reference(ref: dict[str, Any], plants: Iterable[str] | None = None) -> dict[str, PlantReference]:
+    """The parsed reference of each plant in ``plants`` (default: all) that the reference holds."""
+    wanted = ref["plants"] if plants is None else [p for p in plants if p in ref["plants"]]
+    return {p: PlantReference.from_json(ref["plants"][p]) for p in wanted}
+
+
+def classify_day(rows: pd.DataFrame, scores: np.ndarray | None, refs: Mapping[str, PlantReference], plant: str,
                  cfg: MonitoringConfig) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Drift rows of one plant-day (plant and machine scope) and its findings.
 
     Each finding: ``{"kind": process_drift | sensor_fault | stuck_sensor | prediction_drift,
     "feature", "machines", "value", "detail"}``."""
-    pref = ref["plants"].get(plant)
-    if pref is None or rows.empty:
+    parsed = refs.get(plant)
+    if parsed is None or rows.empty:
         return pd.DataFrame(), []
+    pref = parsed.raw
     features = [f for f in pref["features"] if f in rows.columns]
-    profile = Profile.from_json(pref["profile"])
-    plant_rows = compare(profile, rows, features).assign(scope="plant", machine_id=None)
-    machine_profiles = {m: Profile.from_json(p) for m, p in pref["machines"].items()}
-    mach = compare_groups(machine_profiles, rows.assign(machine_id=rows["machine_id"].astype(str)), "machine_id",
+    plant_rows = compare(parsed.profile, rows, features).assign(scope="plant", machine_id=None)
+    mach = compare_groups(parsed.machines, rows.assign(machine_id=rows["machine_id"].astype(str)), "machine_id",
                           features)
     if not mach.empty:
         mach = mach.rename(columns={"group": "machine_id"}).assign(scope="machine")
     parts = [plant_rows, mach]
-    if scores is not None and pref.get("score"):
-        sp = compare(Profile.from_json(pref["score"]), pd.DataFrame({SCORE: scores}), [SCORE])
+    if scores is not None and parsed.score is not None:
+        sp = compare(parsed.score, pd.DataFrame({SCORE: scores}), [SCORE])
         parts.append(sp.assign(scope="prediction", machine_id=None))
     table = pd.concat([p for p in parts if not p.empty], ignore_index=True)
     findings: list[dict[str, Any]] = []

@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from quality_platform.ml.config import MonitoringConfig
-from quality_platform.ml.monitor import alarm_threshold, build_reference, classify_day
+from quality_platform.ml.monitor import (
+    alarm_threshold,
+    build_reference,
+    classify_day,
+    parse_reference,
+)
 
 MACHINES = [f"M{i:02d}" for i in range(1, 11)]
 CFG = MonitoringConfig()
@@ -58,7 +63,7 @@ def test_reference_is_per_plant_machine_and_knows_its_day_noise(ref: dict) -> No
 
 def test_an_ordinary_day_raises_nothing(ref: dict) -> None:
     for seed in range(5):
-        table, findings = classify_day(_day(seed), None, ref, "p", CFG)
+        table, findings = classify_day(_day(seed), None, parse_reference(ref), "p", CFG)
         assert not findings, findings
         assert set(table["scope"]) == {"plant", "machine"}
 
@@ -66,7 +71,7 @@ def test_an_ordinary_day_raises_nothing(ref: dict) -> None:
 def test_one_miscalibrated_sensor_is_a_sensor_fault_not_drift(ref: dict) -> None:
     day = _day()
     day.loc[day["machine_id"] == "M03", "temperature__mean"] += 8.0
-    _, findings = classify_day(day, None, ref, "p", CFG)
+    _, findings = classify_day(day, None, parse_reference(ref), "p", CFG)
     assert _kinds(findings) == {("sensor_fault", "temperature__mean")}
     assert findings[0]["machines"] == ["M03"]
 
@@ -74,7 +79,7 @@ def test_one_miscalibrated_sensor_is_a_sensor_fault_not_drift(ref: dict) -> None
 def test_a_plant_wide_shift_is_process_drift(ref: dict) -> None:
     day = _day()
     day["material_moisture__mean"] += 1.0  # two reference sd, every machine
-    _, findings = classify_day(day, None, ref, "p", CFG)
+    _, findings = classify_day(day, None, parse_reference(ref), "p", CFG)
     assert ("process_drift", "material_moisture__mean") in _kinds(findings)
     assert not any(f["kind"] == "sensor_fault" for f in findings)
 
@@ -84,12 +89,12 @@ def test_a_flat_signal_is_a_stuck_sensor_not_drift(ref: dict) -> None:
     sel = day["machine_id"] == "M07"
     day.loc[sel, "temperature__std"] = 0.0
     day.loc[sel, "temperature__mean"] = 230.0  # frozen at an odd value: still no process drift
-    _, findings = classify_day(day, None, ref, "p", CFG)
+    _, findings = classify_day(day, None, parse_reference(ref), "p", CFG)
     assert ("stuck_sensor", "temperature__mean") in _kinds(findings)
     assert not any(f["kind"] == "process_drift" for f in findings)
 
 
 def test_an_unknown_plant_or_an_empty_day_is_not_judged(ref: dict) -> None:
-    for table, findings in (classify_day(_day(), None, ref, "other", CFG),
-                            classify_day(_day().iloc[:0], None, ref, "p", CFG)):
+    for table, findings in (classify_day(_day(), None, parse_reference(ref), "other", CFG),
+                            classify_day(_day().iloc[:0], None, parse_reference(ref), "p", CFG)):
         assert table.empty and findings == []
