@@ -124,10 +124,13 @@ def columns_pandera(cols: Iterable[Col], name: str, checks: list[pa.Check] | Non
 
 
 def columns_conform(df: pd.DataFrame, cols: Iterable[Col]) -> pd.DataFrame:
-    """Cast a frame to the columns' in-memory dtypes and order."""
+    """Cast a frame to the columns' in-memory dtypes and order. A nullable int column with missing
+    values becomes pandas' nullable ``Int64`` (NULL in DuckDB); a non-nullable one refuses them."""
     out = {}
     for c in cols:
         s, target = df[c.name], _TYPES[c.type][1]
+        if c.type == "int" and c.nullable and s.isna().any():
+            target = "Int64"
         if target.startswith("datetime64") and isinstance(s.dtype, pd.DatetimeTZDtype):
             s = s.dt.tz_convert("UTC").dt.tz_localize(None)
         out[c.name] = s if str(s.dtype) == target else s.astype(target)
