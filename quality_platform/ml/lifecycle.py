@@ -55,9 +55,10 @@ def _deny(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None,
 
 
 def _guard(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None, actor: str, reason: str | None,
-           *, freeze: bool) -> None:
-    """The policy check for human actors and, for changes that move the model, the incident freeze.
-    A refusal is audited (by the policy or the freeze) and raised as :class:`LifecycleError`."""
+           *, freeze: bool, approving: VersionInfo | None = None) -> None:
+    """The policy check for human actors (with separation of duties when ``approving`` a version)
+    and, for changes that move the model, the incident freeze. A refusal is audited (by the policy,
+    the duty rule or the freeze) and raised as :class:`LifecycleError`."""
     from quality_platform.governance.policy import (
         PolicyError,
         authorize,
@@ -68,8 +69,10 @@ def _guard(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None
     subj = subject(reg, version) if version else f"model:{reg.name}"
     try:
         if not is_system_actor(actor):
-            authorize(load_policy(reg.paths), actor, action, audit, subject=subj, reason=reason,
-                      refs={"model_version": version})
+            policy = load_policy(reg.paths)
+            authorize(policy, actor, action, audit, subject=subj, reason=reason, refs={"model_version": version})
+            if approving is not None and policy.separation_of_duties.approver_not_trainer:
+                _separation_of_duties(reg, audit, approving, actor, reason or "")
         if freeze:
             from quality_platform.governance.incidents import assert_not_frozen
 
@@ -169,8 +172,7 @@ def apply_policy(reg: ModelRegistry, audit: AuditLog, version: str, policy: Appr
 def approve(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reason: str) -> VersionInfo:
     """A human approves ``version`` (it must have passed the gate)."""
     v = _existing(reg, audit, "approve", version, actor, reason)
-    _guard(reg, audit, "approve", version, actor, reason, freeze=False)
-    _separation_of_duties(reg, audit, v, actor, reason)
+    _guard(reg, audit, "approve", version, actor, reason, freeze=False, approving=v)
     if not reason.strip():
         raise _deny(reg, audit, "approve", version, actor, reason, "an approval needs a reason")
     if v.gate not in PASSING:
@@ -322,10 +324,6 @@ def history(reg: ModelRegistry, audit: AuditLog) -> dict[str, Any]:
 
 def _separation_of_duties(reg: ModelRegistry, audit: AuditLog, v: VersionInfo, actor: str, reason: str) -> None:
     """Nobody approves a version they trained or proposed (policy ``separation_of_duties``)."""
-    from quality_platform.governance.policy import load_policy
-
-    if not load_policy(reg.paths).separation_of_duties.approver_not_trainer:
-        return
     roles = {r: v.tag(t) for r, t in (("trained", "trained_by"), ("proposed", "proposed_by")) if v.tag(t) == actor}
     if roles:
         raise _deny(reg, audit, "approve", v.version, actor, reason,
