@@ -30,12 +30,13 @@ def model_documentation(context: dg.AssetExecutionContext, platform: PlatformRes
     paths = platform.paths()
     version = str(_latest_meta(context.instance, "defect_model", "model_version"))
     reg = ModelRegistry(load_model_config(paths), paths)
-    doc = D.generate(paths, version, registry=reg, audit=audit_log(paths), warehouse=warehouse_path(warehouse))
-    audit_log(paths).append("model_docs", "system:dagster", actor_kind="system", subject=f"model:{reg.name}/{version}",
-                            outcome="ok", reason="model documentation generated after the release gate",
-                            refs={"model_version": version, "run_id": context.run.run_id,
-                                  "artifact_uri": doc.artifact_uri,
-                                  "sections": {k: s["sha256"] for k, s in doc.sections.items()}})
+    audit = audit_log(paths)
+    doc = D.generate(paths, version, registry=reg, audit=audit, warehouse=warehouse_path(warehouse))
+    section_hashes = {k: s["sha256"] for k, s in doc.sections.items()}
+    audit.append("model_docs", "system:dagster", actor_kind="system", subject=f"model:{reg.name}/{version}",
+                 outcome="ok", reason="model documentation generated after the release gate",
+                 refs={"model_version": version, "run_id": context.run.run_id, "artifact_uri": doc.artifact_uri,
+                       "sections": section_hashes})
     context.log.info(f"documentation of version {version}: {doc.artifact_uri}")
     md = doc.markdown
     return dg.MaterializeResult(metadata={
@@ -43,7 +44,7 @@ def model_documentation(context: dg.AssetExecutionContext, platform: PlatformRes
         "mlflow_artifact": dg.MetadataValue.url(doc.artifact_uri) if doc.artifact_uri.startswith(("http", "file:"))
         else dg.MetadataValue.path(doc.artifact_uri),
         "mlflow_run_id": reg.version(version).run_id, "mlflow_tracking_uri": reg.tracking_uri,
-        "sections": dg.MetadataValue.json({k: s["sha256"] for k, s in doc.sections.items()}),
+        "sections": dg.MetadataValue.json(section_hashes),
         "preview": dg.MetadataValue.md(md if len(md) <= PREVIEW_CHARS else md[:PREVIEW_CHARS] + "\n\n_(truncated; "
                                        f"full document: {doc.artifact_uri})_"),
     })

@@ -44,9 +44,15 @@ def _governed(args: argparse.Namespace, command: str, action: str, *, plant: str
     return paths, who, audit
 
 
-def _json_flag(p: argparse.ArgumentParser) -> None:
+def _command(group: Any, name: str, fn: Any, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command of ``group`` running ``fn``, with --json and --as."""
+    from quality_platform.cli import AS_HELP
+
+    p = group.add_parser(name, help=help_, description=description)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--as", dest="actor", help="act as this policy user (where the policy allows impersonation)")
+    p.add_argument("--as", dest="actor", help=AS_HELP)
+    p.set_defaults(fn=fn)
+    return p
 
 
 # --------------------------------------------------------------------------- qp audit verify
@@ -237,38 +243,30 @@ def cmd_docs_model(args: argparse.Namespace) -> int:
 
 def register(add: Any, sub: Any) -> None:
     """Add this area's sub-commands. `add(name, fn, help)` returns a parser that already has --json."""
-    audit = sub.add_parser("audit", help="the tamper-evident audit log (verify, export)")
-    asub = audit.add_subparsers(dest="audit_command", required=True)
-    v = asub.add_parser("verify", help="verify the hash chain: names edited, deleted, inserted or reordered records",
-                        description="Walk the audit log's hash chain; exit 1 when it does not verify.")
-    _json_flag(v)
-    v.set_defaults(fn=cmd_audit_verify)
-    e = asub.add_parser("export", help="the complete event record of a time window (JSON / JSONL) with its chain "
-                                       "anchor", description="Audit records with from <= ts_utc < to. " +
-                        "With --plant: " + EXPORT_SELECTION_RULE + ".")
+    def group(name: str, help_: str) -> Any:
+        return sub.add_parser(name, help=help_).add_subparsers(dest=f"{name}_command", required=True)
+
+    audit = group("audit", "the tamper-evident audit log (verify, export)")
+    _command(audit, "verify", cmd_audit_verify,
+             "verify the hash chain: names edited, deleted, inserted or reordered records",
+             "Walk the audit log's hash chain; exit 1 when it does not verify.")
+    e = _command(audit, "export", cmd_audit_export,
+                 "the complete event record of a time window (JSON / JSONL) with its chain anchor",
+                 "Audit records with from <= ts_utc < to. With --plant: " + EXPORT_SELECTION_RULE + ".")
     e.add_argument("--from", dest="date_from", required=True, help="window start (ISO date/time, UTC if naive)")
     e.add_argument("--to", dest="date_to", required=True, help="window end, exclusive")
     e.add_argument("--plant", help="only this plant's records and the platform-wide records that reference it")
     e.add_argument("--out", help="also write the records to this JSONL file")
-    _json_flag(e)
-    e.set_defaults(fn=cmd_audit_export)
 
-    report = sub.add_parser("report", help="operating reports")
-    rsub = report.add_subparsers(dest="report_command", required=True)
-    r = rsub.add_parser("review", help="operating review per plant and model (drift, incidents, overrides, "
-                                       "policy exceptions, retrains, compute, defect-rate trend)")
+    r = _command(group("report", "operating reports"), "review", cmd_report_review,
+                 "operating review per plant and model (drift, incidents, overrides, policy exceptions, retrains, "
+                 "compute, defect-rate trend)")
     r.add_argument("--period", choices=["week", "month"], default="week")
     r.add_argument("--end", help="last production day of the period (default: the last day with data)")
     r.add_argument("--plant", help="one plant (default: every plant the caller may see)")
     r.add_argument("--out", help="also write review_<period>_<end>.md/.json into this folder")
-    _json_flag(r)
-    r.set_defaults(fn=cmd_report_review)
 
-    docs = sub.add_parser("docs", help="generated documentation")
-    dsub = docs.add_subparsers(dest="docs_command", required=True)
-    m = dsub.add_parser("model", help="the documentation of a model version; sections whose evidence changed are "
-                                      "marked STALE")
+    m = _command(group("docs", "generated documentation"), "model", cmd_docs_model,
+                 "the documentation of a model version; sections whose evidence changed are marked STALE")
     m.add_argument("version")
     m.add_argument("--regenerate", action="store_true", help="regenerate from the current evidence and store it")
-    _json_flag(m)
-    m.set_defaults(fn=cmd_docs_model)

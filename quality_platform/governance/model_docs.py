@@ -43,7 +43,8 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ from pydantic import Field, model_validator
 
 from quality_platform.audit import AuditLog, _canonical_json, _normalise
 from quality_platform.config import _Model, load_yaml_model
+from quality_platform.governance.review import md_table as _md_table
+from quality_platform.governance.review import open_read_only
 from quality_platform.settings import Paths
 
 CARD_PATH = "docs/model_card.md"
@@ -137,22 +140,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _md_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    if not rows:
-        return "_(none)_"
-    cols = columns or list(dict.fromkeys(k for r in rows for k in r))
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        if isinstance(v, dict | list):
-            v = json.dumps(v, sort_keys=True)
-        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")
-
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
-                      *("| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows)])
-
-
 def _missing(what: str) -> str:
     return f"_Evidence missing: {what}._"
 
@@ -166,11 +153,18 @@ class Context:
     audit: AuditLog
     version: Any  # VersionInfo
     warehouse: Path | None = None
-    _artifacts: dict[str, str | None] | None = None
+    _artifacts: dict[str, str | None] = field(default_factory=dict)
+
+    @cached_property
+    def run(self) -> Any:
+        """The version's MLflow run (read once per document)."""
+        return self.registry.client.get_run(self.version.run_id)
+
+    @cached_property
+    def docs_config(self) -> ModelDocsConfig:
+        return load_docs_config(self.paths)
 
     def artifact(self, rel: str) -> str | None:
-        if self._artifacts is None:
-            self._artifacts = {}
         if rel not in self._artifacts:
             self._artifacts[rel] = self.registry.download_text(self.version.version, rel)
         return self._artifacts[rel]
@@ -190,10 +184,9 @@ class Context:
 
 def _identity(c: Context) -> dict[str, Any]:
     v = c.version
-    run = c.registry.client.get_run(v.run_id)
     return {"model": c.registry.name, "version": v.version, "mlflow_run_id": v.run_id,
             "registered_utc": dt.datetime.fromtimestamp(v.created_ms / 1000, dt.UTC).isoformat(timespec="seconds"),
-            "artifact_uri": run.info.artifact_uri,
+            "artifact_uri": c.run.info.artifact_uri,
             "lineage": {k: v.tag(k) for k in LINEAGE_TAGS if v.tag(k) is not None}}
 
 
@@ -207,7 +200,7 @@ def _identity_md(e: dict[str, Any]) -> str:
 def _purpose(c: Context) -> dict[str, Any]:
     from quality_platform.ml.config import load_model_config
 
-    cfg, docs = load_model_config(c.paths), load_docs_config(c.paths)
+    cfg, docs = load_model_config(c.paths), c.docs_config
     return {"model_name": cfg.model_name, "owner": cfg.owner, "intended_purpose": cfg.intended_purpose.strip(),
             "intended_users": [u.model_dump() for u in docs.intended_users],
             "out_of_scope_uses": list(docs.out_of_scope_uses),
@@ -244,11 +237,10 @@ def _training_data_md(e: dict[str, Any]) -> str:
 
 def _metrics(c: Context) -> dict[str, Any]:
     report = c.artifact_json("gate/report.json")
-    run = c.registry.client.get_run(c.version.run_id)
     return {"gate_report_artifact": "gate/report.json",
             "gate": None if report is None else {k: report.get(k) for k in
                                                  ("status", "champion_version", "metrics", "plant_metrics")},
-            "mlflow_metrics": {k: float(v) for k, v in sorted(run.data.metrics.items())}}
+            "mlflow_metrics": {k: float(v) for k, v in sorted(c.run.data.metrics.items())}}
 
 
 def _metrics_md(e: dict[str, Any]) -> str:
@@ -268,7 +260,6 @@ def _metrics_md(e: dict[str, Any]) -> str:
 
 
 def _drift_history(c: Context) -> list[dict[str, Any]]:
-    from quality_platform.governance.review import open_read_only
     from quality_platform.warehouse import table_exists
 
     if c.warehouse is None or not c.warehouse.exists():
@@ -347,7 +338,7 @@ def _monitoring_plan(c: Context) -> dict[str, Any]:
     from quality_platform.ml.config import load_monitoring_config
 
     mon = load_monitoring_config(c.paths)
-    owners = load_docs_config(c.paths).monitoring_owners
+    owners = c.docs_config.monitoring_owners
     checks = [{"check": k.to_user_string(), "description": spec.description or "",
                "owner_role": owners[k.name].role if k.name in owners else None,
                "owner_team": owners[k.name].team if k.name in owners else None}
@@ -506,7 +497,10 @@ def generate(paths: Paths, version: str, *, registry: Any = None, audit: AuditLo
              warehouse: Path | None = None) -> ModelDoc:
     """Collect the evidence of ``version``, render the document and store it with the version
     (MLflow artifacts ``docs/model_card.md`` + ``docs/evidence.json``, tags ``qp.docs_*``)."""
-    ctx = _context(paths, version, registry, audit, warehouse)
+    return _generate(_context(paths, version, registry, audit, warehouse))
+
+
+def _generate(ctx: Context) -> ModelDoc:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     sections = {}
     for key, s in collect(ctx).items():
@@ -526,14 +520,17 @@ def generate(paths: Paths, version: str, *, registry: Any = None, audit: AuditLo
 
 def artifact_uri(ctx: Context) -> str:
     """Where the stored Markdown of the version lives (MLflow artifact URI of ``docs/model_card.md``)."""
-    return f"{ctx.registry.client.get_run(ctx.version.run_id).info.artifact_uri}/{CARD_PATH}"
+    return f"{ctx.run.info.artifact_uri}/{CARD_PATH}"
 
 
 def check(paths: Paths, version: str, *, registry: Any = None, audit: AuditLog | None = None,
           warehouse: Path | None = None) -> ModelDoc | None:
     """The stored document of ``version`` with every section whose evidence changed since generation
     marked STALE (evidence recomputed now); None when the version has no document yet."""
-    ctx = _context(paths, version, registry, audit, warehouse)
+    return _check(_context(paths, version, registry, audit, warehouse))
+
+
+def _check(ctx: Context) -> ModelDoc | None:
     stored = ctx.registry.download_text(ctx.version.version, EVIDENCE_PATH)
     if stored is None:
         return None
@@ -563,8 +560,9 @@ def document(paths: Paths, version: str, *, regenerate: bool = False, registry: 
              audit: AuditLog | None = None) -> ModelDoc:
     """The document of ``version``: regenerated (``regenerate`` or none stored yet) or the stored one
     checked for staleness."""
+    ctx = _context(paths, version, registry, audit)
     if not regenerate:
-        doc = check(paths, version, registry=registry, audit=audit)
+        doc = _check(ctx)
         if doc is not None:
             return doc
-    return generate(paths, version, registry=registry, audit=audit)
+    return _generate(ctx)

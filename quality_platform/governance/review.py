@@ -231,42 +231,32 @@ def _defect_trend(con: Any, plants: list[str], w: Window) -> pd.DataFrame:
               [DEFECT_KPI, w.start, w.end, *plants])
 
 
-def _compute_seconds(instance: Any, plant: str, w: Window) -> tuple[float, int]:
-    """Seconds of finished score/monitor runs of ``plant`` attributed to the period (a run over
+def _compute_seconds(instance: Any, w: Window) -> dict[str, tuple[float, int]]:
+    """Per plant: seconds of finished score/monitor runs attributed to the period (a run over
     ``n`` days of which ``k`` fall into the period counts ``k/n`` of its duration), and how many
-    runs contributed."""
+    runs contributed. The instance's run records are read once for every plant."""
     import dagster as dg
 
     from quality_platform.partitions import split_key
     from quality_platform.sensors import RANGE_END, RANGE_START
 
+    out: dict[str, tuple[float, int]] = {}
     if instance is None:
-        return 0.0, 0
-    total, n = 0.0, 0
+        return out
     for job in RUN_JOBS:
         for rec in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS])):
             tags = rec.dagster_run.tags
             if RANGE_START not in tags or rec.start_time is None or rec.end_time is None:
                 continue
-            p, first = split_key(tags[RANGE_START])
+            plant, first = split_key(tags[RANGE_START])
             last = split_key(tags.get(RANGE_END, tags[RANGE_START]))[1]
-            if p != plant:
-                continue
             span = (last - first).days + 1
             inside = (min(last, w.end) - max(first, w.start)).days + 1
             if inside <= 0:
                 continue
-            total += (rec.end_time - rec.start_time) * inside / span
-            n += 1
-    return total, n
-
-
-def _incidents_frame(paths: Paths) -> tuple[pd.DataFrame | None, str | None]:
-    try:
-        from quality_platform.governance.incidents import incidents_frame
-    except ImportError as exc:  # the incident workflow is optional for the review
-        return None, f"incident workflow not available ({exc})"
-    return incidents_frame(paths), None
+            total, n = out.get(plant, (0.0, 0))
+            out[plant] = (total + (rec.end_time - rec.start_time) * inside / span, n + 1)
+    return out
 
 
 # --------------------------------------------------------------------------- the review
@@ -289,6 +279,7 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
     production day (default: the last day with unified KPIs); ``instance``: the Dagster instance
     whose runs give the compute time (None = not measured)."""
     from quality_platform.config import load_plants
+    from quality_platform.governance.incidents import incidents_frame
     from quality_platform.ml.config import load_model_config
     from quality_platform.overrides import overrides_frame
 
@@ -312,6 +303,7 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
         sensor_audit = [r for r in audit.records(action="incident") if r.actor == "system:monitoring"]
         per_plant: dict[str, Any] = {}
         models: dict[str, dict[str, Any]] = {}
+        compute = _compute_seconds(instance, w)
 
         def mrow(version: str) -> dict[str, Any]:
             return models.setdefault(str(version), {"model": model, "version": str(version), "predictions": 0,
@@ -320,6 +312,7 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
 
         for plant in plants:
             pdays = _plant_days(con, plant)
+            pdays_set = set(pdays)
             preds = _predictions(con, plant, w)
             ov = overrides_frame(paths, plant=plant)
             ov = ov[ov["unit_id"].astype(str).isin(set(preds["unit_id"].astype(str)))] if len(preds) else ov.iloc[0:0]
@@ -328,12 +321,12 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
             dq = (_quarantine_incidents(con, plant, w, pdays)
                   + _sensor_incidents(con, plant, w, pdays, [r for r in sensor_audit if r.plant == plant]))
             resolved = [e["days_to_resolution"] for e in dq if e["days_to_resolution"] is not None]
-            seconds, runs = _compute_seconds(instance, plant, w)
+            seconds, runs = compute.get(plant, (0.0, 0))
             n_pred = len(preds)
             kinds = drift.groupby("kind")["findings"].sum().to_dict() if len(drift) else {}
             alarm_days = drift[drift["kind"] == "process_drift"]["plant_days"].sum() if len(drift) else 0
             per_plant[plant] = {
-                "production_days": [str(d) for d in w.days() if d in set(pdays)],
+                "production_days": [str(d) for d in w.days() if d in pdays_set],
                 "predictions": n_pred,
                 "drift_alarms": int(kinds.get("process_drift", 0)), "drift_alarm_plant_days": int(alarm_days),
                 "prediction_drift_findings": int(kinds.get("prediction_drift", 0)),
@@ -377,22 +370,18 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
     freezes = [{**_rec(r), "incident_id": r.refs.get("incident_id"), "severity": r.refs.get("severity")}
                for r in events if r.action == "incident" and r.refs.get("frozen") and (r.reason or "").startswith("opened")
                and (r.plant is None or r.plant in visible)]
-    frame, why = _incidents_frame(paths)
+    frame = incidents_frame(paths)
+    lo, hi = pd.Timestamp(w.events_from), pd.Timestamp(w.events_until)
     incidents: list[dict[str, Any]] = []
-    if frame is None:
-        notes.append(str(why))
-    else:
-        lo, hi = pd.Timestamp(w.events_from), pd.Timestamp(w.events_until)
-        sel = frame[(frame["opened_utc"] >= lo) & (frame["opened_utc"] < hi)
-                    & (frame["plant"].isna() | frame["plant"].isin(visible))]
-        for r in sel.itertuples():
-            hours = ((r.closed_utc - r.opened_utc).total_seconds() / 3600) if pd.notna(r.closed_utc) else None
-            incidents.append({"id": int(r.id), "severity": r.severity, "status": r.status,
-                              "plant": r.plant if isinstance(r.plant, str) else None, "model": r.model,
-                              "summary": r.summary, "opened_utc": utc_text(r.opened_utc),
-                              "closed_utc": utc_text(r.closed_utc) if pd.notna(r.closed_utc) else None,
-                              "hours_to_resolution": round(hours, 2) if hours is not None else None,
-                              "frozen_now": bool(r.frozen)})
+    for r in frame[(frame["opened_utc"] >= lo) & (frame["opened_utc"] < hi)
+                   & (frame["plant"].isna() | frame["plant"].isin(visible))].itertuples():
+        hours = ((r.closed_utc - r.opened_utc).total_seconds() / 3600) if pd.notna(r.closed_utc) else None
+        incidents.append({"id": int(r.id), "severity": r.severity, "status": r.status,
+                          "plant": r.plant if isinstance(r.plant, str) else None, "model": r.model,
+                          "summary": r.summary, "opened_utc": utc_text(r.opened_utc),
+                          "closed_utc": utc_text(r.closed_utc) if pd.notna(r.closed_utc) else None,
+                          "hours_to_resolution": round(hours, 2) if hours is not None else None,
+                          "frozen_now": bool(r.frozen)})
     if not events:
         span = audit.records(limit=1)
         if span:
@@ -442,18 +431,19 @@ def _count(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
 # --------------------------------------------------------------------------- Markdown
 
 
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+def md_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """A Markdown table of ``rows`` (``columns``: default every key in first-seen order); floats to
+    4 significant digits, lists and dicts as sorted JSON, ``|`` escaped; ``_(none)_`` when empty."""
     if not rows:
         return "_(none)_"
+    cols = columns or list(dict.fromkeys(k for r in rows for k in r))
 
     def cell(v: Any) -> str:
-        if v is None:
-            return ""
         if isinstance(v, float):
             return f"{v:.4g}"
-        if isinstance(v, list | dict):
-            return json.dumps(v)
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        if isinstance(v, dict | list):
+            v = json.dumps(v, sort_keys=True)
+        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")
 
     return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
                       *("| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows)])
@@ -471,32 +461,32 @@ def review_markdown(rv: dict[str, Any]) -> str:
         f"{rv['windows']['production_days'][1]}; events (UTC) {rv['windows']['events_utc'][0]} .. "
         f"{rv['windows']['events_utc'][1]} (end exclusive).", "",
         "## Per plant", "",
-        _table(summary, ["plant", "predictions", "drift_alarms", "drift_alarm_plant_days", "sensor_faults",
-                         "data_quality_incidents", "data_quality_resolved", "mean_days_to_resolution", "overrides",
-                         "override_rate", "retrains", "compute_seconds", "compute_seconds_per_1000_predictions"]), "",
+        md_table(summary, ["plant", "predictions", "drift_alarms", "drift_alarm_plant_days", "sensor_faults",
+                           "data_quality_incidents", "data_quality_resolved", "mean_days_to_resolution", "overrides",
+                           "override_rate", "retrains", "compute_seconds", "compute_seconds_per_1000_predictions"]), "",
         "## Per model version", "",
-        _table(rv["per_model"], ["model", "version", "plants", "predictions", "overrides", "override_rate",
-                                 "drift_alarms", "sensor_faults", "prediction_drift", "registers", "gates", "approves",
-                                 "rejects", "promotes", "rollbacks"]), "",
+        md_table(rv["per_model"], ["model", "version", "plants", "predictions", "overrides", "override_rate",
+                                   "drift_alarms", "sensor_faults", "prediction_drift", "registers", "gates",
+                                   "approves", "rejects", "promotes", "rollbacks"]), "",
         "## Data-quality incidents and time to resolution", "",
         "A quarantine rule or sensor fault is resolved on the first later production day without it.", "",
-        _table(dq, ["plant", "source", "what", "machines", "first_day", "last_day", "days", "resolved",
-                    "days_to_resolution", "items", "audit_seqs"]), "",
+        md_table(dq, ["plant", "source", "what", "machines", "first_day", "last_day", "days", "resolved",
+                      "days_to_resolution", "items", "audit_seqs"]), "",
         "## Incidents (incident workflow)", "",
-        _table(rv["incidents"], ["id", "severity", "status", "plant", "model", "opened_utc", "closed_utc",
-                                 "hours_to_resolution", "summary"]), "",
+        md_table(rv["incidents"], ["id", "severity", "status", "plant", "model", "opened_utc", "closed_utc",
+                                   "hours_to_resolution", "summary"]), "",
         f"## Retrains and promotions: {rv['retrains']} retrain(s), {rv['promotions']} promotion(s), "
         f"{rv['rollbacks']} rollback(s)", "",
-        _table(rv["lifecycle_events"], ["seq", "ts_utc", "action", "actor", "subject", "outcome", "reason"]), "",
+        md_table(rv["lifecycle_events"], ["seq", "ts_utc", "action", "actor", "subject", "outcome", "reason"]), "",
         f"## Policy exceptions: {pe['denied']} denied action(s), {pe['freezes']} freeze(s)", "",
-        _table([{"action": k, "denied": v} for k, v in pe["denied_by_action"].items()], ["action", "denied"]), "",
-        _table(pe["denied_records"], ["seq", "ts_utc", "action", "actor", "subject", "plant", "reason"]), "",
-        _table(pe["freeze_records"], ["seq", "ts_utc", "incident_id", "severity", "actor", "plant", "reason"]), "",
+        md_table([{"action": k, "denied": v} for k, v in pe["denied_by_action"].items()], ["action", "denied"]), "",
+        md_table(pe["denied_records"], ["seq", "ts_utc", "action", "actor", "subject", "plant", "reason"]), "",
+        md_table(pe["freeze_records"], ["seq", "ts_utc", "incident_id", "severity", "actor", "plant", "reason"]), "",
         "## Unified defect-rate trend (kpi.kpi_daily, defect_rate, whole plant)", "",
-        _table(rv["defect_rate_trend"]["daily"], ["plant", "date", "defect_rate", "defective", "inspected"]), "",
+        md_table(rv["defect_rate_trend"]["daily"], ["plant", "date", "defect_rate", "defective", "inspected"]), "",
         "Per week (Monday start):", "",
-        _table(rv["defect_rate_trend"]["weekly"], ["plant", "week_from", "days", "defect_rate", "defective",
-                                                    "inspected"]),
+        md_table(rv["defect_rate_trend"]["weekly"], ["plant", "week_from", "days", "defect_rate", "defective",
+                                                      "inspected"]),
     ]
     if rv["notes"]:
         lines += ["", "## Notes", "", *(f"- {n}" for n in rv["notes"])]
