@@ -19,7 +19,8 @@ import pandas as pd
 from quality_platform.settings import get_paths
 
 AS_HELP = ("act as this policy user (only where data/governance/policy.yaml allows impersonation; audited); "
-           "default: QP_USER, else the OS account mapped in the policy")
+           "default: the OS account mapped in the policy (under sudo to a service account: the calling account; "
+           "automation on a service account: QP_USER)")
 
 
 class CliError(Exception):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from quality_platform.config import ConfigError, _Model, load_yaml_model
+from quality_platform.config import _Model, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
 if TYPE_CHECKING:
@@ -164,8 +164,6 @@ class Principal:
     def sees_plant(self, plant: str | None) -> bool:
         return self.plants is None or plant is None or plant in self.plants
 
-    def as_refs(self) -> dict[str, Any]:
-        return {"user": self.name, "role": self.role, "via": self.via, "os_account": self.os_account}
 
 
 def is_system_actor(actor: str) -> bool:
@@ -298,12 +296,3 @@ def column_mask(policy: Policy, role: str, schema: str, table: str, column: str)
                 and any(fnmatch.fnmatchcase(f"{schema}.{table}", t) for t in m.tables)):
             return m.mask
     return None
-
-
-def check_known_plants(policy: Policy, plants: set[str], path: Path | None = None) -> None:
-    """Every plant a user names must be a configured plant (raises ConfigError naming the user)."""
-    for name, user in policy.users.items():
-        unknown = [p for p in user.plants if p != ALL_PLANTS and p not in plants]
-        if unknown:
-            raise ConfigError(f"{path or policy_path()}: field 'users.{name}.plants': unknown plant(s) {unknown}; "
-                              f"configured: {sorted(plants)}")
