@@ -101,12 +101,12 @@ def evaluate_retrain(context: dg.SensorEvaluationContext, platform: PlatformReso
     if not triggers:
         return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason("no new failing drift/performance check"))
     refs = triggers[0]
+    reg = ModelRegistry(load_model_config(paths), paths)
     try:  # an open incident freezes the model: one audited refusal per new failing check record
-        assert_not_frozen("retrain", ACTOR, audit, paths, subject="model:defect_model",
+        assert_not_frozen("retrain", ACTOR, audit, paths, subject=f"model:{reg.name}", model=reg.name,
                           refs={**refs, "also": triggers[1:]})
     except FrozenError as exc:
         return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason(str(exc)))
-    reg = ModelRegistry(load_model_config(paths), paths)
     active = context.instance.get_run_records(dg.RunsFilter(job_name=TRAIN_JOB, statuses=[
         dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
         dg.DagsterRunStatus.NOT_STARTED]))

@@ -184,8 +184,10 @@ def model_card(version_hint: str, cfg: Any, sheet: dict[str, Any], metrics: dict
 def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) -> dg.MaterializeResult:
     paths = platform.paths()
     cfg = load_model_config(paths)
+    audit = audit_log(paths)
+    actor = context.run.tags.get("qp/actor") or "system:dagster"  # `qp train` records its caller
     try:  # an open incident freezes the model: no training, whoever launched it (UI, CLI, sensor, schedule)
-        assert_not_frozen("train", context.run.tags.get("qp/actor") or "system:dagster", audit_log(paths), paths,
+        assert_not_frozen("train", actor, audit, paths, model=cfg.mlflow.registered_model,
                           subject=f"model:{cfg.mlflow.registered_model}",
                           refs={"run_id": context.run.run_id, "trigger": context.run.tags.get("trigger", "manual")})
     except FrozenError as exc:
@@ -205,7 +207,7 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
             "code_version": CODE_VERSIONS["ml"], "git_commit": git_commit(), "dagster_run_id": run_id,
             "feature_spec": json.dumps(spec.as_dict()), "threshold": f"{trained.threshold:.6f}",
             "params": json.dumps(params, sort_keys=True), "label": cfg.label,
-            "feature_set_version": str(spec.feature_set_version), "trained_by": context.run.tags.get("qp/actor", "system:dagster"),
+            "feature_set_version": str(spec.feature_set_version), "trained_by": actor,
             "trigger": context.run.tags.get("trigger", "manual"),
             "pseudonym_key_id": ",".join(snap.datasheet.get("pseudonym_key_ids", [])),
             **({"retrain_key": context.run.tags["qp/retrain_key"], "trigger_check": context.run.tags.get("qp/check", "")}
@@ -224,7 +226,6 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
     info = reg.log_and_register(trained.model, spec, params={**params, "threshold": trained.threshold},
                                 metrics={**trained.metrics, "train_seconds": trained.seconds},
                                 tags=tags, artifacts=artifacts, run_name=f"defect_model {data_hash[:12]}")
-    audit = audit_log(paths)
     L.register_challenger(reg, audit, info.version, run_id)
     audit.append("register", "system:dagster", actor_kind="system", subject=L.subject(reg, info.version),
                             reason="trained on the latest training snapshot",

@@ -11,13 +11,11 @@ import datetime as dt
 import time
 from typing import Any
 
-AS_HELP = "act as this policy user (only where data/governance/policy.yaml allows impersonation; audited)"
 
-
-def _who(args: argparse.Namespace, command: str) -> Any:
+def _who(args: argparse.Namespace, command: str, **kw: Any) -> Any:
     from quality_platform.governance.policy import resolve_principal
 
-    return resolve_principal(getattr(args, "actor", None), command=command)
+    return resolve_principal(getattr(args, "actor", None), command=command, **kw)
 
 
 def _day(text: str | None, name: str) -> dt.date | None:
@@ -82,13 +80,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from quality_platform.settings import get_paths
 
     paths = get_paths()
-    who = _who(args, "incident report")
+    policy, audit = load_policy(paths), AuditLog(audit_db_path(paths.data_dir))
+    who = _who(args, "incident report", policy=policy, audit=audit, paths=paths)
     # the report is the event record of a window: the same right as `qp audit export`
-    authorize(load_policy(paths), who, "audit_export", AuditLog(audit_db_path(paths.data_dir)),
-              subject=f"incident:{args.id}", reason="incident report")
+    authorize(policy, who, "audit_export", audit, subject=f"incident:{args.id}", reason="incident report")
     t0 = time.perf_counter()
     try:
-        report = I.incident_report(args.id, out_dir=Path(args.out) if args.out else None)
+        report = I.incident_report(args.id, paths, out_dir=Path(args.out) if args.out else None)
     except I.IncidentError as exc:
         raise CliError(str(exc)) from exc
     report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -111,6 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def register(add: Any, sub: Any) -> None:
     """`qp incident open|report|close|list` (each with --json)."""
+    from quality_platform.cli import AS_HELP
     from quality_platform.governance.incidents import load_incident_config
 
     try:

@@ -39,6 +39,7 @@ from pydantic import Field, field_validator
 
 from quality_platform.audit import (
     AuditLog,
+    AuditRecord,
     audit_db_path,
     now_text,
     sqlite_connect,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     import dagster as dg
 
 ACTION = "incident"
-DEFAULT_MODEL = "defect_model"
 FRAME_COLUMNS: tuple[str, ...] = ("id", "severity", "status", "plant", "model", "summary", "opened_by", "opened_utc",
                                   "closed_by", "closed_utc", "resolution", "deadline_utc", "safe_state", "frozen")
 
@@ -358,7 +358,7 @@ def default_data_window(paths: Paths, plant: str | None, days: int, today: dt.da
 
 
 def open_incident(who: Principal | str, severity: str, summary: str, *, plant: str | None = None,
-                  model: str = DEFAULT_MODEL, safe_state: bool | None = None, paths: Paths | None = None,
+                  model: str | None = None, safe_state: bool | None = None, paths: Paths | None = None,
                   audit: AuditLog | None = None, policy: Policy | None = None,
                   instance: dg.DagsterInstance | None = None, data_from: dt.date | None = None,
                   data_to: dt.date | None = None, evidence: bool = True) -> Incident:
@@ -369,6 +369,10 @@ def open_incident(who: Principal | str, severity: str, summary: str, *, plant: s
     :func:`default_data_window`; audit records and runs of the last ``evidence.window_days`` days
     are preserved. Raises :class:`IncidentError` for bad input and ``PolicyError`` when refused."""
     paths = paths or get_paths()
+    if model is None:  # the registered model of this installation (the one the freeze checks name)
+        from quality_platform.ml.config import load_model_config
+
+        model = load_model_config(paths).mlflow.registered_model
     audit = audit or AuditLog(audit_db_path(paths.data_dir))
     cfg = load_incident_config(paths)
     if severity not in cfg.severities:
@@ -728,16 +732,19 @@ def _audit_row(r: Any) -> dict[str, Any]:
             "subject": r.subject, "plant": r.plant, "reason": r.reason, "refs": r.refs}
 
 
-def _versions_from_audit(audit: AuditLog, model: str, versions: list[str]) -> list[dict[str, Any]]:
-    """Lineage, gate, approval and champion periods of ``versions`` from the audit log (the record of
-    every lifecycle decision; no MLflow round trip, so the report stays fast)."""
+def _versions_from_audit(lifecycle: list[AuditRecord], model: str, versions: list[str]) -> list[dict[str, Any]]:
+    """Lineage, gate, approval and champion periods of ``versions`` from the model's lifecycle
+    records of the audit log (the record of every lifecycle decision; no MLflow round trip, so the
+    report stays fast)."""
+    by_subject: dict[str | None, list[AuditRecord]] = {}
+    for r in lifecycle:
+        by_subject.setdefault(r.subject, []).append(r)
     out = []
     for v in versions:
-        recs = audit.records(subject=f"model:{model}/{v}")
         info: dict[str, Any] = {"version": v, "gate": None, "approval": "pending", "approved_by": None,
                                 "data_hash": None, "dagster_run_id": None, "trained_plants": [], "champion_since": [],
                                 "rolled_back": []}
-        for r in recs:
+        for r in by_subject.get(f"model:{model}/{v}", []):
             if r.outcome not in ("ok", "failed"):
                 continue
             if r.action == "register":
@@ -780,6 +787,7 @@ def incident_report(incident_id: int | str, paths: Paths | None = None, out_dir:
     versions = sorted({str(v) for row in wh["model_versions_used"] for v in (row.get("model_version"),
                        row.get("champion_version"), row.get("challenger_version")) if v and str(v).isdigit()}, key=int)
     subjects = {f"model:{inc.model}/{v}" for v in versions}
+    # one read of the model's lifecycle records (also every action _versions_from_audit reads)
     lifecycle = audit.records(action=["approve", "reject", "promote", "rollback", "gate", "register", "canary"],
                               subject_prefix=f"model:{inc.model}")
     approvals = [_audit_row(r) for r in lifecycle if r.action in ("approve", "reject") and
@@ -797,7 +805,7 @@ def incident_report(incident_id: int | str, paths: Paths | None = None, out_dir:
     timeline = [_audit_row(r) for r in audit.records(subject=inc.subject)]
     dq_incidents = [_audit_row(r) for r in in_window if r.action == "incident" and r.subject != inc.subject
                     and r.actor.startswith("system:")]
-    reg_info = _versions_from_audit(audit, inc.model, versions)
+    reg_info = _versions_from_audit(lifecycle, inc.model, versions)
     rules = sorted({str(row["model_version"]) for row in wh["model_versions_used"]
                     if str(row.get("model_version", "")).startswith("rules:")})
     left = inc.time_left_hours(now)

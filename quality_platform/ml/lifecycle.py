@@ -76,7 +76,7 @@ def _guard(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None
         if freeze:
             from quality_platform.governance.incidents import assert_not_frozen
 
-            assert_not_frozen(action, actor, audit, reg.paths, subject=subj)
+            assert_not_frozen(action, actor, audit, reg.paths, subject=subj, model=reg.name)
     except PolicyError as exc:
         raise LifecycleError(str(exc)) from exc
 
