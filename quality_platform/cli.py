@@ -938,8 +938,9 @@ def main(argv: list[str] | None = None) -> int:
         from quality_platform.config import ConfigError
         from quality_platform.governance.policy import PolicyError
         from quality_platform.privacy import MissingKeyError
+        from quality_platform.warehouse import WarehouseBusyError
 
-        if isinstance(exc, ConfigError | MissingKeyError | PolicyError):
+        if isinstance(exc, ConfigError | MissingKeyError | PolicyError | WarehouseBusyError):
             print(json.dumps({"error": str(exc)}) if getattr(args, "json", False) else f"qp: error: {exc}",
                   file=sys.stdout if getattr(args, "json", False) else sys.stderr)
             return 2

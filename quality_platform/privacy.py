@@ -10,6 +10,8 @@ Key rotation and re-identification (both policy-governed and audited) live in
 :mod:`quality_platform.governance.privacy_ops`; this module only holds the key handling they share:
 the new key of a rotation comes from ``QP_PSEUDONYM_KEY_NEW``, and a key file that was rotated is
 kept beside it as ``<file>.retired-<key id>`` (mode 0600) so old pseudonyms stay re-identifiable.
+It also says which raw columns hold personal data (:func:`raw_personal_columns`), for those
+operations and for the governed query session, which shows them as pseudonyms.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -38,10 +42,9 @@ class MissingKeyError(RuntimeError):
 def load_key() -> bytes:
     """The pseudonymisation key from the environment (``QP_PSEUDONYM_KEY`` or ``..._FILE``)."""
     value = os.environ.get(KEY_ENV)
-    if not value:
-        key_file = os.environ.get(KEY_FILE_ENV)
-        if key_file and Path(key_file).is_file():
-            value = Path(key_file).read_text(encoding="utf-8").strip()
+    path = key_file()
+    if path is not None and path.is_file():
+        value = path.read_text(encoding="utf-8").strip()
     if not value:
         raise MissingKeyError(
             "No pseudonymisation key: set QP_PSEUDONYM_KEY (or QP_PSEUDONYM_KEY_FILE to a file "
@@ -114,6 +117,24 @@ def pseudonymise(values: pd.Series, key: bytes) -> pd.Series:
     uniques = values.dropna().unique()
     mapping = {v: pseudonym(str(v), key) for v in uniques if str(v) != ""}
     return values.map(mapping).astype("string")
+
+
+def raw_personal_columns(con: Any, personal_data: Mapping[str, Sequence[str]], *,
+                         catalog: str | None = None) -> dict[str, list[str]]:
+    """Raw table -> its personal columns, for every raw table ``<plant>__<stream>`` of a plant in
+    ``personal_data`` (plant id -> the columns its config declares as ``personal_data``,
+    data/plants/*.yaml): the declared columns the table has, in declared order ([] when none).
+
+    ``con`` is a DuckDB connection to the warehouse, or one where it is attached as ``catalog``."""
+    rows = con.execute("SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name = "
+                       "coalesce(?, current_database()) AND schema_name = 'raw' GROUP BY 1 ORDER BY 1",
+                       [catalog]).fetchall()
+    out = {}
+    for table, cols in rows:
+        plant = table.split("__", 1)[0]
+        if "__" in table and plant in personal_data:
+            out[table] = [c for c in personal_data[plant] if c in cols]
+    return out
 
 
 def create_dev_key(path: Path) -> bool:

@@ -20,13 +20,27 @@ import pyarrow as pa
 WAREHOUSE_POOL = "duckdb_warehouse"
 
 
+class WarehouseBusyError(RuntimeError):
+    """The warehouse file is held by another process (DuckDB allows one writing process, and no
+    reader in another process while it writes)."""
+
+
 @contextlib.contextmanager
 def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse file for the duration of a ``with`` block."""
+    """Open the warehouse file for the duration of a ``with`` block. Raises
+    :class:`WarehouseBusyError` with a clear message when another process holds it."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        if isinstance(exc, duckdb.IOException) and "lock" not in str(exc).lower():
+            raise  # e.g. a read-only open of a file that does not exist
+        raise WarehouseBusyError(
+            f"the warehouse {path} cannot be opened{' read-only' if read_only else ''}: it is in use by another "
+            f"process ({str(exc).splitlines()[0]}). DuckDB allows one writing process: retry when its run has "
+            "finished (or stop the Dagster daemon / `dagster dev`)") from exc
     try:
         yield con
     finally:

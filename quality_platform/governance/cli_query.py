@@ -11,10 +11,12 @@ FORMATS = ("table", "csv", "json")
 
 def register(add: Any, sub: Any) -> None:
     """Add this area's sub-commands. `add(name, fn, help)` returns a parser that already has --json."""
+    from quality_platform.cli import AS_HELP
+
     q = add("query", cmd_query, "run one SELECT in a governed DuckDB session as a policy user: only the tables "
                                 "the policy allows, row filters and column masks applied, audited")
     q.add_argument("sql", nargs="?", help="one SELECT statement (tables as schema.table, e.g. kpi.kpi_daily)")
-    q.add_argument("--as", dest="actor", help="act as this policy user (where the policy allows impersonation)")
+    q.add_argument("--as", dest="actor", help=AS_HELP)
     q.add_argument("--format", choices=FORMATS, default="table", help="output format (--json = json + metadata)")
     q.add_argument("--limit", type=int, default=1000, help="rows shown (default 1000; the total count is reported)")
     q.add_argument("--tables", action="store_true", help="list the tables you may query (filters and masks)")

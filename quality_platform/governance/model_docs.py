@@ -53,8 +53,8 @@ from pydantic import Field, model_validator
 from quality_platform.audit import AuditLog, _canonical_json, _normalise
 from quality_platform.config import _Model, load_yaml_model
 from quality_platform.governance.review import md_table as _md_table
-from quality_platform.governance.review import open_read_only
 from quality_platform.settings import Paths
+from quality_platform.warehouse import connect, table_exists
 
 CARD_PATH = "docs/model_card.md"
 EVIDENCE_PATH = "docs/evidence.json"
@@ -260,11 +260,10 @@ def _metrics_md(e: dict[str, Any]) -> str:
 
 
 def _drift_history(c: Context) -> list[dict[str, Any]]:
-    from quality_platform.warehouse import table_exists
 
     if c.warehouse is None or not c.warehouse.exists():
         return []
-    with open_read_only(c.warehouse, DocsError) as con:
+    with connect(c.warehouse, read_only=True) as con:
         if not table_exists(con, "ml", "drift_findings"):
             return []
         rows = con.execute("""

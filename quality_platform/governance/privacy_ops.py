@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,11 +67,12 @@ from quality_platform.privacy import (
     load_key,
     load_new_key,
     pseudonym,
+    raw_personal_columns,
     retired_key_path,
     retired_keys,
 )
 from quality_platform.settings import Paths, get_paths
-from quality_platform.warehouse import table_exists
+from quality_platform.warehouse import WarehouseBusyError, connect
 
 RAW_SCHEMA = "raw"
 STREAMS = ("readings", "units", "inspections")
@@ -89,43 +89,20 @@ class PrivacyOpError(RuntimeError):
     """A re-identification or rotation that cannot be done (the message says why; nothing changed)."""
 
 
-class WarehouseLockedError(PrivacyOpError):
-    """Another process holds the DuckDB warehouse."""
-
-
 # --------------------------------------------------------------------------- raw ids
 
 
-@contextlib.contextmanager
-def _open(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+def _open(path: Path, read_only: bool) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """The warehouse (``WarehouseBusyError`` from warehouse.connect while another process holds it)."""
     if not path.exists():
         raise PrivacyOpError(f"no warehouse at {path}: nothing is pseudonymised yet")
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise WarehouseLockedError(
-                f"the warehouse {path} is in use by another process ({exc}). DuckDB allows one writing "
-                "process: stop the Dagster daemon / `dagster dev` and running jobs, then retry") from exc
-        raise
-    try:
-        yield con
-    finally:
-        con.close()
+    return connect(path, read_only=read_only)
 
 
 def personal_columns(con: duckdb.DuckDBPyConnection, plant: PlantConfig) -> list[tuple[str, str]]:
     """(raw table, column) of the plant's declared ``personal_data`` columns present in its raw tables."""
-    out = []
-    for stream in STREAMS:
-        table = f"{plant.plant_id}__{stream}"
-        if not table_exists(con, RAW_SCHEMA, table):
-            continue
-        cols = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [RAW_SCHEMA, table]).fetchall()}
-        out += [(table, c) for c in plant.personal_data if c in cols]
-    return out
+    found = raw_personal_columns(con, {plant.plant_id: plant.personal_data})
+    return [(table, c) for table in (f"{plant.plant_id}__{s}" for s in STREAMS) for c in found.get(table, [])]
 
 
 def raw_personal_values(con: duckdb.DuckDBPyConnection, plant: PlantConfig) -> dict[tuple[str, str], list[str]]:
@@ -179,14 +156,15 @@ def reidentify(who: Principal, pseudonym_value: str, *, plant: str | None = None
     subject = f"pseudonym:{value}"
     authorize(policy, who, "reidentify", audit, subject=subject, plant=plant, reason=reason)
     searched = [p for p in sorted(plants) if (plant is None or p == plant) and who.sees_plant(p)]
-    keys = {key_id(k): ("current", k) for k in [load_key()]}
+    current = load_key()
+    keys = {key_id(current): ("current", current)}
     for kid, k in retired_keys().items():
         keys.setdefault(kid, ("retired", k))
     result = Reidentification(value, searched, None, None)
     try:
         with _open(paths.warehouse_path, read_only=True) as con:
             values = {p: raw_personal_values(con, plants[p]) for p in searched}
-    except PrivacyOpError as exc:
+    except (PrivacyOpError, WarehouseBusyError) as exc:
         audit.append("reidentify", who.name, subject=subject, plant=plant, reason=reason, outcome="failed",
                      refs={"pseudonym": value, "plants_searched": searched, "error": str(exc)})
         raise

@@ -22,9 +22,9 @@ How a governed session is built (:class:`GovernedSession`):
      (unless its stream's raw table has no personal column) and its ``value`` treated like a
      personal column when it comes from one. The raw id never leaves the session (only
      ``qp reidentify`` returns it, audited).
-3. ``governance.*`` tables, loaded into memory (only those the role may read; same row filter):
-   ``audit_log`` (refs as JSON text), ``alerts``, ``model_versions`` (MLflow registry) and
-   ``incidents`` (when :mod:`quality_platform.governance.incidents` provides ``incidents_frame``).
+3. ``governance.*`` tables, loaded into memory (only those the role may read, each when a query
+   first names it or :meth:`~GovernedSession.tables` lists them; same row filter): ``audit_log``
+   (refs as JSON text), ``alerts``, ``model_versions`` (MLflow registry) and ``incidents``.
 4. Lock-down: ``enable_external_access=false`` (no file, network or ATTACH), no extension install
    or autoload, no community extensions, no Python replacement scans, and
    ``lock_configuration=true`` (no setting can be changed afterwards).
@@ -47,7 +47,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,12 +83,12 @@ DENIED_FUNCTIONS: frozenset[str] = frozenset({
     "current_database", "current_catalog", "current_schema", "current_schemas", "load_extension",
     "install_extension", "test_all_types", "test_vector_types",
 })
+_UDF_PREFIX = "qp_private_"
 DENIED_FUNCTION_PREFIXES: tuple[str, ...] = ("read_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_",
-                                             "sqlite_", "postgres_", "mysql_", "json_execute", "qp_private_")
+                                             "sqlite_", "postgres_", "mysql_", "json_execute", _UDF_PREFIX)
 REDACTED = "***"
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_TIMEOUT_S = 120.0
-_UDF_PREFIX = "qp_private_"
 
 
 class QueryDenied(PolicyError):
@@ -309,43 +309,31 @@ def check_sql(con: duckdb.DuckDBPyConnection, sql: str, *, allowed: dict[str, st
 # --------------------------------------------------------------------------- the session
 
 
-def _personal_columns(paths: Paths) -> dict[str, list[str]]:
-    """plant id -> its ``personal_data`` columns (data/plants/*.yaml)."""
-    from quality_platform.config import load_plants
+def _audit_log(paths: Paths) -> pd.DataFrame:
+    from quality_platform.audit import AuditLog, audit_db_path
 
-    return {pid: list(p.personal_data) for pid, p in load_plants(paths).items()}
+    df = AuditLog(audit_db_path(paths.data_dir)).frame()
+    df["refs"] = [json.dumps(r, sort_keys=True, default=str) for r in df["refs"]]
+    return df
 
 
-def _governance_frames(names: list[str], paths: Paths) -> dict[str, pd.DataFrame]:
-    """The in-memory governance tables asked for (each loaded only when the role may read it)."""
-    out: dict[str, pd.DataFrame] = {}
-    if "audit_log" in names:
-        from quality_platform.audit import AuditLog, audit_db_path
+def _alerts(paths: Paths) -> pd.DataFrame:
+    from quality_platform.alerts import read_alerts
 
-        df = AuditLog(audit_db_path(paths.data_dir)).frame()
-        df["refs"] = [json.dumps(r, sort_keys=True, default=str) for r in df["refs"]]
-        out["audit_log"] = df
-    if "alerts" in names:
-        from quality_platform.alerts import read_alerts
+    cols = ["ts_utc", "kind", "severity", "plant", "summary", "delivered", "details"]
+    recs = [{"ts_utc": a.get("ts_utc"), "kind": a.get("kind"), "severity": a.get("severity"),
+             "plant": a.get("plant"), "summary": a.get("summary"), "delivered": a.get("delivered", True),
+             "details": json.dumps(a.get("details", {}), sort_keys=True, default=str)}
+            for a in read_alerts(paths)]
+    return pd.DataFrame(recs, columns=cols).astype(
+        {"ts_utc": "string", "kind": "string", "severity": "string", "plant": "string", "summary": "string",
+         "delivered": "boolean", "details": "string"})
 
-        cols = ["ts_utc", "kind", "severity", "plant", "summary", "delivered", "details"]
-        recs = [{"ts_utc": a.get("ts_utc"), "kind": a.get("kind"), "severity": a.get("severity"),
-                 "plant": a.get("plant"), "summary": a.get("summary"), "delivered": a.get("delivered", True),
-                 "details": json.dumps(a.get("details", {}), sort_keys=True, default=str)}
-                for a in read_alerts(paths)]
-        out["alerts"] = pd.DataFrame(recs, columns=cols).astype(
-            {"ts_utc": "string", "kind": "string", "severity": "string", "plant": "string", "summary": "string",
-             "delivered": "boolean", "details": "string"})
-    if "model_versions" in names:
-        out["model_versions"] = _model_versions(paths)
-    if "incidents" in names:
-        try:  # the incidents area provides the table; it is skipped where that is not installed
-            from quality_platform.governance import incidents
-        except ImportError:
-            incidents = None  # type: ignore[assignment]
-        if incidents is not None and hasattr(incidents, "incidents_frame"):
-            out["incidents"] = incidents.incidents_frame(paths)
-    return out
+
+def _incidents(paths: Paths) -> pd.DataFrame:
+    from quality_platform.governance.incidents import incidents_frame
+
+    return incidents_frame(paths)
 
 
 def _model_versions(paths: Paths) -> pd.DataFrame:
@@ -363,11 +351,17 @@ def _model_versions(paths: Paths) -> pd.DataFrame:
     return df.astype({c: "string" for c in cols if c != "created_utc"}).astype({"created_utc": "datetime64[ns]"})
 
 
+#: How each in-memory governance table is read (when a query of a role that may read it names it).
+_GOVERNANCE_FRAMES: dict[str, Callable[[Paths], pd.DataFrame]] = {
+    "audit_log": _audit_log, "alerts": _alerts, "model_versions": _model_versions, "incidents": _incidents}
+
+
 class GovernedSession:
     """A locked-down DuckDB session for one policy user (use as a context manager).
 
-    ``paths``/``policy``/``audit`` default to the installation's. Views and governance tables are
-    built on entry; :meth:`query` runs one checked, audited SELECT."""
+    ``paths``/``policy``/``audit`` default to the installation's. Views are built on
+    entry, governance tables when a query names them; :meth:`query` runs one checked, audited
+    SELECT."""
 
     def __init__(self, who: Principal, *, paths: Paths | None = None, audit: AuditLog | None = None,
                  policy: Policy | None = None, max_rows: int = DEFAULT_MAX_ROWS,
@@ -383,6 +377,7 @@ class GovernedSession:
         self.views: dict[str, ViewInfo] = {}
         self._known: set[str] = set()
         self._reserved: set[str] = set()
+        self._governance: list[str] = []  # the governance tables the role may read (loaded when named)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._authorized = False
         self._alias = ""  # the warehouse's random catalog alias (never usable from user SQL)
@@ -423,7 +418,7 @@ class GovernedSession:
         role, plant_filter = self.who.role, _plant_filter(self.who)
         warehouse = Path(self.paths.warehouse_path)
         alias = self._alias = "wh_" + secrets.token_hex(8)
-        tables: list[tuple[str, str]] = []
+        columns: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (schema, table) -> (column, type)
         if warehouse.exists():
             try:
                 con.execute(f"ATTACH {_literal(str(warehouse))} AS {alias} (READ_ONLY)")
@@ -431,13 +426,23 @@ class GovernedSession:
                 raise QueryFailed(f"the warehouse {warehouse} cannot be opened read-only now: "
                                   f"{str(exc).splitlines()[0]} (DuckDB allows no reader in another process while a "
                                   "pipeline run writes it; try again when the run has finished)") from None
-            tables = [(s, t) for s, t in con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1, 2",
-                [alias]).fetchall() if s in WAREHOUSE_SCHEMAS]
+            for s, t, c, d in con.execute(
+                    "SELECT c.schema_name, c.table_name, c.column_name, c.data_type FROM duckdb_columns() c "
+                    "JOIN duckdb_tables() t USING (database_name, schema_name, table_name) WHERE c.database_name = ? "
+                    "ORDER BY 1, 2, c.column_index", [alias]).fetchall():
+                if s in WAREHOUSE_SCHEMAS:
+                    columns.setdefault((s, t), []).append((c, d))
+        tables = list(columns)
         self._known = {f"{s}.{t}".lower() for s, t in tables} | {f"governance.{t}" for t in GOVERNANCE_TABLES}
         udf = None
-        personal = _personal_columns(self.paths) if any(s == "raw" and readable(self.policy, role, s, t)
-                                                        for s, t in tables) else {}
+        personal: dict[str, list[str]] = {}    # plant id -> its personal_data columns (data/plants/*.yaml)
+        raw_personal: dict[str, list[str]] = {}  # raw table -> the personal columns it has
+        if any(s == "raw" and readable(self.policy, role, s, t) for s, t in tables):
+            from quality_platform.config import load_plants
+            from quality_platform.privacy import raw_personal_columns
+
+            personal = {pid: list(p.personal_data) for pid, p in load_plants(self.paths).items()}
+            raw_personal = raw_personal_columns(con, personal, catalog=alias)
         if any(personal.values()):
             from quality_platform.privacy import load_key, pseudonym
 
@@ -452,24 +457,15 @@ class GovernedSession:
         # plant -> streams whose raw table exists and has none of the plant's personal columns (all raw
         # tables, readable or not: the lines of broken records in raw.parse_issues may hold personal data)
         clean_streams: dict[str, set[str]] = {}
-        for schema, table in tables:
-            if schema == "raw" and "__" in table:
+        for table, cols_here in raw_personal.items():
+            if not cols_here:
                 plant, stream = table.split("__", 1)
-                cols_here = {r[0] for r in con.execute(
-                    "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'raw' "
-                    "AND table_name = ?", [alias, table]).fetchall()}
-                if not set(personal.get(plant, [])) & cols_here:
-                    clean_streams.setdefault(plant, set()).add(stream)
-        for schema, table in tables:
+                clean_streams.setdefault(plant, set()).add(stream)
+        for (schema, table), cols in columns.items():
             if not readable(self.policy, role, schema, table):
                 continue
-            cols = con.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
-                "AND table_name = ? ORDER BY column_index", [alias, schema, table]).fetchall()
             names = [c for c, _ in cols]
-            plant_personal: set[str] = set()
-            if schema == "raw" and "__" in table:
-                plant_personal = set(personal.get(table.split("__", 1)[0], [])) & set(names)
+            plant_personal = set(raw_personal.get(table, [])) if schema == "raw" else set()
             select, masked = [], {}
             for col, dtype in cols:
                 expr = _ident(col)
@@ -488,19 +484,31 @@ class GovernedSession:
         # stream is known to carry no personal column; values of personal columns are pseudonymised
         if "raw.parse_issues" in self.views:
             self._parse_issues_view(con, alias, personal, clean_streams, udf, plant_filter)
-        gov = [t for t in GOVERNANCE_TABLES if readable(self.policy, role, "governance", t)]
-        if gov:
+        # governance tables are read when a query names them (:meth:`_load_governance`), not here
+        self._governance = [t for t in GOVERNANCE_TABLES if readable(self.policy, role, "governance", t)]
+        if self._governance:
             con.execute("CREATE SCHEMA IF NOT EXISTS governance")
-            for name, df in _governance_frames(gov, self.paths).items():
-                con.register("_qp_frame", df)
-                where = plant_filter if plant_filter and "plant" in df.columns else None
-                con.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _qp_frame"
-                            + (f" WHERE {where}" if where else ""))
-                con.unregister("_qp_frame")
-                self.views[f"governance.{name}"] = ViewInfo("governance", name, tuple(df.columns), where, {})
         # names a CTE may not take: every catalog object the session can resolve without a prefix
         self._reserved = {r[0].lower() for r in con.execute(
             "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()").fetchall()}
+        self._reserved |= set(self._governance)
+
+    def _load_governance(self, names: list[str]) -> None:
+        """Load the governance tables ``names`` (those the role may read and not loaded yet) into the
+        session, with the user's plant filter."""
+        con = self._con
+        assert con is not None
+        plant_filter = _plant_filter(self.who)
+        for name in names:
+            if name not in self._governance or f"governance.{name}" in self.views:
+                continue
+            df = _GOVERNANCE_FRAMES[name](self.paths)
+            con.register("_qp_frame", df)
+            where = plant_filter if plant_filter and "plant" in df.columns else None
+            con.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _qp_frame"
+                        + (f" WHERE {where}" if where else ""))
+            con.unregister("_qp_frame")
+            self.views[f"governance.{name}"] = ViewInfo("governance", name, tuple(df.columns), where, {})
 
     def _view_sql(self, con: duckdb.DuckDBPyConnection, schema: str, table: str, select: list[str], source: str,
                   where: str | None) -> None:
@@ -559,6 +567,8 @@ class GovernedSession:
 
     def tables(self) -> list[dict[str, Any]]:
         """The tables this session exposes, with their row filter and masked columns."""
+        if self._con is not None:
+            self._load_governance(self._governance)
         return [{"table": v.name, "columns": list(v.columns), "row_filter": v.row_filter, "masked": v.masked}
                 for v in sorted(self.views.values(), key=lambda v: v.name)]
 
@@ -571,7 +581,7 @@ class GovernedSession:
         who, digest = self.who, query_sha256(sql)
         refs: dict[str, Any] = {"role": who.role, "via": who.via, "query_sha256": digest}
         subject = f"query:{digest[:16]}"
-        allowed = {name.lower(): name for name in self.views}
+        allowed = {name.lower(): name for name in [*self.views, *(f"governance.{t}" for t in self._governance)]}
         try:
             text, touched = check_sql(con, sql, allowed=allowed, known=self._known, reserved=self._reserved,
                                       role=who.role)
@@ -579,6 +589,7 @@ class GovernedSession:
             self.audit.append("query", who.name, subject=subject, outcome="denied", reason=exc.audit_reason,
                               refs={**refs, "tables": [], "denied_because": exc.audit_reason, "rule": exc.rule})
             raise
+        self._load_governance([t.split(".", 1)[1] for t in touched if t.startswith("governance.")])
         t0 = time.perf_counter()
         timer = threading.Timer(self.timeout_s, con.interrupt)
         timer.start()

@@ -31,18 +31,16 @@ warehouse is read read-only; nothing is written except the caller's audit record
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from quality_platform.audit import AuditLog, AuditRecord, audit_db_path, utc_text
 from quality_platform.settings import Paths
+from quality_platform.warehouse import connect, table_exists
 
 PERIODS = ("week", "month")
 DEFECT_KPI = "defect_rate"
@@ -87,23 +85,6 @@ def window(period: str, end: dt.date) -> Window:
     return Window(period, start, end)
 
 
-@contextlib.contextmanager
-def open_read_only(path: Path, error: type[Exception]) -> Iterator[Any]:
-    """A read-only DuckDB connection to the warehouse; ``error`` (with a clear message) when a
-    writer process holds the file."""
-    import duckdb
-
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except (duckdb.IOException, duckdb.ConnectionException) as exc:  # another process / connection writes
-        raise error(f"the warehouse {path} cannot be opened read-only ({exc}): a writer holds it; retry when its "
-                    "run has finished") from exc
-    try:
-        yield con
-    finally:
-        con.close()
-
-
 def _day(x: Any) -> dt.date:
     return pd.Timestamp(x).date()
 
@@ -143,8 +124,6 @@ def _q(con: Any, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
 
 
 def _plant_days(con: Any, plant: str) -> list[dt.date]:
-    from quality_platform.warehouse import table_exists
-
     if not table_exists(con, "kpi", "kpi_daily"):
         return []
     return [_day(r[0]) for r in con.execute(
@@ -153,8 +132,6 @@ def _plant_days(con: Any, plant: str) -> list[dt.date]:
 
 def last_data_day(con: Any, plants: list[str]) -> dt.date | None:
     """The last production day with unified KPIs among ``plants``."""
-    from quality_platform.warehouse import table_exists
-
     if not plants or not table_exists(con, "kpi", "kpi_daily"):
         return None
     row = con.execute(f"SELECT max(partition_date) FROM kpi.kpi_daily WHERE plant IN "
@@ -163,8 +140,6 @@ def last_data_day(con: Any, plants: list[str]) -> dt.date | None:
 
 
 def _quarantine_incidents(con: Any, plant: str, w: Window, plant_days: list[dt.date]) -> list[dict[str, Any]]:
-    from quality_platform.warehouse import table_exists
-
     if not table_exists(con, "standard", "quarantine"):
         return []
     q = _q(con, "SELECT rule, partition_date, sum(n_items) AS items FROM standard.quarantine WHERE plant = ? "
@@ -182,8 +157,6 @@ def _quarantine_incidents(con: Any, plant: str, w: Window, plant_days: list[dt.d
 
 def _sensor_incidents(con: Any, plant: str, w: Window, plant_days: list[dt.date],
                       audit_incidents: list[AuditRecord]) -> list[dict[str, Any]]:
-    from quality_platform.warehouse import table_exists
-
     if not table_exists(con, "ml", "drift_findings"):
         return []
     f = _q(con, f"SELECT kind, feature, coalesce(machines, '') AS machines, partition_date FROM ml.drift_findings "
@@ -201,8 +174,6 @@ def _sensor_incidents(con: Any, plant: str, w: Window, plant_days: list[dt.date]
 
 
 def _drift(con: Any, plant: str, w: Window) -> pd.DataFrame:
-    from quality_platform.warehouse import table_exists
-
     if not table_exists(con, "ml", "drift_findings"):
         return pd.DataFrame(columns=["model_version", "kind", "findings", "plant_days"])
     return _q(con, "SELECT model_version, kind, count(*) AS findings, count(DISTINCT partition_date) AS plant_days "
@@ -211,8 +182,6 @@ def _drift(con: Any, plant: str, w: Window) -> pd.DataFrame:
 
 
 def _predictions(con: Any, plant: str, w: Window) -> pd.DataFrame:
-    from quality_platform.warehouse import table_exists
-
     if not table_exists(con, "ml", "predictions"):
         return pd.DataFrame(columns=["unit_id", "model_version", "partition_date"])
     return _q(con, "SELECT unit_id, model_version, partition_date FROM ml.predictions WHERE plant = ? AND "
@@ -220,8 +189,6 @@ def _predictions(con: Any, plant: str, w: Window) -> pd.DataFrame:
 
 
 def _defect_trend(con: Any, plants: list[str], w: Window) -> pd.DataFrame:
-    from quality_platform.warehouse import table_exists
-
     cols = ["plant", "partition_date", "defect_rate", "defective", "inspected", "produced"]
     if not plants or not table_exists(con, "kpi", "kpi_daily"):
         return pd.DataFrame(columns=cols)
@@ -293,7 +260,7 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
     audit = audit or AuditLog(audit_db_path(paths.data_dir))
     model = load_model_config(paths).mlflow.registered_model
     notes: list[str] = []
-    with open_read_only(paths.warehouse_path, ReviewError) as con:
+    with connect(paths.warehouse_path, read_only=True) as con:
         if end is None:
             end = last_data_day(con, plants)
             if end is None:
