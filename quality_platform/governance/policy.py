@@ -8,9 +8,11 @@ One file, ``<config_dir>/governance/policy.yaml``, says
 * which columns are masked for whom (``masks``; raw personal columns come from the plants'
   ``personal_data`` and are always pseudonymised),
 * which actions each role may take (:data:`ACTIONS`), with separation of duties for approvals,
-* who the caller is: an OS account mapped to a user; under ``sudo`` to a service account, the
-  calling account; ``QP_USER`` for automation running as a service account; or ``--as USER``
-  where the policy allows impersonation (audited as such) - see :func:`resolve_principal`.
+* who the caller is: the OS account of the process's real uid mapped to a user (never
+  ``LOGNAME``/``USER``); under ``sudo`` to a service account, the calling account (``SUDO_USER``
+  verified against ``SUDO_UID``); ``QP_USER`` for automation running as a service account; or
+  ``--as USER`` where the policy allows impersonation (audited as such) - see
+  :func:`resolve_principal` and :func:`identify`.
 
 Everything that enforces the policy goes through :func:`authorize` (actions) and the governed
 query session (:mod:`quality_platform.governance.query`, reads); a denial is audited and changes
@@ -20,8 +22,9 @@ nothing.
 from __future__ import annotations
 
 import fnmatch
-import getpass
 import os
+import pwd
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -182,10 +185,80 @@ def principal(policy: Policy, name: str, via: str = "api", os_account: str = "")
 
 
 def _os_account() -> str:
+    """The account of the process's *real* uid (``pwd``; the uid as text when it has no entry).
+
+    Never ``LOGNAME``/``USER``/``USERNAME`` (what :func:`getpass.getuser` reads first): whoever
+    starts the process sets those."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (some containers)
+        return str(uid)
+
+
+def _account_uid(name: str) -> int | None:
+    """The uid of the OS account ``name`` (``pwd``), or None when there is no such account."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How the environment identifies the caller (see :func:`identify`): the policy user ``name``
+    and how it was found (``via``), or ``refused`` (why) with what was ``claimed``."""
+
+    via: str            # sudo | env | os_account
+    os_account: str     # the OS account acting: the real uid's account, or the verified sudo caller
+    name: str | None = None
+    refused: str | None = None
+    claimed: str = ""
+
+
+def identify(policy: Policy, account: str, env: Mapping[str, str], *,
+             uid_of: Callable[[str], int | None] = _account_uid) -> Identity:
+    """Who the caller is, from the real uid's ``account`` and the environment ``env`` (no ``--as``).
+
+    A pure decision (``uid_of`` looks up an account's uid): variables a caller can set are believed
+    only where they cannot lie about someone else:
+
+    * ``SUDO_USER`` only when ``account`` (the real uid) is one of the policy's ``service_accounts``
+      - i.e. sudo really switched to it - and ``SUDO_UID`` is the uid of ``SUDO_USER``; otherwise,
+      on a service account, refused; on any other account ignored (``sudo`` to root sets it too,
+      and root is then its own mapped user);
+    * ``QP_USER`` only on a service account or where the policy allows impersonation;
+    * ``LOGNAME``/``USER`` never.
+    """
+    service = account in policy.service_accounts
+    caller = env.get("SUDO_USER") if service else None
+    if caller:
+        sudo_uid = env.get("SUDO_UID", "")
+        real_uid = uid_of(caller)
+        if real_uid is None or not sudo_uid.isdigit() or int(sudo_uid) != real_uid:
+            return Identity("sudo", account, refused=(
+                f"SUDO_USER={caller} cannot be verified on service account {account!r}: SUDO_UID={sudo_uid or '(unset)'} "
+                f"is not the uid of OS account {caller!r} "
+                f"({'no such account' if real_uid is None else real_uid}); refused"), claimed=caller)
+        for name, user in policy.users.items():
+            if caller in user.os_accounts:
+                return Identity("sudo", caller, name=name)
+        return Identity("sudo", caller, refused=f"OS account {caller!r} (via sudo to {account!r}) is not mapped to a "
+                                                f"policy user in the policy", claimed=caller)
+    env_user = env.get(USER_ENV)
+    if env_user:
+        if not (service or policy.impersonation.allowed):
+            spoof = sorted({env[v] for v in ("LOGNAME", "USER") if env.get(v) and env[v] != account})
+            hint = (f" (LOGNAME/USER={', '.join(spoof)} are not used: the OS account is the process's real uid)"
+                    if spoof else "")
+            return Identity("env", account, refused=(
+                f"{USER_ENV}={env_user} is refused: OS account {account!r} is not one of the policy's "
+                f"service_accounts (and impersonation is not allowed){hint}"), claimed=env_user)
+        return Identity("env", account, name=env_user)
+    for name, user in policy.users.items():
+        if account in user.os_accounts:
+            return Identity("os_account", account, name=name)
+    return Identity("os_account", account)
 
 
 def _refuse_identity(log: AuditLog, account: str, claimed: str, command: str, why: str) -> PolicyError:
@@ -199,11 +272,15 @@ def resolve_principal(as_user: str | None = None, *, command: str = "", policy: 
     """Who runs this command, in this order:
 
     1. ``--as USER``: only where the policy allows impersonation; audited (action ``identity``);
-    2. under ``sudo`` to one of the policy's ``service_accounts`` (the account that owns the data):
-       the OS account that called sudo (``SUDO_USER``, set by sudo itself), mapped in the policy;
+    2. under ``sudo`` to one of the policy's ``service_accounts`` (the account that owns the data,
+       and the process's real uid): the OS account that called sudo (``SUDO_USER``, verified
+       against ``SUDO_UID``), mapped in the policy;
     3. ``QP_USER`` (automation, e.g. a scheduler): only when the process runs as a service account
        or the policy allows impersonation - otherwise anyone could name anyone; a refusal is audited;
-    4. the OS account, mapped to a policy user by ``os_accounts``.
+    4. the OS account of the process's real uid (never ``LOGNAME``/``USER``), mapped to a policy
+       user by ``os_accounts``.
+
+    See :func:`identify` for which variables are believed when.
     """
     from quality_platform.audit import AuditLog, audit_db_path
 
@@ -225,25 +302,12 @@ def resolve_principal(as_user: str | None = None, *, command: str = "", policy: 
                             f"{account!r} (allowed by the policy)",
                      refs={"command": command, "os_account": account, "via": "impersonation"})
         return who
-    service = account in policy.service_accounts
-    caller = os.environ.get("SUDO_USER") if service else None
-    if caller:
-        for name, user in policy.users.items():
-            if caller in user.os_accounts:
-                return principal(policy, name, via="sudo", os_account=caller)
-        raise _refuse_identity(log(), caller, caller, command,
-                               f"OS account {caller!r} (via sudo to {account!r}) is not mapped to a policy user in "
-                               f"{policy_path(paths)}")
-    env_user = os.environ.get(USER_ENV)
-    if env_user:
-        if not (service or policy.impersonation.allowed):
-            raise _refuse_identity(log(), account, env_user, command,
-                                   f"{USER_ENV}={env_user} is refused: OS account {account!r} is not one of the "
-                                   f"policy's service_accounts (and impersonation is not allowed)")
-        return principal(policy, env_user, via="env", os_account=account)
-    for name, user in policy.users.items():
-        if account in user.os_accounts:
-            return principal(policy, name, via="os_account", os_account=account)
+    ident = identify(policy, account, os.environ)
+    if ident.refused:
+        raise _refuse_identity(log(), ident.os_account, ident.claimed, command,
+                               f"{ident.refused} ({policy_path(paths)})")
+    if ident.name:
+        return principal(policy, ident.name, via=ident.via, os_account=ident.os_account)
     raise PolicyError(f"OS account {account!r} is not mapped to a policy user: add it to a user's os_accounts in "
                       f"{policy_path(paths)}, run as a service account with {USER_ENV}, or use --as USER where "
                       "impersonation is allowed")

@@ -115,10 +115,18 @@ def test_identity_os_account_env_and_impersonation(gov_env: GovEnv, monkeypatch:
     rc, out = _cli("approve", "1", "--reason", "fine")
     assert rc == 2 and "quinn.quality (role quality_engineer) may not approve" in out["error"]
     # a person under sudo to the service account acts as their own mapped user, whatever QP_USER says
+    # (SUDO_UID must be SUDO_USER's uid: sudo sets both; see test_identity.py for real processes)
     monkeypatch.setenv("SUDO_USER", "root")
+    monkeypatch.setenv("SUDO_UID", "0")
     who = P.resolve_principal(paths=gov_env.paths)
     assert (who.name, who.via, who.os_account) == ("olga.ops", "sudo", "root")
-    monkeypatch.setenv("SUDO_USER", "stranger")
+    monkeypatch.setenv("SUDO_UID", "1000")  # a forged sudo context: refused and audited
+    with pytest.raises(P.PolicyError, match="SUDO_USER=root cannot be verified"):
+        P.resolve_principal(paths=gov_env.paths)
+    rec = gov_env.audit.records(action="identity")[-1]
+    assert (rec.outcome, rec.actor, rec.subject) == ("denied", "qp-service", "user:root")
+    monkeypatch.setenv("SUDO_USER", "nobody")  # a real account the policy does not map
+    monkeypatch.setenv("SUDO_UID", "65534")
     with pytest.raises(P.PolicyError, match="via sudo"):
         P.resolve_principal(paths=gov_env.paths)
     assert _state(gov_env) == before
