@@ -3,12 +3,21 @@
 Runs are recorded in the instance ($DAGSTER_HOME), so the UI shows them with their checks and
 lineage exactly as if the UI had launched them. A plant's days are one single-run backfill per
 layer: landing, then standardisation + KPIs.
+
+Every run records the process executing it; before a run starts, runs whose process died (killed,
+crashed) are failed and their pool slots freed, and while a run waits for a slot it says for whom
+and obeys SIGTERM (see :mod:`quality_platform.runs`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import signal
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -38,6 +47,29 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     return out
 
 
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: Mapping[str, str],
+             run_config: Mapping[str, Any] | None = None) -> dg.ExecuteInProcessResult:
+    """Execute ``job`` in this process as one run that names this process as its executor, after
+    failing the runs whose process died and freeing their slots (every pool). Raises
+    ``SystemExit(143)`` when the run was cancelled by SIGTERM / SIGINT while waiting for a slot."""
+    from quality_platform.runs import SlotWatch, executor_tags, reap_dead_runs
+
+    reap_dead_runs(instance)
+    run_id = str(uuid.uuid4())
+    watch = SlotWatch(instance, run_id)
+    try:
+        with watch:
+            result = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
+                                            tags={**tags, **executor_tags()}, run_config=run_config)
+    except KeyboardInterrupt:
+        if not watch.terminated:
+            raise
+    if watch.terminated:
+        logging.getLogger(__name__).warning("run %s was cancelled while waiting for a pool slot: exiting", run_id)
+        raise SystemExit(128 + signal.SIGTERM)
+    return result
+
+
 def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, plant: str,
               first: dt.date, last: dt.date, tags: dict[str, str] | None = None) -> RunOutcome:
     """Execute one job over a plant's days as a single run."""
@@ -45,8 +77,7 @@ def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
 
     job = defs.resolve_job_def(job_name)
     t0 = time.perf_counter()
-    result = job.execute_in_process(instance=instance, raise_on_error=False,
-                                    tags={**range_tags(plant, first, last), **(tags or {})})
+    result = _execute(job, instance, {**range_tags(plant, first, last), **(tags or {})})
     return RunOutcome(job_name, plant, first, last, result.run_id, result.success,
                       _failed_checks(result), time.perf_counter() - t0)
 
@@ -68,7 +99,7 @@ def train(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, st
     job = defs.resolve_job_def(TRAIN_JOB)
     run_config = {"ops": {"training_dataset": {"config": {"end_date": end_date}}}} if end_date else None
     t0 = time.perf_counter()
-    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=tags or {}, run_config=run_config)
+    result = _execute(job, instance, tags or {}, run_config)
     today = dt.date.today()
     return RunOutcome(TRAIN_JOB, "*", today, today, result.run_id, result.success, _failed_checks(result),
                       time.perf_counter() - t0)
@@ -96,7 +127,7 @@ def _execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, req: dg
     t0 = time.perf_counter()
     # what the daemon records on a sensor's run (the UI shows "launched by sensor ...")
     origin = {"dagster/sensor_name": sensor} if sensor else {}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, tags={**req.tags, **origin})
+    result = _execute(job, instance, {**req.tags, **origin})
     tags = dict(req.tags)
     plant, first = split_key(tags[RANGE_START]) if RANGE_START in tags else ("*", dt.date.today())
     last = split_key(tags[RANGE_END])[1] if RANGE_END in tags else first
