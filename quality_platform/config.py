@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import zoneinfo
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -119,6 +119,15 @@ class StreamBase(_Model):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     ignore_fields: list[str] = Field(default_factory=list)
 
+    @field_validator("path")
+    @classmethod
+    def _inside_landing(cls, v: str) -> str:
+        p = PurePosixPath(v.replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts or not p.parts or "**" in p.parts:
+            raise ValueError(f"{v!r} must be a relative file pattern inside the plant's landing folder "
+                             "(no absolute path, no '..', no '**')")
+        return v
+
     @property
     def per_day_files(self) -> bool:
         """True when files are laid out per local day (``{date}`` in the path)."""
@@ -210,6 +219,18 @@ class LegacyKpi(_Model):
     note: str
 
 
+class LandingLimits(_Model):
+    """Bounds on what one landing file may hold (per plant, ``landing_limits`` in its YAML).
+
+    A file, line or record beyond them is quarantined with the limit it broke (``file_too_large``,
+    ``line_too_long``, ``too_many_fields``) and counted; it never exhausts memory or fails the run.
+    """
+
+    max_file_bytes: int = Field(512 * 2**20, gt=0)
+    max_line_bytes: int = Field(2**20, gt=0)
+    max_fields: int = Field(1000, gt=0)
+
+
 class PlantConfig(_Model):
     plant_id: str
     name: str
@@ -226,6 +247,7 @@ class PlantConfig(_Model):
     personal_data: list[str] = Field(default_factory=list)
     streams: Streams
     legacy_kpis: list[LegacyKpi] = Field(default_factory=list)
+    landing_limits: LandingLimits = Field(default_factory=LandingLimits)
 
     @field_validator("plant_id")
     @classmethod

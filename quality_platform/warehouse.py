@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
+import random
+import re
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,31 +24,122 @@ import pyarrow as pa
 WAREHOUSE_POOL = "duckdb_warehouse"
 
 
+# How long a connection waits for another process's lock on the warehouse file. Writers (pipeline
+# runs) wait long, so that governed queries (read-only, at most 30 s each) never fail a run;
+# readers give up soon, so that a query never queues behind a long run.
+WRITE_BUSY_TIMEOUT_S = 120.0
+READ_BUSY_TIMEOUT_S = 3.0
+_BACKOFF_FIRST_S = 0.05
+_BACKOFF_MAX_S = 1.0
+_WAIT_LOG_EVERY_S = 10.0
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<cmd>.*?) \(PID (?P<pid>\d+)\)")
+
+log = logging.getLogger(__name__)
+
+
 class WarehouseBusyError(RuntimeError):
     """The warehouse file is held by another process (DuckDB allows one writing process, and no
-    reader in another process while it writes)."""
+    reader in another process while it writes) for longer than the connection would wait.
+
+    ``holder_pid`` is the process DuckDB names as the lock holder (None when it names none),
+    ``waited_s`` how long the connection waited before giving up."""
+
+    def __init__(self, message: str, holder_pid: int | None = None, waited_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid
+        self.waited_s = waited_s
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _holder(exc: BaseException) -> tuple[int | None, str]:
+    """(PID, description) of the lock holder DuckDB's error message names."""
+    m = _HOLDER.search(str(exc))
+    if m is None:
+        return None, "another process"
+    return int(m["pid"]), f"PID {m['pid']} ({m['cmd']})"
+
+
+def _open(path: Path, read_only: bool, busy_timeout_s: float) -> duckdb.DuckDBPyConnection:
+    """Open the file, retrying on the other process's lock with jittered exponential backoff
+    (50 ms growing to 1 s) until ``busy_timeout_s`` has passed."""
+    t0 = time.monotonic()
+    delay = _BACKOFF_FIRST_S
+    logged_at: float | None = None
+    mode = "read-only" if read_only else "read-write"
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.ConnectionException as exc:
+            # this process already holds the file with another configuration: waiting cannot help
+            raise WarehouseBusyError(
+                f"the warehouse {path} cannot be opened {mode}: this process already has it open in another "
+                f"mode ({str(exc).splitlines()[0]})") from exc
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise  # e.g. a read-only open of a file that does not exist
+            waited = time.monotonic() - t0
+            pid, who = _holder(exc)
+            if waited >= busy_timeout_s:
+                raise WarehouseBusyError(
+                    f"the warehouse {path} cannot be opened {mode}: it is in use by {who} and stayed locked for "
+                    f"{waited:.1f} s (limit {busy_timeout_s:g} s; {str(exc).splitlines()[0]}). DuckDB allows one "
+                    "writing process and no reader in another process while it writes: retry when that process "
+                    "has finished", holder_pid=pid, waited_s=waited) from exc
+            if logged_at is None or waited - logged_at >= _WAIT_LOG_EVERY_S:
+                log.warning("the warehouse %s is locked by %s; waiting up to %g s to open it %s (%.1f s so far)",
+                            path, who, busy_timeout_s, mode, waited)
+                logged_at = waited
+            time.sleep(min(random.uniform(delay / 2, delay), max(busy_timeout_s - waited, 0.0)))
+            delay = min(delay * 2, _BACKOFF_MAX_S)
+            continue
+        if logged_at is not None:
+            log.info("the warehouse %s is open %s after waiting %.1f s for its lock", path, mode,
+                     time.monotonic() - t0)
+        return con
 
 
 @contextlib.contextmanager
-def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse file for the duration of a ``with`` block. Raises
-    :class:`WarehouseBusyError` with a clear message when another process holds it."""
+def connect(path: Path | str, read_only: bool = False,
+            busy_timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file for the duration of a ``with`` block.
+
+    When another process holds the file's lock, the open is retried with jittered backoff for up to
+    ``busy_timeout_s`` (default :data:`WRITE_BUSY_TIMEOUT_S` for writers, :data:`READ_BUSY_TIMEOUT_S`
+    for ``read_only`` readers), logging whom it waits for; after that :class:`WarehouseBusyError`
+    names the holder's PID. Writers thus wait for governed queries instead of failing their run,
+    and readers fail soon instead of queueing behind a long run."""
     path = Path(path)
+    if busy_timeout_s is None:
+        busy_timeout_s = READ_BUSY_TIMEOUT_S if read_only else WRITE_BUSY_TIMEOUT_S
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except (duckdb.IOException, duckdb.ConnectionException) as exc:
-        if isinstance(exc, duckdb.IOException) and "lock" not in str(exc).lower():
-            raise  # e.g. a read-only open of a file that does not exist
-        raise WarehouseBusyError(
-            f"the warehouse {path} cannot be opened{' read-only' if read_only else ''}: it is in use by another "
-            f"process ({str(exc).splitlines()[0]}). DuckDB allows one writing process: retry when its run has "
-            "finished (or stop the Dagster daemon / `dagster dev`)") from exc
+    con = _open(path, read_only, busy_timeout_s)
     try:
         yield con
     finally:
         con.close()
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier as a double-quoted DuckDB identifier, whatever characters it holds.
+
+    The one quoting rule for every identifier that comes from data or configuration (a landing
+    file's column names, a plant's field names): a name like ``x" VARCHAR; DROP ...`` stays one
+    identifier, so DuckDB's multi-statement ``execute`` can never run what a file wrote."""
+    if "\x00" in name:
+        raise ValueError(f"identifier {name!r} contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: object) -> str:
+    """A SQL string literal for a value from data or configuration (single quotes doubled)."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError(f"literal {text!r} contains a NUL character")
+    return "'" + text.replace("'", "''") + "'"
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -94,13 +189,15 @@ def replace_partitions(
     keys = sorted(set(keys))
     if ddl is None and arrow.num_rows == 0 and not table_exists(con, schema, table):
         return 0  # nothing to replace, and an empty frame cannot define the column types
-    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    con.register("_incoming", arrow)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    if arrow.num_columns:  # a frame with no columns at all (nothing computed) only clears keys
+        con.register("_incoming", arrow)
     try:
         with contextlib.nullcontext() if in_transaction else transaction(con):
             _replace(con, schema, table, arrow, keys, ddl)
     finally:
-        con.unregister("_incoming")
+        if arrow.num_columns:
+            con.unregister("_incoming")
     return arrow.num_rows
 
 
@@ -118,20 +215,22 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _replace(con: duckdb.DuckDBPyConnection, schema: str, table: str, arrow: pa.Table,
              keys: list[tuple[str, dt.date]], ddl: str | None) -> None:
+    name = f"{quote_ident(schema)}.{quote_ident(table)}"
     if ddl is not None:
         con.execute(ddl)
     elif not table_exists(con, schema, table):
-        con.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM _incoming LIMIT 0')
-    else:
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming LIMIT 0")
+    elif arrow.num_columns:
         existing = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema=? AND table_name=?",
             [schema, table]).fetchall()}
-        for name in arrow.column_names:
-            if name not in existing:
-                con.execute(f'ALTER TABLE "{schema}"."{table}" ADD COLUMN "{name}" VARCHAR')
+        for col in arrow.column_names:
+            if col not in existing:
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {quote_ident(col)} VARCHAR")
     if keys:
-        con.execute(f'DELETE FROM "{schema}"."{table}" WHERE {key_predicate(keys)}')
-    con.execute(f'INSERT INTO "{schema}"."{table}" BY NAME SELECT * FROM _incoming')
+        con.execute(f"DELETE FROM {name} WHERE {key_predicate(keys)}")
+    if arrow.num_rows:  # an empty result (e.g. a day without units) only clears the partitions
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _incoming")
 
 
 def read_partitions(
@@ -144,4 +243,5 @@ def read_partitions(
     """Rows of the given (plant, partition_date) keys as Arrow, or None if the table is missing."""
     if not table_exists(con, schema, table):
         return None
-    return con.sql(f'SELECT {columns} FROM "{schema}"."{table}" WHERE {key_predicate(keys)}').to_arrow_table()
+    return con.sql(f"SELECT {columns} FROM {quote_ident(schema)}.{quote_ident(table)} "
+                   f"WHERE {key_predicate(keys)}").to_arrow_table()

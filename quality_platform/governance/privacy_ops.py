@@ -72,7 +72,7 @@ from quality_platform.privacy import (
     retired_keys,
 )
 from quality_platform.settings import Paths, get_paths
-from quality_platform.warehouse import WarehouseBusyError, connect
+from quality_platform.warehouse import WarehouseBusyError, connect, quote_ident
 
 RAW_SCHEMA = "raw"
 STREAMS = ("readings", "units", "inspections")
@@ -111,8 +111,9 @@ def raw_personal_values(con: duckdb.DuckDBPyConnection, plant: PlantConfig) -> d
     The values are text exactly as standardisation pseudonymises them (raw tables are text-valued)."""
     out = {}
     for table, col in personal_columns(con, plant):
-        rows = con.execute(f'SELECT DISTINCT CAST("{col}" AS VARCHAR) FROM {RAW_SCHEMA}."{table}" '
-                           f'WHERE "{col}" IS NOT NULL').fetchall()
+        c = quote_ident(col)
+        rows = con.execute(f"SELECT DISTINCT CAST({c} AS VARCHAR) FROM {RAW_SCHEMA}.{quote_ident(table)} "
+                           f"WHERE {c} IS NOT NULL").fetchall()
         out[(table, col)] = sorted(r[0] for r in rows if r[0] != "")
     return out
 
@@ -214,7 +215,7 @@ def pseudonym_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str
         WHERE table_schema <> ? ORDER BY table_schema, table_name, ordinal_position""", [RAW_SCHEMA]).fetchall()
     cols: dict[str, list[str]] = {}
     for schema, table, col in rows:
-        cols.setdefault(f'"{schema}"."{table}"', []).append(col)
+        cols.setdefault(f"{quote_ident(schema)}.{quote_ident(table)}", []).append(col)
     out = {}
     for name, cs in cols.items():
         ps = [c for c in cs if c.endswith(PSEUDONYM_SUFFIX)]
@@ -259,10 +260,11 @@ def rekey_warehouse(con: duckdb.DuckDBPyConnection, plants: dict[str, PlantConfi
                 todo = t_todo = "TRUE"
             n = int(con.execute(f"SELECT count(*) FROM {name} WHERE {todo}").fetchall()[0][0])
             for col in cols:
-                con.execute(f'UPDATE {name} AS t SET "{col}" = m.new_p FROM _qp_rekey m '
-                            f'WHERE t."{col}" = m.old_p AND {t_todo}')
-                left = con.execute(f'SELECT count(*) FROM {name} WHERE "{col}" IS NOT NULL AND {todo} AND '
-                                   f'"{col}" NOT IN (SELECT new_p FROM _qp_rekey)').fetchall()[0][0]
+                c = quote_ident(col)
+                con.execute(f"UPDATE {name} AS t SET {c} = m.new_p FROM _qp_rekey m "
+                            f"WHERE t.{c} = m.old_p AND {t_todo}")
+                left = con.execute(f"SELECT count(*) FROM {name} WHERE {c} IS NOT NULL AND {todo} AND "
+                                   f"{c} NOT IN (SELECT new_p FROM _qp_rekey)").fetchall()[0][0]
                 if left:
                     raise PrivacyOpError(
                         f"{_label(name)}.{col}: {left} pseudonyms have no raw id in the raw layer under the current "

@@ -20,6 +20,8 @@ from quality_platform.ingest.readings_sql import standardize_readings
 from quality_platform.ingest.standardize import (
     StandardizeContext,
     parse_issues_to_quarantine,
+    personal_streams,
+    redact_personal,
     standardize_units,
 )
 from quality_platform.settings import Paths
@@ -33,7 +35,9 @@ RECEIPTS_DDL = f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.receipts (
   plant VARCHAR NOT NULL, partition_date DATE NOT NULL, stream VARCHAR NOT NULL,
   source_file VARCHAR NOT NULL, header VARCHAR, records BIGINT NOT NULL,
   rejected_records BIGINT NOT NULL, items_per_record BIGINT NOT NULL, size_bytes BIGINT,
-  sha256 VARCHAR, modified_utc TIMESTAMP)"""
+  sha256 VARCHAR, modified_utc TIMESTAMP, file_records BIGINT)"""
+#: columns added to raw.receipts after its first release (an existing warehouse is migrated)
+RECEIPTS_MIGRATIONS = (f"ALTER TABLE {RAW_SCHEMA}.receipts ADD COLUMN IF NOT EXISTS file_records BIGINT",)
 PARSE_ISSUES_DDL = f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.parse_issues (
   plant VARCHAR NOT NULL, partition_date DATE NOT NULL, stream VARCHAR NOT NULL,
   source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL, source_column VARCHAR,
@@ -76,10 +80,14 @@ def _land_chunk(plant: PlantConfig, dates: list[dt.date], paths: Paths, con: Any
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     rec_df = pd.DataFrame(receipts, columns=[
         "plant", "partition_date", "stream", "source_file", "header", "records",
-        "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc"])
+        "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc", "file_records"])
+    rec_df = rec_df.astype({"size_bytes": "Int64", "file_records": "Int64"})
     iss_df = pd.DataFrame(issues, columns=[
         "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
         "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
+    con.execute(RECEIPTS_DDL)
+    for migration in RECEIPTS_MIGRATIONS:
+        con.execute(migration)
     with transaction(con):  # a day's raw tables, receipts and parse issues change together
         for s, rs in streams.items():
             replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys, in_transaction=True)
@@ -158,6 +166,7 @@ def standardize_chunk(plant: PlantConfig, dates: list[dt.date], con: Any,
     q_p = parse_issues_to_quarantine(issues)
     quarantine = conform(pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p],
                                    ignore_index=True), "quarantine")
+    quarantine = redact_personal(quarantine, personal_streams(plant, receipts), ctx.pseudonym_key)
     pandera_schema("sensor_readings", ctx.registry).validate(readings, lazy=True)
     pandera_schema("production_units").validate(units, lazy=True)
     pandera_schema("quarantine").validate(quarantine, lazy=True)

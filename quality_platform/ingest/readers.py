@@ -14,7 +14,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,18 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from quality_platform.config import PlantConfig, ReadingsStream, StreamBase, TimestampSpec
+from quality_platform.config import (
+    LandingLimits,
+    PlantConfig,
+    ReadingsStream,
+    StreamBase,
+    TimestampSpec,
+)
 from quality_platform.settings import Paths
 
 STREAMS = ("readings", "units", "inspections")
 META_COLS = ("plant", "partition_date", "_source_file", "_source_row", "_source_item")
 _OTHER_DELIMITERS = (";", "\t", "|", ",")
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-_NEWLINE_B = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass
@@ -42,6 +48,10 @@ class FileResult:
     table: pa.Table  # text columns as in the source, plus _source_row (and _source_item)
     header: list[str]
     issues: list[dict[str, Any]] = field(default_factory=list)
+    #: records in the file as counted from its bytes (non-blank data lines; Parquet: its row count)
+    file_lines: int = 0
+    #: how many of those lie in parsed records (the rest are in ``issues``)
+    record_lines: int = 0
 
 
 @dataclass
@@ -79,151 +89,322 @@ def issue(source_file: str, source_row: int, rule: str, message: str, *, scope: 
 
 # --------------------------------------------------------------------------- CSV
 
+_UTF8 = ("utf-8", "utf8", "utf-8-sig", "utf8-sig")
+_MAX_RECORD_LINES = 100  # a quoted value may span at most this many physical lines
 
-def _decode_lines(data: bytes, encoding: str, rel: str) -> tuple[list[str | None], list[dict]]:
-    """Physical lines of a file as text; lines that do not decode are None (+ an issue each)."""
-    if encoding.lower().replace("_", "-") in ("utf-8-sig", "utf8-sig") and data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-        encoding = "utf-8"
+
+def _empty() -> pa.Table:
+    return pa.table({"_source_row": pa.array([], pa.int64())})
+
+
+def _strip_bom(data: bytes, encoding: str) -> bytes:
+    """A UTF-8 byte-order mark is not part of the first column's name (Excel writes one)."""
+    if encoding.lower().replace("_", "-") in _UTF8 and data.startswith(b"\xef\xbb\xbf"):
+        return data[3:]
+    return data
+
+
+def _preview(b: bytes, encoding: str) -> str:
+    return b[:200].decode(encoding, errors="replace")
+
+
+def _decode_lines(data: bytes, encoding: str, rel: str,
+                  max_line_bytes: int | None = None) -> tuple[list[str | None], list[str], list[dict]]:
+    """Physical lines of a file as text, and the line break after each ('' after the last line).
+
+    A line that does not decode, or that is longer than ``max_line_bytes``, is None (+ an issue):
+    the line is held back on its own, the rest of the file flows."""
+    data = _strip_bom(data, encoding)
+    codec = "utf-8" if encoding.lower().replace("_", "-") in _UTF8 else encoding
     # Lines end with \n, \r\n or a bare \r - the same rule the CSV parser applies.
-    raw_lines = _NEWLINE_B.split(data)
+    parts = _NEWLINE_B_SPLIT.split(data)
+    raw_lines, seps = parts[0::2], [*parts[1::2], b""]
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
-    try:
-        lines: list[str | None] = list(_NEWLINE.split(data.decode(encoding)))
-        if lines and lines[-1] == "":
-            lines.pop()
-        return lines, []
-    except UnicodeDecodeError:
-        pass
-    lines, issues = [], []
+        seps.pop()
+    issues: list[dict] = []
+    lines: list[str | None] = []
     for i, b in enumerate(raw_lines, start=1):
+        if max_line_bytes is not None and len(b) > max_line_bytes:
+            lines.append(None)
+            issues.append(issue(rel, i, "line_too_long",
+                                f"the line has {len(b):,} bytes, over the plant's limit landing_limits."
+                                f"max_line_bytes={max_line_bytes:,}; the record is held back",
+                                line_text=_preview(b, codec)))
+            continue
         try:
-            lines.append(b.decode(encoding))
+            lines.append(b.decode(codec))
         except UnicodeDecodeError as exc:
             lines.append(None)
             issues.append(issue(rel, i, "encoding",
                                 f"bytes {b[exc.start:exc.end + 3]!r} at position {exc.start} are not valid "
-                                f"{encoding}; the record is held back",
-                                line_text=b.decode(encoding, errors="replace")))
-    return lines, issues
+                                f"{encoding}; the record is held back", line_text=_preview(b, codec)))
+    return lines, [x.decode("ascii") for x in seps], issues
 
 
-def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str) -> FileResult:
-    """Parse one CSV file into text columns, one record per physical line."""
-    data = path.read_bytes()
+_NEWLINE_B_SPLIT = re.compile(rb"(\r\n|\r|\n)")
+
+
+def _csv_fields(text: str, delimiter: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False))
+
+
+def _records(lines: list[str | None], seps: list[str], n_fields: int, delimiter: str, rel: str,
+             issues: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """Data records as (first line, last line, text). A record is one physical line, unless a
+    quoted value holds line breaks: then the record runs on until its quotes balance and it has
+    the header's field count. A quote that never balances holds back its own line only."""
+    out: list[tuple[int, int, str]] = []
+    i, n = 2, len(lines)
+    while i <= n:
+        ln = lines[i - 1]
+        if ln is None or ln == "":
+            i += 1
+            continue
+        if ln.count('"') % 2 == 0:
+            out.append((i, i, ln))
+            i += 1
+            continue
+        text, q, j, ok = ln, ln.count('"'), i, False
+        while j < n and j - i < _MAX_RECORD_LINES and lines[j] is not None:
+            text += seps[j - 1] + lines[j]
+            q += lines[j].count('"')
+            j += 1
+            if q % 2 == 0:
+                rows = _csv_fields(text, delimiter)
+                ok = len(rows) == 1 and len(rows[0]) == n_fields
+                break
+        if ok:
+            out.append((i, j, text))
+            i = j + 1
+        else:
+            issues.append(issue(rel, i, "unbalanced_quote", "the line has an unbalanced '\"' (no closing "
+                                "quote makes a valid record of it and the next lines)", line_text=ln))
+            i += 1
+    return out
+
+
+def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str,
+                  limits: LandingLimits | None = None) -> FileResult:
+    """Parse one CSV file (see :func:`read_csv_bytes`)."""
+    return read_csv_bytes(path.read_bytes(), rel, delimiter, encoding, limits)
+
+
+def read_csv_bytes(data: bytes, rel: str, delimiter: str, encoding: str,
+                   limits: LandingLimits | None = None) -> FileResult:
+    """Parse one CSV file into text columns, one record per line (or per quoted multi-line value).
+
+    Every non-blank line after the header ends in a record or in a parse issue naming its row."""
+    lim = limits or LandingLimits()
     if not data.strip():
-        return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [],
-                          [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
-                                 scope="file", severity="warn", n_records=0)])
-    lines, issues = _decode_lines(data, encoding, rel)
-    nonblank = [i for i, ln in enumerate(lines, start=1) if ln is not None and ln != ""]
-    if not nonblank or lines[0] is None:
-        issues.append(issue(rel, 1, "missing_header", "the first line (header) is missing or unreadable; "
-                            "every record is held back", scope="file",
-                            n_records=max(len(nonblank) - (lines[0] is not None), 0)))
-        return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [], issues)
-    header = next(csv.reader([lines[0]], delimiter=delimiter))
-    # One record per line: a line with an unbalanced quote would make the parser run into the
-    # next line, so it is held back on its own.
-    for i in nonblank[1:]:
-        if lines[i - 1].count('"') % 2:
-            issues.append(issue(rel, i, "unbalanced_quote", "the line has an unbalanced '\"'",
-                                line_text=lines[i - 1]))
-            lines[i - 1] = ""
-    nonblank = [i for i in nonblank if lines[i - 1] != ""]
-    data_lines = nonblank[1:]
+        return FileResult(_empty(), [], [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
+                                               scope="file", severity="warn", n_records=0)])
+    lines, seps, issues = _decode_lines(data, encoding, rel, lim.max_line_bytes)
+    nonblank = [i for i, ln in enumerate(lines, start=1) if ln != ""]
+    data_lines = [i for i in nonblank if i > 1]
+    file_lines = len(data_lines)
+    if lines[0] is None or lines[0] == "":
+        head = [x for x in issues if x["source_row"] == 1]
+        rule, why = ((head[0]["rule"], head[0]["message"].split("] ", 1)[1]) if head
+                     else ("missing_header", "the first line (header) is empty"))
+        rest = [x for x in issues if x["source_row"] != 1]
+        return FileResult(_empty(), [], [*rest, issue(
+            rel, 1, "missing_header" if rule == "missing_header" else rule,
+            f"the header cannot be read ({why}); every record is held back", scope="file",
+            n_records=file_lines - len(rest))], file_lines=file_lines)
+    header = _csv_fields(lines[0], delimiter)[0] if lines[0] else []
+    if len(header) > lim.max_fields:
+        return FileResult(_empty(), [], [issue(
+            rel, 1, "too_many_fields", f"the header has {len(header):,} fields, over the plant's limit "
+            f"landing_limits.max_fields={lim.max_fields:,}; all {file_lines} data rows are held back",
+            scope="file", n_records=file_lines)], file_lines=file_lines)
     if len(header) == 1:
         for other in _OTHER_DELIMITERS:
-            if other != delimiter and len(next(csv.reader([lines[0]], delimiter=other))) > 1:
-                n = len(next(csv.reader([lines[0]], delimiter=other)))
-                issues.append(issue(
+            if other != delimiter and len(_csv_fields(lines[0], other)[0]) > 1:
+                n = len(_csv_fields(lines[0], other)[0])
+                return FileResult(_empty(), header, [issue(
                     rel, 1, "wrong_delimiter",
                     f"header has 1 column when split by {delimiter!r} but {n} when split by {other!r}; "
-                    f"the plant config expects {delimiter!r}; all {len(data_lines)} data rows are held back",
-                    scope="file", n_records=len(data_lines)))
-                return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), header, issues)
-    if not data_lines:
-        empty = {c: pa.array([], pa.string()) for c in _dedupe(header)}
-        return FileResult(pa.table({**empty, "_source_row": pa.array([], pa.int64())}), header, issues)
-    rejected: dict[int, str] = {}
-    last_line = nonblank[-1]
+                    f"the plant config expects {delimiter!r}; all {file_lines} data rows are held back",
+                    scope="file", n_records=file_lines)], file_lines=file_lines)
+    names = _dedupe(header)
+    records = _records(lines, seps, len(header), delimiter, rel, issues)
+    if not records:
+        empty = {c: pa.array([], pa.string()) for c in names}
+        if not issues:
+            issues.append(issue(rel, 0, "no_records", "the file has a header but no records",
+                                scope="file", severity="warn", n_records=0))
+        return _accounted(FileResult(pa.table({**empty, "_source_row": pa.array([], pa.int64())}),
+                                     header, issues, file_lines=file_lines), rel, data_lines, [])
     ends_newline = data.endswith((b"\n", b"\r"))
+    res = None
+    if all(a == b for a, b, _ in records):
+        res = _parse_records_arrow(records, names, lines[0], delimiter, rel, issues, lim, ends_newline)
+    if res is None:  # a multi-line record, or Arrow and the line rules disagree: record by record
+        res = _parse_records_python(records, names, delimiter, rel, issues, ends_newline)
+    res.header, res.file_lines = header, file_lines
+    spans = dict((a, b) for a, b, _ in records)
+    return _accounted(res, rel, data_lines, [(r, spans[r]) for r in res.table["_source_row"].to_pylist()])
+
+
+def _parse_records_arrow(records: list[tuple[int, int, str]], names: list[str], header_line: str,
+                         delimiter: str, rel: str, issues: list[dict[str, Any]], lim: LandingLimits,
+                         ends_newline: bool) -> FileResult | None:
+    """Fast path (Arrow's C++ parser) for files whose records are one line each; None when Arrow
+    cannot parse the file the way the line rules do (the exact path then takes over)."""
+    rows_of = [a for a, _, _ in records]
+    rejected: dict[int, str] = {}
+    found: list[dict[str, Any]] = []
+    last_line = rows_of[-1]
 
     def _bad(row: Any) -> str:
-        phys = nonblank[row.number - 1]
+        k = row.number - 2  # Arrow counts the header as row 1
+        phys = rows_of[k] if 0 <= k < len(rows_of) else -1
         rule = ("truncated_row" if phys == last_line and not ends_newline
                 and row.actual_columns < row.expected_columns else "wrong_field_count")
         rejected[phys] = rule
-        issues.append(issue(rel, phys, rule,
-                            f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                            line_text=row.text))
+        found.append(issue(rel, phys, rule, f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                           line_text=row.text))
         return "skip"
 
-    clean = "\n".join(ln if ln is not None else "" for ln in lines)
-    table = pacsv.read_csv(
-        io.BytesIO(clean.encode("utf-8")),
-        read_options=pacsv.ReadOptions(use_threads=False, column_names=_dedupe(header), skip_rows=1),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_bad),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in _dedupe(header)},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    rows = [r for r in data_lines if r not in rejected]
-    if table.num_rows != len(rows):  # the parser and our line count disagree: parse line by line
-        return _read_lines_python(lines, data_lines, header, delimiter, rel,
-                                  [i for i in issues if i["rule"] in ("encoding", "unbalanced_quote")])
-    table = table.append_column("_source_row", pa.array(rows, pa.int64()))
-    return FileResult(table, header, issues)
+    clean = "\n".join([header_line, *(t for _, _, t in records)])
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(clean.encode("utf-8")),
+            read_options=pacsv.ReadOptions(use_threads=False, column_names=names, skip_rows=1,
+                                           block_size=max(1 << 20, 2 * lim.max_line_bytes + 1024)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_bad),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    rows = [r for r in rows_of if r not in rejected]
+    if table.num_rows != len(rows) or -1 in rejected:
+        return None
+    issues.extend(found)
+    return FileResult(table.append_column("_source_row", pa.array(rows, pa.int64())), [], issues)
 
 
-def _read_lines_python(lines: list[str | None], data_lines: list[int], header: list[str], delimiter: str,
-                       rel: str, issues: list[dict[str, Any]]) -> FileResult:
-    """Exact (slow) path: each line parsed on its own by the csv module."""
-    names = _dedupe(header)
+def _parse_records_python(records: list[tuple[int, int, str]], names: list[str], delimiter: str, rel: str,
+                          issues: list[dict[str, Any]], ends_newline: bool) -> FileResult:
+    """Exact (slow) path: each record parsed on its own by the csv module."""
     cols: dict[str, list[str]] = {c: [] for c in names}
     rows = []
-    for i in data_lines:
-        fields = next(csv.reader([lines[i - 1]], delimiter=delimiter), [])
+    last = records[-1][0] if records else -1
+    for i, _, text in records:
+        parsed = _csv_fields(text, delimiter)
+        fields = parsed[0] if len(parsed) == 1 else []
         if len(fields) != len(names):
-            issues.append(issue(rel, i, "wrong_field_count", f"expected {len(names)} fields, found {len(fields)}",
-                                line_text=lines[i - 1]))
+            found = sum(len(f) for f in parsed)
+            rule = ("truncated_row" if i == last and not ends_newline and found < len(names)
+                    else "wrong_field_count")
+            issues.append(issue(rel, i, rule, f"expected {len(names)} fields, found {found}",
+                                line_text=text[:200]))
             continue
         for c, v in zip(names, fields, strict=True):
             cols[c].append(v)
         rows.append(i)
     arrays = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    return FileResult(pa.table({**arrays, "_source_row": pa.array(rows, pa.int64())}), header, issues)
+    return FileResult(pa.table({**arrays, "_source_row": pa.array(rows, pa.int64())}), [], issues)
+
+
+def _accounted(res: FileResult, rel: str, data_lines: list[int],
+               spans: list[tuple[int, int]]) -> FileResult:
+    """The reader's own proof that nothing vanished: every non-blank data line of the file lies in
+    a parsed record or in a parse issue. A line that does not (a parser bug) is held back as
+    ``unaccounted_line`` rather than lost."""
+    covered: set[int] = set()
+    for a, b in spans:
+        covered.update(range(a, b + 1))
+    res.record_lines = sum(1 for x in data_lines if x in covered)
+    if any(i["scope"] == "file" and i["n_records"] for i in res.issues):
+        return res
+    covered.update(i["source_row"] for i in res.issues if i["scope"] == "row")
+    for x in data_lines:
+        if x not in covered:
+            res.issues.append(issue(rel, x, "unaccounted_line", "the line was neither parsed nor rejected "
+                                    "by the reader; it is held back (please report this file)"))
+    return res
 
 
 def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    """Unique column names for a header that repeats a name: 'X', 'X.1', ... (never colliding with
+    a name the header also has)."""
+    taken = set(names)
+    seen: set[str] = set()
     out = []
     for n in names:
-        k = seen.get(n, 0)
-        out.append(n if k == 0 else f"{n}.{k}")
-        seen[n] = k + 1
+        if n not in seen:
+            seen.add(n)
+            out.append(n)
+            continue
+        k = 1
+        while f"{n}.{k}" in taken or f"{n}.{k}" in seen:
+            k += 1
+        seen.add(f"{n}.{k}")
+        out.append(f"{n}.{k}")
     return out
 
 
 # --------------------------------------------------------------------------- Parquet
 
 
-def read_parquet_file(path: Path, rel: str) -> FileResult:
-    """Parse one Parquet file; every column rendered as text (lossless for numbers and times)."""
-    if path.stat().st_size == 0:
-        return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [],
-                          [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
-                                 scope="file", severity="warn", n_records=0)])
+def read_parquet_file(path: Path, rel: str, limits: LandingLimits | None = None) -> FileResult:
+    """Parse one Parquet file (see :func:`read_parquet_bytes`)."""
+    return read_parquet_bytes(path.read_bytes(), rel, limits)
+
+
+def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """A column as text: Arrow's own rendering (lossless for numbers and times, zoned timestamps as
+    ISO 8601 'Z'); nested or binary values, which Arrow cannot cast, as JSON text."""
     try:
-        table = pq.read_table(path)
+        return col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=_json_default,
+                                                            ensure_ascii=False)
+                         for v in col.to_pylist()], pa.string())
+
+
+def _json_default(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.hex()
+    return str(v)
+
+
+def read_parquet_bytes(data: bytes, rel: str, limits: LandingLimits | None = None) -> FileResult:
+    """Parse one Parquet file; every column rendered as text."""
+    lim = limits or LandingLimits()
+    if len(data) == 0:
+        return FileResult(_empty(), [], [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
+                                               scope="file", severity="warn", n_records=0)])
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        n_rows, n_cols = pf.metadata.num_rows, pf.metadata.num_columns
     except Exception as exc:
-        return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [],
-                          [issue(rel, 0, "unreadable_file", f"not a readable Parquet file ({exc}); "
-                                 "the number of records in it is unknown", scope="file", n_records=1)])
-    # Arrow renders numbers losslessly and zoned timestamps as ISO 8601 with 'Z' (C++, no Python loop).
-    cols = {name: table[name].cast(pa.string()) for name in table.column_names}
+        return FileResult(_empty(), [], [issue(rel, 0, "unreadable_file", f"not a readable Parquet file ({exc}); "
+                                               "the number of records in it is unknown", scope="file", n_records=1)],
+                          file_lines=1)
+    if n_cols > lim.max_fields:
+        return FileResult(_empty(), [], [issue(
+            rel, 0, "too_many_fields", f"the file has {n_cols:,} columns, over the plant's limit "
+            f"landing_limits.max_fields={lim.max_fields:,}; all {n_rows} records are held back",
+            scope="file", n_records=n_rows)], file_lines=n_rows)
+    try:
+        table = pf.read()
+    except Exception as exc:
+        return FileResult(_empty(), [], [issue(rel, 0, "unreadable_file", f"the Parquet data cannot be read "
+                                               f"({exc}); all {n_rows} records are held back", scope="file",
+                                               n_records=n_rows)], file_lines=n_rows)
+    header = list(table.column_names)
+    names = _dedupe(header)
+    cols = {name: _as_text(table.column(i)) for i, name in enumerate(names)}
     cols["_source_row"] = pa.array(np.arange(1, table.num_rows + 1), pa.int64())
-    return FileResult(pa.table(cols), list(table.column_names))
+    issues = [] if table.num_rows else [issue(rel, 0, "no_records", "the file has columns but no records",
+                                              scope="file", severity="warn", n_records=0)]
+    res = FileResult(pa.table(cols), header, issues, file_lines=n_rows)
+    res.record_lines = table.num_rows
+    return res
 
 
 # --------------------------------------------------------------------------- JSON lines
@@ -252,30 +433,55 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _DuplicateKey(dup)
+    return d
+
+
 def read_jsonl_file(path: Path, rel: str, explode: str | None, parent_fields: list[str],
-                    ignored: frozenset[str] = frozenset()) -> FileResult:
+                    ignored: frozenset[str] = frozenset(), limits: LandingLimits | None = None) -> FileResult:
+    """Parse one JSON-lines file (see :func:`read_jsonl_bytes`)."""
+    return read_jsonl_bytes(path.read_bytes(), rel, explode, parent_fields, ignored, limits)
+
+
+def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: list[str],
+                     ignored: frozenset[str] = frozenset(), limits: LandingLimits | None = None) -> FileResult:
     """Parse JSON lines; nested objects become dotted fields; ``explode`` yields one row per item.
 
     A list-valued field the stream declares as ignored (e.g. a batch's readings, which the
-    readings stream explodes) is not copied again into this stream's raw table.
+    readings stream explodes) is not copied again into this stream's raw table. A record with a
+    key given twice is held back (``duplicate_key``): which of the two values is meant is unknown.
     """
-    data = path.read_bytes()
+    lim = limits or LandingLimits()
     if not data.strip():
-        return FileResult(pa.table({"_source_row": pa.array([], pa.int64())}), [],
-                          [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
-                                 scope="file", severity="warn", n_records=0)])
-    lines, issues = _decode_lines(data, "utf-8", rel)
+        return FileResult(_empty(), [], [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
+                                               scope="file", severity="warn", n_records=0)])
+    lines, _, issues = _decode_lines(data, "utf-8", rel, lim.max_line_bytes)
+    data_lines = [i for i, ln in enumerate(lines, start=1) if ln is None or ln.strip()]
     records: list[dict[str, Any]] = []
     header: dict[str, None] = {}
+    parsed: list[int] = []
     for i, ln in enumerate(lines, start=1):
         if ln is None or not ln.strip():
             continue
         try:
-            obj = json.loads(ln)
+            obj = json.loads(ln, object_pairs_hook=_no_duplicates)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
-        except ValueError as exc:
-            issues.append(issue(rel, i, "invalid_json", f"line is not a valid JSON object ({exc})",
+        except _DuplicateKey as exc:
+            issues.append(issue(rel, i, "duplicate_key", f"key {str(exc)!r} is given twice in one object; "
+                                "which value is meant is unknown, the record is held back", line_text=ln[:200]))
+            continue
+        except (ValueError, RecursionError) as exc:
+            issues.append(issue(rel, i, "invalid_json", f"line is not a valid JSON object ({str(exc)[:200]})",
                                 line_text=ln[:200]))
             continue
         if explode:
@@ -285,23 +491,33 @@ def read_jsonl_file(path: Path, rel: str, explode: str | None, parent_fields: li
                                     f"field {explode!r} (a list of readings) is missing", line_text=ln[:200]))
                 continue
             parent = {f: obj.get(f) for f in parent_fields}
+            recs = []
             for j, item in enumerate(items, start=1):
                 rec = {**parent, **(_flatten(item) if isinstance(item, dict) else {"value": item})}
                 rec["_source_row"], rec["_source_item"] = i, j
-                records.append(rec)
-                header.update(dict.fromkeys(rec))
+                recs.append(rec)
         else:
             rec = {k: v for k, v in _flatten(obj).items()
                    if not (isinstance(v, list) and k in ignored)}
             rec["_source_row"] = i
-            records.append(rec)
-            header.update(dict.fromkeys(rec))
+            recs = [rec]
+        keys = {k for r in recs for k in r} - {"_source_row", "_source_item"}
+        if len(keys | header.keys()) > lim.max_fields:
+            issues.append(issue(rel, i, "too_many_fields", f"the record brings the file to "
+                                f"{len(keys | header.keys()):,} fields, over the plant's limit "
+                                f"landing_limits.max_fields={lim.max_fields:,}; the record is held back"))
+            continue
+        for r in recs:
+            header.update(dict.fromkeys(r))
+        records.extend(recs)
+        parsed.append(i)
     cols = [c for c in header if c not in ("_source_row", "_source_item")]
     arrays = {c: pa.array([_text(r.get(c)) for r in records], pa.string()) for c in cols}
     arrays["_source_row"] = pa.array([r["_source_row"] for r in records], pa.int64())
     if explode:
         arrays["_source_item"] = pa.array([r["_source_item"] for r in records], pa.int64())
-    return FileResult(pa.table(arrays), cols, issues)
+    res = FileResult(pa.table(arrays), cols, issues, file_lines=len(data_lines))
+    return _accounted(res, rel, data_lines, [(i, i) for i in parsed])
 
 
 # --------------------------------------------------------------------------- streams
@@ -311,32 +527,119 @@ def stream_spec(plant: PlantConfig, stream: str) -> StreamBase:
     return getattr(plant.streams, stream)
 
 
+class LandingRefused(Exception):
+    """A landing path that is not read: a link, not a regular file, outside the plant's folder, or
+    over the size limit. ``rule`` names why; ``n_records`` is what it held when that is countable."""
+
+    def __init__(self, rule: str, message: str, n_records: int = 0) -> None:
+        super().__init__(message)
+        self.rule, self.n_records = rule, n_records
+
+
 def discover(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths) -> dict[Path, dt.date | None]:
-    """Landing files of a stream for the given local days (None: a file spanning many days)."""
+    """Landing paths of a stream for the given local days (None: a file spanning many days).
+
+    Every match of the stream's pattern is listed, links and special files included, so that
+    :func:`read_landing` can refuse them with a reason instead of skipping them unseen;
+    directories are not files and are left out."""
     spec = stream_spec(plant, stream)
     root = plant.landing_path(paths)
     found: dict[Path, dt.date | None] = {}
-    if spec.per_day_files:
-        for d in dates:
-            for p in sorted(root.glob(spec.path.format(date=d.isoformat()))):
-                if p.is_file():
-                    found[p] = d
-    else:
-        for p in sorted(root.glob(spec.path)):
-            if p.is_file():
-                found[p] = None
+    patterns = ([(spec.path.format(date=d.isoformat()), d) for d in dates] if spec.per_day_files
+                else [(spec.path, None)])
+    for pattern, day in patterns:
+        for p in sorted(root.glob(pattern)):
+            try:
+                st_mode = p.lstat().st_mode
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st_mode):
+                found[p] = day
     return found
 
 
-def parse_file(plant: PlantConfig, stream: str, path: Path, rel: str) -> FileResult:
+def _count_lines(fd: int, limit: int) -> int:
+    """Non-empty lines of an open file, read in 1 MiB blocks (memory stays bounded)."""
+    n, last, total = 0, b"\n", 0
+    os.lseek(fd, 0, os.SEEK_SET)
+    while block := os.read(fd, 1 << 20):
+        n += block.count(b"\n")
+        last = block[-1:]
+        total += len(block)
+        if total > 64 * limit:  # a pathological size: stop counting, report what was counted
+            break
+    return n + (last != b"\n")
+
+
+def read_landing(path: Path, root: Path, limits: LandingLimits) -> tuple[bytes, dict[str, Any]]:
+    """The bytes of one landing file and its fingerprint, read only when it is a regular file inside
+    the plant's landing folder: no symbolic link anywhere below the folder, no '..', no device or
+    pipe, not over ``limits.max_file_bytes``. Anything else raises :class:`LandingRefused`.
+
+    The file is opened without following links and checked again after opening (same inode as the
+    path that was checked), so a link swapped in between is refused too."""
+    rel = path.relative_to(root)
+    if ".." in rel.parts:
+        raise LandingRefused("outside_landing_folder", "the path leaves the plant's landing folder; not read")
+    cur = root
+    for part in rel.parts:
+        cur = cur / part
+        st = os.lstat(cur)
+        if stat.S_ISLNK(st.st_mode):
+            raise LandingRefused("symlink", f"{cur.relative_to(root).as_posix()!r} is a symbolic link; landing "
+                                 "reads only regular files inside the plant's landing folder, so neither the link "
+                                 "nor its target is read")
+    if not stat.S_ISREG(st.st_mode):
+        raise LandingRefused("not_a_regular_file", "not a regular file (a device, pipe or socket); not read")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        fst = os.fstat(fd)
+        real = Path(os.path.realpath(path))
+        if ((fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode)
+                or not real.is_relative_to(Path(os.path.realpath(root)))):
+            raise LandingRefused("symlink", "the file changed into a link or moved while it was opened; not read")
+        if fst.st_size > limits.max_file_bytes:
+            raise LandingRefused(
+                "file_too_large", f"the file has {fst.st_size:,} bytes, over the plant's limit "
+                f"landing_limits.max_file_bytes={limits.max_file_bytes:,}; not loaded",
+                n_records=_count_lines(fd, limits.max_file_bytes))
+        chunks = []
+        while block := os.read(fd, 1 << 22):
+            chunks.append(block)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return data, {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                  "modified_utc": dt.datetime.fromtimestamp(fst.st_mtime, dt.UTC).replace(tzinfo=None)}
+
+
+def parse_bytes(plant: PlantConfig, stream: str, data: bytes, rel: str) -> FileResult:
+    """Parse one landing file's bytes by the stream's format. A reader that fails on a file it
+    cannot handle quarantines the file (``unreadable_file``) instead of failing the run."""
     spec = stream_spec(plant, stream)
-    if spec.format == "csv":
-        return read_csv_file(path, rel, spec.csv.delimiter, spec.csv.encoding)
-    if spec.format == "parquet":
-        return read_parquet_file(path, rel)
-    explode = spec.explode if isinstance(spec, ReadingsStream) else None
-    parents = spec.parent_fields if isinstance(spec, ReadingsStream) else []
-    return read_jsonl_file(path, rel, explode, parents, frozenset(spec.ignore_fields))
+    lim = plant.landing_limits
+    try:
+        if spec.format == "csv":
+            return read_csv_bytes(data, rel, spec.csv.delimiter, spec.csv.encoding, lim)
+        if spec.format == "parquet":
+            return read_parquet_bytes(data, rel, lim)
+        explode = spec.explode if isinstance(spec, ReadingsStream) else None
+        parents = spec.parent_fields if isinstance(spec, ReadingsStream) else []
+        return read_jsonl_bytes(data, rel, explode, parents, frozenset(spec.ignore_fields), lim)
+    except Exception as exc:  # the file, not the run, is what failed
+        n = sum(1 for ln in data.splitlines() if ln.strip()) - (spec.format == "csv")
+        return FileResult(_empty(), [], [issue(rel, 0, "unreadable_file",
+                                               f"the {spec.format} reader failed on this file "
+                                               f"({type(exc).__name__}: {str(exc)[:200]}); all its records are "
+                                               "held back", scope="file", n_records=max(n, 1))],
+                          file_lines=max(n, 1))
+
+
+def parse_file(plant: PlantConfig, stream: str, path: Path, paths: Paths) -> FileResult:
+    """Read (safely, see :func:`read_landing`) and parse one landing file of a plant stream."""
+    root = plant.landing_path(paths)
+    data, _ = read_landing(path, root, plant.landing_limits)
+    return parse_bytes(plant, stream, data, path.relative_to(root).as_posix())
 
 
 def sequence_times(values: pd.Series, ts: TimestampSpec) -> pd.Series:
@@ -347,15 +650,11 @@ def sequence_times(values: pd.Series, ts: TimestampSpec) -> pd.Series:
     return start + pd.to_timedelta((n - 1) * ts.step_seconds, unit="s")
 
 
-def file_fingerprint(path: Path) -> dict[str, Any]:
-    data = path.read_bytes()
-    st = path.stat()
-    return {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "modified_utc": dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).replace(tzinfo=None)}
-
-
 def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths) -> RawStream:
-    """Read every landing file of ``stream`` for the plant's local ``dates`` into one raw table."""
+    """Read every landing file of ``stream`` for the plant's local ``dates`` into one raw table.
+
+    A path that is not read (see :func:`read_landing`) gets a receipt and a file-level parse issue
+    naming the rule, under the day its name belongs to (a many-day file: the first day)."""
     root = plant.landing_path(paths)
     spec = stream_spec(plant, stream)
     k = items_per_record(plant, stream)
@@ -365,16 +664,24 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
     issues: list[dict[str, Any]] = []
     for path, day in discover(plant, stream, dates, paths).items():
         rel = path.relative_to(root).as_posix()
-        res = parse_file(plant, stream, path, rel)
-        fp = file_fingerprint(path)
+        try:
+            data, fp = read_landing(path, root, plant.landing_limits)
+        except LandingRefused as exc:
+            res = FileResult(_empty(), [], [issue(rel, 0, exc.rule, str(exc), scope="file",
+                                                  n_records=exc.n_records)], file_lines=exc.n_records)
+            fp = {"size_bytes": None, "sha256": None, "modified_utc": None}
+            day = day if day is not None else min(dates)
+        else:
+            res = parse_bytes(plant, stream, data, rel)
         if day is not None:
             per_day = {day: res.table}
             day_issues = {day: res.issues}
         else:
             per_day, day_issues = _split_by_day(plant, spec, res, rel, wanted, dates[0])
-        for d, tbl in per_day.items():
+        for d in sorted(set(per_day) | set(day_issues)):
             if d not in wanted:
                 continue
+            tbl = per_day.get(d, _empty())
             iss = day_issues.get(d, [])
             n = tbl.num_rows
             tbl = tbl.append_column("plant", pa.array([plant.plant_id] * n, pa.string()))
@@ -387,7 +694,8 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
             receipts.append({
                 "plant": plant.plant_id, "partition_date": d, "stream": stream, "source_file": rel,
                 "header": json.dumps(res.header, ensure_ascii=False), "records": n,
-                "rejected_records": sum(i["n_records"] for i in iss), "items_per_record": k, **fp})
+                "rejected_records": sum(i["n_records"] for i in iss), "items_per_record": k,
+                "file_records": res.file_lines if day is not None else None, **fp})
     if tables:
         table = pa.concat_tables(tables, promote_options="default")
     else:

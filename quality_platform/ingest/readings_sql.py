@@ -26,14 +26,8 @@ from quality_platform.ingest.standardize import (
 from quality_platform.standard.schemas import conform, empty_frame
 from quality_platform.units import affine
 from quality_platform.warehouse import key_predicate, table_exists
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+from quality_platform.warehouse import quote_ident as _ident
+from quality_platform.warehouse import quote_literal as _lit
 
 
 @dataclass
@@ -65,6 +59,15 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
             continue
         base_of = {h: split_header(h) if spec.header_units else (h, None) for h in header}
         known = set(used)
+        record_fields = [spec.machine.field, spec.timestamp.field]
+        if spec.layout == "long":
+            record_fields += [spec.long.quantity_field, spec.long.value_field, spec.long.unit_field]
+        dup = [f for f in record_fields if f and header.count(f) > 1]
+        if dup:  # which copy gives the machine/time/value of a record is unknown: hold all back
+            entry(r, "duplicate_column", f"column {dup[0]!r} appears {header.count(dup[0])} times in the header; "
+                  f"which one is meant is unknown, so all {n} records are held back",
+                  n * (len(spec.quantities) if spec.layout == "wide" else 1), dup[0])
+            continue
         if spec.layout == "long":
             lg = spec.long
             need = [lg.quantity_field, lg.value_field] + ([lg.unit_field] if lg.unit_field else [])
@@ -77,9 +80,14 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
                 by_key.setdefault((None, lg.value_field, None), []).append(r.source_file)
         else:
             for q, m in spec.quantities.items():
-                col = next((h for h, (b, _) in base_of.items() if b == m.field), None)
+                cols = [h for h, (b, _) in base_of.items() if b == m.field]
+                col = cols[0] if cols else None
                 known.add(col or m.field)
-                if col is None:
+                if len(cols) > 1 or header.count(col) > 1:
+                    entry(r, "duplicate_column", f"quantity column {m.field!r} ({q}) appears "
+                          f"{max(len(cols), header.count(col))} times in the header; which one holds the values "
+                          f"is unknown, so its {n} values are held back", n, m.field)
+                elif col is None:
                     entry(r, "missing_required_column", f"quantity column {m.field!r} ({q}) is missing from the "
                           f"header; its {n} values are held back", n, m.field)
                 elif spec.header_units and base_of[col][1] != m.unit:
@@ -88,10 +96,14 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
                           "plant config if the plant really changed units)", n, col)
                 else:
                     by_key.setdefault((q, col, m.unit), []).append(r.source_file)
-        for h in header:
+        for h in dict.fromkeys(header):
             if h not in known and base_of[h][0] not in ignored_bases:
                 entry(r, "unknown_column", f"column {h!r} is not in the plant config; it is kept in the raw "
                       "layer and ignored by the standard", 0, h, severity="warn")
+            elif header.count(h) > 1 and h not in known:
+                entry(r, "duplicate_column", f"column {h!r} appears {header.count(h)} times in the header; "
+                      "the copies are kept in the raw layer (as '<name>.1', ...) and ignored by the standard",
+                      0, h, severity="warn")
     plan = [_Projection(sorted(set(files)), q, col, label) for (q, col, label), files in by_key.items()]
     return plan, entries
 
@@ -190,6 +202,8 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
         con.register("_ts", _times(con, ctx))
         con.register("_bounds", _bounds(keys, ctx))
         future = (ctx.future_limit.tz_convert("UTC").tz_localize(None)).isoformat()
+        machines = "[" + ", ".join(_lit(m) for m in ctx.plant.machines) + "]::VARCHAR[]"
+        not_ours = _lit(f"' is not one of the plant's machines (plant config 'machines' of {ctx.plant.plant_id})")
         k = spec.timestamp
         rules = f"""
         WITH r AS (
@@ -204,6 +218,7 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
           SELECT *, num * a + b AS val,
             CASE
               WHEN machine IS NULL OR trim(machine) = '' THEN 'missing_machine'
+              WHEN NOT list_contains({machines}, machine) THEN 'unknown_machine'
               WHEN nonexistent THEN 'nonexistent_local_time'
               WHEN ts_utc IS NULL THEN 'invalid_timestamp'
               WHEN ts_utc > TIMESTAMP '{future}' THEN 'timestamp_in_future'
@@ -240,6 +255,7 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
                    'reject' AS severity, text AS value, 1 AS n_items,
                    _source_file || ' row ' || _source_row || ': [' || rule || '] ' || CASE rule
                      WHEN 'missing_machine' THEN {_lit(f"machine field {spec.machine.field!r} is empty")}
+                     WHEN 'unknown_machine' THEN 'machine ''' || machine || {not_ours}
                      WHEN 'nonexistent_local_time' THEN 'local time ''' || ts_text || {_lit(f"' does not exist in {ctx.plant.timezone} (DST gap)")}
                      WHEN 'invalid_timestamp' THEN 'timestamp ''' || coalesce(ts_text, '') || {_lit(f"' in {k.field!r} is not a valid {k.kind} time")}
                      WHEN 'timestamp_in_future' THEN 'time ' || ts_utc || ' UTC is after now ({ctx.now_utc})'

@@ -148,6 +148,53 @@ def quarantine_frame(rows: dict[str, Any] | pd.DataFrame) -> pd.DataFrame:
     return conform(df, "quarantine")
 
 
+def personal_streams(plant: PlantConfig, receipts: pd.DataFrame) -> set[str]:
+    """The streams of ``plant`` whose files may carry personal data: a personal-data column is
+    mapped by the stream's config or stands in a received file's header. In a misaligned file
+    (e.g. two header names swapped) *any* value of such a stream may be a person's id."""
+    personal = set(plant.personal_data)
+    if not personal:
+        return set()
+    out = set()
+    s = plant.streams
+    mapped = {"units": set(s.units.fields.values()), "inspections": set(s.inspections.fields.values()),
+              "readings": {m.field for m in s.readings.quantities.values()} | set(s.readings.parent_fields)}
+    for stream, cols in mapped.items():
+        if cols & personal:
+            out.add(stream)
+    if not receipts.empty:
+        for r in receipts.itertuples(index=False):
+            if personal & set(json.loads(r.header)):
+                out.add(r.stream)
+    return out
+
+
+def redact_personal(q: pd.DataFrame, streams: set[str], key: bytes) -> pd.DataFrame:
+    """Quarantine entries of personal ``streams`` without any raw value: a row's value becomes its
+    keyed pseudonym and its message is rebuilt from file, row, rule and column only (a message may
+    quote any field of a misaligned record). File-level entries name columns and counts only and
+    stay as they are. The data owner finds the original by file and row in the raw layer."""
+    if q.empty or not streams:
+        return q
+    m = q["stream"].isin(list(streams)) & (q["scope"] != "file")
+    if not m.any():
+        return q
+    q = q.copy()
+    raw = q.loc[m, "value"].astype("string")
+    has = raw.notna() & (raw != "")
+    ps = pseudonymise(raw.where(has), key)
+    col = q.loc[m, "source_column"].astype("string")
+    q.loc[m, "message"] = [
+        f"{f} row {r}: [{rule}] " + (f"column {c!r}: " if isinstance(c, str) else "")
+        + (f"value {p} (pseudonym) " if isinstance(p, str) else "")
+        + "held back; values of a stream with personal data are not shown outside the raw layer"
+        for f, r, rule, c, p in zip(q.loc[m, "source_file"], q.loc[m, "source_row"], q.loc[m, "rule"],
+                                    col.astype(object).where(col.notna(), None),
+                                    ps.astype(object).where(ps.notna(), None), strict=True)]
+    q.loc[m, "value"] = ps.where(has, None)
+    return q
+
+
 def _messages(file: pd.Series, row: pd.Series, rule: pd.Series, detail: pd.Series) -> pd.Series:
     return (file.astype("string") + " row " + row.astype("string") + ": [" + rule.astype("string")
             + "] " + detail.astype("string"))
@@ -215,23 +262,35 @@ def _header_problems(raw: pd.DataFrame, receipts: pd.DataFrame, mapped: dict[str
     for f, idx in raw.groupby(files, sort=False).groups.items():
         header = headers.get(f, [])
         missing = [mapped[k] for k in required if k in mapped and mapped[k] not in header]
+        dups = [v for v in dict.fromkeys(mapped.values()) if v and header.count(v) > 1]
         if missing:
             reject[idx] = True
             entries.append(_file_entry(raw, idx, "missing_required_column",
                                        f"required column(s) {missing} missing from the header; "
                                        f"all {len(idx)} records held back", n_items=len(idx),
                                        scope="file", stream=stream))
+        elif dups:  # which copy holds a record's value is unknown
+            reject[idx] = True
+            entries.append(_file_entry(raw, idx, "duplicate_column",
+                                       f"column(s) {dups} appear more than once in the header; which copy "
+                                       f"is meant is unknown, so all {len(idx)} records are held back",
+                                       n_items=len(idx), scope="file", column=dups[0], stream=stream))
         opt_missing = [v for k, v in mapped.items() if k not in required and v not in header]
         for c in opt_missing:
             entries.append(_file_entry(raw, idx[:1], "missing_optional_column",
                                        f"optional column {c!r} missing; the field is left empty",
                                        n_items=0, scope="file", severity="warn", column=c, stream=stream))
-        for h in header:
+        for h in dict.fromkeys(header):
             if h not in mapped.values() and h not in ignore:
                 entries.append(_file_entry(raw, idx[:1], "unknown_column",
                                            f"column {h!r} is not in the plant config; kept in the raw layer "
                                            "and ignored by the standard", n_items=0, scope="file",
                                            severity="warn", column=h, stream=stream))
+            if header.count(h) > 1 and h not in mapped.values():
+                entries.append(_file_entry(raw, idx[:1], "duplicate_column",
+                                           f"column {h!r} appears {header.count(h)} times in the header; the "
+                                           "copies are kept in the raw layer and ignored by the standard",
+                                           n_items=0, scope="file", severity="warn", column=h, stream=stream))
     return reject, entries
 
 
@@ -290,6 +349,9 @@ def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -
          mapped.get("unit_id"))
     _set(machine.isna() | (machine.str.strip() == ""), "missing_machine", "machine is empty",
          mapped.get("machine_id"))
+    _set(~machine.isin(plant.machines), "unknown_machine",
+         "machine '" + machine.fillna("") + f"' is not one of the plant's machines (plant config 'machines' "
+         f"of {plant.plant_id})", mapped.get("machine_id"), machine)
     _set(ne1 | ne2, "nonexistent_local_time", f"local time does not exist in {plant.timezone} (DST gap)",
          mapped.get("start"), start_txt)
     _set(start.isna(), "invalid_timestamp", "start time '" + start_txt.fillna("") + "' is not a valid time",
@@ -320,8 +382,6 @@ def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -
         "start_utc": start, "end_utc": end, "time_basis": time_basis,
         "inspected_at_utc": pd.NaT, "rework": pd.NA, "scrap": pd.NA, "defect": pd.NA,
         "source_file": raw["_source_file"], "source_row": raw["_source_row"]})[ok]
-    personal = {mapped.get("operator")}
-    value = value.where(~column.isin([c for c in personal if c]), None)
     q = _row_quarantine(raw, rule.notna() & ~reject_file, rule, detail, column, value, "units",
                         plant.plant_id)
     qs = [q, *entries]
