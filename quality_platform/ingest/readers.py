@@ -329,10 +329,11 @@ def _accounted(res: FileResult, rel: str, data_lines: list[int],
 
 
 def _dedupe(names: list[str]) -> list[str]:
-    """Unique column names for a header that repeats a name: 'X', 'X.1', ... (never colliding with
-    a name the header also has)."""
-    taken = set(names)
-    seen: set[str] = set()
+    """Unique raw column names for a header: a repeated name becomes 'X.1', 'X.2', ..., and so does
+    a name the raw layer uses itself (``plant``, ``_source_row``, ...), never colliding with a
+    name the header also has. The receipt keeps the header as delivered."""
+    taken = set(names) | set(META_COLS)
+    seen: set[str] = set(META_COLS)
     out = []
     for n in names:
         if n not in seen:
@@ -466,7 +467,7 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
                                                scope="file", severity="warn", n_records=0)])
     lines, _, issues = _decode_lines(data, "utf-8", rel, lim.max_line_bytes)
     data_lines = [i for i, ln in enumerate(lines, start=1) if ln is None or ln.strip()]
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, int, dict[str, Any]]] = []  # (line, item, flattened fields)
     header: dict[str, None] = {}
     parsed: list[int] = []
     for i, ln in enumerate(lines, start=1):
@@ -491,31 +492,26 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
                                     f"field {explode!r} (a list of readings) is missing", line_text=ln[:200]))
                 continue
             parent = {f: obj.get(f) for f in parent_fields}
-            recs = []
-            for j, item in enumerate(items, start=1):
-                rec = {**parent, **(_flatten(item) if isinstance(item, dict) else {"value": item})}
-                rec["_source_row"], rec["_source_item"] = i, j
-                recs.append(rec)
+            recs = [(i, j, {**parent, **(_flatten(item) if isinstance(item, dict) else {"value": item})})
+                    for j, item in enumerate(items, start=1)]
         else:
-            rec = {k: v for k, v in _flatten(obj).items()
-                   if not (isinstance(v, list) and k in ignored)}
-            rec["_source_row"] = i
-            recs = [rec]
-        keys = {k for r in recs for k in r} - {"_source_row", "_source_item"}
-        if len(keys | header.keys()) > lim.max_fields:
+            recs = [(i, 0, {k: v for k, v in _flatten(obj).items()
+                            if not (isinstance(v, list) and k in ignored)})]
+        keys = dict.fromkeys(k for _, _, r in recs for k in r)  # in file order
+        if len(keys.keys() | header.keys()) > lim.max_fields:
             issues.append(issue(rel, i, "too_many_fields", f"the record brings the file to "
-                                f"{len(keys | header.keys()):,} fields, over the plant's limit "
+                                f"{len(keys.keys() | header.keys()):,} fields, over the plant's limit "
                                 f"landing_limits.max_fields={lim.max_fields:,}; the record is held back"))
             continue
-        for r in recs:
-            header.update(dict.fromkeys(r))
+        header.update(keys)
         records.extend(recs)
         parsed.append(i)
-    cols = [c for c in header if c not in ("_source_row", "_source_item")]
-    arrays = {c: pa.array([_text(r.get(c)) for r in records], pa.string()) for c in cols}
-    arrays["_source_row"] = pa.array([r["_source_row"] for r in records], pa.int64())
+    cols = list(header)
+    arrays = {n: pa.array([_text(r.get(c)) for _, _, r in records], pa.string())
+              for c, n in zip(cols, _dedupe(cols), strict=True)}
+    arrays["_source_row"] = pa.array([i for i, _, _ in records], pa.int64())
     if explode:
-        arrays["_source_item"] = pa.array([r["_source_item"] for r in records], pa.int64())
+        arrays["_source_item"] = pa.array([j for _, j, _ in records], pa.int64())
     res = FileResult(pa.table(arrays), cols, issues, file_lines=len(data_lines))
     return _accounted(res, rel, data_lines, [(i, i) for i in parsed])
 
