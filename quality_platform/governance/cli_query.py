@@ -26,7 +26,12 @@ def register(add: Any, sub: Any) -> None:
 def cmd_query(args: argparse.Namespace) -> int:
     from quality_platform.cli import CliError, _emit, _table
     from quality_platform.governance.policy import resolve_principal
-    from quality_platform.governance.query import GovernedSession, QueryFailed
+    from quality_platform.governance.query import (
+        GovernedSession,
+        QueryFailed,
+        safe_frame,
+        safe_text,
+    )
 
     if args.limit < 0:
         raise CliError("--limit must be 0 or more")
@@ -37,26 +42,28 @@ def cmd_query(args: argparse.Namespace) -> int:
         with GovernedSession(who, max_rows=args.limit) as session:
             if args.tables:
                 tables = session.tables()
-                text = "\n".join(f"{t['table']}  ({len(t['columns'])} columns"
-                                 + (f"; rows: {t['row_filter']}" if t["row_filter"] else "")
-                                 + (f"; masked: {', '.join(f'{c}={m}' for c, m in t['masked'].items())}"
-                                    if t["masked"] else "") + ")" for t in tables)
+                text = "\n".join(safe_text(f"{t['table']}  ({len(t['columns'])} columns"
+                                            + (f"; rows: {t['row_filter']}" if t["row_filter"] else "")
+                                            + (f"; masked: {', '.join(f'{c}={m}' for c, m in t['masked'].items())}"
+                                               if t["masked"] else "") + ")") for t in tables)
                 _emit(args, {"user": who.name, "role": who.role, "tables": tables}, text or "(no tables)")
                 return 0
             res = session.query(args.sql)
     except QueryFailed as exc:
         raise CliError(f"the query failed: {exc}") from None
     fmt = "json" if args.json else args.format
+    # table and CSV output: no spreadsheet formulas, no control characters or terminal escapes
+    # (JSON escapes them itself)
     more = (f"({res.row_count} rows, {len(res.frame)} shown; raise --limit to see more)" if res.truncated
             else f"({res.row_count} rows)")
     if fmt == "json":
         _emit(argparse.Namespace(json=True), {**res.metadata(), "rows": res.records()}, "")
     elif fmt == "csv":
         buf = io.StringIO()
-        res.frame.to_csv(buf, index=False)
+        safe_frame(res.frame).to_csv(buf, index=False)
         print(buf.getvalue(), end="")
     else:
-        print(_table(res.frame) if res.columns else "(no columns)")
+        print(_table(safe_frame(res.frame)) if res.columns else "(no columns)")
         print(more)
     return 0
 

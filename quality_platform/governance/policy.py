@@ -8,6 +8,7 @@ One file, ``<config_dir>/governance/policy.yaml``, says
 * which columns are masked for whom (``masks``; raw personal columns come from the plants'
   ``personal_data`` and are always pseudonymised),
 * which actions each role may take (:data:`ACTIONS`), with separation of duties for approvals,
+* what one governed query may use (``query_limits``: time, memory, threads, rows, nesting depth),
 * who the caller is: the OS account of the process's real uid mapped to a user (never
   ``LOGNAME``/``USER``); under ``sudo`` to a service account, the calling account (``SUDO_USER``
   verified against ``SUDO_UID``); ``QP_USER`` for automation running as a service account; or
@@ -24,12 +25,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import pwd
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from quality_platform.config import _Model, load_yaml_model
 from quality_platform.settings import Paths, get_paths
@@ -73,6 +75,41 @@ class SeparationOfDuties(_Model):
     approver_not_trainer: bool = True
 
 
+_MEMORY_UNITS: dict[str, int] = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+                                 "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes of a memory size as DuckDB writes it (``"1GB"`` = 10^9, ``"512MiB"`` = 512 * 2^20)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", text)
+    if not m or m.group(2).upper() not in _MEMORY_UNITS:
+        raise ValueError(f"memory size {text!r}: a number and one of {', '.join(_MEMORY_UNITS)} (e.g. '1GB')")
+    return int(float(m.group(1)) * _MEMORY_UNITS[m.group(2).upper()])
+
+
+class QueryLimits(_Model):
+    """What one governed query may use (each breach refuses it, audited as denied, naming the rule)."""
+
+    max_seconds: float = Field(30.0, gt=0, le=3600)         # wall time; the query is interrupted after it
+    max_memory: str = "1GB"                                 # DuckDB memory_limit, and the result's size
+    max_threads: int = Field(2, ge=1, le=64)                # DuckDB threads of a governed session
+    max_rows: int = Field(100_000, ge=1)                    # rows returned at most (more are counted, not kept)
+    # levels of the parsed query tree (json_serialize_sql): a subquery, function call or operator
+    # adds about 3; bounded so that checking the tree never exhausts Python's recursion limit
+    max_nesting_depth: int = Field(200, ge=20, le=600)
+
+    @field_validator("max_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if memory_bytes(value) < 16 * 2**20:
+            raise ValueError(f"max_memory {value!r} is below 16MiB: no query could run")
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_bytes(self.max_memory)
+
+
 class RolePolicy(_Model):
     description: str = ""
     read: list[str] = Field(default_factory=list)
@@ -109,6 +146,7 @@ class Policy(_Model):
     impersonation: Impersonation = Impersonation()
     separation_of_duties: SeparationOfDuties = SeparationOfDuties()
     service_accounts: list[str] = Field(default_factory=list)
+    query_limits: QueryLimits = QueryLimits()
     roles: dict[str, RolePolicy]
     masks: list[MaskRule] = Field(default_factory=list)
     users: dict[str, UserPolicy]

@@ -25,25 +25,36 @@ How a governed session is built (:class:`GovernedSession`):
 3. ``governance.*`` tables, loaded into memory (only those the role may read, each when a query
    first names it or :meth:`~GovernedSession.tables` lists them; same row filter): ``audit_log``
    (refs as JSON text), ``alerts``, ``model_versions`` (MLflow registry) and ``incidents``.
-4. Lock-down: ``enable_external_access=false`` (no file, network or ATTACH), no extension install
-   or autoload, no community extensions, no Python replacement scans, and
-   ``lock_configuration=true`` (no setting can be changed afterwards).
+4. Lock-down: the policy's ``query_limits`` (``memory_limit`` = ``max_memory`` with no spilling to
+   disk, ``threads`` = ``max_threads``), ``enable_external_access=false`` (no file, network or
+   ATTACH), no extension install or autoload, no community extensions, no Python replacement
+   scans, and ``lock_configuration=true`` (no setting can be changed afterwards).
 5. Every user statement is checked before it runs (:func:`check_sql`): exactly one statement, of
-   type SELECT; its parsed tree (``json_serialize_sql``) may reference only the views above (or
-   its own CTEs), no catalog-qualified names, only a few table functions (``range``,
-   ``generate_series``, ``unnest``) and none of the functions that read files, settings, the
-   catalog or run SQL text (``read_*``, ``glob``, ``query``, ``query_table``, ``getenv``,
-   ``duckdb_*``, ``pragma_*``, ...).
+   type SELECT; its parsed tree (``json_serialize_sql``) nests at most ``max_nesting_depth``
+   levels (measured on its text, so a deep query is refused, never a ``RecursionError``), may
+   reference only the views above (or its own CTEs), no catalog-qualified names, only a few table
+   functions (``range``, ``generate_series``, ``unnest``) and none of the functions that read
+   files, settings, the catalog, view definitions or statistics, wait, or run SQL text
+   (``read_*``, ``glob``, ``query``, ``query_table``, ``getenv``, ``duckdb_*``, ``pragma_*``,
+   ``pg_get_viewdef``, ``stats``, ``pg_sleep``, ..., and every macro that expands to one of them:
+   :func:`denied_macros`).
+6. While it runs: interrupted after ``max_seconds`` (rule ``time_limit``); DuckDB running out of
+   its memory limit, or a result larger than ``max_memory``, refuses it (rule ``memory_limit``);
+   at most ``max_rows`` rows are kept (all are counted).
 
 Every query is audited (action ``query``): user, role, SHA-256 of the query text (never the text),
 tables touched, rows returned, and the outcome ``ok`` / ``denied`` (with the rule that refused
-it) / ``failed`` (the SQL error).
+it, including the limits above) / ``failed`` (the SQL error).
+
+Results shown as text or CSV go through :func:`safe_frame`: no cell starts a spreadsheet formula
+and no control character or terminal escape sequence reaches the screen.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -59,6 +70,7 @@ from quality_platform.governance.policy import (
     Policy,
     PolicyError,
     Principal,
+    QueryLimits,
     authorize,
     column_mask,
     load_policy,
@@ -82,13 +94,20 @@ DENIED_FUNCTIONS: frozenset[str] = frozenset({
     "json_execute_serialized_sql", "which_secret", "checkpoint", "force_checkpoint",
     "current_database", "current_catalog", "current_schema", "current_schemas", "load_extension",
     "install_extension", "test_all_types", "test_vector_types",
+    # catalog metadata behind built-in macros: view and constraint definitions (the masking SQL and
+    # the warehouse's hidden alias), database sizes, the type catalog
+    "pg_get_viewdef", "pg_get_constraintdef", "pg_get_expr", "get_block_size", "format_type",
+    # statistics of the column under a view: min/max of rows the row filter hides
+    "stats",
+    # waiting and side effects
+    "pg_sleep", "sleep_ms", "write_log",
 })
 _UDF_PREFIX = "qp_private_"
 DENIED_FUNCTION_PREFIXES: tuple[str, ...] = ("read_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_",
                                              "sqlite_", "postgres_", "mysql_", "json_execute", _UDF_PREFIX)
 REDACTED = "***"
-DEFAULT_MAX_ROWS = 100_000
-DEFAULT_TIMEOUT_S = 120.0
+_IDENT_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 class QueryDenied(PolicyError):
@@ -186,6 +205,7 @@ class _Check:
     known: set[str]                  # lower-case schema.table of every table of the installation
     reserved: set[str]               # lower-case names a CTE may not take (catalog objects)
     role: str
+    denied: frozenset[str] = frozenset()  # further functions of this session (see denied_macros)
     touched: set[str] = field(default_factory=set)
 
     def deny(self, message: str, rule: str, audit_reason: str | None = None) -> QueryDenied:
@@ -222,8 +242,9 @@ class _Check:
             qual = ".".join(p for p in (node.get("catalog"), node.get("schema"), name) if p)
             raise self.deny(f"qualified function name {qual!r} is not allowed in a governed session",
                             "qualified_function", "a qualified function name is not allowed in a governed session")
-        safe = name if name in DENIED_FUNCTIONS or _plain_identifier(name) else "(a function)"
-        if name in DENIED_FUNCTIONS or name.startswith(DENIED_FUNCTION_PREFIXES):
+        refused = name in DENIED_FUNCTIONS or name in self.denied
+        safe = name if refused or _plain_identifier(name) else "(a function)"
+        if refused or name.startswith(DENIED_FUNCTION_PREFIXES):
             raise self.deny(f"function {name} is not allowed in a governed session", "function_not_allowed",
                             f"function {safe} is not allowed in a governed session")
         if table_function and name not in ALLOWED_TABLE_FUNCTIONS:
@@ -275,10 +296,55 @@ def _plain_identifier(name: str) -> bool:
     return name.replace("_", "").isalnum() and len(name) <= 40 and not any(ch.isdigit() for ch in name)
 
 
+def _denied_name(name: str, denied: frozenset[str]) -> bool:
+    return name in DENIED_FUNCTIONS or name in denied or name.startswith(DENIED_FUNCTION_PREFIXES)
+
+
+def denied_macros(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """The scalar macros of ``con`` (built-in or not) whose definition calls a denied function,
+    directly or through another such macro - e.g. ``pg_get_viewdef`` (``duckdb_views()``) or
+    ``pg_sleep`` (``sleep_ms``): the check sees a macro's name only, not what it expands to.
+    (Table macros need no list: only :data:`ALLOWED_TABLE_FUNCTIONS` may be called as tables.)"""
+    macros: dict[str, set[str]] = {}
+    for name, definition in con.execute(
+            "SELECT function_name, macro_definition FROM duckdb_functions() "
+            "WHERE function_type = 'macro' AND macro_definition IS NOT NULL").fetchall():
+        macros.setdefault(name.lower(), set()).update(m.lower() for m in _IDENT_CALL.findall(definition))
+    denied: set[str] = set()
+    while True:
+        more = {n for n, calls in macros.items()
+                if n not in denied and any(_denied_name(c, frozenset(denied)) for c in calls)}
+        if not more:
+            return frozenset(denied)
+        denied |= more
+
+
+def tree_depth(serialized: str) -> int:
+    """How deeply the JSON text ``serialized`` nests (objects and arrays), found without recursion."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(serialized):
+        c = token.group()
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _too_deep(max_depth: int, depth: int | None = None) -> QueryDenied:
+    got = f" ({depth} levels)" if depth is not None else ""
+    return QueryDenied(f"the query nests too deeply{got}: the policy allows {max_depth} levels of the parsed query "
+                       "(query_limits.max_nesting_depth); flatten nested subqueries or expressions", "nesting_depth")
+
+
 def check_sql(con: duckdb.DuckDBPyConnection, sql: str, *, allowed: dict[str, str], known: set[str],
-              reserved: set[str], role: str) -> tuple[str, list[str]]:
+              reserved: set[str], role: str, denied: frozenset[str] = frozenset(),
+              max_depth: int = QueryLimits().max_nesting_depth) -> tuple[str, list[str]]:
     """The single SELECT statement of ``sql`` (text to execute) and the tables it reads, or
-    :class:`QueryDenied` naming the rule it breaks."""
+    :class:`QueryDenied` naming the rule it breaks. ``denied`` are functions refused on top of
+    :data:`DENIED_FUNCTIONS`; ``max_depth`` bounds the nesting of the parsed tree (checked on its
+    text, before it is decoded: deeper trees are refused, never a ``RecursionError``)."""
     if not sql.strip():
         raise QueryDenied("the query is empty", "empty")
     try:
@@ -296,13 +362,20 @@ def check_sql(con: duckdb.DuckDBPyConnection, sql: str, *, allowed: dict[str, st
     if len(statements) > 1:
         raise QueryDenied(f"one statement per governed query (got {len(statements)})", "multiple_statements")
     text = statements[0].query
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()[0][0])
-    if tree.get("error"):
-        raise QueryDenied(f"the query cannot be checked ({tree.get('error_message', 'not a SELECT')}): "
-                          "only SELECT statements may run", "statement_not_allowed")
-    check = _Check(allowed=allowed, known=known, reserved=reserved, role=role)
-    for st in tree.get("statements", []):
-        check.walk(st, frozenset())
+    serialized = con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()[0][0]
+    depth = tree_depth(serialized)
+    if depth > max_depth:
+        raise _too_deep(max_depth, depth)
+    check = _Check(allowed=allowed, known=known, reserved=reserved, role=role, denied=denied)
+    try:
+        tree = json.loads(serialized)
+        if tree.get("error"):
+            raise QueryDenied(f"the query cannot be checked ({tree.get('error_message', 'not a SELECT')}): "
+                              "only SELECT statements may run", "statement_not_allowed")
+        for st in tree.get("statements", []):
+            check.walk(st, frozenset())
+    except RecursionError:  # pragma: no cover - max_nesting_depth is bounded well below the recursion limit
+        raise _too_deep(max_depth) from None
     return text, sorted(check.touched)
 
 
@@ -361,19 +434,22 @@ class GovernedSession:
 
     ``paths``/``policy``/``audit`` default to the installation's. Views are built on
     entry, governance tables when a query names them; :meth:`query` runs one checked, audited
-    SELECT."""
+    SELECT. The policy's ``query_limits`` bound every query; ``max_rows`` and ``timeout_s`` may
+    only lower them."""
 
     def __init__(self, who: Principal, *, paths: Paths | None = None, audit: AuditLog | None = None,
-                 policy: Policy | None = None, max_rows: int = DEFAULT_MAX_ROWS,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 policy: Policy | None = None, max_rows: int | None = None,
+                 timeout_s: float | None = None) -> None:
         from quality_platform.audit import AuditLog, audit_db_path
 
         self.paths = paths or get_paths()
         self.policy = policy or load_policy(self.paths)
         self.audit = audit or AuditLog(audit_db_path(self.paths.data_dir))
         self.who = who
-        self.max_rows = max_rows
-        self.timeout_s = timeout_s
+        self.limits: QueryLimits = self.policy.query_limits
+        self.max_rows = min(self.limits.max_rows, max_rows if max_rows is not None else self.limits.max_rows)
+        self.timeout_s = min(self.limits.max_seconds, timeout_s if timeout_s is not None else self.limits.max_seconds)
+        self._denied: frozenset[str] = frozenset()  # macros that expand to denied functions (denied_macros)
         self.views: dict[str, ViewInfo] = {}
         self._known: set[str] = set()
         self._reserved: set[str] = set()
@@ -408,7 +484,8 @@ class GovernedSession:
         con = duckdb.connect(":memory:")
         try:
             self._build(con)
-            self._lock(con)
+            self._denied = denied_macros(con)
+            self._lock(con, self.limits)
         except BaseException:
             con.close()
             raise
@@ -552,9 +629,13 @@ class GovernedSession:
         return f"CASE WHEN {col_sql} IS NULL THEN NULL ELSE '{REDACTED}' END", "redact"
 
     @staticmethod
-    def _lock(con: duckdb.DuckDBPyConnection) -> None:
+    def _lock(con: duckdb.DuckDBPyConnection, limits: QueryLimits) -> None:
+        """The policy's memory and thread limits (no spilling to disk: the memory limit is hard), then
+        no external access, no extensions, and no setting changeable afterwards."""
         settings = {r[0] for r in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
-        for name, value in (("enable_external_access", "false"), ("autoinstall_known_extensions", "false"),
+        for name, value in (("memory_limit", _literal(limits.max_memory)), ("threads", str(limits.max_threads)),
+                            ("temp_directory", "''"),
+                            ("enable_external_access", "false"), ("autoinstall_known_extensions", "false"),
                             ("autoload_known_extensions", "false"), ("allow_community_extensions", "false"),
                             ("allow_unsigned_extensions", "false"), ("python_enable_replacements", "false"),
                             ("lock_configuration", "true")):
@@ -572,6 +653,21 @@ class GovernedSession:
         return [{"table": v.name, "columns": list(v.columns), "row_filter": v.row_filter, "masked": v.masked}
                 for v in sorted(self.views.values(), key=lambda v: v.name)]
 
+    def _limit_breached(self, exc: BaseException, timed_out: bool) -> QueryDenied | None:
+        """The query limit that ``exc`` (raised while the query ran) says was breached, or None
+        (an ordinary SQL error). An interrupt counts only when this session's timer sent it."""
+        lim = self.limits
+        if timed_out and isinstance(exc, duckdb.InterruptException | OSError | RuntimeError):
+            return QueryDenied(f"the query ran longer than the policy's limit of {self.timeout_s:g} s "
+                               "(query_limits.max_seconds) and was interrupted", "time_limit")
+        if isinstance(exc, duckdb.OutOfMemoryException | MemoryError | _ResultTooLarge) or (
+                isinstance(exc, OSError) and "Out of Memory" in str(exc)):
+            where = "its result" if isinstance(exc, _ResultTooLarge) else "it"
+            return QueryDenied(f"the query needs more memory than the policy's limit of {lim.max_memory} "
+                               f"(query_limits.max_memory: {where} did not fit); aggregate or filter more, "
+                               "or select fewer or smaller columns", "memory_limit")
+        return None
+
     def query(self, sql: str) -> QueryResult:
         """Run one SELECT as the session's user; audited whatever the outcome."""
         if self._con is None:
@@ -582,25 +678,36 @@ class GovernedSession:
         refs: dict[str, Any] = {"role": who.role, "via": who.via, "query_sha256": digest}
         subject = f"query:{digest[:16]}"
         allowed = {name.lower(): name for name in [*self.views, *(f"governance.{t}" for t in self._governance)]}
+        def deny(exc: QueryDenied, tables: list[str]) -> QueryDenied:
+            self.audit.append("query", who.name, subject=subject, outcome="denied", reason=exc.audit_reason,
+                              refs={**refs, "tables": tables, "denied_because": exc.audit_reason, "rule": exc.rule})
+            return exc
+
         try:
             text, touched = check_sql(con, sql, allowed=allowed, known=self._known, reserved=self._reserved,
-                                      role=who.role)
+                                      role=who.role, denied=self._denied, max_depth=self.limits.max_nesting_depth)
         except QueryDenied as exc:
-            self.audit.append("query", who.name, subject=subject, outcome="denied", reason=exc.audit_reason,
-                              refs={**refs, "tables": [], "denied_because": exc.audit_reason, "rule": exc.rule})
-            raise
+            raise deny(exc, []) from None
         self._load_governance([t.split(".", 1)[1] for t in touched if t.startswith("governance.")])
         t0 = time.perf_counter()
-        timer = threading.Timer(self.timeout_s, con.interrupt)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            con.interrupt()
+
+        timer = threading.Timer(self.timeout_s, stop)
         timer.start()
         try:
-            frame, total = _fetch(con, text, self.max_rows)
-        except (duckdb.Error, RuntimeError) as exc:
+            frame, total = _fetch(con, text, self.max_rows, self.limits.memory_bytes)
+        except (duckdb.Error, RuntimeError, OSError, MemoryError, _ResultTooLarge) as exc:
+            timer.cancel()
+            limit = self._limit_breached(exc, timed_out.is_set())
+            if limit is not None:
+                raise deny(limit, touched) from None
             msg = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
             # the audit keeps the kind of error only: DuckDB messages may quote literals of the query
             kind = msg.split(":", 1)[0] if ":" in msg[:40] else type(exc).__name__
-            if isinstance(exc, duckdb.InterruptException):
-                msg = kind = f"the query ran longer than {self.timeout_s:g} s and was interrupted"
             self.audit.append("query", who.name, subject=subject, outcome="failed", reason=f"query failed: {kind}",
                               refs={**refs, "tables": touched, "error": kind})
             raise QueryFailed(msg) from None
@@ -616,19 +723,30 @@ class GovernedSession:
                            audit_seq=getattr(rec, "seq", None))
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, max_rows: int) -> tuple[pd.DataFrame, int]:
-    """Run ``sql``; keep at most ``max_rows`` rows, count them all."""
+class _ResultTooLarge(Exception):
+    """The rows a query returns would take more memory than the policy allows."""
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, max_rows: int,
+           max_bytes: int | None = None) -> tuple[pd.DataFrame, int]:
+    """Run ``sql``; keep at most ``max_rows`` rows (at most ``max_bytes`` of Arrow data), count them all."""
     import pyarrow as pa
 
     reader = con.sql(sql).to_arrow_reader(min(max(max_rows, 1), 100_000))
     kept: list[pa.RecordBatch] = []
-    total = n_kept = 0
-    for batch in _batches(reader):
-        total += batch.num_rows
-        if n_kept < max_rows:
-            part = batch.slice(0, max_rows - n_kept)
-            kept.append(part)
-            n_kept += part.num_rows
+    total = n_kept = n_bytes = 0
+    try:
+        for batch in _batches(reader):
+            total += batch.num_rows
+            if n_kept < max_rows:
+                part = batch.slice(0, max_rows - n_kept)
+                n_bytes += part.nbytes
+                if max_bytes is not None and n_bytes > max_bytes:
+                    raise _ResultTooLarge(f"{n_bytes} bytes kept")
+                kept.append(part)
+                n_kept += part.num_rows
+    finally:
+        reader.close()  # a result left open (refused or interrupted half-way) blocks the connection
     table = pa.Table.from_batches(kept, schema=reader.schema)
     return table.to_pandas(), total
 
@@ -641,8 +759,43 @@ def _batches(reader: Any) -> Iterator[Any]:
             return
 
 
+#: Characters that make a spreadsheet read a CSV cell as a formula (OWASP CSV injection).
+FORMULA_START: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+#: C0 and C1 control characters, DEL, and the Unicode bidirectional overrides and isolates.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+
+
+def _visible(ch: str) -> str:
+    code = ord(ch)
+    return _NAMED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe_text(value: str) -> str:
+    """``value`` safe for a terminal and a spreadsheet: a leading ``= + - @`` tab or carriage return
+    gets a ``'`` in front (so a spreadsheet shows it as text), and every control character (C0,
+    DEL, C1 - hence every ANSI escape sequence - and bidirectional overrides) is replaced by a
+    visible escape such as ``\\x1b`` or ``\\n``. Backslashes are left as they are."""
+    if value.startswith(FORMULA_START):
+        value = "'" + value
+    return _CONTROL.sub(lambda m: _visible(m.group()), value)
+
+
+def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a result ``frame`` for table or CSV output: :func:`safe_text` on every column name
+    and every cell of a text or object column (lists, structs, maps and blobs as their text: pandas
+    would print the text nested in them unescaped). Numbers, dates and missing values stay."""
+    out = frame.copy()
+    out.columns = [safe_text(str(c)) for c in frame.columns]
+    for i in range(frame.shape[1]):  # by position: a query may return two columns of one name
+        values = frame.iloc[:, i]
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            out.isetitem(i, values.map(lambda v: safe_text(v if isinstance(v, str) else str(v)), na_action="ignore"))
+    return out
+
+
 def governed_query(sql: str, who: Principal, *, paths: Paths | None = None, audit: AuditLog | None = None,
-                   policy: Policy | None = None, max_rows: int = DEFAULT_MAX_ROWS) -> QueryResult:
+                   policy: Policy | None = None, max_rows: int | None = None) -> QueryResult:
     """Run one SELECT as ``who`` in a fresh governed session (see the module docstring); audited.
 
     Raises :class:`QueryDenied` (a :class:`PolicyError`) when a rule refuses it and

@@ -4,9 +4,11 @@ battery against the locked-down session, and the `qp query` / `qp users` command
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from quality_platform.governance.query import (
     GovernedSession,
     QueryDenied,
     QueryFailed,
+    denied_macros,
     governed_query,
     query_sha256,
 )
@@ -291,7 +294,27 @@ ESCAPES: list[tuple[str, str, str]] = [
     ("quinn.quality", "SELECT * FROM kpi_daily", "name tables as schema.table"),
     ("quinn.quality", "", "the query is empty"),
     ("quinn.quality", "SELEC 1", "does not parse"),
+    # view definitions (the masking SQL, the hidden alias), statistics, settings, waiting
+    ("dana.data", "SELECT pg_get_viewdef(oid) AS d FROM (SELECT 0 AS oid)", "function pg_get_viewdef is not allowed"),
+    ("dana.data", "SELECT pg_get_constraintdef(0) AS d", "function pg_get_constraintdef is not allowed"),
+    ("dana.data", "SELECT get_block_size('memory') AS b", "function get_block_size is not allowed"),
+    ("paul.plant_a", "SELECT stats(value) AS s FROM kpi.kpi_daily", "function stats is not allowed"),
+    ("quinn.quality", "SELECT pg_sleep(5) AS s", "function pg_sleep is not allowed"),
+    ("quinn.quality", "SELECT sleep_ms(5000) AS s", "function sleep_ms is not allowed"),
+    ("quinn.quality", "SELECT write_log('x') AS s", "function write_log is not allowed"),
+    # query limits (the battery's policy: max_seconds 3, max_memory 64MB, max_nesting_depth 200)
+    ("quinn.quality", "SELECT 1 AS x FROM " + "(SELECT * FROM " * 400 + "range(1)" + ")" * 400,
+     "the query nests too deeply"),
+    ("quinn.quality", "SELECT " + "abs(" * 400 + "1" + ")" * 400 + " AS x", "query_limits.max_nesting_depth"),
+    ("quinn.quality", "SELECT 1" + " + 1" * 400 + " AS x", "the query nests too deeply"),
+    ("quinn.quality", "SELECT * FROM generate_series(1, 1000000000000)", "longer than the policy's limit of 3 s"),
+    ("quinn.quality", "SELECT count(*) AS n FROM generate_series(1, 1000000000000)", "query_limits.max_seconds"),
+    ("quinn.quality", "SELECT list(i) AS l FROM range(100000000) r(i)", "more memory than the policy's limit of 64MB"),
+    ("quinn.quality", "SELECT string_agg(repeat('x', 1000), ',') AS s FROM range(1000000)", "query_limits.max_memory"),
+    ("quinn.quality", "SELECT i, repeat('x', 1000) AS s FROM range(200000) r(i)", "its result did not fit"),
 ]
+#: The limits the escape battery runs under (small, so that the limit cases are quick).
+BATTERY_LIMITS = {"max_seconds": 3, "max_memory": "64MB", "max_threads": 1, "max_nesting_depth": 200}
 
 
 def test_escape_battery(gov_env: GovEnv) -> None:
@@ -299,7 +322,7 @@ def test_escape_battery(gov_env: GovEnv) -> None:
     tables touched and the reason), and the warehouse file is unchanged afterwards."""
     wh = Path(gov_env.paths.warehouse_path)
     before = (hashlib.sha256(wh.read_bytes()).hexdigest(), wh.stat().st_mtime_ns)
-    policy = load_policy(gov_env.paths)
+    policy = Policy.model_validate({**load_policy(gov_env.paths).model_dump(), "query_limits": BATTERY_LIMITS})
     sessions: dict[str, GovernedSession] = {}
     results: list[dict[str, str]] = []
     try:
@@ -363,14 +386,18 @@ def test_allowed_sql_features(gov_env: GovEnv) -> None:
 
 
 def test_timeout_and_query_action(gov_env: GovEnv) -> None:
-    """A runaway query is interrupted (audited as failed); a role without the `query` action is
-    refused before any session is built (audited as denied)."""
+    """A runaway query is interrupted (refused under rule time_limit, audited as denied with the
+    tables it read) and the session still works; a role without the `query` action is refused
+    before any session is built (audited as denied)."""
     policy = load_policy(gov_env.paths)
     with GovernedSession(principal(policy, "quinn.quality"), paths=gov_env.paths, policy=policy,
-                         timeout_s=0.5) as s, pytest.raises(QueryFailed, match="interrupted"):
-        s.query("SELECT sum(a.i * b.i) AS x FROM range(100000) a(i), range(100000) b(i)")
-    rec = _last(gov_env)
-    assert rec.outcome == "failed" and "interrupted" in rec.refs["error"]
+                         timeout_s=0.5) as s:
+        with pytest.raises(QueryDenied, match=r"longer than the policy's limit of 0\.5 s") as info:
+            s.query("SELECT sum(a.i * b.i) AS x FROM range(100000) a(i), range(100000) b(i), kpi.kpi_daily")
+        assert info.value.rule == "time_limit"
+        rec = _last(gov_env)
+        assert (rec.outcome, rec.refs["rule"], rec.refs["tables"]) == ("denied", "time_limit", ["kpi.kpi_daily"])
+        assert s.query("SELECT count(*) AS n FROM kpi.kpi_daily").row_count == 1
     doc = policy.model_dump()
     doc["roles"]["auditor"]["actions"] = [a for a in doc["roles"]["auditor"]["actions"] if a != "query"]
     no_query = Policy.model_validate(doc)
@@ -380,6 +407,65 @@ def test_timeout_and_query_action(gov_env: GovEnv) -> None:
     assert (rec.outcome, rec.actor, rec.refs["query_sha256"]) == ("denied", "aud.it", query_sha256("SELECT 1 AS x"))
     with pytest.raises(PolicyError, match="may not query"):
         GovernedSession(principal(no_query, "aud.it"), paths=gov_env.paths, policy=no_query).open()
+
+
+def test_query_limits_from_the_policy(gov_env: GovEnv) -> None:
+    """The session takes memory, threads, rows, time and nesting limits from the policy (arguments
+    may only lower them), spills nothing to disk, and refuses every macro that expands to a denied
+    function; an ordinary SQL error is still `failed`, not a limit."""
+    doc = load_policy(gov_env.paths).model_dump()
+    doc["query_limits"] = {"max_seconds": 7, "max_memory": "300MB", "max_threads": 1, "max_rows": 5,
+                           "max_nesting_depth": 40}
+    policy = Policy.model_validate(doc)
+    assert load_policy(gov_env.paths).query_limits.max_memory == "1GB"  # the shipped policy's
+    with GovernedSession(principal(policy, "quinn.quality"), paths=gov_env.paths, policy=policy,
+                         max_rows=1000, timeout_s=60) as s:
+        assert (s.max_rows, s.timeout_s) == (5, 7)
+        con = s._con
+        assert con is not None
+        got = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                               "('memory_limit', 'threads', 'temp_directory')").fetchall())
+        assert got == {"memory_limit": "286.1 MiB", "threads": "1", "temp_directory": ""}
+        assert {"pg_get_viewdef", "pg_sleep", "pg_get_constraintdef", "get_block_size"} <= denied_macros(con)
+        res = s.query("SELECT * FROM kpi.kpi_daily")
+        assert len(res.frame) == 5 and res.truncated and res.row_count > 5
+        # 10 nested subqueries pass a limit of 40 tree levels, 12 do not
+        s.query("SELECT 1 AS x FROM " + "(SELECT * FROM " * 10 + "range(1)" + ")" * 10)
+        with pytest.raises(QueryDenied, match="nests too deeply") as info:
+            s.query("SELECT 1 AS x FROM " + "(SELECT * FROM " * 12 + "range(1)" + ")" * 12)
+        assert info.value.rule == "nesting_depth" and _last(gov_env).refs["rule"] == "nesting_depth"
+        with pytest.raises(QueryFailed, match="Conversion Error"):
+            s.query("SELECT CAST(kpi_id AS INTEGER) AS x FROM kpi.kpi_daily")
+        assert (_last(gov_env).outcome, _last(gov_env).refs["error"]) == ("failed", "Conversion Error")
+    with pytest.raises(ValueError, match=r"query_limits\.max_memory"):
+        Policy.model_validate({**doc, "query_limits": {"max_memory": "lots"}})
+    with pytest.raises(ValueError, match="below 16MiB"):
+        Policy.model_validate({**doc, "query_limits": {"max_memory": "1MB"}})
+
+
+def test_text_and_csv_output_are_escaped(gov_env: GovEnv) -> None:
+    """Cells that a spreadsheet would run as a formula get a leading quote; control characters and
+    terminal escape sequences (in cells, nested values and column names) are shown as visible
+    escapes; numbers are unchanged; JSON keeps the values (escaped by JSON itself)."""
+    sql = ("SELECT '=HYPERLINK(''http://evil'',''x'')' AS f, '+1+1' AS p, '-2+3' AS m, '@SUM(A1)' AS a, "
+           "chr(9) || '=1' AS tab, chr(13) || '=1' AS cr, chr(27) || '[2J' || chr(27) || ']0;pwned' || chr(7) AS ansi, "
+           "chr(155) || '31m' AS c1, 'line' || chr(10) || 'break' AS nl, [chr(27) || '[31m'] AS l, "
+           "'plain' AS ok, -3 AS neg, 'x' AS \"" + chr(27) + "[1mcol\"")
+    raw_controls = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+    code, out = _cli("query", sql, "--as", "quinn.quality", "--format", "csv")
+    assert code == 0, out
+    assert not raw_controls.search(out), repr(out)
+    header, row = list(csv.reader(io.StringIO(out)))
+    assert header[-1] == "\\x1b[1mcol"
+    assert row == ["'=HYPERLINK('http://evil','x')", "'+1+1", "'-2+3", "'@SUM(A1)", "'\\t=1", "'\\r=1",
+                   "\\x1b[2J\\x1b]0;pwned\\x07", "\\x9b31m", "line\\nbreak", "['\\x1b[31m']", "plain", "-3", "x"]
+    code, out = _cli("query", sql, "--as", "quinn.quality")
+    assert code == 0 and not raw_controls.search(out), repr(out)
+    assert "'=HYPERLINK" in out and "\\x1b[2J" in out and "line\\nbreak" in out and "(1 rows)" in out
+    code, out = _cli("query", sql, "--as", "quinn.quality", "--json")
+    assert code == 0 and not raw_controls.search(out)
+    row = json.loads(out)["rows"][0]
+    assert row["f"].startswith("=HYPERLINK") and row["ansi"].startswith("\x1b[2J") and row["neg"] == -3
 
 
 # --------------------------------------------------------------------------- CLI and identity
