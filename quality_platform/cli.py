@@ -103,7 +103,7 @@ def _instance() -> Any:
 def _plant_range(plant_id: str, first: str | None, last: str | None) -> tuple[dt.date, dt.date]:
     """Days to process: given, or the days that have landing files."""
     from quality_platform.config import load_plants
-    from quality_platform.ingest.readers import discover, parse_file, sequence_times
+    from quality_platform.ingest.readers import LandingRefused, discover, parse_file, sequence_times
 
     paths = get_paths()
     plant = load_plants(paths)[plant_id]
@@ -120,9 +120,14 @@ def _plant_range(plant_id: str, first: str | None, last: str | None) -> tuple[dt
                 continue
     else:
         # one file for many days: the days its timestamps cover
+        ts = spec.timestamp
         for path in discover(plant, "readings", [], paths):
-            res = parse_file(plant, "readings", path, path.name)
-            ts = spec.timestamp
+            try:
+                res = parse_file(plant, "readings", path, paths)
+            except LandingRefused:
+                continue  # not read; landing reports it in the quarantine
+            if ts.field not in res.table.column_names:
+                continue
             col = res.table[ts.field].to_pandas()
             t = sequence_times(col, ts) if ts.kind == "sequence" else pd.to_datetime(col, utc=True, errors="coerce")
             local = t.dt.tz_convert(plant.tz).dt.date.dropna()
@@ -533,30 +538,21 @@ def _format_model_summary(m: dict[str, Any]) -> str:
 
 
 def cmd_free_slots(args: argparse.Namespace) -> int:
-    """Release DuckDB pool slots still held by runs that are no longer running.
+    """Fail runs whose process died and release pool slots held by runs that are no longer running.
 
-    A run killed mid-step (e.g. the UI stopped during a run) can leave its slot claimed; with a
-    pool limit of 1 every later run then waits. Slots of active runs are never touched."""
-    from dagster import DagsterRunStatus
+    A run killed mid-step (``kill -9`` of ``qp backfill`` / ``qp train``, the UI stopped during a
+    run) stays STARTED and keeps its slot; with a pool limit of 1 every later run then waits. Every
+    pool is looked at (``duckdb_warehouse``, ``model_training``, ...). A run whose recorded process
+    is gone is marked failed (its event log says why) and loses its slots; finished runs lose theirs;
+    slots of live runs are never touched. ``qp`` runs do the same before every run."""
+    from quality_platform.runs import free_slots
 
-    from quality_platform.warehouse import WAREHOUSE_POOL
-
-    instance = _instance()
-    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
-    holders = {c.run_id for c in info.claimed_slots} | {p.run_id for p in info.pending_steps}
-    freed, kept = [], []
-    for run_id in sorted(holders):
-        run = instance.get_run_by_id(run_id)
-        active = run is not None and run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
-                                                    DagsterRunStatus.CANCELING)
-        if active:
-            kept.append(run_id)
-        else:
-            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-            freed.append(run_id)
-    _emit(args, {"pool": WAREHOUSE_POOL, "freed": freed, "active": kept},
-          f"pool {WAREHOUSE_POOL}: freed slots of {len(freed)} finished run(s) {freed}; "
-          f"{len(kept)} active run(s) keep theirs")
+    rel = free_slots(_instance())
+    reaped = [dict(r.__dict__) for r in rel.reaped]
+    _emit(args, {"pools": rel.pools, "reaped": reaped, "freed": rel.freed, "active": rel.active},
+          f"pools {', '.join(rel.pools) or '(none)'}: failed {len(reaped)} run(s) whose process died "
+          f"{[r['run_id'] for r in reaped]}; freed slots of {len(rel.freed)} run(s) {rel.freed}; "
+          f"{len(rel.active)} active run(s) keep theirs")
     return 0
 
 
@@ -914,7 +910,8 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--trigger", default="cli")
     c = add("canary", cmd_canary, "evaluate the canary: promote, roll back or wait")
     c.add_argument("--trigger", default="cli")
-    add("free-slots", cmd_free_slots, "release DuckDB pool slots held by runs that are no longer running")
+    add("free-slots", cmd_free_slots, "fail runs whose process died; release pool slots (every pool) of runs "
+                                      "that are no longer running")
     k = add("dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing")
     k.add_argument("--path", default=str(get_paths().data_dir / ".secrets" / "pseudonym.key"))
     from quality_platform.governance import cli_audit, cli_incidents, cli_privacy, cli_query

@@ -217,8 +217,9 @@ def test_rotation_refuses_a_locked_warehouse(gov_env: GovEnv, capsys: pytest.Cap
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
         before = gov_env.paths.warehouse_path.stat().st_mtime_ns
         monkeypatch.setenv("QP_PSEUDONYM_KEY_NEW", NEW_KEY)
+        monkeypatch.setattr("quality_platform.warehouse.WRITE_BUSY_TIMEOUT_S", 2.0)  # a writer waits, bounded
         rc, _, text = qp(capsys, "keys", "rotate", "--as", "dana.data")
-        assert rc == 2 and "in use by another process" in text
+        assert rc == 2 and f"in use by PID {holder.pid}" in text
         assert last_record(gov_env, "rotate_key").outcome == "failed"
         assert gov_env.paths.warehouse_path.stat().st_mtime_ns == before
     finally:
