@@ -147,7 +147,7 @@ def plant_a_day(draw: st.DrawFn) -> dict:
     r_header = list(A_READINGS)
     if draw(st.booleans()):
         r_header.append(draw(NAME))
-        readings = [r + [draw(NASTY)] for r in readings]
+        readings = [[*r, draw(NASTY)] for r in readings]
     return {"units": _encode(_csv_text(header, units, draw(st.booleans())), draw(ENCODING)),
             "readings": _encode(_csv_text(r_header, readings, draw(st.booleans())), draw(ENCODING)),
             "extra_name": draw(NASTY.filter(lambda s: "/" not in s and "\x00" not in s and s not in ("", ".", ".."))),
