@@ -27,7 +27,7 @@ from quality_platform.assets.standard import build_standard_assets
 from quality_platform.assets.standard_checks import build_standard_checks
 from quality_platform.config import load_kpis, load_plants, load_platform, load_quantities
 from quality_platform.features.config import load_features
-from quality_platform.jobs import STANDARD_JOB, build_jobs
+from quality_platform.jobs import build_jobs
 from quality_platform.loop import (
     build_monitor_sensor,
     build_retrain_sensor,
@@ -67,7 +67,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
                if any(getattr(p.streams, s).per_day_files for s in ("readings", "units", "inspections"))]
     jobs = build_jobs(ids)
     sensors = [*(build_landing_sensor(p, start) for p in watched), build_standardize_sensor(ids),
-               build_monitor_sensor(plants, next(j for j in jobs if j.name == STANDARD_JOB)), build_retrain_sensor(jobs),
+               build_monitor_sensor(plants, jobs), build_retrain_sensor(jobs),
                build_run_failure_alert()]
     loop = load_monitoring_config(paths).loop
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors,

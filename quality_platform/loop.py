@@ -35,6 +35,7 @@ from quality_platform.jobs import (
     MONITOR_JOB,
     OPS_JOB,
     PERFORMANCE_JOB,
+    STANDARD_JOB,
     TRAIN_JOB,
     land_job_name,
 )
@@ -173,10 +174,15 @@ def monitor_requests(run: Any, plants: dict[str, PlantConfig]) -> list[dg.RunReq
     ]
 
 
-def build_monitor_sensor(plants: dict[str, PlantConfig], standard_job: Any) -> dg.SensorDefinition:
+def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.SensorDefinition:
+    """``jobs``: the job definitions; the sensor watches standardize_job and requests the monitor and
+    performance jobs (targets Dagster validates when it evaluates a tick)."""
+    by_name = {j.name: j for j in jobs}
+
     @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="monitor_after_standardize",
-                          monitored_jobs=[standard_job],
-                          request_jobs=[], default_status=dg.DefaultSensorStatus.RUNNING,
+                          monitored_jobs=[by_name[STANDARD_JOB]],
+                          request_jobs=[by_name[MONITOR_JOB], by_name[PERFORMANCE_JOB]],
+                          default_status=dg.DefaultSensorStatus.RUNNING,
                           description="After a standardize run: score and monitor its plant-days; model performance "
                                       "for the days whose labels it brought.")
     def _sensor(context: dg.RunStatusSensorContext) -> Any:

@@ -156,11 +156,11 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, plant: str, day:
     sensor = defs.resolve_sensor_def(RETRAIN_SENSOR)
     ctx = dg.build_sensor_context(instance=instance, cursor=sensor_cursor, definitions=defs,
                                   resources={"platform": PlatformResource()})
-    res = sensor(ctx)
+    res = sensor.evaluate_tick(ctx)  # as the daemon does: requests resolved and validated against targets
     retrain = None
     for req in res.run_requests or []:
         o = _execute_request(defs, instance, req, RETRAIN_SENSOR)
         runs.append(o)
         if req.job_name == TRAIN_JOB:
             retrain = {"run_id": o.run_id, "success": o.success, "tags": dict(req.tags)}
-    return DayOutcome(plant, day, runs, retrain, res.cursor if res.cursor is not None else ctx.cursor)
+    return DayOutcome(plant, day, runs, retrain, res.cursor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -216,14 +217,19 @@ def test_a_failed_run_reaches_the_alert_channel(qp_env: Paths) -> None:
     from quality_platform.sensors import range_tags
 
     defs = build_definitions(qp_env)
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+
+    def tick(cursor: str | None) -> Any:  # as the daemon evaluates it: from the instance's event log
+        return sensor.evaluate_tick(dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources={"platform": PlatformResource()}))
+
     with dg.instance_for_test() as instance:
+        base = tick(None)  # the first tick only sets the cursor
         # no champion yet: scoring + drift of a plant-day fails
         res = defs.resolve_job_def(MONITOR_JOB).execute_in_process(instance=instance, raise_on_error=False,
                                                                    tags=range_tags("plant_a", D0, D0))
         assert not res.success
-        ctx = dg.build_run_status_sensor_context(
-            sensor_name="alert_on_run_failure", dagster_event=res.get_run_failure_event(), dagster_instance=instance,
-            dagster_run=res.dagster_run, resources={"platform": PlatformResource()}).for_run_failure()
-        defs.resolve_sensor_def("alert_on_run_failure")(ctx)
+        after = tick(base.cursor)
+        tick(after.cursor)  # the same failure is not sent twice
     alerts = [a for a in read_alerts(paths=qp_env) if a["kind"] == "run_failure"]
     assert len(alerts) == 1 and alerts[0]["details"]["run_id"] == res.run_id and "monitor_job" in alerts[0]["summary"]

@@ -29,9 +29,11 @@ def _file(paths: Paths, day: str, name: str = "sensoren.csv", body: str = "") ->
 
 def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, defs: dg.Definitions,
           cursor: str | None):
+    """One tick the way the daemon evaluates it: ``evaluate_tick`` also resolves and validates the
+    run requests against the sensor's targets (calling the function directly would skip that)."""
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
                                   resources={"platform": PlatformResource()})
-    return sensor(ctx)
+    return sensor.evaluate_tick(ctx)
 
 
 def test_contiguous_ranges() -> None:
@@ -71,4 +73,30 @@ def test_standardize_sensor_follows_raw(qp_env: Paths) -> None:
         res = _tick(sensor, instance, defs, base.cursor)
         (req,) = res.run_requests
         assert req.tags[RANGE_START] == req.tags[RANGE_END] == "2026-03-16|plant_a"
+        assert not _tick(sensor, instance, defs, res.cursor).run_requests
+
+
+def test_monitor_sensor_requests_monitoring_of_a_standardised_day(qp_env: Paths) -> None:
+    """A successful standardize run leads to a monitor run of its days and a performance run of the
+    days whose labels they brought; the requests must name targets the sensor declares, or the
+    daemon refuses the tick ("RunRequest for a sensor lacking a specified target")."""
+    cfg = qp_env.platform_file  # one reading a day: completeness is not what this test is about
+    cfg.write_text(cfg.read_text().replace("completeness_warn_below: 0.95", "completeness_warn_below: 0")
+                   .replace("completeness_error_below: 0.50", "completeness_error_below: 0"))
+    defs = build_definitions(qp_env)
+    sensor = defs.resolve_sensor_def("monitor_after_standardize")
+    day = dt.date(2026, 3, 16)
+    with dg.instance_for_test() as instance:
+        base = _tick(sensor, instance, defs, None)  # the first tick only sets the cursor
+        assert not base.run_requests
+        _file(qp_env, day.isoformat(), body="2026-03-16 10:00:00,A-M01,200,2.5,12,3\n")
+        assert run_range(defs, instance, "land_plant_a", "plant_a", day, day).success
+        std = run_range(defs, instance, "standardize_job", "plant_a", day, day)
+        assert std.success
+        res = _tick(sensor, instance, defs, base.cursor)
+        by_job = {r.job_name: r for r in res.run_requests}
+        assert set(by_job) == {"monitor_job", "performance_job"}
+        assert by_job["monitor_job"].tags[RANGE_START] == "2026-03-16|plant_a"
+        assert by_job["performance_job"].tags[RANGE_END] == "2026-03-14|plant_a"  # label latency 2 days
+        assert by_job["monitor_job"].tags["dagster/sensor_name"] == "monitor_after_standardize"
         assert not _tick(sensor, instance, defs, res.cursor).run_requests

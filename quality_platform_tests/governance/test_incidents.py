@@ -62,10 +62,11 @@ def _fail_drift_check(env: GovEnv) -> None:
                   "first_day": GOV_D1.isoformat(), "last_day": LAST.isoformat()}))
 
 
-def _tick(defs: dg.Definitions, env: GovEnv, cursor: str | None) -> dg.SensorResult:
+def _tick(defs: dg.Definitions, env: GovEnv, cursor: str | None) -> Any:
+    """One tick of the retrain sensor as the daemon evaluates it (run requests validated)."""
     ctx = dg.build_sensor_context(instance=env.instance, cursor=cursor, definitions=defs,
                                   resources={"platform": PlatformResource()})
-    return defs.resolve_sensor_def(RETRAIN_SENSOR)(ctx)
+    return defs.resolve_sensor_def(RETRAIN_SENSOR).evaluate_tick(ctx)
 
 
 def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEnv) -> None:
@@ -93,7 +94,7 @@ def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEn
     # the retrain sensor: one audited refusal per failing check record, no run
     _fail_drift_check(gov_env)
     res = _tick(defs, gov_env, None)
-    assert not res.run_requests and "frozen" in res.skip_reason.skip_message
+    assert not res.run_requests and "frozen" in res.skip_message
     assert len(_denied(gov_env, "retrain", inc.id)) == 1
     res = _tick(defs, gov_env, res.cursor)  # same check record: no second refusal
     assert not res.run_requests and len(_denied(gov_env, "retrain", inc.id)) == 1
