@@ -3,6 +3,7 @@ temp Dagster instance, a test pseudonymisation key)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,27 @@ def tune_small_model(paths: Paths, **gate: object) -> None:
     cfg["gate"].update(gate)
     cfg["canary"].update(min_labelled_units=300, min_positives=10, share=0.3)
     f.write_text(yaml.safe_dump(cfg))
+
+
+def relax_completeness(paths: Paths) -> None:
+    """Completeness gates off (WARN and ERROR at 0 %), for tests that deliver a reading or two a day."""
+    cfg = paths.platform_file
+    cfg.write_text(cfg.read_text().replace("completeness_warn_below: 0.95", "completeness_warn_below: 0")
+                   .replace("completeness_error_below: 0.50", "completeness_error_below: 0"))
+
+
+def tiny_plant_a_day(paths: Paths, day: dt.date) -> None:
+    """One order and one reading of plant_a on ``day`` (completeness relaxed): a land + standardise
+    backfill in seconds."""
+    relax_completeness(paths)
+    folder = paths.landing_dir / "plant_a" / day.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "sensoren.csv").write_text(
+        "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
+        f"{day} 10:00:00,A-M01,200,2.5,12,3\n", encoding="utf-8")
+    (folder / "auftraege.csv").write_text(
+        "Auftrag,Linie,Maschine,Start,Ende,Produkt,Charge,Lieferant,Werker\n"
+        f"A-1,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n", encoding="utf-8")
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import pytest
 
 from quality_platform.settings import Paths
 from quality_platform.warehouse import WAREHOUSE_POOL
+from quality_platform_tests.conftest import tiny_plant_a_day
 
 D1 = dt.date(2026, 3, 16)
 QP = [sys.executable, "-m", "quality_platform.cli"]
@@ -83,6 +84,17 @@ def _kill(p: subprocess.Popen[str]) -> None:
     p.wait(timeout=30)
 
 
+def _kill_while_holding(argv: list[str], instance: dg.DagsterInstance, pool: str) -> tuple[object, int]:
+    """Start ``argv``, SIGKILL it once its run holds a slot of ``pool``; returns (that run, the pid)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        dead = _wait_for(f"the run of {argv[1:3]} to hold a {pool} slot", lambda: _holder_of(instance, pool))
+        _kill(proc)
+    finally:
+        proc.kill()
+    return dead, proc.pid
+
+
 def _run(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """A run in its own process, bounded: a run that hangs fails the test instead of blocking it."""
     try:
@@ -103,38 +115,20 @@ def _slots_of(instance: dg.DagsterInstance, run_id: str) -> list[str]:
             for slot in storage.get_concurrency_info(pool).claimed_slots if slot.run_id == run_id]
 
 
-def _tiny_plant_a_day(paths: Paths, day: dt.date) -> None:
-    """One order and one reading of plant_a: a land + standardise backfill in seconds."""
-    cfg = paths.platform_file
-    cfg.write_text(cfg.read_text().replace("completeness_warn_below: 0.95", "completeness_warn_below: 0")
-                   .replace("completeness_error_below: 0.50", "completeness_error_below: 0"))
-    folder = paths.data_dir / "landing" / "plant_a" / day.isoformat()
-    folder.mkdir(parents=True)
-    (folder / "sensoren.csv").write_text(
-        "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
-        f"{day} 10:00:00,A-M01,200,2.5,12,3\n", encoding="utf-8")
-    (folder / "auftraege.csv").write_text(
-        "Auftrag,Linie,Maschine,Start,Ende,Produkt,Charge,Lieferant,Werker\n"
-        f"A-1,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n", encoding="utf-8")
-
 
 def test_killed_backfill_does_not_block_the_next(qp_env: Paths) -> None:
     """`qp backfill` SIGKILLed while its land step holds the warehouse slot (the step waits for the
     warehouse file, which a reader here holds): the next `qp backfill` completes."""
-    _tiny_plant_a_day(qp_env, D1)
+    tiny_plant_a_day(qp_env, D1)
     wh = qp_env.warehouse_path
     wh.parent.mkdir(parents=True)
     duckdb.connect(str(wh)).close()
     instance = _instance()
     argv = [*QP, "backfill", "--plant", "plant_a", "--from", D1.isoformat(), "--to", D1.isoformat(), "--json"]
     reader = duckdb.connect(str(wh), read_only=True)  # the land step cannot open the file meanwhile
-    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     try:
-        dead = _wait_for("the first backfill to hold the warehouse slot",
-                         lambda: _holder_of(instance, WAREHOUSE_POOL))
-        _kill(first)
+        dead, _ = _kill_while_holding(argv, instance, WAREHOUSE_POOL)
     finally:
-        first.kill()
         reader.close()
     assert isinstance(dead, dg.DagsterRun) and dead.job_name == "land_plant_a"
     assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.STARTED  # nobody said it died
@@ -157,21 +151,14 @@ def test_free_slots_reaps_a_killed_run_in_every_pool(qp_env: Paths, tmp_path: Pa
     script = tmp_path / "pool_job.py"
     script.write_text(POOL_SCRIPT)
     instance = _instance()
-    holder = subprocess.Popen([sys.executable, str(script), "hold"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, text=True)
-    try:
-        dead = _wait_for("the hold run to claim the model_training slot",
-                         lambda: _holder_of(instance, TRAINING_POOL))
-        _kill(holder)
-    finally:
-        holder.kill()
+    dead, pid = _kill_while_holding([sys.executable, str(script), "hold"], instance, TRAINING_POOL)
     assert isinstance(dead, dg.DagsterRun)
 
     res = _run([*QP, "free-slots", "--json"], timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout)
     assert [r["run_id"] for r in out["reaped"]] == [dead.run_id]
-    assert out["reaped"][0]["pid"] == holder.pid and out["reaped"][0]["pools"] == [TRAINING_POOL]
+    assert out["reaped"][0]["pid"] == pid and out["reaped"][0]["pools"] == [TRAINING_POOL]
     assert dead.run_id in out["freed"] and out["active"] == []
     assert TRAINING_POOL in out["pools"]  # every pool of the instance is looked at, not only the warehouse
     assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE

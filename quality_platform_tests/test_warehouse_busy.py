@@ -19,6 +19,7 @@ from quality_platform.definitions import build_definitions
 from quality_platform.runner import backfill
 from quality_platform.settings import Paths
 from quality_platform.warehouse import WarehouseBusyError, connect
+from quality_platform_tests.conftest import tiny_plant_a_day
 
 D1 = dt.date(2026, 3, 16)
 
@@ -107,23 +108,9 @@ print(opened, busy, flush=True)
 """
 
 
-def _tiny_plant_a_day(paths: Paths, day: dt.date) -> None:
-    """One order and one reading of plant_a on ``day``: a land + standardise run in seconds."""
-    cfg = paths.platform_file
-    cfg.write_text(cfg.read_text().replace("completeness_warn_below: 0.95", "completeness_warn_below: 0")
-                   .replace("completeness_error_below: 0.50", "completeness_error_below: 0"))
-    folder = paths.data_dir / "landing" / "plant_a" / day.isoformat()
-    folder.mkdir(parents=True)
-    (folder / "sensoren.csv").write_text(
-        "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
-        f"{day} 10:00:00,A-M01,200,2.5,12,3\n", encoding="utf-8")
-    (folder / "auftraege.csv").write_text(
-        "Auftrag,Linie,Maschine,Start,Ende,Produkt,Charge,Lieferant,Werker\n"
-        f"A-1,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n", encoding="utf-8")
-
 
 def test_repeated_readers_never_fail_a_pipeline_run(qp_env: Paths, tmp_path: Path) -> None:
-    _tiny_plant_a_day(qp_env, D1)
+    tiny_plant_a_day(qp_env, D1)
     with connect(qp_env.warehouse_path):
         pass  # the file exists before the readers start
     stop = tmp_path / "stop"

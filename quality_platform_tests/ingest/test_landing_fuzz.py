@@ -96,13 +96,19 @@ def _mutate(header: list[str], personal: str, swap_with: list[str], draw: st.Dra
     return h
 
 
-def _link_secret(paths: Paths, day_dir: Path, name: str) -> None:
-    secret = paths.data_dir / "secret.txt"
-    secret.write_text(f"{SECRET},{SECRET}\n{SECRET},x\n")
-    os.symlink(secret, day_dir / name)
-
-
-def _check(paths: Paths, plant: str) -> None:
+def _land_and_check(config: Paths, tmp: pytest.TempPathFactory, plant: str, files: dict[str, bytes],
+                    link: str | None) -> None:
+    """Write one example's day files (and a link named ``link`` to a secret beside the landing
+    folder), land and standardise the day, and check the three invariants."""
+    paths = _example_paths(config, tmp.mktemp(f"fz_{plant}"))
+    d = paths.landing_dir / plant / DAY.isoformat()
+    d.mkdir(parents=True)
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    if link:
+        secret = paths.data_dir / "secret.txt"
+        secret.write_text(f"{SECRET},{SECRET}\n{SECRET},x\n")
+        os.symlink(secret, d / link)
     plants = load_plants(paths)
     land(plants[plant], [DAY], paths, paths.warehouse_path)
     standardize(plants[plant], [DAY], paths.warehouse_path, load_quantities(paths),
@@ -157,16 +163,10 @@ def plant_a_day(draw: st.DrawFn) -> dict:
 @SETTINGS
 @given(day=plant_a_day())
 def test_csv_plant_invariants(config: Paths, tmp_path_factory: pytest.TempPathFactory, day: dict) -> None:
-    paths = _example_paths(config, tmp_path_factory.mktemp("fz_a"))
-    d = paths.landing_dir / "plant_a" / DAY.isoformat()
-    d.mkdir(parents=True)
-    (d / "auftraege.csv").write_bytes(day["units"])
-    (d / "sensoren.csv").write_bytes(day["readings"])
-    (d / f"pruefung_{day['extra_name']}.csv").write_bytes(b"Auftrag,Pruefzeit,Nacharbeit,Ausschuss\n"
-                                                          b"A-FZ-0,2026-03-17 10:00:00,0,1\n")
-    if day["link"]:
-        _link_secret(paths, d, "pruefung_link.csv")
-    _check(paths, "plant_a")
+    _land_and_check(config, tmp_path_factory, "plant_a", {
+        "auftraege.csv": day["units"], "sensoren.csv": day["readings"],
+        f"pruefung_{day['extra_name']}.csv": b"Auftrag,Pruefzeit,Nacharbeit,Ausschuss\nA-FZ-0,2026-03-17 10:00:00,0,1\n"},
+        "pruefung_link.csv" if day["link"] else None)
 
 
 # --------------------------------------------------------------------------- Parquet (plant_b)
@@ -203,13 +203,8 @@ def plant_b_day(draw: st.DrawFn) -> dict:
 @SETTINGS
 @given(day=plant_b_day())
 def test_parquet_plant_invariants(config: Paths, tmp_path_factory: pytest.TempPathFactory, day: dict) -> None:
-    paths = _example_paths(config, tmp_path_factory.mktemp("fz_b"))
-    d = paths.landing_dir / "plant_b" / DAY.isoformat()
-    d.mkdir(parents=True)
-    (d / "production.parquet").write_bytes(day["units"])
-    if day["link"]:
-        _link_secret(paths, d, "qc_link.parquet")
-    _check(paths, "plant_b")
+    _land_and_check(config, tmp_path_factory, "plant_b", {"production.parquet": day["units"]},
+                    "qc_link.parquet" if day["link"] else None)
 
 
 # --------------------------------------------------------------------------- JSON lines (plant_c)
@@ -242,10 +237,5 @@ def plant_c_day(draw: st.DrawFn) -> dict:
 @SETTINGS
 @given(day=plant_c_day())
 def test_jsonl_plant_invariants(config: Paths, tmp_path_factory: pytest.TempPathFactory, day: dict) -> None:
-    paths = _example_paths(config, tmp_path_factory.mktemp("fz_c"))
-    d = paths.landing_dir / "plant_c" / DAY.isoformat()
-    d.mkdir(parents=True)
-    (d / "batches.jsonl").write_bytes(day["batches"])
-    if day["link"]:
-        _link_secret(paths, d, "inspections_link.jsonl")
-    _check(paths, "plant_c")
+    _land_and_check(config, tmp_path_factory, "plant_c", {"batches.jsonl": day["batches"]},
+                    "inspections_link.jsonl" if day["link"] else None)
