@@ -116,21 +116,16 @@ def _decode_lines(data: bytes, encoding: str, rel: str,
     the line is held back on its own, the rest of the file flows."""
     data = _strip_bom(data, encoding)
     codec = "utf-8" if encoding.lower().replace("_", "-") in _UTF8 else encoding
-    # Lines end with \n, \r\n or a bare \r - the same rule the CSV parser applies.
-    parts = _NEWLINE_B_SPLIT.split(data)
-    raw_lines, seps = parts[0::2], [*parts[1::2], b""]
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-        seps.pop()
     issues: list[dict] = []
-    if max_line_bytes is None or max(map(len, raw_lines), default=0) <= max_line_bytes:
+    # Lines end with \n, \r\n or a bare \r - the same rule the CSV parser applies.
+    if max_line_bytes is None or max(map(len, data.split(b"\n")), default=0) <= max_line_bytes:
         try:  # fast path: the whole file decodes (one C call instead of one per line)
-            parts_t = _NEWLINE_SPLIT.split(data.decode(codec))
-            whole = parts_t[0::2][: len(raw_lines)]
-            if len(whole) == len(raw_lines):
-                return whole, [*parts_t[1::2], ""][: len(raw_lines)], issues
+            lines, seps = _split_lines(data.decode(codec), _NEWLINE_SPLIT, "")
+            return lines, seps, issues
         except UnicodeDecodeError:
             pass
+    raw_lines, seps_b = _split_lines(data, _NEWLINE_B_SPLIT, b"")
+    seps = [x.decode("ascii") for x in seps_b]
     lines: list[str | None] = []
     for i, b in enumerate(raw_lines, start=1):
         if max_line_bytes is not None and len(b) > max_line_bytes:
@@ -147,7 +142,17 @@ def _decode_lines(data: bytes, encoding: str, rel: str,
             issues.append(issue(rel, i, "encoding",
                                 f"bytes {b[exc.start:exc.end + 3]!r} at position {exc.start} are not valid "
                                 f"{encoding}; the record is held back", line_text=_preview(b, codec)))
-    return lines, [x.decode("ascii") for x in seps], issues
+    return lines, seps, issues
+
+
+def _split_lines(text: Any, pattern: re.Pattern, empty: Any) -> tuple[list, list]:
+    """(lines, the line break after each) of text or bytes; a final line break ends the last line."""
+    parts = pattern.split(text)
+    lines, seps = parts[0::2], [*parts[1::2], empty]
+    if lines and lines[-1] == empty:
+        lines.pop()
+        seps.pop()
+    return lines, seps
 
 
 _NEWLINE_B_SPLIT = re.compile(rb"(\r\n|\r|\n)")
@@ -163,6 +168,8 @@ def _records(lines: list[str | None], seps: list[str], n_fields: int, delimiter:
     """Data records as (first line, last line, text). A record is one physical line, unless a
     quoted value holds line breaks: then the record runs on until its quotes balance and it has
     the header's field count. A quote that never balances holds back its own line only."""
+    if not any(ln is not None and '"' in ln for ln in lines[1:]):  # no quotes: a record a line
+        return [(i, i, ln) for i, ln in enumerate(lines[1:], start=2) if ln]
     out: list[tuple[int, int, str]] = []
     i, n = 2, len(lines)
     while i <= n:
@@ -252,8 +259,8 @@ def read_csv_bytes(data: bytes, rel: str, delimiter: str, encoding: str,
     if res is None:  # a multi-line record, or Arrow and the line rules disagree: record by record
         res = _parse_records_python(records, names, delimiter, rel, issues, ends_newline)
     res.header, res.file_lines = header, file_lines
-    spans = dict((a, b) for a, b, _ in records)
-    return _accounted(res, rel, data_lines, [(r, spans[r]) for r in res.table["_source_row"].to_pylist()])
+    spans = {a: b for a, b, _ in records if b > a}
+    return _accounted(res, rel, data_lines, res.table["_source_row"].to_pylist(), spans)
 
 
 def _parse_records_arrow(records: list[tuple[int, int, str]], names: list[str], header_line: str,
@@ -318,22 +325,23 @@ def _parse_records_python(records: list[tuple[int, int, str]], names: list[str],
     return FileResult(pa.table({**arrays, "_source_row": pa.array(rows, pa.int64())}), [], issues)
 
 
-def _accounted(res: FileResult, rel: str, data_lines: list[int],
-               spans: list[tuple[int, int]]) -> FileResult:
+def _accounted(res: FileResult, rel: str, data_lines: list[int], rows: list[int],
+               spans: dict[int, int] | None = None) -> FileResult:
     """The reader's own proof that nothing vanished: every non-blank data line of the file lies in
-    a parsed record or in a parse issue. A line that does not (a parser bug) is held back as
-    ``unaccounted_line`` rather than lost."""
-    covered: set[int] = set()
-    for a, b in spans:
-        covered.update(range(a, b + 1))
-    res.record_lines = sum(1 for x in data_lines if x in covered)
+    a parsed record (first line ``rows``; a multi-line record's last line in ``spans``) or in a parse
+    issue. A line that does not (a parser bug) is held back as ``unaccounted_line``, not lost."""
+    covered = set(rows)
+    for a, b in (spans or {}).items():
+        if b > a and a in covered:
+            covered.update(range(a + 1, b + 1))
+    lines = set(data_lines)
+    res.record_lines = len(covered & lines)
     if any(i["scope"] == "file" and i["n_records"] for i in res.issues):
         return res
-    covered.update(i["source_row"] for i in res.issues if i["scope"] == "row")
-    for x in data_lines:
-        if x not in covered:
-            res.issues.append(issue(rel, x, "unaccounted_line", "the line was neither parsed nor rejected "
-                                    "by the reader; it is held back (please report this file)"))
+    missing = lines - covered - {i["source_row"] for i in res.issues if i["scope"] == "row"}
+    for x in sorted(missing):
+        res.issues.append(issue(rel, x, "unaccounted_line", "the line was neither parsed nor rejected "
+                                "by the reader; it is held back (please report this file)"))
     return res
 
 
@@ -477,7 +485,7 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
     lines, _, issues = _decode_lines(data, "utf-8", rel, lim.max_line_bytes)
     data_lines = [i for i, ln in enumerate(lines, start=1) if ln is None or ln.strip()]
     records: list[tuple[int, int, dict[str, Any]]] = []  # (line, item, flattened fields)
-    header: dict[str, None] = {}
+    header: dict[str, Any] = {}
     parsed: list[int] = []
     for i, ln in enumerate(lines, start=1):
         if ln is None or not ln.strip():
@@ -506,15 +514,12 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
         else:
             recs = [(i, 0, {k: v for k, v in _flatten(obj).items()
                             if not (isinstance(v, list) and k in ignored)})]
-        keys = dict.fromkeys(k for _, _, r in recs for k in r)  # in file order
-        if len(keys.keys() | header.keys()) > lim.max_fields:
-            issues.append(issue(rel, i, "too_many_fields", f"the record brings the file to "
-                                f"{len(keys.keys() | header.keys()):,} fields, over the plant's limit "
-                                f"landing_limits.max_fields={lim.max_fields:,}; the record is held back"))
-            continue
-        header.update(keys)
+        for _, _, r in recs:
+            header.update(r)  # the keys, in file order (the values are not used)
         records.extend(recs)
         parsed.append(i)
+    if len(header) > lim.max_fields:  # rare: redo the file line by line, holding back what goes over
+        records, parsed, header = _within_field_limit(records, parsed, rel, lim.max_fields, issues)
     cols = list(header)
     arrays = {n: pa.array([_text(r.get(c)) for _, _, r in records], pa.string())
               for c, n in zip(cols, _dedupe(cols), strict=True)}
@@ -522,7 +527,31 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
     if explode:
         arrays["_source_item"] = pa.array([j for _, j, _ in records], pa.int64())
     res = FileResult(pa.table(arrays), cols, issues, file_lines=len(data_lines))
-    return _accounted(res, rel, data_lines, [(i, i) for i in parsed])
+    return _accounted(res, rel, data_lines, parsed)
+
+
+def _within_field_limit(records: list[tuple[int, int, dict[str, Any]]], lines: list[int], rel: str,
+                        max_fields: int, issues: list[dict[str, Any]]) -> tuple[list, list[int], dict[str, Any]]:
+    """The records of a JSON-lines file whose fields together exceed ``max_fields``: kept line by line
+    while the file's fields stay within the limit; a line that would bring it over is held back."""
+    kept: list[tuple[int, int, dict[str, Any]]] = []
+    parsed: list[int] = []
+    header: dict[str, Any] = {}
+    by_line: dict[int, list[tuple[int, int, dict[str, Any]]]] = {}
+    for rec in records:
+        by_line.setdefault(rec[0], []).append(rec)
+    for line in lines:
+        recs = by_line.get(line, [])
+        keys = dict.fromkeys(k for _, _, r in recs for k in r)
+        n = len(keys.keys() | header.keys())
+        if n > max_fields:
+            issues.append(issue(rel, line, "too_many_fields", f"the record brings the file to {n:,} fields, over "
+                                f"the plant's limit landing_limits.max_fields={max_fields:,}; the record is held back"))
+            continue
+        header.update(keys)
+        kept.extend(recs)
+        parsed.append(line)
+    return kept, parsed, header
 
 
 # --------------------------------------------------------------------------- streams
