@@ -77,6 +77,8 @@ from quality_platform.governance.policy import (
     readable,
 )
 from quality_platform.settings import Paths, get_paths
+from quality_platform.warehouse import quote_ident as _ident
+from quality_platform.warehouse import quote_literal as _literal
 
 if TYPE_CHECKING:
     from quality_platform.audit import AuditLog
@@ -178,14 +180,6 @@ class ViewInfo:
 
 def query_sha256(sql: str) -> str:
     return hashlib.sha256(sql.encode("utf-8")).hexdigest()
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _plant_filter(who: Principal) -> str | None:
