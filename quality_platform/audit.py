@@ -38,13 +38,24 @@ Integrity:
 * Triggers refuse ``UPDATE`` and ``DELETE`` and refuse an ``INSERT`` that does not extend the
   chain (seq not after the last one, or prev_hash not the last hash).
 * ``seq`` is ``AUTOINCREMENT``, so SQLite's own counter remembers the highest seq ever written:
-  deleting the newest records is detected as well, and later appends leave a visible gap.
+  deleting the newest records is detected as well, and later appends leave a visible gap (unless
+  the counter in ``sqlite_sequence`` is lowered too - see the anchors below).
+* A trigger found missing or altered when the log is opened is re-created *and* the event is
+  appended to the chain (action ``integrity``, actor ``system:audit``, outcome ``failed``, refs
+  naming the triggers); :meth:`AuditLog.verify` reports every such record, and reports triggers
+  missing at the time it runs, so a log whose triggers were ever dropped never verifies again.
 * ``append`` runs in ``BEGIN IMMEDIATE``, which serialises writers across processes (busy timeout
   30 s).
 
 An attacker who can write the file *and* recomputes the whole chain after the point of tampering
-cannot be detected from the file alone; for that, publish the newest ``(seq, hash)`` elsewhere
-(e.g. in the MLflow run or a report) and compare it later.
+(or truncates the tail and lowers ``sqlite_sequence``) cannot be detected from the file alone.
+Therefore the chain head :meth:`AuditLog.head` ``(seq, hash)`` is published outside the file
+(:mod:`quality_platform.audit_anchors`): as the tag ``qp.audit_head`` of each registered model
+version, as the run tag ``qp/audit_head`` of each Dagster run of the platform's jobs, in every
+``qp audit export`` and by ``qp audit anchor``. ``verify(anchors=...)`` (``qp audit verify``
+collects them) reports an anchored seq beyond the stored tail (truncated) and an anchored seq whose
+stored hash differs (rewritten). Tampering is still undetected when the attacker also rewrites
+every place an anchor was published.
 """
 
 from __future__ import annotations
@@ -59,11 +70,11 @@ import math
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from quality_platform.settings import get_paths
 
@@ -107,7 +118,7 @@ _COLUMNS: tuple[str, ...] = (
     "hash",
 )
 
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id   TEXT NOT NULL UNIQUE,
@@ -119,21 +130,28 @@ CREATE TABLE IF NOT EXISTS audit_log (
     plant      TEXT,
     reason     TEXT,
     outcome    TEXT NOT NULL CHECK (outcome IN ('ok', 'denied', 'failed', 'info')),
-    refs       TEXT NOT NULL DEFAULT '{{}}',
+    refs       TEXT NOT NULL DEFAULT '{}',
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_utc);
 CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action);
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject);
+"""
+
+#: The triggers that make the table append-only and chain-extending, by name.
+TRIGGERS: dict[str, str] = {
+    "audit_log_no_update": """
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE is not allowed');
-END;
+END""",
+    "audit_log_no_delete": """
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only: DELETE is not allowed');
-END;
+END""",
+    "audit_log_chain": f"""
 CREATE TRIGGER IF NOT EXISTS audit_log_chain BEFORE INSERT ON audit_log
 WHEN NEW.seq IS NULL
   OR NEW.seq <= COALESCE((SELECT MAX(seq) FROM audit_log), 0)
@@ -141,8 +159,12 @@ WHEN NEW.seq IS NULL
        (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}')
 BEGIN
     SELECT RAISE(ABORT, 'audit_log insert does not extend the hash chain');
-END;
-"""
+END""",
+}
+#: Action, actor and ``refs`` key of the record written when triggers were found dropped or altered.
+INTEGRITY_ACTION = "integrity"
+INTEGRITY_ACTOR = "system:audit"
+INTEGRITY_REF = "triggers_recreated"
 
 
 @dataclass(frozen=True)
@@ -162,6 +184,24 @@ class AuditRecord:
     refs: dict
     prev_hash: str
     hash: str
+
+
+class Head(NamedTuple):
+    """The newest record of the chain: its ``seq`` and ``hash``."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A chain head ``(seq, hash)`` published outside the audit file, and where it was found
+    (see :mod:`quality_platform.audit_anchors`)."""
+
+    seq: int
+    hash: str
+    where: str
+    source: str = "file"
 
 
 @dataclass(frozen=True)
@@ -332,9 +372,50 @@ class AuditLog:
 
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (creating file, folders, table and triggers if missing) the log at ``path``
-        (default: :func:`audit_db_path`)."""
+        (default: :func:`audit_db_path`).
+
+        A log whose table exists but whose triggers were dropped or altered gets them back, and
+        the event is appended to the chain in the same transaction (action ``integrity``), so
+        :meth:`verify` keeps reporting it.
+        """
         self.path = Path(path) if path is not None else audit_db_path()
-        sqlite_init(self.path, _split_sql(_SCHEMA))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            if _schema_complete(_schema_objects(con)):  # the usual case: no write lock needed
+                return
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                objects = _schema_objects(con)  # again, under the write lock
+                existed = ("table", "audit_log") in objects
+                broken = _broken_triggers(objects) if existed else {}
+                for name, state in broken.items():
+                    if state == "altered":
+                        con.execute(f"DROP TRIGGER {name}")
+                for statement in [*_split_sql(_SCHEMA), *TRIGGERS.values()]:
+                    con.execute(statement)
+                if broken:
+                    found = ", ".join(f"{n} ({state})" for n, state in broken.items())
+                    self._insert(
+                        con,
+                        {
+                            "action": INTEGRITY_ACTION,
+                            "actor": INTEGRITY_ACTOR,
+                            "actor_kind": "system",
+                            "subject": "audit_log",
+                            "plant": None,
+                            "outcome": "failed",
+                            "reason": f"append-only triggers found dropped or altered and re-created: {found}",
+                            "refs": canonical_refs(
+                                {INTEGRITY_REF: sorted(broken), "found": broken}
+                            ),
+                        },
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
@@ -376,34 +457,18 @@ class AuditLog:
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                last = con.execute(
-                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                counter = con.execute(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'"
-                ).fetchone()
-                last_seq = last[0] if last else 0
-                # Never reuse a seq, even if newer records were removed behind our back.
-                seq = max(last_seq, counter[0] if counter else 0) + 1
-                fields: dict[str, Any] = {
-                    "seq": seq,
-                    "event_id": uuid.uuid4().hex,
-                    "ts_utc": now_text(),
-                    "actor": actor,
-                    "actor_kind": actor_kind,
-                    "action": action,
-                    "subject": subject,
-                    "plant": plant,
-                    "reason": reason,
-                    "outcome": outcome,
-                    "refs": refs_text,
-                    "prev_hash": last[1] if last else GENESIS_HASH,
-                }
-                fields["hash"] = record_hash(fields)
-                con.execute(
-                    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
-                    [fields[c] for c in _COLUMNS],
+                fields = self._insert(
+                    con,
+                    {
+                        "action": action,
+                        "actor": actor,
+                        "actor_kind": actor_kind,
+                        "subject": subject,
+                        "plant": plant,
+                        "reason": reason,
+                        "outcome": outcome,
+                        "refs": refs_text,
+                    },
                 )
                 con.execute("COMMIT")
             except BaseException:
@@ -411,7 +476,39 @@ class AuditLog:
                 raise
         return _to_record(tuple(fields[c] for c in _COLUMNS))
 
+    @staticmethod
+    def _insert(con: sqlite3.Connection, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert one record (``values``: the fields chosen by the writer, ``refs`` canonical)
+        inside the caller's write transaction; returns every field as stored."""
+        last = con.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        counter = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+        last_seq = last[0] if last else 0
+        # Never reuse a seq, even if newer records were removed behind our back.
+        seq = max(last_seq, counter[0] if counter else 0) + 1
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "event_id": uuid.uuid4().hex,
+            "ts_utc": now_text(),
+            **values,
+            "prev_hash": last[1] if last else GENESIS_HASH,
+        }
+        fields["hash"] = record_hash(fields)
+        con.execute(
+            f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
+            [fields[c] for c in _COLUMNS],
+        )
+        return fields
+
     # ---------------------------------------------------------------------------- reading
+
+    def head(self) -> Head | None:
+        """The newest record's ``(seq, hash)``, or None for an empty log (one indexed read)."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return Head(int(row[0]), str(row[1])) if row else None
 
     def records(
         self,
@@ -494,17 +591,20 @@ class AuditLog:
 
     # ---------------------------------------------------------------------------- checking
 
-    def verify(self) -> VerifyResult:
-        """Recompute every hash and walk the chain.
+    def verify(self, anchors: Iterable[Anchor] = ()) -> VerifyResult:
+        """Recompute every hash and walk the chain, and compare it with published ``anchors``.
 
         Reports, by ``seq``: records whose content no longer matches their hash (edited), gaps
         in ``seq`` and missing predecessors (deleted), chain links that skip records (inserted),
-        links that point to a later record (reordered), and newest records removed (SQLite's
-        sequence counter is ahead of the last record).
+        links that point to a later record (reordered), newest records removed (SQLite's
+        sequence counter is ahead of the last record), triggers missing or altered now (``seq 0``)
+        or found so and re-created earlier (the ``integrity`` records), anchored seqs beyond the
+        last record (tail truncated) and anchored seqs whose stored hash differs (rewritten).
         """
         with self._connect() as con:
-            con.execute("BEGIN")  # one read snapshot for both queries
+            con.execute("BEGIN")  # one read snapshot for every query
             try:
+                objects = _schema_objects(con)
                 rows = con.execute(
                     f"SELECT {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq"
                 ).fetchall()
@@ -521,6 +621,13 @@ class AuditLog:
         problems: list[str] = []
         if counter_missing:
             problems.append("seq 0: SQLite's sequence counter table is missing (file tampered)")
+        broken = _broken_triggers(objects)
+        if broken:
+            found = ", ".join(f"{n} ({state})" for n, state in broken.items())
+            problems.append(
+                f"seq 0: append-only triggers {found}: the log is not protected against edits "
+                "and deletions (file tampered)"
+            )
         hash_to_seq: dict[str, int] = {}
         for row in rows:
             hash_to_seq.setdefault(row[-1], row[0])
@@ -540,6 +647,19 @@ class AuditLog:
                     problems.append(f"seq {seq}: refs is not a canonical JSON object (edited)")
                 if record_hash({**rec, "refs": refs}) != rec["hash"]:
                     problems.append(f"seq {seq}: content does not match its hash (record edited)")
+            if (
+                rec["action"] == INTEGRITY_ACTION
+                and rec["actor"] == INTEGRITY_ACTOR
+                and isinstance(refs, dict)
+                and isinstance(refs.get("found"), dict)
+            ):
+                found = refs["found"]
+                states = " or ".join(sorted({str(v) for v in found.values()}, reverse=True))
+                noun = "trigger" if len(found) == 1 else "triggers"
+                problems.append(
+                    f"seq {seq}: {noun} {', '.join(sorted(found))} found {states} at "
+                    f"{rec['ts_utc']} and re-created (the log was not append-only before it)"
+                )
             # (b) gaps in seq
             expected_seq = prev[0] + 1 if prev is not None else 1
             if seq != expected_seq:
@@ -563,7 +683,72 @@ class AuditLog:
                 f"seq {last_seq + 1}..{counter[0]}: {after} deleted "
                 f"(sequence counter reached {counter[0]})"
             )
+        problems += _anchor_problems(rows, anchors)
         return VerifyResult(ok=not problems, records=len(rows), problems=problems)
+
+
+def _anchor_problems(rows: Sequence[Sequence[Any]], anchors: Iterable[Anchor]) -> list[str]:
+    """Problems of the stored chain against published heads: an anchored seq beyond the last
+    record (tail truncated, even if ``sqlite_sequence`` was lowered too) or an anchored seq whose
+    stored hash differs (chain rewritten). Identical anchors found in several places are merged."""
+    merged: dict[tuple[int, str], list[str]] = {}
+    for a in anchors:
+        places = merged.setdefault((int(a.seq), str(a.hash)), [])
+        if a.where not in places:
+            places.append(a.where)
+    last_seq = rows[-1][0] if rows else 0
+    stored = {row[0]: row[-1] for row in rows}
+    problems = []
+    for (seq, hash_), places in sorted(merged.items()):
+        where = "; ".join(places)
+        if seq == 0:
+            if hash_ != GENESIS_HASH:
+                problems.append(
+                    f"seq 0: the anchor in {where} is not the genesis hash (bad anchor)"
+                )
+        elif seq > last_seq:
+            missing = f"seq {seq}" if seq == last_seq + 1 else f"seq {last_seq + 1}..{seq}"
+            problems.append(
+                f"{missing} missing: the tail was truncated (chain head seq {seq} anchored in {where})"
+            )
+        elif seq not in stored:
+            problems.append(f"seq {seq}: missing, but anchored in {where} (record deleted)")
+        elif stored[seq] != hash_:
+            problems.append(f"seq {seq}: hash differs from the anchor in {where} (chain rewritten)")
+    return problems
+
+
+def _schema_objects(con: sqlite3.Connection) -> dict[tuple[str, str], str | None]:
+    """``(type, name) -> sql`` of the tables, indexes and triggers in the file."""
+    rows = con.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    return {(str(t), str(n)): sql for t, n, sql in rows}
+
+
+def _normal_sql(sql: str) -> str:
+    return " ".join(sql.replace("IF NOT EXISTS ", "", 1).split()).rstrip(";").strip()
+
+
+def _broken_triggers(objects: Mapping[tuple[str, str], str | None]) -> dict[str, str]:
+    """The audit triggers that are ``dropped`` or ``altered`` (another body under their name)."""
+    out = {}
+    for name, sql in TRIGGERS.items():
+        stored = objects.get(("trigger", name))
+        if stored is None:
+            out[name] = "dropped"
+        elif _normal_sql(stored) != _normal_sql(sql):
+            out[name] = "altered"
+    return out
+
+
+def _schema_complete(objects: Mapping[tuple[str, str], str | None]) -> bool:
+    """Whether the file holds the table, its indexes and intact triggers (nothing to create)."""
+    needed = [
+        ("table", "audit_log"),
+        ("index", "audit_log_ts"),
+        ("index", "audit_log_action"),
+        ("index", "audit_log_subject"),
+    ]
+    return all(k in objects for k in needed) and not _broken_triggers(objects)
 
 
 def _link_problem(

@@ -15,6 +15,7 @@ import pytest
 from quality_platform.audit import (
     DEFAULT_ACTIONS,
     GENESIS_HASH,
+    TRIGGERS,
     AuditLog,
     AuditRecord,
     audit_db_path,
@@ -34,15 +35,21 @@ def _fill(log: AuditLog, n: int = 5) -> list[AuditRecord]:
     ]
 
 
-def _tamper(log: AuditLog, *statements: tuple[str, tuple] | str) -> None:
-    """What an attacker with file access does: drop the triggers, then edit the table."""
+def _tamper(
+    log: AuditLog, *statements: tuple[str, tuple] | str, restore_triggers: bool = True
+) -> None:
+    """What an attacker with file access does: drop the triggers, edit the table and (a careful
+    one, the default) put the triggers back, so only the chain shows the tampering."""
     con = sqlite3.connect(log.path, isolation_level=None)
     try:
-        for trig in ("audit_log_no_update", "audit_log_no_delete", "audit_log_chain"):
+        for trig in TRIGGERS:
             con.execute(f"DROP TRIGGER IF EXISTS {trig}")
         for st in statements:
             sql, params = (st, ()) if isinstance(st, str) else st
             con.execute(sql, params)
+        if restore_triggers:
+            for sql in TRIGGERS.values():
+                con.execute(sql)
     finally:
         con.close()
 
@@ -356,6 +363,88 @@ def test_verify_detects_reordering(log: AuditLog) -> None:
     assert any(p.startswith("seq 3:") for p in result.problems)
     assert any(p.startswith("seq 4:") for p in result.problems)  # 4 followed the old seq 3
     assert _problems_for(result, 5) == [] and _problems_for(result, 1) == []
+
+
+def _triggers(path: Path) -> set[str]:
+    con = sqlite3.connect(path)
+    try:
+        return {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    finally:
+        con.close()
+
+
+def test_dropped_trigger_is_reported_recreated_and_recorded(log: AuditLog) -> None:
+    _fill(log, 3)
+    con = sqlite3.connect(log.path, isolation_level=None)  # nothing else touched
+    con.execute("DROP TRIGGER audit_log_no_delete")
+    con.close()
+    # verify before anything re-creates it: the missing trigger is named
+    result = log.verify()
+    assert not result.ok
+    assert result.problems == [
+        "seq 0: append-only triggers audit_log_no_delete (dropped): the log is not protected "
+        "against edits and deletions (file tampered)"
+    ]
+    # the next open re-creates it and puts the event into the chain
+    reopened = AuditLog(log.path)
+    assert _triggers(log.path) == set(TRIGGERS)
+    rec = reopened.records()[-1]
+    assert (rec.seq, rec.action, rec.actor, rec.actor_kind, rec.outcome) == (
+        4,
+        "integrity",
+        "system:audit",
+        "system",
+        "failed",
+    )
+    assert rec.refs["triggers_recreated"] == ["audit_log_no_delete"]
+    with pytest.raises(sqlite3.IntegrityError, match="append-only: DELETE"):
+        con = sqlite3.connect(log.path, isolation_level=None)
+        try:
+            con.execute("DELETE FROM audit_log WHERE seq = 4")
+        finally:
+            con.close()
+    # verify is not OK afterwards, for good; opening again records nothing more
+    AuditLog(log.path).append("run", "alice")
+    result = AuditLog(log.path).verify()
+    assert result.records == 5
+    assert result.problems == [
+        f"seq 4: trigger audit_log_no_delete found dropped at {rec.ts_utc} and re-created "
+        "(the log was not append-only before it)"
+    ]
+
+
+def test_altered_trigger_is_replaced_and_recorded(log: AuditLog) -> None:
+    _fill(log, 2)
+    con = sqlite3.connect(log.path, isolation_level=None)
+    con.execute("DROP TRIGGER audit_log_chain")
+    con.execute(
+        "CREATE TRIGGER audit_log_chain BEFORE INSERT ON audit_log WHEN 0 BEGIN SELECT 1; END"
+    )
+    con.close()
+    assert "audit_log_chain (altered)" in log.verify().problems[0]
+    AuditLog(log.path)
+    result = log.verify()
+    (problem,) = result.problems
+    assert problem.startswith("seq 3: trigger audit_log_chain found altered at ")
+    # the real chain trigger is back
+    con = sqlite3.connect(log.path, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="hash chain"):
+            con.execute(
+                "INSERT INTO audit_log (seq, event_id, ts_utc, actor, actor_kind, action, outcome,"
+                " refs, prev_hash, hash) VALUES (9, 'e', 't', 'mallory', 'user', 'approve', 'ok',"
+                " '{}', ?, 'h')",
+                (GENESIS_HASH,),
+            )
+    finally:
+        con.close()
+
+
+def test_opening_an_intact_log_writes_nothing(log: AuditLog) -> None:
+    _fill(log, 2)
+    for _ in range(3):
+        AuditLog(log.path)
+    assert [r.action for r in log.records()] == ["gate", "gate"] and log.verify().ok
 
 
 # -------------------------------------------------------------------------------- concurrency
