@@ -17,13 +17,43 @@ def land_job_name(plant_id: str) -> str:
     return f"land_{plant_id}"
 
 
+def _publish_audit_head(context: dg.HookContext) -> None:
+    """Tag the run with the audit chain's head (run tag ``qp/audit_head``, see
+    quality_platform/audit_anchors.py). Runs after every step, so the last step to finish leaves
+    the head as of the run's end; a failure to publish is logged and never fails the run."""
+    from quality_platform.audit import AuditLog, audit_db_path
+    from quality_platform.audit_anchors import anchor_run
+
+    try:
+        paths = context.resources.platform.paths()
+        anchor_run(context.instance, context.run_id, AuditLog(audit_db_path(paths.data_dir)))
+    except Exception as exc:  # the anchor is evidence, not part of the run's work
+        context.log.warning(f"audit head not published on run {context.run_id}: {type(exc).__name__}: {exc}")
+
+
+@dg.success_hook(name="publish_audit_head_on_success", required_resource_keys={"platform"})
+def publish_audit_head_on_success(context: dg.HookContext) -> None:
+    _publish_audit_head(context)
+
+
+@dg.failure_hook(name="publish_audit_head_on_failure", required_resource_keys={"platform"})
+def publish_audit_head_on_failure(context: dg.HookContext) -> None:
+    _publish_audit_head(context)
+
+
+#: On every job: each run publishes the audit head as its run tag ``qp/audit_head``.
+AUDIT_HEAD_HOOKS = {publish_audit_head_on_success, publish_audit_head_on_failure}
+
+
 def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
     """One landing job per plant (its raw asset has its own partitions) and one standardisation job,
-    both with the in-process executor."""
+    both with the in-process executor; every job publishes the audit head on its runs
+    (:data:`AUDIT_HEAD_HOOKS`)."""
     jobs = [
         dg.define_asset_job(land_job_name(p), selection=dg.AssetSelection.assets(f"raw_{p}"),
                             description=f"Copy plant {p}'s landing files of the selected days into the raw layer.",
-                            tags={"layer": "raw", "plant": p}, executor_def=dg.in_process_executor)
+                            tags={"layer": "raw", "plant": p}, executor_def=dg.in_process_executor,
+                            hooks=AUDIT_HEAD_HOOKS)
         for p in plant_ids
     ]
     jobs.append(dg.define_asset_job(
@@ -35,6 +65,7 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
         # Steps are small and serialised on the DuckDB pool anyway; a process per step would cost
         # seconds of start-up each (see DESIGN.md section 4).
         executor_def=dg.in_process_executor,
+        hooks=AUDIT_HEAD_HOOKS,
     ))
     # name, selected assets, layer, description - all asset selections, all in-process
     for name, assets, layer, description in (
@@ -54,5 +85,6 @@ def build_jobs(plant_ids: list[str]) -> list[dg.UnresolvedAssetJobDefinition]:
          "Refresh the operations metrics of plant-days (e.g. after the retrain sensor acted on them)."),
     ):
         jobs.append(dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), description=description,
-                                        tags={"layer": layer}, executor_def=dg.in_process_executor))
+                                        tags={"layer": layer}, executor_def=dg.in_process_executor,
+                                        hooks=AUDIT_HEAD_HOOKS))
     return jobs
