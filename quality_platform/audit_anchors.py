@@ -17,9 +17,10 @@ Where the head is published:
   file ``<seq>:<hash>`` for the operator to store elsewhere.
 
 Where it is read back (:func:`collect_anchors`, used by ``qp audit verify``): the model version
-tags of the MLflow store (only if it exists; a SQLite store is read directly, without importing
-MLflow), the run tags of the Dagster instance at ``DAGSTER_HOME`` (only if it exists), and the
-files given with ``--anchor``.
+tags of the MLflow store (only if it exists), the run tags of the Dagster instance at
+``DAGSTER_HOME`` (only if it exists), and the files given with ``--anchor``. SQLite stores (the
+default for both) are read directly and read-only, without importing MLflow or Dagster, which
+would cost seconds on every ``qp audit verify``.
 """
 
 from __future__ import annotations
@@ -237,26 +238,43 @@ def _mlflow_anchors(paths: Paths, out: AnchorCollection) -> None:
 
 
 def _dagster_anchors(paths: Paths, out: AnchorCollection) -> None:
-    """Run tags ``qp/audit_head`` of the Dagster instance at ``DAGSTER_HOME``, if it exists."""
+    """Run tags ``qp/audit_head`` of the Dagster instance at ``DAGSTER_HOME``, if it exists. The
+    default SQLite run storage is read directly (read-only; importing Dagster and opening the
+    instance cost seconds); an instance configured with other storage through Dagster."""
     home = paths.dagster_home
-    if not any((home / f).exists() for f in ("dagster.yaml", "history", "storage")):
-        out.notes.append(f"Dagster: no instance at {home}")
-        return
-    import dagster as dg
+    cfg_file = home / "dagster.yaml"
+    custom = False
+    if cfg_file.is_file():
+        import yaml
 
-    instance = dg.DagsterInstance.from_config(str(home))
-    try:
-        tags = instance.get_run_tags(tag_keys=[RUN_TAG])
-    finally:
-        instance.dispose()
-    values = sorted({v for key, vs in tags if key == RUN_TAG for v in vs})
-    for value in values:
+        cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+        custom = isinstance(cfg, dict) and any(k in cfg for k in ("storage", "run_storage"))
+    if not custom:
+        runs_db = home / "history" / "runs.db"
+        if not runs_db.is_file():
+            out.notes.append(f"Dagster: no instance with runs at {home}")
+            return
+        con = sqlite3.connect(f"{runs_db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            out.anchors.append(
-                parse_anchor(
-                    value, f"Dagster run tag {RUN_TAG}={value[:24]}... ({home})", "dagster"
-                )
-            )
+            rows = con.execute(
+                "SELECT run_id, value FROM run_tags WHERE key = ? ORDER BY id", (RUN_TAG,)
+            ).fetchall()
+        finally:
+            con.close()
+        found = [(f"Dagster run {run_id} tag {RUN_TAG} ({home})", value) for run_id, value in rows]
+    else:
+        import dagster as dg
+
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            tags = instance.get_run_tags(tag_keys=[RUN_TAG])
+        finally:
+            instance.dispose()
+        values = sorted({v for key, vs in tags if key == RUN_TAG for v in vs})
+        found = [(f"Dagster run tag {RUN_TAG}={v[:24]}... ({home})", v) for v in values]
+    for where, value in found:
+        try:
+            out.anchors.append(parse_anchor(value, where, "dagster"))
         except ValueError as exc:
             out.notes.append(str(exc))
 

@@ -204,7 +204,7 @@ def test_every_dagster_run_publishes_the_head(qp_env: Paths) -> None:
 
     home = qp_env.dagster_home
     assert collect_anchors(qp_env).counts()["dagster"] == 0  # an empty home holds no instance
-    assert any("Dagster: no instance" in n for n in collect_anchors(qp_env).notes)
+    assert any("Dagster: no instance with runs" in n for n in collect_anchors(qp_env).notes)
     log = AuditLog(audit_db_path(qp_env.data_dir))
     _fill(log, 3)
     tiny_plant_a_day(qp_env, D1)
@@ -219,11 +219,32 @@ def test_every_dagster_run_publishes_the_head(qp_env: Paths) -> None:
     found = collect_anchors(qp_env)
     assert [(a.seq, a.hash, a.source) for a in found.anchors] == [(head.seq, head.hash, "dagster")]
     assert log.verify(anchors=found.anchors).ok
+    # read straight from the run storage: Dagster itself is not imported
+    probe = textwrap.dedent("""
+        import sys
+        from quality_platform.audit_anchors import collect_anchors
+        from quality_platform.settings import get_paths
+        found = collect_anchors(get_paths())
+        print(len([a for a in found.anchors if a.source == "dagster"]), "dagster" in sys.modules)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "False"]
+
     truncate_tail(log, keep=1)
+    (problem,) = log.verify(anchors=collect_anchors(qp_env).anchors).problems
+    assert problem == (
+        f"seq 2..{head.seq} missing: the tail was truncated (chain head seq {head.seq} "
+        f"anchored in Dagster run {out.run_id} tag {RUN_TAG} ({home}))"
+    )
+    # an instance whose dagster.yaml configures its storage is read through Dagster
+    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
     (problem,) = log.verify(anchors=collect_anchors(qp_env).anchors).problems
     assert problem.startswith(
         f"seq 2..{head.seq} missing: the tail was truncated (chain head seq {head.seq} "
-        f"anchored in Dagster run tag {RUN_TAG}="
+        f"anchored in Dagster run tag {RUN_TAG}={head.seq}:"
     )
 
 
