@@ -1,15 +1,18 @@
 """`qp` commands of the audit, review and model-documentation areas (registered by
 quality_platform.cli.build_parser):
 
-* ``qp audit verify``: walk the hash chain (F23); exit 1 when it does not verify;
+* ``qp audit verify [--anchor FILE ...]``: walk the hash chain (F23) and compare it with the chain heads
+  published outside the file (MLflow version tags, Dagster run tags, the given files; see
+  quality_platform/audit_anchors.py); exit 1 when it does not verify;
 * ``qp audit export --from T1 --to T2 [--plant P] [--out FILE]``: the complete event record of a window
-  with its chain anchor;
+  with its chain anchor and the chain head it covered;
+* ``qp audit anchor [--out FILE]``: the current chain head ``<seq>:<hash>``, to be stored elsewhere;
 * ``qp report review --period week|month [--end DATE] [--plant P]``: the operating review (F29);
 * ``qp docs model VERSION [--regenerate]``: the generated model documentation (F25), stale sections marked.
 
 Every command acts as a policy user (``--as USER`` where the policy allows impersonation, else
-``QP_USER``, else the OS account) and is authorised by the policy (actions ``audit_verify``,
-``audit_export``, ``report_review``, ``model_docs``); a refusal is audited and exits with code 2.
+``QP_USER``, else the OS account) and is authorised by the policy (actions ``audit_verify`` - also for
+``qp audit anchor`` -, ``audit_export``, ``report_review``, ``model_docs``); a refusal is audited and exits with code 2.
 """
 
 from __future__ import annotations
@@ -59,23 +62,58 @@ def _command(group: Any, name: str, fn: Any, help_: str, description: str | None
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from quality_platform.cli import _emit
+    from quality_platform.audit_anchors import verify_with_anchors
+    from quality_platform.cli import CliError, _emit
 
-    _, who, audit = _governed(args, "qp audit verify", "audit_verify", subject="audit_log")
-    res = audit.verify()
-    last = audit.records(limit=1)
+    # Opening the log (in _governed) re-creates dropped triggers and records that it did: verify
+    # reports that record, so the order does not hide the tampering.
+    paths, who, audit = _governed(args, "qp audit verify", "audit_verify", subject="audit_log")
+    try:
+        res, found = verify_with_anchors(audit, paths, args.anchor or ())
+    except ValueError as exc:  # an --anchor file without an anchor
+        raise CliError(str(exc)) from exc
+    head = audit.head()
+    anchors = {"checked": len(found.anchors), "by_source": found.counts(), "notes": found.notes,
+               "max_seq": max((a.seq for a in found.anchors), default=None)}
     payload = {"ok": res.ok, "records": res.records, "problems": res.problems, "path": str(audit.path),
-               "last_seq": last[0].seq if last else 0, "last_hash": last[0].hash if last else None}
+               "last_seq": head.seq if head else 0, "last_hash": head.hash if head else None, "anchors": anchors}
     audit.append("audit_verify", who.name, subject="audit_log", outcome="ok" if res.ok else "failed",
                  reason="audit chain verified" if res.ok else f"audit chain broken: {len(res.problems)} problem(s)",
                  refs={"records": res.records, "problems": res.problems[:50], "last_seq": payload["last_seq"],
-                       "last_hash": payload["last_hash"]})
+                       "last_hash": payload["last_hash"], "anchors": anchors["by_source"]})
+    checked = f"checked against {found.summary()}"
     text = (f"audit log {audit.path}: OK, {res.records} records, chain intact (last seq {payload['last_seq']}, "
-            f"hash {str(payload['last_hash'])[:16]})" if res.ok else
+            f"hash {str(payload['last_hash'])[:16]}); {checked}" if res.ok else
             f"audit log {audit.path}: NOT OK, {res.records} records, {len(res.problems)} problem(s):\n"
-            + "\n".join(f"  {p}" for p in res.problems))
+            + "\n".join(f"  {p}" for p in res.problems) + f"\n{checked}")
+    text += "".join(f"\n  note: {n}" for n in found.notes)
     _emit(args, payload, text)
     return 0 if res.ok else 1
+
+
+# --------------------------------------------------------------------------- qp audit anchor
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> int:
+    """Print (and with --out write) the chain head ``<seq>:<hash>``; the command's own audit record is
+    the head it reports, so the anchor also covers who took it."""
+    from quality_platform.audit_anchors import format_anchor
+    from quality_platform.cli import _emit
+
+    _, who, audit = _governed(args, "qp audit anchor", "audit_verify", subject="audit_log")
+    out = Path(args.out) if args.out else None
+    rec = audit.append("audit_anchor", who.name, subject="audit_log", outcome="ok",
+                       reason="chain head taken for storage outside the audit log",
+                       refs={"out": str(out) if out else None})
+    text = format_anchor(rec.seq, rec.hash)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    payload = {"anchor": text, "head": {"seq": rec.seq, "hash": rec.hash}, "path": str(audit.path),
+               "out": str(out) if out else None}
+    _emit(args, payload, text + (f"\nwritten to {out}: store it outside this machine; check later with "
+                                 f"`qp audit verify --anchor {out}`" if out else ""))
+    return 0
 
 
 # --------------------------------------------------------------------------- qp audit export
@@ -121,11 +159,12 @@ def window_check(records: list[AuditRecord]) -> list[str]:
 
 def export_window(audit: AuditLog, start: str, end: str, plant: str | None = None) -> dict[str, Any]:
     """The event record of ``[start, end)`` (optionally of one plant) with its chain anchor."""
-    from quality_platform.audit import utc_text
+    from quality_platform.audit import GENESIS_HASH, utc_text
 
     frm, to = utc_text(start, "--from"), utc_text(end, "--to")
     if to <= frm:
         raise ValueError(f"--to ({to}) must be after --from ({frm})")
+    head = audit.head()  # the chain as the export found it: an anchor for `qp audit verify --anchor`
     window = audit.records(since=frm, until=to)
     problems = window_check(window)
     before = audit.records(until=frm, limit=1)
@@ -138,7 +177,8 @@ def export_window(audit: AuditLog, start: str, end: str, plant: str | None = Non
               "window_records": len(window), "verified": not problems, "problems": problems}
     return {"from": frm, "to": to, "plant": plant, "selection_rule": EXPORT_SELECTION_RULE if plant else
             "every audit record with from <= ts_utc < to", "count": len(chosen),
-            "records": [r.__dict__ for r in chosen], "anchor": anchor}
+            "records": [r.__dict__ for r in chosen], "anchor": anchor,
+            "head": {"seq": head.seq if head else 0, "hash": head.hash if head else GENESIS_HASH}}
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -161,12 +201,14 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
                  refs={"from": out["from"], "to": out["to"], "plant": args.plant, "count": out["count"],
                        "anchor": {k: out["anchor"][k] for k in ("first_seq", "prev_hash", "last_seq", "hash",
                                                                 "verified")},
-                       "file_sha256": out.get("out", {}).get("sha256")})
+                       "head": out["head"], "file_sha256": out.get("out", {}).get("sha256")})
     a = out["anchor"]
     text = "\n".join([
         f"{out['count']} audit record(s) {out['from']} .. {out['to']}" + (f" for {args.plant}" if args.plant else ""),
         f"chain anchor: seq {a['first_seq']} prev_hash {str(a['prev_hash'])[:16]} .. seq {a['last_seq']} hash "
         f"{str(a['hash'])[:16]}; window {'verifies' if a['verified'] else 'DOES NOT verify: ' + '; '.join(a['problems'])}",
+        f"chain head at export: {out['head']['seq']}:{out['head']['hash']} (check later with `qp audit verify "
+        "--anchor` on this output)",
         *([f"written to {out['out']['path']} (sha256 {out['out']['sha256'][:16]})"] if "out" in out else []),
         *(f"{r['seq']:>6} {r['ts_utc']} {r['action']:<12} {r['actor']:<22} {r['outcome']:<7} {r['subject'] or ''}"
           for r in out["records"][:200])])
@@ -246,10 +288,20 @@ def register(add: Any, sub: Any) -> None:
     def group(name: str, help_: str) -> Any:
         return sub.add_parser(name, help=help_).add_subparsers(dest=f"{name}_command", required=True)
 
-    audit = group("audit", "the tamper-evident audit log (verify, export)")
-    _command(audit, "verify", cmd_audit_verify,
-             "verify the hash chain: names edited, deleted, inserted or reordered records",
-             "Walk the audit log's hash chain; exit 1 when it does not verify.")
+    audit = group("audit", "the tamper-evident audit log (verify, export, anchor)")
+    v = _command(audit, "verify", cmd_audit_verify,
+                 "verify the hash chain: names edited, deleted, inserted, reordered and truncated records",
+                 "Walk the audit log's hash chain and compare it with the chain heads published outside the "
+                 "file (MLflow model version tags qp.audit_head, Dagster run tags qp/audit_head, --anchor "
+                 "files); exit 1 when it does not verify.")
+    v.add_argument("--anchor", action="append", metavar="FILE",
+                   help="also check this anchor file (`qp audit anchor --out` text, `qp audit export --json` "
+                        "output or an export JSONL); repeatable")
+    a = _command(audit, "anchor", cmd_audit_anchor,
+                 "the current chain head <seq>:<hash>, to store outside the audit log",
+                 "Print the audit chain's head (after this command's own record); store it elsewhere and "
+                 "check it later with `qp audit verify --anchor FILE`.")
+    a.add_argument("--out", help="also write the anchor to this file")
     e = _command(audit, "export", cmd_audit_export,
                  "the complete event record of a time window (JSON / JSONL) with its chain anchor",
                  "Audit records with from <= ts_utc < to. With --plant: " + EXPORT_SELECTION_RULE + ".")

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -212,3 +213,72 @@ def test_concurrent_cli_api_and_dagster_writers_keep_one_chain(gov_env: GovEnv) 
     # the writers really overlapped: the run's record and the CLI's records fall among the workers' records
     for r in [*batch, *verifies]:
         assert min(worker_seqs) < r.seq < max(worker_seqs), r
+
+
+def test_verify_names_dropped_triggers_even_though_opening_recreates_them(
+        qp_env: Paths, capsys: pytest.CaptureFixture[str]) -> None:
+    """`qp audit verify` opens the log (which re-creates the trigger) before it verifies: the record of
+    the re-creation makes it fail, this time and every later time."""
+    log = AuditLog(audit_db_path(qp_env.data_dir))
+    _fill(log, 3)
+    con = sqlite3.connect(log.path, isolation_level=None)
+    con.execute("DROP TRIGGER audit_log_no_update")
+    con.close()
+    for _ in range(2):
+        rc, out = qp(capsys, "audit", "verify", "--as", "aud.it")
+        assert rc == 1 and not out["ok"]
+        (problem,) = out["problems"]
+        assert problem.startswith("seq 4: trigger audit_log_no_update found dropped at ")
+    assert [r.action for r in log.records(action="integrity")] == ["integrity"]
+
+
+def test_export_and_anchor_files_catch_a_truncated_tail(qp_env: Paths, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The head in `qp audit export` output and the file of `qp audit anchor --out` are anchors for
+    `qp audit verify --anchor`: deleting the newest records and lowering sqlite_sequence no longer
+    passes as 'OK, chain intact'."""
+    log = AuditLog(audit_db_path(qp_env.data_dir))
+    recs = _fill(log, 5)
+    rc, exported = qp(capsys, "audit", "export", "--from", "2020-01-01", "--to", "2100-01-01", "--as", "aud.it")
+    assert rc == 0
+    # the head it covered: the newest record before the export's own record
+    assert exported["head"]["seq"] == exported["anchor"]["last_seq"] == recs[-1].seq + 1  # + identity record
+    assert log.records(action="audit_export")[-1].refs["head"] == exported["head"]
+    export_file = tmp_path / "export.json"
+    export_file.write_text(json.dumps(exported))
+    anchor_file = tmp_path / "head.txt"
+    rc, anchored = qp(capsys, "audit", "anchor", "--out", str(anchor_file), "--as", "aud.it")
+    last = log.records()[-1]
+    assert rc == 0 and last.action == "audit_anchor" and anchored["anchor"] == f"{last.seq}:{last.hash}"
+    assert anchor_file.read_text() == f"{last.seq}:{last.hash}\n"
+
+    rc, out = qp(capsys, "audit", "verify", "--anchor", str(export_file), "--anchor", str(anchor_file),
+                 "--as", "aud.it")
+    assert rc == 0 and out["ok"] and out["anchors"]["checked"] == 3  # export: head + window end; anchor file
+    assert out["anchors"]["by_source"] == {"mlflow": 0, "dagster": 0, "file": 3}
+
+    keep = recs[2].seq
+    _tamper(log.path, ("DELETE FROM audit_log WHERE seq > ?", (keep,)),
+            ("UPDATE sqlite_sequence SET seq = ? WHERE name = 'audit_log'", (keep,)))
+    assert log.verify().ok  # without anchors the file alone looks intact
+    rc, out = qp(capsys, "audit", "verify", "--anchor", str(anchor_file), "--anchor", str(export_file),
+                 "--as", "aud.it")
+    assert rc == 1 and not out["ok"]
+    # this call's identity record took seq keep + 1 before the chain was verified
+    assert log.records()[keep].action == "identity"
+    head = exported["head"]["seq"]
+    assert (f"seq {keep + 2}..{head} missing: the tail was truncated (chain head seq {head} anchored in file "
+            f"{export_file} (head); file {export_file} (window's last record))") in out["problems"]
+    assert (f"seq {keep + 2}..{last.seq} missing: the tail was truncated (chain head seq {last.seq} anchored "
+            f"in file {anchor_file} line 1)") in out["problems"]
+    assert AuditLog(log.path).records(action="audit_verify")[-1].outcome == "failed"
+    # text output says how many anchors were checked, from where
+    capsys.readouterr()
+    assert main(["audit", "verify", "--anchor", str(anchor_file), "--as", "aud.it"]) == 1
+    text = capsys.readouterr().out
+    assert "the tail was truncated" in text
+    assert "checked against 1 anchor(s): 0 from MLflow model versions, 0 from Dagster runs, 1 from files" in text
+    # a file that holds no anchor is an error of the call (exit 2), not a verification result
+    (tmp_path / "junk.txt").write_text("hello\n")
+    rc, out = qp(capsys, "audit", "verify", "--anchor", str(tmp_path / "junk.txt"), "--as", "aud.it")
+    assert rc == 2 and "not an audit anchor" in out["error"]
