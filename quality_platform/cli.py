@@ -632,6 +632,29 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_init_registry(args: argparse.Namespace) -> int:
+    """Start a new, empty model registry at the configured store, on purpose and audited: the
+    only way past a missing or moved store other than restoring it."""
+    from quality_platform.audit import AuditLog, audit_db_path
+    from quality_platform.governance.policy import authorize, load_policy
+    from quality_platform.ml.config import load_model_config
+    from quality_platform.ml.registry import RegistryError, init_store
+
+    who = _who(args, "registry_init")
+    paths = get_paths()
+    cfg = load_model_config(paths)
+    audit = AuditLog(audit_db_path(paths.data_dir))
+    authorize(load_policy(paths), who, "registry_init", audit, subject=f"model:{cfg.mlflow.registered_model}",
+              reason=args.reason)
+    try:
+        reg = init_store(cfg, paths, audit, who, args.reason)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from exc
+    _emit(args, {"registry_store": reg.store_id, "store": reg.where, "actor": who},
+          f"new model registry {reg.store_id} at {reg.where} (by {who}: {args.reason}); its versions start at 1")
+    return 0
+
+
 def cmd_models_history(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
 
@@ -890,6 +913,12 @@ def build_parser() -> argparse.ArgumentParser:
     mh = models.add_parser("history", help="which version was champion when, approvals, gate results")
     mh.add_argument("--json", action="store_true", help="machine-readable output")
     mh.set_defaults(fn=cmd_models_history)
+    mi = models.add_parser("init-registry", help="start a new, empty model registry on purpose (the old store is "
+                                                 "lost or retired; audited, control owner)")
+    mi.add_argument("--reason", required=True)
+    mi.add_argument("--as", dest="actor", help=AS_HELP)
+    mi.add_argument("--json", action="store_true", help="machine-readable output")
+    mi.set_defaults(fn=cmd_models_init_registry)
     li = add("lineage", cmd_lineage, "lineage both ways: model VERSION -> data, or data --plant --date -> models")
     li.add_argument("what", choices=["model", "data"])
     li.add_argument("version", nargs="?")
@@ -934,10 +963,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # config and key errors are user errors too
         from quality_platform.config import ConfigError
         from quality_platform.governance.policy import PolicyError
+        from quality_platform.ml.registry import RegistryStoreError
         from quality_platform.privacy import MissingKeyError
         from quality_platform.warehouse import WarehouseBusyError
 
-        if isinstance(exc, ConfigError | MissingKeyError | PolicyError | WarehouseBusyError):
+        if isinstance(exc, ConfigError | MissingKeyError | PolicyError | WarehouseBusyError | RegistryStoreError):
             print(json.dumps({"error": str(exc)}) if getattr(args, "json", False) else f"qp: error: {exc}",
                   file=sys.stdout if getattr(args, "json", False) else sys.stderr)
             return 2

@@ -35,8 +35,8 @@ def model_documentation(context: dg.AssetExecutionContext, platform: PlatformRes
     section_hashes = {k: s["sha256"] for k, s in doc.sections.items()}
     audit.append("model_docs", "system:dagster", actor_kind="system", subject=f"model:{reg.name}/{version}",
                  outcome="ok", reason="model documentation generated after the release gate",
-                 refs={"model_version": version, "run_id": context.run.run_id, "artifact_uri": doc.artifact_uri,
-                       "sections": section_hashes})
+                 refs=reg.refs(model_version=version, run_id=context.run.run_id, artifact_uri=doc.artifact_uri,
+                               sections=section_hashes))
     context.log.info(f"documentation of version {version}: {doc.artifact_uri}")
     md = doc.markdown
     return dg.MaterializeResult(metadata={

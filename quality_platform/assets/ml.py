@@ -20,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 
 from quality_platform.assets.common import CODE_VERSIONS, preview, warehouse_path
 from quality_platform.audit import AuditLog, audit_db_path
+from quality_platform.audit_anchors import anchor_version
 from quality_platform.config import PlantConfig
 from quality_platform.features.config import load_features
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
@@ -229,12 +230,13 @@ def defect_model(context: dg.AssetExecutionContext, platform: PlatformResource) 
     L.register_challenger(reg, audit, info.version, run_id)
     audit.append("register", "system:dagster", actor_kind="system", subject=L.subject(reg, info.version),
                             reason="trained on the latest training snapshot",
-                            refs={"model_version": info.version, "run_id": run_id, "data_hash": data_hash,
-                                  "mlflow_run_id": info.run_id, "partitions": snap.partitions})
+                            refs=reg.refs(model_version=info.version, run_id=run_id, data_hash=data_hash,
+                                          mlflow_run_id=info.run_id, partitions=snap.partitions))
+    anchor_version(reg, info.version, audit)  # the audit chain head, kept outside the audit file
     context.log.info(f"registered {reg.name} version {info.version} (MLflow run {info.run_id})")
     return dg.MaterializeResult(metadata={
         "model_version": info.version, "mlflow_run_id": info.run_id,
-        "mlflow_tracking_uri": reg.tracking_uri, "data_hash": data_hash,
+        "mlflow_tracking_uri": reg.tracking_uri, "registry_store": reg.store_id or "", "data_hash": data_hash,
         "partitions": dg.MetadataValue.json(snap.partitions),
         "threshold": trained.threshold, "train_seconds": round(trained.seconds, 2),
         **{k: float(v) for k, v in trained.metrics.items() if k.startswith("holdout_") and v == v},
@@ -466,11 +468,11 @@ def build_prediction_asset(plants: dict[str, PlantConfig], start: dt.date, k: in
             subject=L.subject(reg, champ.version if champ and len(safe_why) < len(plants_scored) else
                               rules.label if rules else "none"),
             reason="prediction batch" + (f" ({safe_text})" if safe_why else ""),
-            refs={"run_id": run_id, "champion_version": champ.version if champ else None,
+            refs=reg.refs(**{"run_id": run_id, "champion_version": champ.version if champ else None,
                   "challenger_version": chall.version if chall else None,
                   "canary_share": share, "partitions": plants_scored, "rows": total,
                   "decided": decided, "flagged": flagged,
-                  **({"safe_state": safe_why, "rules_version": rules.label if rules else None} if safe_why else {})})
+                  **({"safe_state": safe_why, "rules_version": rules.label if rules else None} if safe_why else {})}))
         head = pd.concat(heads, ignore_index=True) if heads else pd.DataFrame()
         show = [c for c in ("plant", "unit_id", "risk", "predicted_defect", "decided_by", "model_version", "reason_1",
                             "reason_2", "reason_3") if c in head.columns]
@@ -536,7 +538,7 @@ def canary_evaluation(context: dg.AssetExecutionContext, platform: PlatformResou
         L.end_canary(reg, audit, chall.version, decision, reason, refs)
     else:
         audit.append("canary", "system:canary", actor_kind="system", subject=L.subject(reg, chall.version),
-                     outcome="info", reason=reason, refs={**refs, "model_version": chall.version, "decision": decision})
+                     outcome="info", reason=reason, refs=reg.refs(**refs, model_version=chall.version, decision=decision))
     context.log.info(f"canary of version {chall.version} vs champion {champ.version}: {decision} - {reason}")
     diff = verdict.difference
     return dg.MaterializeResult(metadata={

@@ -788,8 +788,12 @@ def incident_report(incident_id: int | str, paths: Paths | None = None, out_dir:
                        row.get("champion_version"), row.get("challenger_version")) if v and str(v).isdigit()}, key=int)
     subjects = {f"model:{inc.model}/{v}" for v in versions}
     # one read of the model's lifecycle records (also every action _versions_from_audit reads)
-    lifecycle = audit.records(action=["approve", "reject", "promote", "rollback", "gate", "register", "canary"],
-                              subject_prefix=f"model:{inc.model}")
+    from quality_platform.ml.registry import current_store, in_store
+
+    store = current_store(paths)  # a version is (registry store, number): another store's records are not its
+    lifecycle = [r for r in audit.records(action=["approve", "reject", "promote", "rollback", "gate", "register",
+                                                  "canary"], subject_prefix=f"model:{inc.model}")
+                 if in_store(r, store)]
     approvals = [_audit_row(r) for r in lifecycle if r.action in ("approve", "reject") and
                  (r.subject in subjects or r.ts_utc >= inc.events_from)]
     model_events = [_audit_row(r) for r in lifecycle if r.action not in ("approve", "reject") and

@@ -312,7 +312,7 @@ def _approvals(c: Context) -> dict[str, Any]:
     from quality_platform.ml.lifecycle import subject
 
     recs = [r for r in c.audit.records(subject=subject(c.registry, c.version.version), action=list(LIFECYCLE_ACTIONS))
-            if r.outcome != "denied"]
+            if r.outcome != "denied" and c.registry.owns(r)]
     return {"audit_records": [{"seq": r.seq, "ts_utc": r.ts_utc, "action": r.action, "actor": r.actor,
                                "outcome": r.outcome, "reason": r.reason, "hash": r.hash} for r in recs],
             "lifecycle_tags": {k: c.version.tag(k) for k in LIFECYCLE_TAGS if c.version.tag(k) is not None},

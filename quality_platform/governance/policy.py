@@ -57,6 +57,7 @@ ACTIONS: tuple[str, ...] = (
     "audit_export",    # export the audit record of a window
     "report_review",   # operating review report
     "model_docs",      # generate/read model documentation
+    "registry_init",   # start a new, empty model registry (the old store is lost or retired)
 )
 USER_ENV = "QP_USER"
 ALL_PLANTS = "*"

@@ -325,8 +325,11 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
 
     # event-time sections
     prefix = f"model:{model}/"
+    from quality_platform.ml.registry import current_store, in_store
+
+    store = current_store(paths)  # a version is (registry store, number): another store's records are not its
     lifecycle = [_rec(r) for r in events if r.action in LIFECYCLE and (r.subject or "").startswith(f"model:{model}")
-                 and r.outcome != "denied"]
+                 and r.outcome != "denied" and in_store(r, store)]
     for r in lifecycle:
         subj = r["subject"] or ""
         if subj.startswith(prefix):

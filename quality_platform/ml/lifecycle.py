@@ -50,8 +50,20 @@ def _now() -> str:
 def _deny(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None, actor: str, reason: str | None,
           why: str) -> LifecycleError:
     audit.append(action, actor, subject=subject(reg, version) if version else f"model:{reg.name}", reason=reason,
-                 outcome="denied", refs={"denied_because": why, "model_version": version})
+                 outcome="denied", refs=reg.refs(**{"denied_because": why, "model_version": version}))
     return LifecycleError(why)
+
+
+def _record(reg: ModelRegistry, audit: AuditLog, versions: str | tuple[str, ...], action: str, actor: str,
+            **record: Any) -> None:
+    """Audit a lifecycle change, then publish the audit chain head in the MLflow version(s) it is
+    about (``qp.audit_head``): the head lives outside the audit file, so cutting off the newest
+    records is detected by ``qp audit verify``."""
+    from quality_platform.audit_anchors import anchor_version
+
+    audit.append(action, actor, **record)
+    for version in (versions,) if isinstance(versions, str) else versions:
+        anchor_version(reg, version, audit)
 
 
 def _guard(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None, actor: str, reason: str | None,
@@ -70,7 +82,7 @@ def _guard(reg: ModelRegistry, audit: AuditLog, action: str, version: str | None
     try:
         if not is_system_actor(actor):
             policy = load_policy(reg.paths)
-            authorize(policy, actor, action, audit, subject=subj, reason=reason, refs={"model_version": version})
+            authorize(policy, actor, action, audit, subject=subj, reason=reason, refs=reg.refs(**{"model_version": version}))
             if approving is not None and policy.separation_of_duties.approver_not_trainer:
                 _separation_of_duties(reg, audit, approving, actor, reason or "")
         if freeze:
@@ -101,12 +113,12 @@ def record_gate(reg: ModelRegistry, audit: AuditLog, report: GateReport, run_id:
         reg.set_tags(v, {"status": "gate_failed"})
     reg.log_text(v, "gate/report.md", report.markdown())
     reg.log_text(v, "gate/report.json", json.dumps(report.as_dict(), indent=2, default=str))
-    audit.append("gate", "system:dagster", actor_kind="system", subject=subject(reg, v),
+    _record(reg, audit, v, "gate", "system:dagster", actor_kind="system", subject=subject(reg, v),
                  outcome="ok" if report.status in PASSING else "failed",
                  reason=f"release gate {report.status}",
-                 refs={"model_version": v, "run_id": run_id, "data_hash": data_hash, "status": report.status,
+                 refs=reg.refs(**{"model_version": v, "run_id": run_id, "data_hash": data_hash, "status": report.status,
                        "champion_version": report.champion_version,
-                       "checks": {c.name: ("pass" if c.passed else f"fail:{c.severity}") for c in report.checks}})
+                       "checks": {c.name: ("pass" if c.passed else f"fail:{c.severity}") for c in report.checks}}))
     if report.status not in PASSING:
         _alert(reg, "gate_failed", "error", f"model version {v} failed the release gate: "
                + ", ".join(c.name for c in report.checks if not c.passed),
@@ -158,14 +170,14 @@ def apply_policy(reg: ModelRegistry, audit: AuditLog, version: str, policy: Appr
     if why:
         reg.set_tags(version, {"approval": "pending", "approval_needs_human": "; ".join(why)})
         audit.append("approve", AUTO_APPROVER, actor_kind="system", subject=subject(reg, version), outcome="info",
-                     reason="human approval required: " + "; ".join(why), refs={"model_version": version, "run_id": run_id})
+                     reason="human approval required: " + "; ".join(why), refs=reg.refs(**{"model_version": version, "run_id": run_id}))
         return "pending"
     reg.set_tags(version, {"approval": "approved", "approved_by": AUTO_APPROVER, "approved_at": _now(),
                            "approval_reason": "inside the declared change envelope (data/ml/approval_policy.yaml)"})
-    audit.append("approve", AUTO_APPROVER, actor_kind="system", subject=subject(reg, version),
+    _record(reg, audit, version, "approve", AUTO_APPROVER, actor_kind="system", subject=subject(reg, version),
                  reason="automatic approval inside the declared change envelope",
-                 refs={"model_version": version, "run_id": run_id, "policy_version": policy.version,
-                       "champion_version": champion.version if champion else None})
+                 refs=reg.refs(**{"model_version": version, "run_id": run_id, "policy_version": policy.version,
+                       "champion_version": champion.version if champion else None}))
     return "auto_approved"
 
 
@@ -183,8 +195,8 @@ def approve(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reaso
         raise _deny(reg, audit, "approve", version, actor, reason,
                     f"version {version} was {v.status if v.status != 'registered' else v.approval}; train a new version")
     reg.set_tags(version, {"approval": "approved", "approved_by": actor, "approved_at": _now(), "approval_reason": reason})
-    audit.append("approve", actor, subject=subject(reg, version), reason=reason,
-                 refs={"model_version": version, "gate": v.gate, "data_hash": v.tag("data_hash")})
+    _record(reg, audit, version, "approve", actor, subject=subject(reg, version), reason=reason,
+                 refs=reg.refs(**{"model_version": version, "gate": v.gate, "data_hash": v.tag("data_hash")}))
     return reg.version(version)
 
 
@@ -199,7 +211,7 @@ def reject(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reason
                            "approval_reason": reason, "status": "rejected"})
     if CHALLENGER in v.aliases:
         reg.delete_alias(CHALLENGER)
-    audit.append("reject", actor, subject=subject(reg, version), reason=reason, refs={"model_version": version})
+    _record(reg, audit, version, "reject", actor, subject=subject(reg, version), reason=reason, refs=reg.refs(**{"model_version": version}))
     return reg.version(version)
 
 
@@ -226,10 +238,10 @@ def promote(reg: ModelRegistry, audit: AuditLog, version: str, actor: str, reaso
     ch = reg.alias(CHALLENGER)
     if ch is not None and ch.version == version:
         reg.delete_alias(CHALLENGER)
-    audit.append("promote", actor, actor_kind="system" if automatic else "user", subject=subject(reg, version),
-                 reason=reason, refs={"model_version": version, "previous_champion": old.version if old else None,
+    _record(reg, audit, version, "promote", actor, actor_kind="system" if automatic else "user", subject=subject(reg, version),
+                 reason=reason, refs=reg.refs(**{"model_version": version, "previous_champion": old.version if old else None,
                                       "approved_by": v.tag("approved_by"), "gate": v.gate,
-                                      "data_hash": v.tag("data_hash")})
+                                      "data_hash": v.tag("data_hash")}))
     _alert(reg, "promotion", "info", f"model version {version} is the champion (was "
            f"{old.version if old else 'none'}; by {actor}: {reason})",
            {"model_version": version, "previous_champion": old.version if old else None, "actor": actor})
@@ -246,9 +258,9 @@ def register_challenger(reg: ModelRegistry, audit: AuditLog, version: str, run_i
         reg.set_tags(old.version, {"status": "retired", "retired_at": _now()})
     reg.set_alias(CHALLENGER, version)
     reg.set_tags(version, {"status": CHALLENGER})
-    audit.append("canary", "system:dagster", actor_kind="system", subject=subject(reg, version),
+    _record(reg, audit, version, "canary", "system:dagster", actor_kind="system", subject=subject(reg, version),
                  reason="registered as challenger (shadow/canary after the release gate)",
-                 refs={"model_version": version, "run_id": run_id, "replaced_challenger": old.version if old else None})
+                 refs=reg.refs(**{"model_version": version, "run_id": run_id, "replaced_challenger": old.version if old else None}))
 
 
 def rollback(reg: ModelRegistry, audit: AuditLog, actor: str, reason: str) -> tuple[str, str]:
@@ -258,7 +270,7 @@ def rollback(reg: ModelRegistry, audit: AuditLog, actor: str, reason: str) -> tu
     if current is None:
         raise _deny(reg, audit, "rollback", None, actor, reason, "there is no champion to roll back")
     promotions = [r.refs.get("model_version") for r in audit.records(action="promote", subject_prefix=f"model:{reg.name}/")
-                  if r.outcome == "ok"]
+                  if r.outcome == "ok" and reg.owns(r)]
     target = None
     for ver in reversed(promotions):
         if ver is None or ver == current.version:
@@ -273,8 +285,8 @@ def rollback(reg: ModelRegistry, audit: AuditLog, actor: str, reason: str) -> tu
     reg.set_alias(CHAMPION, target.version)
     reg.set_tags(current.version, {"status": "rolled_back", "rolled_back_by": actor, "rolled_back_at": _now()})
     reg.set_tags(target.version, {"status": CHAMPION})
-    audit.append("rollback", actor, subject=subject(reg, current.version), reason=reason,
-                 refs={"from_version": current.version, "to_version": target.version})
+    _record(reg, audit, (current.version, target.version), "rollback", actor, subject=subject(reg, current.version), reason=reason,
+                 refs=reg.refs(**{"from_version": current.version, "to_version": target.version}))
     _alert(reg, "rollback", "warning", f"champion rolled back {current.version} -> {target.version} by {actor}: "
            f"{reason}", {"from_version": current.version, "to_version": target.version, "actor": actor})
     return current.version, target.version
@@ -289,8 +301,8 @@ def end_canary(reg: ModelRegistry, audit: AuditLog, version: str, decision: str,
         _guard(reg, audit, "rollback", version, "system:canary", reason, freeze=True)
         reg.delete_alias(CHALLENGER)
         reg.set_tags(version, {"status": "rolled_back", "rolled_back_by": "system:canary", "rolled_back_at": _now()})
-        audit.append("rollback", "system:canary", actor_kind="system", subject=subject(reg, version), reason=reason,
-                     refs={**refs, "model_version": version, "scope": "challenger"})
+        _record(reg, audit, version, "rollback", "system:canary", actor_kind="system", subject=subject(reg, version), reason=reason,
+                     refs=reg.refs(**{**refs, "model_version": version, "scope": "challenger"}))
         _alert(reg, "rollback", "warning", f"challenger {version} rolled back by the canary: {reason}",
                {**refs, "model_version": version})
 
@@ -304,7 +316,7 @@ def history(reg: ModelRegistry, audit: AuditLog) -> dict[str, Any]:
     events = [{"seq": r.seq, "ts_utc": r.ts_utc, "action": r.action, "actor": r.actor, "outcome": r.outcome,
                "subject": r.subject, "reason": r.reason, "refs": r.refs}
               for r in audit.records(action=["register", "gate", "approve", "reject", "promote", "rollback", "canary"],
-                                     subject_prefix=f"model:{reg.name}")]
+                                     subject_prefix=f"model:{reg.name}") if reg.owns(r)]
     # champion periods from promotions and rollbacks
     periods: list[dict[str, Any]] = []
     for e in events:

@@ -267,3 +267,66 @@ def test_worse_challenger_is_rolled_back_by_the_canary(env: tuple[Paths, dg.Dags
     assert rc == 2 and "is the champion" in out["error"]
     ev = [r for r in audit.records(action="rollback")]
     assert ev[-1].actor == "system:canary" and ev[-1].refs["scope"] == "challenger"
+
+
+def test_a_missing_or_moved_registry_is_an_error_and_a_new_one_never_mixes_into_the_old_history(
+        env: tuple[Paths, dg.DagsterInstance]) -> None:
+    """Issue 11 item 9: with data/mlflow moved away, scoring and training used to report ok on a
+    silently created empty registry and register a phantom "version 1" whose records mixed into
+    the real version 1's audit history."""
+    paths, instance = env
+    store = paths.data_dir / "mlflow"
+    defs = build_definitions(paths)
+    # a fresh installation: reading the registry creates nothing, training creates it
+    reg, audit = _registry(paths)
+    assert reg.versions() == [] and reg.alias(CHAMPION) is None and not store.exists()
+    assert train(defs, instance).success
+    reg, audit = _registry(paths)
+    first = reg.store_id
+    assert first and len(first) == 32
+    registered = audit.records(action="register")
+    assert [r.refs["registry_store"] for r in registered] == [first]
+    assert _cli("approve", "1", "--as", "carl.control", "--reason", "gate read")[0] == 0
+    # every lifecycle change publishes the audit chain head in its version (issue 11 item 13)
+    head = audit.head()
+    assert reg.version("1").tag("audit_head") == f"{head.seq}:{head.hash}"
+    assert audit.records(limit=1)[0].action == "approve"
+
+    shutil.move(str(store), str(paths.data_dir / "mlflow.moved"))
+    for attempt in (lambda: run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1), lambda: train(defs, instance)):
+        o = attempt()
+        assert not o.success
+        assert not store.exists() or not (store / "mlflow.db").exists()  # nothing created behind the error
+    failures = [e.dagster_event.event_specific_data.error.to_string() for e in instance.all_logs(o.run_id)
+                if e.dagster_event and e.dagster_event.is_step_failure]
+    assert any(f"registry store {store / 'mlflow.db'} is missing" in m and first in m for m in failures), failures
+    rc, out = _cli("models", "history")
+    assert rc == 2 and str(store / "mlflow.db") in out["error"] and "init-registry" in out["error"]
+    # an empty store at the configured place (e.g. created by hand or by an older release) is refused too
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{store / 'mlflow.db'}"  # a new process: MLflow caches its store per URI in this one
+    subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments()"],
+                   check=True, capture_output=True)
+    assert (store / "mlflow.db").exists()
+    qp = subprocess.run([sys.executable, "-m", "quality_platform.cli", "models", "history", "--json"],
+                        capture_output=True, text=True, timeout=300)
+    assert qp.returncode == 2 and "is an empty registry" in json.loads(qp.stdout)["error"], qp.stdout + qp.stderr
+
+    # a new registry only on purpose: refused for a role without the action, then audited
+    rc, out = _cli("models", "init-registry", "--as", "quinn.quality", "--reason", "store lost")
+    assert rc == 2 and "may not registry_init" in out["error"]
+    rc, out = _cli("models", "init-registry", "--as", "carl.control", "--reason", "store lost with the old disk")
+    assert rc == 0 and out["registry_store"] != first
+    assert train(defs, instance).success
+    reg, audit = _registry(paths)
+    assert reg.store_id == out["registry_store"] and [v.version for v in reg.versions()] == ["1"]
+    # the new version 1 is (new store, 1): the old version 1's approval is not in its history
+    h = L.history(reg, audit)
+    assert not [e for e in h["events"] if e["action"] == "approve" and e["outcome"] == "ok"]
+    assert {e["refs"].get("registry_store") for e in h["events"]} == {out["registry_store"]}
+    assert [r.refs["registry_store"] for r in audit.records(action="register")] == [first, out["registry_store"]]
+    rc, out2 = _cli("models", "init-registry", "--as", "carl.control", "--reason", "again")
+    assert rc == 2 and "holds 1 version" in out2["error"]
+    assert audit.verify().ok
