@@ -197,6 +197,16 @@ def _jsonl_anchors(text: str, where: str) -> list[Anchor]:
     return [newest]
 
 
+def _read_only(db: Path, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of one query on a SQLite file opened read-only (nothing is created or locked for
+    writing)."""
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
 def _mlflow_anchors(paths: Paths, out: AnchorCollection) -> None:
     """Version tags ``qp.audit_head`` of the registered model, if the store exists. A SQLite store
     is read directly (read-only; importing MLflow costs seconds); a server through MLflow."""
@@ -211,17 +221,15 @@ def _mlflow_anchors(paths: Paths, out: AnchorCollection) -> None:
         if not store.is_file():
             out.notes.append(f"MLflow: no store at {store}")
             return
-        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            rows = con.execute(
+            rows = _read_only(
+                store,
                 "SELECT version, value FROM model_version_tags WHERE name = ? AND key = ?",
                 (name, key),
-            ).fetchall()
+            )
         except sqlite3.OperationalError as exc:  # not (yet) a registry database
             out.notes.append(f"MLflow: no model version tags in {store} ({exc})")
             return
-        finally:
-            con.close()
         where_store = str(store)
     else:
         from quality_platform.ml.registry import ModelRegistry
@@ -254,13 +262,9 @@ def _dagster_anchors(paths: Paths, out: AnchorCollection) -> None:
         if not runs_db.is_file():
             out.notes.append(f"Dagster: no instance with runs at {home}")
             return
-        con = sqlite3.connect(f"{runs_db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = con.execute(
-                "SELECT run_id, value FROM run_tags WHERE key = ? ORDER BY id", (RUN_TAG,)
-            ).fetchall()
-        finally:
-            con.close()
+        rows = _read_only(
+            runs_db, "SELECT run_id, value FROM run_tags WHERE key = ? ORDER BY id", (RUN_TAG,)
+        )
         found = [(f"Dagster run {run_id} tag {RUN_TAG} ({home})", value) for run_id, value in rows]
     else:
         import dagster as dg
