@@ -26,6 +26,7 @@ not exist yet does not create it. A new, empty registry is only started on purpo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import uuid
@@ -105,6 +106,8 @@ def _mlflow() -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    # engine and table creation are logged at INFO on every command; say only what goes wrong
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     return mlflow
 
 
