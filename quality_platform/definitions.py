@@ -72,7 +72,10 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     loop = load_monitoring_config(paths).loop
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors,
                           schedules=build_schedules(plants, loop.daily_cron, loop.periodic_retrain_cron),
-                          resources=default_resources())
+                          resources=default_resources(),
+                          # UI launches of ad-hoc selections run in-process like the platform's jobs
+                          # (the multiprocess default costs a process start per step)
+                          executor=dg.in_process_executor)
 
 
 defs = build_definitions()
