@@ -48,10 +48,12 @@ demo: install $(DAGSTER_HOME)/dagster.yaml dev-key
 
 test: install
 	$(BIN)/ruff check quality_platform quality_platform_tests benchmarks
+	$(BIN)/ruff format --check quality_platform quality_platform_tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check quality_platform quality_platform_tests benchmarks
+	$(BIN)/ruff format --check quality_platform quality_platform_tests benchmarks
 
 ui: install $(DAGSTER_HOME)/dagster.yaml dev-key
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

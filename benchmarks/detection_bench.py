@@ -32,9 +32,13 @@ import duckdb
 import pandas as pd
 
 D0 = dt.date(2026, 3, 16)
-AFFECTED = {"moisture_drift": ("plant_a", "process_drift"), "sensor_offset": ("plant_b", "sensor_fault"),
-            "stuck_sensor": ("plant_c", "stuck_sensor"), "concept_drift": ("plant_c", "performance"),
-            "stable": (None, None)}
+AFFECTED = {
+    "moisture_drift": ("plant_a", "process_drift"),
+    "sensor_offset": ("plant_b", "sensor_fault"),
+    "stuck_sensor": ("plant_c", "stuck_sensor"),
+    "concept_drift": ("plant_c", "performance"),
+    "stable": (None, None),
+}
 ALARMS = ("process_drift", "sensor_fault", "stuck_sensor")
 
 
@@ -54,14 +58,25 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
     cfg = yaml.safe_load(f.read_text())
     cfg["gate"].update(min_roc_auc=0.6, min_pr_auc=0.05, per_plant_min_metric=0.55)
     f.write_text(yaml.safe_dump(cfg))
-    cases = paths.config_dir / "ml" / "behaviour_cases.yaml"  # 10 degC above nominal: not seen in 2 weeks
+    cases = (
+        paths.config_dir / "ml" / "behaviour_cases.yaml"
+    )  # 10 degC above nominal: not seen in 2 weeks
     doc = yaml.safe_load(cases.read_text())
     doc["cases"] = [c for c in doc["cases"] if c["name"] != "hot_process_raises_risk"]
     cases.write_text(yaml.safe_dump(doc))
-    os.environ.update(QP_DATA_DIR=str(paths.data_dir), QP_CONFIG_DIR=str(paths.config_dir),
-                      DAGSTER_HOME=str(root / "dagster_home"))
+    os.environ.update(
+        QP_DATA_DIR=str(paths.data_dir),
+        QP_CONFIG_DIR=str(paths.config_dir),
+        DAGSTER_HOME=str(root / "dagster_home"),
+    )
     os.environ.setdefault("QP_PSEUDONYM_KEY", "benchmark-key-0123456789abcdef")
-    for k in ("QP_LANDING_DIR", "QP_WAREHOUSE", "QP_AUDIT_DB", "QP_MLFLOW_TRACKING_URI", "QP_MLFLOW_ARTIFACT_ROOT"):
+    for k in (
+        "QP_LANDING_DIR",
+        "QP_WAREHOUSE",
+        "QP_AUDIT_DB",
+        "QP_MLFLOW_TRACKING_URI",
+        "QP_MLFLOW_ARTIFACT_ROOT",
+    ):
         os.environ.pop(k, None)
     (root / "dagster_home").mkdir()
     import dagster as dg
@@ -77,8 +92,15 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
     from quality_platform.simulation import simulate
 
     t0 = time.perf_counter()
-    truth = simulate(paths.landing_dir, days=days, start=D0, seed=seed, scenario=scenario, onset_day=onset,
-                     plants=load_plants(paths))
+    truth = simulate(
+        paths.landing_dir,
+        days=days,
+        start=D0,
+        seed=seed,
+        scenario=scenario,
+        onset_day=onset,
+        plants=load_plants(paths),
+    )
     last = D0 + dt.timedelta(days=days - 1)
     first_mon = D0 + dt.timedelta(days=train_days)
     with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
@@ -87,20 +109,31 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
             assert all(o.success for o in backfill(defs, instance, p, D0, last)), f"backfill {p}"
         t = train(defs, instance, end_date=str(first_mon - dt.timedelta(days=1)))
         assert t.success, f"training failed: {t.failed_checks}"
-        reg, audit = ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+        reg, audit = (
+            ModelRegistry(load_model_config(paths), paths),
+            AuditLog(audit_db_path(paths.data_dir)),
+        )
         L.approve(reg, audit, "1", "carl.control", "benchmark champion")
         L.promote(reg, audit, "1", "carl.control", "benchmark champion")
         for p in plants:
-            assert run_range(defs, instance, MONITOR_JOB, p, first_mon, last).success, f"monitor {p}"
-            assert run_range(defs, instance, PERFORMANCE_JOB, p, first_mon, last).success, f"performance {p}"
+            assert run_range(defs, instance, MONITOR_JOB, p, first_mon, last).success, (
+                f"monitor {p}"
+            )
+            assert run_range(defs, instance, PERFORMANCE_JOB, p, first_mon, last).success, (
+                f"performance {p}"
+            )
     con = duckdb.connect(str(paths.warehouse_path), read_only=True)
     try:
         found = con.sql("SELECT plant, partition_date, kind, machines FROM ml.drift_findings").df()
-        perf = con.sql("SELECT plant, partition_date, degraded, labelled, positives, mean_risk, defect_rate, roc_auc, "
-                       "roc_auc_upper, reference_roc_auc, loss_z, pooled_roc_auc, pooled_loss_z, expected_roc_auc, auc_z, pooled_auc_z "
-                       "FROM ml.model_performance").df()
-        stats = con.sql("SELECT plant, partition_date::VARCHAR AS day, scope, coalesce(machine_id, '') AS machine, "
-                        "feature, round(wasserstein, 3) AS w, round(mean_shift_sd, 3) AS shift FROM ml.drift_metrics").df()
+        perf = con.sql(
+            "SELECT plant, partition_date, degraded, labelled, positives, mean_risk, defect_rate, roc_auc, "
+            "roc_auc_upper, reference_roc_auc, loss_z, pooled_roc_auc, pooled_loss_z, expected_roc_auc, auc_z, pooled_auc_z "
+            "FROM ml.model_performance"
+        ).df()
+        stats = con.sql(
+            "SELECT plant, partition_date::VARCHAR AS day, scope, coalesce(machine_id, '') AS machine, "
+            "feature, round(wasserstein, 3) AS w, round(mean_shift_sd, 3) AS shift FROM ml.drift_metrics"
+        ).df()
     finally:
         con.close()
     found["partition_date"] = pd.to_datetime(found["partition_date"]).dt.date
@@ -118,10 +151,25 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
             if len(g) and bool(g["degraded"].any()):
                 kinds.append("performance")
             pre = scenario == "stable" or onset_date is None or d < onset_date
-            day_rows.append({"plant": p, "day": d, "kinds": kinds, "stable_day": pre,
-                             "perf_known": bool(len(g)),
-                             "fault_machines": sorted({m for ms in f.loc[f["kind"].isin(["sensor_fault", "stuck_sensor"]),
-                                                                              "machines"] for m in str(ms).split(",") if m})})
+            day_rows.append(
+                {
+                    "plant": p,
+                    "day": d,
+                    "kinds": kinds,
+                    "stable_day": pre,
+                    "perf_known": bool(len(g)),
+                    "fault_machines": sorted(
+                        {
+                            m
+                            for ms in f.loc[
+                                f["kind"].isin(["sensor_fault", "stuck_sensor"]), "machines"
+                            ]
+                            for m in str(ms).split(",")
+                            if m
+                        }
+                    ),
+                }
+            )
             d += dt.timedelta(days=1)
     delay = None
     if plant and onset_date:
@@ -133,25 +181,43 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
                 continue
             delay = (r["day"] - onset_date).days
             break
-    after_retrain = sum(1 for r in day_rows if not r["stable_day"] and "process_drift" in r["kinds"])
+    after_retrain = sum(
+        1 for r in day_rows if not r["stable_day"] and "process_drift" in r["kinds"]
+    )
     dump = os.environ.get("QP_BENCH_DUMP")
     if dump:  # per-day statistics, to calibrate thresholds offline
         Path(dump).mkdir(parents=True, exist_ok=True)
-        stats.assign(scenario=scenario, seed=seed).to_csv(Path(dump) / f"drift_{scenario}_{seed}.csv", index=False)
-        perf.assign(scenario=scenario, seed=seed).to_csv(Path(dump) / f"perf_{scenario}_{seed}.csv", index=False)
-    return {"scenario": scenario, "seed": seed, "delay_days": delay, "onset": str(onset_date),
-            "monitored_days": len(day_rows),
-            "stable_days": sum(r["stable_day"] for r in day_rows),
-            "stable_perf_days": sum(r["stable_day"] and r["perf_known"] for r in day_rows),
-            "false_alarms": sum(1 for r in day_rows if r["stable_day"] and r["kinds"]),
-            "false_alarm_days": [f"{r['plant']} {r['day']} {r['kinds']}" for r in day_rows if r["stable_day"] and r["kinds"]],
-            "process_drift_days_after_onset": after_retrain, "seconds": round(time.perf_counter() - t0, 1)}
+        stats.assign(scenario=scenario, seed=seed).to_csv(
+            Path(dump) / f"drift_{scenario}_{seed}.csv", index=False
+        )
+        perf.assign(scenario=scenario, seed=seed).to_csv(
+            Path(dump) / f"perf_{scenario}_{seed}.csv", index=False
+        )
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "delay_days": delay,
+        "onset": str(onset_date),
+        "monitored_days": len(day_rows),
+        "stable_days": sum(r["stable_day"] for r in day_rows),
+        "stable_perf_days": sum(r["stable_day"] and r["perf_known"] for r in day_rows),
+        "false_alarms": sum(1 for r in day_rows if r["stable_day"] and r["kinds"]),
+        "false_alarm_days": [
+            f"{r['plant']} {r['day']} {r['kinds']}"
+            for r in day_rows
+            if r["stable_day"] and r["kinds"]
+        ],
+        "process_drift_days_after_onset": after_retrain,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="1,2,3,4,5")
-    ap.add_argument("--scenarios", default="stable,moisture_drift,sensor_offset,stuck_sensor,concept_drift")
+    ap.add_argument(
+        "--scenarios", default="stable,moisture_drift,sensor_offset,stuck_sensor,concept_drift"
+    )
     ap.add_argument("--days", type=int, default=22)
     ap.add_argument("--onset", type=int, default=17)
     ap.add_argument("--train-days", type=int, default=14)
@@ -164,13 +230,19 @@ def main() -> None:
             results.append(r)
             print(json.dumps(r, default=str), file=sys.stderr, flush=True)
     df = pd.DataFrame(results)
-    print(f"\n## Detection ({a.days} days, champion trained on days 0-{a.train_days - 1}, onset day {a.onset}, "
-          f"seeds {a.seeds})")
-    print(f"{'scenario':<15} {'delays (plant-days)':<22} {'detected':>8} {'false alarms':>12} {'stable plant-days':>17}")
+    print(
+        f"\n## Detection ({a.days} days, champion trained on days 0-{a.train_days - 1}, onset day {a.onset}, "
+        f"seeds {a.seeds})"
+    )
+    print(
+        f"{'scenario':<15} {'delays (plant-days)':<22} {'detected':>8} {'false alarms':>12} {'stable plant-days':>17}"
+    )
     for scenario, g in df.groupby("scenario", sort=False):
         delays = ",".join("-" if pd.isna(x) else str(int(x)) for x in g["delay_days"])
         det = f"{g['delay_days'].notna().sum()}/{len(g)}" if scenario != "stable" else "n/a"
-        print(f"{scenario:<15} {delays:<22} {det:>8} {int(g['false_alarms'].sum()):>12} {int(g['stable_days'].sum()):>17}")
+        print(
+            f"{scenario:<15} {delays:<22} {det:>8} {int(g['false_alarms'].sum()):>12} {int(g['stable_days'].sum()):>17}"
+        )
     fa, sd = int(df["false_alarms"].sum()), int(df["stable_days"].sum())
     print(f"false alarms: {fa} on {sd} stable plant-days = {100 * fa / sd:.2f} per 100 plant-days")
     for r in results:

@@ -126,7 +126,9 @@ def _column(j: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return 50.0 + 2.0 * rng.standard_t(5, n)
 
 
-def make_data(rows: int, n_features: int, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def make_data(
+    rows: int, n_features: int, seed: int = SEED
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Reference and current frames and the names of the features shifted by 0.5 reference sd."""
     names = feature_names(n_features)
     rng = np.random.default_rng(seed)
@@ -145,13 +147,23 @@ def run_evidently(python: str, ref: pd.DataFrame, cur: pd.DataFrame) -> dict | N
         ref_path, cur_path = Path(tmp) / "reference.parquet", Path(tmp) / "current.parquet"
         ref.to_parquet(ref_path, index=False)
         cur.to_parquet(cur_path, index=False)
-        env = dict(os.environ, PYTHONWARNINGS="ignore", DO_NOT_TRACK="1", EVIDENTLY_DISABLE_TELEMETRY="1")
+        env = dict(
+            os.environ, PYTHONWARNINGS="ignore", DO_NOT_TRACK="1", EVIDENTLY_DISABLE_TELEMETRY="1"
+        )
         t0 = time.perf_counter()
-        res = subprocess.run([python, "-c", _EVIDENTLY_SCRIPT, str(ref_path), str(cur_path)],
-                             capture_output=True, text=True, env=env, check=False)
+        res = subprocess.run(
+            [python, "-c", _EVIDENTLY_SCRIPT, str(ref_path), str(cur_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         wall = time.perf_counter() - t0
     if res.returncode != 0:
-        print(f"\nEvidently failed (exit {res.returncode}):\n" + "\n".join(res.stderr.strip().splitlines()[-15:]))
+        print(
+            f"\nEvidently failed (exit {res.returncode}):\n"
+            + "\n".join(res.stderr.strip().splitlines()[-15:])
+        )
         return None
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["wall_seconds"] = wall
@@ -164,20 +176,32 @@ def _print_table(table: pd.DataFrame) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000, help="rows per data set (default 1,000,000)")
+    ap.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows per data set (default 1,000,000)"
+    )
     ap.add_argument("--features", type=int, default=20, help="float features (default 20)")
-    ap.add_argument("--repeat", type=int, default=3, help="compare() runs, best one reported (default 3)")
-    ap.add_argument("--evidently", metavar="PYTHON", help="interpreter with evidently installed, e.g. "
-                    ".bench-evidently/bin/python: also run Evidently's DataDriftPreset on the same data")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="compare() runs, best one reported (default 3)"
+    )
+    ap.add_argument(
+        "--evidently",
+        metavar="PYTHON",
+        help="interpreter with evidently installed, e.g. "
+        ".bench-evidently/bin/python: also run Evidently's DataDriftPreset on the same data",
+    )
     args = ap.parse_args(argv)
 
-    print(f"# drift benchmark - {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}")
+    print(
+        f"# drift benchmark - {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}"
+    )
     t0 = time.perf_counter()
     ref, cur, shifted = make_data(args.rows, args.features)
     names = list(ref.columns)
-    print(f"# data: {args.rows:,} rows x {args.features} features, reference and current "
-          f"(generated in {time.perf_counter() - t0:.1f} s); shifted by {SHIFT_SD} sd: {', '.join(shifted)}")
+    print(
+        f"# data: {args.rows:,} rows x {args.features} features, reference and current "
+        f"(generated in {time.perf_counter() - t0:.1f} s); shifted by {SHIFT_SD} sd: {', '.join(shifted)}"
+    )
 
     t0 = time.perf_counter()
     profile = build_profile(ref, names)
@@ -190,32 +214,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = min(t_compare)
     size_kb = len(profile.to_json().encode()) / 1024
 
-    print(f"\nbuild_profile(reference)  {t_build:6.2f} s   ({args.rows * args.features / t_build:,.0f} values/s; "
-          f"profile JSON {size_kb:.0f} KiB)")
-    print(f"compare(current)          {best:6.2f} s   ({args.rows * args.features / best:,.0f} values/s; "
-          f"runs: {', '.join(f'{t:.2f}' for t in t_compare)} s)")
+    print(
+        f"\nbuild_profile(reference)  {t_build:6.2f} s   ({args.rows * args.features / t_build:,.0f} values/s; "
+        f"profile JSON {size_kb:.0f} KiB)"
+    )
+    print(
+        f"compare(current)          {best:6.2f} s   ({args.rows * args.features / best:,.0f} values/s; "
+        f"runs: {', '.join(f'{t:.2f}' for t in t_compare)} s)"
+    )
     print()
     _print_table(result[["feature", "n", "wasserstein", "psi", "ks", "mean_shift_sd"]])
 
     flagged = sorted(result.loc[result.wasserstein >= WASSERSTEIN_THRESHOLD, "feature"])
     ok = flagged == sorted(shifted)
-    print(f"\nflagged at wasserstein >= {WASSERSTEIN_THRESHOLD}: {', '.join(flagged) or '-'}"
-          f"  ({'exactly the shifted features' if ok else 'MISMATCH with the shifted features'})")
+    print(
+        f"\nflagged at wasserstein >= {WASSERSTEIN_THRESHOLD}: {', '.join(flagged) or '-'}"
+        f"  ({'exactly the shifted features' if ok else 'MISMATCH with the shifted features'})"
+    )
 
     if args.evidently:
         ev = run_evidently(args.evidently, ref, cur)
         if ev is not None:
             ours = result.set_index("feature").wasserstein
-            diff = max((abs(ours[c] - v) for c, v in ev["scores"].items() if c in ours.index), default=float("nan"))
+            diff = max(
+                (abs(ours[c] - v) for c, v in ev["scores"].items() if c in ours.index),
+                default=float("nan"),
+            )
             same = sorted(ev["drifted"]) == flagged
-            print(f"\nEvidently {ev['version']} ({ev['api']} API) DataDriftPreset, methods: {', '.join(ev['methods'])}")
-            print(f"  report computation      {ev['seconds']:6.2f} s   (subprocess wall time incl. Parquet "
-                  f"read and import: {ev['wall_seconds']:.1f} s)")
+            print(
+                f"\nEvidently {ev['version']} ({ev['api']} API) DataDriftPreset, methods: {', '.join(ev['methods'])}"
+            )
+            print(
+                f"  report computation      {ev['seconds']:6.2f} s   (subprocess wall time incl. Parquet "
+                f"read and import: {ev['wall_seconds']:.1f} s)"
+            )
             print(f"  drifted: {', '.join(ev['drifted']) or '-'}")
-            print(f"  same features flagged: {'yes' if same else 'NO'}; "
-                  f"largest |wasserstein difference| per feature: {diff:.4f}")
-            print(f"  speed-up: compare() {ev['seconds'] / best:,.0f}x faster; "
-                  f"build_profile() + compare() {ev['seconds'] / (t_build + best):,.0f}x faster")
+            print(
+                f"  same features flagged: {'yes' if same else 'NO'}; "
+                f"largest |wasserstein difference| per feature: {diff:.4f}"
+            )
+            print(
+                f"  speed-up: compare() {ev['seconds'] / best:,.0f}x faster; "
+                f"build_profile() + compare() {ev['seconds'] / (t_build + best):,.0f}x faster"
+            )
     return 0 if ok else 1
 
 

@@ -47,22 +47,45 @@ def main() -> None:
         land(p, dates, paths, paths.warehouse_path, chunk_days=args.chunk_days)
         t_land += time.perf_counter() - t
         t = time.perf_counter()
-        standardize(p, dates, paths.warehouse_path, reg, quality, key, collect=False, chunk_days=args.chunk_days)
+        standardize(
+            p,
+            dates,
+            paths.warehouse_path,
+            reg,
+            quality,
+            key,
+            collect=False,
+            chunk_days=args.chunk_days,
+        )
         t_std += time.perf_counter() - t
     with connect(paths.warehouse_path, read_only=True) as con:
-        values = con.sql("SELECT sum(records * items_per_record) FROM raw.receipts "
-                         "WHERE stream = 'readings'").fetchall()[0][0]
+        values = con.sql(
+            "SELECT sum(records * items_per_record) FROM raw.receipts WHERE stream = 'readings'"
+        ).fetchall()[0][0]
         accepted = con.sql("SELECT count(*) FROM standard.sensor_readings").fetchall()[0][0]
-        quarantined = con.sql("SELECT coalesce(sum(n_items), 0) FROM standard.quarantine "
-                              "WHERE stream = 'readings'").fetchall()[0][0]
+        quarantined = con.sql(
+            "SELECT coalesce(sum(n_items), 0) FROM standard.quarantine WHERE stream = 'readings'"
+        ).fetchall()[0][0]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({
-        "days": args.days, "plants": len(plants), "values": int(values), "accepted": int(accepted),
-        "quarantined": int(quarantined), "simulate_s": round(t_sim, 2), "land_s": round(t_land, 2),
-        "standardize_s": round(t_std, 2),
-        "land_values_per_s": round(values / t_land), "standardize_values_per_s": round(values / t_std),
-        "raw_to_standard_values_per_s": round(values / (t_land + t_std)),
-        "peak_rss_mb": round(rss_mb), "chunk_days": args.chunk_days}))
+    print(
+        json.dumps(
+            {
+                "days": args.days,
+                "plants": len(plants),
+                "values": int(values),
+                "accepted": int(accepted),
+                "quarantined": int(quarantined),
+                "simulate_s": round(t_sim, 2),
+                "land_s": round(t_land, 2),
+                "standardize_s": round(t_std, 2),
+                "land_values_per_s": round(values / t_land),
+                "standardize_values_per_s": round(values / t_std),
+                "raw_to_standard_values_per_s": round(values / (t_land + t_std)),
+                "peak_rss_mb": round(rss_mb),
+                "chunk_days": args.chunk_days,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

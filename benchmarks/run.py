@@ -26,15 +26,29 @@ PY = sys.executable
 
 def _env(data: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(QP_DATA_DIR=str(data), QP_CONFIG_DIR=str(ROOT / "data"), DAGSTER_HOME=str(data / "dagster_home"),
-               PYTHONPATH=str(ROOT))
+    env.update(
+        QP_DATA_DIR=str(data),
+        QP_CONFIG_DIR=str(ROOT / "data"),
+        DAGSTER_HOME=str(data / "dagster_home"),
+        PYTHONPATH=str(ROOT),
+    )
     env.setdefault("QP_PSEUDONYM_KEY", "benchmark-key-0123456789abcdef")
     return env
 
 
 def ingest(days: int, start: str, tmp: Path) -> dict:
     out = tmp / f"ingest_{days}"
-    cmd = [PY, "-m", "benchmarks.ingest_bench", "--days", str(days), "--start", start, "--out", str(out)]
+    cmd = [
+        PY,
+        "-m",
+        "benchmarks.ingest_bench",
+        "--days",
+        str(days),
+        "--start",
+        start,
+        "--out",
+        str(out),
+    ]
     res = subprocess.run(cmd, cwd=ROOT, env=_env(out), capture_output=True, text=True, check=True)
     shutil.rmtree(out, ignore_errors=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -46,16 +60,26 @@ def demo(tmp: Path) -> dict:
     shutil.copy(ROOT / "dagster.yaml", data / "dagster_home" / "dagster.yaml")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    res = subprocess.run([PY, "-m", "quality_platform.cli", "demo", "--json"], cwd=ROOT, env=_env(data),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [PY, "-m", "quality_platform.cli", "demo", "--json"],
+        cwd=ROOT,
+        env=_env(data),
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     try:
         out = json.loads(res.stdout)
     except json.JSONDecodeError:
         out = {"error": res.stderr[-500:]}
-    return {"wall_s": round(wall, 1), "exit_code": res.returncode, "peak_rss_mb": round(max(rss, before) / 1024),
-            "loop": out.get("loop"), "error": out.get("error")}
+    return {
+        "wall_s": round(wall, 1),
+        "exit_code": res.returncode,
+        "peak_rss_mb": round(max(rss, before) / 1024),
+        "loop": out.get("loop"),
+        "error": out.get("error"),
+    }
 
 
 EVIDENTLY_VENV = ROOT / ".bench-evidently"
@@ -67,18 +91,41 @@ def drift_speed() -> str:
     py = EVIDENTLY_VENV / "bin" / "python"
     if not py.exists():
         subprocess.run(["python3", "-m", "venv", str(EVIDENTLY_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "evidently==0.7.23", "pandas<3", "pyarrow"],
-                       check=True)
-    res = subprocess.run([PY, "benchmarks/drift_bench.py", "--rows", "1000000", "--evidently", str(py)], cwd=ROOT,
-                         env=_env(ROOT / "data"), capture_output=True, text=True)
+        subprocess.run(
+            [
+                str(py),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "evidently==0.7.23",
+                "pandas<3",
+                "pyarrow",
+            ],
+            check=True,
+        )
+    res = subprocess.run(
+        [PY, "benchmarks/drift_bench.py", "--rows", "1000000", "--evidently", str(py)],
+        cwd=ROOT,
+        env=_env(ROOT / "data"),
+        capture_output=True,
+        text=True,
+    )
     return res.stdout.strip() + (f"\n(exit code {res.returncode})" if res.returncode else "")
 
 
 def detection(seeds: str) -> str:
-    res = subprocess.run([PY, "-m", "benchmarks.detection_bench", "--seeds", seeds], cwd=ROOT,
-                         env=_env(ROOT / "data"), capture_output=True, text=True)
+    res = subprocess.run(
+        [PY, "-m", "benchmarks.detection_bench", "--seeds", seeds],
+        cwd=ROOT,
+        env=_env(ROOT / "data"),
+        capture_output=True,
+        text=True,
+    )
     lines = [ln for ln in res.stdout.strip().splitlines() if not ln.startswith("{")]
-    return "\n".join(lines) + (f"\n(exit code {res.returncode}: {res.stderr[-300:]})" if res.returncode else "")
+    return "\n".join(lines) + (
+        f"\n(exit code {res.returncode}: {res.stderr[-300:]})" if res.returncode else ""
+    )
 
 
 def retrain(tmp: Path) -> dict:
@@ -86,53 +133,93 @@ def retrain(tmp: Path) -> dict:
     -> approval policy -> challenger, as one Dagster run in a fresh process."""
     data = tmp / "demo"
     t0 = time.perf_counter()
-    res = subprocess.run([PY, "-m", "quality_platform.cli", "train", "--json"], cwd=ROOT, env=_env(data),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [PY, "-m", "quality_platform.cli", "train", "--json"],
+        cwd=ROOT,
+        env=_env(data),
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
-    out = json.loads(res.stdout) if res.stdout.strip().startswith("{") else {"error": res.stderr[-500:]}
+    out = (
+        json.loads(res.stdout)
+        if res.stdout.strip().startswith("{")
+        else {"error": res.stderr[-500:]}
+    )
     return {"wall_s": round(wall, 1), **out}
 
 
 def scoring() -> str:
-    res = subprocess.run([PY, "benchmarks/scoring_bench.py", "--rows", "1000000"], cwd=ROOT, env=_env(ROOT / "data"),
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [PY, "benchmarks/scoring_bench.py", "--rows", "1000000"],
+        cwd=ROOT,
+        env=_env(ROOT / "data"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return res.stdout.strip()
 
 
 def main() -> None:
     scales = [int(s) for s in os.environ.get("QP_BENCH_SCALES", "1,10").split(",")]
-    print(f"# quality_platform benchmarks - {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"# quality_platform benchmarks - {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as t:
         tmp = Path(t)
-        print("\n## Ingestion: landing files -> raw -> validated standard (3 simulated plants, 1 reading/min/sensor)")
-        print(f"{'scale':>5} {'days':>5} {'values':>12} {'simulate s':>10} {'land s':>7} {'standardise s':>13} "
-              f"{'land v/s':>10} {'std v/s':>10} {'raw->std v/s':>12} {'peak RSS MB':>11}")
+        print(
+            "\n## Ingestion: landing files -> raw -> validated standard (3 simulated plants, 1 reading/min/sensor)"
+        )
+        print(
+            f"{'scale':>5} {'days':>5} {'values':>12} {'simulate s':>10} {'land s':>7} {'standardise s':>13} "
+            f"{'land v/s':>10} {'std v/s':>10} {'raw->std v/s':>12} {'peak RSS MB':>11}"
+        )
         for scale in scales:
             days, start = (30, "2026-03-16") if scale == 1 else (30 * scale, "2026-01-01")
             r = ingest(days, start, tmp)
-            print(f"{scale:>5} {r['days']:>5} {r['values']:>12,} {r['simulate_s']:>10} {r['land_s']:>7} "
-                  f"{r['standardize_s']:>13} {r['land_values_per_s']:>10,} {r['standardize_values_per_s']:>10,} "
-                  f"{r['raw_to_standard_values_per_s']:>12,} {r['peak_rss_mb']:>11}", flush=True)
-        print("\n## Whole demo (`qp demo`: simulate 30 days with moisture drift at plant_a, 4 plants through Dagster, "
-              "train/gate/promote, monitor, plant_a's last 10 days through the closed loop, summary)")
+            print(
+                f"{scale:>5} {r['days']:>5} {r['values']:>12,} {r['simulate_s']:>10} {r['land_s']:>7} "
+                f"{r['standardize_s']:>13} {r['land_values_per_s']:>10,} {r['standardize_values_per_s']:>10,} "
+                f"{r['raw_to_standard_values_per_s']:>12,} {r['peak_rss_mb']:>11}",
+                flush=True,
+            )
+        print(
+            "\n## Whole demo (`qp demo`: simulate 30 days with moisture drift at plant_a, 4 plants through Dagster, "
+            "train/gate/promote, monitor, plant_a's last 10 days through the closed loop, summary)"
+        )
         d = demo(tmp)
         lp = d.get("loop") or {}
-        print(f"wall {d['wall_s']} s, exit code {d['exit_code']}, peak RSS {d['peak_rss_mb']} MB {d.get('error') or ''}")
-        print(f"closed loop: onset {lp.get('onset')}, drift detected {lp.get('first_detected')}, retrained version "
-              f"{(lp.get('retrained_version') or {}).get('version')} (gate {(lp.get('retrained_version') or {}).get('gate')})"
-              f", promotion {'yes' if lp.get('promotion') else 'no'}, champion {lp.get('champion')}")
-        print(f"loop latency (failing drift check -> gated challenger registered, demo scale): "
-              f"{lp.get('check_to_gated_challenger_s')} s (a daemon adds up to the sensor interval, 60 s)", flush=True)
-        print("\n## Retrain on the demo data: training_dataset -> gated challenger (`qp train`, fresh process)")
+        print(
+            f"wall {d['wall_s']} s, exit code {d['exit_code']}, peak RSS {d['peak_rss_mb']} MB {d.get('error') or ''}"
+        )
+        print(
+            f"closed loop: onset {lp.get('onset')}, drift detected {lp.get('first_detected')}, retrained version "
+            f"{(lp.get('retrained_version') or {}).get('version')} (gate {(lp.get('retrained_version') or {}).get('gate')})"
+            f", promotion {'yes' if lp.get('promotion') else 'no'}, champion {lp.get('champion')}"
+        )
+        print(
+            f"loop latency (failing drift check -> gated challenger registered, demo scale): "
+            f"{lp.get('check_to_gated_challenger_s')} s (a daemon adds up to the sensor interval, 60 s)",
+            flush=True,
+        )
+        print(
+            "\n## Retrain on the demo data: training_dataset -> gated challenger (`qp train`, fresh process)"
+        )
         r = retrain(tmp)
-        print(f"wall {r['wall_s']} s (process start and MLflow import included; Dagster run {r.get('seconds', 0):.1f} s); "
-              f"CatBoost fit {r.get('train_seconds')} s; version {r.get('version')}: gate {r.get('gate')}, "
-              f"approval {r.get('approval')}, status {r.get('status')}", flush=True)
+        print(
+            f"wall {r['wall_s']} s (process start and MLflow import included; Dagster run {r.get('seconds', 0):.1f} s); "
+            f"CatBoost fit {r.get('train_seconds')} s; version {r.get('version')}: gate {r.get('gate')}, "
+            f"approval {r.get('approval')}, status {r.get('status')}",
+            flush=True,
+        )
         shutil.rmtree(tmp / "demo", ignore_errors=True)
     print("\n## Scoring (benchmarks/scoring_bench.py --rows 1000000)")
     print(scoring(), flush=True)
-    print("\n## Drift speed (benchmarks/drift_bench.py --rows 1000000 --evidently .bench-evidently/bin/python)")
+    print(
+        "\n## Drift speed (benchmarks/drift_bench.py --rows 1000000 --evidently .bench-evidently/bin/python)"
+    )
     print(drift_speed(), flush=True)
     seeds = os.environ.get("QP_BENCH_SEEDS", "1,2,3,4,5")
     print(f"\n## Detection (benchmarks/detection_bench.py --seeds {seeds})")

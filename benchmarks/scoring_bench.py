@@ -45,11 +45,15 @@ T = TypeVar("T")
 
 
 def bench_spec() -> FeatureSpec:
-    numeric = tuple(f"q{i // 4:02d}__{('mean', 'std', 'min', 'max')[i % 4]}" for i in range(N_NUMERIC))
+    numeric = tuple(
+        f"q{i // 4:02d}__{('mean', 'std', 'min', 'max')[i % 4]}" for i in range(N_NUMERIC)
+    )
     return FeatureSpec(tuple(CATEGORIES), numeric, feature_set_version=1)
 
 
-def make_rows(n: int, seed: int, spec: FeatureSpec | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def make_rows(
+    n: int, seed: int, spec: FeatureSpec | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """``n`` feature rows (as in unit_features: categorical strings with some NULLs, numeric with NaN)
     and a defect label driven by a few numeric features, categories and their interaction."""
     spec = spec or bench_spec()
@@ -66,8 +70,16 @@ def make_rows(n: int, seed: int, spec: FeatureSpec | None = None) -> tuple[pd.Da
     for j, c in enumerate(spec.numeric):
         cols[c] = x[:, j] * (1 + j % 7) + 10 * (j % 5)
     z = np.nan_to_num(x[:, :6])
-    logit = (-3.0 + 1.4 * z[:, 0] - 0.9 * z[:, 1] + 0.6 * z[:, 2] * z[:, 3] + 0.8 * (z[:, 4] > 1.2)
-             + 0.5 * (codes["machine_id"] % 7 == 0) + 0.4 * (codes["supplier"] == 3) - 0.3 * (codes["plant"] == 1))
+    logit = (
+        -3.0
+        + 1.4 * z[:, 0]
+        - 0.9 * z[:, 1]
+        + 0.6 * z[:, 2] * z[:, 3]
+        + 0.8 * (z[:, 4] > 1.2)
+        + 0.5 * (codes["machine_id"] % 7 == 0)
+        + 0.4 * (codes["supplier"] == 3)
+        - 0.3 * (codes["plant"] == 1)
+    )
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     return pd.DataFrame(cols), y
 
@@ -84,23 +96,45 @@ def _timed(fn: Callable[..., T], *args: object, **kwargs: object) -> tuple[float
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000, help="rows to score and route (default 1,000,000)")
-    ap.add_argument("--reason-rows", type=int, default=REASON_ROWS, help="rows for top_reasons (default 100,000)")
-    ap.add_argument("--no-compare", dest="compare", action="store_false",
-                    help="skip the comparison figures (CatBoost predict_proba, raw SHAP Regular vs Approximate)")
+    ap.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows to score and route (default 1,000,000)"
+    )
+    ap.add_argument(
+        "--reason-rows",
+        type=int,
+        default=REASON_ROWS,
+        help="rows for top_reasons (default 100,000)",
+    )
+    ap.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="skip the comparison figures (CatBoost predict_proba, raw SHAP Regular vs Approximate)",
+    )
     args = ap.parse_args(argv)
 
     spec = bench_spec()
-    print(f"# scoring benchmark - {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, catboost {catboost.__version__}, pandas {pd.__version__}, "
-          f"numpy {np.__version__}")
-    print(f"# features: {len(spec.categorical)} categorical + {len(spec.numeric)} numeric; model: 300 trees depth 6, "
-          f"trained on {TRAIN_ROWS:,} rows, thread_count={THREADS}")
+    print(
+        f"# scoring benchmark - {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, catboost {catboost.__version__}, pandas {pd.__version__}, "
+        f"numpy {np.__version__}"
+    )
+    print(
+        f"# features: {len(spec.categorical)} categorical + {len(spec.numeric)} numeric; model: 300 trees depth 6, "
+        f"trained on {TRAIN_ROWS:,} rows, thread_count={THREADS}"
+    )
 
     train_rows, y = make_rows(TRAIN_ROWS, SEED, spec)
-    model = catboost.CatBoostClassifier(iterations=300, depth=6, learning_rate=0.08, random_seed=SEED,
-                                        thread_count=THREADS, loss_function="Logloss", allow_writing_files=False,
-                                        verbose=False)
+    model = catboost.CatBoostClassifier(
+        iterations=300,
+        depth=6,
+        learning_rate=0.08,
+        random_seed=SEED,
+        thread_count=THREADS,
+        loss_function="Logloss",
+        allow_writing_files=False,
+        verbose=False,
+    )
     t0 = time.perf_counter()
     model.fit(model_frame(train_rows, spec), y, cat_features=list(range(len(spec.categorical))))
     t_train = time.perf_counter() - t0
@@ -108,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, _ = make_rows(args.rows, SEED + 1, spec)
     t_frame, frame = _timed(model_frame, rows, spec)
     t_score, risk = _timed(score, model, frame, spec)
-    t_proba, proba = (_timed(model.predict_proba, frame) if args.compare else (float("nan"), None))
+    t_proba, proba = _timed(model.predict_proba, frame) if args.compare else (float("nan"), None)
 
     n_reasons = min(args.reason_rows, args.rows)
     sub = frame.iloc[:n_reasons]
@@ -117,8 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         pool = catboost.Pool(sub, cat_features=list(range(len(spec.categorical))))
         for kind in ("Regular", "Approximate"):
-            shap_s[kind], _ = _timed(model.get_feature_importance, pool, type="ShapValues", shap_calc_type=kind,
-                                     thread_count=-1)
+            shap_s[kind], _ = _timed(
+                model.get_feature_importance,
+                pool,
+                type="ShapValues",
+                shap_calc_type=kind,
+                thread_count=-1,
+            )
 
     plants = rows["plant"].fillna("P0").astype(str)
     units = pd.Series(np.char.add("U", np.arange(args.rows).astype(str)))
@@ -138,11 +177,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     head = ("step", "rows", "seconds", "rows/s")
     widths = [max(len(r[i]) for r in [head, *cells]) for i in range(4)]
     print()
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True))))
+    print(
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=True))
+        )
+    )
     for r in cells:
-        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))))
+        print(
+            "  ".join(
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     if proba is not None:
-        print(f"\nscore() identical to predict_proba(frame)[:, 1]: {bool(np.array_equal(risk, proba[:, 1]))}")
+        print(
+            f"\nscore() identical to predict_proba(frame)[:, 1]: {bool(np.array_equal(risk, proba[:, 1]))}"
+        )
     return 0
 
 

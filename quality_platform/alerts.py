@@ -100,8 +100,10 @@ class WebhookChannelConfig(_Model):
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header {name!r}: value must not contain line breaks")
             if _SECRET_HEADER_RE.search(name):
-                raise ValueError(f"header {name!r} looks like a secret; put it in an environment "
-                                 "variable and name it in 'headers_from_env'")
+                raise ValueError(
+                    f"header {name!r} looks like a secret; put it in an environment "
+                    "variable and name it in 'headers_from_env'"
+                )
         return v
 
     @field_validator("headers_from_env")
@@ -111,14 +113,18 @@ class WebhookChannelConfig(_Model):
             if not _HEADER_NAME_RE.match(name):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
             if not _ENV_NAME_RE.match(env):
-                raise ValueError(f"header {name!r}: {env!r} is not a valid environment variable name")
+                raise ValueError(
+                    f"header {name!r}: {env!r} is not a valid environment variable name"
+                )
         return v
 
     @model_validator(mode="after")
     def _no_duplicate_header(self) -> WebhookChannelConfig:
         both = {h.lower() for h in self.headers} & {h.lower() for h in self.headers_from_env}
         if both:
-            raise ValueError(f"header(s) {sorted(both)} given in both 'headers' and 'headers_from_env'")
+            raise ValueError(
+                f"header(s) {sorted(both)} given in both 'headers' and 'headers_from_env'"
+            )
         return self
 
 
@@ -158,11 +164,14 @@ def load_alert_config(paths: Paths | None = None) -> AlertConfig:
         try:
             _check_url(env_url)
         except ValueError as exc:
-            raise ConfigError(f"{path}: environment variable {WEBHOOK_URL_ENV} "
-                              f"(field 'webhook.url'): {exc}") from exc
+            raise ConfigError(
+                f"{path}: environment variable {WEBHOOK_URL_ENV} (field 'webhook.url'): {exc}"
+            ) from exc
     if cfg.channel == "webhook" and not (env_url or cfg.webhook.url):
-        raise ConfigError(f"{path}: field 'webhook.url': channel 'webhook' needs a URL "
-                          f"(in the file or in the environment variable {WEBHOOK_URL_ENV})")
+        raise ConfigError(
+            f"{path}: field 'webhook.url': channel 'webhook' needs a URL "
+            f"(in the file or in the environment variable {WEBHOOK_URL_ENV})"
+        )
     return cfg
 
 
@@ -248,8 +257,11 @@ def _post_webhook(payload: dict[str, Any], config: AlertConfig) -> int:
     if not url:
         raise RuntimeError(f"no webhook URL (webhook.url or {WEBHOOK_URL_ENV})")
     _check_url(url)
-    headers = {"Content-Type": "application/json", "User-Agent": "quality-platform-alerts/1",
-               **config.webhook.headers}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "quality-platform-alerts/1",
+        **config.webhook.headers,
+    }
     for name, env in config.webhook.headers_from_env.items():
         value = os.environ.get(env)
         if not value:
@@ -296,15 +308,26 @@ def send_alert(
             config = AlertConfig()
 
     if _SEVERITY_RANK.get(alert.severity, 0) < _SEVERITY_RANK[config.min_severity]:
-        return {"sent": False, "kind": alert.kind, "severity": alert.severity,
-                "reason": f"severity {alert.severity!r} is below min_severity "
-                          f"{config.min_severity!r}"}
+        return {
+            "sent": False,
+            "kind": alert.kind,
+            "severity": alert.severity,
+            "reason": f"severity {alert.severity!r} is below min_severity {config.min_severity!r}",
+        }
 
     payload = alert.to_dict()
     result: dict[str, Any] = {
-        "sent": True, "kind": alert.kind, "severity": alert.severity, "channel": config.channel,
-        "delivered": False, "error": config_error, "file": None, "target": None,
-        "http_status": None, "audit_seq": None, "audit_error": None,
+        "sent": True,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "channel": config.channel,
+        "delivered": False,
+        "error": config_error,
+        "file": None,
+        "target": None,
+        "http_status": None,
+        "audit_seq": None,
+        "audit_error": None,
     }
     if config_error is None and config.channel == "webhook":
         result["target"] = _redact_url(os.environ.get(WEBHOOK_URL_ENV) or config.webhook.url)
@@ -316,9 +339,12 @@ def send_alert(
 
     if not result["delivered"]:  # the file channel, or the fallback of a failed webhook
         file_path = alert_file_path(config, paths)
-        line = {**payload, "channel": config.channel,
-                "delivered": config.channel == "file" and config_error is None,
-                "error": result["error"]}
+        line = {
+            **payload,
+            "channel": config.channel,
+            "delivered": config.channel == "file" and config_error is None,
+            "error": result["error"],
+        }
         try:
             _append_line(file_path, line)
             result["file"] = str(file_path)
@@ -327,16 +353,32 @@ def send_alert(
             msg = f"alert file {file_path}: {type(exc).__name__}: {exc}"
             result["error"] = f"{result['error']}; {msg}" if result["error"] else msg
 
-    refs = {k: result[k] for k in ("kind", "severity", "channel", "delivered", "error", "file",
-                                   "target", "http_status") if result[k] is not None
-            or k == "delivered"}
+    refs = {
+        k: result[k]
+        for k in (
+            "kind",
+            "severity",
+            "channel",
+            "delivered",
+            "error",
+            "file",
+            "target",
+            "http_status",
+        )
+        if result[k] is not None or k == "delivered"
+    }
     refs["alert_ts_utc"] = alert.ts_utc
     refs["details"] = payload["details"]
     try:
         rec = AuditLog(audit_db_path(paths.data_dir)).append(
-            "alert", AUDIT_ACTOR, actor_kind="system", subject=f"alert:{alert.kind}",
-            plant=alert.plant, reason=alert.summary,
-            outcome="ok" if result["delivered"] else "failed", refs=refs,
+            "alert",
+            AUDIT_ACTOR,
+            actor_kind="system",
+            subject=f"alert:{alert.kind}",
+            plant=alert.plant,
+            reason=alert.summary,
+            outcome="ok" if result["delivered"] else "failed",
+            refs=refs,
         )
         result["audit_seq"] = rec.seq
     except Exception as exc:

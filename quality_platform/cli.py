@@ -18,9 +18,11 @@ import pandas as pd
 
 from quality_platform.settings import get_paths
 
-AS_HELP = ("act as this policy user (only where data/governance/policy.yaml allows impersonation; audited); "
-           "default: the OS account mapped in the policy (under sudo to a service account: the calling account; "
-           "automation on a service account: QP_USER)")
+AS_HELP = (
+    "act as this policy user (only where data/governance/policy.yaml allows impersonation; audited); "
+    "default: the OS account mapped in the policy (under sudo to a service account: the calling account; "
+    "automation on a service account: QP_USER)"
+)
 
 
 class CliError(Exception):
@@ -52,14 +54,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from quality_platform.simulation import simulate
 
     t0 = time.perf_counter()
-    truth = simulate(Path(args.out), days=args.days, seed=args.seed, scenario=args.scenario,
-                     start=dt.date.fromisoformat(args.start))
+    truth = simulate(
+        Path(args.out),
+        days=args.days,
+        seed=args.seed,
+        scenario=args.scenario,
+        start=dt.date.fromisoformat(args.start),
+    )
     secs = time.perf_counter() - t0
     counts = truth.get("counts", {})
-    _emit(args, {"out": str(Path(args.out).resolve()), "seconds": round(secs, 2), "truth": truth},
-          f"simulated scenario {args.scenario!r} ({args.days} days from {args.start}, seed {args.seed}) "
-          f"into {args.out} in {secs:.1f} s\n" + "\n".join(f"  {p}: {c}" for p, c in counts.items())
-          + f"\n  truth: {Path(args.out) / 'truth.json'}")
+    _emit(
+        args,
+        {"out": str(Path(args.out).resolve()), "seconds": round(secs, 2), "truth": truth},
+        f"simulated scenario {args.scenario!r} ({args.days} days from {args.start}, seed {args.seed}) "
+        f"into {args.out} in {secs:.1f} s\n"
+        + "\n".join(f"  {p}: {c}" for p, c in counts.items())
+        + f"\n  truth: {Path(args.out) / 'truth.json'}",
+    )
     return 0
 
 
@@ -68,10 +79,16 @@ def cmd_dev_key(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     created = create_dev_key(path)
-    _emit(args, {"path": str(path), "created": created},
-          (f"created a LOCAL DEVELOPMENT pseudonymisation key in {path} (git-ignored). "
-           "In production set QP_PSEUDONYM_KEY from your secret store instead.") if created
-          else f"using the existing development pseudonymisation key {path}")
+    _emit(
+        args,
+        {"path": str(path), "created": created},
+        (
+            f"created a LOCAL DEVELOPMENT pseudonymisation key in {path} (git-ignored). "
+            "In production set QP_PSEUDONYM_KEY from your secret store instead."
+        )
+        if created
+        else f"using the existing development pseudonymisation key {path}",
+    )
     return 0
 
 
@@ -79,10 +96,19 @@ def cmd_plants(args: argparse.Namespace) -> int:
     from quality_platform.config import load_plants
 
     plants = load_plants()
-    rows = [{"plant": p.plant_id, "name": p.name, "source": p.source, "timezone": p.timezone,
-             "readings_format": f"{p.streams.readings.format}/{p.streams.readings.layout}",
-             "machines": len(p.machines), "personal_data": p.personal_data, "owner": p.owner}
-            for p in plants.values()]
+    rows = [
+        {
+            "plant": p.plant_id,
+            "name": p.name,
+            "source": p.source,
+            "timezone": p.timezone,
+            "readings_format": f"{p.streams.readings.format}/{p.streams.readings.layout}",
+            "machines": len(p.machines),
+            "personal_data": p.personal_data,
+            "owner": p.owner,
+        }
+        for p in plants.values()
+    ]
     _emit(args, rows, _table(pd.DataFrame(rows).drop(columns=["personal_data"])))
     return 0
 
@@ -129,13 +155,19 @@ def _plant_range(plant_id: str, first: str | None, last: str | None) -> tuple[dt
             if ts.field not in res.table.column_names:
                 continue
             col = res.table[ts.field].to_pandas()
-            t = sequence_times(col, ts) if ts.kind == "sequence" else pd.to_datetime(col, utc=True, errors="coerce")
+            t = (
+                sequence_times(col, ts)
+                if ts.kind == "sequence"
+                else pd.to_datetime(col, utc=True, errors="coerce")
+            )
             local = t.dt.tz_convert(plant.tz).dt.date.dropna()
             days.extend(local.unique())
     if not days:
         raise CliError(f"no landing files for plant {plant_id!r} under {plant.landing_path(paths)}")
     lo, hi = min(days), max(days)
-    return (dt.date.fromisoformat(first) if first else lo), (dt.date.fromisoformat(last) if last else hi)
+    return (dt.date.fromisoformat(first) if first else lo), (
+        dt.date.fromisoformat(last) if last else hi
+    )
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -157,8 +189,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             if not args.json:
                 status = "ok" if o.success else "FAILED"
                 checks = f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""
-                print(f"{o.job:<18} {p:<10} {o.first}..{o.last} {status} in {o.seconds:.1f} s "
-                      f"(run {o.run_id[:8]}){checks}", flush=True)
+                print(
+                    f"{o.job:<18} {p:<10} {o.first}..{o.last} {status} in {o.seconds:.1f} s "
+                    f"(run {o.run_id[:8]}){checks}",
+                    flush=True,
+                )
     if args.json:
         print(json.dumps([o.__dict__ for o in outcomes], default=str, indent=2))
     return 0 if all(o.success for o in outcomes) else 1
@@ -172,10 +207,13 @@ def summary_data() -> dict[str, Any]:
 
     paths = get_paths()
     if not paths.warehouse_path.exists():
-        raise CliError(f"no warehouse at {paths.warehouse_path}: run `make demo` or `qp backfill` first")
+        raise CliError(
+            f"no warehouse at {paths.warehouse_path}: run `make demo` or `qp backfill` first"
+        )
     plants, reg = load_plants(paths), load_kpis(paths)
     out: dict[str, Any] = {"warehouse": str(paths.warehouse_path)}
     with connect(paths.warehouse_path, read_only=True) as con:
+
         def q(sql: str) -> pd.DataFrame:
             return con.sql(sql).df()
 
@@ -184,42 +222,78 @@ def summary_data() -> dict[str, Any]:
             r: dict[str, Any] = {"plant": p}
             for s in ("readings", "units", "inspections"):
                 t = f"{p}__{s}"
-                r[f"raw_{s}_records"] = int(q(f'SELECT count(*) n FROM raw."{t}"')["n"][0]) if table_exists(con, "raw", t) else 0
+                r[f"raw_{s}_records"] = (
+                    int(q(f'SELECT count(*) n FROM raw."{t}"')["n"][0])
+                    if table_exists(con, "raw", t)
+                    else 0
+                )
             for t in ("sensor_readings", "production_units", "quarantine"):
-                r[t] = int(q(f"SELECT count(*) n FROM standard.{t} WHERE plant = '{p}'")["n"][0]) if table_exists(
-                    con, "standard", t) else 0
-            r["unit_features"] = int(q(f"SELECT count(*) n FROM features.unit_features WHERE plant = '{p}'")["n"][0]) \
-                if table_exists(con, "features", "unit_features") else 0
+                r[t] = (
+                    int(q(f"SELECT count(*) n FROM standard.{t} WHERE plant = '{p}'")["n"][0])
+                    if table_exists(con, "standard", t)
+                    else 0
+                )
+            r["unit_features"] = (
+                int(q(f"SELECT count(*) n FROM features.unit_features WHERE plant = '{p}'")["n"][0])
+                if table_exists(con, "features", "unit_features")
+                else 0
+            )
             if table_exists(con, "standard", "sensor_readings"):
-                d = q(f"SELECT min(partition_date) a, max(partition_date) b FROM standard.sensor_readings WHERE plant='{p}'")
-                r["days"] = (f"{pd.Timestamp(d['a'][0]).date()}..{pd.Timestamp(d['b'][0]).date()}"
-                             if pd.notna(d["a"][0]) else "")
+                d = q(
+                    f"SELECT min(partition_date) a, max(partition_date) b FROM standard.sensor_readings WHERE plant='{p}'"
+                )
+                r["days"] = (
+                    f"{pd.Timestamp(d['a'][0]).date()}..{pd.Timestamp(d['b'][0]).date()}"
+                    if pd.notna(d["a"][0])
+                    else ""
+                )
             rows.append(r)
         out["tables"] = rows
-        out["quarantine"] = _records(q("""
+        out["quarantine"] = (
+            _records(
+                q("""
             SELECT plant, stream, rule, severity, count(*) AS entries, sum(n_items) AS items,
                    any_value(message) AS example
-            FROM standard.quarantine GROUP BY ALL ORDER BY plant, items DESC""")) if table_exists(
-            con, "standard", "quarantine") else []
+            FROM standard.quarantine GROUP BY ALL ORDER BY plant, items DESC""")
+            )
+            if table_exists(con, "standard", "quarantine")
+            else []
+        )
         kp = []
         if table_exists(con, "kpi", "kpi_daily"):
-            counts = q(f"""SELECT plant, {', '.join(f'sum({c}) AS {c}' for c in K.COUNT_COLUMNS)}
+            counts = q(f"""SELECT plant, {", ".join(f"sum({c}) AS {c}" for c in K.COUNT_COLUMNS)}
                          FROM kpi.kpi_daily WHERE line = '*' AND kpi_id = '{reg.kpis[0].id}' GROUP BY plant ORDER BY plant""")
             for row in counts.to_dict("records"):
                 plant = plants.get(row["plant"])
                 c1 = pd.DataFrame([row])
-                entry: dict[str, Any] = {"plant": row["plant"], **{c: int(row[c]) for c in K.COUNT_COLUMNS}}
+                entry: dict[str, Any] = {
+                    "plant": row["plant"],
+                    **{c: int(row[c]) for c in K.COUNT_COLUMNS},
+                }
                 for k in reg.kpis:
                     entry[k.id] = float(K.evaluate(k.formula, c1).iloc[0])
                 legacy = []
-                for lk in (plant.legacy_kpis if plant else []):
+                for lk in plant.legacy_kpis if plant else []:
                     lv = float(K.evaluate(lk.formula, c1).iloc[0] * lk.scale)
                     uv = entry[lk.maps_to] * lk.scale
-                    legacy.append({"name": lk.name, "maps_to": lk.maps_to, "legacy_value": lv, "unit": lk.unit,
-                                   "unified_in_legacy_unit": uv, "difference": lv - uv,
-                                   "explanation": K.explain_difference(lk.formula, lk.scale, lk.unit,
-                                                                       reg.get(lk.maps_to).formula, row,
-                                                                       period="over the period")})
+                    legacy.append(
+                        {
+                            "name": lk.name,
+                            "maps_to": lk.maps_to,
+                            "legacy_value": lv,
+                            "unit": lk.unit,
+                            "unified_in_legacy_unit": uv,
+                            "difference": lv - uv,
+                            "explanation": K.explain_difference(
+                                lk.formula,
+                                lk.scale,
+                                lk.unit,
+                                reg.get(lk.maps_to).formula,
+                                row,
+                                period="over the period",
+                            ),
+                        }
+                    )
                 entry["legacy"] = legacy
                 kp.append(entry)
         out["kpis"] = kp
@@ -229,7 +303,10 @@ def summary_data() -> dict[str, Any]:
 def _format_summary(s: dict[str, Any]) -> str:
     lines = ["", "== Rows per plant and table =="]
     lines.append(_table(pd.DataFrame(s["tables"])))
-    lines += ["", "== Quarantine: what was held back and why (items = values for readings, records otherwise) =="]
+    lines += [
+        "",
+        "== Quarantine: what was held back and why (items = values for readings, records otherwise) ==",
+    ]
     qd = pd.DataFrame(s["quarantine"])
     if not qd.empty:
         qd["items"] = qd["items"].astype("int64")
@@ -237,14 +314,21 @@ def _format_summary(s: dict[str, Any]) -> str:
     if not qd.empty:
         lines += ["", "Example messages:"]
         lines += [f"  - {m}" for m in qd.drop_duplicates("rule")["example"].head(12)]
-    lines += ["", "== Unified KPIs per plant (whole period) next to each plant's own legacy figure =="]
+    lines += [
+        "",
+        "== Unified KPIs per plant (whole period) next to each plant's own legacy figure ==",
+    ]
     for k in s["kpis"]:
-        lines.append(f"{k['plant']}: produced {k['produced']}, inspected {k['inspected']} | defect rate "
-                     f"{k['defect_rate']:.4f}, first-pass yield {k['first_pass_yield']:.4f}, scrap rate {k['scrap_rate']:.4f}")
+        lines.append(
+            f"{k['plant']}: produced {k['produced']}, inspected {k['inspected']} | defect rate "
+            f"{k['defect_rate']:.4f}, first-pass yield {k['first_pass_yield']:.4f}, scrap rate {k['scrap_rate']:.4f}"
+        )
         for lg in k["legacy"]:
-            lines.append(f"    legacy '{lg['name']}' = {lg['legacy_value']:.3f} {lg['unit']} vs unified {lg['maps_to']} = "
-                         f"{lg['unified_in_legacy_unit']:.3f} {lg['unit']} (diff {lg['difference']:+.3f}): "
-                         f"{lg['explanation']}")
+            lines.append(
+                f"    legacy '{lg['name']}' = {lg['legacy_value']:.3f} {lg['unit']} vs unified {lg['maps_to']} = "
+                f"{lg['unified_in_legacy_unit']:.3f} {lg['unit']} (diff {lg['difference']:+.3f}): "
+                f"{lg['explanation']}"
+            )
     return "\n".join(lines)
 
 
@@ -271,10 +355,12 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         if args.rule:
             where.append("rule = ?")
             params.append(args.rule)
-        df = con.execute(f"SELECT plant, partition_date, stream, source_file, source_row, source_column, rule, "
-                         f"severity, n_items, message FROM standard.quarantine WHERE {' AND '.join(where)} "
-                         f"ORDER BY plant, partition_date, source_file, source_row LIMIT ?",
-                         [*params, args.limit]).df()
+        df = con.execute(
+            f"SELECT plant, partition_date, stream, source_file, source_row, source_column, rule, "
+            f"severity, n_items, message FROM standard.quarantine WHERE {' AND '.join(where)} "
+            f"ORDER BY plant, partition_date, source_file, source_row LIMIT ?",
+            [*params, args.limit],
+        ).df()
     _emit(args, _records(df), "\n".join(df["message"]) if not df.empty else "(none)")
     return 0
 
@@ -293,29 +379,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if landing.exists():
         shutil.rmtree(landing)
-    onset = args.onset_day if args.onset_day is not None else (args.days - 8 if args.days >= 16 else None)
-    truth = simulate(landing, days=args.days, seed=args.seed, scenario=args.scenario,
-                     start=dt.date.fromisoformat(args.start), onset_day=onset)
+    onset = (
+        args.onset_day
+        if args.onset_day is not None
+        else (args.days - 8 if args.days >= 16 else None)
+    )
+    truth = simulate(
+        landing,
+        days=args.days,
+        seed=args.seed,
+        scenario=args.scenario,
+        start=dt.date.fromisoformat(args.start),
+        onset_day=onset,
+    )
     t_sim = time.perf_counter() - t0
     say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
-    say(f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} ({t_sim:.1f} s)")
+    say(
+        f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} ({t_sim:.1f} s)"
+    )
     archived = _demo_reset(paths)
     if archived:
-        say(f"previous demo state (model registry, audit log, overrides, alerts) archived to {archived}")
+        say(
+            f"previous demo state (model registry, audit log, overrides, alerts) archived to {archived}"
+        )
     plants = sorted(load_plants(paths))
     affected = (truth.get("affected") or {}).get("plant")
     loop_days: list[dt.date] = []
     if affected and truth.get("onset_date") and not args.skip_model:
         onset = dt.date.fromisoformat(truth["onset_date"])
         last = dt.date.fromisoformat(truth["end"])
-        loop_days = [onset - dt.timedelta(days=2) + dt.timedelta(days=i)
-                     for i in range((last - onset).days + 3)]
+        loop_days = [
+            onset - dt.timedelta(days=2) + dt.timedelta(days=i)
+            for i in range((last - onset).days + 3)
+        ]
     rc = 0
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
         for p in plants:
-            until = str(loop_days[0] - dt.timedelta(days=1)) if loop_days and p == affected else None
-            ns = argparse.Namespace(plant=[p], date_from=args.start if until else None, date_to=until,
-                                    json=args.json, trigger="demo")
+            until = (
+                str(loop_days[0] - dt.timedelta(days=1)) if loop_days and p == affected else None
+            )
+            ns = argparse.Namespace(
+                plant=[p],
+                date_from=args.start if until else None,
+                date_to=until,
+                json=args.json,
+                trigger="demo",
+            )
             rc = max(rc, cmd_backfill(ns))
     loop: dict[str, Any] | None = None
     if not args.skip_model and (rc == 0 or args.continue_on_gate_failure):
@@ -325,15 +434,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
             rc = max(rc, 0 if loop["ok"] else 1)
     total = time.perf_counter() - t0
     s = summary_data()
-    s.update(scenario=truth.get("scenario"), seconds=round(total, 1), simulation_seconds=round(t_sim, 1),
-             success=rc == 0, model=model_summary() if not args.skip_model else None, loop=loop)
-    _emit(args, s, _format_summary(s) + (_format_model_summary(s["model"]) if s["model"] else "")
-          + (_format_loop(loop) if loop else "")
-          + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). Browse it: make ui (http://127.0.0.1:3000)")
+    s.update(
+        scenario=truth.get("scenario"),
+        seconds=round(total, 1),
+        simulation_seconds=round(t_sim, 1),
+        success=rc == 0,
+        model=model_summary() if not args.skip_model else None,
+        loop=loop,
+    )
+    _emit(
+        args,
+        s,
+        _format_summary(s)
+        + (_format_model_summary(s["model"]) if s["model"] else "")
+        + (_format_loop(loop) if loop else "")
+        + f"\n\ndemo finished in {total:.1f} s (simulation {t_sim:.1f} s). Browse it: make ui (http://127.0.0.1:3000)",
+    )
     return rc
 
 
-DEMO_APPROVER = "carl.control"  # the demo acts as the policy's control owner (impersonation, audited)
+DEMO_APPROVER = (
+    "carl.control"  # the demo acts as the policy's control owner (impersonation, audited)
+)
 
 
 def _demo_reset(paths: Any) -> Path | None:
@@ -342,7 +464,11 @@ def _demo_reset(paths: Any) -> Path | None:
     (never deleted) to data/archive/<UTC time>/. Dagster's run history stays."""
     if paths.warehouse_path.exists():
         paths.warehouse_path.unlink()
-    moved = [d for d in (paths.data_dir / n for n in ("mlflow", "audit", "alerts", "incidents")) if d.exists()]
+    moved = [
+        d
+        for d in (paths.data_dir / n for n in ("mlflow", "audit", "alerts", "incidents"))
+        if d.exists()
+    ]
     if not moved:
         return None
     dest = paths.data_dir / "archive" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -365,18 +491,28 @@ def _demo_model(args: argparse.Namespace) -> int:
     reg, audit = _lifecycle()
     versions = reg.versions()
     if not versions:
-        say(f"train_job FAILED in {o.seconds:.1f} s (run {o.run_id[:8]}): no model version registered")
+        say(
+            f"train_job FAILED in {o.seconds:.1f} s (run {o.run_id[:8]}): no model version registered"
+        )
         return 1
     v = versions[-1]
-    say(f"train_job: version {v.version} registered, gate {v.gate}, approval {v.approval} ({o.seconds:.1f} s)")
+    say(
+        f"train_job: version {v.version} registered, gate {v.gate}, approval {v.approval} ({o.seconds:.1f} s)"
+    )
     if v.gate in L.PASSING and v.approval == "pending":
         from quality_platform.governance.policy import resolve_principal
 
-        reason = ("make demo: initial release approved by the demo script after reading the release gate "
-                  "(in production a control owner runs qp approve)")
-        resolve_principal(DEMO_APPROVER, command="demo: approve and promote the first version", audit=audit)
+        reason = (
+            "make demo: initial release approved by the demo script after reading the release gate "
+            "(in production a control owner runs qp approve)"
+        )
+        resolve_principal(
+            DEMO_APPROVER, command="demo: approve and promote the first version", audit=audit
+        )
         L.approve(reg, audit, v.version, DEMO_APPROVER, reason)
-        say(f"approved version {v.version} as {DEMO_APPROVER} (impersonated by the demo script; audited)")
+        say(
+            f"approved version {v.version} as {DEMO_APPROVER} (impersonated by the demo script; audited)"
+        )
     v = reg.version(v.version)
     if v.gate in L.PASSING and v.approval == "approved" and reg.alias("champion") is None:
         L.promote(reg, audit, v.version, DEMO_APPROVER, "make demo: first champion")
@@ -384,13 +520,16 @@ def _demo_model(args: argparse.Namespace) -> int:
     if reg.alias("champion") is None:
         say("no champion (the gate did not let the version through): nothing scored")
         return 1
-    ns = argparse.Namespace(plant=None, date_from=None, date_to=None, json=args.json, trigger="demo")
+    ns = argparse.Namespace(
+        plant=None, date_from=None, date_to=None, json=args.json, trigger="demo"
+    )
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
         return cmd_monitor(ns)
 
 
-def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth: dict[str, Any],
-               say: Any) -> dict[str, Any]:
+def _demo_loop(
+    args: argparse.Namespace, plant: str, days: list[dt.date], truth: dict[str, Any], say: Any
+) -> dict[str, Any]:
     """The affected plant's days through the closed loop, one at a time (see runner.run_day)."""
     from quality_platform.definitions import build_definitions
     from quality_platform.loop import current_cursor
@@ -399,8 +538,10 @@ def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth:
 
     defs, instance = build_definitions(), _instance()
     reg, audit = _lifecycle()
-    say(f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
-        f"{truth['onset_date']}) ==")
+    say(
+        f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
+        f"{truth['onset_date']}) =="
+    )
     cursor = current_cursor(instance)
     before = audit.records()
     seen = before[-1].seq if before else 0
@@ -409,50 +550,107 @@ def _demo_loop(args: argparse.Namespace, plant: str, days: list[dt.date], truth:
         o = run_day(defs, instance, plant, d, cursor)
         cursor = o.sensor_cursor
         with connect(get_paths().warehouse_path, read_only=True) as con:
-            kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM ml.drift_findings WHERE plant = ? AND "
-                                               "partition_date = ? ORDER BY 1", [plant, d]).fetchall()]
-            versions = [r[0] for r in con.execute("SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
-                                                  "AND partition_date = ? AND decided_by = 'champion'",
-                                                  [plant, d]).fetchall()]
+            kinds = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT kind FROM ml.drift_findings WHERE plant = ? AND "
+                    "partition_date = ? ORDER BY 1",
+                    [plant, d],
+                ).fetchall()
+            ]
+            versions = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
+                    "AND partition_date = ? AND decided_by = 'champion'",
+                    [plant, d],
+                ).fetchall()
+            ]
         new = [r for r in audit.records() if r.seq > seen]  # one read of the log per day
-        events = [r for r in new if r.action in ("retrain", "gate", "approve", "promote", "rollback", "incident")]
+        events = [
+            r
+            for r in new
+            if r.action in ("retrain", "gate", "approve", "promote", "rollback", "incident")
+        ]
         seen = new[-1].seq if new else seen
         ok = ok and all(r.success for r in o.runs if r.job != "train_job")
-        row = {"day": str(d), "findings": kinds, "champion_versions": versions,
-               "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
-               "retrain_run": o.retrain["run_id"] if o.retrain else None,
-               "seconds": round(sum(r.seconds for r in o.runs), 1)}
+        row = {
+            "day": str(d),
+            "findings": kinds,
+            "champion_versions": versions,
+            "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
+            "retrain_run": o.retrain["run_id"] if o.retrain else None,
+            "seconds": round(sum(r.seconds for r in o.runs), 1),
+        }
         rows.append(row)
-        say(f"{d}  findings {', '.join(kinds) or '-':<40} champion v{','.join(versions) or '?'}  "
-            f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)")
+        say(
+            f"{d}  findings {', '.join(kinds) or '-':<40} champion v{','.join(versions) or '?'}  "
+            f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)"
+        )
     first = next((r["day"] for r in rows if "process_drift" in r["findings"]), None)
     retrain_records = audit.records(action="retrain")
     retrain = next((r for r in retrain_records if r.outcome == "ok"), None)
     retrained = [v for v in reg.versions() if v.tag("trigger") == "retrain_on_drift"]
-    version = next((v for v in retrained if v.gate in ("passed", "passed_with_warnings")),
-                   retrained[0] if retrained else None)
+    version = next(
+        (v for v in retrained if v.gate in ("passed", "passed_with_warnings")),
+        retrained[0] if retrained else None,
+    )
     held_back = [r.reason for r in retrain_records if r.outcome != "ok"]
     champ = reg.alias("champion")
-    promotion = next((r for r in audit.records(action="promote") if version and r.refs.get("model_version") ==
-                      version.version and r.outcome == "ok"), None)
+    promotion = next(
+        (
+            r
+            for r in audit.records(action="promote")
+            if version and r.refs.get("model_version") == version.version and r.outcome == "ok"
+        ),
+        None,
+    )
     latency = None
     if retrain is not None and version is not None:
         # failing check (end of the monitoring run that evaluated it) -> gate of the retrained version recorded
         check_run = instance.get_run_record_by_id(str(retrain.refs.get("check_run_id")))
-        gate = next((r for r in audit.records(action="gate") if r.refs.get("model_version") == version.version), None)
+        gate = next(
+            (
+                r
+                for r in audit.records(action="gate")
+                if r.refs.get("model_version") == version.version
+            ),
+            None,
+        )
         if check_run is not None and check_run.end_time and gate is not None:
-            latency = round(dt.datetime.fromisoformat(gate.ts_utc).timestamp() - check_run.end_time, 1)
-    return {"ok": ok, "plant": plant, "onset": truth["onset_date"], "first_detected": first,
-            "check_to_gated_challenger_s": latency,
-            "retrain": {"check": retrain.refs.get("check"), "at": retrain.ts_utc, "reason": retrain.reason}
-            if retrain else None,
-            "retrained_version": {"version": version.version, "gate": version.gate, "approval": version.approval,
-                                  "approved_by": version.tag("approved_by"), "status": version.status}
-            if version else None,
-            "retrained_versions": [{"version": v.version, "gate": v.gate, "status": v.status} for v in retrained],
-            "retrains_held_back": held_back,
-            "promotion": {"by": promotion.actor, "reason": promotion.reason} if promotion else None,
-            "champion": champ.version if champ else None, "days": rows}
+            latency = round(
+                dt.datetime.fromisoformat(gate.ts_utc).timestamp() - check_run.end_time, 1
+            )
+    return {
+        "ok": ok,
+        "plant": plant,
+        "onset": truth["onset_date"],
+        "first_detected": first,
+        "check_to_gated_challenger_s": latency,
+        "retrain": {
+            "check": retrain.refs.get("check"),
+            "at": retrain.ts_utc,
+            "reason": retrain.reason,
+        }
+        if retrain
+        else None,
+        "retrained_version": {
+            "version": version.version,
+            "gate": version.gate,
+            "approval": version.approval,
+            "approved_by": version.tag("approved_by"),
+            "status": version.status,
+        }
+        if version
+        else None,
+        "retrained_versions": [
+            {"version": v.version, "gate": v.gate, "status": v.status} for v in retrained
+        ],
+        "retrains_held_back": held_back,
+        "promotion": {"by": promotion.actor, "reason": promotion.reason} if promotion else None,
+        "champion": champ.version if champ else None,
+        "days": rows,
+    }
 
 
 def _format_loop(loop: dict[str, Any]) -> str:
@@ -465,18 +663,28 @@ def _format_loop(loop: dict[str, Any]) -> str:
     v = loop.get("retrained_version")
     if v:
         by = f" by {v['approved_by']}" if v.get("approved_by") else ""
-        lines.append(f"challenger version {v['version']}: gate {v['gate']}, approval {v['approval']}{by}, "
-                     f"status {v['status']}")
+        lines.append(
+            f"challenger version {v['version']}: gate {v['gate']}, approval {v['approval']}{by}, "
+            f"status {v['status']}"
+        )
     if loop.get("retrains_held_back"):
-        lines.append(f"retrain triggers held back by debounce/cooldown: {len(loop['retrains_held_back'])} "
-                     f"(e.g. {loop['retrains_held_back'][0]})")
+        lines.append(
+            f"retrain triggers held back by debounce/cooldown: {len(loop['retrains_held_back'])} "
+            f"(e.g. {loop['retrains_held_back'][0]})"
+        )
     if loop.get("check_to_gated_challenger_s") is not None:
-        lines.append(f"loop latency: failing drift check -> gated challenger registered in "
-                     f"{loop['check_to_gated_challenger_s']} s")
+        lines.append(
+            f"loop latency: failing drift check -> gated challenger registered in "
+            f"{loop['check_to_gated_challenger_s']} s"
+        )
     p = loop.get("promotion")
-    lines.append(f"canary: {'promoted by ' + p['by'] + ' - ' + p['reason'] if p else 'no promotion (yet)'}")
-    lines.append(f"champion now: version {loop['champion']}; predictions of the last day from "
-                 f"v{','.join(loop['days'][-1]['champion_versions'])}")
+    lines.append(
+        f"canary: {'promoted by ' + p['by'] + ' - ' + p['reason'] if p else 'no promotion (yet)'}"
+    )
+    lines.append(
+        f"champion now: version {loop['champion']}; predictions of the last day from "
+        f"v{','.join(loop['days'][-1]['champion_versions'])}"
+    )
     return "\n".join(lines)
 
 
@@ -487,8 +695,10 @@ def model_summary() -> dict[str, Any]:
 
     reg, _ = _lifecycle()
     champ, chall = reg.alias(CHAMPION), reg.alias(CHALLENGER)
-    out: dict[str, Any] = {"champion": _version_payload(champ) if champ else None,
-                           "challenger": _version_payload(chall) if chall else None}
+    out: dict[str, Any] = {
+        "champion": _version_payload(champ) if champ else None,
+        "challenger": _version_payload(chall) if chall else None,
+    }
     latest = reg.versions()[-1] if reg.versions() else None
     if latest is not None:
         report = reg.download_text(latest.version, "gate/report.json")
@@ -498,14 +708,18 @@ def model_summary() -> dict[str, Any]:
     if paths.warehouse_path.exists():
         with connect(paths.warehouse_path, read_only=True) as con:
             if table_exists(con, "ml", "predictions"):
-                out["predictions"] = _records(con.sql("""
+                out["predictions"] = _records(
+                    con.sql("""
                     SELECT plant, count(*) AS units, sum(predicted_defect::INT) AS flagged,
                            round(avg(risk), 4) AS mean_risk, string_agg(DISTINCT model_version, ',') AS versions,
                            sum((decided_by = 'challenger')::INT) AS by_challenger
-                    FROM ml.predictions GROUP BY plant ORDER BY plant""").df())
-                out["example_predictions"] = _records(con.sql("""
+                    FROM ml.predictions GROUP BY plant ORDER BY plant""").df()
+                )
+                out["example_predictions"] = _records(
+                    con.sql("""
                     SELECT plant, unit_id, round(risk, 4) AS risk, predicted_defect, model_version, reason_1, reason_2,
-                           reason_3 FROM ml.predictions WHERE predicted_defect ORDER BY risk DESC LIMIT 3""").df())
+                           reason_3 FROM ml.predictions WHERE predicted_defect ORDER BY risk DESC LIMIT 3""").df()
+                )
     return out
 
 
@@ -514,26 +728,52 @@ def _format_model_summary(m: dict[str, Any]) -> str:
     if not m.get("latest_version"):
         return "\n".join([*lines, "(no model version yet: qp train)"])
     lv, ch = m["latest_version"], m.get("champion")
-    lines.append(f"latest version {lv['version']}: gate {lv['gate']}, approval {lv['approval']} "
-                 f"(by {lv['approved_by']}), status {lv['status']}; champion: {ch['version'] if ch else '(none)'}")
+    lines.append(
+        f"latest version {lv['version']}: gate {lv['gate']}, approval {lv['approval']} "
+        f"(by {lv['approved_by']}), status {lv['status']}; champion: {ch['version'] if ch else '(none)'}"
+    )
     gate = m.get("gate") or {}
     for c in gate.get("checks", []):
-        lines.append(f"  gate check {c['name']:<26} {'pass' if c['passed'] else 'FAIL'} ({c['severity']}): "
-                     f"{c['description']}")
+        lines.append(
+            f"  gate check {c['name']:<26} {'pass' if c['passed'] else 'FAIL'} ({c['severity']}): "
+            f"{c['description']}"
+        )
     if gate.get("per_plant"):
-        cols = [c for c in ("plant", "units", "positives", "metric", "challenger", "champion", "ci_lower", "verdict")
-                if c in pd.DataFrame(gate["per_plant"]).columns]
+        cols = [
+            c
+            for c in (
+                "plant",
+                "units",
+                "positives",
+                "metric",
+                "challenger",
+                "champion",
+                "ci_lower",
+                "verdict",
+            )
+            if c in pd.DataFrame(gate["per_plant"]).columns
+        ]
         lines += ["", "Gate per plant:", _table(pd.DataFrame(gate["per_plant"])[cols].round(4))]
     if gate.get("plant_metrics"):
         pm = pd.DataFrame(gate["plant_metrics"])
-        lines += ["", "Holdout figures per plant (latest units of each plant in time order; AI4I: the last 20 % "
-                  "by UDI, failure-mode flags excluded):", _table(pm.round(4))]
+        lines += [
+            "",
+            "Holdout figures per plant (latest units of each plant in time order; AI4I: the last 20 % "
+            "by UDI, failure-mode flags excluded):",
+            _table(pm.round(4)),
+        ]
     if m.get("predictions"):
         lines += ["", "Predictions per plant:", _table(pd.DataFrame(m["predictions"]))]
     for e in m.get("example_predictions", []):
-        by = str(e["model_version"]) if str(e["model_version"]).startswith("rules") else f"v{e['model_version']}"
-        lines.append(f"  {e['plant']} unit {e['unit_id']}: risk {e['risk']} ({by}) because "
-                     f"{e['reason_1']}; {e['reason_2']}; {e['reason_3']}")
+        by = (
+            str(e["model_version"])
+            if str(e["model_version"]).startswith("rules")
+            else f"v{e['model_version']}"
+        )
+        lines.append(
+            f"  {e['plant']} unit {e['unit_id']}: risk {e['risk']} ({by}) because "
+            f"{e['reason_1']}; {e['reason_2']}; {e['reason_3']}"
+        )
     return "\n".join(lines)
 
 
@@ -549,10 +789,13 @@ def cmd_free_slots(args: argparse.Namespace) -> int:
 
     rel = free_slots(_instance())
     reaped = [dict(r.__dict__) for r in rel.reaped]
-    _emit(args, {"pools": rel.pools, "reaped": reaped, "freed": rel.freed, "active": rel.active},
-          f"pools {', '.join(rel.pools) or '(none)'}: failed {len(reaped)} run(s) whose process died "
-          f"{[r['run_id'] for r in reaped]}; freed slots of {len(rel.freed)} run(s) {rel.freed}; "
-          f"{len(rel.active)} active run(s) keep theirs")
+    _emit(
+        args,
+        {"pools": rel.pools, "reaped": reaped, "freed": rel.freed, "active": rel.active},
+        f"pools {', '.join(rel.pools) or '(none)'}: failed {len(reaped)} run(s) whose process died "
+        f"{[r['run_id'] for r in reaped]}; freed slots of {len(rel.freed)} run(s) {rel.freed}; "
+        f"{len(rel.active)} active run(s) keep theirs",
+    )
     return 0
 
 
@@ -569,8 +812,14 @@ def _lifecycle() -> tuple[Any, Any]:
 
 
 def _version_payload(v: Any) -> dict[str, Any]:
-    return {"version": v.version, "gate": v.gate, "approval": v.approval, "status": v.status,
-            "aliases": list(v.aliases), "approved_by": v.tag("approved_by")}
+    return {
+        "version": v.version,
+        "gate": v.gate,
+        "approval": v.approval,
+        "status": v.status,
+        "aliases": list(v.aliases),
+        "approved_by": v.tag("approved_by"),
+    }
 
 
 def _who(args: argparse.Namespace, command: str) -> str:
@@ -597,7 +846,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
     _who(args, "approve")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.approve, reg, audit, args.version, args.actor, args.reason)
-    _emit(args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})")
+    _emit(
+        args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})"
+    )
     return 0
 
 
@@ -616,8 +867,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     _who(args, "promote")
     reg, audit = _lifecycle()
-    v = _lifecycle_call(L.promote, reg, audit, args.version, args.actor, args.reason or "promoted by hand")
-    _emit(args, _version_payload(v), f"version {v.version} is now the champion (promoted by {args.actor})")
+    v = _lifecycle_call(
+        L.promote, reg, audit, args.version, args.actor, args.reason or "promoted by hand"
+    )
+    _emit(
+        args,
+        _version_payload(v),
+        f"version {v.version} is now the champion (promoted by {args.actor})",
+    )
     return 0
 
 
@@ -627,8 +884,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     _who(args, "rollback")
     reg, audit = _lifecycle()
     old, new = _lifecycle_call(L.rollback, reg, audit, args.actor, args.reason)
-    _emit(args, {"from_version": old, "to_version": new, "actor": args.actor},
-          f"rolled back: champion {old} -> {new} (by {args.actor}: {args.reason})")
+    _emit(
+        args,
+        {"from_version": old, "to_version": new, "actor": args.actor},
+        f"rolled back: champion {old} -> {new} (by {args.actor}: {args.reason})",
+    )
     return 0
 
 
@@ -644,14 +904,23 @@ def cmd_models_init_registry(args: argparse.Namespace) -> int:
     paths = get_paths()
     cfg = load_model_config(paths)
     audit = AuditLog(audit_db_path(paths.data_dir))
-    authorize(load_policy(paths), who, "registry_init", audit, subject=f"model:{cfg.mlflow.registered_model}",
-              reason=args.reason)
+    authorize(
+        load_policy(paths),
+        who,
+        "registry_init",
+        audit,
+        subject=f"model:{cfg.mlflow.registered_model}",
+        reason=args.reason,
+    )
     try:
         reg = init_store(cfg, paths, audit, who, args.reason)
     except RegistryError as exc:
         raise CliError(str(exc)) from exc
-    _emit(args, {"registry_store": reg.store_id, "store": reg.where, "actor": who},
-          f"new model registry {reg.store_id} at {reg.where} (by {who}: {args.reason}); its versions start at 1")
+    _emit(
+        args,
+        {"registry_store": reg.store_id, "store": reg.where, "actor": who},
+        f"new model registry {reg.store_id} at {reg.where} (by {who}: {args.reason}); its versions start at 1",
+    )
     return 0
 
 
@@ -660,8 +929,15 @@ def cmd_models_history(args: argparse.Namespace) -> int:
 
     reg, audit = _lifecycle()
     h = L.history(reg, audit)
-    text = ["== Versions ==", _table(pd.DataFrame(h["versions"]).drop(columns=["dagster_run_id"], errors="ignore")),
-            "", "== Champion periods ==", _table(pd.DataFrame(h["champion_periods"])), "", "== Events =="]
+    text = [
+        "== Versions ==",
+        _table(pd.DataFrame(h["versions"]).drop(columns=["dagster_run_id"], errors="ignore")),
+        "",
+        "== Champion periods ==",
+        _table(pd.DataFrame(h["champion_periods"])),
+        "",
+        "== Events ==",
+    ]
     ev = pd.DataFrame(h["events"])
     text.append(_table(ev.drop(columns=["refs"])) if not ev.empty else "(none)")
     _emit(args, h, "\n".join(text))
@@ -672,15 +948,34 @@ def lineage_of_model(version: str) -> dict[str, Any]:
     """Plants, partitions, data hash, code version and run that produced a model version."""
     reg, audit = _lifecycle()
     v = _lifecycle_call(reg.version, version)
-    batches = [{"run_id": r.refs.get("run_id"), "ts_utc": r.ts_utc, "partitions": r.refs.get("partitions"),
-                "rows": r.refs.get("rows"), "role": "champion" if r.refs.get("champion_version") == version else "challenger"}
-               for r in audit.records(action="predict")
-               if version in (r.refs.get("champion_version"), r.refs.get("challenger_version"))]
-    return {"model": reg.name, "version": version, "plants": sorted(v.partitions), "partitions": v.partitions,
-            "data_hash": v.tag("data_hash"), "code_version": v.tag("code_version"), "git_commit": v.tag("git_commit"),
-            "dagster_run_id": v.tag("dagster_run_id"), "mlflow_run_id": v.run_id, "params": v.params,
-            "feature_set_version": v.tag("feature_set_version"), "gate": v.gate, "approval": v.approval,
-            "status": v.status, "prediction_batches": batches}
+    batches = [
+        {
+            "run_id": r.refs.get("run_id"),
+            "ts_utc": r.ts_utc,
+            "partitions": r.refs.get("partitions"),
+            "rows": r.refs.get("rows"),
+            "role": "champion" if r.refs.get("champion_version") == version else "challenger",
+        }
+        for r in audit.records(action="predict")
+        if version in (r.refs.get("champion_version"), r.refs.get("challenger_version"))
+    ]
+    return {
+        "model": reg.name,
+        "version": version,
+        "plants": sorted(v.partitions),
+        "partitions": v.partitions,
+        "data_hash": v.tag("data_hash"),
+        "code_version": v.tag("code_version"),
+        "git_commit": v.tag("git_commit"),
+        "dagster_run_id": v.tag("dagster_run_id"),
+        "mlflow_run_id": v.run_id,
+        "params": v.params,
+        "feature_set_version": v.tag("feature_set_version"),
+        "gate": v.gate,
+        "approval": v.approval,
+        "status": v.status,
+        "prediction_batches": batches,
+    }
 
 
 def lineage_of_data(plant: str, day: dt.date) -> dict[str, Any]:
@@ -691,12 +986,24 @@ def lineage_of_data(plant: str, day: dt.date) -> dict[str, Any]:
         rng = v.partitions.get(plant)
         if rng and dt.date.fromisoformat(rng[0]) <= day <= dt.date.fromisoformat(rng[1]):
             used.append(v.version)
-    batches = [{"run_id": r.refs.get("run_id"), "ts_utc": r.ts_utc, "champion_version": r.refs.get("champion_version"),
-                "challenger_version": r.refs.get("challenger_version"), "partitions": r.refs.get("partitions"),
-                "rows": r.refs.get("rows")}
-               for r in audit.records(action="predict")
-               if r.refs.get("champion_version") in used or r.refs.get("challenger_version") in used]
-    return {"plant": plant, "date": day.isoformat(), "model_versions": used, "prediction_batches": batches}
+    batches = [
+        {
+            "run_id": r.refs.get("run_id"),
+            "ts_utc": r.ts_utc,
+            "champion_version": r.refs.get("champion_version"),
+            "challenger_version": r.refs.get("challenger_version"),
+            "partitions": r.refs.get("partitions"),
+            "rows": r.refs.get("rows"),
+        }
+        for r in audit.records(action="predict")
+        if r.refs.get("champion_version") in used or r.refs.get("challenger_version") in used
+    ]
+    return {
+        "plant": plant,
+        "date": day.isoformat(),
+        "model_versions": used,
+        "prediction_batches": batches,
+    }
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -704,19 +1011,27 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         if not args.version:
             raise CliError("qp lineage model VERSION")
         out = lineage_of_model(args.version)
-        text = (f"{out['model']} version {out['version']} ({out['status']}, gate {out['gate']}, approval {out['approval']})\n"
-                f"  trained on: " + "; ".join(f"{p} {r[0]}..{r[1]}" for p, r in out["partitions"].items())
-                + f"\n  data hash {out['data_hash']}\n  code version {out['code_version']}, git {out['git_commit']}\n"
-                f"  Dagster run {out['dagster_run_id']}, MLflow run {out['mlflow_run_id']}\n"
-                f"  prediction batches: {len(out['prediction_batches'])}")
+        text = (
+            f"{out['model']} version {out['version']} ({out['status']}, gate {out['gate']}, approval {out['approval']})\n"
+            f"  trained on: "
+            + "; ".join(f"{p} {r[0]}..{r[1]}" for p, r in out["partitions"].items())
+            + f"\n  data hash {out['data_hash']}\n  code version {out['code_version']}, git {out['git_commit']}\n"
+            f"  Dagster run {out['dagster_run_id']}, MLflow run {out['mlflow_run_id']}\n"
+            f"  prediction batches: {len(out['prediction_batches'])}"
+        )
     else:
         if not (args.plant and args.date):
             raise CliError("qp lineage data --plant PLANT --date YYYY-MM-DD")
         out = lineage_of_data(args.plant, dt.date.fromisoformat(args.date))
-        text = (f"{args.plant} {args.date} was used to train version(s): {out['model_versions'] or '(none)'}\n"
-                f"prediction batches made with them: {len(out['prediction_batches'])}\n"
-                + "\n".join(f"  run {b['run_id']} at {b['ts_utc']}: champion {b['champion_version']}, "
-                            f"challenger {b['challenger_version']}, {b['rows']} rows" for b in out["prediction_batches"]))
+        text = (
+            f"{args.plant} {args.date} was used to train version(s): {out['model_versions'] or '(none)'}\n"
+            f"prediction batches made with them: {len(out['prediction_batches'])}\n"
+            + "\n".join(
+                f"  run {b['run_id']} at {b['ts_utc']}: champion {b['champion_version']}, "
+                f"challenger {b['challenger_version']}, {b['rows']} rows"
+                for b in out["prediction_batches"]
+            )
+        )
     _emit(args, out, text)
     return 0
 
@@ -729,19 +1044,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     who = _who(args, "train")
     paths = get_paths()
-    authorize(load_policy(paths), who, "train", AuditLog(audit_db_path(paths.data_dir)), subject="job:train_job",
-              reason=f"manual training ({args.trigger})")
+    authorize(
+        load_policy(paths),
+        who,
+        "train",
+        AuditLog(audit_db_path(paths.data_dir)),
+        subject="job:train_job",
+        reason=f"manual training ({args.trigger})",
+    )
     o = train(build_definitions(), _instance(), tags={"trigger": args.trigger, "qp/actor": who})
     reg, _ = _lifecycle()
     made = [v for v in reg.versions() if v.tag("dagster_run_id") == o.run_id]
     out: dict[str, Any] = dict(o.__dict__)
     if made:
         v = made[-1]
-        out.update(version=v.version, gate=v.gate, approval=v.approval, status=v.status,
-                   train_seconds=reg.client.get_run(v.run_id).data.metrics.get("train_seconds"))
-    _emit(args, out, f"train_job {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s (run {o.run_id[:8]})"
-          + (f": version {out['version']}, gate {out['gate']}, approval {out['approval']}" if made else "")
-          + (f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""))
+        out.update(
+            version=v.version,
+            gate=v.gate,
+            approval=v.approval,
+            status=v.status,
+            train_seconds=reg.client.get_run(v.run_id).data.metrics.get("train_seconds"),
+        )
+    _emit(
+        args,
+        out,
+        f"train_job {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s (run {o.run_id[:8]})"
+        + (
+            f": version {out['version']}, gate {out['gate']}, approval {out['approval']}"
+            if made
+            else ""
+        )
+        + (f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""),
+    )
     return 0 if o.success else 1
 
 
@@ -765,8 +1099,11 @@ def cmd_score(args: argparse.Namespace, jobs: tuple[str, ...] | None = None) -> 
             outs.append(o)
             if not args.json:
                 checks = f"; failed checks: {', '.join(o.failed_checks)}" if o.failed_checks else ""
-                print(f"{job:<16} {p:<10} {first}..{last} {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s "
-                      f"(run {o.run_id[:8]}){checks}", flush=True)
+                print(
+                    f"{job:<16} {p:<10} {first}..{last} {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s "
+                    f"(run {o.run_id[:8]}){checks}",
+                    flush=True,
+                )
     if args.json:
         print(json.dumps([o.__dict__ for o in outs], default=str, indent=2))
     return 0 if all(o.success for o in outs) else 1
@@ -787,11 +1124,16 @@ def _feature_days(plant: str, first: str | None, last: str | None) -> tuple[dt.d
     with connect(get_paths().warehouse_path, read_only=True) as con:
         if not table_exists(con, "features", "unit_features"):
             raise CliError("no unit_features yet: run qp backfill first")
-        lo, hi = con.execute("SELECT min(partition_date), max(partition_date) FROM features.unit_features "
-                             "WHERE plant = ?", [plant]).fetchall()[0]
+        lo, hi = con.execute(
+            "SELECT min(partition_date), max(partition_date) FROM features.unit_features "
+            "WHERE plant = ?",
+            [plant],
+        ).fetchall()[0]
     if lo is None:
         raise CliError(f"no unit_features for plant {plant!r}")
-    return (dt.date.fromisoformat(first) if first else lo), (dt.date.fromisoformat(last) if last else hi)
+    return (dt.date.fromisoformat(first) if first else lo), (
+        dt.date.fromisoformat(last) if last else hi
+    )
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
@@ -799,13 +1141,17 @@ def cmd_canary(args: argparse.Namespace) -> int:
     from quality_platform.jobs import CANARY_JOB
 
     defs, instance = build_definitions(), _instance()
-    res = defs.resolve_job_def(CANARY_JOB).execute_in_process(instance=instance, raise_on_error=False,
-                                                              tags={"trigger": args.trigger})
+    res = defs.resolve_job_def(CANARY_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, tags={"trigger": args.trigger}
+    )
     meta = {}
     for ev in res.get_asset_materialization_events():
         meta = {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}
-    _emit(args, {"success": res.success, "run_id": res.run_id, **meta},
-          f"canary_evaluation: {meta.get('decision', '?')} - {meta.get('reason', '')}")
+    _emit(
+        args,
+        {"success": res.success, "run_id": res.run_id, **meta},
+        f"canary_evaluation: {meta.get('decision', '?')} - {meta.get('reason', '')}",
+    )
     return 0 if res.success else 1
 
 
@@ -821,25 +1167,45 @@ def cmd_override(args: argparse.Namespace) -> int:
     with connect(paths.warehouse_path, read_only=True) as con:
         if not table_exists(con, ML_SCHEMA, PREDICTIONS):
             raise CliError("no predictions yet: run the demo or `qp score` first")
-        sql = (f"SELECT plant, partition_date, model_version, predicted_defect, risk, decided_by FROM "
-               f"{ML_SCHEMA}.{PREDICTIONS} WHERE unit_id = ?") + (" AND plant = ?" if args.plant else "")
+        sql = (
+            f"SELECT plant, partition_date, model_version, predicted_defect, risk, decided_by FROM "
+            f"{ML_SCHEMA}.{PREDICTIONS} WHERE unit_id = ?"
+        ) + (" AND plant = ?" if args.plant else "")
         rows = con.execute(sql, [args.unit] + ([args.plant] if args.plant else [])).fetchall()
     if not rows:
-        raise CliError(f"unit {args.unit!r} has no prediction" + (f" at {args.plant}" if args.plant else "")
-                       + ": only scored units can be overridden")
+        raise CliError(
+            f"unit {args.unit!r} has no prediction"
+            + (f" at {args.plant}" if args.plant else "")
+            + ": only scored units can be overridden"
+        )
     if len({r[0] for r in rows}) > 1:
-        raise CliError(f"unit {args.unit!r} exists at several plants {sorted({r[0] for r in rows})}: add --plant")
+        raise CliError(
+            f"unit {args.unit!r} exists at several plants {sorted({r[0] for r in rows})}: add --plant"
+        )
     plant, day, version, predicted, risk, decided_by = rows[0]
     try:
-        out = record_override(plant, args.unit, args.decision, args.actor, args.reason, model_version=str(version),
-                              predicted_defect=int(predicted), risk=float(risk), paths=paths)
+        out = record_override(
+            plant,
+            args.unit,
+            args.decision,
+            args.actor,
+            args.reason,
+            model_version=str(version),
+            predicted_defect=int(predicted),
+            risk=float(risk),
+            paths=paths,
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     out.update(partition_date=str(day), decided_by=decided_by)
     agree = "agrees with" if (args.decision == "defect") == bool(predicted) else "overrides"
-    _emit(args, out, f"override #{out['id']}: {args.actor} decided {args.decision} for {plant}/{args.unit} "
-                     f"({agree} model {version}: risk {float(risk):.3f}, predicted "
-                     f"{'defect' if predicted else 'ok'}); audit record {out['audit_seq']}")
+    _emit(
+        args,
+        out,
+        f"override #{out['id']}: {args.actor} decided {args.decision} for {plant}/{args.unit} "
+        f"({agree} model {version}: risk {float(risk):.3f}, predicted "
+        f"{'defect' if predicted else 'ok'}); audit record {out['audit_seq']}",
+    )
     return 0
 
 
@@ -868,15 +1234,32 @@ def build_parser() -> argparse.ArgumentParser:
     d = add("demo", cmd_demo, "simulate a scenario, run every plant end to end, print the summary")
     d.add_argument("--days", type=int, default=30)
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--scenario", choices=SCENARIOS, default="moisture_drift",
-                   help="default moisture_drift: the closed loop detects it, retrains, gates, canaries, promotes")
+    d.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="moisture_drift",
+        help="default moisture_drift: the closed loop detects it, retrains, gates, canaries, promotes",
+    )
     d.add_argument("--start", default="2026-03-16")
-    d.add_argument("--onset-day", type=int, help="day index of the scenario's onset (default: 8 days before the end)")
-    d.add_argument("--continue-on-gate-failure", action="store_true",
-                   help="train and score even when a data gate failed (e.g. the bad_files scenario)")
-    d.add_argument("--skip-model", action="store_true", help="data layers only: no training, gate or scoring")
+    d.add_argument(
+        "--onset-day",
+        type=int,
+        help="day index of the scenario's onset (default: 8 days before the end)",
+    )
+    d.add_argument(
+        "--continue-on-gate-failure",
+        action="store_true",
+        help="train and score even when a data gate failed (e.g. the bad_files scenario)",
+    )
+    d.add_argument(
+        "--skip-model", action="store_true", help="data layers only: no training, gate or scoring"
+    )
 
-    b = add("backfill", cmd_backfill, "land + standardise + KPIs for a date range (default: all landed days)")
+    b = add(
+        "backfill",
+        cmd_backfill,
+        "land + standardise + KPIs for a date range (default: all landed days)",
+    )
     b.add_argument("--plant", action="append", help="plant id (repeatable; default: all)")
     b.add_argument("--from", dest="date_from")
     b.add_argument("--to", dest="date_to")
@@ -889,8 +1272,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--date")
     q.add_argument("--rule")
     q.add_argument("--limit", type=int, default=50)
-    for name, fn, help_ in (("approve", cmd_approve, "approve a gated model version (human in the loop)"),
-                            ("reject", cmd_reject, "reject a model version (it leaves the canary, never promoted)")):
+    for name, fn, help_ in (
+        ("approve", cmd_approve, "approve a gated model version (human in the loop)"),
+        ("reject", cmd_reject, "reject a model version (it leaves the canary, never promoted)"),
+    ):
         a = add(name, fn, help_)
         a.add_argument("version")
         a.add_argument("--as", dest="actor", help=AS_HELP)
@@ -902,24 +1287,39 @@ def build_parser() -> argparse.ArgumentParser:
     a = add("rollback", cmd_rollback, "return to the previous approved champion")
     a.add_argument("--as", dest="actor", help=AS_HELP)
     a.add_argument("--reason", required=True)
-    o = add("override", cmd_override, "record a quality engineer's decision for a unit against its prediction "
-                                      "(kept apart from inspection labels: never training data)")
+    o = add(
+        "override",
+        cmd_override,
+        "record a quality engineer's decision for a unit against its prediction "
+        "(kept apart from inspection labels: never training data)",
+    )
     o.add_argument("unit", help="unit id (as in ml.predictions)")
     o.add_argument("--decision", choices=["ok", "defect"], required=True)
     o.add_argument("--as", dest="actor", help=AS_HELP)
     o.add_argument("--reason", required=True)
     o.add_argument("--plant", help="needed only when the unit id exists at several plants")
-    models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
-    mh = models.add_parser("history", help="which version was champion when, approvals, gate results")
+    models = sub.add_parser("models", help="model versions").add_subparsers(
+        dest="models_command", required=True
+    )
+    mh = models.add_parser(
+        "history", help="which version was champion when, approvals, gate results"
+    )
     mh.add_argument("--json", action="store_true", help="machine-readable output")
     mh.set_defaults(fn=cmd_models_history)
-    mi = models.add_parser("init-registry", help="start a new, empty model registry on purpose (the old store is "
-                                                 "lost or retired; audited, control owner)")
+    mi = models.add_parser(
+        "init-registry",
+        help="start a new, empty model registry on purpose (the old store is "
+        "lost or retired; audited, control owner)",
+    )
     mi.add_argument("--reason", required=True)
     mi.add_argument("--as", dest="actor", help=AS_HELP)
     mi.add_argument("--json", action="store_true", help="machine-readable output")
     mi.set_defaults(fn=cmd_models_init_registry)
-    li = add("lineage", cmd_lineage, "lineage both ways: model VERSION -> data, or data --plant --date -> models")
+    li = add(
+        "lineage",
+        cmd_lineage,
+        "lineage both ways: model VERSION -> data, or data --plant --date -> models",
+    )
     li.add_argument("what", choices=["model", "data"])
     li.add_argument("version", nargs="?")
     li.add_argument("--plant")
@@ -932,16 +1332,26 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--from", dest="date_from")
     sc.add_argument("--to", dest="date_to")
     sc.add_argument("--trigger", default="cli")
-    mo = add("monitor", cmd_monitor, "score plant-days and measure drift, operations and realised performance")
+    mo = add(
+        "monitor",
+        cmd_monitor,
+        "score plant-days and measure drift, operations and realised performance",
+    )
     mo.add_argument("--plant", action="append")
     mo.add_argument("--from", dest="date_from")
     mo.add_argument("--to", dest="date_to")
     mo.add_argument("--trigger", default="cli")
     c = add("canary", cmd_canary, "evaluate the canary: promote, roll back or wait")
     c.add_argument("--trigger", default="cli")
-    add("free-slots", cmd_free_slots, "fail runs whose process died; release pool slots (every pool) of runs "
-                                      "that are no longer running")
-    k = add("dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing")
+    add(
+        "free-slots",
+        cmd_free_slots,
+        "fail runs whose process died; release pool slots (every pool) of runs "
+        "that are no longer running",
+    )
+    k = add(
+        "dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing"
+    )
     k.add_argument("--path", default=str(get_paths().data_dir / ".secrets" / "pseudonym.key"))
     from quality_platform.governance import cli_audit, cli_incidents, cli_privacy, cli_query
 
@@ -967,9 +1377,16 @@ def main(argv: list[str] | None = None) -> int:
         from quality_platform.privacy import MissingKeyError
         from quality_platform.warehouse import WarehouseBusyError
 
-        if isinstance(exc, ConfigError | MissingKeyError | PolicyError | WarehouseBusyError | RegistryStoreError):
-            print(json.dumps({"error": str(exc)}) if getattr(args, "json", False) else f"qp: error: {exc}",
-                  file=sys.stdout if getattr(args, "json", False) else sys.stderr)
+        if isinstance(
+            exc,
+            ConfigError | MissingKeyError | PolicyError | WarehouseBusyError | RegistryStoreError,
+        ):
+            print(
+                json.dumps({"error": str(exc)})
+                if getattr(args, "json", False)
+                else f"qp: error: {exc}",
+                file=sys.stdout if getattr(args, "json", False) else sys.stderr,
+            )
             return 2
         raise
 

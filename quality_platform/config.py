@@ -124,8 +124,10 @@ class StreamBase(_Model):
     def _inside_landing(cls, v: str) -> str:
         p = PurePosixPath(v.replace("\\", "/"))
         if p.is_absolute() or ".." in p.parts or not p.parts or "**" in p.parts:
-            raise ValueError(f"{v!r} must be a relative file pattern inside the plant's landing folder "
-                             "(no absolute path, no '..', no '**')")
+            raise ValueError(
+                f"{v!r} must be a relative file pattern inside the plant's landing folder "
+                "(no absolute path, no '..', no '**')"
+            )
         return v
 
     @property
@@ -153,8 +155,17 @@ class ReadingsStream(StreamBase):
         return self
 
 
-UNIT_FIELDS = ("unit_id", "line", "machine_id", "start", "end", "product", "material_lot",
-               "supplier", "operator")
+UNIT_FIELDS = (
+    "unit_id",
+    "line",
+    "machine_id",
+    "start",
+    "end",
+    "product",
+    "material_lot",
+    "supplier",
+    "operator",
+)
 
 
 class UnitsStream(StreamBase):
@@ -167,7 +178,9 @@ class UnitsStream(StreamBase):
     def _known(cls, v: dict[str, str]) -> dict[str, str]:
         unknown = set(v) - set(UNIT_FIELDS)
         if unknown:
-            raise ValueError(f"unknown canonical unit field(s) {sorted(unknown)}; known: {UNIT_FIELDS}")
+            raise ValueError(
+                f"unknown canonical unit field(s) {sorted(unknown)}; known: {UNIT_FIELDS}"
+            )
         if "unit_id" not in v:
             raise ValueError("'unit_id' must be mapped")
         return v
@@ -253,7 +266,9 @@ class PlantConfig(_Model):
     @classmethod
     def _plant_id(cls, v: str) -> str:
         if not PLANT_ID_RE.match(v):
-            raise ValueError("must be lower-case letters, digits and '_' (2-31 chars), starting with a letter")
+            raise ValueError(
+                "must be lower-case letters, digits and '_' (2-31 chars), starting with a letter"
+            )
         return v
 
     @field_validator("timezone")
@@ -329,8 +344,19 @@ class PlatformConfig(_Model):
 
 # --------------------------------------------------------------------------- formulas
 
-_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.Add,
-                  ast.Sub, ast.Mult, ast.Div, ast.UnaryOp, ast.USub)
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.UnaryOp,
+    ast.USub,
+)
 
 
 def parse_formula(formula: str) -> ast.Expression:
@@ -341,9 +367,13 @@ def parse_formula(formula: str) -> ast.Expression:
         raise ValueError(f"formula {formula!r} is not a valid expression") from exc
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
-            raise ValueError(f"formula {formula!r} uses {type(node).__name__}; only + - * / are allowed")
+            raise ValueError(
+                f"formula {formula!r} uses {type(node).__name__}; only + - * / are allowed"
+            )
         if isinstance(node, ast.Name) and node.id not in COUNT_NAMES:
-            raise ValueError(f"formula {formula!r} uses unknown count {node.id!r}; known: {COUNT_NAMES}")
+            raise ValueError(
+                f"formula {formula!r} uses unknown count {node.id!r}; known: {COUNT_NAMES}"
+            )
         if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
             raise ValueError(f"formula {formula!r} has a non-numeric constant")
     return tree
@@ -382,7 +412,9 @@ def load_plants(paths: Paths | None = None) -> dict[str, PlantConfig]:
     for f in sorted(paths.plants_dir.glob("*.yaml")):
         plant = load_yaml_model(f, PlantConfig)
         if plant.plant_id != f.stem:
-            raise ConfigError(f"{f}: field 'plant_id': {plant.plant_id!r} must match the file name {f.stem!r}")
+            raise ConfigError(
+                f"{f}: field 'plant_id': {plant.plant_id!r} must match the file name {f.stem!r}"
+            )
         _check_plant_against_registry(f, plant, quantities, kpi_ids)
         plants[plant.plant_id] = plant
     if not plants:
@@ -397,8 +429,10 @@ def _check_plant_against_registry(
 
     for q, m in plant.streams.readings.quantities.items():
         if q not in reg.quantities:
-            raise ConfigError(f"{f}: field 'streams.readings.quantities.{q}': unknown canonical quantity; "
-                              f"known: {sorted(reg.quantities)}")
+            raise ConfigError(
+                f"{f}: field 'streams.readings.quantities.{q}': unknown canonical quantity; "
+                f"known: {sorted(reg.quantities)}"
+            )
         try:
             check_convertible(reg.pint_unit(m.unit), reg.quantities[q].unit)
         except ValueError as exc:

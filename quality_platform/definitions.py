@@ -57,25 +57,45 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     checks = [*build_standard_checks(ids), *build_kpi_checks(), *build_features_checks()]
     model_cfg = load_model_config(paths)
     quality_keys = [k for c in checks for k in c.check_keys]
-    assets += [build_training_dataset_asset(quality_keys), defect_model, model_evaluation, model_documentation,
-               build_prediction_asset(plants, start, model_cfg.reasons_per_prediction), canary_evaluation,
-               build_drift_asset(plants, start), build_performance_asset(plants, start), build_ops_asset(plants, start)]
+    assets += [
+        build_training_dataset_asset(quality_keys),
+        defect_model,
+        model_evaluation,
+        model_documentation,
+        build_prediction_asset(plants, start, model_cfg.reasons_per_prediction),
+        canary_evaluation,
+        build_drift_asset(plants, start),
+        build_performance_asset(plants, start),
+        build_ops_asset(plants, start),
+    ]
     checks += build_monitoring_checks()
     # A plant delivering per-day files gets a landing sensor; one delivering a single many-day file
     # (like the AI4I data set) is re-landed with `qp backfill`.
-    watched = [p for p in plants.values()
-               if any(getattr(p.streams, s).per_day_files for s in ("readings", "units", "inspections"))]
+    watched = [
+        p
+        for p in plants.values()
+        if any(getattr(p.streams, s).per_day_files for s in ("readings", "units", "inspections"))
+    ]
     jobs = build_jobs(ids)
-    sensors = [*(build_landing_sensor(p, start) for p in watched), build_standardize_sensor(ids),
-               build_monitor_sensor(plants, jobs), build_retrain_sensor(jobs),
-               build_run_failure_alert()]
+    sensors = [
+        *(build_landing_sensor(p, start) for p in watched),
+        build_standardize_sensor(ids),
+        build_monitor_sensor(plants, jobs),
+        build_retrain_sensor(jobs),
+        build_run_failure_alert(),
+    ]
     loop = load_monitoring_config(paths).loop
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors,
-                          schedules=build_schedules(plants, loop.daily_cron, loop.periodic_retrain_cron),
-                          resources=default_resources(),
-                          # UI launches of ad-hoc selections run in-process like the platform's jobs
-                          # (the multiprocess default costs a process start per step)
-                          executor=dg.in_process_executor)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs,
+        sensors=sensors,
+        schedules=build_schedules(plants, loop.daily_cron, loop.periodic_retrain_cron),
+        resources=default_resources(),
+        # UI launches of ad-hoc selections run in-process like the platform's jobs
+        # (the multiprocess default costs a process start per step)
+        executor=dg.in_process_executor,
+    )
 
 
 defs = build_definitions()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 FEATURES: dict[str, str] = {
     "F1": "Plant adapters from config: a new plant is a YAML file (format, column mapping, units, time zone, "
-          "KPI habits), no code change",
+    "KPI habits), no code change",
     "F2": "Canonical standard: pandera models for every standard table; unit conversion by a units library",
     "F3": "Unified KPI registry: KPIs defined once, versioned, documented; legacy figures reconciled",
     "F4": "Partitions plant x day, backfills, incremental daily runs, late data",
@@ -27,13 +27,13 @@ FEATURES: dict[str, str] = {
     "F18": "Explanations: global importance per version, top reasons per prediction",
     "F19": "Input drift, prediction drift and realised performance with delayed labels",
     "F20": "Closed loop: failed drift/performance check -> sensor -> retrain -> gate -> approval -> canary -> "
-           "promotion, with debounce and cooldown",
+    "promotion, with debounce and cooldown",
     "F21": "Schedules (daily ingestion/scoring, periodic retrain) and alerting to a configured channel",
     "F22": "Overrides of predictions by quality engineers; override rate monitored",
     "F23": "Tamper-evident audit log with a verify command",
     "F24": "Incident workflow: freeze, safe fallback to rule-based limits, event record, deadline clock",
     "F25": "Generated documentation per model version (purpose, datasheet, metrics, limitations, monitoring "
-           "plan, approvals)",
+    "plan, approvals)",
     "F26": "Embedded default: DuckDB, SQLite-backed Dagster and MLflow, two README commands from a fresh clone",
     "F27": "Scale-out: PostgreSQL-backed Dagster and MLflow, DuckLake warehouse with parallel writers",
     "F28": "Dagster UI: materialise, lineage, checks, schedules and sensors, drift alarm to retrain to promotion",

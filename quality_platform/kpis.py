@@ -30,12 +30,22 @@ def daily_counts(units: pd.DataFrame) -> pd.DataFrame:
     scrap = u["scrap"].fillna(False).astype(bool) & inspected
     rework = u["rework"].fillna(False).astype(bool) & ~scrap & inspected
     defective = u["defect"].fillna(False).astype(bool) & inspected
-    flags = pd.DataFrame({
-        "plant": u["plant"].astype("string"), "partition_date": u["partition_date"], "line": u["line"],
-        "produced": 1, "inspected": inspected.astype(int), "rework": rework.astype(int),
-        "scrap": scrap.astype(int), "defective": defective.astype(int),
-        "good": (inspected & ~defective).astype(int)})
-    by_line = flags.groupby(["plant", "partition_date", "line"], as_index=False)[COUNT_COLUMNS].sum()
+    flags = pd.DataFrame(
+        {
+            "plant": u["plant"].astype("string"),
+            "partition_date": u["partition_date"],
+            "line": u["line"],
+            "produced": 1,
+            "inspected": inspected.astype(int),
+            "rework": rework.astype(int),
+            "scrap": scrap.astype(int),
+            "defective": defective.astype(int),
+            "good": (inspected & ~defective).astype(int),
+        }
+    )
+    by_line = flags.groupby(["plant", "partition_date", "line"], as_index=False)[
+        COUNT_COLUMNS
+    ].sum()
     whole = flags.groupby(["plant", "partition_date"], as_index=False)[COUNT_COLUMNS].sum()
     whole["line"] = ALL_LINES
     return pd.concat([whole, by_line], ignore_index=True)[cols]
@@ -76,12 +86,26 @@ def kpi_daily(units: pd.DataFrame, registry: KpiRegistry) -> pd.DataFrame:
     frames = []
     for k in registry.kpis:
         f = counts[["plant", "partition_date", "line", *COUNT_COLUMNS]].copy()
-        f["kpi_id"], f["kpi_version"], f["registry_version"] = k.id, k.version, registry.registry_version
+        f["kpi_id"], f["kpi_version"], f["registry_version"] = (
+            k.id,
+            k.version,
+            registry.registry_version,
+        )
         f["value"] = evaluate(k.formula, counts).to_numpy()
         f["unit"], f["formula"] = k.unit, k.formula
         frames.append(f)
-    cols = ["plant", "partition_date", "line", "kpi_id", "kpi_version", "registry_version", "value",
-            "unit", "formula", *COUNT_COLUMNS]
+    cols = [
+        "plant",
+        "partition_date",
+        "line",
+        "kpi_id",
+        "kpi_version",
+        "registry_version",
+        "value",
+        "unit",
+        "formula",
+        *COUNT_COLUMNS,
+    ]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -96,7 +120,17 @@ def plant_reported_kpis(units: pd.DataFrame, plant: PlantConfig) -> pd.DataFrame
         f["value"] = (evaluate(lk.formula, counts) * lk.scale).to_numpy()
         f["unit"], f["scale"], f["formula"], f["note"] = lk.unit, lk.scale, lk.formula, lk.note
         frames.append(f)
-    cols = ["plant", "partition_date", "legacy_name", "maps_to", "value", "unit", "scale", "formula", "note"]
+    cols = [
+        "plant",
+        "partition_date",
+        "legacy_name",
+        "maps_to",
+        "value",
+        "unit",
+        "scale",
+        "formula",
+        "note",
+    ]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -107,8 +141,14 @@ def _ratio_parts(formula: str) -> tuple[str, str]:
     return ast.unparse(body), "1"
 
 
-def explain_difference(legacy_formula: str, scale: float, legacy_unit: str, unified_formula: str,
-                       counts: dict[str, float] | None = None, period: str = "on this day") -> str:
+def explain_difference(
+    legacy_formula: str,
+    scale: float,
+    legacy_unit: str,
+    unified_formula: str,
+    counts: dict[str, float] | None = None,
+    period: str = "on this day",
+) -> str:
     """Why a legacy figure differs from the unified KPI, term by term."""
     ln, ld = _ratio_parts(legacy_formula)
     un, ud = _ratio_parts(unified_formula)
@@ -130,18 +170,32 @@ def explain_difference(legacy_formula: str, scale: float, legacy_unit: str, unif
     return "; ".join(parts) if parts else "same definition"
 
 
-def reconcile(kpis: pd.DataFrame, reported: pd.DataFrame, plant: PlantConfig,
-              registry: KpiRegistry) -> pd.DataFrame:
+def reconcile(
+    kpis: pd.DataFrame, reported: pd.DataFrame, plant: PlantConfig, registry: KpiRegistry
+) -> pd.DataFrame:
     """Legacy figure next to the unified KPI, with the difference and its explanation."""
-    cols = ["plant", "partition_date", "legacy_name", "kpi_id", "legacy_value", "legacy_unit",
-            "unified_value", "unified_in_legacy_unit", "difference_in_legacy_unit", "explanation"]
+    cols = [
+        "plant",
+        "partition_date",
+        "legacy_name",
+        "kpi_id",
+        "legacy_value",
+        "legacy_unit",
+        "unified_value",
+        "unified_in_legacy_unit",
+        "difference_in_legacy_unit",
+        "explanation",
+    ]
     if reported.empty or kpis.empty:
         return pd.DataFrame(columns=cols)
     whole = kpis[kpis["line"] == ALL_LINES]
     rows = []
     for r in reported.itertuples(index=False):
-        u = whole[(whole["plant"] == r.plant) & (whole["partition_date"] == r.partition_date)
-                  & (whole["kpi_id"] == r.maps_to)]
+        u = whole[
+            (whole["plant"] == r.plant)
+            & (whole["partition_date"] == r.partition_date)
+            & (whole["kpi_id"] == r.maps_to)
+        ]
         if u.empty:
             continue
         u0 = u.iloc[0]
@@ -150,9 +204,21 @@ def reconcile(kpis: pd.DataFrame, reported: pd.DataFrame, plant: PlantConfig,
         lk = next(k for k in plant.legacy_kpis if k.name == r.legacy_name)
         in_legacy = unified * lk.scale
         diff = r.value - in_legacy if pd.notna(r.value) and pd.notna(in_legacy) else np.nan
-        why = explain_difference(lk.formula, lk.scale, lk.unit, registry.get(lk.maps_to).formula, counts)
-        rows.append({"plant": r.plant, "partition_date": r.partition_date, "legacy_name": r.legacy_name,
-                     "kpi_id": r.maps_to, "legacy_value": r.value, "legacy_unit": lk.unit,
-                     "unified_value": unified, "unified_in_legacy_unit": in_legacy,
-                     "difference_in_legacy_unit": diff, "explanation": f"{why}. {lk.note}"})
+        why = explain_difference(
+            lk.formula, lk.scale, lk.unit, registry.get(lk.maps_to).formula, counts
+        )
+        rows.append(
+            {
+                "plant": r.plant,
+                "partition_date": r.partition_date,
+                "legacy_name": r.legacy_name,
+                "kpi_id": r.maps_to,
+                "legacy_value": r.value,
+                "legacy_unit": lk.unit,
+                "unified_value": unified,
+                "unified_in_legacy_unit": in_legacy,
+                "difference_in_legacy_unit": diff,
+                "explanation": f"{why}. {lk.note}",
+            }
+        )
     return pd.DataFrame(rows, columns=cols)

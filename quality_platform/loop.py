@@ -45,8 +45,10 @@ from quality_platform.partitions import split_key
 from quality_platform.resources import PlatformResource
 from quality_platform.sensors import RANGE_END, RANGE_START, range_tags
 
-WATCHED = (dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift"),
-           dg.AssetCheckKey(dg.AssetKey("model_performance"), "performance"))
+WATCHED = (
+    dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift"),
+    dg.AssetCheckKey(dg.AssetKey("model_performance"), "performance"),
+)
 RETRAIN_SENSOR = "retrain_on_drift"
 ACTOR = "system:retrain_sensor"
 
@@ -56,7 +58,9 @@ def _meta(ev: Any, key: str, default: Any = None) -> Any:
     return default if v is None else getattr(v, "value", v)
 
 
-def cooldown_blocker(reg: ModelRegistry, audit: AuditLog, hours: float, now: dt.datetime) -> str | None:
+def cooldown_blocker(
+    reg: ModelRegistry, audit: AuditLog, hours: float, now: dt.datetime
+) -> str | None:
     """Why a retrain must wait (an earlier retrain inside the cooldown whose version was not
     rejected and did not fail the gate), or None."""
     since = now - dt.timedelta(hours=hours)
@@ -68,12 +72,18 @@ def cooldown_blocker(reg: ModelRegistry, audit: AuditLog, hours: float, now: dt.
         v = versions.get(key)
         if v is not None and (v.status in ("rejected", "gate_failed") or v.approval == "rejected"):
             continue
-        what = f"version {v.version} ({v.status})" if v is not None else "its run has not registered a version yet"
+        what = (
+            f"version {v.version} ({v.status})"
+            if v is not None
+            else "its run has not registered a version yet"
+        )
         return f"cooldown: retrain {key} at {r.ts_utc} ({what}) is within {hours} h"
     return None
 
 
-def evaluate_retrain(context: dg.SensorEvaluationContext, platform: PlatformResource) -> dg.SensorResult:
+def evaluate_retrain(
+    context: dg.SensorEvaluationContext, platform: PlatformResource
+) -> dg.SensorResult:
     """The body of ``retrain_on_drift`` (see the module docstring)."""
     paths = platform.paths()
     loop = load_monitoring_config(paths).loop
@@ -91,46 +101,114 @@ def evaluate_retrain(context: dg.SensorEvaluationContext, platform: PlatformReso
         if ev is None or ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR:
             continue
         persisted = int(_meta(ev, "persisted_plant_days", 1))
-        refs = {"check": name, "check_record_id": rec.id, "check_run_id": rec.run_id, "plants": _meta(ev, "plants", []),
-                "persisted_plant_days": persisted, "first_day": _meta(ev, "first_day"), "last_day": _meta(ev, "last_day")}
+        refs = {
+            "check": name,
+            "check_record_id": rec.id,
+            "check_run_id": rec.run_id,
+            "plants": _meta(ev, "plants", []),
+            "persisted_plant_days": persisted,
+            "first_day": _meta(ev, "first_day"),
+            "last_day": _meta(ev, "last_day"),
+        }
         if persisted < loop.debounce_plant_days:
-            audit.append("retrain", ACTOR, actor_kind="system", outcome="info", subject="model:defect_model",
-                         reason=f"debounce: {name} failed for {persisted} plant-day(s), needs {loop.debounce_plant_days}",
-                         refs=refs)
+            audit.append(
+                "retrain",
+                ACTOR,
+                actor_kind="system",
+                outcome="info",
+                subject="model:defect_model",
+                reason=f"debounce: {name} failed for {persisted} plant-day(s), needs {loop.debounce_plant_days}",
+                refs=refs,
+            )
             continue
         triggers.append(refs)
     if not triggers:
-        return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason("no new failing drift/performance check"))
+        return dg.SensorResult(
+            cursor=json.dumps(new_cursor),
+            skip_reason=dg.SkipReason("no new failing drift/performance check"),
+        )
     refs = triggers[0]
     reg = ModelRegistry(load_model_config(paths), paths)
     try:  # an open incident freezes the model: one audited refusal per new failing check record
-        assert_not_frozen("retrain", ACTOR, audit, paths, subject=f"model:{reg.name}", model=reg.name,
-                          refs={**refs, "also": triggers[1:]})
+        assert_not_frozen(
+            "retrain",
+            ACTOR,
+            audit,
+            paths,
+            subject=f"model:{reg.name}",
+            model=reg.name,
+            refs={**refs, "also": triggers[1:]},
+        )
     except FrozenError as exc:
         return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason(str(exc)))
-    active = context.instance.get_run_records(dg.RunsFilter(job_name=TRAIN_JOB, statuses=[
-        dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.NOT_STARTED]))
-    blocker = (f"retrain run {active[0].dagster_run.run_id} is already {active[0].dagster_run.status.value}"
-               if active else cooldown_blocker(reg, audit, loop.cooldown_hours, dt.datetime.now(dt.UTC)))
+    active = context.instance.get_run_records(
+        dg.RunsFilter(
+            job_name=TRAIN_JOB,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.NOT_STARTED,
+            ],
+        )
+    )
+    blocker = (
+        f"retrain run {active[0].dagster_run.run_id} is already {active[0].dagster_run.status.value}"
+        if active
+        else cooldown_blocker(reg, audit, loop.cooldown_hours, dt.datetime.now(dt.UTC))
+    )
     if blocker:
-        audit.append("retrain", ACTOR, actor_kind="system", outcome="denied", subject="model:defect_model",
-                     reason=blocker, refs={**refs, "also": triggers[1:]})
+        audit.append(
+            "retrain",
+            ACTOR,
+            actor_kind="system",
+            outcome="denied",
+            subject="model:defect_model",
+            reason=blocker,
+            refs={**refs, "also": triggers[1:]},
+        )
         return dg.SensorResult(cursor=json.dumps(new_cursor), skip_reason=dg.SkipReason(blocker))
     run_key = f"retrain-{refs['check'].replace(':', '-')}-{refs['check_record_id']}"
-    audit.append("retrain", ACTOR, actor_kind="system", subject="model:defect_model",
-                 reason=f"{refs['check']} failed (ERROR) at {refs['plants']} for {refs['persisted_plant_days']} "
-                        f"plant-day(s)", refs={**refs, "run_key": run_key, "also": triggers[1:]})
-    send_alert(Alert(kind="retrain", severity="warning", summary=f"retrain started by {refs['check']} at "
-                     f"{refs['plants']}", details={**refs, "run_key": run_key}), paths)
-    requests = [dg.RunRequest(run_key=run_key, job_name=TRAIN_JOB,
-                              tags={"trigger": RETRAIN_SENSOR, "qp/check": refs["check"],
-                                    "qp/check_record_id": str(refs["check_record_id"]), "qp/retrain_key": run_key})]
+    audit.append(
+        "retrain",
+        ACTOR,
+        actor_kind="system",
+        subject="model:defect_model",
+        reason=f"{refs['check']} failed (ERROR) at {refs['plants']} for {refs['persisted_plant_days']} "
+        f"plant-day(s)",
+        refs={**refs, "run_key": run_key, "also": triggers[1:]},
+    )
+    send_alert(
+        Alert(
+            kind="retrain",
+            severity="warning",
+            summary=f"retrain started by {refs['check']} at {refs['plants']}",
+            details={**refs, "run_key": run_key},
+        ),
+        paths,
+    )
+    requests = [
+        dg.RunRequest(
+            run_key=run_key,
+            job_name=TRAIN_JOB,
+            tags={
+                "trigger": RETRAIN_SENSOR,
+                "qp/check": refs["check"],
+                "qp/check_record_id": str(refs["check_record_id"]),
+                "qp/retrain_key": run_key,
+            },
+        )
+    ]
     if refs.get("last_day"):  # the triggering plant-days' ops_metrics now count this retrain
         day = dt.date.fromisoformat(str(refs["last_day"]))
-        requests += [dg.RunRequest(run_key=f"{run_key}-ops-{p}", job_name=OPS_JOB,
-                                   tags={**range_tags(p, day, day), "trigger": RETRAIN_SENSOR})
-                     for p in refs["plants"]]
+        requests += [
+            dg.RunRequest(
+                run_key=f"{run_key}-ops-{p}",
+                job_name=OPS_JOB,
+                tags={**range_tags(p, day, day), "trigger": RETRAIN_SENSOR},
+            )
+            for p in refs["plants"]
+        ]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor))
 
 
@@ -147,10 +225,15 @@ def current_cursor(instance: dg.DagsterInstance) -> str:
 
 def build_retrain_sensor(jobs: list[Any]) -> dg.SensorDefinition:
     """``jobs``: the train_job and ops_job definitions the sensor requests."""
-    @dg.sensor(name=RETRAIN_SENSOR, jobs=[j for j in jobs if j.name in (TRAIN_JOB, OPS_JOB)], minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Launches train_job when drift_metrics:input_drift or model_performance:performance fails "
-                           "with ERROR (debounce and cooldown from data/ml/monitoring.yaml).")
+
+    @dg.sensor(
+        name=RETRAIN_SENSOR,
+        jobs=[j for j in jobs if j.name in (TRAIN_JOB, OPS_JOB)],
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches train_job when drift_metrics:input_drift or model_performance:performance fails "
+        "with ERROR (debounce and cooldown from data/ml/monitoring.yaml).",
+    )
     def _sensor(context: dg.SensorEvaluationContext, platform: PlatformResource) -> dg.SensorResult:
         return evaluate_retrain(context, platform)
 
@@ -167,10 +250,19 @@ def monitor_requests(run: Any, plants: dict[str, PlantConfig]) -> list[dg.RunReq
     _, last = split_key(end)
     lat = dt.timedelta(days=plants[plant].label_latency_days if plant in plants else 0)
     return [
-        dg.RunRequest(run_key=f"monitor-{run.run_id}", job_name=MONITOR_JOB,
-                      tags={**range_tags(plant, first, last), "trigger": "monitor_after_standardize"}),
-        dg.RunRequest(run_key=f"performance-{run.run_id}", job_name=PERFORMANCE_JOB,
-                      tags={**range_tags(plant, first - lat, last - lat), "trigger": "monitor_after_standardize"}),
+        dg.RunRequest(
+            run_key=f"monitor-{run.run_id}",
+            job_name=MONITOR_JOB,
+            tags={**range_tags(plant, first, last), "trigger": "monitor_after_standardize"},
+        ),
+        dg.RunRequest(
+            run_key=f"performance-{run.run_id}",
+            job_name=PERFORMANCE_JOB,
+            tags={
+                **range_tags(plant, first - lat, last - lat),
+                "trigger": "monitor_after_standardize",
+            },
+        ),
     ]
 
 
@@ -179,12 +271,15 @@ def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.
     performance jobs (targets Dagster validates when it evaluates a tick)."""
     by_name = {j.name: j for j in jobs}
 
-    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="monitor_after_standardize",
-                          monitored_jobs=[by_name[STANDARD_JOB]],
-                          request_jobs=[by_name[MONITOR_JOB], by_name[PERFORMANCE_JOB]],
-                          default_status=dg.DefaultSensorStatus.RUNNING,
-                          description="After a standardize run: score and monitor its plant-days; model performance "
-                                      "for the days whose labels it brought.")
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="monitor_after_standardize",
+        monitored_jobs=[by_name[STANDARD_JOB]],
+        request_jobs=[by_name[MONITOR_JOB], by_name[PERFORMANCE_JOB]],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="After a standardize run: score and monitor its plant-days; model performance "
+        "for the days whose labels it brought.",
+    )
     def _sensor(context: dg.RunStatusSensorContext) -> Any:
         return monitor_requests(context.dagster_run, plants)
 
@@ -192,39 +287,73 @@ def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.
 
 
 def build_run_failure_alert() -> dg.SensorDefinition:
-    @dg.run_failure_sensor(name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
-                           description="Sends every failed run (job, run id, error) to the alert channel.")
+    @dg.run_failure_sensor(
+        name="alert_on_run_failure",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Sends every failed run (job, run id, error) to the alert channel.",
+    )
     def _sensor(context: dg.RunFailureSensorContext, platform: PlatformResource) -> None:
         run = context.dagster_run
         message = context.failure_event.message or "run failed"
-        send_alert(Alert(kind="run_failure", severity="error", summary=f"run of {run.job_name} failed: {message}"[:500],
-                         details={"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags)}),
-                   platform.paths())
+        send_alert(
+            Alert(
+                kind="run_failure",
+                severity="error",
+                summary=f"run of {run.job_name} failed: {message}"[:500],
+                details={"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags)},
+            ),
+            platform.paths(),
+        )
 
     return _sensor
 
 
-def build_schedules(plants: dict[str, PlantConfig], cron: str, retrain_cron: str) -> list[dg.ScheduleDefinition]:
+def build_schedules(
+    plants: dict[str, PlantConfig], cron: str, retrain_cron: str
+) -> list[dg.ScheduleDefinition]:
     """Daily landing of yesterday per plant (the rest follows by sensors) and a periodic retrain."""
     out = []
     for p in plants.values():
+
         def _fn(context: dg.ScheduleEvaluationContext, plant: PlantConfig = p) -> dg.RunRequest:
             import zoneinfo
 
             now = context.scheduled_execution_time.astimezone(zoneinfo.ZoneInfo(plant.timezone))
             day = now.date() - dt.timedelta(days=1)
-            return dg.RunRequest(run_key=f"daily-{plant.plant_id}-{day}",
-                                 tags={**range_tags(plant.plant_id, day, day), "trigger": "daily_schedule"})
+            return dg.RunRequest(
+                run_key=f"daily-{plant.plant_id}-{day}",
+                tags={**range_tags(plant.plant_id, day, day), "trigger": "daily_schedule"},
+            )
 
-        out.append(dg.ScheduleDefinition(name=f"daily_{p.plant_id}", cron_schedule=cron, job_name=land_job_name(p.plant_id),
-                                         execution_fn=_fn, default_status=dg.DefaultScheduleStatus.STOPPED,
-                                         description=f"Land yesterday's files of {p.plant_id}; standardisation, "
-                                                     "scoring and monitoring follow by sensors."))
-    out.append(dg.ScheduleDefinition(name="periodic_retrain", cron_schedule=retrain_cron, job_name=TRAIN_JOB,
-                                     tags={"trigger": "periodic_retrain"},
-                                     default_status=dg.DefaultScheduleStatus.STOPPED,
-                                     description="Fallback retrain on a fixed cadence (gate and approval apply)."))
-    out.append(dg.ScheduleDefinition(name="daily_canary", cron_schedule="0 7 * * *", job_name=CANARY_JOB,
-                                     tags={"trigger": "daily_canary"}, default_status=dg.DefaultScheduleStatus.STOPPED,
-                                     description="Evaluate the canary once a day."))
+        out.append(
+            dg.ScheduleDefinition(
+                name=f"daily_{p.plant_id}",
+                cron_schedule=cron,
+                job_name=land_job_name(p.plant_id),
+                execution_fn=_fn,
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+                description=f"Land yesterday's files of {p.plant_id}; standardisation, "
+                "scoring and monitoring follow by sensors.",
+            )
+        )
+    out.append(
+        dg.ScheduleDefinition(
+            name="periodic_retrain",
+            cron_schedule=retrain_cron,
+            job_name=TRAIN_JOB,
+            tags={"trigger": "periodic_retrain"},
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Fallback retrain on a fixed cadence (gate and approval apply).",
+        )
+    )
+    out.append(
+        dg.ScheduleDefinition(
+            name="daily_canary",
+            cron_schedule="0 7 * * *",
+            job_name=CANARY_JOB,
+            tags={"trigger": "daily_canary"},
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Evaluate the canary once a day.",
+        )
+    )
     return out

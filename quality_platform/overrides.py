@@ -98,8 +98,14 @@ def _text(name: str, value: Any) -> str:
 
 
 def _validate(
-    plant: Any, unit_id: Any, decision: Any, actor: Any, reason: Any,
-    model_version: Any, predicted_defect: Any, risk: Any,
+    plant: Any,
+    unit_id: Any,
+    decision: Any,
+    actor: Any,
+    reason: Any,
+    model_version: Any,
+    predicted_defect: Any,
+    risk: Any,
 ) -> dict[str, Any]:
     plant = _text("plant", plant)
     if not PLANT_ID_RE.match(plant):
@@ -132,9 +138,16 @@ def _validate(
         if isinstance(risk, bool) or not (math.isfinite(risk_f) and 0.0 <= risk_f <= 1.0):
             raise ValueError(f"risk must be a probability in [0, 1] or None, got {risk!r}")
         risk = risk_f
-    return {"plant": plant, "unit_id": unit_id, "decision": dec, "actor": actor,
-            "reason": reason, "model_version": model_version,
-            "predicted_defect": predicted_defect, "risk": risk}
+    return {
+        "plant": plant,
+        "unit_id": unit_id,
+        "decision": dec,
+        "actor": actor,
+        "reason": reason,
+        "model_version": model_version,
+        "predicted_defect": predicted_defect,
+        "risk": risk,
+    }
 
 
 def record_override(
@@ -158,38 +171,56 @@ def record_override(
     an audit record (action ``override``); returns the stored row plus ``supersedes`` (id of the
     unit's previous override, or None) and ``audit_seq``.
     """
-    row = _validate(plant, unit_id, decision, actor, reason, model_version, predicted_defect,
-                    risk)
+    row = _validate(plant, unit_id, decision, actor, reason, model_version, predicted_defect, risk)
     paths = paths or get_paths()
     db = overrides_db_path(paths.data_dir)
     audit = AuditLog(audit_db_path(paths.data_dir))
     from quality_platform.governance.policy import authorize, load_policy
 
-    authorize(load_policy(paths), row["actor"], "override", audit, plant=row["plant"],
-              subject=f"unit:{row['plant']}/{row['unit_id']}", reason=row["reason"])
+    authorize(
+        load_policy(paths),
+        row["actor"],
+        "override",
+        audit,
+        plant=row["plant"],
+        subject=f"unit:{row['plant']}/{row['unit_id']}",
+        reason=row["reason"],
+    )
     _ensure_schema(db)
     with sqlite_connect(db) as con:
         con.execute("BEGIN IMMEDIATE")
         try:
             prev = con.execute(
                 "SELECT id, decision FROM overrides WHERE plant = ? AND unit_id = ? "
-                "ORDER BY id DESC LIMIT 1", (row["plant"], row["unit_id"])).fetchone()
+                "ORDER BY id DESC LIMIT 1",
+                (row["plant"], row["unit_id"]),
+            ).fetchone()
             row["ts_utc"] = now_text()
             cols = [c for c in COLUMNS if c != "id"]
             cur = con.execute(
                 f"INSERT INTO overrides ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                [row[c] for c in cols])
+                [row[c] for c in cols],
+            )
             row["id"] = int(cur.lastrowid or 0)
-            refs = {k: row[k] for k in ("unit_id", "decision", "model_version",
-                                         "predicted_defect", "risk") if row[k] is not None}
+            refs = {
+                k: row[k]
+                for k in ("unit_id", "decision", "model_version", "predicted_defect", "risk")
+                if row[k] is not None
+            }
             refs["override_id"] = row["id"]
             if prev is not None:
                 refs["supersedes"] = int(prev[0])
                 refs["previous_decision"] = prev[1]
             rec = audit.append(
-                "override", row["actor"], actor_kind="user",
-                subject=f"unit:{row['plant']}/{row['unit_id']}", plant=row["plant"],
-                reason=row["reason"], outcome="ok", refs=refs)
+                "override",
+                row["actor"],
+                actor_kind="user",
+                subject=f"unit:{row['plant']}/{row['unit_id']}",
+                plant=row["plant"],
+                reason=row["reason"],
+                outcome="ok",
+                refs=refs,
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -244,8 +275,10 @@ def overrides_frame(
         where.append("o.ts_utc < ?")
         params.append(utc_text(until, "until"))
     if current_only:
-        later = "SELECT 1 FROM overrides n WHERE n.plant = o.plant AND n.unit_id = o.unit_id " \
-                "AND n.id > o.id"
+        later = (
+            "SELECT 1 FROM overrides n WHERE n.plant = o.plant AND n.unit_id = o.unit_id "
+            "AND n.id > o.id"
+        )
         if until is not None:
             later += " AND n.ts_utc < ?"
             params.append(utc_text(until, "until"))
@@ -253,8 +286,10 @@ def overrides_frame(
     if since is not None:
         where.append("o.ts_utc >= ?")
         params.append(utc_text(since, "since"))
-    is_current = ("NOT EXISTS (SELECT 1 FROM overrides c WHERE c.plant = o.plant "
-                  "AND c.unit_id = o.unit_id AND c.id > o.id) AS is_current")
+    is_current = (
+        "NOT EXISTS (SELECT 1 FROM overrides c WHERE c.plant = o.plant "
+        "AND c.unit_id = o.unit_id AND c.id > o.id) AS is_current"
+    )
     sql = f"SELECT {', '.join('o.' + c for c in COLUMNS)}, {is_current} FROM overrides o"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -290,7 +325,9 @@ def override_counts(
     with sqlite_connect(db) as con:
         (n,) = con.execute(
             "SELECT COUNT(DISTINCT unit_id) FROM overrides "
-            "WHERE plant = ? AND ts_utc >= ? AND ts_utc < ?", (plant, start, end)).fetchone()
+            "WHERE plant = ? AND ts_utc >= ? AND ts_utc < ?",
+            (plant, start, end),
+        ).fetchone()
     return int(n)
 
 

@@ -21,10 +21,12 @@ def date_dimension(start: dt.date) -> dg.DailyPartitionsDefinition:
 
 def plant_day(plants: Iterable[str], start: dt.date) -> dg.MultiPartitionsDefinition:
     """plant x day partitions of the standard, KPI and later layers."""
-    return dg.MultiPartitionsDefinition({
-        "plant": dg.StaticPartitionsDefinition(sorted(plants)),
-        "date": date_dimension(start),
-    })
+    return dg.MultiPartitionsDefinition(
+        {
+            "plant": dg.StaticPartitionsDefinition(sorted(plants)),
+            "date": date_dimension(start),
+        }
+    )
 
 
 def raw_partitions(plant: PlantConfig, start: dt.date) -> dg.MultiPartitionsDefinition:
@@ -34,10 +36,14 @@ def raw_partitions(plant: PlantConfig, start: dt.date) -> dg.MultiPartitionsDefi
 
 def raw_to_standard_mapping(plant_id: str) -> dg.MultiPartitionMapping:
     """raw_<plant>[plant, day] feeds the standard partitions [plant, day] and nothing else."""
-    return dg.MultiPartitionMapping({
-        "plant": dg.DimensionPartitionMapping("plant", dg.StaticPartitionMapping({plant_id: plant_id})),
-        "date": dg.DimensionPartitionMapping("date", dg.IdentityPartitionMapping()),
-    })
+    return dg.MultiPartitionMapping(
+        {
+            "plant": dg.DimensionPartitionMapping(
+                "plant", dg.StaticPartitionMapping({plant_id: plant_id})
+            ),
+            "date": dg.DimensionPartitionMapping("date", dg.IdentityPartitionMapping()),
+        }
+    )
 
 
 def key_for(plant_id: str, day: dt.date) -> str:
@@ -54,7 +60,9 @@ def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, dt.date]:
     return d["plant"], dt.date.fromisoformat(d["date"])
 
 
-def keys_of(context: dg.OpExecutionContext | dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[tuple[str, dt.date]]:
+def keys_of(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> list[tuple[str, dt.date]]:
     """The (plant, day) partitions a run covers (one key or a single-run range)."""
     op_ctx = getattr(context, "op_execution_context", context)
     if not (op_ctx.has_partition_key or op_ctx.has_partition_key_range):

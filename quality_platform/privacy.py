@@ -68,9 +68,11 @@ def load_new_key() -> bytes:
     """The key to rotate to, from ``QP_PSEUDONYM_KEY_NEW`` (at least 16 characters)."""
     value = (os.environ.get(NEW_KEY_ENV) or "").strip()
     if not value:
-        raise MissingKeyError(f"no new key: set {NEW_KEY_ENV} to the new pseudonymisation key (at least "
-                              f"{MIN_KEY_CHARS} characters; e.g. `python -c 'import secrets; "
-                              "print(secrets.token_urlsafe(32))'`)")
+        raise MissingKeyError(
+            f"no new key: set {NEW_KEY_ENV} to the new pseudonymisation key (at least "
+            f"{MIN_KEY_CHARS} characters; e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`)"
+        )
     if len(value) < MIN_KEY_CHARS:
         raise MissingKeyError(f"{NEW_KEY_ENV} must be at least {MIN_KEY_CHARS} characters long")
     return value.encode("utf-8")
@@ -97,9 +99,12 @@ def retired_keys() -> dict[str, bytes]:
 
 def is_pseudonym(value: str) -> bool:
     """Whether ``value`` has the form of a pseudonym (``op_`` + 20 lowercase hex digits)."""
-    body = value[len(PSEUDONYM_PREFIX):]
-    return (value.startswith(PSEUDONYM_PREFIX) and len(body) == PSEUDONYM_HEX
-            and all(c in "0123456789abcdef" for c in body))
+    body = value[len(PSEUDONYM_PREFIX) :]
+    return (
+        value.startswith(PSEUDONYM_PREFIX)
+        and len(body) == PSEUDONYM_HEX
+        and all(c in "0123456789abcdef" for c in body)
+    )
 
 
 def key_id(key: bytes) -> str:
@@ -109,7 +114,10 @@ def key_id(key: bytes) -> str:
 
 def pseudonym(raw_id: str, key: bytes) -> str:
     """Keyed pseudonym of one identifier."""
-    return PSEUDONYM_PREFIX + hmac.new(key, raw_id.encode("utf-8"), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+    return (
+        PSEUDONYM_PREFIX
+        + hmac.new(key, raw_id.encode("utf-8"), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+    )
 
 
 def pseudonymise(values: pd.Series, key: bytes) -> pd.Series:
@@ -119,16 +127,19 @@ def pseudonymise(values: pd.Series, key: bytes) -> pd.Series:
     return values.map(mapping).astype("string")
 
 
-def raw_personal_columns(con: Any, personal_data: Mapping[str, Sequence[str]], *,
-                         catalog: str | None = None) -> dict[str, list[str]]:
+def raw_personal_columns(
+    con: Any, personal_data: Mapping[str, Sequence[str]], *, catalog: str | None = None
+) -> dict[str, list[str]]:
     """Raw table -> its personal columns, for every raw table ``<plant>__<stream>`` of a plant in
     ``personal_data`` (plant id -> the columns its config declares as ``personal_data``,
     data/plants/*.yaml): the declared columns the table has, in declared order ([] when none).
 
     ``con`` is a DuckDB connection to the warehouse, or one where it is attached as ``catalog``."""
-    rows = con.execute("SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name = "
-                       "coalesce(?, current_database()) AND schema_name = 'raw' GROUP BY 1 ORDER BY 1",
-                       [catalog]).fetchall()
+    rows = con.execute(
+        "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name = "
+        "coalesce(?, current_database()) AND schema_name = 'raw' GROUP BY 1 ORDER BY 1",
+        [catalog],
+    ).fetchall()
     out = {}
     for table, cols in rows:
         plant = table.split("__", 1)[0]

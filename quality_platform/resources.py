@@ -55,7 +55,8 @@ def default_resources() -> dict[str, object]:
     """Resources bound in the code location: file locations and the warehouse path."""
     paths = get_paths()
     return {
-        "platform": PlatformResource(data_dir=os.environ.get("QP_DATA_DIR"),
-                                     config_dir=os.environ.get("QP_CONFIG_DIR")),
+        "platform": PlatformResource(
+            data_dir=os.environ.get("QP_DATA_DIR"), config_dir=os.environ.get("QP_CONFIG_DIR")
+        ),
         "warehouse": DuckDBResource(database=str(paths.warehouse_path)),
     }

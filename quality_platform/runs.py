@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 EXECUTOR_HOST_TAG = "qp/executor_host"
 EXECUTOR_PID_TAG = "qp/executor_pid"
 EXECUTOR_START_TAG = "qp/executor_start"
-ACTIVE_STATUSES = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+ACTIVE_STATUSES = (
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
 
 
 def _boot_id() -> str:
@@ -50,7 +54,7 @@ def _proc_stat(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def process_start(pid: int) -> str | None:
@@ -76,8 +80,11 @@ def _pid_alive(pid: int) -> bool:
 def executor_tags() -> dict[str, str]:
     """Tags naming this process as the executor of a run it launches."""
     pid = os.getpid()
-    return {EXECUTOR_HOST_TAG: socket.gethostname(), EXECUTOR_PID_TAG: str(pid),
-            EXECUTOR_START_TAG: process_start(pid) or ""}
+    return {
+        EXECUTOR_HOST_TAG: socket.gethostname(),
+        EXECUTOR_PID_TAG: str(pid),
+        EXECUTOR_START_TAG: process_start(pid) or "",
+    }
 
 
 def executor_alive(tags: dict[str, str]) -> bool | None:
@@ -106,7 +113,9 @@ class ReapedRun:
 
 def _pools_of(instance: dg.DagsterInstance) -> list[str]:
     storage = instance.event_log_storage
-    return sorted(storage.get_concurrency_keys()) if storage.supports_global_concurrency_limits else []
+    return (
+        sorted(storage.get_concurrency_keys()) if storage.supports_global_concurrency_limits else []
+    )
 
 
 def run_pools(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -130,14 +139,25 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[ReapedRun]:
             continue
         host, pid = run.tags[EXECUTOR_HOST_TAG], int(run.tags[EXECUTOR_PID_TAG])
         pools = run_pools(instance, run.run_id)
-        instance.report_run_failed(current, message=(
-            f"The process that executed this run (pid {pid} on {host}) is gone: it was killed or crashed while "
-            f"the run was {current.status.value}. Marked failed by pid {os.getpid()}, which freed its slots in "
-            f"the pools {pools or '(none held)'}. Re-run the run's partitions (writes are idempotent)."))
+        instance.report_run_failed(
+            current,
+            message=(
+                f"The process that executed this run (pid {pid} on {host}) is gone: it was killed or crashed while "
+                f"the run was {current.status.value}. Marked failed by pid {os.getpid()}, which freed its slots in "
+                f"the pools {pools or '(none held)'}. Re-run the run's partitions (writes are idempotent)."
+            ),
+        )
         if instance.event_log_storage.supports_global_concurrency_limits:
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        log.warning("run %s (%s) was %s but its process %s on %s is gone: marked failed, freed slots in %s",
-                    run.run_id, run.job_name, current.status.value, pid, host, pools)
+        log.warning(
+            "run %s (%s) was %s but its process %s on %s is gone: marked failed, freed slots in %s",
+            run.run_id,
+            run.job_name,
+            current.status.value,
+            pid,
+            host,
+            pools,
+        )
         reaped.append(ReapedRun(run.run_id, run.job_name, current.status.value, host, pid, pools))
     return reaped
 
@@ -177,7 +197,12 @@ def _interrupt_main_thread() -> bool:
     ident = threading.main_thread().ident
     if ident is None:
         return False
-    return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)) == 1
+    return (
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+        )
+        == 1
+    )
 
 
 class SlotWatch:
@@ -189,15 +214,23 @@ class SlotWatch:
     it waits, it cancels the run (its queue place is given back) and interrupts it; the runner then
     exits (:attr:`terminated`)."""
 
-    def __init__(self, instance: dg.DagsterInstance, run_id: str, poll_s: float = 0.5,
-                 reap_every_s: float = 2.0, log_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        run_id: str,
+        poll_s: float = 0.5,
+        reap_every_s: float = 2.0,
+        log_every_s: float = 60.0,
+    ) -> None:
         self.instance, self.run_id = instance, run_id
         self.poll_s, self.reap_every_s, self.log_every_s = poll_s, reap_every_s, log_every_s
         self.terminated = False
         # Dagster captures signals only when the run executes in the main thread
         self._signals = threading.current_thread() is threading.main_thread()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"slot-watch-{run_id[:8]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"slot-watch-{run_id[:8]}", daemon=True
+        )
         self._last_holders: tuple[Any, ...] | None = None
         self._logged_at = 0.0
 
@@ -205,8 +238,12 @@ class SlotWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
 
@@ -247,24 +284,38 @@ class SlotWatch:
                 holders = tuple(sorted((p, tuple(r)) for p, r in waiting.items()))
                 if holders != self._last_holders or now - self._logged_at >= self.log_every_s:
                     self._last_holders, self._logged_at = holders, now
-                    log.warning("run %s waits for a slot: %s", self.run_id, "; ".join(
-                        f"pool {p} held by {', '.join(self._describe(r) for r in rs) or 'no run (queued behind others)'}"
-                        for p, rs in holders))
+                    log.warning(
+                        "run %s waits for a slot: %s",
+                        self.run_id,
+                        "; ".join(
+                            f"pool {p} held by {', '.join(self._describe(r) for r in rs) or 'no run (queued behind others)'}"
+                            for p, rs in holders
+                        ),
+                    )
             except Exception:  # the watch must never break the run it watches
                 log.exception("watching run %s failed", self.run_id)
 
     def _terminate(self) -> bool:
         """On a captured SIGTERM / SIGINT: if the run only waits (no step holds a slot), cancel it."""
         waiting = self._waiting_pools()
-        if not waiting or any(self.run_id in self.instance.event_log_storage.get_concurrency_info(p).active_run_ids
-                              for p in _pools_of(self.instance)):
+        if not waiting or any(
+            self.run_id in self.instance.event_log_storage.get_concurrency_info(p).active_run_ids
+            for p in _pools_of(self.instance)
+        ):
             return False  # a running step: Dagster raises the interrupt at its next checkpoint
         run = self.instance.get_run_by_id(self.run_id)
         if run is not None and run.status in ACTIVE_STATUSES:
-            self.instance.report_run_canceling(run, message=(
-                f"Termination requested (SIGTERM/SIGINT to pid {os.getpid()}) while the run waited for a slot "
-                f"in {sorted(waiting)}: cancelled before any step ran."))
-        log.warning("run %s: termination requested while waiting for a slot in %s; cancelling it",
-                    self.run_id, sorted(waiting))
+            self.instance.report_run_canceling(
+                run,
+                message=(
+                    f"Termination requested (SIGTERM/SIGINT to pid {os.getpid()}) while the run waited for a slot "
+                    f"in {sorted(waiting)}: cancelled before any step ran."
+                ),
+            )
+        log.warning(
+            "run %s: termination requested while waiting for a slot in %s; cancelling it",
+            self.run_id,
+            sorted(waiting),
+        )
         self.terminated = _interrupt_main_thread()
         return self.terminated

@@ -28,8 +28,10 @@ def check_convertible(source_unit: str, canonical_unit: str) -> None:
     except (pint.errors.UndefinedUnitError, AttributeError, ValueError) as exc:
         raise ValueError(f"unknown unit {source_unit!r} or {canonical_unit!r}") from exc
     if src.dimensionality != dst.dimensionality:
-        raise ValueError(f"unit {source_unit!r} ({src.dimensionality}) cannot be converted to "
-                         f"{canonical_unit!r} ({dst.dimensionality})")
+        raise ValueError(
+            f"unit {source_unit!r} ({src.dimensionality}) cannot be converted to "
+            f"{canonical_unit!r} ({dst.dimensionality})"
+        )
 
 
 @lru_cache(maxsize=256)

@@ -76,7 +76,8 @@ def _open(path: Path, read_only: bool, busy_timeout_s: float) -> duckdb.DuckDBPy
             # this process already holds the file with another configuration: waiting cannot help
             raise WarehouseBusyError(
                 f"the warehouse {path} cannot be opened {mode}: this process already has it open in another "
-                f"mode ({str(exc).splitlines()[0]})") from exc
+                f"mode ({str(exc).splitlines()[0]})"
+            ) from exc
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise  # e.g. a read-only open of a file that does not exist
@@ -87,23 +88,37 @@ def _open(path: Path, read_only: bool, busy_timeout_s: float) -> duckdb.DuckDBPy
                     f"the warehouse {path} cannot be opened {mode}: it is in use by {who} and stayed locked for "
                     f"{waited:.1f} s (limit {busy_timeout_s:g} s; {str(exc).splitlines()[0]}). DuckDB allows one "
                     "writing process and no reader in another process while it writes: retry when that process "
-                    "has finished", holder_pid=pid, waited_s=waited) from exc
+                    "has finished",
+                    holder_pid=pid,
+                    waited_s=waited,
+                ) from exc
             if logged_at is None or waited - logged_at >= _WAIT_LOG_EVERY_S:
-                log.warning("the warehouse %s is locked by %s; waiting up to %g s to open it %s (%.1f s so far)",
-                            path, who, busy_timeout_s, mode, waited)
+                log.warning(
+                    "the warehouse %s is locked by %s; waiting up to %g s to open it %s (%.1f s so far)",
+                    path,
+                    who,
+                    busy_timeout_s,
+                    mode,
+                    waited,
+                )
                 logged_at = waited
             time.sleep(min(random.uniform(delay / 2, delay), max(busy_timeout_s - waited, 0.0)))
             delay = min(delay * 2, _BACKOFF_MAX_S)
             continue
         if logged_at is not None:
-            log.info("the warehouse %s is open %s after waiting %.1f s for its lock", path, mode,
-                     time.monotonic() - t0)
+            log.info(
+                "the warehouse %s is open %s after waiting %.1f s for its lock",
+                path,
+                mode,
+                time.monotonic() - t0,
+            )
         return con
 
 
 @contextlib.contextmanager
-def connect(path: Path | str, read_only: bool = False,
-            busy_timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: Path | str, read_only: bool = False, busy_timeout_s: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse file for the duration of a ``with`` block.
 
     When another process holds the file's lock, the open is retried with jittered backoff for up to
@@ -143,9 +158,12 @@ def quote_literal(value: object) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table]).fetchall()[0][0])
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
 
 
 def key_predicate(keys: Iterable[tuple[str, dt.date]], alias: str = "") -> str:
@@ -161,8 +179,10 @@ def key_predicate(keys: Iterable[tuple[str, dt.date]], alias: str = "") -> str:
             raise ValueError(f"invalid plant id {plant!r}")
         ds = sorted(set(days))
         in_list = ", ".join(f"DATE '{d.isoformat()}'" for d in ds)
-        parts.append(f"({a}plant = '{plant}' AND {a}partition_date BETWEEN DATE '{ds[0]}' AND DATE '{ds[-1]}'"
-                     f" AND {a}partition_date IN ({in_list}))")
+        parts.append(
+            f"({a}plant = '{plant}' AND {a}partition_date BETWEEN DATE '{ds[0]}' AND DATE '{ds[-1]}'"
+            f" AND {a}partition_date IN ({in_list}))"
+        )
     return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
 
 
@@ -213,17 +233,27 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
-def _replace(con: duckdb.DuckDBPyConnection, schema: str, table: str, arrow: pa.Table,
-             keys: list[tuple[str, dt.date]], ddl: str | None) -> None:
+def _replace(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    arrow: pa.Table,
+    keys: list[tuple[str, dt.date]],
+    ddl: str | None,
+) -> None:
     name = f"{quote_ident(schema)}.{quote_ident(table)}"
     if ddl is not None:
         con.execute(ddl)
     elif not table_exists(con, schema, table):
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming LIMIT 0")
     elif arrow.num_columns:
-        existing = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema=? AND table_name=?",
-            [schema, table]).fetchall()}
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema=? AND table_name=?",
+                [schema, table],
+            ).fetchall()
+        }
         for col in arrow.column_names:
             if col not in existing:
                 con.execute(f"ALTER TABLE {name} ADD COLUMN {quote_ident(col)} VARCHAR")
@@ -243,5 +273,7 @@ def read_partitions(
     """Rows of the given (plant, partition_date) keys as Arrow, or None if the table is missing."""
     if not table_exists(con, schema, table):
         return None
-    return con.sql(f"SELECT {columns} FROM {quote_ident(schema)}.{quote_ident(table)} "
-                   f"WHERE {key_predicate(keys)}").to_arrow_table()
+    return con.sql(
+        f"SELECT {columns} FROM {quote_ident(schema)}.{quote_ident(table)} "
+        f"WHERE {key_predicate(keys)}"
+    ).to_arrow_table()

@@ -37,8 +37,11 @@ def tune_small_model(paths: Paths, **gate: object) -> None:
 def relax_completeness(paths: Paths) -> None:
     """Completeness gates off (WARN and ERROR at 0 %), for tests that deliver a reading or two a day."""
     cfg = paths.platform_file
-    cfg.write_text(cfg.read_text().replace("completeness_warn_below: 0.95", "completeness_warn_below: 0")
-                   .replace("completeness_error_below: 0.50", "completeness_error_below: 0"))
+    cfg.write_text(
+        cfg.read_text()
+        .replace("completeness_warn_below: 0.95", "completeness_warn_below: 0")
+        .replace("completeness_error_below: 0.50", "completeness_error_below: 0")
+    )
 
 
 def tiny_plant_a_day(paths: Paths, day: dt.date) -> None:
@@ -49,10 +52,14 @@ def tiny_plant_a_day(paths: Paths, day: dt.date) -> None:
     folder.mkdir(parents=True)
     (folder / "sensoren.csv").write_text(
         "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
-        f"{day} 10:00:00,A-M01,200,2.5,12,3\n", encoding="utf-8")
+        f"{day} 10:00:00,A-M01,200,2.5,12,3\n",
+        encoding="utf-8",
+    )
     (folder / "auftraege.csv").write_text(
         "Auftrag,Linie,Maschine,Start,Ende,Produkt,Charge,Lieferant,Werker\n"
-        f"A-1,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n", encoding="utf-8")
+        f"A-1,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n",
+        encoding="utf-8",
+    )
 
 
 @pytest.fixture

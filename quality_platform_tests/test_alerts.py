@@ -58,8 +58,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers),
-                                          "body": json.loads(body)})
+                receiver.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
+                )
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -153,8 +154,13 @@ def test_alert_validation() -> None:
 
 
 def test_file_channel_writes_json_lines(paths: Paths) -> None:
-    a1 = Alert("drift_alarm", "warning", "PSI 0.31 on spindle_temp", plant="plant_a",
-               details={"psi": 0.31, "feature": "spindle_temp"})
+    a1 = Alert(
+        "drift_alarm",
+        "warning",
+        "PSI 0.31 on spindle_temp",
+        plant="plant_a",
+        details={"psi": 0.31, "feature": "spindle_temp"},
+    )
     a2 = Alert("promotion", "info", "defect_model v4 promoted")
     r1 = send_alert(a1, paths)
     r2 = send_alert(a2, paths)
@@ -174,8 +180,12 @@ def test_file_channel_writes_json_lines(paths: Paths) -> None:
 
 
 def test_audit_record_for_each_alert(paths: Paths) -> None:
-    r = send_alert(Alert("gate_failed", "error", "release gate failed: auc 0.61 < 0.7",
-                         details={"version": "5"}), paths)
+    r = send_alert(
+        Alert(
+            "gate_failed", "error", "release gate failed: auc 0.61 < 0.7", details={"version": "5"}
+        ),
+        paths,
+    )
     send_alert(Alert("rollback", "warning", "rolled back to v3", plant="plant_b"), paths)
     recs = audit_alerts(paths)
     assert len(recs) == 2
@@ -198,8 +208,12 @@ def test_min_severity_filters(paths: Paths) -> None:
 
 
 def test_unserialisable_details_do_not_raise(paths: Paths) -> None:
-    r = send_alert(Alert("sensor_fault", "warning", "sensor stuck",
-                         details={"obj": object(), "path": Path("/x")}), paths)
+    r = send_alert(
+        Alert(
+            "sensor_fault", "warning", "sensor stuck", details={"obj": object(), "path": Path("/x")}
+        ),
+        paths,
+    )
     assert r["delivered"]
     assert read_alerts(paths)[0]["details"]["path"] == "/x"
 
@@ -215,17 +229,22 @@ def test_bad_config_falls_back_to_file_and_never_raises(paths: Paths) -> None:
 # --------------------------------------------------------------------------- webhook
 
 
-def test_webhook_delivery(paths: Paths, receiver: Receiver,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
-    write_config(paths, "channel: webhook\n"
-                        "webhook:\n"
-                        f"  url: {receiver.url}\n"
-                        "  timeout_seconds: 2\n"
-                        "  headers: {X-Source: qp-test}\n"
-                        "  headers_from_env: {Authorization: TEST_ALERT_TOKEN}\n")
+def test_webhook_delivery(
+    paths: Paths, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(
+        paths,
+        "channel: webhook\n"
+        "webhook:\n"
+        f"  url: {receiver.url}\n"
+        "  timeout_seconds: 2\n"
+        "  headers: {X-Source: qp-test}\n"
+        "  headers_from_env: {Authorization: TEST_ALERT_TOKEN}\n",
+    )
     monkeypatch.setenv("TEST_ALERT_TOKEN", "Bearer s3cret")
-    alert = Alert("drift_alarm", "warning", "drift on plant_a", plant="plant_a",
-                  details={"psi": 0.4})
+    alert = Alert(
+        "drift_alarm", "warning", "drift on plant_a", plant="plant_a", details={"psi": 0.4}
+    )
     r = send_alert(alert, paths)
     assert r["delivered"] is True and r["http_status"] == 200 and r["error"] is None
     assert r["file"] is None
@@ -247,9 +266,12 @@ def test_webhook_delivery(paths: Paths, receiver: Receiver,
     assert rec.refs["target"].startswith("http://127.0.0.1:")
 
 
-def test_webhook_url_env_wins(paths: Paths, receiver: Receiver,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
-    write_config(paths, f"channel: webhook\nwebhook: {{url: 'http://127.0.0.1:{closed_port()}/'}}\n")
+def test_webhook_url_env_wins(
+    paths: Paths, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(
+        paths, f"channel: webhook\nwebhook: {{url: 'http://127.0.0.1:{closed_port()}/'}}\n"
+    )
     monkeypatch.setenv("QP_ALERT_WEBHOOK_URL", receiver.url)
     assert send_alert(Alert("promotion", "info", "v4 promoted"), paths)["delivered"] is True
     assert len(receiver.requests) == 1
@@ -271,8 +293,11 @@ def test_webhook_http_500_falls_back_to_file(paths: Paths, receiver: Receiver) -
 
 def test_webhook_closed_port_falls_back_to_file(paths: Paths) -> None:
     cfg = AlertConfig.model_validate(
-        {"channel": "webhook", "webhook": {"url": f"http://127.0.0.1:{closed_port()}/x",
-                                           "timeout_seconds": 2}})
+        {
+            "channel": "webhook",
+            "webhook": {"url": f"http://127.0.0.1:{closed_port()}/x", "timeout_seconds": 2},
+        }
+    )
     r = send_alert(Alert("performance_drop", "warning", "auc dropped"), paths, config=cfg)
     assert r["delivered"] is False and "unreachable" in r["error"]
     assert read_alerts(paths, config=cfg)[0]["delivered"] is False
@@ -286,18 +311,26 @@ def test_webhook_timeout_falls_back_to_file(paths: Paths) -> None:
         srv.listen(1)
         url = f"http://127.0.0.1:{srv.getsockname()[1]}/"
         cfg = AlertConfig.model_validate(
-            {"channel": "webhook", "webhook": {"url": url, "timeout_seconds": 0.3}})
+            {"channel": "webhook", "webhook": {"url": url, "timeout_seconds": 0.3}}
+        )
         r = send_alert(Alert("sensor_fault", "warning", "sensor flatlined"), paths, config=cfg)
     assert r["delivered"] is False and "timed out" in r["error"]
     assert len(read_alerts(paths, config=cfg)) == 1
 
 
-def test_missing_secret_env_fails_closed(paths: Paths, receiver: Receiver,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_secret_env_fails_closed(
+    paths: Paths, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TEST_ALERT_TOKEN", raising=False)
     cfg = AlertConfig.model_validate(
-        {"channel": "webhook",
-         "webhook": {"url": receiver.url, "headers_from_env": {"Authorization": "TEST_ALERT_TOKEN"}}})
+        {
+            "channel": "webhook",
+            "webhook": {
+                "url": receiver.url,
+                "headers_from_env": {"Authorization": "TEST_ALERT_TOKEN"},
+            },
+        }
+    )
     r = send_alert(Alert("gate_failed", "error", "gate failed"), paths, config=cfg)
     assert r["delivered"] is False and "TEST_ALERT_TOKEN" in r["error"]
     assert receiver.requests == []

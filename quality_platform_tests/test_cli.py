@@ -19,7 +19,10 @@ def _json(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 0):
 
 
 def test_simulate_and_plants(qp_env: Paths, capsys, tmp_path) -> None:
-    res = _json(capsys, ["simulate", "--out", str(tmp_path / "l"), "--days", "2", "--scenario", "stable", "--json"])
+    res = _json(
+        capsys,
+        ["simulate", "--out", str(tmp_path / "l"), "--days", "2", "--scenario", "stable", "--json"],
+    )
     assert res["truth"]["scenario"] == "stable" and (tmp_path / "l" / "truth.json").exists()
     plants = _json(capsys, ["plants", "--json"])
     assert {p["plant"] for p in plants} == {"ai4i2020", "plant_a", "plant_b", "plant_c"}
@@ -39,10 +42,17 @@ def test_demo_backfill_summary_quarantine(qp_env: Paths, capsys) -> None:
     kp = {k["plant"]: k for k in s["kpis"]}
     assert 0 < kp["plant_c"]["defect_rate"] < 0.2
     assert kp["plant_c"]["legacy"][0]["unit"] == "ppm"
-    runs = _json(capsys, ["backfill", "--plant", "plant_b", "--from", "2026-03-17", "--to", "2026-03-17", "--json"])
-    assert [r["job"] for r in runs] == ["land_plant_b", "standardize_job"] and all(r["success"] for r in runs)
+    runs = _json(
+        capsys,
+        ["backfill", "--plant", "plant_b", "--from", "2026-03-17", "--to", "2026-03-17", "--json"],
+    )
+    assert [r["job"] for r in runs] == ["land_plant_b", "standardize_job"] and all(
+        r["success"] for r in runs
+    )
     s2 = _json(capsys, ["summary", "--json"])
-    assert {t["plant"]: t for t in s2["tables"]}["plant_b"]["sensor_readings"] == tables["plant_b"]["sensor_readings"]
+    assert {t["plant"]: t for t in s2["tables"]}["plant_b"]["sensor_readings"] == tables["plant_b"][
+        "sensor_readings"
+    ]
     assert _json(capsys, ["quarantine", "--plant", "plant_a", "--json"]) == []
     _assert_no_raw_operator_ids(qp_env)
 
@@ -64,10 +74,14 @@ def _assert_no_raw_operator_ids(paths: Paths) -> None:
     assert len(ids) > 10
     con = duckdb.connect(str(paths.warehouse_path), read_only=True)
     try:
-        raw_hits = con.sql("SELECT count(*) FROM raw.plant_a__units WHERE Werker IS NOT NULL").fetchall()[0][0]
+        raw_hits = con.sql(
+            "SELECT count(*) FROM raw.plant_a__units WHERE Werker IS NOT NULL"
+        ).fetchall()[0][0]
         assert raw_hits > 0  # the restricted raw layer keeps the source faithfully
-        for schema, table in con.sql("SELECT table_schema, table_name FROM information_schema.tables "
-                                     "WHERE table_schema IN ('standard', 'kpi')").fetchall():
+        for schema, table in con.sql(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('standard', 'kpi')"
+        ).fetchall():
             text = con.sql(f'SELECT * FROM {schema}."{table}"').df().astype(str).to_csv()
             assert not any(i in text for i in ids), f"raw operator id in {schema}.{table}"
     finally:
@@ -85,9 +99,13 @@ def test_free_slots_releases_only_finished_runs(qp_env: Paths, capsys) -> None:
 
     instance = _instance()
     instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
-    dead = instance.create_run_for_job(dg.GraphDefinition("g").to_job(), run_id="00000000-0000-4000-8000-000000000001")
+    dead = instance.create_run_for_job(
+        dg.GraphDefinition("g").to_job(), run_id="00000000-0000-4000-8000-000000000001"
+    )
     instance.report_run_failed(dead)
-    assert instance.event_log_storage.claim_concurrency_slot(WAREHOUSE_POOL, dead.run_id, "step").is_claimed
+    assert instance.event_log_storage.claim_concurrency_slot(
+        WAREHOUSE_POOL, dead.run_id, "step"
+    ).is_claimed
     res = _json(capsys, ["free-slots", "--json"])
     assert res["freed"] == [dead.run_id]
     assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots == []

@@ -28,17 +28,29 @@ def _edit(path: Path, fn) -> None:
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
 
 
-@pytest.mark.parametrize(("mutate", "field"), [
-    (lambda d: d.update(timezone="Mars/Olympus"), "timezone"),
-    (lambda d: d["streams"]["readings"]["timestamp"].update(kind="weekday"), "streams.readings.timestamp.kind"),
-    (lambda d: d["streams"]["readings"]["quantities"].update(humidity={"field": "x", "unit": "%"}),
-     "streams.readings.quantities.humidity"),
-    (lambda d: d["streams"]["readings"]["quantities"]["pressure"].update(unit="degC"),
-     "streams.readings.quantities.pressure.unit"),
-    (lambda d: d["legacy_kpis"][0].update(maps_to="happiness"), "legacy_kpis.0.maps_to"),
-    (lambda d: d["legacy_kpis"][0].update(formula="__import__('os')"), "legacy_kpis.0.formula"),
-    (lambda d: d.update(surprise=1), "surprise"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d.update(timezone="Mars/Olympus"), "timezone"),
+        (
+            lambda d: d["streams"]["readings"]["timestamp"].update(kind="weekday"),
+            "streams.readings.timestamp.kind",
+        ),
+        (
+            lambda d: d["streams"]["readings"]["quantities"].update(
+                humidity={"field": "x", "unit": "%"}
+            ),
+            "streams.readings.quantities.humidity",
+        ),
+        (
+            lambda d: d["streams"]["readings"]["quantities"]["pressure"].update(unit="degC"),
+            "streams.readings.quantities.pressure.unit",
+        ),
+        (lambda d: d["legacy_kpis"][0].update(maps_to="happiness"), "legacy_kpis.0.maps_to"),
+        (lambda d: d["legacy_kpis"][0].update(formula="__import__('os')"), "legacy_kpis.0.formula"),
+        (lambda d: d.update(surprise=1), "surprise"),
+    ],
+)
 def test_bad_plant_config_names_file_and_field(qp_env: Paths, mutate, field: str) -> None:
     f = qp_env.plants_dir / "plant_a.yaml"
     _edit(f, mutate)
@@ -71,6 +83,7 @@ def test_formula_parser_accepts_only_arithmetic_over_counts(text: str) -> None:
     except ValueError:
         return
     import ast
+
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert names <= {"produced", "inspected", "rework", "scrap", "defective", "good"}
     assert not any(isinstance(n, ast.Call | ast.Attribute | ast.Subscript) for n in ast.walk(tree))

@@ -57,7 +57,9 @@ POOL_SCRIPT = textwrap.dedent("""
 def _instance() -> dg.DagsterInstance:
     from quality_platform.cli import _instance as cli_instance
 
-    return cli_instance()  # the instance `qp` uses: $DAGSTER_HOME with the repository's dagster.yaml
+    return (
+        cli_instance()
+    )  # the instance `qp` uses: $DAGSTER_HOME with the repository's dagster.yaml
 
 
 def _wait_for(what: str, cond: Callable[[], object], timeout: float = 120) -> object:
@@ -84,11 +86,15 @@ def _kill(p: subprocess.Popen[str]) -> None:
     p.wait(timeout=30)
 
 
-def _kill_while_holding(argv: list[str], instance: dg.DagsterInstance, pool: str) -> tuple[object, int]:
+def _kill_while_holding(
+    argv: list[str], instance: dg.DagsterInstance, pool: str
+) -> tuple[object, int]:
     """Start ``argv``, SIGKILL it once its run holds a slot of ``pool``; returns (that run, the pid)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     try:
-        dead = _wait_for(f"the run of {argv[1:3]} to hold a {pool} slot", lambda: _holder_of(instance, pool))
+        dead = _wait_for(
+            f"the run of {argv[1:3]} to hold a {pool} slot", lambda: _holder_of(instance, pool)
+        )
         _kill(proc)
     finally:
         proc.kill()
@@ -100,8 +106,10 @@ def _run(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess[s
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{argv[3:]} still waiting after {timeout} s (a dead run blocks it): "
-                             f"{(exc.stderr or b'')[-2000:]!r}") from None
+        raise AssertionError(
+            f"{argv[3:]} still waiting after {timeout} s (a dead run blocks it): "
+            f"{(exc.stderr or b'')[-2000:]!r}"
+        ) from None
 
 
 def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -111,9 +119,12 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
 
 def _slots_of(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     storage = instance.event_log_storage
-    return [pool for pool in storage.get_concurrency_keys()
-            for slot in storage.get_concurrency_info(pool).claimed_slots if slot.run_id == run_id]
-
+    return [
+        pool
+        for pool in storage.get_concurrency_keys()
+        for slot in storage.get_concurrency_info(pool).claimed_slots
+        if slot.run_id == run_id
+    ]
 
 
 def test_killed_backfill_does_not_block_the_next(qp_env: Paths) -> None:
@@ -124,22 +135,39 @@ def test_killed_backfill_does_not_block_the_next(qp_env: Paths) -> None:
     wh.parent.mkdir(parents=True)
     duckdb.connect(str(wh)).close()
     instance = _instance()
-    argv = [*QP, "backfill", "--plant", "plant_a", "--from", D1.isoformat(), "--to", D1.isoformat(), "--json"]
+    argv = [
+        *QP,
+        "backfill",
+        "--plant",
+        "plant_a",
+        "--from",
+        D1.isoformat(),
+        "--to",
+        D1.isoformat(),
+        "--json",
+    ]
     reader = duckdb.connect(str(wh), read_only=True)  # the land step cannot open the file meanwhile
     try:
         dead, _ = _kill_while_holding(argv, instance, WAREHOUSE_POOL)
     finally:
         reader.close()
     assert isinstance(dead, dg.DagsterRun) and dead.job_name == "land_plant_a"
-    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.STARTED  # nobody said it died
+    assert (
+        instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.STARTED
+    )  # nobody said it died
 
     again = _run(argv)
     assert again.returncode == 0, again.stderr[-3000:]
     runs = json.loads(again.stdout)
-    assert [(r["job"], r["success"]) for r in runs] == [("land_plant_a", True), ("standardize_job", True)]
+    assert [(r["job"], r["success"]) for r in runs] == [
+        ("land_plant_a", True),
+        ("standardize_job", True),
+    ]
     after = instance.get_run_by_id(dead.run_id)
     assert after is not None and after.status == dg.DagsterRunStatus.FAILURE
-    assert "process" in _failure_message(instance, dead.run_id) and "is gone" in _failure_message(instance, dead.run_id)
+    assert "process" in _failure_message(instance, dead.run_id) and "is gone" in _failure_message(
+        instance, dead.run_id
+    )
     assert _slots_of(instance, dead.run_id) == []
     with duckdb.connect(str(wh), read_only=True) as con:  # re-runs stay idempotent
         assert con.execute("SELECT count(*) FROM standard.production_units").fetchall()[0][0] == 1
@@ -160,7 +188,9 @@ def test_free_slots_reaps_a_killed_run_in_every_pool(qp_env: Paths, tmp_path: Pa
     assert [r["run_id"] for r in out["reaped"]] == [dead.run_id]
     assert out["reaped"][0]["pid"] == pid and out["reaped"][0]["pools"] == [TRAINING_POOL]
     assert dead.run_id in out["freed"] and out["active"] == []
-    assert TRAINING_POOL in out["pools"]  # every pool of the instance is looked at, not only the warehouse
+    assert (
+        TRAINING_POOL in out["pools"]
+    )  # every pool of the instance is looked at, not only the warehouse
     assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
     assert "is gone" in _failure_message(instance, dead.run_id)
     assert _slots_of(instance, dead.run_id) == []
@@ -175,13 +205,21 @@ def test_a_run_waiting_for_a_slot_obeys_sigterm(qp_env: Paths, tmp_path: Path) -
     script = tmp_path / "pool_job.py"
     script.write_text(POOL_SCRIPT)
     instance = _instance()
-    holder = subprocess.Popen([sys.executable, str(script), "hold"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(script), "hold"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     waiter = None
     try:
         _wait_for("the hold run to claim the slot", lambda: _holder_of(instance, TRAINING_POOL))
-        waiter = subprocess.Popen([sys.executable, str(script), "quick"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        waiter = subprocess.Popen(
+            [sys.executable, str(script), "quick"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         info = lambda: instance.event_log_storage.get_concurrency_info(TRAINING_POOL)  # noqa: E731
         _wait_for("the second run to queue for the slot", lambda: info().pending_run_ids)
         waiting = next(iter(info().pending_run_ids))

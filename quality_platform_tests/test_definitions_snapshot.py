@@ -24,7 +24,11 @@ def _partitions(pdef: Any) -> str | None:
     if pdef is None:
         return None
     if isinstance(pdef, dg.MultiPartitionsDefinition):
-        return "multi(" + ", ".join(f"{d.name}:{_partitions(d.partitions_def)}" for d in pdef.partitions_defs) + ")"
+        return (
+            "multi("
+            + ", ".join(f"{d.name}:{_partitions(d.partitions_def)}" for d in pdef.partitions_defs)
+            + ")"
+        )
     if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
         return f"time({pdef.cron_schedule}, from {pdef.start.date()}, {pdef.timezone})"
     if isinstance(pdef, dg.StaticPartitionsDefinition):
@@ -57,14 +61,30 @@ def snapshot(defs: dg.Definitions) -> dict[str, Any]:
             "hooks": sorted(h.name for h in job.hook_defs),
             "tags": dict(sorted(job.tags.items())),
         }
-    schedules = {s.name: {"cron": s.cron_schedule, "target": s.job_name, "timezone": s.execution_timezone,
-                          "default": s.default_status.value} for s in sorted(defs.schedules or (), key=lambda s: s.name)}
+    schedules = {
+        s.name: {
+            "cron": s.cron_schedule,
+            "target": s.job_name,
+            "timezone": s.execution_timezone,
+            "default": s.default_status.value,
+        }
+        for s in sorted(defs.schedules or (), key=lambda s: s.name)
+    }
     sensors = {}
     for s in sorted(defs.sensors or (), key=lambda s: s.name):
-        sensors[s.name] = {"kind": type(s).__name__, "targets": sorted(t.job_name for t in s.targets),
-                           "interval_s": s.minimum_interval_seconds, "default": s.default_status.value}
-    return {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors,
-            "resources": sorted(defs.resources or {})}
+        sensors[s.name] = {
+            "kind": type(s).__name__,
+            "targets": sorted(t.job_name for t in s.targets),
+            "interval_s": s.minimum_interval_seconds,
+            "default": s.default_status.value,
+        }
+    return {
+        "assets": assets,
+        "jobs": jobs,
+        "schedules": schedules,
+        "sensors": sensors,
+        "resources": sorted(defs.resources or {}),
+    }
 
 
 def test_definitions_match_the_reviewed_snapshot(qp_env: Paths) -> None:
@@ -77,7 +97,8 @@ def test_definitions_match_the_reviewed_snapshot(qp_env: Paths) -> None:
     for part in ("assets", "jobs", "schedules", "sensors", "resources"):
         assert current[part] == expected[part], (
             f"the {part} of the definitions changed; review the diff and re-write the snapshot with "
-            f"QP_UPDATE_SNAPSHOT=1 ({SNAPSHOT})")
+            f"QP_UPDATE_SNAPSHOT=1 ({SNAPSHOT})"
+        )
 
 
 def test_every_sensor_has_a_target_and_ui_launches_run_in_process(qp_env: Paths) -> None:
@@ -85,7 +106,9 @@ def test_every_sensor_has_a_target_and_ui_launches_run_in_process(qp_env: Paths)
     materialisations from the UI use the in-process executor, like the platform's jobs."""
     defs = build_definitions(qp_env)
     snap = snapshot(defs)
-    request_runs = {n: s for n, s in snap["sensors"].items() if n != "alert_on_run_failure"}  # alerts only
+    request_runs = {
+        n: s for n, s in snap["sensors"].items() if n != "alert_on_run_failure"
+    }  # alerts only
     assert request_runs and all(s["targets"] for s in request_runs.values()), request_runs
     assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
     assert {j["executor"] for j in snap["jobs"].values()} == {"in_process"}

@@ -26,11 +26,15 @@ def test_every_cited_feature_id_is_defined() -> None:
     cited = _cited([f for f in files if f.is_file()])
     assert cited, "no feature id cited anywhere: the pattern is wrong"
     unknown = {k: sorted(v) for k, v in cited.items() if k not in FEATURES}
-    assert not unknown, f"feature ids cited but not defined in quality_platform/feature_ids.py: {unknown}"
+    assert not unknown, (
+        f"feature ids cited but not defined in quality_platform/feature_ids.py: {unknown}"
+    )
 
 
 def test_readme_table_lists_the_defined_ids() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Feature ids", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (F[0-9]+) \|", section, flags=re.M)
-    assert rows == list(FEATURES), "README's feature id table differs from quality_platform/feature_ids.py"
+    assert rows == list(FEATURES), (
+        "README's feature id table differs from quality_platform/feature_ids.py"
+    )

@@ -15,18 +15,28 @@ from quality_platform.config import load_kpis, load_plants
 from quality_platform.settings import Paths
 
 
-def _units(outcomes: list[str | None], line: str = "L1", day: dt.date = dt.date(2026, 3, 16)) -> pd.DataFrame:
+def _units(
+    outcomes: list[str | None], line: str = "L1", day: dt.date = dt.date(2026, 3, 16)
+) -> pd.DataFrame:
     rows = []
     for o in outcomes:
-        rows.append({"plant": "plant_a", "partition_date": pd.Timestamp(day), "line": line,
-                     "rework": None if o is None else o == "rework",
-                     "scrap": None if o is None else o == "scrap",
-                     "defect": None if o is None else o in ("rework", "scrap")})
+        rows.append(
+            {
+                "plant": "plant_a",
+                "partition_date": pd.Timestamp(day),
+                "line": line,
+                "rework": None if o is None else o == "rework",
+                "scrap": None if o is None else o == "scrap",
+                "defect": None if o is None else o in ("rework", "scrap"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_counts_and_unified_kpis(qp_env: Paths) -> None:
-    u = pd.concat([_units(["ok"] * 7 + ["rework", "scrap", None]), _units(["ok", "scrap"], line="L2")])
+    u = pd.concat(
+        [_units(["ok"] * 7 + ["rework", "scrap", None]), _units(["ok", "scrap"], line="L2")]
+    )
     kd = K.kpi_daily(u, load_kpis(qp_env))
     whole = kd[kd["line"] == "*"].set_index("kpi_id")
     assert whole.loc["defect_rate", "value"] == pytest.approx(3 / 11)
@@ -49,13 +59,26 @@ def test_legacy_reconciliation_explains_each_plant(qp_env: Paths) -> None:
     a = K.reconcile(kd, K.plant_reported_kpis(u, plants["plant_a"]), plants["plant_a"], reg).iloc[0]
     assert a["legacy_value"] == pytest.approx(100 * 3 / 108)  # scrap / produced in percent
     assert a["unified_in_legacy_unit"] == pytest.approx(100 * 3 / 98)
-    assert "denominator differs: legacy 'produced' vs unified 'inspected' (108 vs 98" in a["explanation"]
+    assert (
+        "denominator differs: legacy 'produced' vs unified 'inspected' (108 vs 98"
+        in a["explanation"]
+    )
     ub = u.assign(plant="plant_b")
-    b = K.reconcile(kd.assign(plant="plant_b"), K.plant_reported_kpis(ub, plants["plant_b"]), plants["plant_b"], reg).iloc[0]
+    b = K.reconcile(
+        kd.assign(plant="plant_b"),
+        K.plant_reported_kpis(ub, plants["plant_b"]),
+        plants["plant_b"],
+        reg,
+    ).iloc[0]
     assert b["legacy_value"] == pytest.approx(100 * 95 / 98)  # rework counted as good
     assert "numerator differs" in b["explanation"]
     uc = u.assign(plant="plant_c")
-    c = K.reconcile(kd.assign(plant="plant_c"), K.plant_reported_kpis(uc, plants["plant_c"]), plants["plant_c"], reg).iloc[0]
+    c = K.reconcile(
+        kd.assign(plant="plant_c"),
+        K.plant_reported_kpis(uc, plants["plant_c"]),
+        plants["plant_c"],
+        reg,
+    ).iloc[0]
     assert c["difference_in_legacy_unit"] == pytest.approx(0)
     assert c["explanation"].startswith("scale: legacy reports in ppm")
 

@@ -41,10 +41,20 @@ ALARMS = ("process_drift", "sensor_fault", "stuck_sensor")
 
 def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plants: tuple[str, ...]) -> Paths:
     paths = make_installation(tmp_path, plants=plants)
-    for k, v in {"QP_DATA_DIR": paths.data_dir, "QP_CONFIG_DIR": paths.config_dir, "QP_PSEUDONYM_KEY": TEST_KEY,
-                 "DAGSTER_HOME": tmp_path / "dagster_home"}.items():
+    for k, v in {
+        "QP_DATA_DIR": paths.data_dir,
+        "QP_CONFIG_DIR": paths.config_dir,
+        "QP_PSEUDONYM_KEY": TEST_KEY,
+        "DAGSTER_HOME": tmp_path / "dagster_home",
+    }.items():
         monkeypatch.setenv(k, str(v))
-    for k in ("QP_LANDING_DIR", "QP_WAREHOUSE", "QP_AUDIT_DB", "QP_MLFLOW_TRACKING_URI", "QP_MLFLOW_ARTIFACT_ROOT"):
+    for k in (
+        "QP_LANDING_DIR",
+        "QP_WAREHOUSE",
+        "QP_AUDIT_DB",
+        "QP_MLFLOW_TRACKING_URI",
+        "QP_MLFLOW_ARTIFACT_ROOT",
+    ):
         monkeypatch.delenv(k, raising=False)
     (tmp_path / "dagster_home").mkdir()
     f = paths.config_dir / "ml" / "model.yaml"
@@ -55,22 +65,39 @@ def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plants: tuple[str,
     f.write_text(yaml.safe_dump(cfg))
     cases = paths.config_dir / "ml" / "behaviour_cases.yaml"
     doc = yaml.safe_load(cases.read_text())
-    doc["cases"] = [c for c in doc["cases"] if c["name"] != "hot_process_raises_risk"]  # needs more than a week
+    doc["cases"] = [
+        c for c in doc["cases"] if c["name"] != "hot_process_raises_risk"
+    ]  # needs more than a week
     cases.write_text(yaml.safe_dump(doc))
     return paths
 
 
-def _run(paths: Paths, instance: dg.DagsterInstance, plants: tuple[str, ...], scenario: str, days: int,
-         onset: int) -> tuple[list[DayOutcome], dict]:
-    truth = simulate(paths.landing_dir, days=days, start=D0, scenario=scenario, onset_day=onset,
-                     plants=load_plants(paths))
+def _run(
+    paths: Paths,
+    instance: dg.DagsterInstance,
+    plants: tuple[str, ...],
+    scenario: str,
+    days: int,
+    onset: int,
+) -> tuple[list[DayOutcome], dict]:
+    truth = simulate(
+        paths.landing_dir,
+        days=days,
+        start=D0,
+        scenario=scenario,
+        onset_day=onset,
+        plants=load_plants(paths),
+    )
     defs = build_definitions(paths)
     last_train = D0 + dt.timedelta(days=TRAIN_DAYS - 1)
     for p in plants:
         assert all(o.success for o in backfill(defs, instance, p, D0, last_train))
     t = train(defs, instance)
     assert t.success, t.failed_checks
-    reg, audit = ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+    reg, audit = (
+        ModelRegistry(load_model_config(paths), paths),
+        AuditLog(audit_db_path(paths.data_dir)),
+    )
     L.approve(reg, audit, "1", "carl.control", "initial release")
     L.promote(reg, audit, "1", "carl.control", "initial release")
     for p in plants:
@@ -80,7 +107,9 @@ def _run(paths: Paths, instance: dg.DagsterInstance, plants: tuple[str, ...], sc
         for p in plants:
             o = run_day(defs, instance, p, D0 + dt.timedelta(days=i), cursor)
             cursor = o.sensor_cursor
-            assert all(r.success for r in o.runs if r.job != "train_job"), [(r.job, r.failed_checks) for r in o.runs]
+            assert all(r.success for r in o.runs if r.job != "train_job"), [
+                (r.job, r.failed_checks) for r in o.runs
+            ]
             days_out.append(o)
     return days_out, truth
 
@@ -97,13 +126,17 @@ def _df(paths: Paths, sql: str) -> pd.DataFrame:
 
 
 def _findings(paths: Paths, after: dt.date) -> pd.DataFrame:
-    f = _df(paths, "SELECT plant, partition_date, kind, feature, machines, detail FROM ml.drift_findings ORDER BY 1, 2")
+    f = _df(
+        paths,
+        "SELECT plant, partition_date, kind, feature, machines, detail FROM ml.drift_findings ORDER BY 1, 2",
+    )
     print(f.to_string())
     return f[f["partition_date"] >= after]
 
 
-def test_moisture_drift_retrains_once_and_the_challenger_takes_over(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = _install(tmp_path, monkeypatch, ("plant_a",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, ("plant_a",), "moisture_drift", days=16, onset=9)
@@ -120,28 +153,44 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(tmp_path: Pa
     assert len(retrains) == 1, [(d.day, d.retrain) for d in retrains]
     assert retrains[0].day == first and retrains[0].retrain["success"]
     run = instance_runs[retrains[0].retrain["run_id"]]
-    assert run.tags["dagster/sensor_name"] == "retrain_on_drift" and run.tags["qp/check"] == "drift_metrics:input_drift"
+    assert (
+        run.tags["dagster/sensor_name"] == "retrain_on_drift"
+        and run.tags["qp/check"] == "drift_metrics:input_drift"
+    )
     reg = ModelRegistry(load_model_config(paths), paths)
     v2 = reg.version("2")
-    assert v2.tag("trigger") == "retrain_on_drift" and v2.tag("trigger_check") == "drift_metrics:input_drift"
+    assert (
+        v2.tag("trigger") == "retrain_on_drift"
+        and v2.tag("trigger_check") == "drift_metrics:input_drift"
+    )
     assert v2.gate in L.PASSING and v2.approval == "approved"
     assert reg.alias(CHAMPION).version == "2" and reg.alias(CHALLENGER) is None
     last = days[-1].day
-    pred = _df(paths, f"SELECT DISTINCT model_version FROM ml.predictions WHERE partition_date = DATE '{last}' "
-                      "AND decided_by = 'champion'")
+    pred = _df(
+        paths,
+        f"SELECT DISTINCT model_version FROM ml.predictions WHERE partition_date = DATE '{last}' "
+        "AND decided_by = 'champion'",
+    )
     assert set(pred["model_version"]) == {"2"}
     audit = AuditLog(audit_db_path(paths.data_dir))
     started = [r for r in audit.records(action="retrain") if r.outcome == "ok"]
     assert [r.refs["check"] for r in started] == ["drift_metrics:input_drift"]
-    assert any(r.outcome == "denied" and "cooldown" in (r.reason or "") for r in audit.records(action="retrain")), \
-        "the drift persisted after the retrain: the cooldown must have held further retrains back"
+    assert any(
+        r.outcome == "denied" and "cooldown" in (r.reason or "")
+        for r in audit.records(action="retrain")
+    ), "the drift persisted after the retrain: the cooldown must have held further retrains back"
     assert any(r.action == "promote" and r.actor == "system:canary" for r in audit.records())
     kinds = {a["kind"] for a in read_alerts(paths=paths)}
     assert {"drift_alarm", "retrain", "promotion"} <= kinds
-    ops = _df(paths, "SELECT partition_date, drift_alarms, retrains, predictions, cycle_time_hours FROM ml.ops_metrics")
+    ops = _df(
+        paths,
+        "SELECT partition_date, drift_alarms, retrains, predictions, cycle_time_hours FROM ml.ops_metrics",
+    )
     assert ops.loc[ops["partition_date"] == first, "drift_alarms"].iloc[0] > 0
     assert ops.loc[ops["partition_date"] == first, "retrains"].iloc[0] == 1
-    assert (ops.loc[ops["partition_date"] >= D0 + dt.timedelta(days=TRAIN_DAYS), "predictions"] > 0).all()
+    assert (
+        ops.loc[ops["partition_date"] >= D0 + dt.timedelta(days=TRAIN_DAYS), "predictions"] > 0
+    ).all()
     assert audit.verify().ok
 
 
@@ -151,17 +200,22 @@ def _no_retrain(days: list[DayOutcome], paths: Paths) -> None:
     assert [v.version for v in reg.versions()] == ["1"]
 
 
-@pytest.mark.parametrize("scenario,plant,kind", [("sensor_offset", "plant_b", "sensor_fault"),
-                                                 ("stuck_sensor", "plant_c", "stuck_sensor")])
-def test_sensor_fault_is_an_incident_not_a_retrain(scenario: str, plant: str, kind: str, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "scenario,plant,kind",
+    [("sensor_offset", "plant_b", "sensor_fault"), ("stuck_sensor", "plant_c", "stuck_sensor")],
+)
+def test_sensor_fault_is_an_incident_not_a_retrain(
+    scenario: str, plant: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = _install(tmp_path, monkeypatch, (plant,))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, (plant,), scenario, days=10, onset=8)
     onset = dt.date.fromisoformat(truth["onset_date"])
     machine = truth["affected"]["machine"]
     found = _findings(paths, D0 + dt.timedelta(days=TRAIN_DAYS))
-    assert found[found["kind"].isin(ALARMS) & (found["partition_date"] < onset)].empty, "false alarm before the onset"
+    assert found[found["kind"].isin(ALARMS) & (found["partition_date"] < onset)].empty, (
+        "false alarm before the onset"
+    )
     on = found[(found["partition_date"] == onset) & (found["kind"] == kind)]
     assert len(on) and all(m == machine for m in ",".join(on["machines"]).split(",")), on
     assert found[found["kind"] == "process_drift"].empty
@@ -171,39 +225,51 @@ def test_sensor_fault_is_an_incident_not_a_retrain(scenario: str, plant: str, ki
     assert inc and inc[0].refs["kind"] == kind and inc[0].refs["retrain"] is False
     assert machine in inc[0].refs["machines"]
     assert "sensor_fault" in {a["kind"] for a in read_alerts(paths=paths)}
-    ops = _df(paths, f"SELECT sensor_faults, quality_incidents FROM ml.ops_metrics WHERE partition_date = DATE '{onset}'")
+    ops = _df(
+        paths,
+        f"SELECT sensor_faults, quality_incidents FROM ml.ops_metrics WHERE partition_date = DATE '{onset}'",
+    )
     assert ops["sensor_faults"].iloc[0] >= 1 and ops["quality_incidents"].iloc[0] >= 1
 
 
-def test_stable_raises_no_alarm_and_no_retrain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stable_raises_no_alarm_and_no_retrain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = _install(tmp_path, monkeypatch, ("plant_a",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, _ = _run(paths, instance, ("plant_a",), "stable", days=11, onset=8)
-        rec = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("drift_metrics"),
-                                                                               "input_drift"))
+        rec = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift")
+        )
         assert rec is not None and rec.event.asset_check_evaluation.passed
     found = _findings(paths, D0 + dt.timedelta(days=TRAIN_DAYS))
     assert found[found["kind"].isin(ALARMS)].empty
     _no_retrain(days, paths)
 
 
-def test_concept_drift_fails_performance_once_labels_arrive_and_retrains(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concept_drift_fails_performance_once_labels_arrive_and_retrains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = _install(tmp_path, monkeypatch, ("plant_c",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, ("plant_c",), "concept_drift", days=13, onset=8)
     onset = dt.date.fromisoformat(truth["onset_date"])
     found = _findings(paths, D0 + dt.timedelta(days=TRAIN_DAYS))
     assert found[found["kind"] == "process_drift"].empty, "the inputs did not change"
-    perf = _df(paths, "SELECT partition_date, labelled, positives, roc_auc, expected_roc_auc, auc_z, pooled_auc_z, "
-                      "loss_z, pooled_loss_z, degraded FROM ml.model_performance ORDER BY 1")
+    perf = _df(
+        paths,
+        "SELECT partition_date, labelled, positives, roc_auc, expected_roc_auc, auc_z, pooled_auc_z, "
+        "loss_z, pooled_loss_z, degraded FROM ml.model_performance ORDER BY 1",
+    )
     print(perf.to_string())
     assert not perf.loc[perf["partition_date"] < onset, "degraded"].any()
     first = perf.loc[perf["degraded"].astype(bool), "partition_date"].min()
     assert onset <= first, perf
     retrains = [d for d in days if d.retrain]
     # labels arrive label_latency_days after production: the performance of a day is known that much later
-    assert retrains and retrains[0].day == first + dt.timedelta(days=truth["label_latency_days"]["plant_c"])
+    assert retrains and retrains[0].day == first + dt.timedelta(
+        days=truth["label_latency_days"]["plant_c"]
+    )
     reg = ModelRegistry(load_model_config(paths), paths)
     versions = [v for v in reg.versions() if v.version != "1"]
     assert len(versions) == len(retrains)
@@ -219,17 +285,30 @@ def test_a_failed_run_reaches_the_alert_channel(qp_env: Paths) -> None:
     defs = build_definitions(qp_env)
     sensor = defs.resolve_sensor_def("alert_on_run_failure")
 
-    def tick(cursor: str | None) -> Any:  # as the daemon evaluates it: from the instance's event log
-        return sensor.evaluate_tick(dg.build_sensor_context(
-            instance=instance, cursor=cursor, definitions=defs, resources={"platform": PlatformResource()}))
+    def tick(
+        cursor: str | None,
+    ) -> Any:  # as the daemon evaluates it: from the instance's event log
+        return sensor.evaluate_tick(
+            dg.build_sensor_context(
+                instance=instance,
+                cursor=cursor,
+                definitions=defs,
+                resources={"platform": PlatformResource()},
+            )
+        )
 
     with dg.instance_for_test() as instance:
         base = tick(None)  # the first tick only sets the cursor
         # no champion yet: scoring + drift of a plant-day fails
-        res = defs.resolve_job_def(MONITOR_JOB).execute_in_process(instance=instance, raise_on_error=False,
-                                                                   tags=range_tags("plant_a", D0, D0))
+        res = defs.resolve_job_def(MONITOR_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, tags=range_tags("plant_a", D0, D0)
+        )
         assert not res.success
         after = tick(base.cursor)
         tick(after.cursor)  # the same failure is not sent twice
     alerts = [a for a in read_alerts(paths=qp_env) if a["kind"] == "run_failure"]
-    assert len(alerts) == 1 and alerts[0]["details"]["run_id"] == res.run_id and "monitor_job" in alerts[0]["summary"]
+    assert (
+        len(alerts) == 1
+        and alerts[0]["details"]["run_id"] == res.run_id
+        and "monitor_job" in alerts[0]["summary"]
+    )

@@ -41,16 +41,29 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def test_record_and_read_back(paths: Paths) -> None:
-    out = record_override("plant_a", "U-1", "ok", "quinn.quality", "visual check: no crack",
-                          model_version="4", predicted_defect=1, risk=0.83, paths=paths)
+    out = record_override(
+        "plant_a",
+        "U-1",
+        "ok",
+        "quinn.quality",
+        "visual check: no crack",
+        model_version="4",
+        predicted_defect=1,
+        risk=0.83,
+        paths=paths,
+    )
     assert out["id"] == 1 and out["supersedes"] is None and out["decision"] == "ok"
     assert overrides_db_path(paths.data_dir) == paths.data_dir / "audit" / "overrides.db"
     assert overrides_db_path(paths.data_dir).exists()
     df = overrides_frame(paths)
     assert len(df) == 1
     row = df.iloc[0]
-    assert (row["plant"], row["unit_id"], row["decision"], row["actor"]) == \
-        ("plant_a", "U-1", "ok", "quinn.quality")
+    assert (row["plant"], row["unit_id"], row["decision"], row["actor"]) == (
+        "plant_a",
+        "U-1",
+        "ok",
+        "quinn.quality",
+    )
     assert row["reason"] == "visual check: no crack" and row["model_version"] == "4"
     assert row["predicted_defect"] == 1 and row["risk"] == pytest.approx(0.83)
     assert bool(row["is_current"])
@@ -70,18 +83,26 @@ def test_empty_without_database(paths: Paths) -> None:
 
 
 def test_current_only_keeps_latest_per_unit(paths: Paths, clock: list[str]) -> None:
-    clock += ["2024-03-01T08:00:00.000000Z", "2024-03-01T09:00:00.000000Z",
-              "2024-03-02T10:00:00.000000Z", "2024-03-03T11:00:00.000000Z"]
+    clock += [
+        "2024-03-01T08:00:00.000000Z",
+        "2024-03-01T09:00:00.000000Z",
+        "2024-03-02T10:00:00.000000Z",
+        "2024-03-03T11:00:00.000000Z",
+    ]
     record_override("plant_a", "U-1", "ok", "quinn.quality", "looked fine", paths=paths)
     record_override("plant_a", "U-2", "defect", "quinn.quality", "crack", paths=paths)
-    second = record_override("plant_a", "U-1", "defect", "rita.quality", "crack found on re-check",
-                             paths=paths)
+    second = record_override(
+        "plant_a", "U-1", "defect", "rita.quality", "crack found on re-check", paths=paths
+    )
     record_override("plant_b", "U-1", "ok", "rita.quality", "other plant, same id", paths=paths)
     assert second["supersedes"] == 1
 
     cur = overrides_frame(paths)
     assert list(zip(cur["plant"], cur["unit_id"], cur["decision"], strict=True)) == [
-        ("plant_a", "U-2", "defect"), ("plant_a", "U-1", "defect"), ("plant_b", "U-1", "ok")]
+        ("plant_a", "U-2", "defect"),
+        ("plant_a", "U-1", "defect"),
+        ("plant_b", "U-1", "ok"),
+    ]
     assert cur["is_current"].all()
 
     everything = overrides_frame(paths, current_only=False)
@@ -90,20 +111,30 @@ def test_current_only_keeps_latest_per_unit(paths: Paths, clock: list[str]) -> N
 
     # state as of a moment: before the re-check, U-1's first override was current
     asof = overrides_frame(paths, plant="plant_a", until="2024-03-02")
-    assert sorted(zip(asof["unit_id"], asof["decision"], strict=True)) == \
-        [("U-1", "ok"), ("U-2", "defect")]
+    assert sorted(zip(asof["unit_id"], asof["decision"], strict=True)) == [
+        ("U-1", "ok"),
+        ("U-2", "defect"),
+    ]
     # since: units whose current override was made from then on
     recent = overrides_frame(paths, plant="plant_a", since="2024-03-02")
     assert list(recent["unit_id"]) == ["U-1"]
-    window = overrides_frame(paths, since="2024-03-01T08:30", until="2024-03-03",
-                             current_only=False)
+    window = overrides_frame(
+        paths, since="2024-03-01T08:30", until="2024-03-03", current_only=False
+    )
     assert list(window["id"]) == [2, 3]
 
     assert override_counts(paths, "plant_a", "2024-03-01", "2024-03-02") == 2
     assert override_counts(paths, "plant_a", "2024-03-02", "2024-03-03") == 1
     assert override_counts(paths, "plant_b", "2024-03-01", "2024-03-04") == 1
-    assert override_counts(paths, "plant_a", pd.Timestamp("2024-03-01", tz="UTC"),
-                           pd.Timestamp("2024-03-04", tz="UTC")) == 2
+    assert (
+        override_counts(
+            paths,
+            "plant_a",
+            pd.Timestamp("2024-03-01", tz="UTC"),
+            pd.Timestamp("2024-03-04", tz="UTC"),
+        )
+        == 2
+    )
 
 
 def test_append_only(paths: Paths) -> None:
@@ -115,8 +146,10 @@ def test_append_only(paths: Paths) -> None:
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             con.execute("DELETE FROM overrides")
         with pytest.raises(sqlite3.IntegrityError):
-            con.execute("INSERT INTO overrides (ts_utc, plant, unit_id, decision, actor, reason) "
-                        "VALUES ('x', 'plant_a', 'U-2', 'maybe', 'a', 'r')")
+            con.execute(
+                "INSERT INTO overrides (ts_utc, plant, unit_id, decision, actor, reason) "
+                "VALUES ('x', 'plant_a', 'U-2', 'maybe', 'a', 'r')"
+            )
     finally:
         con.close()
     assert len(overrides_frame(paths, current_only=False)) == 1
@@ -138,8 +171,14 @@ def test_append_only(paths: Paths) -> None:
     ],
 )
 def test_validation_errors(paths: Paths, kwargs: dict, match: str) -> None:
-    args = {"plant": "plant_a", "unit_id": "U-1", "decision": "ok", "actor": "quinn.quality",
-            "reason": "fine", **kwargs}
+    args = {
+        "plant": "plant_a",
+        "unit_id": "U-1",
+        "decision": "ok",
+        "actor": "quinn.quality",
+        "reason": "fine",
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=match):
         record_override(**args, paths=paths)
     assert overrides_frame(paths).empty
@@ -152,8 +191,17 @@ def test_decision_is_normalised(paths: Paths) -> None:
 
 
 def test_audit_record_written(paths: Paths) -> None:
-    record_override("plant_a", "U-7", "ok", "quinn.quality", "first look", model_version="3",
-                    predicted_defect=1, risk=0.7, paths=paths)
+    record_override(
+        "plant_a",
+        "U-7",
+        "ok",
+        "quinn.quality",
+        "first look",
+        model_version="3",
+        predicted_defect=1,
+        risk=0.7,
+        paths=paths,
+    )
     out = record_override("plant_a", "U-7", "defect", "rita.quality", "second look", paths=paths)
     log = AuditLog(audit_db_path(paths.data_dir))
     recs = log.records(action="override")
@@ -162,8 +210,14 @@ def test_audit_record_written(paths: Paths) -> None:
     assert first.actor == "quinn.quality" and first.actor_kind == "user"
     assert first.subject == "unit:plant_a/U-7" and first.plant == "plant_a"
     assert first.reason == "first look" and first.outcome == "ok"
-    assert first.refs == {"override_id": 1, "unit_id": "U-7", "decision": "ok",
-                          "model_version": "3", "predicted_defect": 1, "risk": 0.7}
+    assert first.refs == {
+        "override_id": 1,
+        "unit_id": "U-7",
+        "decision": "ok",
+        "model_version": "3",
+        "predicted_defect": 1,
+        "risk": 0.7,
+    }
     assert second.refs["supersedes"] == 1 and second.refs["previous_decision"] == "ok"
     assert log.verify().ok
 
@@ -178,8 +232,9 @@ def test_no_override_without_audit_record(paths: Paths, monkeypatch: pytest.Monk
     assert overrides_frame(paths, current_only=False).empty
 
 
-def test_env_overrides_location(tmp_path: Path, paths: Paths,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_overrides_location(
+    tmp_path: Path, paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "elsewhere" / "ov.db"
     monkeypatch.setenv("QP_OVERRIDES_DB", str(db))
     record_override("plant_a", "U-1", "ok", "quinn.quality", "fine", paths=paths)
@@ -189,10 +244,14 @@ def test_env_overrides_location(tmp_path: Path, paths: Paths,
 @pytest.mark.parametrize(
     ("actor", "plant", "why"),
     [
-        ("paul.plant_a", "plant_a", "may not override"),       # plant manager: not their duty
-        ("mia.model", "plant_a", "may not override"),          # model owner
-        ("rita.quality", "plant_c", "may not override at plant_c"),  # quality engineer, not her plant
-        ("mallory", "plant_a", "unknown user"),                # not in the policy
+        ("paul.plant_a", "plant_a", "may not override"),  # plant manager: not their duty
+        ("mia.model", "plant_a", "may not override"),  # model owner
+        (
+            "rita.quality",
+            "plant_c",
+            "may not override at plant_c",
+        ),  # quality engineer, not her plant
+        ("mallory", "plant_a", "unknown user"),  # not in the policy
     ],
 )
 def test_policy_refuses_and_audits(paths: Paths, actor: str, plant: str, why: str) -> None:

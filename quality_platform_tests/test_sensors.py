@@ -28,12 +28,20 @@ def _file(paths: Paths, day: str, name: str = "sensoren.csv", body: str = "") ->
     return p
 
 
-def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, defs: dg.Definitions,
-          cursor: str | None):
+def _tick(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    cursor: str | None,
+):
     """One tick the way the daemon evaluates it: ``evaluate_tick`` also resolves and validates the
     run requests against the sensor's targets (calling the function directly would skip that)."""
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                  resources={"platform": PlatformResource()})
+    ctx = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"platform": PlatformResource()},
+    )
     return sensor.evaluate_tick(ctx)
 
 
@@ -58,7 +66,10 @@ def test_landing_sensor_picks_up_late_files(qp_env: Paths) -> None:
         os.utime(changed, ns=(1, 1))
         res = _tick(sensor, instance, defs, again.cursor)
         tags = sorted((r.tags[RANGE_START], r.tags[RANGE_END]) for r in res.run_requests)
-        assert tags == [("2026-03-10|plant_a", "2026-03-11|plant_a"), ("2026-03-16|plant_a", "2026-03-16|plant_a")]
+        assert tags == [
+            ("2026-03-10|plant_a", "2026-03-11|plant_a"),
+            ("2026-03-16|plant_a", "2026-03-16|plant_a"),
+        ]
         assert late.name in json.loads(res.cursor).__str__()
         assert not _tick(sensor, instance, defs, res.cursor).run_requests
 
@@ -70,7 +81,9 @@ def test_standardize_sensor_follows_raw(qp_env: Paths) -> None:
         base = _tick(sensor, instance, defs, None)
         assert not base.run_requests
         _file(qp_env, "2026-03-16", body="2026-03-16 10:00:00,A-M01,200,2.5,12,3\n")
-        assert run_range(defs, instance, "land_plant_a", "plant_a", dt.date(2026, 3, 16), dt.date(2026, 3, 16)).success
+        assert run_range(
+            defs, instance, "land_plant_a", "plant_a", dt.date(2026, 3, 16), dt.date(2026, 3, 16)
+        ).success
         res = _tick(sensor, instance, defs, base.cursor)
         (req,) = res.run_requests
         assert req.tags[RANGE_START] == req.tags[RANGE_END] == "2026-03-16|plant_a"
@@ -96,6 +109,8 @@ def test_monitor_sensor_requests_monitoring_of_a_standardised_day(qp_env: Paths)
         by_job = {r.job_name: r for r in res.run_requests}
         assert set(by_job) == {"monitor_job", "performance_job"}
         assert by_job["monitor_job"].tags[RANGE_START] == "2026-03-16|plant_a"
-        assert by_job["performance_job"].tags[RANGE_END] == "2026-03-14|plant_a"  # label latency 2 days
+        assert (
+            by_job["performance_job"].tags[RANGE_END] == "2026-03-14|plant_a"
+        )  # label latency 2 days
         assert by_job["monitor_job"].tags["dagster/sensor_name"] == "monitor_after_standardize"
         assert not _tick(sensor, instance, defs, res.cursor).run_requests

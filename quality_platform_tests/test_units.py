@@ -10,11 +10,18 @@ from hypothesis import strategies as st
 from quality_platform.units import affine, check_convertible, convert, ureg
 
 
-@pytest.mark.parametrize(("src", "dst", "x", "y"), [
-    ("degF", "degC", 212.0, 100.0), ("kelvin", "degC", 273.15, 0.0), ("psi", "kPa", 1.0, 6.894757),
-    ("bar", "kPa", 2.5, 250.0), ("dimensionless", "percent", 0.12, 12.0), ("g/kg", "percent", 120.0, 12.0),
-    ("inch/s", "mm/s", 1.0, 25.4),
-])
+@pytest.mark.parametrize(
+    ("src", "dst", "x", "y"),
+    [
+        ("degF", "degC", 212.0, 100.0),
+        ("kelvin", "degC", 273.15, 0.0),
+        ("psi", "kPa", 1.0, 6.894757),
+        ("bar", "kPa", 2.5, 250.0),
+        ("dimensionless", "percent", 0.12, 12.0),
+        ("g/kg", "percent", 120.0, 12.0),
+        ("inch/s", "mm/s", 1.0, 25.4),
+    ],
+)
 def test_known_conversions(src: str, dst: str, x: float, y: float) -> None:
     assert convert(np.array([x]), src, dst)[0] == pytest.approx(y, rel=1e-6)
 
@@ -26,8 +33,10 @@ def test_incompatible_units_are_refused() -> None:
         check_convertible("furlongs_per_fortnight_x", "mm/s")
 
 
-@given(st.sampled_from([("degF", "degC"), ("kelvin", "degC"), ("psi", "kPa"), ("inch/s", "mm/s")]),
-       st.floats(min_value=-1e6, max_value=1e6, allow_nan=False))
+@given(
+    st.sampled_from([("degF", "degC"), ("kelvin", "degC"), ("psi", "kPa"), ("inch/s", "mm/s")]),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+)
 def test_vectorised_conversion_matches_pint(pair: tuple[str, str], x: float) -> None:
     src, dst = pair
     expected = ureg().Quantity(x, src).to(dst).magnitude

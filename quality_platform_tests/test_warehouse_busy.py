@@ -108,14 +108,16 @@ print(opened, busy, flush=True)
 """
 
 
-
 def test_repeated_readers_never_fail_a_pipeline_run(qp_env: Paths, tmp_path: Path) -> None:
     tiny_plant_a_day(qp_env, D1)
     with connect(qp_env.warehouse_path):
         pass  # the file exists before the readers start
     stop = tmp_path / "stop"
-    reader = subprocess.Popen([sys.executable, "-c", STRESS_READER, str(qp_env.warehouse_path), str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", STRESS_READER, str(qp_env.warehouse_path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(1.0)  # the reader loop is running
         defs = build_definitions(qp_env)
@@ -126,8 +128,10 @@ def test_repeated_readers_never_fail_a_pipeline_run(qp_env: Paths, tmp_path: Pat
     finally:
         reader.kill()
     opened, busy = (int(x) for x in out.split())
-    assert [(o.job, o.success) for o in outcomes] == [("land_plant_a", True), ("standardize_job", True)] * 2, \
-        [(o.job, o.success, o.failed_checks) for o in outcomes]
+    assert [(o.job, o.success) for o in outcomes] == [
+        ("land_plant_a", True),
+        ("standardize_job", True),
+    ] * 2, [(o.job, o.success, o.failed_checks) for o in outcomes]
     assert opened >= 20, (opened, busy)  # the readers really kept the file busy meanwhile
     with connect(qp_env.warehouse_path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM standard.production_units").fetchall()[0][0] == 1

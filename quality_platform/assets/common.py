@@ -32,7 +32,9 @@ def preview(df: pd.DataFrame, drop: tuple[str, ...] = (), n: int = 8) -> dg.Meta
     return dg.MetadataValue.md(df[cols].head(n).to_markdown(index=False))
 
 
-def per_day_table(counts: dict[tuple[str, dt.date], int] | pd.Series, label: str) -> dg.MetadataValue:
+def per_day_table(
+    counts: dict[tuple[str, dt.date], int] | pd.Series, label: str
+) -> dg.MetadataValue:
     s = pd.Series(counts) if not isinstance(counts, pd.Series) else counts
     df = s.rename(label).reset_index()
     df.columns = ["plant", "date", label]

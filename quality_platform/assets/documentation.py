@@ -16,35 +16,58 @@ PREVIEW_CHARS = 6000
 
 
 @dg.asset(
-    name="model_documentation", group_name=GROUP, owners=["team:compliance", *OWNERS], kinds={"mlflow", "markdown"},
-    deps=["defect_model", "model_evaluation"], pool=WAREHOUSE_POOL, code_version=CODE_VERSIONS["ml"],
+    name="model_documentation",
+    group_name=GROUP,
+    owners=["team:compliance", *OWNERS],
+    kinds={"mlflow", "markdown"},
+    deps=["defect_model", "model_evaluation"],
+    pool=WAREHOUSE_POOL,
+    code_version=CODE_VERSIONS["ml"],
     tags={"layer": "ml", "personal_data": "no"},
     description="Technical documentation of the newest model version, generated from evidence only: intended "
-                "purpose, training data datasheet, metrics overall and per plant, known limitations (gate warnings, "
-                "drift history), explanation summary, approvals, monitoring plan and the declared change envelope; "
-                "each section with the sha256 of its evidence. Stored as MLflow artifacts of the version "
-                "(docs/model_card.md, docs/evidence.json); `qp docs model VERSION` marks stale sections.",
+    "purpose, training data datasheet, metrics overall and per plant, known limitations (gate warnings, "
+    "drift history), explanation summary, approvals, monitoring plan and the declared change envelope; "
+    "each section with the sha256 of its evidence. Stored as MLflow artifacts of the version "
+    "(docs/model_card.md, docs/evidence.json); `qp docs model VERSION` marks stale sections.",
 )
-def model_documentation(context: dg.AssetExecutionContext, platform: PlatformResource,
-                        warehouse: DuckDBResource) -> dg.MaterializeResult:
+def model_documentation(
+    context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     paths = platform.paths()
     version = str(_latest_meta(context.instance, "defect_model", "model_version"))
     reg = ModelRegistry(load_model_config(paths), paths)
     audit = audit_log(paths)
     doc = D.generate(paths, version, registry=reg, audit=audit, warehouse=warehouse_path(warehouse))
     section_hashes = {k: s["sha256"] for k, s in doc.sections.items()}
-    audit.append("model_docs", "system:dagster", actor_kind="system", subject=f"model:{reg.name}/{version}",
-                 outcome="ok", reason="model documentation generated after the release gate",
-                 refs=reg.refs(model_version=version, run_id=context.run.run_id, artifact_uri=doc.artifact_uri,
-                               sections=section_hashes))
+    audit.append(
+        "model_docs",
+        "system:dagster",
+        actor_kind="system",
+        subject=f"model:{reg.name}/{version}",
+        outcome="ok",
+        reason="model documentation generated after the release gate",
+        refs=reg.refs(
+            model_version=version,
+            run_id=context.run.run_id,
+            artifact_uri=doc.artifact_uri,
+            sections=section_hashes,
+        ),
+    )
     context.log.info(f"documentation of version {version}: {doc.artifact_uri}")
     md = doc.markdown
-    return dg.MaterializeResult(metadata={
-        "model_version": version,
-        "mlflow_artifact": dg.MetadataValue.url(doc.artifact_uri) if doc.artifact_uri.startswith(("http", "file:"))
-        else dg.MetadataValue.path(doc.artifact_uri),
-        "mlflow_run_id": reg.version(version).run_id, "mlflow_tracking_uri": reg.tracking_uri,
-        "sections": dg.MetadataValue.json(section_hashes),
-        "preview": dg.MetadataValue.md(md if len(md) <= PREVIEW_CHARS else md[:PREVIEW_CHARS] + "\n\n_(truncated; "
-                                       f"full document: {doc.artifact_uri})_"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "mlflow_artifact": dg.MetadataValue.url(doc.artifact_uri)
+            if doc.artifact_uri.startswith(("http", "file:"))
+            else dg.MetadataValue.path(doc.artifact_uri),
+            "mlflow_run_id": reg.version(version).run_id,
+            "mlflow_tracking_uri": reg.tracking_uri,
+            "sections": dg.MetadataValue.json(section_hashes),
+            "preview": dg.MetadataValue.md(
+                md
+                if len(md) <= PREVIEW_CHARS
+                else md[:PREVIEW_CHARS] + f"\n\n_(truncated; full document: {doc.artifact_uri})_"
+            ),
+        }
+    )

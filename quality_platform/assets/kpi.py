@@ -1,6 +1,5 @@
 """Unified KPIs per plant/line/day and each plant's legacy figures reconciled against them (F3)."""
 
-
 import datetime as dt
 
 import dagster as dg
@@ -26,13 +25,23 @@ KPI_SCHEMA = "kpi"
 
 
 def _units(con: object, keys: list[tuple[str, dt.date]]) -> pd.DataFrame:
-    t = read_partitions(con, STANDARD_SCHEMA, "production_units", keys,
-                        columns="plant, partition_date, line, rework, scrap, defect")
-    return t.to_pandas() if t is not None else pd.DataFrame(
-        columns=["plant", "partition_date", "line", "rework", "scrap", "defect"])
+    t = read_partitions(
+        con,
+        STANDARD_SCHEMA,
+        "production_units",
+        keys,
+        columns="plant, partition_date, line, rework, scrap, defect",
+    )
+    return (
+        t.to_pandas()
+        if t is not None
+        else pd.DataFrame(columns=["plant", "partition_date", "line", "rework", "scrap", "defect"])
+    )
 
 
-def _write(warehouse: DuckDBResource, table: str, df: pd.DataFrame, keys: list[tuple[str, dt.date]]) -> None:
+def _write(
+    warehouse: DuckDBResource, table: str, df: pd.DataFrame, keys: list[tuple[str, dt.date]]
+) -> None:
     df = df.copy()
     if not df.empty:
         df["partition_date"] = pd.to_datetime(df["partition_date"]).dt.date
@@ -41,44 +50,79 @@ def _write(warehouse: DuckDBResource, table: str, df: pd.DataFrame, keys: list[t
 
 
 def _registry_md(reg: KpiRegistry) -> str:
-    rows = [{"id": k.id, "formula": k.formula, "unit": k.unit, "version": k.version, "owner": k.owner,
-             "description": k.description} for k in reg.kpis]
-    return f"Registry version {reg.registry_version}\n\n" + pd.DataFrame(rows).to_markdown(index=False)
+    rows = [
+        {
+            "id": k.id,
+            "formula": k.formula,
+            "unit": k.unit,
+            "version": k.version,
+            "owner": k.owner,
+            "description": k.description,
+        }
+        for k in reg.kpis
+    ]
+    return f"Registry version {reg.registry_version}\n\n" + pd.DataFrame(rows).to_markdown(
+        index=False
+    )
 
 
-def build_kpi_assets(plants: dict[str, PlantConfig], start: dt.date, registry: KpiRegistry) -> list[dg.AssetsDefinition]:
+def build_kpi_assets(
+    plants: dict[str, PlantConfig], start: dt.date, registry: KpiRegistry
+) -> list[dg.AssetsDefinition]:
     """kpi_daily, plant_reported_kpis, kpi_reconciliation (plant x day)."""
     partitions = plant_day(plants, start)
-    common = dict(group_name="kpi", partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run(),
-                  pool=WAREHOUSE_POOL, kinds={"duckdb", "pandas"}, code_version=CODE_VERSIONS["kpi"],
-                  tags={"layer": "kpi", "personal_data": "no"})
+    common = dict(
+        group_name="kpi",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        kinds={"duckdb", "pandas"},
+        code_version=CODE_VERSIONS["kpi"],
+        tags={"layer": "kpi", "personal_data": "no"},
+    )
 
     @dg.asset(
-        deps=["production_units"], owners=["team:quality-engineering"],
+        deps=["production_units"],
+        owners=["team:quality-engineering"],
         description="Unified KPIs (data/kpis.yaml: defect rate, first-pass yield, scrap rate, ...) per plant, line "
-                    "and local day, with the counts they are computed from (kpi.kpi_daily; line '*' = whole plant).",
-        metadata={"kpi_registry": dg.MetadataValue.md(_registry_md(registry)), "dagster/table_name": "kpi.kpi_daily"},
-        **common)
-    def kpi_daily(context: dg.AssetExecutionContext, platform: PlatformResource,
-                  warehouse: DuckDBResource) -> dg.MaterializeResult:
+        "and local day, with the counts they are computed from (kpi.kpi_daily; line '*' = whole plant).",
+        metadata={
+            "kpi_registry": dg.MetadataValue.md(_registry_md(registry)),
+            "dagster/table_name": "kpi.kpi_daily",
+        },
+        **common,
+    )
+    def kpi_daily(
+        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         keys = keys_of(context)
         with connect(warehouse_path(warehouse), read_only=True) as con:
             units = _units(con, keys)
         df = K.kpi_daily(units, platform.kpis())
         _write(warehouse, "kpi_daily", df, keys)
         whole = df[df["line"] == K.ALL_LINES]
-        summary = whole.pivot_table(index="plant", columns="kpi_id", values="value", aggfunc="mean").reset_index()
-        return dg.MaterializeResult(metadata={"dagster/row_count": len(df),
-                                              "mean_per_plant": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
-                                              "preview": preview(whole)})
+        summary = whole.pivot_table(
+            index="plant", columns="kpi_id", values="value", aggfunc="mean"
+        ).reset_index()
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(df),
+                "mean_per_plant": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
+                "preview": preview(whole),
+            }
+        )
 
     @dg.asset(
-        deps=["production_units"], owners=["team:quality-engineering"],
+        deps=["production_units"],
+        owners=["team:quality-engineering"],
         description="Each plant's own legacy KPI definitions (plant config 'legacy_kpis') recomputed from the "
-                    "standard data per local day, in the plant's own units (kpi.plant_reported_kpis).",
-        metadata={"dagster/table_name": "kpi.plant_reported_kpis"}, **common)
-    def plant_reported_kpis(context: dg.AssetExecutionContext, platform: PlatformResource,
-                            warehouse: DuckDBResource) -> dg.MaterializeResult:
+        "standard data per local day, in the plant's own units (kpi.plant_reported_kpis).",
+        metadata={"dagster/table_name": "kpi.plant_reported_kpis"},
+        **common,
+    )
+    def plant_reported_kpis(
+        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         keys = keys_of(context)
         cfg = platform.plants()
         with connect(warehouse_path(warehouse), read_only=True) as con:
@@ -89,12 +133,16 @@ def build_kpi_assets(plants: dict[str, PlantConfig], start: dt.date, registry: K
         return dg.MaterializeResult(metadata={"dagster/row_count": len(df), "preview": preview(df)})
 
     @dg.asset(
-        deps=[kpi_daily, plant_reported_kpis], owners=["team:quality-engineering"],
+        deps=[kpi_daily, plant_reported_kpis],
+        owners=["team:quality-engineering"],
         description="Each plant's legacy KPI next to the unified KPI it maps to, with the difference and why "
-                    "(numerator, denominator, scale; kpi.kpi_reconciliation).",
-        metadata={"dagster/table_name": "kpi.kpi_reconciliation"}, **common)
-    def kpi_reconciliation(context: dg.AssetExecutionContext, platform: PlatformResource,
-                           warehouse: DuckDBResource) -> dg.MaterializeResult:
+        "(numerator, denominator, scale; kpi.kpi_reconciliation).",
+        metadata={"dagster/table_name": "kpi.kpi_reconciliation"},
+        **common,
+    )
+    def kpi_reconciliation(
+        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         keys = keys_of(context)
         cfg, reg = platform.plants(), platform.kpis()
         with connect(warehouse_path(warehouse), read_only=True) as con:
@@ -102,52 +150,100 @@ def build_kpi_assets(plants: dict[str, PlantConfig], start: dt.date, registry: K
             rep = read_partitions(con, KPI_SCHEMA, "plant_reported_kpis", keys)
         kd_df = kd.to_pandas() if kd is not None else pd.DataFrame()
         rep_df = rep.to_pandas() if rep is not None else pd.DataFrame()
-        frames = [K.reconcile(kd_df[kd_df["plant"] == p], rep_df[rep_df["plant"] == p], cfg[p], reg)
-                  for p in by_plant(keys) if not kd_df.empty and not rep_df.empty]
+        frames = [
+            K.reconcile(kd_df[kd_df["plant"] == p], rep_df[rep_df["plant"] == p], cfg[p], reg)
+            for p in by_plant(keys)
+            if not kd_df.empty and not rep_df.empty
+        ]
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         _write(warehouse, "kpi_reconciliation", df, keys)
-        summary = (df.groupby(["plant", "legacy_name", "kpi_id", "legacy_unit"])[
-            ["legacy_value", "unified_in_legacy_unit", "difference_in_legacy_unit"]].mean().round(3).reset_index()
-            if not df.empty else pd.DataFrame())
-        return dg.MaterializeResult(metadata={"dagster/row_count": len(df),
-                                              "mean_per_plant": dg.MetadataValue.md(summary.to_markdown(index=False)
-                                                                                    if not summary.empty else "_(none)_"),
-                                              "explanations": preview(df[["plant", "legacy_name", "explanation"]]
-                                                                      .drop_duplicates("plant") if not df.empty else df)})
+        summary = (
+            df.groupby(["plant", "legacy_name", "kpi_id", "legacy_unit"])[
+                ["legacy_value", "unified_in_legacy_unit", "difference_in_legacy_unit"]
+            ]
+            .mean()
+            .round(3)
+            .reset_index()
+            if not df.empty
+            else pd.DataFrame()
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(df),
+                "mean_per_plant": dg.MetadataValue.md(
+                    summary.to_markdown(index=False) if not summary.empty else "_(none)_"
+                ),
+                "explanations": preview(
+                    df[["plant", "legacy_name", "explanation"]].drop_duplicates("plant")
+                    if not df.empty
+                    else df
+                ),
+            }
+        )
 
     return [kpi_daily, plant_reported_kpis, kpi_reconciliation]
 
 
-def _violations(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, table: str,
-                where: str) -> dg.AssetCheckResult:
+def _violations(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, table: str, where: str
+) -> dg.AssetCheckResult:
     """Rows of the run's partitions of ``kpi.<table>`` that match ``where`` (none = pass). A table that
     does not exist yet (every plant-day so far had no units) has no violating rows."""
     with connect(warehouse_path(warehouse), read_only=True) as con:
         if not table_exists(con, KPI_SCHEMA, table):
-            return dg.AssetCheckResult(passed=True, metadata={"violations": 0, "examples": md_table(pd.DataFrame())})
-        bad = keys_query(con, f"""SELECT * FROM {KPI_SCHEMA}.{table} t SEMI JOIN _keys k
+            return dg.AssetCheckResult(
+                passed=True, metadata={"violations": 0, "examples": md_table(pd.DataFrame())}
+            )
+        bad = keys_query(
+            con,
+            f"""SELECT * FROM {KPI_SCHEMA}.{table} t SEMI JOIN _keys k
             ON t.plant = k.plant AND t.partition_date = k.partition_date WHERE {where} LIMIT 100""",
-                     keys_of(context))
-    return dg.AssetCheckResult(passed=bad.empty, metadata={"violations": len(bad), "examples": md_table(bad)})
+            keys_of(context),
+        )
+    return dg.AssetCheckResult(
+        passed=bad.empty, metadata={"violations": len(bad), "examples": md_table(bad)}
+    )
 
 
 def build_kpi_checks() -> list[dg.AssetChecksDefinition]:
     """KPI gates: rates are rates and counts add up; legacy differences are explained."""
 
-    @dg.asset_check(asset="kpi_daily", name="valid_rates", blocking=True, pool=WAREHOUSE_POOL,
-                    description="Ratio KPIs within [0, 1] (or NULL when the denominator is 0); "
-                                "good + defective = inspected; defective = rework + scrap.")
-    def valid_rates(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        return _violations(context, warehouse, "kpi_daily",
-                           "(unit = 'ratio' AND (value < 0 OR value > 1)) OR good + defective <> inspected "
-                           "OR defective <> rework + scrap OR inspected > produced")
+    @dg.asset_check(
+        asset="kpi_daily",
+        name="valid_rates",
+        blocking=True,
+        pool=WAREHOUSE_POOL,
+        description="Ratio KPIs within [0, 1] (or NULL when the denominator is 0); "
+        "good + defective = inspected; defective = rework + scrap.",
+    )
+    def valid_rates(
+        context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        return _violations(
+            context,
+            warehouse,
+            "kpi_daily",
+            "(unit = 'ratio' AND (value < 0 OR value > 1)) OR good + defective <> inspected "
+            "OR defective <> rework + scrap OR inspected > produced",
+        )
 
-    @dg.asset_check(asset="kpi_reconciliation", name="differences_explained", blocking=False, pool=WAREHOUSE_POOL,
-                    description="Every legacy figure has an explanation, and where the definitions are the same "
-                                "the figures agree.")
-    def differences_explained(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        return _violations(context, warehouse, "kpi_reconciliation",
-                           "explanation IS NULL OR explanation = '' OR "
-                           "(explanation LIKE 'same definition%' AND abs(difference_in_legacy_unit) > 1e-9)")
+    @dg.asset_check(
+        asset="kpi_reconciliation",
+        name="differences_explained",
+        blocking=False,
+        pool=WAREHOUSE_POOL,
+        description="Every legacy figure has an explanation, and where the definitions are the same "
+        "the figures agree.",
+    )
+    def differences_explained(
+        context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+    ) -> dg.AssetCheckResult:
+        return _violations(
+            context,
+            warehouse,
+            "kpi_reconciliation",
+            "explanation IS NULL OR explanation = '' OR "
+            "(explanation LIKE 'same definition%' AND abs(difference_in_legacy_unit) > 1e-9)",
+        )
 
     return [valid_rates, differences_explained]

@@ -1,6 +1,5 @@
 """The canonical standard: sensor_readings, production_units and quarantine (F2, F6, F11)."""
 
-
 import datetime as dt
 
 import dagster as dg
@@ -18,14 +17,17 @@ from quality_platform.warehouse import WAREHOUSE_POOL
 STANDARD_TABLES = ("sensor_readings", "production_units", "quarantine")
 _DESCRIPTIONS = {
     "sensor_readings": "Every accepted sensor value of every plant, one row per machine, time and quantity, "
-                       "in canonical units and UTC (standard.sensor_readings).",
+    "in canonical units and UTC (standard.sensor_readings).",
     "production_units": "One row per produced unit or batch: machine, line, product, material lot, window in UTC, "
-                        "pseudonymised operator and the inspection outcome once it has arrived (standard.production_units).",
+    "pseudonymised operator and the inspection outcome once it has arrived (standard.production_units).",
     "quarantine": "Every source value, record or file that was held back or flagged, with file, row, column and "
-                  "the rule it broke; received = accepted + quarantined, always (standard.quarantine).",
+    "the rule it broke; received = accepted + quarantined, always (standard.quarantine).",
 }
-_KINDS = {"sensor_readings": {"duckdb", "pandas", "pandera"}, "production_units": {"duckdb", "pandas", "pandera"},
-          "quarantine": {"duckdb", "pandas"}}
+_KINDS = {
+    "sensor_readings": {"duckdb", "pandas", "pandera"},
+    "production_units": {"duckdb", "pandas", "pandera"},
+    "quarantine": {"duckdb", "pandas"},
+}
 
 
 def _column_lineage(table: str, plants: dict[str, PlantConfig]) -> dg.TableColumnLineage:
@@ -35,25 +37,40 @@ def _column_lineage(table: str, plants: dict[str, PlantConfig]) -> dg.TableColum
         if table == "sensor_readings":
             r = p.streams.readings
             if r.layout == "long" and r.long:
-                deps.setdefault("value", []).append(dg.TableColumnDep(asset_key=key, column_name=r.long.value_field))
-                deps.setdefault("quantity", []).append(dg.TableColumnDep(asset_key=key, column_name=r.long.quantity_field))
+                deps.setdefault("value", []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=r.long.value_field)
+                )
+                deps.setdefault("quantity", []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=r.long.quantity_field)
+                )
             else:
                 for m in r.quantities.values():
-                    deps.setdefault("value", []).append(dg.TableColumnDep(asset_key=key, column_name=m.field))
+                    deps.setdefault("value", []).append(
+                        dg.TableColumnDep(asset_key=key, column_name=m.field)
+                    )
             if r.timestamp.field:
-                deps.setdefault("ts_utc", []).append(dg.TableColumnDep(asset_key=key, column_name=r.timestamp.field))
+                deps.setdefault("ts_utc", []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=r.timestamp.field)
+                )
             if r.machine.field:
-                deps.setdefault("machine_id", []).append(dg.TableColumnDep(asset_key=key, column_name=r.machine.field))
+                deps.setdefault("machine_id", []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=r.machine.field)
+                )
         elif table == "production_units":
             u = p.streams.units
             target = {"operator": "operator_pseudonym", "start": "start_utc", "end": "end_utc"}
             for canon, src in u.fields.items():
-                deps.setdefault(target.get(canon, canon), []).append(dg.TableColumnDep(asset_key=key, column_name=src))
+                deps.setdefault(target.get(canon, canon), []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=src)
+                )
             i = p.streams.inspections
             if "inspected_at" in i.fields:
                 deps.setdefault("inspected_at_utc", []).append(
-                    dg.TableColumnDep(asset_key=key, column_name=i.fields["inspected_at"]))
-            for col in ([i.outcome.field] if i.outcome.field else list((i.outcome.flags or {}).values())):
+                    dg.TableColumnDep(asset_key=key, column_name=i.fields["inspected_at"])
+                )
+            for col in (
+                [i.outcome.field] if i.outcome.field else list((i.outcome.flags or {}).values())
+            ):
                 for t in ("rework", "scrap", "defect"):
                     deps.setdefault(t, []).append(dg.TableColumnDep(asset_key=key, column_name=col))
     return dg.TableColumnLineage(deps_by_column=deps)
@@ -65,41 +82,74 @@ def build_standard_assets(plants: dict[str, PlantConfig], start: dt.date) -> dg.
     deps = [dg.AssetDep(f"raw_{p}", partition_mapping=raw_to_standard_mapping(p)) for p in plants]
     specs = [
         dg.AssetSpec(
-            t, group_name="standard", description=_DESCRIPTIONS[t], deps=deps, partitions_def=partitions,
-            owners=["team:data-engineering"], kinds=_KINDS[t], code_version=CODE_VERSIONS["standard"],
-            tags={"layer": "standard", "personal_data": "pseudonymised" if t == "production_units" else "no"},
-            metadata={"dagster/column_schema": table_schema(t), "dagster/table_name": f"standard.{t}"},
+            t,
+            group_name="standard",
+            description=_DESCRIPTIONS[t],
+            deps=deps,
+            partitions_def=partitions,
+            owners=["team:data-engineering"],
+            kinds=_KINDS[t],
+            code_version=CODE_VERSIONS["standard"],
+            tags={
+                "layer": "standard",
+                "personal_data": "pseudonymised" if t == "production_units" else "no",
+            },
+            metadata={
+                "dagster/column_schema": table_schema(t),
+                "dagster/table_name": f"standard.{t}",
+            },
         )
         for t in STANDARD_TABLES
     ]
 
     @dg.multi_asset(
-        name="standardize", specs=specs, backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL, can_subset=False,
+        name="standardize",
+        specs=specs,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        can_subset=False,
     )
-    def _standardize(context: dg.AssetExecutionContext, platform: PlatformResource,
-                     warehouse: DuckDBResource):
+    def _standardize(
+        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    ):
         cfg = platform.plants()
         registry, quality = platform.quantities(), platform.platform().quality
         key = platform.pseudonym_key()
         results = {}
         for plant_id, dates in by_plant(keys_of(context)).items():
-            res = standardize(cfg[plant_id], dates, warehouse_path(warehouse), registry, quality, key,
-                              collect=False)
+            res = standardize(
+                cfg[plant_id],
+                dates,
+                warehouse_path(warehouse),
+                registry,
+                quality,
+                key,
+                collect=False,
+            )
             results[plant_id] = res
-            context.log.info(f"{plant_id}: {res.total('sensor_readings')} readings, "
-                             f"{res.total('production_units')} units, {res.total('quarantine')} quarantine entries")
+            context.log.info(
+                f"{plant_id}: {res.total('sensor_readings')} readings, "
+                f"{res.total('production_units')} units, {res.total('quarantine')} quarantine entries"
+            )
         for t in STANDARD_TABLES:
-            per_day = pd.Series({(p, d): n for p, r in results.items() for d, n in sorted(r.rows[t].items())},
-                                dtype="int64")
-            meta: dict[str, object] = {"dagster/row_count": int(per_day.sum()),
-                                       "dagster/column_lineage": _column_lineage(t, cfg)}
+            per_day = pd.Series(
+                {(p, d): n for p, r in results.items() for d, n in sorted(r.rows[t].items())},
+                dtype="int64",
+            )
+            meta: dict[str, object] = {
+                "dagster/row_count": int(per_day.sum()),
+                "dagster/column_lineage": _column_lineage(t, cfg),
+            }
             if not per_day.empty:
                 meta["rows_per_day"] = per_day_table(per_day, "rows")
             previews = [r.previews[t] for r in results.values() if t in r.previews]
             head = pd.concat(previews, ignore_index=True) if previews else pd.DataFrame()
             if t == "quarantine":
-                sums = [r.quarantine_summary for r in results.values() if r.quarantine_summary is not None]
+                sums = [
+                    r.quarantine_summary
+                    for r in results.values()
+                    if r.quarantine_summary is not None
+                ]
                 if sums:
                     meta["by_rule"] = dg.MetadataValue.md(pd.concat(sums).to_markdown(index=False))
                 meta["preview"] = preview(head, n=5)
@@ -107,7 +157,9 @@ def build_standard_assets(plants: dict[str, PlantConfig], start: dt.date) -> dg.
                 meta["preview"] = preview(head, drop=("operator_pseudonym",))
                 units = sum(r.total(t) for r in results.values())
                 if units:
-                    meta["label_coverage"] = round(sum(r.units_labelled for r in results.values()) / units, 4)
+                    meta["label_coverage"] = round(
+                        sum(r.units_labelled for r in results.values()) / units, 4
+                    )
             else:
                 meta["preview"] = preview(head)
             yield dg.MaterializeResult(asset_key=t, metadata=meta)

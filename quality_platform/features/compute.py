@@ -54,7 +54,8 @@ def _outside(limits: dict[str, Limits]) -> str:
     whens = []
     for q, lim in sorted(limits.items()):
         conds = ([f"value < {_num(lim.lower)}"] if lim.lower is not None else []) + (
-            [f"value > {_num(lim.upper)}"] if lim.upper is not None else [])
+            [f"value > {_num(lim.upper)}"] if lim.upper is not None else []
+        )
         whens.append(f"WHEN {_lit(q)} THEN ({' OR '.join(conds)})")
     return f"CASE quantity {' '.join(whens)} ELSE false END" if whens else "false"
 
@@ -73,10 +74,13 @@ def unit_features_sql(
     unit_keys = [(plant_id, d) for d in days]
     reading_keys = sorted({(plant_id, d + dt.timedelta(days=k)) for d in days for k in (-1, 0, 1)})
     stats = statistics_of(config)
-    limits = {q: lim for q in registry.quantities if (lim := config.limits_for(plant_id, q)) is not None}
+    limits = {
+        q: lim for q in registry.quantities if (lim := config.limits_for(plant_id, q)) is not None
+    }
     agg = ",\n      ".join(
         f'CAST({s.sql.format(interval=_num(reading_interval_seconds))} AS {_TYPES[s.type][0]}) AS "{s.name}"'
-        for s in stats)
+        for s in stats
+    )
     pivot = []
     for q in registry.quantities:
         for s in stats:
@@ -84,7 +88,9 @@ def unit_features_sql(
             if s.name == "time_outside_s" and q not in limits:
                 pivot.append(f'CAST(NULL AS DOUBLE) AS "{name}"')
             else:
-                pivot.append(f'any_value("{s.name}") FILTER (WHERE quantity = {_lit(q)}) AS "{name}"')
+                pivot.append(
+                    f'any_value("{s.name}") FILTER (WHERE quantity = {_lit(q)}) AS "{name}"'
+                )
     out = []
     for c in columns(registry, config):
         if c.name in _UNIT_COLS:
@@ -143,5 +149,6 @@ def compute_unit_features(
     schema: str = STANDARD,
 ) -> pa.Table:
     """The features of a plant's units of ``days`` as Arrow (one row per unit)."""
-    return con.sql(unit_features_sql(con, plant_id, days, registry, config, reading_interval_seconds,
-                                     schema)).to_arrow_table()
+    return con.sql(
+        unit_features_sql(con, plant_id, days, registry, config, reading_interval_seconds, schema)
+    ).to_arrow_table()

@@ -86,7 +86,9 @@ def load_features(paths: Paths | None = None) -> FeatureConfig:
     known = load_quantities(paths).quantities
     for q in cfg.limits:
         if q not in known:
-            raise ConfigError(f"{path}: field 'limits.{q}': unknown canonical quantity; known: {sorted(known)}")
+            raise ConfigError(
+                f"{path}: field 'limits.{q}': unknown canonical quantity; known: {sorted(known)}"
+            )
     # Overrides of a plant that is not installed are kept (and unused): an installation with a
     # subset of the plants shares this file.
     for plant_id, per_q in cfg.plant_limits.items():
@@ -94,6 +96,8 @@ def load_features(paths: Paths | None = None) -> FeatureConfig:
             raise ConfigError(f"{path}: field 'plant_limits.{plant_id}': not a plant id")
         for q in per_q:
             if q not in known:
-                raise ConfigError(f"{path}: field 'plant_limits.{plant_id}.{q}': unknown canonical "
-                                  f"quantity; known: {sorted(known)}")
+                raise ConfigError(
+                    f"{path}: field 'plant_limits.{plant_id}.{q}': unknown canonical "
+                    f"quantity; known: {sorted(known)}"
+                )
     return cfg

@@ -51,47 +51,123 @@ class Statistic:
 
 _WINDOW = "over the unit's readings of {q} on its machine with start_utc <= ts_utc < end_utc"
 
-STATISTICS: dict[str, Statistic] = {s.name: s for s in (
-    Statistic("mean", "float", "avg(value)", "avg(value)", "{unit}",
-              "Mean of {q} [{unit}] " + _WINDOW + "; NULL without readings."),
-    Statistic("std", "float", "stddev_samp(value)", "stddev_samp(value) (n - 1 denominator)", "{unit}",
-              "Sample standard deviation of {q} [{unit}] " + _WINDOW + "; NULL with fewer than 2 readings.",
-              checks=(pa.Check.ge(0),)),
-    Statistic("min", "float", "min(value)", "min(value)", "{unit}",
-              "Minimum of {q} [{unit}] " + _WINDOW + "; NULL without readings."),
-    Statistic("max", "float", "max(value)", "max(value)", "{unit}",
-              "Maximum of {q} [{unit}] " + _WINDOW + "; NULL without readings."),
-    Statistic("last", "float", "arg_max(value, ts_utc)", "value at max(ts_utc)", "{unit}",
-              "Value of {q} [{unit}] at the latest reading time " + _WINDOW + "; NULL without readings."),
-    Statistic("slope", "float", "regr_slope(value, hours)",
-              "regr_slope(value, hours since start_utc) (least squares)", "{unit}/h",
-              "Least-squares slope of {q} over time [{unit} per hour] " + _WINDOW
-              + "; NULL with fewer than 2 reading times."),
-    Statistic("n", "int", "count(*)", "count(readings)", "1",
-              "Number of readings of {q} " + _WINDOW + "; 0 when there are none (or the plant has no {q}).",
-              nullable=False, checks=(pa.Check.ge(0),)),
-    Statistic("time_outside_s", "float", "count(*) FILTER (WHERE outside) * {interval}",
-              "count(value < lower OR value > upper) * reading_interval_seconds", "s",
-              "Seconds {q} was outside its process limits (data/features.yaml): readings outside "
-              "[lower, upper] x the plant's reading interval, " + _WINDOW
-              + "; NULL without readings or without limits for {q} at the plant.",
-              checks=(pa.Check.ge(0),)),
-)}
+STATISTICS: dict[str, Statistic] = {
+    s.name: s
+    for s in (
+        Statistic(
+            "mean",
+            "float",
+            "avg(value)",
+            "avg(value)",
+            "{unit}",
+            "Mean of {q} [{unit}] " + _WINDOW + "; NULL without readings.",
+        ),
+        Statistic(
+            "std",
+            "float",
+            "stddev_samp(value)",
+            "stddev_samp(value) (n - 1 denominator)",
+            "{unit}",
+            "Sample standard deviation of {q} [{unit}] "
+            + _WINDOW
+            + "; NULL with fewer than 2 readings.",
+            checks=(pa.Check.ge(0),),
+        ),
+        Statistic(
+            "min",
+            "float",
+            "min(value)",
+            "min(value)",
+            "{unit}",
+            "Minimum of {q} [{unit}] " + _WINDOW + "; NULL without readings.",
+        ),
+        Statistic(
+            "max",
+            "float",
+            "max(value)",
+            "max(value)",
+            "{unit}",
+            "Maximum of {q} [{unit}] " + _WINDOW + "; NULL without readings.",
+        ),
+        Statistic(
+            "last",
+            "float",
+            "arg_max(value, ts_utc)",
+            "value at max(ts_utc)",
+            "{unit}",
+            "Value of {q} [{unit}] at the latest reading time "
+            + _WINDOW
+            + "; NULL without readings.",
+        ),
+        Statistic(
+            "slope",
+            "float",
+            "regr_slope(value, hours)",
+            "regr_slope(value, hours since start_utc) (least squares)",
+            "{unit}/h",
+            "Least-squares slope of {q} over time [{unit} per hour] "
+            + _WINDOW
+            + "; NULL with fewer than 2 reading times.",
+        ),
+        Statistic(
+            "n",
+            "int",
+            "count(*)",
+            "count(readings)",
+            "1",
+            "Number of readings of {q} "
+            + _WINDOW
+            + "; 0 when there are none (or the plant has no {q}).",
+            nullable=False,
+            checks=(pa.Check.ge(0),),
+        ),
+        Statistic(
+            "time_outside_s",
+            "float",
+            "count(*) FILTER (WHERE outside) * {interval}",
+            "count(value < lower OR value > upper) * reading_interval_seconds",
+            "s",
+            "Seconds {q} was outside its process limits (data/features.yaml): readings outside "
+            "[lower, upper] x the plant's reading interval, "
+            + _WINDOW
+            + "; NULL without readings or without limits for {q} at the plant.",
+            checks=(pa.Check.ge(0),),
+        ),
+    )
+}
 
 CONTEXT: tuple[Col, ...] = (
     Col("plant", "label", "Plant id (data/plants/<plant>.yaml)."),
-    Col("partition_date", "date", "The plant's LOCAL production day of the unit (partition key; as in production_units)."),
-    Col("unit_id", "text", "Produced unit or batch id (production_units.unit_id), one row per unit."),
-    Col("machine_id", "label", "Machine that produced the unit; its readings are the unit's readings."),
+    Col(
+        "partition_date",
+        "date",
+        "The plant's LOCAL production day of the unit (partition key; as in production_units).",
+    ),
+    Col(
+        "unit_id", "text", "Produced unit or batch id (production_units.unit_id), one row per unit."
+    ),
+    Col(
+        "machine_id",
+        "label",
+        "Machine that produced the unit; its readings are the unit's readings.",
+    ),
     Col("line", "label", "Production line (categorical context).", nullable=True),
     Col("product", "label", "Product code / variant (categorical context).", nullable=True),
     Col("material_lot", "text", "Material lot used (categorical context).", nullable=True),
     Col("supplier", "label", "Material supplier (categorical context).", nullable=True),
     Col("start_utc", "timestamp", "Start of the production window (UTC, inclusive)."),
     Col("end_utc", "timestamp", "End of the production window (UTC, exclusive)."),
-    Col("time_basis", "label", "'clock' for real timestamps, 'synthetic: ...' for a derived time index."),
-    Col("n_readings", "int", "Readings of all quantities in the window (0: the unit had none; its statistics are NULL).",
-        checks=(pa.Check.ge(0),)),
+    Col(
+        "time_basis",
+        "label",
+        "'clock' for real timestamps, 'synthetic: ...' for a derived time index.",
+    ),
+    Col(
+        "n_readings",
+        "int",
+        "Readings of all quantities in the window (0: the unit had none; its statistics are NULL).",
+        checks=(pa.Check.ge(0),),
+    ),
 )
 
 
@@ -107,9 +183,15 @@ def statistics_of(config: FeatureConfig) -> list[Statistic]:
 def feature_columns(registry: QuantityRegistry, config: FeatureConfig) -> tuple[Col, ...]:
     """``<quantity>__<statistic>`` for every canonical quantity (registry order) and statistic."""
     return tuple(
-        Col(feature_name(q, s.name), s.type, s.description.format(q=q, unit=spec.unit),
-            nullable=s.nullable, checks=s.checks)
-        for q, spec in registry.quantities.items() for s in statistics_of(config)
+        Col(
+            feature_name(q, s.name),
+            s.type,
+            s.description.format(q=q, unit=spec.unit),
+            nullable=s.nullable,
+            checks=s.checks,
+        )
+        for q, spec in registry.quantities.items()
+        for s in statistics_of(config)
     )
 
 
@@ -120,19 +202,37 @@ def columns(registry: QuantityRegistry, config: FeatureConfig) -> tuple[Col, ...
 
 def feature_definitions(registry: QuantityRegistry, config: FeatureConfig) -> pd.DataFrame:
     """One row per feature column: name, formula, unit, source quantity (for the catalog)."""
-    rows = [{"name": "n_readings", "formula": "count(readings of all quantities in the window)",
-             "unit": "1", "source_quantity": "(all)"}]
+    rows = [
+        {
+            "name": "n_readings",
+            "formula": "count(readings of all quantities in the window)",
+            "unit": "1",
+            "source_quantity": "(all)",
+        }
+    ]
     for q, spec in registry.quantities.items():
         for s in statistics_of(config):
             formula = s.formula
             if s.name == "time_outside_s":
-                per_plant = sorted({f"{p}: {_limits_text(lim)}" for p, over in config.plant_limits.items()
-                                    for qq, lim in over.items() if qq == q})
+                per_plant = sorted(
+                    {
+                        f"{p}: {_limits_text(lim)}"
+                        for p, over in config.plant_limits.items()
+                        for qq, lim in over.items()
+                        if qq == q
+                    }
+                )
                 formula += f"; limits {_limits_text(config.limits.get(q))}"
                 if per_plant:
                     formula += f" ({'; '.join(per_plant)})"
-            rows.append({"name": feature_name(q, s.name), "formula": formula,
-                         "unit": s.unit.format(unit=spec.unit), "source_quantity": q})
+            rows.append(
+                {
+                    "name": feature_name(q, s.name),
+                    "formula": formula,
+                    "unit": s.unit.format(unit=spec.unit),
+                    "source_quantity": q,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -171,5 +271,8 @@ def _consistent(quantities: Iterable[str], statistics: Iterable[str]) -> pa.Chec
 
 def pandera_for(registry: QuantityRegistry, config: FeatureConfig) -> pa.DataFrameSchema:
     """The pandera gate of features.unit_features (strict: no missing or extra columns)."""
-    return pandera_schema(columns(registry, config), TABLE,
-                          checks=[_consistent(registry.quantities, config.statistics)])
+    return pandera_schema(
+        columns(registry, config),
+        TABLE,
+        checks=[_consistent(registry.quantities, config.statistics)],
+    )

@@ -31,11 +31,15 @@ def _day(text: str | None, name: str) -> dt.date | None:
 
 def _short(inc: Any) -> str:
     if inc.is_open:
-        state = ("frozen" if inc.frozen else "not frozen") + (", safe state" if inc.safe_state else "")
+        state = ("frozen" if inc.frozen else "not frozen") + (
+            ", safe state" if inc.safe_state else ""
+        )
     else:
         state = "freeze released" if inc.frozen else "was not frozen"
-    return (f"incident {inc.id} [{inc.status}] {inc.severity} ({state}) model {inc.model}, plant {inc.plant or 'all'}: "
-            f"{inc.summary}; deadline {inc.deadline_utc}")
+    return (
+        f"incident {inc.id} [{inc.status}] {inc.severity} ({state}) model {inc.model}, plant {inc.plant or 'all'}: "
+        f"{inc.summary}; deadline {inc.deadline_utc}"
+    )
 
 
 def cmd_open(args: argparse.Namespace) -> int:
@@ -45,15 +49,26 @@ def cmd_open(args: argparse.Namespace) -> int:
     who = _who(args, "incident open")
     t0 = time.perf_counter()
     try:
-        inc = I.open_incident(who, args.severity, args.summary, plant=args.plant,
-                              safe_state=True if args.safe_state else None, instance=_instance(),
-                              data_from=_day(args.date_from, "--from"), data_to=_day(args.date_to, "--to"))
+        inc = I.open_incident(
+            who,
+            args.severity,
+            args.summary,
+            plant=args.plant,
+            safe_state=True if args.safe_state else None,
+            instance=_instance(),
+            data_from=_day(args.date_from, "--from"),
+            data_to=_day(args.date_to, "--to"),
+        )
     except I.IncidentError as exc:
         raise CliError(str(exc)) from exc
     seconds = round(time.perf_counter() - t0, 2)
     payload = {**inc.as_dict(), "time_left_hours": inc.time_left_hours(), "seconds": seconds}
-    _emit(args, payload, f"{_short(inc)}\nevidence: {inc.evidence_dir or '(not collected, see the audit log)'} "
-                         f"(manifest sha256 {inc.manifest_sha256}); opened in {seconds:.1f} s")
+    _emit(
+        args,
+        payload,
+        f"{_short(inc)}\nevidence: {inc.evidence_dir or '(not collected, see the audit log)'} "
+        f"(manifest sha256 {inc.manifest_sha256}); opened in {seconds:.1f} s",
+    )
     return 0
 
 
@@ -66,7 +81,11 @@ def cmd_close(args: argparse.Namespace) -> int:
         inc = I.close_incident(args.id, who, args.resolution)
     except I.IncidentError as exc:
         raise CliError(str(exc)) from exc
-    _emit(args, inc.as_dict(), f"{_short(inc)}\nclosed by {inc.closed_by} at {inc.closed_utc}: {inc.resolution}")
+    _emit(
+        args,
+        inc.as_dict(),
+        f"{_short(inc)}\nclosed by {inc.closed_by} at {inc.closed_utc}: {inc.resolution}",
+    )
     return 0
 
 
@@ -83,15 +102,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     policy, audit = load_policy(paths), AuditLog(audit_db_path(paths.data_dir))
     who = _who(args, "incident report", policy=policy, audit=audit, paths=paths)
     # the report is the event record of a window: the same right as `qp audit export`
-    authorize(policy, who, "audit_export", audit, subject=f"incident:{args.id}", reason="incident report")
+    authorize(
+        policy, who, "audit_export", audit, subject=f"incident:{args.id}", reason="incident report"
+    )
     t0 = time.perf_counter()
     try:
         report = I.incident_report(args.id, paths, out_dir=Path(args.out) if args.out else None)
     except I.IncidentError as exc:
         raise CliError(str(exc)) from exc
     report["seconds"] = round(time.perf_counter() - t0, 2)
-    text = I.report_markdown(report) + (f"\n(written to {report['written']['markdown']} and "
-                                        f"{report['written']['json']} in {report['seconds']:.1f} s)")
+    text = I.report_markdown(report) + (
+        f"\n(written to {report['written']['markdown']} and "
+        f"{report['written']['json']} in {report['seconds']:.1f} s)"
+    )
     _emit(args, report, text)
     return 0
 
@@ -102,7 +125,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     _who(args, "incident list")
     items = I.list_incidents(status=args.status)
-    payload = [{**i.as_dict(), "time_left_hours": i.time_left_hours() if i.is_open else None} for i in items]
+    payload = [
+        {**i.as_dict(), "time_left_hours": i.time_left_hours() if i.is_open else None}
+        for i in items
+    ]
     _emit(args, payload, "\n".join(_short(i) for i in items) or "(no incidents)")
     return 0
 
@@ -116,8 +142,11 @@ def register(add: Any, sub: Any) -> None:
         severities = sorted(load_incident_config().severities)
     except Exception:  # a broken config must not break `qp --help`; `open` reports it
         severities = None
-    inc = sub.add_parser("incident", help="incidents: freeze the model, safe state, evidence, report (F24)",
-                         description="Incidents: open (freeze + evidence bundle), report, close, list.")
+    inc = sub.add_parser(
+        "incident",
+        help="incidents: freeze the model, safe state, evidence, report (F24)",
+        description="Incidents: open (freeze + evidence bundle), report, close, list.",
+    )
     isub = inc.add_subparsers(dest="incident_command", required=True)
 
     def cmd(name: str, fn: Any, help_: str) -> argparse.ArgumentParser:
@@ -126,16 +155,31 @@ def register(add: Any, sub: Any) -> None:
         sp.set_defaults(fn=fn)
         return sp
 
-    o = cmd("open", cmd_open, "open an incident: freeze the model (and optionally the safe state), preserve evidence")
-    o.add_argument("--severity", required=True, choices=severities,
-                   help="severity (data/governance/incidents.yaml; sets the reporting deadline)")
+    o = cmd(
+        "open",
+        cmd_open,
+        "open an incident: freeze the model (and optionally the safe state), preserve evidence",
+    )
+    o.add_argument(
+        "--severity",
+        required=True,
+        choices=severities,
+        help="severity (data/governance/incidents.yaml; sets the reporting deadline)",
+    )
     o.add_argument("--summary", required=True, help="what happened")
     o.add_argument("--plant", help="the affected plant (default: all plants)")
-    o.add_argument("--safe-state", action="store_true",
-                   help="predictions fall back to the rule-based limits of data/ml/safe_state.yaml (some severities "
-                        "do by default)")
-    o.add_argument("--from", dest="date_from", help="first production day of the data window (default: the last "
-                                                    "evidence.window_days scored days)")
+    o.add_argument(
+        "--safe-state",
+        action="store_true",
+        help="predictions fall back to the rule-based limits of data/ml/safe_state.yaml (some severities "
+        "do by default)",
+    )
+    o.add_argument(
+        "--from",
+        dest="date_from",
+        help="first production day of the data window (default: the last "
+        "evidence.window_days scored days)",
+    )
     o.add_argument("--to", dest="date_to", help="last production day of the data window")
     o.add_argument("--as", dest="actor", help=AS_HELP)
     r = cmd("report", cmd_report, "the complete event record of an incident (Markdown and JSON)")

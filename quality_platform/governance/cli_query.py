@@ -13,14 +13,36 @@ def register(add: Any, sub: Any) -> None:
     """Add this area's sub-commands. `add(name, fn, help)` returns a parser that already has --json."""
     from quality_platform.cli import AS_HELP
 
-    q = add("query", cmd_query, "run one SELECT in a governed DuckDB session as a policy user: only the tables "
-                                "the policy allows, row filters and column masks applied, audited")
-    q.add_argument("sql", nargs="?", help="one SELECT statement (tables as schema.table, e.g. kpi.kpi_daily)")
+    q = add(
+        "query",
+        cmd_query,
+        "run one SELECT in a governed DuckDB session as a policy user: only the tables "
+        "the policy allows, row filters and column masks applied, audited",
+    )
+    q.add_argument(
+        "sql", nargs="?", help="one SELECT statement (tables as schema.table, e.g. kpi.kpi_daily)"
+    )
     q.add_argument("--as", dest="actor", help=AS_HELP)
-    q.add_argument("--format", choices=FORMATS, default="table", help="output format (--json = json + metadata)")
-    q.add_argument("--limit", type=int, default=1000, help="rows shown (default 1000; the total count is reported)")
-    q.add_argument("--tables", action="store_true", help="list the tables you may query (filters and masks)")
-    add("users", cmd_users, "the policy's users with role, plants and OS accounts (who may act as whom)")
+    q.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="output format (--json = json + metadata)",
+    )
+    q.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        help="rows shown (default 1000; the total count is reported)",
+    )
+    q.add_argument(
+        "--tables", action="store_true", help="list the tables you may query (filters and masks)"
+    )
+    add(
+        "users",
+        cmd_users,
+        "the policy's users with role, plants and OS accounts (who may act as whom)",
+    )
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -42,11 +64,24 @@ def cmd_query(args: argparse.Namespace) -> int:
         with GovernedSession(who, max_rows=args.limit) as session:
             if args.tables:
                 tables = session.tables()
-                text = "\n".join(safe_text(f"{t['table']}  ({len(t['columns'])} columns"
-                                            + (f"; rows: {t['row_filter']}" if t["row_filter"] else "")
-                                            + (f"; masked: {', '.join(f'{c}={m}' for c, m in t['masked'].items())}"
-                                               if t["masked"] else "") + ")") for t in tables)
-                _emit(args, {"user": who.name, "role": who.role, "tables": tables}, text or "(no tables)")
+                text = "\n".join(
+                    safe_text(
+                        f"{t['table']}  ({len(t['columns'])} columns"
+                        + (f"; rows: {t['row_filter']}" if t["row_filter"] else "")
+                        + (
+                            f"; masked: {', '.join(f'{c}={m}' for c, m in t['masked'].items())}"
+                            if t["masked"]
+                            else ""
+                        )
+                        + ")"
+                    )
+                    for t in tables
+                )
+                _emit(
+                    args,
+                    {"user": who.name, "role": who.role, "tables": tables},
+                    text or "(no tables)",
+                )
                 return 0
             res = session.query(args.sql)
     except QueryFailed as exc:
@@ -54,8 +89,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else args.format
     # table and CSV output: no spreadsheet formulas, no control characters or terminal escapes
     # (JSON escapes them itself)
-    more = (f"({res.row_count} rows, {len(res.frame)} shown; raise --limit to see more)" if res.truncated
-            else f"({res.row_count} rows)")
+    more = (
+        f"({res.row_count} rows, {len(res.frame)} shown; raise --limit to see more)"
+        if res.truncated
+        else f"({res.row_count} rows)"
+    )
     if fmt == "json":
         _emit(argparse.Namespace(json=True), {**res.metadata(), "rows": res.records()}, "")
     elif fmt == "csv":
@@ -75,10 +113,31 @@ def cmd_users(args: argparse.Namespace) -> int:
     from quality_platform.governance.policy import load_policy
 
     policy = load_policy()
-    rows = [{"user": name, "role": u.role, "plants": list(u.plants), "os_accounts": list(u.os_accounts),
-             "attributes": dict(u.attributes)} for name, u in sorted(policy.users.items())]
-    df = pd.DataFrame([{**r, "plants": ", ".join(r["plants"]), "os_accounts": ", ".join(r["os_accounts"]),
-                        "attributes": ", ".join(f"{k}={v}" for k, v in r["attributes"].items())} for r in rows])
-    _emit(args, {"impersonation_allowed": policy.impersonation.allowed, "users": rows},
-          _table(df) + f"\nimpersonation (--as): {'allowed' if policy.impersonation.allowed else 'not allowed'}")
+    rows = [
+        {
+            "user": name,
+            "role": u.role,
+            "plants": list(u.plants),
+            "os_accounts": list(u.os_accounts),
+            "attributes": dict(u.attributes),
+        }
+        for name, u in sorted(policy.users.items())
+    ]
+    df = pd.DataFrame(
+        [
+            {
+                **r,
+                "plants": ", ".join(r["plants"]),
+                "os_accounts": ", ".join(r["os_accounts"]),
+                "attributes": ", ".join(f"{k}={v}" for k, v in r["attributes"].items()),
+            }
+            for r in rows
+        ]
+    )
+    _emit(
+        args,
+        {"impersonation_allowed": policy.impersonation.allowed, "users": rows},
+        _table(df)
+        + f"\nimpersonation (--as): {'allowed' if policy.impersonation.allowed else 'not allowed'}",
+    )
     return 0

@@ -61,8 +61,22 @@ if TYPE_CHECKING:
     import dagster as dg
 
 ACTION = "incident"
-FRAME_COLUMNS: tuple[str, ...] = ("id", "severity", "status", "plant", "model", "summary", "opened_by", "opened_utc",
-                                  "closed_by", "closed_utc", "resolution", "deadline_utc", "safe_state", "frozen")
+FRAME_COLUMNS: tuple[str, ...] = (
+    "id",
+    "severity",
+    "status",
+    "plant",
+    "model",
+    "summary",
+    "opened_by",
+    "opened_utc",
+    "closed_by",
+    "closed_utc",
+    "resolution",
+    "deadline_utc",
+    "safe_state",
+    "frozen",
+)
 
 
 class IncidentError(ValueError):
@@ -98,7 +112,9 @@ class EvidenceConfig(_Model):
             if len(parts) != 2 or not all(p.replace("_", "").isalnum() for p in parts):
                 raise ValueError(f"table {t!r} must be 'schema.table'")
             if parts[0] == "raw":
-                raise ValueError(f"table {t!r}: raw tables (personal data) never go into an evidence bundle")
+                raise ValueError(
+                    f"table {t!r}: raw tables (personal data) never go into an evidence bundle"
+                )
         return v
 
 
@@ -216,7 +232,9 @@ END""",
 
 def incidents_db_path(data_dir: Path | None = None) -> Path:
     """``<data_dir>/audit/incidents.db`` (next to the audit log)."""
-    return Path(data_dir if data_dir is not None else get_paths().data_dir) / "audit" / "incidents.db"
+    return (
+        Path(data_dir if data_dir is not None else get_paths().data_dir) / "audit" / "incidents.db"
+    )
 
 
 def _db(paths: Paths) -> Path:
@@ -238,7 +256,9 @@ def _select(paths: Paths, where: str = "", params: tuple[Any, ...] = ()) -> list
         return []
     with sqlite_connect(path) as con:
         try:
-            rows = con.execute(f"SELECT {', '.join(_COLS)} FROM incidents {where} ORDER BY id", params).fetchall()
+            rows = con.execute(
+                f"SELECT {', '.join(_COLS)} FROM incidents {where} ORDER BY id", params
+            ).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
@@ -271,7 +291,9 @@ def incidents_frame(paths: Paths | None = None) -> pd.DataFrame:
     opened_utc, closed_by, closed_utc, resolution, deadline_utc (UTC timestamps), safe_state and
     frozen (bool; ``frozen`` is true while an open incident freezes the model)."""
     items = list_incidents(paths)
-    df = pd.DataFrame([{c: getattr(i, c) for c in FRAME_COLUMNS} for i in items], columns=list(FRAME_COLUMNS))
+    df = pd.DataFrame(
+        [{c: getattr(i, c) for c in FRAME_COLUMNS} for i in items], columns=list(FRAME_COLUMNS)
+    )
     df["id"] = df["id"].astype("int64")
     for c in ("opened_utc", "closed_utc", "deadline_utc"):
         df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601").astype("datetime64[us, UTC]")
@@ -295,8 +317,11 @@ def active_freeze(paths: Paths | None = None, model: str | None = None) -> Incid
 
 def safe_state_incidents(paths: Paths | None = None, model: str | None = None) -> list[Incident]:
     """Open incidents that put ``model`` into the safe state (oldest first)."""
-    return [i for i in list_incidents(paths or get_paths(), status="open") if i.safe_state
-            and _model_matches(i, model)]
+    return [
+        i
+        for i in list_incidents(paths or get_paths(), status="open")
+        if i.safe_state and _model_matches(i, model)
+    ]
 
 
 def safe_state_for(incidents: list[Incident], plant: str) -> Incident | None:
@@ -304,19 +329,42 @@ def safe_state_for(incidents: list[Incident], plant: str) -> Incident | None:
     return next((i for i in incidents if i.covers(plant)), None)
 
 
-def assert_not_frozen(action: str, actor: str, audit: AuditLog, paths: Paths, subject: str | None = None, *,
-                      model: str | None = None, reason: str | None = None, refs: dict[str, Any] | None = None) -> None:
+def assert_not_frozen(
+    action: str,
+    actor: str,
+    audit: AuditLog,
+    paths: Paths,
+    subject: str | None = None,
+    *,
+    model: str | None = None,
+    reason: str | None = None,
+    refs: dict[str, Any] | None = None,
+) -> None:
     """Refuse ``action`` while an open incident freezes the model: audit a ``denied`` record (refs
     name the incident) and raise :class:`FrozenError`. Does nothing when no freeze holds."""
     inc = active_freeze(paths, model)
     if inc is None:
         return
-    why = (f"{action} refused: the model {inc.model} is frozen by incident {inc.id} ({inc.severity}, opened "
-           f"{inc.opened_utc} by {inc.opened_by}: {inc.summary}); no automatic or manual change until it is closed "
-           f"(qp incident close {inc.id} --resolution TEXT)")
-    audit.append(action, actor, actor_kind="system" if is_system_actor(actor) else "user",
-                 subject=subject or f"model:{inc.model}", plant=inc.plant, outcome="denied", reason=reason or why,
-                 refs={**(refs or {}), "denied_because": why, "incident_id": inc.id, "frozen_by": inc.subject})
+    why = (
+        f"{action} refused: the model {inc.model} is frozen by incident {inc.id} ({inc.severity}, opened "
+        f"{inc.opened_utc} by {inc.opened_by}: {inc.summary}); no automatic or manual change until it is closed "
+        f"(qp incident close {inc.id} --resolution TEXT)"
+    )
+    audit.append(
+        action,
+        actor,
+        actor_kind="system" if is_system_actor(actor) else "user",
+        subject=subject or f"model:{inc.model}",
+        plant=inc.plant,
+        outcome="denied",
+        reason=reason or why,
+        refs={
+            **(refs or {}),
+            "denied_because": why,
+            "incident_id": inc.id,
+            "frozen_by": inc.subject,
+        },
+    )
     raise FrozenError(why)
 
 
@@ -327,13 +375,22 @@ def _parse(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _alert(paths: Paths, severity: str, summary: str, plant: str | None, details: dict[str, Any]) -> None:
+def _alert(
+    paths: Paths, severity: str, summary: str, plant: str | None, details: dict[str, Any]
+) -> None:
     from quality_platform.alerts import Alert, send_alert
 
-    send_alert(Alert(kind="incident", severity=severity, summary=summary[:500], plant=plant, details=details), paths)
+    send_alert(
+        Alert(
+            kind="incident", severity=severity, summary=summary[:500], plant=plant, details=details
+        ),
+        paths,
+    )
 
 
-def default_data_window(paths: Paths, plant: str | None, days: int, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+def default_data_window(
+    paths: Paths, plant: str | None, days: int, today: dt.date | None = None
+) -> tuple[dt.date, dt.date]:
     """The last ``days`` production days up to the newest scored day (not after today; today when
     nothing was scored): in live operation simply the last ``days`` days."""
     from quality_platform.warehouse import connect, table_exists
@@ -357,11 +414,22 @@ def default_data_window(paths: Paths, plant: str | None, days: int, today: dt.da
     return end - dt.timedelta(days=days - 1), end
 
 
-def open_incident(who: Principal | str, severity: str, summary: str, *, plant: str | None = None,
-                  model: str | None = None, safe_state: bool | None = None, paths: Paths | None = None,
-                  audit: AuditLog | None = None, policy: Policy | None = None,
-                  instance: dg.DagsterInstance | None = None, data_from: dt.date | None = None,
-                  data_to: dt.date | None = None, evidence: bool = True) -> Incident:
+def open_incident(
+    who: Principal | str,
+    severity: str,
+    summary: str,
+    *,
+    plant: str | None = None,
+    model: str | None = None,
+    safe_state: bool | None = None,
+    paths: Paths | None = None,
+    audit: AuditLog | None = None,
+    policy: Policy | None = None,
+    instance: dg.DagsterInstance | None = None,
+    data_from: dt.date | None = None,
+    data_to: dt.date | None = None,
+    evidence: bool = True,
+) -> Incident:
     """Open an incident: authorise (``open_incident``; a plant-scoped user only for their plants),
     store it (the freeze holds from here), audit, alert, then preserve the evidence bundle.
 
@@ -376,7 +444,9 @@ def open_incident(who: Principal | str, severity: str, summary: str, *, plant: s
     audit = audit or AuditLog(audit_db_path(paths.data_dir))
     cfg = load_incident_config(paths)
     if severity not in cfg.severities:
-        raise IncidentError(f"unknown severity {severity!r}; {config_path(paths)} defines {sorted(cfg.severities)}")
+        raise IncidentError(
+            f"unknown severity {severity!r}; {config_path(paths)} defines {sorted(cfg.severities)}"
+        )
     if not isinstance(summary, str) or not summary.strip():
         raise IncidentError("an incident needs a summary (--summary TEXT)")
     if plant is not None:
@@ -387,13 +457,31 @@ def open_incident(who: Principal | str, severity: str, summary: str, *, plant: s
             raise IncidentError(f"unknown plant {plant!r}; configured: {sorted(plants)}")
     policy = policy or load_policy(paths)
     sev = cfg.severities[severity]
-    principal_ = authorize(policy, who, "open_incident", audit, subject=f"model:{model}", plant=plant,
-                           reason=summary, refs={"severity": severity})
-    if plant is None and principal_.plants is not None:  # a plant-scoped user speaks for their plants only
-        why = (f"user {principal_.name} (role {principal_.role}) may open incidents only for their plants "
-               f"{sorted(principal_.plants)}: name the plant (--plant)")
-        audit.append("open_incident", principal_.name, subject=f"model:{model}", reason=summary, outcome="denied",
-                     refs={"denied_because": why, "role": principal_.role, "severity": severity})
+    principal_ = authorize(
+        policy,
+        who,
+        "open_incident",
+        audit,
+        subject=f"model:{model}",
+        plant=plant,
+        reason=summary,
+        refs={"severity": severity},
+    )
+    if (
+        plant is None and principal_.plants is not None
+    ):  # a plant-scoped user speaks for their plants only
+        why = (
+            f"user {principal_.name} (role {principal_.role}) may open incidents only for their plants "
+            f"{sorted(principal_.plants)}: name the plant (--plant)"
+        )
+        audit.append(
+            "open_incident",
+            principal_.name,
+            subject=f"model:{model}",
+            reason=summary,
+            outcome="denied",
+            refs={"denied_because": why, "role": principal_.role, "severity": severity},
+        )
         raise PolicyError(why)
     safe = sev.safe_state if safe_state is None else bool(safe_state)
     opened = dt.datetime.now(dt.UTC)
@@ -402,76 +490,173 @@ def open_incident(who: Principal | str, severity: str, summary: str, *, plant: s
         data_from, data_to = data_from or dfrom, data_to or dto
     if data_from > data_to:
         raise IncidentError(f"data window: from {data_from} is after to {data_to}")
-    row = {"severity": severity, "status": "open", "plant": plant, "model": model, "summary": summary.strip(),
-           "opened_by": principal_.name, "opened_utc": utc_text(opened),
-           "deadline_utc": utc_text(opened + dt.timedelta(hours=sev.report_within_hours)),
-           "safe_state": int(safe), "frozen": int(sev.freeze), "data_from": data_from.isoformat(),
-           "data_to": data_to.isoformat(),
-           "events_from": utc_text(opened - dt.timedelta(days=cfg.evidence.window_days))}
+    row = {
+        "severity": severity,
+        "status": "open",
+        "plant": plant,
+        "model": model,
+        "summary": summary.strip(),
+        "opened_by": principal_.name,
+        "opened_utc": utc_text(opened),
+        "deadline_utc": utc_text(opened + dt.timedelta(hours=sev.report_within_hours)),
+        "safe_state": int(safe),
+        "frozen": int(sev.freeze),
+        "data_from": data_from.isoformat(),
+        "data_to": data_to.isoformat(),
+        "events_from": utc_text(opened - dt.timedelta(days=cfg.evidence.window_days)),
+    }
     db = _db(paths)
     with sqlite_connect(db) as con:
-        cur = con.execute(f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                          list(row.values()))
+        cur = con.execute(
+            f"INSERT INTO incidents ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+            list(row.values()),
+        )
         iid = int(cur.lastrowid or 0)
     inc = get(iid, paths)
-    refs = {"incident_id": iid, "severity": severity, "basis": sev.basis, "regulatory": sev.regulatory,
-            "model": model, "frozen": inc.frozen, "safe_state": inc.safe_state, "deadline_utc": inc.deadline_utc,
-            "data_window": [inc.data_from, inc.data_to], "events_from": inc.events_from,
-            "role": principal_.role, "via": principal_.via}
-    audit.append(ACTION, principal_.name, subject=inc.subject, plant=plant, reason=f"opened: {inc.summary}",
-                 refs=refs)
-    _alert(paths, "error", f"incident {iid} opened ({severity}) by {principal_.name}: {inc.summary}"
-           + (f"; model {model} frozen" if inc.frozen else "") + ("; safe state: rule-based limits" if safe else ""),
-           plant, refs)
+    refs = {
+        "incident_id": iid,
+        "severity": severity,
+        "basis": sev.basis,
+        "regulatory": sev.regulatory,
+        "model": model,
+        "frozen": inc.frozen,
+        "safe_state": inc.safe_state,
+        "deadline_utc": inc.deadline_utc,
+        "data_window": [inc.data_from, inc.data_to],
+        "events_from": inc.events_from,
+        "role": principal_.role,
+        "via": principal_.via,
+    }
+    audit.append(
+        ACTION,
+        principal_.name,
+        subject=inc.subject,
+        plant=plant,
+        reason=f"opened: {inc.summary}",
+        refs=refs,
+    )
+    _alert(
+        paths,
+        "error",
+        f"incident {iid} opened ({severity}) by {principal_.name}: {inc.summary}"
+        + (f"; model {model} frozen" if inc.frozen else "")
+        + ("; safe state: rule-based limits" if safe else ""),
+        plant,
+        refs,
+    )
     if evidence:
         try:
             out = build_evidence(inc, paths, audit, instance=instance, cfg=cfg)
             with sqlite_connect(db) as con:
-                con.execute("UPDATE incidents SET evidence_dir = ?, manifest_sha256 = ? WHERE id = ?",
-                            [out["bundle"], out["manifest_sha256"], iid])
-            audit.append(ACTION, principal_.name, subject=inc.subject, plant=plant,
-                         reason="evidence bundle preserved", refs={"incident_id": iid, **{
-                             k: out[k] for k in ("bundle", "manifest_sha256", "files", "bytes", "seconds", "notes")}})
+                con.execute(
+                    "UPDATE incidents SET evidence_dir = ?, manifest_sha256 = ? WHERE id = ?",
+                    [out["bundle"], out["manifest_sha256"], iid],
+                )
+            audit.append(
+                ACTION,
+                principal_.name,
+                subject=inc.subject,
+                plant=plant,
+                reason="evidence bundle preserved",
+                refs={
+                    "incident_id": iid,
+                    **{
+                        k: out[k]
+                        for k in ("bundle", "manifest_sha256", "files", "bytes", "seconds", "notes")
+                    },
+                },
+            )
         except Exception as exc:  # the freeze holds even when the evidence could not be collected
-            audit.append(ACTION, principal_.name, subject=inc.subject, plant=plant, outcome="failed",
-                         reason=f"evidence bundle failed: {type(exc).__name__}: {exc}"[:1000],
-                         refs={"incident_id": iid})
+            audit.append(
+                ACTION,
+                principal_.name,
+                subject=inc.subject,
+                plant=plant,
+                outcome="failed",
+                reason=f"evidence bundle failed: {type(exc).__name__}: {exc}"[:1000],
+                refs={"incident_id": iid},
+            )
     return get(iid, paths)
 
 
-def close_incident(incident_id: int | str, who: Principal | str, resolution: str, *, paths: Paths | None = None,
-                   audit: AuditLog | None = None, policy: Policy | None = None) -> Incident:
+def close_incident(
+    incident_id: int | str,
+    who: Principal | str,
+    resolution: str,
+    *,
+    paths: Paths | None = None,
+    audit: AuditLog | None = None,
+    policy: Policy | None = None,
+) -> Incident:
     """Close an open incident (``close_incident``): the freeze and the safe state end. Audited and
     alerted; closing twice or without a resolution is refused (audited)."""
     paths = paths or get_paths()
     audit = audit or AuditLog(audit_db_path(paths.data_dir))
     inc = get(incident_id, paths)
     policy = policy or load_policy(paths)
-    p = authorize(policy, who, "close_incident", audit, subject=inc.subject, plant=inc.plant, reason=resolution)
+    p = authorize(
+        policy,
+        who,
+        "close_incident",
+        audit,
+        subject=inc.subject,
+        plant=inc.plant,
+        reason=resolution,
+    )
     why = None
     if not inc.is_open:
         why = f"incident {inc.id} is already closed (by {inc.closed_by} at {inc.closed_utc})"
     elif not isinstance(resolution, str) or not resolution.strip():
         why = "closing an incident needs a resolution (--resolution TEXT)"
     if why:
-        audit.append(ACTION, p.name, subject=inc.subject, plant=inc.plant, outcome="denied", reason=resolution or None,
-                     refs={"incident_id": inc.id, "denied_because": why})
+        audit.append(
+            ACTION,
+            p.name,
+            subject=inc.subject,
+            plant=inc.plant,
+            outcome="denied",
+            reason=resolution or None,
+            refs={"incident_id": inc.id, "denied_because": why},
+        )
         raise IncidentError(why)
     closed = now_text()
     with sqlite_connect(_db(paths)) as con:
-        n = con.execute("UPDATE incidents SET status = 'closed', closed_by = ?, closed_utc = ?, resolution = ? "
-                        "WHERE id = ? AND status = 'open'", [p.name, closed, resolution.strip(), inc.id]).rowcount
+        n = con.execute(
+            "UPDATE incidents SET status = 'closed', closed_by = ?, closed_utc = ?, resolution = ? "
+            "WHERE id = ? AND status = 'open'",
+            [p.name, closed, resolution.strip(), inc.id],
+        ).rowcount
     if n != 1:
         raise IncidentError(f"incident {inc.id} was closed concurrently")
     out = get(inc.id, paths)
     late = _parse(closed) > _parse(inc.deadline_utc)
-    refs = {"incident_id": inc.id, "severity": inc.severity, "opened_utc": inc.opened_utc, "deadline_utc":
-            inc.deadline_utc, "after_deadline": late, "released_freeze": inc.frozen, "ended_safe_state": inc.safe_state,
-            "role": p.role, "via": p.via}
-    audit.append(ACTION, p.name, subject=inc.subject, plant=inc.plant, reason=f"closed: {resolution.strip()}",
-                 refs=refs)
-    _alert(paths, "warning", f"incident {inc.id} closed by {p.name}: {resolution.strip()}"
-           + ("; freeze released" if inc.frozen else ""), inc.plant, refs)
+    refs = {
+        "incident_id": inc.id,
+        "severity": inc.severity,
+        "opened_utc": inc.opened_utc,
+        "deadline_utc": inc.deadline_utc,
+        "after_deadline": late,
+        "released_freeze": inc.frozen,
+        "ended_safe_state": inc.safe_state,
+        "role": p.role,
+        "via": p.via,
+    }
+    audit.append(
+        ACTION,
+        p.name,
+        subject=inc.subject,
+        plant=inc.plant,
+        reason=f"closed: {resolution.strip()}",
+        refs=refs,
+    )
+    _alert(
+        paths,
+        "warning",
+        f"incident {inc.id} closed by {p.name}: {resolution.strip()}"
+        + ("; freeze released" if inc.frozen else ""),
+        inc.plant,
+        refs,
+    )
     return out
 
 
@@ -500,10 +685,14 @@ def _write_jsonl(path: Path, items: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for it in items:
-            fh.write(json.dumps(it, sort_keys=True, default=_json_default, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(it, sort_keys=True, default=_json_default, ensure_ascii=False) + "\n"
+            )
 
 
-def _export_tables(inc: Incident, paths: Paths, tables: list[str], out: Path, notes: list[str]) -> None:
+def _export_tables(
+    inc: Incident, paths: Paths, tables: list[str], out: Path, notes: list[str]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -515,8 +704,14 @@ def _export_tables(inc: Incident, paths: Paths, tables: list[str], out: Path, no
     with connect(paths.warehouse_path, read_only=True) as con:
         for t in tables:
             schema, table = t.split(".")
-            cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema=? "
-                                              "AND table_name=?", [schema, table]).fetchall()]
+            cols = [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema=? "
+                    "AND table_name=?",
+                    [schema, table],
+                ).fetchall()
+            ]
             if not cols:
                 notes.append(f"{t}: table does not exist (yet)")
                 continue
@@ -527,10 +722,14 @@ def _export_tables(inc: Incident, paths: Paths, tables: list[str], out: Path, no
             if inc.plant and "plant" in cols:
                 where.append("plant = ?")
                 params.append(inc.plant)
-            sql = f'SELECT * FROM "{schema}"."{table}"' + (" WHERE " + " AND ".join(where) if where else "")
+            sql = f'SELECT * FROM "{schema}"."{table}"' + (
+                " WHERE " + " AND ".join(where) if where else ""
+            )
             df = con.execute(sql, params).df()
             out.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), out / f"{schema}.{table}.parquet")
+            pq.write_table(
+                pa.Table.from_pandas(df, preserve_index=False), out / f"{schema}.{table}.parquet"
+            )
 
 
 def _export_models(paths: Paths, out: Path, notes: list[str]) -> list[dict[str, Any]]:
@@ -547,21 +746,41 @@ def _export_models(paths: Paths, out: Path, notes: list[str]) -> list[dict[str, 
             continue
         d = out / f"{alias}_v{v.version}"
         d.mkdir(parents=True, exist_ok=True)
-        meta = {"alias": alias, "version": v.version, "run_id": v.run_id, "aliases": list(v.aliases), "tags": v.tags,
-                "registered_model": reg.name, "tracking_uri": reg.tracking_uri}
-        (d / "version.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        meta = {
+            "alias": alias,
+            "version": v.version,
+            "run_id": v.run_id,
+            "aliases": list(v.aliases),
+            "tags": v.tags,
+            "registered_model": reg.name,
+            "tracking_uri": reg.tracking_uri,
+        }
+        (d / "version.json").write_text(
+            json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8"
+        )
         mlflow = _mlflow()
         mlflow.set_tracking_uri(reg.tracking_uri)  # models:/ URIs resolve through the registry URI
         mlflow.set_registry_uri(reg.tracking_uri)
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{reg.name}/{v.version}",
-                                                dst_path=str(d / "model"), tracking_uri=reg.tracking_uri)
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{reg.name}/{v.version}",
+                dst_path=str(d / "model"),
+                tracking_uri=reg.tracking_uri,
+            )
         except Exception as exc:
-            notes.append(f"{alias} v{v.version}: model files not downloaded: {type(exc).__name__}: {exc}"[:300])
+            notes.append(
+                f"{alias} v{v.version}: model files not downloaded: {type(exc).__name__}: {exc}"[
+                    :300
+                ]
+            )
         try:
             reg.client.download_artifacts(v.run_id, "", str(d / "run"))
         except Exception as exc:
-            notes.append(f"{alias} v{v.version}: run artifacts not downloaded: {type(exc).__name__}: {exc}"[:300])
+            notes.append(
+                f"{alias} v{v.version}: run artifacts not downloaded: {type(exc).__name__}: {exc}"[
+                    :300
+                ]
+            )
         seen.append({"alias": alias, "version": v.version, "gate": v.gate, "approval": v.approval})
     return seen
 
@@ -574,28 +793,46 @@ def _export_runs(inc: Incident, instance: dg.DagsterInstance, max_runs: int, out
     runs = []
     for rec in records:
         run = rec.dagster_run
-        runs.append({"run_id": run.run_id, "job_name": run.job_name, "status": run.status.value,
-                     "tags": dict(run.tags), "create_timestamp": rec.create_timestamp.isoformat(),
-                     "start_time": rec.start_time, "end_time": rec.end_time})
+        runs.append(
+            {
+                "run_id": run.run_id,
+                "job_name": run.job_name,
+                "status": run.status.value,
+                "tags": dict(run.tags),
+                "create_timestamp": rec.create_timestamp.isoformat(),
+                "start_time": rec.start_time,
+                "end_time": rec.end_time,
+            }
+        )
         lines = [json.loads(dg.serialize_value(e)) for e in instance.all_logs(run.run_id)]
         _write_jsonl(out / f"{run.run_id}.jsonl", lines)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runs.json").write_text(json.dumps(runs, indent=2, sort_keys=True, default=_json_default), encoding="utf-8")
+    (out / "runs.json").write_text(
+        json.dumps(runs, indent=2, sort_keys=True, default=_json_default), encoding="utf-8"
+    )
     return len(runs)
 
 
 def _default_instance(paths: Paths) -> dg.DagsterInstance | None:
     import dagster as dg
 
-    home = os.environ.get("DAGSTER_HOME") or (str(paths.dagster_home) if paths.dagster_home.exists() else None)
+    home = os.environ.get("DAGSTER_HOME") or (
+        str(paths.dagster_home) if paths.dagster_home.exists() else None
+    )
     if not home or not Path(home).is_dir():
         return None
     os.environ.setdefault("DAGSTER_HOME", home)
     return dg.DagsterInstance.get()
 
 
-def build_evidence(inc: Incident, paths: Paths, audit: AuditLog, *, instance: dg.DagsterInstance | None = None,
-                   cfg: IncidentConfig | None = None) -> dict[str, Any]:
+def build_evidence(
+    inc: Incident,
+    paths: Paths,
+    audit: AuditLog,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    cfg: IncidentConfig | None = None,
+) -> dict[str, Any]:
     """Preserve the evidence of ``inc`` under ``<data_dir>/incidents/<id>/`` and write
     ``manifest.json`` (SHA-256 and size of every file). Returns bundle path, manifest hash, file
     count, bytes, seconds and notes (what could not be collected, and why)."""
@@ -606,7 +843,9 @@ def build_evidence(inc: Incident, paths: Paths, audit: AuditLog, *, instance: dg
         shutil.rmtree(root)
     root.mkdir(parents=True)
     notes: list[str] = []
-    (root / "incident.json").write_text(json.dumps(inc.as_dict(), indent=2, sort_keys=True), encoding="utf-8")
+    (root / "incident.json").write_text(
+        json.dumps(inc.as_dict(), indent=2, sort_keys=True), encoding="utf-8"
+    )
     models: list[dict[str, Any]] = []
     try:
         models = _export_models(paths, root / "model", notes)
@@ -617,9 +856,14 @@ def build_evidence(inc: Incident, paths: Paths, audit: AuditLog, *, instance: dg
     except Exception as exc:  # e.g. a writer holds the warehouse lock
         notes.append(f"warehouse tables: {type(exc).__name__}: {exc}"[:300])
     recs = audit.records(since=inc.events_from, plant=None)
-    _write_jsonl(root / "audit" / "audit_records.jsonl",
-                 [{k: getattr(r, k) for k in r.__dataclass_fields__} for r in recs
-                  if inc.plant is None or r.plant in (None, inc.plant)])
+    _write_jsonl(
+        root / "audit" / "audit_records.jsonl",
+        [
+            {k: getattr(r, k) for k in r.__dataclass_fields__}
+            for r in recs
+            if inc.plant is None or r.plant in (None, inc.plant)
+        ],
+    )
     n_runs = 0
     try:
         inst = instance or _default_instance(paths)
@@ -631,14 +875,36 @@ def build_evidence(inc: Incident, paths: Paths, audit: AuditLog, *, instance: dg
         notes.append(f"run logs: {type(exc).__name__}: {exc}"[:300])
     files = []
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        files.append({"path": f.relative_to(root).as_posix(), "bytes": f.stat().st_size, "sha256": _sha256(f)})
-    manifest = {"incident_id": inc.id, "created_utc": now_text(), "model": inc.model, "plant": inc.plant,
-                "data_window": [inc.data_from, inc.data_to], "events_from": inc.events_from,
-                "model_versions": models, "runs": n_runs, "audit_records": len(recs), "notes": notes, "files": files}
+        files.append(
+            {
+                "path": f.relative_to(root).as_posix(),
+                "bytes": f.stat().st_size,
+                "sha256": _sha256(f),
+            }
+        )
+    manifest = {
+        "incident_id": inc.id,
+        "created_utc": now_text(),
+        "model": inc.model,
+        "plant": inc.plant,
+        "data_window": [inc.data_from, inc.data_to],
+        "events_from": inc.events_from,
+        "model_versions": models,
+        "runs": n_runs,
+        "audit_records": len(recs),
+        "notes": notes,
+        "files": files,
+    }
     mpath = root / "manifest.json"
     mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    return {"bundle": str(root), "manifest_sha256": _sha256(mpath), "files": len(files),
-            "bytes": sum(f["bytes"] for f in files), "seconds": round(time.perf_counter() - t0, 2), "notes": notes}
+    return {
+        "bundle": str(root),
+        "manifest_sha256": _sha256(mpath),
+        "files": len(files),
+        "bytes": sum(f["bytes"] for f in files),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "notes": notes,
+    }
 
 
 def verify_evidence(inc: Incident, paths: Paths | None = None) -> dict[str, Any]:
@@ -647,7 +913,11 @@ def verify_evidence(inc: Incident, paths: Paths | None = None) -> dict[str, Any]
     root = Path(inc.evidence_dir) if inc.evidence_dir else bundle_dir(paths, inc.id)
     mpath = root / "manifest.json"
     if not mpath.exists():
-        return {"ok": False, "bundle": str(root), "problems": ["no manifest.json (evidence not collected)"]}
+        return {
+            "ok": False,
+            "bundle": str(root),
+            "problems": ["no manifest.json (evidence not collected)"],
+        }
     problems = []
     if inc.manifest_sha256 and _sha256(mpath) != inc.manifest_sha256:
         problems.append("manifest.json differs from the hash recorded at opening")
@@ -660,10 +930,20 @@ def verify_evidence(inc: Incident, paths: Paths | None = None) -> dict[str, Any]
             problems.append(f"missing: {f['path']}")
         elif _sha256(p) != f["sha256"]:
             problems.append(f"changed: {f['path']}")
-    extra = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
-                   and p.relative_to(root).as_posix() not in listed | {"manifest.json", "report.json", "report.md"})
+    extra = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.relative_to(root).as_posix()
+        not in listed | {"manifest.json", "report.json", "report.md"}
+    )
     problems += [f"not in the manifest: {x}" for x in extra]
-    return {"ok": not problems, "bundle": str(root), "files": len(manifest["files"]), "problems": problems}
+    return {
+        "ok": not problems,
+        "bundle": str(root),
+        "files": len(manifest["files"]),
+        "problems": problems,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -676,8 +956,16 @@ def _records_df(df: pd.DataFrame) -> list[dict[str, Any]]:
 def _warehouse_sections(inc: Incident, paths: Paths) -> dict[str, Any]:
     from quality_platform.warehouse import connect
 
-    out: dict[str, Any] = {"predictions": [], "model_versions_used": [], "drift_findings": [], "drift_summary": [],
-                           "performance": [], "quarantine": [], "units_in_window": set(), "notes": []}
+    out: dict[str, Any] = {
+        "predictions": [],
+        "model_versions_used": [],
+        "drift_findings": [],
+        "drift_summary": [],
+        "performance": [],
+        "quarantine": [],
+        "units_in_window": set(),
+        "notes": [],
+    }
     if not paths.warehouse_path.exists():
         out["notes"].append("no warehouse")
         return out
@@ -686,53 +974,84 @@ def _warehouse_sections(inc: Incident, paths: Paths) -> dict[str, Any]:
     params: list[Any] = [d0, d1] + ([inc.plant] if inc.plant else [])
     win = f"CAST(partition_date AS DATE) BETWEEN ? AND ?{pf}"
     with connect(paths.warehouse_path, read_only=True) as con:
-        have = {f"{s}.{t}" for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables")
-                .fetchall()}
+        have = {
+            f"{s}.{t}"
+            for s, t in con.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables"
+            ).fetchall()
+        }
 
         def q(sql: str) -> pd.DataFrame:
             return con.execute(sql, params).df()
 
         if "ml.predictions" in have:
-            out["predictions"] = _records_df(q(f"""
+            out["predictions"] = _records_df(
+                q(f"""
                 SELECT plant, strftime(CAST(partition_date AS DATE), '%Y-%m-%d') AS day, count(*) AS units,
                        sum(predicted_defect::INT) AS flagged, string_agg(DISTINCT decided_by, ',') AS decided_by,
                        string_agg(DISTINCT model_version, ',') AS model_versions, min(scored_at_utc) AS first_scored,
                        max(scored_at_utc) AS last_scored
-                FROM ml.predictions WHERE {win} GROUP BY 1, 2 ORDER BY 1, 2"""))
-            out["model_versions_used"] = _records_df(q(f"""
+                FROM ml.predictions WHERE {win} GROUP BY 1, 2 ORDER BY 1, 2""")
+            )
+            out["model_versions_used"] = _records_df(
+                q(f"""
                 SELECT decided_by, model_version, champion_version, challenger_version, count(*) AS units,
                        sum(predicted_defect::INT) AS flagged, strftime(min(CAST(partition_date AS DATE)), '%Y-%m-%d') AS first_day,
                        strftime(max(CAST(partition_date AS DATE)), '%Y-%m-%d') AS last_day
-                FROM ml.predictions WHERE {win} GROUP BY ALL ORDER BY first_day, model_version"""))
-            out["units_in_window"] = {(r[0], r[1]) for r in con.execute(
-                f"SELECT plant, unit_id FROM ml.predictions WHERE {win}", params).fetchall()}
+                FROM ml.predictions WHERE {win} GROUP BY ALL ORDER BY first_day, model_version""")
+            )
+            out["units_in_window"] = {
+                (r[0], r[1])
+                for r in con.execute(
+                    f"SELECT plant, unit_id FROM ml.predictions WHERE {win}", params
+                ).fetchall()
+            }
         if "ml.drift_findings" in have:
-            out["drift_findings"] = _records_df(q(f"""
+            out["drift_findings"] = _records_df(
+                q(f"""
                 SELECT plant, strftime(CAST(partition_date AS DATE), '%Y-%m-%d') AS day, kind, feature, machines, round(value, 4) AS value,
-                       detail, model_version FROM ml.drift_findings WHERE {win} ORDER BY 1, 2, 3, 4"""))
+                       detail, model_version FROM ml.drift_findings WHERE {win} ORDER BY 1, 2, 3, 4""")
+            )
         if "ml.drift_metrics" in have:
-            out["drift_summary"] = _records_df(q(f"""
+            out["drift_summary"] = _records_df(
+                q(f"""
                 SELECT plant, strftime(CAST(partition_date AS DATE), '%Y-%m-%d') AS day, arg_max(feature, wasserstein) AS worst_feature,
                        round(max(wasserstein), 4) AS max_wasserstein, count(*) AS measures
-                FROM ml.drift_metrics WHERE {win} AND scope = 'plant' GROUP BY 1, 2 ORDER BY 1, 2"""))
+                FROM ml.drift_metrics WHERE {win} AND scope = 'plant' GROUP BY 1, 2 ORDER BY 1, 2""")
+            )
         if "ml.model_performance" in have:
-            out["performance"] = _records_df(q(f"""
+            out["performance"] = _records_df(
+                q(f"""
                 SELECT plant, strftime(CAST(partition_date AS DATE), '%Y-%m-%d') AS day, model_version, units, labelled, positives,
                        round(precision, 4) AS precision, round(recall, 4) AS recall, round(roc_auc, 4) AS roc_auc,
-                       degraded FROM ml.model_performance WHERE {win} ORDER BY 1, 2"""))
+                       degraded FROM ml.model_performance WHERE {win} ORDER BY 1, 2""")
+            )
         if "standard.quarantine" in have:
-            out["quarantine"] = _records_df(q(f"""
+            out["quarantine"] = _records_df(
+                q(f"""
                 SELECT plant, strftime(CAST(partition_date AS DATE), '%Y-%m-%d') AS day, rule, severity, sum(n_items) AS items,
-                       count(*) AS rows FROM standard.quarantine WHERE {win} GROUP BY ALL ORDER BY 1, 2, 3"""))
+                       count(*) AS rows FROM standard.quarantine WHERE {win} GROUP BY ALL ORDER BY 1, 2, 3""")
+            )
     return out
 
 
 def _audit_row(r: Any) -> dict[str, Any]:
-    return {"seq": r.seq, "ts_utc": r.ts_utc, "action": r.action, "actor": r.actor, "outcome": r.outcome,
-            "subject": r.subject, "plant": r.plant, "reason": r.reason, "refs": r.refs}
+    return {
+        "seq": r.seq,
+        "ts_utc": r.ts_utc,
+        "action": r.action,
+        "actor": r.actor,
+        "outcome": r.outcome,
+        "subject": r.subject,
+        "plant": r.plant,
+        "reason": r.reason,
+        "refs": r.refs,
+    }
 
 
-def _versions_from_audit(lifecycle: list[AuditRecord], model: str, versions: list[str]) -> list[dict[str, Any]]:
+def _versions_from_audit(
+    lifecycle: list[AuditRecord], model: str, versions: list[str]
+) -> list[dict[str, Any]]:
     """Lineage, gate, approval and champion periods of ``versions`` from the model's lifecycle
     records of the audit log (the record of every lifecycle decision; no MLflow round trip, so the
     report stays fast)."""
@@ -741,15 +1060,26 @@ def _versions_from_audit(lifecycle: list[AuditRecord], model: str, versions: lis
         by_subject.setdefault(r.subject, []).append(r)
     out = []
     for v in versions:
-        info: dict[str, Any] = {"version": v, "gate": None, "approval": "pending", "approved_by": None,
-                                "data_hash": None, "dagster_run_id": None, "trained_plants": [], "champion_since": [],
-                                "rolled_back": []}
+        info: dict[str, Any] = {
+            "version": v,
+            "gate": None,
+            "approval": "pending",
+            "approved_by": None,
+            "data_hash": None,
+            "dagster_run_id": None,
+            "trained_plants": [],
+            "champion_since": [],
+            "rolled_back": [],
+        }
         for r in by_subject.get(f"model:{model}/{v}", []):
             if r.outcome not in ("ok", "failed"):
                 continue
             if r.action == "register":
-                info.update(data_hash=str(r.refs.get("data_hash") or "")[:16], dagster_run_id=r.refs.get("run_id"),
-                            trained_plants=sorted(r.refs.get("partitions") or {}))
+                info.update(
+                    data_hash=str(r.refs.get("data_hash") or "")[:16],
+                    dagster_run_id=r.refs.get("run_id"),
+                    trained_plants=sorted(r.refs.get("partitions") or {}),
+                )
             elif r.action == "gate":
                 info["gate"] = r.refs.get("status")
             elif r.action == "approve" and r.outcome == "ok":
@@ -764,7 +1094,9 @@ def _versions_from_audit(lifecycle: list[AuditRecord], model: str, versions: lis
     return out
 
 
-def incident_report(incident_id: int | str, paths: Paths | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+def incident_report(
+    incident_id: int | str, paths: Paths | None = None, out_dir: Path | None = None
+) -> dict[str, Any]:
     """The complete event record of an incident (JSON-ready dict): the incident and its deadline,
     the model versions and predictions of the data window, drift, performance and data-quality
     history, approvals, overrides, every audited action of the event window, the refusals under the
@@ -782,53 +1114,124 @@ def incident_report(incident_id: int | str, paths: Paths | None = None, out_dir:
     until = inc.closed_utc or utc_text(now)
     wh = _warehouse_sections(inc, paths)
     units = wh.pop("units_in_window")
-    recs = [r for r in audit.records(since=inc.events_from) if inc.plant is None or r.plant in (None, inc.plant)]
+    recs = [
+        r
+        for r in audit.records(since=inc.events_from)
+        if inc.plant is None or r.plant in (None, inc.plant)
+    ]
     in_window = [r for r in recs if r.ts_utc <= until]
-    versions = sorted({str(v) for row in wh["model_versions_used"] for v in (row.get("model_version"),
-                       row.get("champion_version"), row.get("challenger_version")) if v and str(v).isdigit()}, key=int)
+    versions = sorted(
+        {
+            str(v)
+            for row in wh["model_versions_used"]
+            for v in (
+                row.get("model_version"),
+                row.get("champion_version"),
+                row.get("challenger_version"),
+            )
+            if v and str(v).isdigit()
+        },
+        key=int,
+    )
     subjects = {f"model:{inc.model}/{v}" for v in versions}
     # one read of the model's lifecycle records (also every action _versions_from_audit reads)
     from quality_platform.ml.registry import current_store, in_store
 
-    store = current_store(paths)  # a version is (registry store, number): another store's records are not its
-    lifecycle = [r for r in audit.records(action=["approve", "reject", "promote", "rollback", "gate", "register",
-                                                  "canary"], subject_prefix=f"model:{inc.model}")
-                 if in_store(r, store)]
-    approvals = [_audit_row(r) for r in lifecycle if r.action in ("approve", "reject") and
-                 (r.subject in subjects or r.ts_utc >= inc.events_from)]
-    model_events = [_audit_row(r) for r in lifecycle if r.action not in ("approve", "reject") and
-                    (r.subject in subjects or r.ts_utc >= inc.events_from)]
+    store = current_store(
+        paths
+    )  # a version is (registry store, number): another store's records are not its
+    lifecycle = [
+        r
+        for r in audit.records(
+            action=["approve", "reject", "promote", "rollback", "gate", "register", "canary"],
+            subject_prefix=f"model:{inc.model}",
+        )
+        if in_store(r, store)
+    ]
+    approvals = [
+        _audit_row(r)
+        for r in lifecycle
+        if r.action in ("approve", "reject")
+        and (r.subject in subjects or r.ts_utc >= inc.events_from)
+    ]
+    model_events = [
+        _audit_row(r)
+        for r in lifecycle
+        if r.action not in ("approve", "reject")
+        and (r.subject in subjects or r.ts_utc >= inc.events_from)
+    ]
     ov = overrides_frame(paths, plant=inc.plant, current_only=False)
     if len(ov):
-        ov = ov[[(p, u) in units for p, u in zip(ov["plant"].astype(str), ov["unit_id"].astype(str), strict=True)]]
+        ov = ov[
+            [
+                (p, u) in units
+                for p, u in zip(ov["plant"].astype(str), ov["unit_id"].astype(str), strict=True)
+            ]
+        ]
     counts = pd.DataFrame([{"action": r.action, "outcome": r.outcome} for r in in_window])
-    action_counts = (_records_df(counts.value_counts().rename("records").reset_index().sort_values(["action", "outcome"]))
-                     if len(counts) else [])
-    refused = [_audit_row(r) for r in recs if r.outcome == "denied" and r.refs.get("incident_id") == inc.id
-               and r.action != ACTION]
+    action_counts = (
+        _records_df(
+            counts.value_counts().rename("records").reset_index().sort_values(["action", "outcome"])
+        )
+        if len(counts)
+        else []
+    )
+    refused = [
+        _audit_row(r)
+        for r in recs
+        if r.outcome == "denied" and r.refs.get("incident_id") == inc.id and r.action != ACTION
+    ]
     timeline = [_audit_row(r) for r in audit.records(subject=inc.subject)]
-    dq_incidents = [_audit_row(r) for r in in_window if r.action == "incident" and r.subject != inc.subject
-                    and r.actor.startswith("system:")]
+    dq_incidents = [
+        _audit_row(r)
+        for r in in_window
+        if r.action == "incident" and r.subject != inc.subject and r.actor.startswith("system:")
+    ]
     reg_info = _versions_from_audit(lifecycle, inc.model, versions)
-    rules = sorted({str(row["model_version"]) for row in wh["model_versions_used"]
-                    if str(row.get("model_version", "")).startswith("rules:")})
+    rules = sorted(
+        {
+            str(row["model_version"])
+            for row in wh["model_versions_used"]
+            if str(row.get("model_version", "")).startswith("rules:")
+        }
+    )
     left = inc.time_left_hours(now)
     report: dict[str, Any] = {
-        "incident": {**inc.as_dict(), "basis": sev.basis if sev else None, "regulatory": sev.regulatory if sev else None,
-                     "severity_description": sev.description if sev else None},
-        "deadline": {"deadline_utc": inc.deadline_utc, "report_within_hours": sev.report_within_hours if sev else None,
-                     "basis": sev.basis if sev else None, "time_left_hours": left, "overdue": left < 0 and inc.is_open,
-                     "as_of_utc": utc_text(now)},
-        "window": {"data_from": inc.data_from, "data_to": inc.data_to, "events_from": inc.events_from,
-                   "events_to": until, "plant": inc.plant or "all"},
-        "model_versions": {"used_in_window": wh["model_versions_used"], "registry": reg_info, "rule_sets": rules},
+        "incident": {
+            **inc.as_dict(),
+            "basis": sev.basis if sev else None,
+            "regulatory": sev.regulatory if sev else None,
+            "severity_description": sev.description if sev else None,
+        },
+        "deadline": {
+            "deadline_utc": inc.deadline_utc,
+            "report_within_hours": sev.report_within_hours if sev else None,
+            "basis": sev.basis if sev else None,
+            "time_left_hours": left,
+            "overdue": left < 0 and inc.is_open,
+            "as_of_utc": utc_text(now),
+        },
+        "window": {
+            "data_from": inc.data_from,
+            "data_to": inc.data_to,
+            "events_from": inc.events_from,
+            "events_to": until,
+            "plant": inc.plant or "all",
+        },
+        "model_versions": {
+            "used_in_window": wh["model_versions_used"],
+            "registry": reg_info,
+            "rule_sets": rules,
+        },
         "predictions": wh["predictions"],
         "drift": {"findings": wh["drift_findings"], "worst_feature_per_day": wh["drift_summary"]},
         "performance": wh["performance"],
         "data_quality": {"quarantine": wh["quarantine"], "incidents": dq_incidents},
         "approvals": approvals,
         "model_events": model_events,
-        "overrides": _records_df(ov.drop(columns=[c for c in ("is_current",) if c in ov.columns])) if len(ov) else [],
+        "overrides": _records_df(ov.drop(columns=[c for c in ("is_current",) if c in ov.columns]))
+        if len(ov)
+        else [],
         "actions": {"counts": action_counts, "records": [_audit_row(r) for r in in_window]},
         "refused_under_freeze": refused,
         "incident_timeline": timeline,
@@ -836,10 +1239,15 @@ def incident_report(incident_id: int | str, paths: Paths | None = None, out_dir:
         "notes": wh["notes"],
     }
     report["generated_seconds"] = round(time.perf_counter() - t0, 2)
-    out = Path(out_dir) if out_dir else (Path(inc.evidence_dir) if inc.evidence_dir else bundle_dir(paths, inc.id))
+    out = (
+        Path(out_dir)
+        if out_dir
+        else (Path(inc.evidence_dir) if inc.evidence_dir else bundle_dir(paths, inc.id))
+    )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=_json_default),
-                                     encoding="utf-8")
+    (out / "report.json").write_text(
+        json.dumps(report, indent=2, sort_keys=True, default=_json_default), encoding="utf-8"
+    )
     (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
     report["written"] = {"json": str(out / "report.json"), "markdown": str(out / "report.md")}
     return report
@@ -861,51 +1269,117 @@ def report_markdown(r: dict[str, Any]) -> str:
     i, d, w = r["incident"], r["deadline"], r["window"]
     ev = r["evidence"]
     left = d["time_left_hours"]
-    clock = (f"{left:.1f} h left" if left >= 0 else f"OVERDUE by {-left:.1f} h") if i["status"] == "open" else \
-        f"closed {i['closed_utc']} ({'after' if i['closed_utc'] > d['deadline_utc'] else 'before'} the deadline)"
+    clock = (
+        (f"{left:.1f} h left" if left >= 0 else f"OVERDUE by {-left:.1f} h")
+        if i["status"] == "open"
+        else f"closed {i['closed_utc']} ({'after' if i['closed_utc'] > d['deadline_utc'] else 'before'} the deadline)"
+    )
     lines = [
-        f"# Incident {i['id']}: {i['summary']}", "",
-        "## Incident", "",
+        f"# Incident {i['id']}: {i['summary']}",
+        "",
+        "## Incident",
+        "",
         f"- severity: **{i['severity']}** ({i.get('severity_description') or ''}); regulatory: {i.get('regulatory')}",
         f"- status: **{i['status']}**; model `{i['model']}`; plant: {i['plant'] or 'all'}",
         f"- opened {i['opened_utc']} by {i['opened_by']}"
-        + (f"; closed {i['closed_utc']} by {i['closed_by']}: {i['resolution']}" if i["closed_utc"] else ""),
+        + (
+            f"; closed {i['closed_utc']} by {i['closed_by']}: {i['resolution']}"
+            if i["closed_utc"]
+            else ""
+        ),
         f"- freeze: {'yes' if i['frozen'] else 'no'}; safe state (rule-based limits): {'yes' if i['safe_state'] else 'no'}",
-        "", "## Deadline", "",
+        "",
+        "## Deadline",
+        "",
         f"- reporting deadline: **{d['deadline_utc']}** ({d['report_within_hours']} h after opening; {d['basis']})",
         f"- {clock} (as of {d['as_of_utc']})",
-        "", "## Window", "",
+        "",
+        "## Window",
+        "",
         f"- production days {w['data_from']} .. {w['data_to']} ({w['plant']}); events {w['events_from']} .. "
         f"{w['events_to']}",
-        "", "## Model versions involved", "",
-        _md_table(r["model_versions"]["used_in_window"]), "",
+        "",
+        "## Model versions involved",
+        "",
+        _md_table(r["model_versions"]["used_in_window"]),
+        "",
         _md_table(r["model_versions"]["registry"]),
-        "", "## Predictions", "",
-        _md_table(r["predictions"], ["plant", "day", "units", "flagged", "decided_by", "model_versions"]),
-        "", "## Drift history", "",
-        _md_table(r["drift"]["findings"], ["plant", "day", "kind", "feature", "machines", "value", "detail"]), "",
+        "",
+        "## Predictions",
+        "",
+        _md_table(
+            r["predictions"], ["plant", "day", "units", "flagged", "decided_by", "model_versions"]
+        ),
+        "",
+        "## Drift history",
+        "",
+        _md_table(
+            r["drift"]["findings"],
+            ["plant", "day", "kind", "feature", "machines", "value", "detail"],
+        ),
+        "",
         _md_table(r["drift"]["worst_feature_per_day"]),
-        "", "## Realised performance", "",
+        "",
+        "## Realised performance",
+        "",
         _md_table(r["performance"]),
-        "", "## Data-quality history", "",
-        _md_table(r["data_quality"]["quarantine"]), "",
+        "",
+        "## Data-quality history",
+        "",
+        _md_table(r["data_quality"]["quarantine"]),
+        "",
         _md_table(r["data_quality"]["incidents"], ["seq", "ts_utc", "plant", "reason"]),
-        "", "## Approvals", "",
-        _md_table(r["approvals"], ["seq", "ts_utc", "action", "actor", "outcome", "subject", "reason"]),
-        "", "## Model lifecycle events", "",
-        _md_table(r["model_events"], ["seq", "ts_utc", "action", "actor", "outcome", "subject", "reason"]),
-        "", "## Overrides", "",
-        _md_table(r["overrides"], ["id", "ts_utc", "plant", "unit_id", "decision", "actor", "model_version",
-                                   "predicted_defect", "reason"]),
-        "", "## Actions (audit log)", "",
-        _md_table(r["actions"]["counts"]), "",
-        _md_table([a for a in r["actions"]["records"] if a["action"] not in ("query", "predict")],
-                  ["seq", "ts_utc", "action", "actor", "outcome", "subject", "reason"]),
-        "", "## Refused under the freeze", "",
-        _md_table(r["refused_under_freeze"], ["seq", "ts_utc", "action", "actor", "subject", "reason"]),
-        "", "## Incident timeline", "",
+        "",
+        "## Approvals",
+        "",
+        _md_table(
+            r["approvals"], ["seq", "ts_utc", "action", "actor", "outcome", "subject", "reason"]
+        ),
+        "",
+        "## Model lifecycle events",
+        "",
+        _md_table(
+            r["model_events"], ["seq", "ts_utc", "action", "actor", "outcome", "subject", "reason"]
+        ),
+        "",
+        "## Overrides",
+        "",
+        _md_table(
+            r["overrides"],
+            [
+                "id",
+                "ts_utc",
+                "plant",
+                "unit_id",
+                "decision",
+                "actor",
+                "model_version",
+                "predicted_defect",
+                "reason",
+            ],
+        ),
+        "",
+        "## Actions (audit log)",
+        "",
+        _md_table(r["actions"]["counts"]),
+        "",
+        _md_table(
+            [a for a in r["actions"]["records"] if a["action"] not in ("query", "predict")],
+            ["seq", "ts_utc", "action", "actor", "outcome", "subject", "reason"],
+        ),
+        "",
+        "## Refused under the freeze",
+        "",
+        _md_table(
+            r["refused_under_freeze"], ["seq", "ts_utc", "action", "actor", "subject", "reason"]
+        ),
+        "",
+        "## Incident timeline",
+        "",
         _md_table(r["incident_timeline"], ["seq", "ts_utc", "actor", "outcome", "reason"]),
-        "", "## Evidence", "",
+        "",
+        "## Evidence",
+        "",
         f"- bundle `{ev['bundle']}`; manifest sha256 `{ev.get('manifest_sha256')}`; "
         f"{'verified' if ev['ok'] else 'PROBLEMS: ' + '; '.join(ev['problems'])}",
     ]
@@ -936,4 +1410,3 @@ __all__ = [
     "safe_state_incidents",
     "verify_evidence",
 ]
-

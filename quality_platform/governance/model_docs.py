@@ -61,13 +61,49 @@ EVIDENCE_PATH = "docs/evidence.json"
 #: Audit actions that make up a version's approval and lifecycle record.
 LIFECYCLE_ACTIONS = ("register", "gate", "approve", "reject", "promote", "rollback", "canary")
 #: Lifecycle tags of a version shown in the approvals section (``qp.<name>``).
-LIFECYCLE_TAGS = ("gate", "gate_at", "gate_champion", "gate_failed_checks", "approval", "approved_by", "approved_at",
-                  "approval_reason", "approval_needs_human", "rejected_by", "rejected_at", "status", "promoted_by",
-                  "promoted_at", "retired_at", "rolled_back_by", "rolled_back_at")
-LINEAGE_TAGS = ("data_hash", "partitions", "code_version", "git_commit", "dagster_run_id", "feature_set_version",
-                "label", "threshold", "trigger", "trained_by", "retrain_key", "trigger_check", "pseudonym_key_id")
-MONITORING_DUTIES = ("input_drift", "sensor_faults", "prediction_drift", "performance", "retrain_loop", "canary",
-                     "overrides")
+LIFECYCLE_TAGS = (
+    "gate",
+    "gate_at",
+    "gate_champion",
+    "gate_failed_checks",
+    "approval",
+    "approved_by",
+    "approved_at",
+    "approval_reason",
+    "approval_needs_human",
+    "rejected_by",
+    "rejected_at",
+    "status",
+    "promoted_by",
+    "promoted_at",
+    "retired_at",
+    "rolled_back_by",
+    "rolled_back_at",
+)
+LINEAGE_TAGS = (
+    "data_hash",
+    "partitions",
+    "code_version",
+    "git_commit",
+    "dagster_run_id",
+    "feature_set_version",
+    "label",
+    "threshold",
+    "trigger",
+    "trained_by",
+    "retrain_key",
+    "trigger_check",
+    "pseudonym_key_id",
+)
+MONITORING_DUTIES = (
+    "input_drift",
+    "sensor_faults",
+    "prediction_drift",
+    "performance",
+    "retrain_loop",
+    "canary",
+    "overrides",
+)
 
 
 class DocsError(Exception):
@@ -99,15 +135,19 @@ class ModelDocsConfig(_Model):
     def _known(self) -> ModelDocsConfig:
         from quality_platform.governance.policy import ROLES
 
-        for where, role in [*((f"intended_users[{i}].role", u.role) for i, u in enumerate(self.intended_users)),
-                            *((f"monitoring_owners.{d}.role", o.role) for d, o in self.monitoring_owners.items())]:
+        for where, role in [
+            *((f"intended_users[{i}].role", u.role) for i, u in enumerate(self.intended_users)),
+            *((f"monitoring_owners.{d}.role", o.role) for d, o in self.monitoring_owners.items()),
+        ]:
             if role not in ROLES:
                 raise ValueError(f"{where}: unknown role {role!r}; the roles are {list(ROLES)}")
         unknown = sorted(set(self.monitoring_owners) - set(MONITORING_DUTIES))
         missing = sorted(set(MONITORING_DUTIES) - set(self.monitoring_owners))
         if unknown or missing:
-            raise ValueError(f"monitoring_owners must name exactly the duties {list(MONITORING_DUTIES)} "
-                             f"(unknown: {unknown}, missing: {missing})")
+            raise ValueError(
+                f"monitoring_owners must name exactly the duties {list(MONITORING_DUTIES)} "
+                f"(unknown: {unknown}, missing: {missing})"
+            )
         return self
 
 
@@ -126,7 +166,9 @@ def load_docs_config(paths: Paths) -> ModelDocsConfig:
 
 def sha256_of(evidence: Any) -> str:
     """sha256 of the canonical JSON of ``evidence`` (sorted keys, no whitespace)."""
-    return hashlib.sha256(_canonical_json(_normalise(evidence, "evidence")).encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        _canonical_json(_normalise(evidence, "evidence")).encode("utf-8")
+    ).hexdigest()
 
 
 def _clean(value: Any) -> Any:
@@ -184,38 +226,72 @@ class Context:
 
 def _identity(c: Context) -> dict[str, Any]:
     v = c.version
-    return {"model": c.registry.name, "version": v.version, "mlflow_run_id": v.run_id,
-            "registered_utc": dt.datetime.fromtimestamp(v.created_ms / 1000, dt.UTC).isoformat(timespec="seconds"),
-            "artifact_uri": c.run.info.artifact_uri,
-            "lineage": {k: v.tag(k) for k in LINEAGE_TAGS if v.tag(k) is not None}}
+    return {
+        "model": c.registry.name,
+        "version": v.version,
+        "mlflow_run_id": v.run_id,
+        "registered_utc": dt.datetime.fromtimestamp(v.created_ms / 1000, dt.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "artifact_uri": c.run.info.artifact_uri,
+        "lineage": {k: v.tag(k) for k in LINEAGE_TAGS if v.tag(k) is not None},
+    }
 
 
 def _identity_md(e: dict[str, Any]) -> str:
     rows = [{"field": k, "value": val} for k, val in e["lineage"].items()]
-    return "\n".join([f"Model `{e['model']}` version **{e['version']}**, registered {e['registered_utc']} "
-                      f"(MLflow run `{e['mlflow_run_id']}`, artifacts `{e['artifact_uri']}`).", "",
-                      _md_table(rows, ["field", "value"])])
+    return "\n".join(
+        [
+            f"Model `{e['model']}` version **{e['version']}**, registered {e['registered_utc']} "
+            f"(MLflow run `{e['mlflow_run_id']}`, artifacts `{e['artifact_uri']}`).",
+            "",
+            _md_table(rows, ["field", "value"]),
+        ]
+    )
 
 
 def _purpose(c: Context) -> dict[str, Any]:
     from quality_platform.ml.config import load_model_config
 
     cfg, docs = load_model_config(c.paths), c.docs_config
-    return {"model_name": cfg.model_name, "owner": cfg.owner, "intended_purpose": cfg.intended_purpose.strip(),
-            "intended_users": [u.model_dump() for u in docs.intended_users],
-            "out_of_scope_uses": list(docs.out_of_scope_uses),
-            "sources": ["data/ml/model.yaml (intended_purpose, owner)", "data/ml/model_documentation.yaml"]}
+    return {
+        "model_name": cfg.model_name,
+        "owner": cfg.owner,
+        "intended_purpose": cfg.intended_purpose.strip(),
+        "intended_users": [u.model_dump() for u in docs.intended_users],
+        "out_of_scope_uses": list(docs.out_of_scope_uses),
+        "sources": [
+            "data/ml/model.yaml (intended_purpose, owner)",
+            "data/ml/model_documentation.yaml",
+        ],
+    }
 
 
 def _purpose_md(e: dict[str, Any]) -> str:
-    return "\n".join([e["intended_purpose"], "", f"Owner: {e['owner']}.", "", "Intended users:", "",
-                      _md_table(e["intended_users"], ["role", "use"]), "", "Out of scope:", "",
-                      *(f"- {u}" for u in e["out_of_scope_uses"])])
+    return "\n".join(
+        [
+            e["intended_purpose"],
+            "",
+            f"Owner: {e['owner']}.",
+            "",
+            "Intended users:",
+            "",
+            _md_table(e["intended_users"], ["role", "use"]),
+            "",
+            "Out of scope:",
+            "",
+            *(f"- {u}" for u in e["out_of_scope_uses"]),
+        ]
+    )
 
 
 def _training_data(c: Context) -> dict[str, Any]:
     sheet = c.artifact_json("datasheet.json")
-    return {"artifact": "datasheet.json", "data_hash_tag": c.version.tag("data_hash"), "datasheet": sheet}
+    return {
+        "artifact": "datasheet.json",
+        "data_hash_tag": c.version.tag("data_hash"),
+        "datasheet": sheet,
+    }
 
 
 def _training_data_md(e: dict[str, Any]) -> str:
@@ -223,39 +299,78 @@ def _training_data_md(e: dict[str, Any]) -> str:
     if not s:
         return _missing("the version has no datasheet.json artifact")
     match = "matches" if s.get("data_hash") == e["data_hash_tag"] else "DOES NOT match"
-    return "\n".join([
-        f"Snapshot `{str(s.get('data_hash', ''))[:16]}` ({match} the version's `data_hash` tag): "
-        f"{s.get('rows', 0):,} units; label `{s.get('label')}` - {s.get('label_definition', '')}.", "",
-        f"- sources: {', '.join(s.get('sources', []))}", f"- window: {s.get('window_rule', '')}",
-        f"- split: {s.get('split_rule', '')}", f"- personal data: {s.get('personal_data', '')}",
-        f"- partitions: `{json.dumps(s.get('partitions', {}), sort_keys=True)}`", "",
-        "Plants and periods:", "", _md_table(s.get("plants", [])), "",
-        "Label distribution:", "", _md_table(s.get("label_distribution", [])), "",
-        "Data-quality results at snapshot time:", "",
-        _md_table([{k: r.get(k) for k in ("check", "passed", "severity")} for r in s.get("data_quality", [])])])
+    return "\n".join(
+        [
+            f"Snapshot `{str(s.get('data_hash', ''))[:16]}` ({match} the version's `data_hash` tag): "
+            f"{s.get('rows', 0):,} units; label `{s.get('label')}` - {s.get('label_definition', '')}.",
+            "",
+            f"- sources: {', '.join(s.get('sources', []))}",
+            f"- window: {s.get('window_rule', '')}",
+            f"- split: {s.get('split_rule', '')}",
+            f"- personal data: {s.get('personal_data', '')}",
+            f"- partitions: `{json.dumps(s.get('partitions', {}), sort_keys=True)}`",
+            "",
+            "Plants and periods:",
+            "",
+            _md_table(s.get("plants", [])),
+            "",
+            "Label distribution:",
+            "",
+            _md_table(s.get("label_distribution", [])),
+            "",
+            "Data-quality results at snapshot time:",
+            "",
+            _md_table(
+                [
+                    {k: r.get(k) for k in ("check", "passed", "severity")}
+                    for r in s.get("data_quality", [])
+                ]
+            ),
+        ]
+    )
 
 
 def _metrics(c: Context) -> dict[str, Any]:
     report = c.artifact_json("gate/report.json")
-    return {"gate_report_artifact": "gate/report.json",
-            "gate": None if report is None else {k: report.get(k) for k in
-                                                 ("status", "champion_version", "metrics", "plant_metrics")},
-            "mlflow_metrics": {k: float(v) for k, v in sorted(c.run.data.metrics.items())}}
+    return {
+        "gate_report_artifact": "gate/report.json",
+        "gate": None
+        if report is None
+        else {k: report.get(k) for k in ("status", "champion_version", "metrics", "plant_metrics")},
+        "mlflow_metrics": {k: float(v) for k, v in sorted(c.run.data.metrics.items())},
+    }
 
 
 def _metrics_md(e: dict[str, Any]) -> str:
     g = e["gate"]
     lines = []
     if g is None:
-        lines.append(_missing("no release gate report (gate/report.json): the version was never gated"))
+        lines.append(
+            _missing("no release gate report (gate/report.json): the version was never gated")
+        )
     else:
-        lines += [f"Release gate status: **{g['status']}** (champion at evaluation: {g['champion_version'] or 'none'}).",
-                  "", "Holdout, all plants:", "",
-                  _md_table([{"metric": k, "value": v} for k, v in sorted((g["metrics"] or {}).items())]), "",
-                  "Holdout per plant:", "", _md_table(g.get("plant_metrics") or [])]
-    split = [{"metric": k, "value": v} for k, v in e["mlflow_metrics"].items()
-             if k.startswith(("validation_", "holdout_"))]
-    lines += ["", "Training run (MLflow) validation/holdout metrics:", "", _md_table(split, ["metric", "value"])]
+        lines += [
+            f"Release gate status: **{g['status']}** (champion at evaluation: {g['champion_version'] or 'none'}).",
+            "",
+            "Holdout, all plants:",
+            "",
+            _md_table([{"metric": k, "value": v} for k, v in sorted((g["metrics"] or {}).items())]),
+            "",
+            "Holdout per plant:",
+            "",
+            _md_table(g.get("plant_metrics") or []),
+        ]
+    split = [
+        {"metric": k, "value": v}
+        for k, v in e["mlflow_metrics"].items()
+        if k.startswith(("validation_", "holdout_"))
+    ]
+    lines += [
+        "",
+        "Training run (MLflow) validation/holdout metrics:",
+        "",
+        _md_table(split, ["metric", "value"]),
+    ]
     return "\n".join(lines)
 
 
@@ -266,13 +381,15 @@ def _drift_history(c: Context) -> list[dict[str, Any]]:
     with connect(c.warehouse, read_only=True) as con:
         if not table_exists(con, "ml", "drift_findings"):
             return []
-        rows = con.execute("""
+        rows = con.execute(
+            """
             SELECT plant, kind, count(*) AS findings, count(DISTINCT partition_date) AS days,
                    strftime(min(partition_date), '%Y-%m-%d') AS first_day,
                    strftime(max(partition_date), '%Y-%m-%d') AS last_day,
                    string_agg(DISTINCT feature, ', ' ORDER BY feature) AS features
             FROM ml.drift_findings WHERE model_version = ? GROUP BY plant, kind ORDER BY plant, kind""",
-                           [c.version.version]).fetchall()
+            [c.version.version],
+        ).fetchall()
     cols = ("plant", "kind", "findings", "days", "first_day", "last_day", "features")
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
@@ -281,22 +398,39 @@ def _limitations(c: Context) -> dict[str, Any]:
     report = c.artifact_json("gate/report.json") or {}
     checks = [ch for ch in report.get("checks", []) if not ch.get("passed")]
     per_plant = [r for r in report.get("per_plant", []) if r.get("verdict") != "non_inferior"]
-    return {"gate_status": report.get("status"), "gate_checks_not_passed": checks, "per_plant_not_passed": per_plant,
-            "drift_history": _drift_history(c)}
+    return {
+        "gate_status": report.get("status"),
+        "gate_checks_not_passed": checks,
+        "per_plant_not_passed": per_plant,
+        "drift_history": _drift_history(c),
+    }
 
 
 def _limitations_md(e: dict[str, Any]) -> str:
-    return "\n".join([
-        f"Release gate status: {e['gate_status'] or 'never gated'}.", "",
-        "Gate checks that did not pass (warnings and failures):", "",
-        _md_table(e["gate_checks_not_passed"], ["name", "severity", "description"]), "",
-        "Plants the per-plant gate did not pass or could not judge:", "", _md_table(e["per_plant_not_passed"]), "",
-        "Drift history of this version (ml.drift_findings, while it was the champion):", "",
-        _md_table(e["drift_history"])])
+    return "\n".join(
+        [
+            f"Release gate status: {e['gate_status'] or 'never gated'}.",
+            "",
+            "Gate checks that did not pass (warnings and failures):",
+            "",
+            _md_table(e["gate_checks_not_passed"], ["name", "severity", "description"]),
+            "",
+            "Plants the per-plant gate did not pass or could not judge:",
+            "",
+            _md_table(e["per_plant_not_passed"]),
+            "",
+            "Drift history of this version (ml.drift_findings, while it was the champion):",
+            "",
+            _md_table(e["drift_history"]),
+        ]
+    )
 
 
 def _explanation(c: Context) -> dict[str, Any]:
-    return {"artifact": "feature_importance.md", "feature_importance_md": c.artifact("feature_importance.md")}
+    return {
+        "artifact": "feature_importance.md",
+        "feature_importance_md": c.artifact("feature_importance.md"),
+    }
 
 
 def _explanation_md(e: dict[str, Any]) -> str:
@@ -304,31 +438,69 @@ def _explanation_md(e: dict[str, Any]) -> str:
     if not text:
         return _missing("the version has no feature_importance.md artifact")
     lines = text.strip().splitlines()
-    return "\n".join(["Global feature importance (CatBoost), top 15 of "
-                      f"{max(len(lines) - 2, 0)} features:", "", *lines[:17]])
+    return "\n".join(
+        [
+            f"Global feature importance (CatBoost), top 15 of {max(len(lines) - 2, 0)} features:",
+            "",
+            *lines[:17],
+        ]
+    )
 
 
 def _approvals(c: Context) -> dict[str, Any]:
     from quality_platform.ml.lifecycle import subject
 
-    recs = [r for r in c.audit.records(subject=subject(c.registry, c.version.version), action=list(LIFECYCLE_ACTIONS))
-            if r.outcome != "denied" and c.registry.owns(r)]
-    return {"audit_records": [{"seq": r.seq, "ts_utc": r.ts_utc, "action": r.action, "actor": r.actor,
-                               "outcome": r.outcome, "reason": r.reason, "hash": r.hash} for r in recs],
-            "lifecycle_tags": {k: c.version.tag(k) for k in LIFECYCLE_TAGS if c.version.tag(k) is not None},
-            "aliases": sorted(c.version.aliases)}
+    recs = [
+        r
+        for r in c.audit.records(
+            subject=subject(c.registry, c.version.version), action=list(LIFECYCLE_ACTIONS)
+        )
+        if r.outcome != "denied" and c.registry.owns(r)
+    ]
+    return {
+        "audit_records": [
+            {
+                "seq": r.seq,
+                "ts_utc": r.ts_utc,
+                "action": r.action,
+                "actor": r.actor,
+                "outcome": r.outcome,
+                "reason": r.reason,
+                "hash": r.hash,
+            }
+            for r in recs
+        ],
+        "lifecycle_tags": {
+            k: c.version.tag(k) for k in LIFECYCLE_TAGS if c.version.tag(k) is not None
+        },
+        "aliases": sorted(c.version.aliases),
+    }
 
 
 def _approvals_md(e: dict[str, Any]) -> str:
     t = e["lifecycle_tags"]
-    rows = [{**{k: r[k] for k in ("seq", "ts_utc", "action", "actor", "outcome", "reason")}, "hash": r["hash"][:12]}
-            for r in e["audit_records"]]
-    return "\n".join([
-        f"Gate: {t.get('gate', 'pending')}; approval: {t.get('approval', 'pending')}"
-        + (f" by {t['approved_by']} at {t.get('approved_at')} ({t.get('approval_reason', '')})"
-           if t.get("approved_by") else "")
-        + f"; status: {t.get('status', 'registered')}; aliases: {', '.join(e['aliases']) or 'none'}.", "",
-        "Lifecycle record (audit log; `hash` = the record's chain hash):", "", _md_table(rows)])
+    rows = [
+        {
+            **{k: r[k] for k in ("seq", "ts_utc", "action", "actor", "outcome", "reason")},
+            "hash": r["hash"][:12],
+        }
+        for r in e["audit_records"]
+    ]
+    return "\n".join(
+        [
+            f"Gate: {t.get('gate', 'pending')}; approval: {t.get('approval', 'pending')}"
+            + (
+                f" by {t['approved_by']} at {t.get('approved_at')} ({t.get('approval_reason', '')})"
+                if t.get("approved_by")
+                else ""
+            )
+            + f"; status: {t.get('status', 'registered')}; aliases: {', '.join(e['aliases']) or 'none'}.",
+            "",
+            "Lifecycle record (audit log; `hash` = the record's chain hash):",
+            "",
+            _md_table(rows),
+        ]
+    )
 
 
 def _monitoring_plan(c: Context) -> dict[str, Any]:
@@ -338,28 +510,66 @@ def _monitoring_plan(c: Context) -> dict[str, Any]:
 
     mon = load_monitoring_config(c.paths)
     owners = c.docs_config.monitoring_owners
-    checks = [{"check": k.to_user_string(), "description": spec.description or "",
-               "owner_role": owners[k.name].role if k.name in owners else None,
-               "owner_team": owners[k.name].team if k.name in owners else None}
-              for cd in build_monitoring_checks() for k, spec in zip(cd.check_keys, cd.check_specs, strict=True)]
-    schedules = [{"name": s.name, "cron_utc": s.cron_schedule, "job": s.job_name,
-                  "description": s.description or ""}
-                 for s in build_schedules({}, mon.loop.daily_cron, mon.loop.periodic_retrain_cron)]
-    schedules.insert(0, {"name": "daily_<plant>", "cron_utc": mon.loop.daily_cron, "job": "land_<plant>",
-                         "description": "per plant: land yesterday's files; standardisation, scoring and "
-                                        "monitoring follow by sensors"})
+    checks = [
+        {
+            "check": k.to_user_string(),
+            "description": spec.description or "",
+            "owner_role": owners[k.name].role if k.name in owners else None,
+            "owner_team": owners[k.name].team if k.name in owners else None,
+        }
+        for cd in build_monitoring_checks()
+        for k, spec in zip(cd.check_keys, cd.check_specs, strict=True)
+    ]
+    schedules = [
+        {
+            "name": s.name,
+            "cron_utc": s.cron_schedule,
+            "job": s.job_name,
+            "description": s.description or "",
+        }
+        for s in build_schedules({}, mon.loop.daily_cron, mon.loop.periodic_retrain_cron)
+    ]
+    schedules.insert(
+        0,
+        {
+            "name": "daily_<plant>",
+            "cron_utc": mon.loop.daily_cron,
+            "job": "land_<plant>",
+            "description": "per plant: land yesterday's files; standardisation, scoring and "
+            "monitoring follow by sensors",
+        },
+    )
     retrain = build_retrain_sensor([])
-    schedules.append({"name": retrain.name, "cron_utc": f"sensor, every {retrain.minimum_interval_seconds} s",
-                      "job": "train_job", "description": retrain.description or ""})
-    schedules.append({"name": "monitor_after_standardize", "cron_utc": "sensor, after each standardisation run",
-                      "job": "monitor_job, performance_job",
-                      "description": "score and monitor the standardised plant-days; realised performance of the "
-                                     "days whose labels arrived"})
-    return {"checks": checks, "thresholds": mon.model_dump(exclude={"loop"}),
-            "loop": mon.loop.model_dump(), "schedules": schedules,
-            "owners": {k: v.model_dump() for k, v in sorted(owners.items())},
-            "sources": ["quality_platform.assets.monitoring (checks)", "data/ml/monitoring.yaml",
-                        "quality_platform.loop (schedules, sensors)", "data/ml/model_documentation.yaml"]}
+    schedules.append(
+        {
+            "name": retrain.name,
+            "cron_utc": f"sensor, every {retrain.minimum_interval_seconds} s",
+            "job": "train_job",
+            "description": retrain.description or "",
+        }
+    )
+    schedules.append(
+        {
+            "name": "monitor_after_standardize",
+            "cron_utc": "sensor, after each standardisation run",
+            "job": "monitor_job, performance_job",
+            "description": "score and monitor the standardised plant-days; realised performance of the "
+            "days whose labels arrived",
+        }
+    )
+    return {
+        "checks": checks,
+        "thresholds": mon.model_dump(exclude={"loop"}),
+        "loop": mon.loop.model_dump(),
+        "schedules": schedules,
+        "owners": {k: v.model_dump() for k, v in sorted(owners.items())},
+        "sources": [
+            "quality_platform.assets.monitoring (checks)",
+            "data/ml/monitoring.yaml",
+            "quality_platform.loop (schedules, sensors)",
+            "data/ml/model_documentation.yaml",
+        ],
+    }
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
@@ -374,14 +584,27 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
 
 def _monitoring_plan_md(e: dict[str, Any]) -> str:
     owners = [{"duty": k, **v} for k, v in e["owners"].items()]
-    return "\n".join([
-        "Checks (evaluated on every monitored plant-day):", "",
-        _md_table(e["checks"], ["check", "description", "owner_role", "owner_team"]), "",
-        "Thresholds (data/ml/monitoring.yaml):", "", _md_table(_flatten(e["thresholds"]), ["setting", "value"]), "",
-        "Cadence: schedules (UTC) and the closed loop:", "",
-        _md_table(e["schedules"], ["name", "cron_utc", "job", "description"]), "",
-        _md_table(_flatten(e["loop"], "loop."), ["setting", "value"]), "",
-        "Owners per monitoring duty:", "", _md_table(owners, ["duty", "role", "team"])])
+    return "\n".join(
+        [
+            "Checks (evaluated on every monitored plant-day):",
+            "",
+            _md_table(e["checks"], ["check", "description", "owner_role", "owner_team"]),
+            "",
+            "Thresholds (data/ml/monitoring.yaml):",
+            "",
+            _md_table(_flatten(e["thresholds"]), ["setting", "value"]),
+            "",
+            "Cadence: schedules (UTC) and the closed loop:",
+            "",
+            _md_table(e["schedules"], ["name", "cron_utc", "job", "description"]),
+            "",
+            _md_table(_flatten(e["loop"], "loop."), ["setting", "value"]),
+            "",
+            "Owners per monitoring duty:",
+            "",
+            _md_table(owners, ["duty", "role", "team"]),
+        ]
+    )
 
 
 def _change_envelope(c: Context) -> dict[str, Any]:
@@ -391,30 +614,47 @@ def _change_envelope(c: Context) -> dict[str, Any]:
     policy = load_approval_policy(c.paths)
     base = c.version.tag("gate_champion") or ""
     champion = c.registry.version(base) if base else None
-    return {"policy": policy.model_dump(), "compared_with_version": base or None,
-            "violations": envelope_violations(c.version, champion, policy),
-            "approved_by": c.version.tag("approved_by")}
+    return {
+        "policy": policy.model_dump(),
+        "compared_with_version": base or None,
+        "violations": envelope_violations(c.version, champion, policy),
+        "approved_by": c.version.tag("approved_by"),
+    }
 
 
 def _change_envelope_md(e: dict[str, Any]) -> str:
     p = e["policy"]
     env = p["change_envelope"]
-    params = [{"parameter": k, "min": r["min"], "max": r["max"]} for k, r in env["parameters"].items()]
-    inside = "inside the envelope" if not e["violations"] else "outside the envelope: " + "; ".join(e["violations"])
-    return "\n".join([
-        f"Approval policy version {p['version']}: automatic approval within the envelope "
-        f"{'on' if p['auto_approve_within_envelope'] else 'off'}; first version needs a human: "
-        f"{p['first_version_requires_human']}.", "",
-        f"- same feature set: {env['same_feature_set']}; same data sources: {env['same_data_sources']}; "
-        f"same label: {env['same_label']}",
-        f"- fixed parameters (must equal the champion's): {', '.join(env['fixed_parameters']) or 'none'}", "",
-        _md_table(params, ["parameter", "min", "max"]), "",
-        f"This version against the champion at its gate ({e['compared_with_version'] or 'none'}): {inside}; "
-        f"approved by: {e['approved_by'] or 'not approved'}."])
+    params = [
+        {"parameter": k, "min": r["min"], "max": r["max"]} for k, r in env["parameters"].items()
+    ]
+    inside = (
+        "inside the envelope"
+        if not e["violations"]
+        else "outside the envelope: " + "; ".join(e["violations"])
+    )
+    return "\n".join(
+        [
+            f"Approval policy version {p['version']}: automatic approval within the envelope "
+            f"{'on' if p['auto_approve_within_envelope'] else 'off'}; first version needs a human: "
+            f"{p['first_version_requires_human']}.",
+            "",
+            f"- same feature set: {env['same_feature_set']}; same data sources: {env['same_data_sources']}; "
+            f"same label: {env['same_label']}",
+            f"- fixed parameters (must equal the champion's): {', '.join(env['fixed_parameters']) or 'none'}",
+            "",
+            _md_table(params, ["parameter", "min", "max"]),
+            "",
+            f"This version against the champion at its gate ({e['compared_with_version'] or 'none'}): {inside}; "
+            f"approved by: {e['approved_by'] or 'not approved'}.",
+        ]
+    )
 
 
 #: key -> (title, evidence collector, renderer), in document order.
-SECTIONS: dict[str, tuple[str, Callable[[Context], dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
+SECTIONS: dict[
+    str, tuple[str, Callable[[Context], dict[str, Any]], Callable[[dict[str, Any]], str]]
+] = {
     "identity": ("Identity and lineage", _identity, _identity_md),
     "intended_purpose": ("Intended purpose", _purpose, _purpose_md),
     "training_data": ("Training data datasheet", _training_data, _training_data_md),
@@ -423,15 +663,24 @@ SECTIONS: dict[str, tuple[str, Callable[[Context], dict[str, Any]], Callable[[di
     "explanation": ("Explanation summary", _explanation, _explanation_md),
     "approvals": ("Approvals and lifecycle", _approvals, _approvals_md),
     "monitoring_plan": ("Monitoring plan", _monitoring_plan, _monitoring_plan_md),
-    "change_envelope": ("Declared change envelope for automatic retraining", _change_envelope, _change_envelope_md),
+    "change_envelope": (
+        "Declared change envelope for automatic retraining",
+        _change_envelope,
+        _change_envelope_md,
+    ),
 }
 
 
 # --------------------------------------------------------------------------- generate / check
 
 
-def _context(paths: Paths, version: str, registry: Any = None, audit: AuditLog | None = None,
-             warehouse: Path | None = None) -> Context:
+def _context(
+    paths: Paths,
+    version: str,
+    registry: Any = None,
+    audit: AuditLog | None = None,
+    warehouse: Path | None = None,
+) -> Context:
     from quality_platform.audit import audit_db_path
     from quality_platform.ml.config import load_model_config
     from quality_platform.ml.registry import ModelRegistry, RegistryError
@@ -441,8 +690,13 @@ def _context(paths: Paths, version: str, registry: Any = None, audit: AuditLog |
         info = reg.version(str(version))
     except RegistryError as exc:
         raise DocsError(str(exc)) from exc
-    return Context(paths=paths, registry=reg, audit=audit or AuditLog(audit_db_path(paths.data_dir)), version=info,
-                   warehouse=warehouse if warehouse is not None else paths.warehouse_path)
+    return Context(
+        paths=paths,
+        registry=reg,
+        audit=audit or AuditLog(audit_db_path(paths.data_dir)),
+        version=info,
+        warehouse=warehouse if warehouse is not None else paths.warehouse_path,
+    )
 
 
 def collect(ctx: Context) -> dict[str, dict[str, Any]]:
@@ -454,16 +708,32 @@ def collect(ctx: Context) -> dict[str, dict[str, Any]]:
     return out
 
 
-def render(model: str, version: str, generated_utc: str, sections: dict[str, dict[str, Any]],
-           stale: dict[str, str] | None = None) -> str:
+def render(
+    model: str,
+    version: str,
+    generated_utc: str,
+    sections: dict[str, dict[str, Any]],
+    stale: dict[str, str] | None = None,
+) -> str:
     """The Markdown document; sections listed in ``stale`` get a STALE marker with the reason."""
-    lines = [f"# Model documentation: {model} version {version}", "",
-             f"Generated {generated_utc} from evidence only (quality_platform.governance.model_docs); every section "
-             "names the sha256 of its evidence. `qp docs model "
-             f"{version}` marks sections whose evidence changed since generation as STALE.", ""]
+    lines = [
+        f"# Model documentation: {model} version {version}",
+        "",
+        f"Generated {generated_utc} from evidence only (quality_platform.governance.model_docs); every section "
+        "names the sha256 of its evidence. `qp docs model "
+        f"{version}` marks sections whose evidence changed since generation as STALE.",
+        "",
+    ]
     for key, s in sections.items():
         mark = f" - STALE ({stale[key]})" if stale and key in stale else ""
-        lines += [f"## {s['title']}{mark}", "", f"_evidence sha256: `{s['sha256']}`_", "", s["markdown"], ""]
+        lines += [
+            f"## {s['title']}{mark}",
+            "",
+            f"_evidence sha256: `{s['sha256']}`_",
+            "",
+            s["markdown"],
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -484,16 +754,35 @@ class ModelDoc:
         return [k for k, s in self.sections.items() if s.get("stale")]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "generated_utc": self.generated_utc,
-                "artifact_uri": self.artifact_uri, "regenerated": self.regenerated, "stale": self.stale,
-                "sections": [{"key": k, "title": s["title"], "sha256": s["sha256"],
-                              "sha256_now": s.get("sha256_now", s["sha256"]), "stale": bool(s.get("stale"))}
-                             for k, s in self.sections.items()],
-                "markdown": self.markdown}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "generated_utc": self.generated_utc,
+            "artifact_uri": self.artifact_uri,
+            "regenerated": self.regenerated,
+            "stale": self.stale,
+            "sections": [
+                {
+                    "key": k,
+                    "title": s["title"],
+                    "sha256": s["sha256"],
+                    "sha256_now": s.get("sha256_now", s["sha256"]),
+                    "stale": bool(s.get("stale")),
+                }
+                for k, s in self.sections.items()
+            ],
+            "markdown": self.markdown,
+        }
 
 
-def generate(paths: Paths, version: str, *, registry: Any = None, audit: AuditLog | None = None,
-             warehouse: Path | None = None) -> ModelDoc:
+def generate(
+    paths: Paths,
+    version: str,
+    *,
+    registry: Any = None,
+    audit: AuditLog | None = None,
+    warehouse: Path | None = None,
+) -> ModelDoc:
     """Collect the evidence of ``version``, render the document and store it with the version
     (MLflow artifacts ``docs/model_card.md`` + ``docs/evidence.json``, tags ``qp.docs_*``)."""
     return _generate(_context(paths, version, registry, audit, warehouse))
@@ -505,16 +794,33 @@ def _generate(ctx: Context) -> ModelDoc:
     for key, s in collect(ctx).items():
         sections[key] = {**s, "markdown": SECTIONS[key][2](s["evidence"])}
     md = render(ctx.registry.name, ctx.version.version, now, sections)
-    evidence = {"model": ctx.registry.name, "version": ctx.version.version, "generated_utc": now,
-                "card_sha256": hashlib.sha256(md.encode("utf-8")).hexdigest(), "sections": sections}
+    evidence = {
+        "model": ctx.registry.name,
+        "version": ctx.version.version,
+        "generated_utc": now,
+        "card_sha256": hashlib.sha256(md.encode("utf-8")).hexdigest(),
+        "sections": sections,
+    }
     reg = ctx.registry
     reg.log_text(ctx.version.version, EVIDENCE_PATH, json.dumps(evidence, indent=1, sort_keys=True))
     reg.log_text(ctx.version.version, CARD_PATH, md)
-    reg.set_tags(ctx.version.version, {"docs_sha256": evidence["card_sha256"], "docs_generated_at": now,
-                                       "docs_artifact": CARD_PATH})
-    return ModelDoc(reg.name, ctx.version.version, now, {k: {**s, "sha256_now": s["sha256"], "stale": False}
-                                                         for k, s in sections.items()},
-                    md, artifact_uri(ctx), regenerated=True)
+    reg.set_tags(
+        ctx.version.version,
+        {
+            "docs_sha256": evidence["card_sha256"],
+            "docs_generated_at": now,
+            "docs_artifact": CARD_PATH,
+        },
+    )
+    return ModelDoc(
+        reg.name,
+        ctx.version.version,
+        now,
+        {k: {**s, "sha256_now": s["sha256"], "stale": False} for k, s in sections.items()},
+        md,
+        artifact_uri(ctx),
+        regenerated=True,
+    )
 
 
 def artifact_uri(ctx: Context) -> str:
@@ -522,8 +828,14 @@ def artifact_uri(ctx: Context) -> str:
     return f"{ctx.run.info.artifact_uri}/{CARD_PATH}"
 
 
-def check(paths: Paths, version: str, *, registry: Any = None, audit: AuditLog | None = None,
-          warehouse: Path | None = None) -> ModelDoc | None:
+def check(
+    paths: Paths,
+    version: str,
+    *,
+    registry: Any = None,
+    audit: AuditLog | None = None,
+    warehouse: Path | None = None,
+) -> ModelDoc | None:
     """The stored document of ``version`` with every section whose evidence changed since generation
     marked STALE (evidence recomputed now); None when the version has no document yet."""
     return _check(_context(paths, version, registry, audit, warehouse))
@@ -536,27 +848,44 @@ def _check(ctx: Context) -> ModelDoc | None:
     doc = json.loads(stored)
     now = collect(ctx)
     sections, stale = {}, {}
-    order = [k for k in SECTIONS if k in doc["sections"]] + [k for k in doc["sections"] if k not in SECTIONS]
+    order = [k for k in SECTIONS if k in doc["sections"]] + [
+        k for k in doc["sections"] if k not in SECTIONS
+    ]
     for key in order:
         s = doc["sections"][key]
         cur = now.get(key)
         sha_now = cur["sha256"] if cur else None
         is_stale = sha_now != s["sha256"]
         if is_stale:
-            stale[key] = (f"evidence changed since {doc['generated_utc']}: sha256 {s['sha256'][:12]} -> "
-                          f"{(sha_now or 'section no longer produced')[:12]}; regenerate with "
-                          f"`qp docs model {ctx.version.version} --regenerate`")
+            stale[key] = (
+                f"evidence changed since {doc['generated_utc']}: sha256 {s['sha256'][:12]} -> "
+                f"{(sha_now or 'section no longer produced')[:12]}; regenerate with "
+                f"`qp docs model {ctx.version.version} --regenerate`"
+            )
         sections[key] = {**s, "sha256_now": sha_now, "stale": is_stale}
     for key in now.keys() - doc["sections"].keys():  # a section added since generation
         stale[key] = "section added since generation"
-        sections[key] = {"title": now[key]["title"], "sha256": "", "sha256_now": now[key]["sha256"], "stale": True,
-                         "markdown": _missing("not in the stored document")}
+        sections[key] = {
+            "title": now[key]["title"],
+            "sha256": "",
+            "sha256_now": now[key]["sha256"],
+            "stale": True,
+            "markdown": _missing("not in the stored document"),
+        }
     md = render(doc["model"], doc["version"], doc["generated_utc"], sections, stale)
-    return ModelDoc(doc["model"], doc["version"], doc["generated_utc"], sections, md, artifact_uri(ctx))
+    return ModelDoc(
+        doc["model"], doc["version"], doc["generated_utc"], sections, md, artifact_uri(ctx)
+    )
 
 
-def document(paths: Paths, version: str, *, regenerate: bool = False, registry: Any = None,
-             audit: AuditLog | None = None) -> ModelDoc:
+def document(
+    paths: Paths,
+    version: str,
+    *,
+    regenerate: bool = False,
+    registry: Any = None,
+    audit: AuditLog | None = None,
+) -> ModelDoc:
     """The document of ``version``: regenerated (``regenerate`` or none stored yet) or the stored one
     checked for staleness."""
     ctx = _context(paths, version, registry, audit)

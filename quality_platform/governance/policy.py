@@ -39,25 +39,32 @@ from quality_platform.settings import Paths, get_paths
 if TYPE_CHECKING:
     from quality_platform.audit import AuditLog
 
-ROLES: tuple[str, ...] = ("data_owner", "quality_engineer", "model_owner", "control_owner",
-                          "operations_lead", "plant_manager", "auditor")
+ROLES: tuple[str, ...] = (
+    "data_owner",
+    "quality_engineer",
+    "model_owner",
+    "control_owner",
+    "operations_lead",
+    "plant_manager",
+    "auditor",
+)
 ACTIONS: tuple[str, ...] = (
-    "query",           # run a governed query (what it may read is the role's `read`)
-    "train",           # start a training run by hand
-    "approve",         # approve a model version (human in the loop)
-    "reject",          # reject a model version
-    "promote",         # make an approved version the champion by hand
-    "rollback",        # return to the previous approved champion
-    "override",        # record a decision against a prediction
-    "open_incident",   # open an incident (freezes the model)
+    "query",  # run a governed query (what it may read is the role's `read`)
+    "train",  # start a training run by hand
+    "approve",  # approve a model version (human in the loop)
+    "reject",  # reject a model version
+    "promote",  # make an approved version the champion by hand
+    "rollback",  # return to the previous approved champion
+    "override",  # record a decision against a prediction
+    "open_incident",  # open an incident (freezes the model)
     "close_incident",  # close an incident (releases the freeze)
-    "reidentify",      # pseudonym -> raw id
-    "rotate_key",      # rotate the pseudonymisation key
-    "audit_verify",    # verify the audit chain
-    "audit_export",    # export the audit record of a window
-    "report_review",   # operating review report
-    "model_docs",      # generate/read model documentation
-    "registry_init",   # start a new, empty model registry (the old store is lost or retired)
+    "reidentify",  # pseudonym -> raw id
+    "rotate_key",  # rotate the pseudonymisation key
+    "audit_verify",  # verify the audit chain
+    "audit_export",  # export the audit record of a window
+    "report_review",  # operating review report
+    "model_docs",  # generate/read model documentation
+    "registry_init",  # start a new, empty model registry (the old store is lost or retired)
 )
 USER_ENV = "QP_USER"
 ALL_PLANTS = "*"
@@ -76,25 +83,36 @@ class SeparationOfDuties(_Model):
     approver_not_trainer: bool = True
 
 
-_MEMORY_UNITS: dict[str, int] = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-                                 "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_MEMORY_UNITS: dict[str, int] = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def memory_bytes(text: str) -> int:
     """Bytes of a memory size as DuckDB writes it (``"1GB"`` = 10^9, ``"512MiB"`` = 512 * 2^20)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", text)
     if not m or m.group(2).upper() not in _MEMORY_UNITS:
-        raise ValueError(f"memory size {text!r}: a number and one of {', '.join(_MEMORY_UNITS)} (e.g. '1GB')")
+        raise ValueError(
+            f"memory size {text!r}: a number and one of {', '.join(_MEMORY_UNITS)} (e.g. '1GB')"
+        )
     return int(float(m.group(1)) * _MEMORY_UNITS[m.group(2).upper()])
 
 
 class QueryLimits(_Model):
     """What one governed query may use (each breach refuses it, audited as denied, naming the rule)."""
 
-    max_seconds: float = Field(30.0, gt=0, le=3600)         # wall time; the query is interrupted after it
-    max_memory: str = "1GB"                                 # DuckDB memory_limit, and the result's size
-    max_threads: int = Field(2, ge=1, le=64)                # DuckDB threads of a governed session
-    max_rows: int = Field(100_000, ge=1)                    # rows returned at most (more are counted, not kept)
+    max_seconds: float = Field(30.0, gt=0, le=3600)  # wall time; the query is interrupted after it
+    max_memory: str = "1GB"  # DuckDB memory_limit, and the result's size
+    max_threads: int = Field(2, ge=1, le=64)  # DuckDB threads of a governed session
+    max_rows: int = Field(100_000, ge=1)  # rows returned at most (more are counted, not kept)
     # levels of the parsed query tree (json_serialize_sql): a subquery, function call or operator
     # adds about 3; bounded so that checking the tree never exhausts Python's recursion limit
     max_nesting_depth: int = Field(200, ge=20, le=600)
@@ -159,22 +177,32 @@ class Policy(_Model):
             raise ValueError(f"unknown role(s) {unknown_roles}; the roles are {list(ROLES)}")
         for name, user in self.users.items():
             if user.role not in self.roles:
-                raise ValueError(f"user {name!r} has role {user.role!r}, which the policy does not define")
+                raise ValueError(
+                    f"user {name!r} has role {user.role!r}, which the policy does not define"
+                )
             if not user.plants:
                 raise ValueError(f"user {name!r} has no plants (use ['*'] for all)")
             if self.roles[user.role].own_plants_only and ALL_PLANTS in user.plants:
-                raise ValueError(f"user {name!r} is a {user.role}, which sees its own plants only: name them")
+                raise ValueError(
+                    f"user {name!r} is a {user.role}, which sees its own plants only: name them"
+                )
             if name.startswith(SYSTEM_PREFIXES):
-                raise ValueError(f"user {name!r}: names starting with {SYSTEM_PREFIXES} are reserved for the system")
+                raise ValueError(
+                    f"user {name!r}: names starting with {SYSTEM_PREFIXES} are reserved for the system"
+                )
         both = [a for u in self.users.values() for a in u.os_accounts if a in self.service_accounts]
         if both:
-            raise ValueError(f"OS account(s) {both} are service_accounts and also mapped to a user: a service "
-                             "account acts for SUDO_USER or QP_USER, never as itself")
+            raise ValueError(
+                f"OS account(s) {both} are service_accounts and also mapped to a user: a service "
+                "account acts for SUDO_USER or QP_USER, never as itself"
+            )
         seen: dict[str, str] = {}
         for name, user in self.users.items():
             for acc in user.os_accounts:
                 if acc in seen:
-                    raise ValueError(f"OS account {acc!r} is mapped to both {seen[acc]!r} and {name!r}")
+                    raise ValueError(
+                        f"OS account {acc!r} is mapped to both {seen[acc]!r} and {name!r}"
+                    )
                 seen[acc] = name
         for m in self.masks:
             bad = [r for r in m.clear_for if r not in self.roles]
@@ -207,7 +235,6 @@ class Principal:
         return self.plants is None or plant is None or plant in self.plants
 
 
-
 def is_system_actor(actor: str) -> bool:
     return actor.startswith(SYSTEM_PREFIXES)
 
@@ -216,11 +243,19 @@ def principal(policy: Policy, name: str, via: str = "api", os_account: str = "")
     """The policy user ``name`` (raises :class:`PolicyError` for an unknown user)."""
     user = policy.users.get(name)
     if user is None:
-        raise PolicyError(f"unknown user {name!r}: not in the policy ({policy_path()}); known users: "
-                          f"{sorted(policy.users)}")
+        raise PolicyError(
+            f"unknown user {name!r}: not in the policy ({policy_path()}); known users: "
+            f"{sorted(policy.users)}"
+        )
     plants = None if ALL_PLANTS in user.plants else frozenset(user.plants)
-    return Principal(name=name, role=user.role, plants=plants, via=via, os_account=os_account,
-                     attributes=dict(user.attributes))
+    return Principal(
+        name=name,
+        role=user.role,
+        plants=plants,
+        via=via,
+        os_account=os_account,
+        attributes=dict(user.attributes),
+    )
 
 
 def _os_account() -> str:
@@ -248,15 +283,20 @@ class Identity:
     """How the environment identifies the caller (see :func:`identify`): the policy user ``name``
     and how it was found (``via``), or ``refused`` (why) with what was ``claimed``."""
 
-    via: str            # sudo | env | os_account
-    os_account: str     # the OS account acting: the real uid's account, or the verified sudo caller
+    via: str  # sudo | env | os_account
+    os_account: str  # the OS account acting: the real uid's account, or the verified sudo caller
     name: str | None = None
     refused: str | None = None
     claimed: str = ""
 
 
-def identify(policy: Policy, account: str, env: Mapping[str, str], *,
-             uid_of: Callable[[str], int | None] = _account_uid) -> Identity:
+def identify(
+    policy: Policy,
+    account: str,
+    env: Mapping[str, str],
+    *,
+    uid_of: Callable[[str], int | None] = _account_uid,
+) -> Identity:
     """Who the caller is, from the real uid's ``account`` and the environment ``env`` (no ``--as``).
 
     A pure decision (``uid_of`` looks up an account's uid): variables a caller can set are believed
@@ -275,24 +315,46 @@ def identify(policy: Policy, account: str, env: Mapping[str, str], *,
         sudo_uid = env.get("SUDO_UID", "")
         real_uid = uid_of(caller)
         if real_uid is None or not sudo_uid.isdigit() or int(sudo_uid) != real_uid:
-            return Identity("sudo", account, refused=(
-                f"SUDO_USER={caller} cannot be verified on service account {account!r}: SUDO_UID={sudo_uid or '(unset)'} "
-                f"is not the uid of OS account {caller!r} "
-                f"({'no such account' if real_uid is None else real_uid}); refused"), claimed=caller)
+            return Identity(
+                "sudo",
+                account,
+                refused=(
+                    f"SUDO_USER={caller} cannot be verified on service account {account!r}: SUDO_UID={sudo_uid or '(unset)'} "
+                    f"is not the uid of OS account {caller!r} "
+                    f"({'no such account' if real_uid is None else real_uid}); refused"
+                ),
+                claimed=caller,
+            )
         for name, user in policy.users.items():
             if caller in user.os_accounts:
                 return Identity("sudo", caller, name=name)
-        return Identity("sudo", caller, refused=f"OS account {caller!r} (via sudo to {account!r}) is not mapped to a "
-                                                f"policy user in the policy", claimed=caller)
+        return Identity(
+            "sudo",
+            caller,
+            refused=f"OS account {caller!r} (via sudo to {account!r}) is not mapped to a "
+            f"policy user in the policy",
+            claimed=caller,
+        )
     env_user = env.get(USER_ENV)
     if env_user:
         if not (service or policy.impersonation.allowed):
-            spoof = sorted({env[v] for v in ("LOGNAME", "USER") if env.get(v) and env[v] != account})
-            hint = (f" (LOGNAME/USER={', '.join(spoof)} are not used: the OS account is the process's real uid)"
-                    if spoof else "")
-            return Identity("env", account, refused=(
-                f"{USER_ENV}={env_user} is refused: OS account {account!r} is not one of the policy's "
-                f"service_accounts (and impersonation is not allowed){hint}"), claimed=env_user)
+            spoof = sorted(
+                {env[v] for v in ("LOGNAME", "USER") if env.get(v) and env[v] != account}
+            )
+            hint = (
+                f" (LOGNAME/USER={', '.join(spoof)} are not used: the OS account is the process's real uid)"
+                if spoof
+                else ""
+            )
+            return Identity(
+                "env",
+                account,
+                refused=(
+                    f"{USER_ENV}={env_user} is refused: OS account {account!r} is not one of the policy's "
+                    f"service_accounts (and impersonation is not allowed){hint}"
+                ),
+                claimed=env_user,
+            )
         return Identity("env", account, name=env_user)
     for name, user in policy.users.items():
         if account in user.os_accounts:
@@ -300,14 +362,28 @@ def identify(policy: Policy, account: str, env: Mapping[str, str], *,
     return Identity("os_account", account)
 
 
-def _refuse_identity(log: AuditLog, account: str, claimed: str, command: str, why: str) -> PolicyError:
-    log.append("identity", account, subject=f"user:{claimed}", outcome="denied", reason=why,
-               refs={"command": command, "os_account": account})
+def _refuse_identity(
+    log: AuditLog, account: str, claimed: str, command: str, why: str
+) -> PolicyError:
+    log.append(
+        "identity",
+        account,
+        subject=f"user:{claimed}",
+        outcome="denied",
+        reason=why,
+        refs={"command": command, "os_account": account},
+    )
     return PolicyError(why)
 
 
-def resolve_principal(as_user: str | None = None, *, command: str = "", policy: Policy | None = None,
-                      audit: AuditLog | None = None, paths: Paths | None = None) -> Principal:
+def resolve_principal(
+    as_user: str | None = None,
+    *,
+    command: str = "",
+    policy: Policy | None = None,
+    audit: AuditLog | None = None,
+    paths: Paths | None = None,
+) -> Principal:
     """Who runs this command, in this order:
 
     1. ``--as USER``: only where the policy allows impersonation; audited (action ``identity``);
@@ -332,24 +408,41 @@ def resolve_principal(as_user: str | None = None, *, command: str = "", policy: 
 
     if as_user:
         if not policy.impersonation.allowed:
-            raise _refuse_identity(log(), account, as_user, command,
-                                   f"--as {as_user} is refused: impersonation is not allowed by the policy "
-                                   f"({policy_path(paths)}); run as your own account")
+            raise _refuse_identity(
+                log(),
+                account,
+                as_user,
+                command,
+                f"--as {as_user} is refused: impersonation is not allowed by the policy "
+                f"({policy_path(paths)}); run as your own account",
+            )
         who = principal(policy, as_user, via="impersonation", os_account=account)
-        log().append("identity", who.name, subject=f"user:{who.name}", outcome="info",
-                     reason=f"{command or 'command'} run as {who.name} ({who.role}) by impersonation from OS account "
-                            f"{account!r} (allowed by the policy)",
-                     refs={"command": command, "os_account": account, "via": "impersonation"})
+        log().append(
+            "identity",
+            who.name,
+            subject=f"user:{who.name}",
+            outcome="info",
+            reason=f"{command or 'command'} run as {who.name} ({who.role}) by impersonation from OS account "
+            f"{account!r} (allowed by the policy)",
+            refs={"command": command, "os_account": account, "via": "impersonation"},
+        )
         return who
     ident = identify(policy, account, os.environ)
     if ident.refused:
-        raise _refuse_identity(log(), ident.os_account, ident.claimed, command,
-                               f"{ident.refused} ({policy_path(paths)})")
+        raise _refuse_identity(
+            log(),
+            ident.os_account,
+            ident.claimed,
+            command,
+            f"{ident.refused} ({policy_path(paths)})",
+        )
     if ident.name:
         return principal(policy, ident.name, via=ident.via, os_account=ident.os_account)
-    raise PolicyError(f"OS account {account!r} is not mapped to a policy user: add it to a user's os_accounts in "
-                      f"{policy_path(paths)}, run as a service account with {USER_ENV}, or use --as USER where "
-                      "impersonation is allowed")
+    raise PolicyError(
+        f"OS account {account!r} is not mapped to a policy user: add it to a user's os_accounts in "
+        f"{policy_path(paths)}, run as a service account with {USER_ENV}, or use --as USER where "
+        "impersonation is allowed"
+    )
 
 
 def may(policy: Policy, who: Principal, action: str) -> bool:
@@ -362,8 +455,17 @@ def roles_allowed(policy: Policy, action: str) -> list[str]:
     return sorted(r for r, rp in policy.roles.items() if action in rp.actions)
 
 
-def authorize(policy: Policy, who: Principal | str, action: str, audit: AuditLog, *, subject: str | None = None,
-              plant: str | None = None, reason: str | None = None, refs: dict[str, Any] | None = None) -> Principal:
+def authorize(
+    policy: Policy,
+    who: Principal | str,
+    action: str,
+    audit: AuditLog,
+    *,
+    subject: str | None = None,
+    plant: str | None = None,
+    reason: str | None = None,
+    refs: dict[str, Any] | None = None,
+) -> Principal:
     """Refuse (audit as ``denied`` and raise :class:`PolicyError`) unless ``who`` may take ``action``
     (for ``plant``, when given). Returns the principal. Allowed actions are audited by the code that
     carries them out, with their own references."""
@@ -371,31 +473,52 @@ def authorize(policy: Policy, who: Principal | str, action: str, audit: AuditLog
         try:
             who = principal(policy, who)
         except PolicyError as exc:
-            audit.append(action, who or "(unknown)", subject=subject, plant=plant, reason=reason, outcome="denied",
-                         refs={**(refs or {}), "denied_because": str(exc)})
+            audit.append(
+                action,
+                who or "(unknown)",
+                subject=subject,
+                plant=plant,
+                reason=reason,
+                outcome="denied",
+                refs={**(refs or {}), "denied_because": str(exc)},
+            )
             raise
     why = None
     if not may(policy, who, action):
-        why = (f"user {who.name} (role {who.role}) may not {action}: the policy allows it to "
-               f"{', '.join(roles_allowed(policy, action)) or 'no role'}")
+        why = (
+            f"user {who.name} (role {who.role}) may not {action}: the policy allows it to "
+            f"{', '.join(roles_allowed(policy, action)) or 'no role'}"
+        )
     elif plant is not None and not who.sees_plant(plant):
         why = f"user {who.name} (role {who.role}) may not {action} at {plant}: their plants are {sorted(who.plants or [])}"
     if why:
-        audit.append(action, who.name, subject=subject, plant=plant, reason=reason, outcome="denied",
-                     refs={**(refs or {}), "denied_because": why, "role": who.role, "via": who.via})
+        audit.append(
+            action,
+            who.name,
+            subject=subject,
+            plant=plant,
+            reason=reason,
+            outcome="denied",
+            refs={**(refs or {}), "denied_because": why, "role": who.role, "via": who.via},
+        )
         raise PolicyError(why)
     return who
 
 
 def readable(policy: Policy, role: str, schema: str, table: str) -> bool:
     """Whether ``role`` may read ``schema.table``."""
-    return any(fnmatch.fnmatchcase(f"{schema}.{table}", pattern) for pattern in policy.roles[role].read)
+    return any(
+        fnmatch.fnmatchcase(f"{schema}.{table}", pattern) for pattern in policy.roles[role].read
+    )
 
 
 def column_mask(policy: Policy, role: str, schema: str, table: str, column: str) -> str | None:
     """The mask (``redact``/``null``) that applies to a column for ``role``, or None (clear)."""
     for m in policy.masks:
-        if (m.column == column and role not in m.clear_for
-                and any(fnmatch.fnmatchcase(f"{schema}.{table}", t) for t in m.tables)):
+        if (
+            m.column == column
+            and role not in m.clear_for
+            and any(fnmatch.fnmatchcase(f"{schema}.{table}", t) for t in m.tables)
+        ):
             return m.mask
     return None

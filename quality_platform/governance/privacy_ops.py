@@ -78,11 +78,13 @@ RAW_SCHEMA = "raw"
 STREAMS = ("readings", "units", "inspections")
 KEY_ID_COLUMN = "pseudonym_key_id"
 PSEUDONYM_SUFFIX = "pseudonym"
-NOT_REKEYED = ("training snapshots and MLflow runs hold no pseudonyms; their datasheets/tags keep the old key id "
-               "as the lineage of the data they were built from",
-               "the append-only audit log and its copies (audit exports, incident evidence bundles): earlier "
-               "reidentify records keep naming old pseudonyms",
-               "files users exported from governed queries keep old pseudonyms")
+NOT_REKEYED = (
+    "training snapshots and MLflow runs hold no pseudonyms; their datasheets/tags keep the old key id "
+    "as the lineage of the data they were built from",
+    "the append-only audit log and its copies (audit exports, incident evidence bundles): earlier "
+    "reidentify records keep naming old pseudonyms",
+    "files users exported from governed queries keep old pseudonyms",
+)
 
 
 class PrivacyOpError(RuntimeError):
@@ -92,7 +94,9 @@ class PrivacyOpError(RuntimeError):
 # --------------------------------------------------------------------------- raw ids
 
 
-def _open(path: Path, read_only: bool) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+def _open(
+    path: Path, read_only: bool
+) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
     """The warehouse (``WarehouseBusyError`` from warehouse.connect while another process holds it)."""
     if not path.exists():
         raise PrivacyOpError(f"no warehouse at {path}: nothing is pseudonymised yet")
@@ -102,18 +106,26 @@ def _open(path: Path, read_only: bool) -> contextlib.AbstractContextManager[duck
 def personal_columns(con: duckdb.DuckDBPyConnection, plant: PlantConfig) -> list[tuple[str, str]]:
     """(raw table, column) of the plant's declared ``personal_data`` columns present in its raw tables."""
     found = raw_personal_columns(con, {plant.plant_id: plant.personal_data})
-    return [(table, c) for table in (f"{plant.plant_id}__{s}" for s in STREAMS) for c in found.get(table, [])]
+    return [
+        (table, c)
+        for table in (f"{plant.plant_id}__{s}" for s in STREAMS)
+        for c in found.get(table, [])
+    ]
 
 
-def raw_personal_values(con: duckdb.DuckDBPyConnection, plant: PlantConfig) -> dict[tuple[str, str], list[str]]:
+def raw_personal_values(
+    con: duckdb.DuckDBPyConnection, plant: PlantConfig
+) -> dict[tuple[str, str], list[str]]:
     """(raw table, column) -> distinct non-empty raw values of the plant's personal columns.
 
     The values are text exactly as standardisation pseudonymises them (raw tables are text-valued)."""
     out = {}
     for table, col in personal_columns(con, plant):
         c = quote_ident(col)
-        rows = con.execute(f"SELECT DISTINCT CAST({c} AS VARCHAR) FROM {RAW_SCHEMA}.{quote_ident(table)} "
-                           f"WHERE {c} IS NOT NULL").fetchall()
+        rows = con.execute(
+            f"SELECT DISTINCT CAST({c} AS VARCHAR) FROM {RAW_SCHEMA}.{quote_ident(table)} "
+            f"WHERE {c} IS NOT NULL"
+        ).fetchall()
         out[(table, col)] = sorted(r[0] for r in rows if r[0] != "")
     return out
 
@@ -132,14 +144,26 @@ class Reidentification:
     matches: list[dict[str, str]] = field(default_factory=list)  # plant, table, column, raw_id
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pseudonym": self.pseudonym, "plants_searched": self.plants_searched, "key_id": self.key_id,
-                "key_status": self.key_status, "matches": self.matches,
-                "raw_ids": sorted({m["raw_id"] for m in self.matches})}
+        return {
+            "pseudonym": self.pseudonym,
+            "plants_searched": self.plants_searched,
+            "key_id": self.key_id,
+            "key_status": self.key_status,
+            "matches": self.matches,
+            "raw_ids": sorted({m["raw_id"] for m in self.matches}),
+        }
 
 
-def reidentify(who: Principal, pseudonym_value: str, *, plant: str | None = None, reason: str | None = None,
-               paths: Paths | None = None, policy: Policy | None = None,
-               audit: AuditLog | None = None) -> Reidentification:
+def reidentify(
+    who: Principal,
+    pseudonym_value: str,
+    *,
+    plant: str | None = None,
+    reason: str | None = None,
+    paths: Paths | None = None,
+    policy: Policy | None = None,
+    audit: AuditLog | None = None,
+) -> Reidentification:
     """Pseudonym -> raw operator id(s), for a data owner at their plants (audited without the raw id).
 
     Raises :class:`ValueError` for input that is not a pseudonym (not audited: it might be a raw
@@ -149,8 +173,10 @@ def reidentify(who: Principal, pseudonym_value: str, *, plant: str | None = None
     audit = audit or AuditLog(audit_db_path(paths.data_dir))
     value = pseudonym_value.strip()
     if not is_pseudonym(value):
-        raise ValueError(f"not a pseudonym: expected {PSEUDONYM_PREFIX!r} followed by {PSEUDONYM_HEX} lowercase hex "
-                         "digits (as in standard.production_units.operator_pseudonym)")
+        raise ValueError(
+            f"not a pseudonym: expected {PSEUDONYM_PREFIX!r} followed by {PSEUDONYM_HEX} lowercase hex "
+            "digits (as in standard.production_units.operator_pseudonym)"
+        )
     plants = load_plants(paths)
     if plant is not None and plant not in plants:
         raise ValueError(f"unknown plant {plant!r}; configured: {sorted(plants)}")
@@ -166,22 +192,45 @@ def reidentify(who: Principal, pseudonym_value: str, *, plant: str | None = None
         with _open(paths.warehouse_path, read_only=True) as con:
             values = {p: raw_personal_values(con, plants[p]) for p in searched}
     except (PrivacyOpError, WarehouseBusyError) as exc:
-        audit.append("reidentify", who.name, subject=subject, plant=plant, reason=reason, outcome="failed",
-                     refs={"pseudonym": value, "plants_searched": searched, "error": str(exc)})
+        audit.append(
+            "reidentify",
+            who.name,
+            subject=subject,
+            plant=plant,
+            reason=reason,
+            outcome="failed",
+            refs={"pseudonym": value, "plants_searched": searched, "error": str(exc)},
+        )
         raise
     for kid, (status, k) in keys.items():  # the current key first
         for p, cols in values.items():
             for (table, col), raws in cols.items():
-                result.matches += [{"plant": p, "table": f"{RAW_SCHEMA}.{table}", "column": col, "raw_id": r}
-                                   for r in raws if pseudonym(r, k) == value]
+                result.matches += [
+                    {"plant": p, "table": f"{RAW_SCHEMA}.{table}", "column": col, "raw_id": r}
+                    for r in raws
+                    if pseudonym(r, k) == value
+                ]
         if result.matches:
             result.key_id, result.key_status = kid, status
             break
-    audit.append("reidentify", who.name, subject=subject, plant=plant, reason=reason,
-                 outcome="ok" if result.matches else "info",
-                 refs={"pseudonym": value, "plants_searched": searched, "key_id": result.key_id,
-                       "key_status": result.key_status, "keys_tried": list(keys), "matches": len(result.matches),
-                       "role": who.role, "via": who.via})
+    audit.append(
+        "reidentify",
+        who.name,
+        subject=subject,
+        plant=plant,
+        reason=reason,
+        outcome="ok" if result.matches else "info",
+        refs={
+            "pseudonym": value,
+            "plants_searched": searched,
+            "key_id": result.key_id,
+            "key_status": result.key_status,
+            "keys_tried": list(keys),
+            "matches": len(result.matches),
+            "role": who.role,
+            "via": who.via,
+        },
+    )
     return result
 
 
@@ -202,17 +251,28 @@ class Rotation:
     next_steps: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"old_key_id": self.old_key_id, "new_key_id": self.new_key_id, "tables": self.tables,
-                "rows": sum(self.tables.values()), "key_config": self.key_config, "key_file": self.key_file,
-                "retired_key_file": self.retired_key_file, "audit_seq": self.audit_seq,
-                "next_steps": self.next_steps, "not_rekeyed": list(NOT_REKEYED)}
+        return {
+            "old_key_id": self.old_key_id,
+            "new_key_id": self.new_key_id,
+            "tables": self.tables,
+            "rows": sum(self.tables.values()),
+            "key_config": self.key_config,
+            "key_file": self.key_file,
+            "retired_key_file": self.retired_key_file,
+            "audit_seq": self.audit_seq,
+            "next_steps": self.next_steps,
+            "not_rekeyed": list(NOT_REKEYED),
+        }
 
 
 def pseudonym_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], bool]]:
     """schema.table -> (pseudonym columns, has a key id column), for every table outside the raw
     schema with a column named ``*pseudonym`` (the places pseudonyms live)."""
-    rows = con.execute("""SELECT table_schema, table_name, column_name FROM information_schema.columns
-        WHERE table_schema <> ? ORDER BY table_schema, table_name, ordinal_position""", [RAW_SCHEMA]).fetchall()
+    rows = con.execute(
+        """SELECT table_schema, table_name, column_name FROM information_schema.columns
+        WHERE table_schema <> ? ORDER BY table_schema, table_name, ordinal_position""",
+        [RAW_SCHEMA],
+    ).fetchall()
     cols: dict[str, list[str]] = {}
     for schema, table, col in rows:
         cols.setdefault(f"{quote_ident(schema)}.{quote_ident(table)}", []).append(col)
@@ -224,18 +284,25 @@ def pseudonym_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str
     return out
 
 
-def _mapping(con: duckdb.DuckDBPyConnection, plants: dict[str, PlantConfig], old: bytes, new: bytes) -> pd.DataFrame:
-    raws = sorted({r for p in plants.values() for vals in raw_personal_values(con, p).values() for r in vals})
-    return pd.DataFrame({"old_p": [pseudonym(r, old) for r in raws], "new_p": [pseudonym(r, new) for r in raws]},
-                        dtype="string").drop_duplicates("old_p")
+def _mapping(
+    con: duckdb.DuckDBPyConnection, plants: dict[str, PlantConfig], old: bytes, new: bytes
+) -> pd.DataFrame:
+    raws = sorted(
+        {r for p in plants.values() for vals in raw_personal_values(con, p).values() for r in vals}
+    )
+    return pd.DataFrame(
+        {"old_p": [pseudonym(r, old) for r in raws], "new_p": [pseudonym(r, new) for r in raws]},
+        dtype="string",
+    ).drop_duplicates("old_p")
 
 
 def _label(name: str) -> str:
     return name.replace('"', "")
 
 
-def rekey_warehouse(con: duckdb.DuckDBPyConnection, plants: dict[str, PlantConfig], old: bytes,
-                    new: bytes) -> dict[str, int]:
+def rekey_warehouse(
+    con: duckdb.DuckDBPyConnection, plants: dict[str, PlantConfig], old: bytes, new: bytes
+) -> dict[str, int]:
     """Re-pseudonymise every pseudonym column (outside raw) from old to new key in ONE transaction.
     Returns rows re-keyed per table; raises :class:`PrivacyOpError` (rolled back) when a pseudonym
     cannot be re-keyed."""
@@ -248,28 +315,37 @@ def rekey_warehouse(con: duckdb.DuckDBPyConnection, plants: dict[str, PlantConfi
     try:
         for name, (cols, has_key_id) in sorted(tables.items(), key=lambda kv: _label(kv[0])):
             if has_key_id:
-                other = con.execute(f"SELECT {KEY_ID_COLUMN}, count(*) FROM {name} WHERE {KEY_ID_COLUMN} IS NOT NULL "
-                                    f"AND {KEY_ID_COLUMN} NOT IN (?, ?) GROUP BY 1", [old_id, new_id]).fetchall()
+                other = con.execute(
+                    f"SELECT {KEY_ID_COLUMN}, count(*) FROM {name} WHERE {KEY_ID_COLUMN} IS NOT NULL "
+                    f"AND {KEY_ID_COLUMN} NOT IN (?, ?) GROUP BY 1",
+                    [old_id, new_id],
+                ).fetchall()
                 if other:
                     raise PrivacyOpError(
                         f"{_label(name)}: {sum(n for _, n in other)} rows are pseudonymised with key id(s) "
                         f"{sorted(k for k, _ in other)}, neither the current key {old_id} nor the new key {new_id}: "
-                        "re-standardise them with the current key first")
+                        "re-standardise them with the current key first"
+                    )
                 todo, t_todo = f"{KEY_ID_COLUMN} = '{old_id}'", f"t.{KEY_ID_COLUMN} = '{old_id}'"
             else:
                 todo = t_todo = "TRUE"
             n = int(con.execute(f"SELECT count(*) FROM {name} WHERE {todo}").fetchall()[0][0])
             for col in cols:
                 c = quote_ident(col)
-                con.execute(f"UPDATE {name} AS t SET {c} = m.new_p FROM _qp_rekey m "
-                            f"WHERE t.{c} = m.old_p AND {t_todo}")
-                left = con.execute(f"SELECT count(*) FROM {name} WHERE {c} IS NOT NULL AND {todo} AND "
-                                   f"{c} NOT IN (SELECT new_p FROM _qp_rekey)").fetchall()[0][0]
+                con.execute(
+                    f"UPDATE {name} AS t SET {c} = m.new_p FROM _qp_rekey m "
+                    f"WHERE t.{c} = m.old_p AND {t_todo}"
+                )
+                left = con.execute(
+                    f"SELECT count(*) FROM {name} WHERE {c} IS NOT NULL AND {todo} AND "
+                    f"{c} NOT IN (SELECT new_p FROM _qp_rekey)"
+                ).fetchall()[0][0]
                 if left:
                     raise PrivacyOpError(
                         f"{_label(name)}.{col}: {left} pseudonyms have no raw id in the raw layer under the current "
                         f"key {old_id} (raw data deleted, plant no longer configured, or another key): they cannot be "
-                        "re-keyed, so nothing was changed")
+                        "re-keyed, so nothing was changed"
+                    )
             if has_key_id:
                 con.execute(f"UPDATE {name} SET {KEY_ID_COLUMN} = ? WHERE {todo}", [new_id])
             changed[_label(name)] = n
@@ -296,8 +372,14 @@ def _write_secret(path: Path, value: bytes) -> None:
         raise
 
 
-def rotate_key(who: Principal, *, reason: str | None = None, paths: Paths | None = None,
-               policy: Policy | None = None, audit: AuditLog | None = None) -> Rotation:
+def rotate_key(
+    who: Principal,
+    *,
+    reason: str | None = None,
+    paths: Paths | None = None,
+    policy: Policy | None = None,
+    audit: AuditLog | None = None,
+) -> Rotation:
     """Rotate the pseudonymisation key to ``QP_PSEUDONYM_KEY_NEW`` (see the module docstring for the
     procedure). All or nothing in the warehouse; audited with the old and new key id."""
     paths = paths or get_paths()
@@ -309,9 +391,20 @@ def rotate_key(who: Principal, *, reason: str | None = None, paths: Paths | None
     if old == new:
         raise PrivacyOpError(f"{NEW_KEY_ENV} is the current key ({old_id}): choose a new key")
     kfile = key_file()
-    rot = Rotation(old_id, new_id, {}, "file" if kfile else "environment", key_file=str(kfile) if kfile else None)
-    refs: dict[str, Any] = {"old_key_id": old_id, "new_key_id": new_id, "key_config": rot.key_config,
-                            "role": who.role, "via": who.via}
+    rot = Rotation(
+        old_id,
+        new_id,
+        {},
+        "file" if kfile else "environment",
+        key_file=str(kfile) if kfile else None,
+    )
+    refs: dict[str, Any] = {
+        "old_key_id": old_id,
+        "new_key_id": new_id,
+        "key_config": rot.key_config,
+        "role": who.role,
+        "via": who.via,
+    }
     try:
         if kfile is not None:  # keep the old key before anything changes (harmless if we stop here)
             retired = retired_key_path(kfile, old_id)
@@ -321,12 +414,29 @@ def rotate_key(who: Principal, *, reason: str | None = None, paths: Paths | None
         with _open(paths.warehouse_path, read_only=False) as con:
             rot.tables = rekey_warehouse(con, load_plants(paths), old, new)
     except Exception as exc:
-        audit.append("rotate_key", who.name, subject="pseudonym_key", reason=reason, outcome="failed",
-                     refs={**refs, "error": str(exc)})
+        audit.append(
+            "rotate_key",
+            who.name,
+            subject="pseudonym_key",
+            reason=reason,
+            outcome="failed",
+            refs={**refs, "error": str(exc)},
+        )
         raise
-    rec = audit.append("rotate_key", who.name, subject="pseudonym_key", reason=reason, outcome="ok",
-                       refs={**refs, "tables": rot.tables, "rows": sum(rot.tables.values()),
-                             "retired_key_file": rot.retired_key_file, "not_rekeyed": list(NOT_REKEYED)})
+    rec = audit.append(
+        "rotate_key",
+        who.name,
+        subject="pseudonym_key",
+        reason=reason,
+        outcome="ok",
+        refs={
+            **refs,
+            "tables": rot.tables,
+            "rows": sum(rot.tables.values()),
+            "retired_key_file": rot.retired_key_file,
+            "not_rekeyed": list(NOT_REKEYED),
+        },
+    )
     rot.audit_seq = rec.seq
     if kfile is not None:
         try:
@@ -335,17 +445,22 @@ def rotate_key(who: Principal, *, reason: str | None = None, paths: Paths | None
             raise PrivacyOpError(
                 f"the warehouse now uses the new key {new_id} (audit record {rec.seq}), but the key file {kfile} "
                 f"could not be replaced ({exc}): write the value of {NEW_KEY_ENV} into it yourself (mode 0600) "
-                "before any run; the old key is kept as " + str(rot.retired_key_file)) from exc
-        rot.next_steps = [f"the key file {kfile} now holds the new key {new_id}; the old key is kept as "
-                          f"{rot.retired_key_file} (0600) to re-identify old pseudonyms - delete it when they "
-                          "must become unlinkable",
-                          f"unset {NEW_KEY_ENV}; restart the Dagster daemon / code location so runs use the new key"]
+                "before any run; the old key is kept as " + str(rot.retired_key_file)
+            ) from exc
+        rot.next_steps = [
+            f"the key file {kfile} now holds the new key {new_id}; the old key is kept as "
+            f"{rot.retired_key_file} (0600) to re-identify old pseudonyms - delete it when they "
+            "must become unlinkable",
+            f"unset {NEW_KEY_ENV}; restart the Dagster daemon / code location so runs use the new key",
+        ]
     else:
-        rot.next_steps = [f"now set {KEY_ENV} to the new key (the value of {NEW_KEY_ENV}) wherever the platform "
-                          f"runs, unset {NEW_KEY_ENV}, and restart the Dagster daemon / code location: until then "
-                          f"new runs would pseudonymise with the old key {old_id}",
-                          "the platform keeps no copy of environment keys: pseudonyms made with the old key "
-                          "(e.g. in exported files) can no longer be re-identified once it is discarded"]
+        rot.next_steps = [
+            f"now set {KEY_ENV} to the new key (the value of {NEW_KEY_ENV}) wherever the platform "
+            f"runs, unset {NEW_KEY_ENV}, and restart the Dagster daemon / code location: until then "
+            f"new runs would pseudonymise with the old key {old_id}",
+            "the platform keeps no copy of environment keys: pseudonyms made with the old key "
+            "(e.g. in exported files) can no longer be re-identified once it is discarded",
+        ]
     return rot
 
 
@@ -354,20 +469,29 @@ def key_status(paths: Paths | None = None) -> dict[str, Any]:
     warehouse's pseudonym tables (rows per key id; skipped when the warehouse is locked)."""
     paths = paths or get_paths()
     kfile = key_file()
-    out: dict[str, Any] = {"key_id": key_id(load_key()), "key_config": "file" if kfile else "environment",
-                           "key_file": str(kfile) if kfile else None, "retired_key_ids": sorted(retired_keys()),
-                           "warehouse": {}}
+    out: dict[str, Any] = {
+        "key_id": key_id(load_key()),
+        "key_config": "file" if kfile else "environment",
+        "key_file": str(kfile) if kfile else None,
+        "retired_key_ids": sorted(retired_keys()),
+        "warehouse": {},
+    }
     try:
         with _open(paths.warehouse_path, read_only=True) as con:
             for name, (_, has_key_id) in pseudonym_tables(con).items():
                 if has_key_id:
-                    out["warehouse"][_label(name)] = dict(con.execute(
-                        f"SELECT {KEY_ID_COLUMN}, count(*) FROM {name} WHERE {KEY_ID_COLUMN} IS NOT NULL "
-                        "GROUP BY 1 ORDER BY 1").fetchall())
+                    out["warehouse"][_label(name)] = dict(
+                        con.execute(
+                            f"SELECT {KEY_ID_COLUMN}, count(*) FROM {name} WHERE {KEY_ID_COLUMN} IS NOT NULL "
+                            "GROUP BY 1 ORDER BY 1"
+                        ).fetchall()
+                    )
     except PrivacyOpError as exc:
         out["warehouse_error"] = str(exc)
     stale = sorted({k for per in out["warehouse"].values() for k in per} - {out["key_id"]})
     if stale:
-        out["warning"] = (f"warehouse rows are pseudonymised with key id(s) {stale}, not the current key "
-                          f"{out['key_id']}: finish a rotation by swapping the key (see `qp keys rotate`)")
+        out["warning"] = (
+            f"warehouse rows are pseudonymised with key id(s) {stale}, not the current key "
+            f"{out['key_id']}: finish a rotation by swapping the key (see `qp keys rotate`)"
+        )
     return out

@@ -90,23 +90,60 @@ GOVERNANCE_TABLES: tuple[str, ...] = ("audit_log", "alerts", "model_versions", "
 #: Table functions user SQL may call (they read no catalog object, file or setting).
 ALLOWED_TABLE_FUNCTIONS: frozenset[str] = frozenset({"range", "generate_series", "unnest"})
 #: Functions user SQL may never call (file/network access, settings, catalog metadata, SQL text).
-DENIED_FUNCTIONS: frozenset[str] = frozenset({
-    "getenv", "current_setting", "getvariable", "query", "query_table", "glob", "sniff_csv",
-    "sql_auto_complete", "json_serialize_sql", "json_deserialize_sql", "json_serialize_plan",
-    "json_execute_serialized_sql", "which_secret", "checkpoint", "force_checkpoint",
-    "current_database", "current_catalog", "current_schema", "current_schemas", "load_extension",
-    "install_extension", "test_all_types", "test_vector_types",
-    # catalog metadata behind built-in macros: view and constraint definitions (the masking SQL and
-    # the warehouse's hidden alias), database sizes, the type catalog
-    "pg_get_viewdef", "pg_get_constraintdef", "pg_get_expr", "get_block_size", "format_type",
-    # statistics of the column under a view: min/max of rows the row filter hides
-    "stats",
-    # waiting and side effects
-    "pg_sleep", "sleep_ms", "write_log",
-})
+DENIED_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "getenv",
+        "current_setting",
+        "getvariable",
+        "query",
+        "query_table",
+        "glob",
+        "sniff_csv",
+        "sql_auto_complete",
+        "json_serialize_sql",
+        "json_deserialize_sql",
+        "json_serialize_plan",
+        "json_execute_serialized_sql",
+        "which_secret",
+        "checkpoint",
+        "force_checkpoint",
+        "current_database",
+        "current_catalog",
+        "current_schema",
+        "current_schemas",
+        "load_extension",
+        "install_extension",
+        "test_all_types",
+        "test_vector_types",
+        # catalog metadata behind built-in macros: view and constraint definitions (the masking SQL and
+        # the warehouse's hidden alias), database sizes, the type catalog
+        "pg_get_viewdef",
+        "pg_get_constraintdef",
+        "pg_get_expr",
+        "get_block_size",
+        "format_type",
+        # statistics of the column under a view: min/max of rows the row filter hides
+        "stats",
+        # waiting and side effects
+        "pg_sleep",
+        "sleep_ms",
+        "write_log",
+    }
+)
 _UDF_PREFIX = "qp_private_"
-DENIED_FUNCTION_PREFIXES: tuple[str, ...] = ("read_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_",
-                                             "sqlite_", "postgres_", "mysql_", "json_execute", _UDF_PREFIX)
+DENIED_FUNCTION_PREFIXES: tuple[str, ...] = (
+    "read_",
+    "duckdb_",
+    "pragma_",
+    "parquet_",
+    "iceberg_",
+    "delta_",
+    "sqlite_",
+    "postgres_",
+    "mysql_",
+    "json_execute",
+    _UDF_PREFIX,
+)
 REDACTED = "***"
 _IDENT_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -155,12 +192,23 @@ class QueryResult:
         """Rows as JSON-safe dicts (dates and timestamps as ISO text)."""
         if self.frame.empty:
             return []
-        return json.loads(self.frame.to_json(orient="records", date_format="iso", default_handler=str))
+        return json.loads(
+            self.frame.to_json(orient="records", date_format="iso", default_handler=str)
+        )
 
     def metadata(self) -> dict[str, Any]:
-        return {"user": self.user, "role": self.role, "columns": self.columns, "row_count": self.row_count,
-                "rows_shown": len(self.frame), "truncated": self.truncated, "tables": self.tables,
-                "query_sha256": self.query_sha256, "seconds": round(self.seconds, 3), "audit_seq": self.audit_seq}
+        return {
+            "user": self.user,
+            "role": self.role,
+            "columns": self.columns,
+            "row_count": self.row_count,
+            "rows_shown": len(self.frame),
+            "truncated": self.truncated,
+            "tables": self.tables,
+            "query_sha256": self.query_sha256,
+            "seconds": round(self.seconds, 3),
+            "audit_seq": self.audit_seq,
+        }
 
 
 @dataclass(frozen=True)
@@ -195,9 +243,9 @@ def _plant_filter(who: Principal) -> str | None:
 
 @dataclass
 class _Check:
-    allowed: dict[str, str]          # lower-case schema.table -> canonical name
-    known: set[str]                  # lower-case schema.table of every table of the installation
-    reserved: set[str]               # lower-case names a CTE may not take (catalog objects)
+    allowed: dict[str, str]  # lower-case schema.table -> canonical name
+    known: set[str]  # lower-case schema.table of every table of the installation
+    reserved: set[str]  # lower-case names a CTE may not take (catalog objects)
     role: str
     denied: frozenset[str] = frozenset()  # further functions of this session (see denied_macros)
     touched: set[str] = field(default_factory=set)
@@ -211,40 +259,60 @@ class _Check:
         table = str(node.get("table_name") or "")
         shown = ".".join(p for p in (catalog, schema, table) if p)
         if catalog and catalog.lower() != "memory":
-            raise self.deny(f"catalog-qualified name {shown!r} is not allowed in a governed session: "
-                            "name tables as schema.table", "catalog_prefix",
-                            "a catalog-qualified name is not allowed in a governed session")
+            raise self.deny(
+                f"catalog-qualified name {shown!r} is not allowed in a governed session: "
+                "name tables as schema.table",
+                "catalog_prefix",
+                "a catalog-qualified name is not allowed in a governed session",
+            )
         if not schema:
             if table.lower() in ctes:
                 return
-            raise self.deny(f"table {table!r} is not readable by role {self.role}: name tables as schema.table "
-                            f"(readable: {', '.join(sorted(self.allowed.values())) or 'none'})", "unknown_table",
-                            f"an unqualified name that is not a table readable by role {self.role}")
+            raise self.deny(
+                f"table {table!r} is not readable by role {self.role}: name tables as schema.table "
+                f"(readable: {', '.join(sorted(self.allowed.values())) or 'none'})",
+                "unknown_table",
+                f"an unqualified name that is not a table readable by role {self.role}",
+            )
         key = f"{schema.lower()}.{table.lower()}"
         if key in self.allowed:
             self.touched.add(self.allowed[key])
             return
         if key in self.known:
-            raise self.deny(f"table {schema}.{table} is not readable by role {self.role}", "table_not_readable")
-        raise self.deny(f"table {shown!r} does not exist or is not readable by role {self.role} "
-                        f"(readable: {', '.join(sorted(self.allowed.values())) or 'none'})", "unknown_table",
-                        f"a table that does not exist or is not readable by role {self.role}")
+            raise self.deny(
+                f"table {schema}.{table} is not readable by role {self.role}", "table_not_readable"
+            )
+        raise self.deny(
+            f"table {shown!r} does not exist or is not readable by role {self.role} "
+            f"(readable: {', '.join(sorted(self.allowed.values())) or 'none'})",
+            "unknown_table",
+            f"a table that does not exist or is not readable by role {self.role}",
+        )
 
     def function(self, node: dict[str, Any], table_function: bool) -> None:
         name = str(node.get("function_name") or "").lower()
         if node.get("catalog") or node.get("schema"):
             qual = ".".join(p for p in (node.get("catalog"), node.get("schema"), name) if p)
-            raise self.deny(f"qualified function name {qual!r} is not allowed in a governed session",
-                            "qualified_function", "a qualified function name is not allowed in a governed session")
+            raise self.deny(
+                f"qualified function name {qual!r} is not allowed in a governed session",
+                "qualified_function",
+                "a qualified function name is not allowed in a governed session",
+            )
         refused = name in DENIED_FUNCTIONS or name in self.denied
         safe = name if refused or _plain_identifier(name) else "(a function)"
         if refused or name.startswith(DENIED_FUNCTION_PREFIXES):
-            raise self.deny(f"function {name} is not allowed in a governed session", "function_not_allowed",
-                            f"function {safe} is not allowed in a governed session")
+            raise self.deny(
+                f"function {name} is not allowed in a governed session",
+                "function_not_allowed",
+                f"function {safe} is not allowed in a governed session",
+            )
         if table_function and name not in ALLOWED_TABLE_FUNCTIONS:
-            raise self.deny(f"table function {name} is not allowed in a governed session (allowed: "
-                            f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))})", "function_not_allowed",
-                            f"table function {safe} is not allowed in a governed session")
+            raise self.deny(
+                f"table function {name} is not allowed in a governed session (allowed: "
+                f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))})",
+                "function_not_allowed",
+                f"table function {safe} is not allowed in a governed session",
+            )
 
     def walk(self, node: Any, ctes: frozenset[str]) -> None:
         if isinstance(node, list):
@@ -259,8 +327,10 @@ class _Check:
             for entry in cte_map["map"]:
                 name = str(entry.get("key", "")).lower()
                 if name in self.reserved:
-                    raise self.deny(f"CTE name {entry.get('key')!r} shadows a catalog object: choose another name",
-                                    "cte_shadowing")
+                    raise self.deny(
+                        f"CTE name {entry.get('key')!r} shadows a catalog object: choose another name",
+                        "cte_shadowing",
+                    )
                 names.append(name)
             ctes = ctes | frozenset(names)
         kind = node.get("type")
@@ -269,16 +339,21 @@ class _Check:
         elif kind == "TABLE_FUNCTION":
             fn = node.get("function") or {}
             if fn.get("class") != "FUNCTION":
-                raise self.deny("this table function call is not allowed in a governed session",
-                                "function_not_allowed")
+                raise self.deny(
+                    "this table function call is not allowed in a governed session",
+                    "function_not_allowed",
+                )
             self.function(fn, table_function=True)
             self.walk(fn.get("arguments"), ctes)
             return
         elif kind == "SHOW_REF":
             show = node.get("show_type")
             if show not in ("DESCRIBE", "SUMMARY") or node.get("query") is None:
-                raise self.deny("SHOW is not allowed in a governed session: list your tables with "
-                                "`qp query --tables`", "statement_not_allowed")
+                raise self.deny(
+                    "SHOW is not allowed in a governed session: list your tables with "
+                    "`qp query --tables`",
+                    "statement_not_allowed",
+                )
         elif node.get("class") == "FUNCTION":
             self.function(node, table_function=False)
         for value in node.values():
@@ -287,7 +362,9 @@ class _Check:
 
 
 def _plain_identifier(name: str) -> bool:
-    return name.replace("_", "").isalnum() and len(name) <= 40 and not any(ch.isdigit() for ch in name)
+    return (
+        name.replace("_", "").isalnum() and len(name) <= 40 and not any(ch.isdigit() for ch in name)
+    )
 
 
 def _denied_name(name: str, denied: frozenset[str]) -> bool:
@@ -301,13 +378,19 @@ def denied_macros(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     (Table macros need no list: only :data:`ALLOWED_TABLE_FUNCTIONS` may be called as tables.)"""
     macros: dict[str, set[str]] = {}
     for name, definition in con.execute(
-            "SELECT function_name, macro_definition FROM duckdb_functions() "
-            "WHERE function_type = 'macro' AND macro_definition IS NOT NULL").fetchall():
-        macros.setdefault(name.lower(), set()).update(m.lower() for m in _IDENT_CALL.findall(definition))
+        "SELECT function_name, macro_definition FROM duckdb_functions() "
+        "WHERE function_type = 'macro' AND macro_definition IS NOT NULL"
+    ).fetchall():
+        macros.setdefault(name.lower(), set()).update(
+            m.lower() for m in _IDENT_CALL.findall(definition)
+        )
     denied: set[str] = set()
     while True:
-        more = {n for n, calls in macros.items()
-                if n not in denied and any(_denied_name(c, frozenset(denied)) for c in calls)}
+        more = {
+            n
+            for n, calls in macros.items()
+            if n not in denied and any(_denied_name(c, frozenset(denied)) for c in calls)
+        }
         if not more:
             return frozenset(denied)
         denied |= more
@@ -328,13 +411,24 @@ def tree_depth(serialized: str) -> int:
 
 def _too_deep(max_depth: int, depth: int | None = None) -> QueryDenied:
     got = f" ({depth} levels)" if depth is not None else ""
-    return QueryDenied(f"the query nests too deeply{got}: the policy allows {max_depth} levels of the parsed query "
-                       "(query_limits.max_nesting_depth); flatten nested subqueries or expressions", "nesting_depth")
+    return QueryDenied(
+        f"the query nests too deeply{got}: the policy allows {max_depth} levels of the parsed query "
+        "(query_limits.max_nesting_depth); flatten nested subqueries or expressions",
+        "nesting_depth",
+    )
 
 
-def check_sql(con: duckdb.DuckDBPyConnection, sql: str, *, allowed: dict[str, str], known: set[str],
-              reserved: set[str], role: str, denied: frozenset[str] = frozenset(),
-              max_depth: int = QueryLimits().max_nesting_depth) -> tuple[str, list[str]]:
+def check_sql(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    *,
+    allowed: dict[str, str],
+    known: set[str],
+    reserved: set[str],
+    role: str,
+    denied: frozenset[str] = frozenset(),
+    max_depth: int = QueryLimits().max_nesting_depth,
+) -> tuple[str, list[str]]:
     """The single SELECT statement of ``sql`` (text to execute) and the tables it reads, or
     :class:`QueryDenied` naming the rule it breaks. ``denied`` are functions refused on top of
     :data:`DENIED_FUNCTIONS`; ``max_depth`` bounds the nesting of the parsed tree (checked on its
@@ -344,17 +438,24 @@ def check_sql(con: duckdb.DuckDBPyConnection, sql: str, *, allowed: dict[str, st
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
-        raise QueryDenied(f"the query does not parse: {str(exc).splitlines()[0]}", "parse_error",
-                          "the query does not parse") from None
+        raise QueryDenied(
+            f"the query does not parse: {str(exc).splitlines()[0]}",
+            "parse_error",
+            "the query does not parse",
+        ) from None
     if not statements:
         raise QueryDenied("the query is empty", "empty")
     types = [str(s.type).rsplit(".", 1)[-1] for s in statements]
     bad = [t for t in types if t != "SELECT"]
     if bad:
-        raise QueryDenied(f"{bad[0]} is not allowed in a governed session: only SELECT statements may run",
-                          "statement_not_allowed")
+        raise QueryDenied(
+            f"{bad[0]} is not allowed in a governed session: only SELECT statements may run",
+            "statement_not_allowed",
+        )
     if len(statements) > 1:
-        raise QueryDenied(f"one statement per governed query (got {len(statements)})", "multiple_statements")
+        raise QueryDenied(
+            f"one statement per governed query (got {len(statements)})", "multiple_statements"
+        )
     text = statements[0].query
     serialized = con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()[0][0]
     depth = tree_depth(serialized)
@@ -364,11 +465,16 @@ def check_sql(con: duckdb.DuckDBPyConnection, sql: str, *, allowed: dict[str, st
     try:
         tree = json.loads(serialized)
         if tree.get("error"):
-            raise QueryDenied(f"the query cannot be checked ({tree.get('error_message', 'not a SELECT')}): "
-                              "only SELECT statements may run", "statement_not_allowed")
+            raise QueryDenied(
+                f"the query cannot be checked ({tree.get('error_message', 'not a SELECT')}): "
+                "only SELECT statements may run",
+                "statement_not_allowed",
+            )
         for st in tree.get("statements", []):
             check.walk(st, frozenset())
-    except RecursionError:  # pragma: no cover - max_nesting_depth is bounded well below the recursion limit
+    except (
+        RecursionError
+    ):  # pragma: no cover - max_nesting_depth is bounded well below the recursion limit
         raise _too_deep(max_depth) from None
     return text, sorted(check.touched)
 
@@ -388,13 +494,29 @@ def _alerts(paths: Paths) -> pd.DataFrame:
     from quality_platform.alerts import read_alerts
 
     cols = ["ts_utc", "kind", "severity", "plant", "summary", "delivered", "details"]
-    recs = [{"ts_utc": a.get("ts_utc"), "kind": a.get("kind"), "severity": a.get("severity"),
-             "plant": a.get("plant"), "summary": a.get("summary"), "delivered": a.get("delivered", True),
-             "details": json.dumps(a.get("details", {}), sort_keys=True, default=str)}
-            for a in read_alerts(paths)]
+    recs = [
+        {
+            "ts_utc": a.get("ts_utc"),
+            "kind": a.get("kind"),
+            "severity": a.get("severity"),
+            "plant": a.get("plant"),
+            "summary": a.get("summary"),
+            "delivered": a.get("delivered", True),
+            "details": json.dumps(a.get("details", {}), sort_keys=True, default=str),
+        }
+        for a in read_alerts(paths)
+    ]
     return pd.DataFrame(recs, columns=cols).astype(
-        {"ts_utc": "string", "kind": "string", "severity": "string", "plant": "string", "summary": "string",
-         "delivered": "boolean", "details": "string"})
+        {
+            "ts_utc": "string",
+            "kind": "string",
+            "severity": "string",
+            "plant": "string",
+            "summary": "string",
+            "delivered": "boolean",
+            "details": "string",
+        }
+    )
 
 
 def _incidents(paths: Paths) -> pd.DataFrame:
@@ -407,20 +529,47 @@ def _model_versions(paths: Paths) -> pd.DataFrame:
     from quality_platform.ml.config import load_model_config
     from quality_platform.ml.registry import ModelRegistry
 
-    cols = ["version", "aliases", "status", "gate", "approval", "approved_by", "trained_by", "data_hash",
-            "plants", "created_utc"]
+    cols = [
+        "version",
+        "aliases",
+        "status",
+        "gate",
+        "approval",
+        "approved_by",
+        "trained_by",
+        "data_hash",
+        "plants",
+        "created_utc",
+    ]
     reg = ModelRegistry(load_model_config(paths), paths)
-    rows = [{"version": v.version, "aliases": ",".join(v.aliases), "status": v.status, "gate": v.gate,
-             "approval": v.approval, "approved_by": v.tag("approved_by"), "trained_by": v.tag("trained_by"),
-             "data_hash": v.tag("data_hash"), "plants": ",".join(sorted(v.partitions)),
-             "created_utc": pd.Timestamp(v.created_ms, unit="ms")} for v in reg.versions()]
+    rows = [
+        {
+            "version": v.version,
+            "aliases": ",".join(v.aliases),
+            "status": v.status,
+            "gate": v.gate,
+            "approval": v.approval,
+            "approved_by": v.tag("approved_by"),
+            "trained_by": v.tag("trained_by"),
+            "data_hash": v.tag("data_hash"),
+            "plants": ",".join(sorted(v.partitions)),
+            "created_utc": pd.Timestamp(v.created_ms, unit="ms"),
+        }
+        for v in reg.versions()
+    ]
     df = pd.DataFrame(rows, columns=cols)
-    return df.astype({c: "string" for c in cols if c != "created_utc"}).astype({"created_utc": "datetime64[ns]"})
+    return df.astype({c: "string" for c in cols if c != "created_utc"}).astype(
+        {"created_utc": "datetime64[ns]"}
+    )
 
 
 #: How each in-memory governance table is read (when a query of a role that may read it names it).
 _GOVERNANCE_FRAMES: dict[str, Callable[[Paths], pd.DataFrame]] = {
-    "audit_log": _audit_log, "alerts": _alerts, "model_versions": _model_versions, "incidents": _incidents}
+    "audit_log": _audit_log,
+    "alerts": _alerts,
+    "model_versions": _model_versions,
+    "incidents": _incidents,
+}
 
 
 class GovernedSession:
@@ -431,9 +580,16 @@ class GovernedSession:
     SELECT. The policy's ``query_limits`` bound every query; ``max_rows`` and ``timeout_s`` may
     only lower them."""
 
-    def __init__(self, who: Principal, *, paths: Paths | None = None, audit: AuditLog | None = None,
-                 policy: Policy | None = None, max_rows: int | None = None,
-                 timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        who: Principal,
+        *,
+        paths: Paths | None = None,
+        audit: AuditLog | None = None,
+        policy: Policy | None = None,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         from quality_platform.audit import AuditLog, audit_db_path
 
         self.paths = paths or get_paths()
@@ -441,17 +597,25 @@ class GovernedSession:
         self.audit = audit or AuditLog(audit_db_path(self.paths.data_dir))
         self.who = who
         self.limits: QueryLimits = self.policy.query_limits
-        self.max_rows = min(self.limits.max_rows, max_rows if max_rows is not None else self.limits.max_rows)
-        self.timeout_s = min(self.limits.max_seconds, timeout_s if timeout_s is not None else self.limits.max_seconds)
-        self._denied: frozenset[str] = frozenset()  # macros that expand to denied functions (denied_macros)
+        self.max_rows = min(
+            self.limits.max_rows, max_rows if max_rows is not None else self.limits.max_rows
+        )
+        self.timeout_s = min(
+            self.limits.max_seconds, timeout_s if timeout_s is not None else self.limits.max_seconds
+        )
+        self._denied: frozenset[str] = (
+            frozenset()
+        )  # macros that expand to denied functions (denied_macros)
         self.views: dict[str, ViewInfo] = {}
         self._known: set[str] = set()
         self._reserved: set[str] = set()
-        self._governance: list[str] = []  # the governance tables the role may read (loaded when named)
+        self._governance: list[
+            str
+        ] = []  # the governance tables the role may read (loaded when named)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._authorized = False
         self._alias = ""  # the warehouse's random catalog alias (never usable from user SQL)
-        self._udf = ""    # the private pseudonym function (never callable from user SQL)
+        self._udf = ""  # the private pseudonym function (never callable from user SQL)
 
     # ------------------------------------------------------------------ set-up
 
@@ -472,8 +636,14 @@ class GovernedSession:
         if self._con is not None:
             return
         if not self._authorized:  # the role must hold the `query` action (a refusal is audited)
-            authorize(self.policy, self.who, "query", self.audit, subject="query:session",
-                      refs={"role": self.who.role, "via": self.who.via})
+            authorize(
+                self.policy,
+                self.who,
+                "query",
+                self.audit,
+                subject="query:session",
+                refs={"role": self.who.role, "via": self.who.via},
+            )
             self._authorized = True
         con = duckdb.connect(":memory:")
         try:
@@ -489,24 +659,34 @@ class GovernedSession:
         role, plant_filter = self.who.role, _plant_filter(self.who)
         warehouse = Path(self.paths.warehouse_path)
         alias = self._alias = "wh_" + secrets.token_hex(8)
-        columns: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (schema, table) -> (column, type)
+        columns: dict[
+            tuple[str, str], list[tuple[str, str]]
+        ] = {}  # (schema, table) -> (column, type)
         if warehouse.exists():
             try:
                 con.execute(f"ATTACH {_literal(str(warehouse))} AS {alias} (READ_ONLY)")
             except duckdb.IOException as exc:  # another process holds the write lock
-                raise QueryFailed(f"the warehouse {warehouse} cannot be opened read-only now: "
-                                  f"{str(exc).splitlines()[0]} (DuckDB allows no reader in another process while a "
-                                  "pipeline run writes it; try again when the run has finished)") from None
+                raise QueryFailed(
+                    f"the warehouse {warehouse} cannot be opened read-only now: "
+                    f"{str(exc).splitlines()[0]} (DuckDB allows no reader in another process while a "
+                    "pipeline run writes it; try again when the run has finished)"
+                ) from None
             for s, t, c, d in con.execute(
-                    "SELECT c.schema_name, c.table_name, c.column_name, c.data_type FROM duckdb_columns() c "
-                    "JOIN duckdb_tables() t USING (database_name, schema_name, table_name) WHERE c.database_name = ? "
-                    "ORDER BY 1, 2, c.column_index", [alias]).fetchall():
+                "SELECT c.schema_name, c.table_name, c.column_name, c.data_type FROM duckdb_columns() c "
+                "JOIN duckdb_tables() t USING (database_name, schema_name, table_name) WHERE c.database_name = ? "
+                "ORDER BY 1, 2, c.column_index",
+                [alias],
+            ).fetchall():
                 if s in WAREHOUSE_SCHEMAS:
                     columns.setdefault((s, t), []).append((c, d))
         tables = list(columns)
-        self._known = {f"{s}.{t}".lower() for s, t in tables} | {f"governance.{t}" for t in GOVERNANCE_TABLES}
+        self._known = {f"{s}.{t}".lower() for s, t in tables} | {
+            f"governance.{t}" for t in GOVERNANCE_TABLES
+        }
         udf = None
-        personal: dict[str, list[str]] = {}    # plant id -> its personal_data columns (data/plants/*.yaml)
+        personal: dict[
+            str, list[str]
+        ] = {}  # plant id -> its personal_data columns (data/plants/*.yaml)
         raw_personal: dict[str, list[str]] = {}  # raw table -> the personal columns it has
         if any(s == "raw" and readable(self.policy, role, s, t) for s, t in tables):
             from quality_platform.config import load_plants
@@ -523,8 +703,9 @@ class GovernedSession:
             def _pseudo(value: str | None) -> str | None:
                 return None if value is None or value == "" else pseudonym(value, key)
 
-            con.create_function(udf, _pseudo, ["VARCHAR"], "VARCHAR", null_handling="special",
-                                side_effects=False)
+            con.create_function(
+                udf, _pseudo, ["VARCHAR"], "VARCHAR", null_handling="special", side_effects=False
+            )
         # plant -> streams whose raw table exists and has none of the plant's personal columns (all raw
         # tables, readable or not: the lines of broken records in raw.parse_issues may hold personal data)
         clean_streams: dict[str, set[str]] = {}
@@ -544,24 +725,35 @@ class GovernedSession:
                 if col in plant_personal:
                     expr, masked[col] = self._personal_expr(_ident(col), udf)
                 elif mask == "redact":
-                    expr, masked[col] = f"CASE WHEN {_ident(col)} IS NULL THEN NULL ELSE '{REDACTED}' END", mask
+                    expr, masked[col] = (
+                        f"CASE WHEN {_ident(col)} IS NULL THEN NULL ELSE '{REDACTED}' END",
+                        mask,
+                    )
                 elif mask == "null":
                     expr, masked[col] = f"CAST(NULL AS {dtype})", mask
                 select.append(f"{expr} AS {_ident(col)}")
             where = plant_filter if plant_filter and "plant" in names else None
             self.views[f"{schema}.{table}"] = ViewInfo(schema, table, tuple(names), where, masked)
-            self._view_sql(con, schema, table, select, f"{alias}.{_ident(schema)}.{_ident(table)}", where)
+            self._view_sql(
+                con, schema, table, select, f"{alias}.{_ident(schema)}.{_ident(table)}", where
+            )
         # parse issues: the raw line of a record of a plant with personal data is redacted unless its
         # stream is known to carry no personal column; values of personal columns are pseudonymised
         if "raw.parse_issues" in self.views:
             self._parse_issues_view(con, alias, personal, clean_streams, udf, plant_filter)
         # governance tables are read when a query names them (:meth:`_load_governance`), not here
-        self._governance = [t for t in GOVERNANCE_TABLES if readable(self.policy, role, "governance", t)]
+        self._governance = [
+            t for t in GOVERNANCE_TABLES if readable(self.policy, role, "governance", t)
+        ]
         if self._governance:
             con.execute("CREATE SCHEMA IF NOT EXISTS governance")
         # names a CTE may not take: every catalog object the session can resolve without a prefix
-        self._reserved = {r[0].lower() for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()").fetchall()}
+        self._reserved = {
+            r[0].lower()
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()"
+            ).fetchall()
+        }
         self._reserved |= set(self._governance)
 
     def _load_governance(self, names: list[str]) -> None:
@@ -576,19 +768,39 @@ class GovernedSession:
             df = _GOVERNANCE_FRAMES[name](self.paths)
             con.register("_qp_frame", df)
             where = plant_filter if plant_filter and "plant" in df.columns else None
-            con.execute(f"CREATE TABLE governance.{name} AS SELECT * FROM _qp_frame"
-                        + (f" WHERE {where}" if where else ""))
+            con.execute(
+                f"CREATE TABLE governance.{name} AS SELECT * FROM _qp_frame"
+                + (f" WHERE {where}" if where else "")
+            )
             con.unregister("_qp_frame")
-            self.views[f"governance.{name}"] = ViewInfo("governance", name, tuple(df.columns), where, {})
+            self.views[f"governance.{name}"] = ViewInfo(
+                "governance", name, tuple(df.columns), where, {}
+            )
 
-    def _view_sql(self, con: duckdb.DuckDBPyConnection, schema: str, table: str, select: list[str], source: str,
-                  where: str | None) -> None:
+    def _view_sql(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        schema: str,
+        table: str,
+        select: list[str],
+        source: str,
+        where: str | None,
+    ) -> None:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-        con.execute(f"CREATE OR REPLACE VIEW {_ident(schema)}.{_ident(table)} AS SELECT {', '.join(select)} "
-                    f"FROM {source}" + (f" WHERE {where}" if where else ""))
+        con.execute(
+            f"CREATE OR REPLACE VIEW {_ident(schema)}.{_ident(table)} AS SELECT {', '.join(select)} "
+            f"FROM {source}" + (f" WHERE {where}" if where else "")
+        )
 
-    def _parse_issues_view(self, con: duckdb.DuckDBPyConnection, alias: str, personal: dict[str, list[str]],
-                           clean: dict[str, set[str]], udf: str | None, where: str | None) -> None:
+    def _parse_issues_view(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        alias: str,
+        personal: dict[str, list[str]],
+        clean: dict[str, set[str]],
+        udf: str | None,
+        where: str | None,
+    ) -> None:
         info = self.views["raw.parse_issues"]
         plants = sorted(p for p, cs in personal.items() if cs)
         cols = [f"{p}:{c}" for p, cs in sorted(personal.items()) for c in cs]
@@ -596,26 +808,40 @@ class GovernedSession:
         for col in info.columns:
             expr = _ident(col)
             if col == "line_text" and plants:
-                ok = [f"(plant = {_literal(p)} AND stream IN ({', '.join(map(_literal, sorted(clean[p])))}))"
-                      for p in plants if clean.get(p)]
-                expr = (f"CASE WHEN line_text IS NOT NULL AND plant IN ({', '.join(map(_literal, plants))})"
-                        + (f" AND NOT ({' OR '.join(ok)})" if ok else "")
-                        + f" THEN '{REDACTED}' ELSE line_text END")
+                ok = [
+                    f"(plant = {_literal(p)} AND stream IN ({', '.join(map(_literal, sorted(clean[p])))}))"
+                    for p in plants
+                    if clean.get(p)
+                ]
+                expr = (
+                    f"CASE WHEN line_text IS NOT NULL AND plant IN ({', '.join(map(_literal, plants))})"
+                    + (f" AND NOT ({' OR '.join(ok)})" if ok else "")
+                    + f" THEN '{REDACTED}' ELSE line_text END"
+                )
             elif col == "value" and cols and udf:
                 shown = self._personal_expr("value", udf)[0]
-                expr = (f"CASE WHEN plant || ':' || coalesce(source_column, '') IN ({', '.join(map(_literal, cols))})"
-                        f" THEN {shown} ELSE value END")
+                expr = (
+                    f"CASE WHEN plant || ':' || coalesce(source_column, '') IN ({', '.join(map(_literal, cols))})"
+                    f" THEN {shown} ELSE value END"
+                )
             select.append(f"{expr} AS {_ident(col)}")
-        masked = {**info.masked, "line_text": "redact (streams with personal data)",
-                  "value": f"{self._personal_expr('value', udf)[1]} (personal columns)"}
-        self.views["raw.parse_issues"] = ViewInfo(info.schema, info.table, info.columns, info.row_filter, masked)
+        masked = {
+            **info.masked,
+            "line_text": "redact (streams with personal data)",
+            "value": f"{self._personal_expr('value', udf)[1]} (personal columns)",
+        }
+        self.views["raw.parse_issues"] = ViewInfo(
+            info.schema, info.table, info.columns, info.row_filter, masked
+        )
         self._view_sql(con, "raw", "parse_issues", select, f"{alias}.raw.parse_issues", where)
 
     def _personal_expr(self, col_sql: str, udf: str | None) -> tuple[str, str]:
         """How a raw personal value is shown: its keyed pseudonym to the roles that may see operator
         pseudonyms in clear (the mask of ``standard.production_units.operator_pseudonym``), masked
         like that column for everyone else. Never the raw value."""
-        mask = column_mask(self.policy, self.who.role, "standard", "production_units", "operator_pseudonym")
+        mask = column_mask(
+            self.policy, self.who.role, "standard", "production_units", "operator_pseudonym"
+        )
         if mask is None and udf:
             return f"{udf}(CAST({col_sql} AS VARCHAR))", "pseudonym"
         if mask == "null":
@@ -627,16 +853,24 @@ class GovernedSession:
         """The policy's memory and thread limits (no spilling to disk: the memory limit is hard), then
         no external access, no extensions, and no setting changeable afterwards."""
         settings = {r[0] for r in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
-        for name, value in (("memory_limit", _literal(limits.max_memory)), ("threads", str(limits.max_threads)),
-                            ("temp_directory", "''"),
-                            ("enable_external_access", "false"), ("autoinstall_known_extensions", "false"),
-                            ("autoload_known_extensions", "false"), ("allow_community_extensions", "false"),
-                            ("allow_unsigned_extensions", "false"), ("python_enable_replacements", "false"),
-                            ("lock_configuration", "true")):
+        for name, value in (
+            ("memory_limit", _literal(limits.max_memory)),
+            ("threads", str(limits.max_threads)),
+            ("temp_directory", "''"),
+            ("enable_external_access", "false"),
+            ("autoinstall_known_extensions", "false"),
+            ("autoload_known_extensions", "false"),
+            ("allow_community_extensions", "false"),
+            ("allow_unsigned_extensions", "false"),
+            ("python_enable_replacements", "false"),
+            ("lock_configuration", "true"),
+        ):
             if name in settings:
                 con.execute(f"SET {name} = {value}")
         if "lock_configuration" not in settings:  # pragma: no cover - every supported DuckDB has it
-            raise RuntimeError("this DuckDB cannot lock its configuration: governed queries are unavailable")
+            raise RuntimeError(
+                "this DuckDB cannot lock its configuration: governed queries are unavailable"
+            )
 
     # ------------------------------------------------------------------ queries
 
@@ -644,22 +878,36 @@ class GovernedSession:
         """The tables this session exposes, with their row filter and masked columns."""
         if self._con is not None:
             self._load_governance(self._governance)
-        return [{"table": v.name, "columns": list(v.columns), "row_filter": v.row_filter, "masked": v.masked}
-                for v in sorted(self.views.values(), key=lambda v: v.name)]
+        return [
+            {
+                "table": v.name,
+                "columns": list(v.columns),
+                "row_filter": v.row_filter,
+                "masked": v.masked,
+            }
+            for v in sorted(self.views.values(), key=lambda v: v.name)
+        ]
 
     def _limit_breached(self, exc: BaseException, timed_out: bool) -> QueryDenied | None:
         """The query limit that ``exc`` (raised while the query ran) says was breached, or None
         (an ordinary SQL error). An interrupt counts only when this session's timer sent it."""
         lim = self.limits
         if timed_out and isinstance(exc, duckdb.InterruptException | OSError | RuntimeError):
-            return QueryDenied(f"the query ran longer than the policy's limit of {self.timeout_s:g} s "
-                               "(query_limits.max_seconds) and was interrupted", "time_limit")
+            return QueryDenied(
+                f"the query ran longer than the policy's limit of {self.timeout_s:g} s "
+                "(query_limits.max_seconds) and was interrupted",
+                "time_limit",
+            )
         if isinstance(exc, duckdb.OutOfMemoryException | MemoryError | _ResultTooLarge) or (
-                isinstance(exc, OSError) and "Out of Memory" in str(exc)):
+            isinstance(exc, OSError) and "Out of Memory" in str(exc)
+        ):
             where = "its result" if isinstance(exc, _ResultTooLarge) else "it"
-            return QueryDenied(f"the query needs more memory than the policy's limit of {lim.max_memory} "
-                               f"(query_limits.max_memory: {where} did not fit); aggregate or filter more, "
-                               "or select fewer or smaller columns", "memory_limit")
+            return QueryDenied(
+                f"the query needs more memory than the policy's limit of {lim.max_memory} "
+                f"(query_limits.max_memory: {where} did not fit); aggregate or filter more, "
+                "or select fewer or smaller columns",
+                "memory_limit",
+            )
         return None
 
     def query(self, sql: str) -> QueryResult:
@@ -671,15 +919,38 @@ class GovernedSession:
         who, digest = self.who, query_sha256(sql)
         refs: dict[str, Any] = {"role": who.role, "via": who.via, "query_sha256": digest}
         subject = f"query:{digest[:16]}"
-        allowed = {name.lower(): name for name in [*self.views, *(f"governance.{t}" for t in self._governance)]}
+        allowed = {
+            name.lower(): name
+            for name in [*self.views, *(f"governance.{t}" for t in self._governance)]
+        }
+
         def deny(exc: QueryDenied, tables: list[str]) -> QueryDenied:
-            self.audit.append("query", who.name, subject=subject, outcome="denied", reason=exc.audit_reason,
-                              refs={**refs, "tables": tables, "denied_because": exc.audit_reason, "rule": exc.rule})
+            self.audit.append(
+                "query",
+                who.name,
+                subject=subject,
+                outcome="denied",
+                reason=exc.audit_reason,
+                refs={
+                    **refs,
+                    "tables": tables,
+                    "denied_because": exc.audit_reason,
+                    "rule": exc.rule,
+                },
+            )
             return exc
 
         try:
-            text, touched = check_sql(con, sql, allowed=allowed, known=self._known, reserved=self._reserved,
-                                      role=who.role, denied=self._denied, max_depth=self.limits.max_nesting_depth)
+            text, touched = check_sql(
+                con,
+                sql,
+                allowed=allowed,
+                known=self._known,
+                reserved=self._reserved,
+                role=who.role,
+                denied=self._denied,
+                max_depth=self.limits.max_nesting_depth,
+            )
         except QueryDenied as exc:
             raise deny(exc, []) from None
         self._load_governance([t.split(".", 1)[1] for t in touched if t.startswith("governance.")])
@@ -702,27 +973,53 @@ class GovernedSession:
             msg = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
             # the audit keeps the kind of error only: DuckDB messages may quote literals of the query
             kind = msg.split(":", 1)[0] if ":" in msg[:40] else type(exc).__name__
-            self.audit.append("query", who.name, subject=subject, outcome="failed", reason=f"query failed: {kind}",
-                              refs={**refs, "tables": touched, "error": kind})
+            self.audit.append(
+                "query",
+                who.name,
+                subject=subject,
+                outcome="failed",
+                reason=f"query failed: {kind}",
+                refs={**refs, "tables": touched, "error": kind},
+            )
             raise QueryFailed(msg) from None
         finally:
             timer.cancel()
         secs = time.perf_counter() - t0
-        rec = self.audit.append("query", who.name, subject=subject, outcome="ok",
-                                reason=f"governed query by {who.name} ({who.role}): {total} rows",
-                                refs={**refs, "tables": touched, "rows": total, "seconds": round(secs, 3),
-                                      "truncated": len(frame) < total})
-        return QueryResult(columns=list(frame.columns), frame=frame, row_count=total, tables=touched, user=who.name,
-                           role=who.role, query_sha256=digest, seconds=secs, truncated=len(frame) < total,
-                           audit_seq=getattr(rec, "seq", None))
+        rec = self.audit.append(
+            "query",
+            who.name,
+            subject=subject,
+            outcome="ok",
+            reason=f"governed query by {who.name} ({who.role}): {total} rows",
+            refs={
+                **refs,
+                "tables": touched,
+                "rows": total,
+                "seconds": round(secs, 3),
+                "truncated": len(frame) < total,
+            },
+        )
+        return QueryResult(
+            columns=list(frame.columns),
+            frame=frame,
+            row_count=total,
+            tables=touched,
+            user=who.name,
+            role=who.role,
+            query_sha256=digest,
+            seconds=secs,
+            truncated=len(frame) < total,
+            audit_seq=getattr(rec, "seq", None),
+        )
 
 
 class _ResultTooLarge(Exception):
     """The rows a query returns would take more memory than the policy allows."""
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, max_rows: int,
-           max_bytes: int | None = None) -> tuple[pd.DataFrame, int]:
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, max_rows: int, max_bytes: int | None = None
+) -> tuple[pd.DataFrame, int]:
     """Run ``sql``; keep at most ``max_rows`` rows (at most ``max_bytes`` of Arrow data), count them all."""
     import pyarrow as pa
 
@@ -784,20 +1081,37 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for i in range(frame.shape[1]):  # by position: a query may return two columns of one name
         values = frame.iloc[:, i]
         if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-            out.isetitem(i, values.map(lambda v: safe_text(v if isinstance(v, str) else str(v)), na_action="ignore"))
+            out.isetitem(
+                i,
+                values.map(
+                    lambda v: safe_text(v if isinstance(v, str) else str(v)), na_action="ignore"
+                ),
+            )
     return out
 
 
-def governed_query(sql: str, who: Principal, *, paths: Paths | None = None, audit: AuditLog | None = None,
-                   policy: Policy | None = None, max_rows: int | None = None) -> QueryResult:
+def governed_query(
+    sql: str,
+    who: Principal,
+    *,
+    paths: Paths | None = None,
+    audit: AuditLog | None = None,
+    policy: Policy | None = None,
+    max_rows: int | None = None,
+) -> QueryResult:
     """Run one SELECT as ``who`` in a fresh governed session (see the module docstring); audited.
 
     Raises :class:`QueryDenied` (a :class:`PolicyError`) when a rule refuses it and
     :class:`QueryFailed` when DuckDB cannot run it."""
     session = GovernedSession(who, paths=paths, audit=audit, policy=policy, max_rows=max_rows)
-    authorize(session.policy, who, "query", session.audit, subject=f"query:{query_sha256(sql)[:16]}",
-              refs={"role": who.role, "via": who.via, "query_sha256": query_sha256(sql)})
+    authorize(
+        session.policy,
+        who,
+        "query",
+        session.audit,
+        subject=f"query:{query_sha256(sql)[:16]}",
+        refs={"role": who.role, "via": who.via, "query_sha256": query_sha256(sql)},
+    )
     session._authorized = True
     with session:
         return session.query(sql)
-

@@ -126,76 +126,129 @@ def _q(con: Any, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
 def _plant_days(con: Any, plant: str) -> list[dt.date]:
     if not table_exists(con, "kpi", "kpi_daily"):
         return []
-    return [_day(r[0]) for r in con.execute(
-        "SELECT DISTINCT partition_date FROM kpi.kpi_daily WHERE plant = ? ORDER BY 1", [plant]).fetchall()]
+    return [
+        _day(r[0])
+        for r in con.execute(
+            "SELECT DISTINCT partition_date FROM kpi.kpi_daily WHERE plant = ? ORDER BY 1", [plant]
+        ).fetchall()
+    ]
 
 
 def last_data_day(con: Any, plants: list[str]) -> dt.date | None:
     """The last production day with unified KPIs among ``plants``."""
     if not plants or not table_exists(con, "kpi", "kpi_daily"):
         return None
-    row = con.execute(f"SELECT max(partition_date) FROM kpi.kpi_daily WHERE plant IN "
-                      f"({', '.join('?' for _ in plants)})", plants).fetchone()
+    row = con.execute(
+        f"SELECT max(partition_date) FROM kpi.kpi_daily WHERE plant IN "
+        f"({', '.join('?' for _ in plants)})",
+        plants,
+    ).fetchone()
     return _day(row[0]) if row and row[0] is not None else None
 
 
-def _quarantine_incidents(con: Any, plant: str, w: Window, plant_days: list[dt.date]) -> list[dict[str, Any]]:
+def _quarantine_incidents(
+    con: Any, plant: str, w: Window, plant_days: list[dt.date]
+) -> list[dict[str, Any]]:
     if not table_exists(con, "standard", "quarantine"):
         return []
-    q = _q(con, "SELECT rule, partition_date, sum(n_items) AS items FROM standard.quarantine WHERE plant = ? "
-                "GROUP BY rule, partition_date", [plant])
+    q = _q(
+        con,
+        "SELECT rule, partition_date, sum(n_items) AS items FROM standard.quarantine WHERE plant = ? "
+        "GROUP BY rule, partition_date",
+        [plant],
+    )
     out = []
     for rule, g in q.groupby("rule"):
         items = dict(zip(g["partition_date"].map(_day), g["items"], strict=True))
         for e in episodes(list(items), plant_days):
             if w.start <= e["first_day"] <= w.end:
-                out.append({"source": "quarantine", "what": str(rule), "machines": "", **e,
-                            "items": int(sum(v for d, v in items.items() if e["first_day"] <= d <= e["last_day"])),
-                            "audit_seqs": []})
+                out.append(
+                    {
+                        "source": "quarantine",
+                        "what": str(rule),
+                        "machines": "",
+                        **e,
+                        "items": int(
+                            sum(v for d, v in items.items() if e["first_day"] <= d <= e["last_day"])
+                        ),
+                        "audit_seqs": [],
+                    }
+                )
     return out
 
 
-def _sensor_incidents(con: Any, plant: str, w: Window, plant_days: list[dt.date],
-                      audit_incidents: list[AuditRecord]) -> list[dict[str, Any]]:
+def _sensor_incidents(
+    con: Any, plant: str, w: Window, plant_days: list[dt.date], audit_incidents: list[AuditRecord]
+) -> list[dict[str, Any]]:
     if not table_exists(con, "ml", "drift_findings"):
         return []
-    f = _q(con, f"SELECT kind, feature, coalesce(machines, '') AS machines, partition_date FROM ml.drift_findings "
-                f"WHERE plant = ? AND kind IN ({', '.join(repr(k) for k in SENSOR_KINDS)})", [plant])
+    f = _q(
+        con,
+        f"SELECT kind, feature, coalesce(machines, '') AS machines, partition_date FROM ml.drift_findings "
+        f"WHERE plant = ? AND kind IN ({', '.join(repr(k) for k in SENSOR_KINDS)})",
+        [plant],
+    )
     out = []
     for (kind, feature, machines), g in f.groupby(["kind", "feature", "machines"]):
         for e in episodes(list(g["partition_date"].map(_day)), plant_days):
             if not (w.start <= e["first_day"] <= w.end):
                 continue
-            span = {str(e["first_day"] + dt.timedelta(days=i)) for i in range((e["last_day"] - e["first_day"]).days + 1)}
-            seqs = [r.seq for r in audit_incidents if r.refs.get("kind") == kind and span & set(r.refs.get("days", []))]
-            out.append({"source": kind, "what": str(feature), "machines": str(machines), **e, "items": None,
-                        "audit_seqs": seqs})
+            span = {
+                str(e["first_day"] + dt.timedelta(days=i))
+                for i in range((e["last_day"] - e["first_day"]).days + 1)
+            }
+            seqs = [
+                r.seq
+                for r in audit_incidents
+                if r.refs.get("kind") == kind and span & set(r.refs.get("days", []))
+            ]
+            out.append(
+                {
+                    "source": kind,
+                    "what": str(feature),
+                    "machines": str(machines),
+                    **e,
+                    "items": None,
+                    "audit_seqs": seqs,
+                }
+            )
     return out
 
 
 def _drift(con: Any, plant: str, w: Window) -> pd.DataFrame:
     if not table_exists(con, "ml", "drift_findings"):
         return pd.DataFrame(columns=["model_version", "kind", "findings", "plant_days"])
-    return _q(con, "SELECT model_version, kind, count(*) AS findings, count(DISTINCT partition_date) AS plant_days "
-                   "FROM ml.drift_findings WHERE plant = ? AND partition_date BETWEEN ? AND ? GROUP BY ALL "
-                   "ORDER BY ALL", [plant, w.start, w.end])
+    return _q(
+        con,
+        "SELECT model_version, kind, count(*) AS findings, count(DISTINCT partition_date) AS plant_days "
+        "FROM ml.drift_findings WHERE plant = ? AND partition_date BETWEEN ? AND ? GROUP BY ALL "
+        "ORDER BY ALL",
+        [plant, w.start, w.end],
+    )
 
 
 def _predictions(con: Any, plant: str, w: Window) -> pd.DataFrame:
     if not table_exists(con, "ml", "predictions"):
         return pd.DataFrame(columns=["unit_id", "model_version", "partition_date"])
-    return _q(con, "SELECT unit_id, model_version, partition_date FROM ml.predictions WHERE plant = ? AND "
-                   "partition_date BETWEEN ? AND ?", [plant, w.start, w.end])
+    return _q(
+        con,
+        "SELECT unit_id, model_version, partition_date FROM ml.predictions WHERE plant = ? AND "
+        "partition_date BETWEEN ? AND ?",
+        [plant, w.start, w.end],
+    )
 
 
 def _defect_trend(con: Any, plants: list[str], w: Window) -> pd.DataFrame:
     cols = ["plant", "partition_date", "defect_rate", "defective", "inspected", "produced"]
     if not plants or not table_exists(con, "kpi", "kpi_daily"):
         return pd.DataFrame(columns=cols)
-    return _q(con, f"SELECT plant, partition_date, value AS defect_rate, defective, inspected, produced "
-                   f"FROM kpi.kpi_daily WHERE kpi_id = ? AND line = '*' AND partition_date BETWEEN ? AND ? AND plant "
-                   f"IN ({', '.join('?' for _ in plants)}) ORDER BY plant, partition_date",
-              [DEFECT_KPI, w.start, w.end, *plants])
+    return _q(
+        con,
+        f"SELECT plant, partition_date, value AS defect_rate, defective, inspected, produced "
+        f"FROM kpi.kpi_daily WHERE kpi_id = ? AND line = '*' AND partition_date BETWEEN ? AND ? AND plant "
+        f"IN ({', '.join('?' for _ in plants)}) ORDER BY plant, partition_date",
+        [DEFECT_KPI, w.start, w.end, *plants],
+    )
 
 
 def _compute_seconds(instance: Any, w: Window) -> dict[str, tuple[float, int]]:
@@ -211,7 +264,9 @@ def _compute_seconds(instance: Any, w: Window) -> dict[str, tuple[float, int]]:
     if instance is None:
         return out
     for job in RUN_JOBS:
-        for rec in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS])):
+        for rec in instance.get_run_records(
+            dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS])
+        ):
             tags = rec.dagster_run.tags
             if RANGE_START not in tags or rec.start_time is None or rec.end_time is None:
                 continue
@@ -234,12 +289,27 @@ def _rate(num: float, den: float) -> float | None:
 
 
 def _rec(r: AuditRecord) -> dict[str, Any]:
-    return {"seq": r.seq, "ts_utc": r.ts_utc, "action": r.action, "actor": r.actor, "subject": r.subject,
-            "plant": r.plant, "outcome": r.outcome, "reason": r.reason}
+    return {
+        "seq": r.seq,
+        "ts_utc": r.ts_utc,
+        "action": r.action,
+        "actor": r.actor,
+        "subject": r.subject,
+        "plant": r.plant,
+        "outcome": r.outcome,
+        "reason": r.reason,
+    }
 
 
-def build_review(paths: Paths, period: str = "week", end: dt.date | None = None, plants: list[str] | None = None,
-                 *, instance: Any = None, audit: AuditLog | None = None) -> dict[str, Any]:
+def build_review(
+    paths: Paths,
+    period: str = "week",
+    end: dt.date | None = None,
+    plants: list[str] | None = None,
+    *,
+    instance: Any = None,
+    audit: AuditLog | None = None,
+) -> dict[str, Any]:
     """The operating review as a JSON-able dict (see the module docstring for what it counts).
 
     ``plants``: the plants to review (None = every configured plant); ``end``: the period's last
@@ -256,7 +326,9 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
     if unknown:
         raise ReviewError(f"unknown plant(s) {unknown}; configured: {configured}")
     if not paths.warehouse_path.exists():
-        raise ReviewError(f"no warehouse at {paths.warehouse_path}: run `qp backfill` / `make demo` first")
+        raise ReviewError(
+            f"no warehouse at {paths.warehouse_path}: run `qp backfill` / `make demo` first"
+        )
     audit = audit or AuditLog(audit_db_path(paths.data_dir))
     model = load_model_config(paths).mlflow.registered_model
     notes: list[str] = []
@@ -264,51 +336,94 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
         if end is None:
             end = last_data_day(con, plants)
             if end is None:
-                raise ReviewError(f"no unified KPIs (kpi.kpi_daily) for {plants}: nothing to review")
+                raise ReviewError(
+                    f"no unified KPIs (kpi.kpi_daily) for {plants}: nothing to review"
+                )
         w = window(period, end)
         events = audit.records(since=w.events_from, until=w.events_until)
-        sensor_audit = [r for r in audit.records(action="incident") if r.actor == "system:monitoring"]
+        sensor_audit = [
+            r for r in audit.records(action="incident") if r.actor == "system:monitoring"
+        ]
         per_plant: dict[str, Any] = {}
         models: dict[str, dict[str, Any]] = {}
         compute = _compute_seconds(instance, w)
 
         def mrow(version: str) -> dict[str, Any]:
-            return models.setdefault(str(version), {"model": model, "version": str(version), "predictions": 0,
-                                                    "overrides": 0, "drift_alarms": 0, "sensor_faults": 0,
-                                                    "prediction_drift": 0, "plants": []})
+            return models.setdefault(
+                str(version),
+                {
+                    "model": model,
+                    "version": str(version),
+                    "predictions": 0,
+                    "overrides": 0,
+                    "drift_alarms": 0,
+                    "sensor_faults": 0,
+                    "prediction_drift": 0,
+                    "plants": [],
+                },
+            )
 
         for plant in plants:
             pdays = _plant_days(con, plant)
             pdays_set = set(pdays)
             preds = _predictions(con, plant, w)
             ov = overrides_frame(paths, plant=plant)
-            ov = ov[ov["unit_id"].astype(str).isin(set(preds["unit_id"].astype(str)))] if len(preds) else ov.iloc[0:0]
-            version_of = dict(zip(preds["unit_id"].astype(str), preds["model_version"].astype(str), strict=True))
+            ov = (
+                ov[ov["unit_id"].astype(str).isin(set(preds["unit_id"].astype(str)))]
+                if len(preds)
+                else ov.iloc[0:0]
+            )
+            version_of = dict(
+                zip(preds["unit_id"].astype(str), preds["model_version"].astype(str), strict=True)
+            )
             drift = _drift(con, plant, w)
-            dq = (_quarantine_incidents(con, plant, w, pdays)
-                  + _sensor_incidents(con, plant, w, pdays, [r for r in sensor_audit if r.plant == plant]))
+            dq = _quarantine_incidents(con, plant, w, pdays) + _sensor_incidents(
+                con, plant, w, pdays, [r for r in sensor_audit if r.plant == plant]
+            )
             resolved = [e["days_to_resolution"] for e in dq if e["days_to_resolution"] is not None]
             seconds, runs = compute.get(plant, (0.0, 0))
             n_pred = len(preds)
             kinds = drift.groupby("kind")["findings"].sum().to_dict() if len(drift) else {}
-            alarm_days = drift[drift["kind"] == "process_drift"]["plant_days"].sum() if len(drift) else 0
+            alarm_days = (
+                drift[drift["kind"] == "process_drift"]["plant_days"].sum() if len(drift) else 0
+            )
             per_plant[plant] = {
                 "production_days": [str(d) for d in w.days() if d in pdays_set],
                 "predictions": n_pred,
-                "drift_alarms": int(kinds.get("process_drift", 0)), "drift_alarm_plant_days": int(alarm_days),
+                "drift_alarms": int(kinds.get("process_drift", 0)),
+                "drift_alarm_plant_days": int(alarm_days),
                 "prediction_drift_findings": int(kinds.get("prediction_drift", 0)),
                 "sensor_faults": int(sum(kinds.get(k, 0) for k in SENSOR_KINDS)),
                 "data_quality_incidents": len(dq),
                 "data_quality_resolved": len(resolved),
-                "mean_days_to_resolution": round(sum(resolved) / len(resolved), 2) if resolved else None,
+                "mean_days_to_resolution": round(sum(resolved) / len(resolved), 2)
+                if resolved
+                else None,
                 "max_days_to_resolution": max(resolved) if resolved else None,
-                "data_quality_detail": [{**e, **{k: str(e[k]) if e[k] else None
-                                                 for k in ("first_day", "last_day", "resolved")}} for e in dq],
-                "overrides": len(ov), "override_rate": _rate(len(ov), n_pred),
-                "compute_seconds": round(seconds, 3), "compute_runs": runs,
-                "compute_seconds_per_1000_predictions": round(seconds / n_pred * 1000, 3) if n_pred else None,
-                "retrains": sum(1 for r in events if r.action == "retrain" and r.outcome == "ok"
-                                and plant in (r.refs.get("plants") or [])),
+                "data_quality_detail": [
+                    {
+                        **e,
+                        **{
+                            k: str(e[k]) if e[k] else None
+                            for k in ("first_day", "last_day", "resolved")
+                        },
+                    }
+                    for e in dq
+                ],
+                "overrides": len(ov),
+                "override_rate": _rate(len(ov), n_pred),
+                "compute_seconds": round(seconds, 3),
+                "compute_runs": runs,
+                "compute_seconds_per_1000_predictions": round(seconds / n_pred * 1000, 3)
+                if n_pred
+                else None,
+                "retrains": sum(
+                    1
+                    for r in events
+                    if r.action == "retrain"
+                    and r.outcome == "ok"
+                    and plant in (r.refs.get("plants") or [])
+                ),
             }
             for v, n in preds["model_version"].astype(str).value_counts().items():
                 m = mrow(v)
@@ -317,8 +432,15 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
             for u in ov["unit_id"].astype(str):
                 mrow(version_of[u])["overrides"] += 1
             for r in drift.itertuples():
-                key = ("drift_alarms" if r.kind == "process_drift" else "sensor_faults" if r.kind in SENSOR_KINDS
-                       else "prediction_drift" if r.kind == "prediction_drift" else None)
+                key = (
+                    "drift_alarms"
+                    if r.kind == "process_drift"
+                    else "sensor_faults"
+                    if r.kind in SENSOR_KINDS
+                    else "prediction_drift"
+                    if r.kind == "prediction_drift"
+                    else None
+                )
                 if key:
                     mrow(r.model_version)[key] += int(r.findings)
         trend = _defect_trend(con, plants, w)
@@ -327,64 +449,133 @@ def build_review(paths: Paths, period: str = "week", end: dt.date | None = None,
     prefix = f"model:{model}/"
     from quality_platform.ml.registry import current_store, in_store
 
-    store = current_store(paths)  # a version is (registry store, number): another store's records are not its
-    lifecycle = [_rec(r) for r in events if r.action in LIFECYCLE and (r.subject or "").startswith(f"model:{model}")
-                 and r.outcome != "denied" and in_store(r, store)]
+    store = current_store(
+        paths
+    )  # a version is (registry store, number): another store's records are not its
+    lifecycle = [
+        _rec(r)
+        for r in events
+        if r.action in LIFECYCLE
+        and (r.subject or "").startswith(f"model:{model}")
+        and r.outcome != "denied"
+        and in_store(r, store)
+    ]
     for r in lifecycle:
         subj = r["subject"] or ""
         if subj.startswith(prefix):
             m = mrow(subj.removeprefix(prefix))
-            m[r["action"] + "s"] = m.get(r["action"] + "s", 0) + (1 if r["outcome"] in ("ok", "failed") else 0)
+            m[r["action"] + "s"] = m.get(r["action"] + "s", 0) + (
+                1 if r["outcome"] in ("ok", "failed") else 0
+            )
     visible = set(plants)
-    denied = [_rec(r) for r in events if r.outcome == "denied" and (r.plant is None or r.plant in visible)]
-    freezes = [{**_rec(r), "incident_id": r.refs.get("incident_id"), "severity": r.refs.get("severity")}
-               for r in events if r.action == "incident" and r.refs.get("frozen") and (r.reason or "").startswith("opened")
-               and (r.plant is None or r.plant in visible)]
+    denied = [
+        _rec(r) for r in events if r.outcome == "denied" and (r.plant is None or r.plant in visible)
+    ]
+    freezes = [
+        {**_rec(r), "incident_id": r.refs.get("incident_id"), "severity": r.refs.get("severity")}
+        for r in events
+        if r.action == "incident"
+        and r.refs.get("frozen")
+        and (r.reason or "").startswith("opened")
+        and (r.plant is None or r.plant in visible)
+    ]
     frame = incidents_frame(paths)
     lo, hi = pd.Timestamp(w.events_from), pd.Timestamp(w.events_until)
     incidents: list[dict[str, Any]] = []
-    for r in frame[(frame["opened_utc"] >= lo) & (frame["opened_utc"] < hi)
-                   & (frame["plant"].isna() | frame["plant"].isin(visible))].itertuples():
-        hours = ((r.closed_utc - r.opened_utc).total_seconds() / 3600) if pd.notna(r.closed_utc) else None
-        incidents.append({"id": int(r.id), "severity": r.severity, "status": r.status,
-                          "plant": r.plant if isinstance(r.plant, str) else None, "model": r.model,
-                          "summary": r.summary, "opened_utc": utc_text(r.opened_utc),
-                          "closed_utc": utc_text(r.closed_utc) if pd.notna(r.closed_utc) else None,
-                          "hours_to_resolution": round(hours, 2) if hours is not None else None,
-                          "frozen_now": bool(r.frozen)})
+    for r in frame[
+        (frame["opened_utc"] >= lo)
+        & (frame["opened_utc"] < hi)
+        & (frame["plant"].isna() | frame["plant"].isin(visible))
+    ].itertuples():
+        hours = (
+            ((r.closed_utc - r.opened_utc).total_seconds() / 3600)
+            if pd.notna(r.closed_utc)
+            else None
+        )
+        incidents.append(
+            {
+                "id": int(r.id),
+                "severity": r.severity,
+                "status": r.status,
+                "plant": r.plant if isinstance(r.plant, str) else None,
+                "model": r.model,
+                "summary": r.summary,
+                "opened_utc": utc_text(r.opened_utc),
+                "closed_utc": utc_text(r.closed_utc) if pd.notna(r.closed_utc) else None,
+                "hours_to_resolution": round(hours, 2) if hours is not None else None,
+                "frozen_now": bool(r.frozen),
+            }
+        )
     if not events:
         span = audit.records(limit=1)
         if span:
-            notes.append(f"no audit events between {w.events_from} and {w.events_until}: event-time sections are "
-                         f"empty (the newest audit record is from {span[0].ts_utc}; production days and event time "
-                         "differ in a simulated installation)")
+            notes.append(
+                f"no audit events between {w.events_from} and {w.events_until}: event-time sections are "
+                f"empty (the newest audit record is from {span[0].ts_utc}; production days and event time "
+                "differ in a simulated installation)"
+            )
     if instance is None:
         notes.append("compute time not measured (no Dagster instance)")
 
-    daily = [{"plant": r.plant, "date": str(_day(r.partition_date)),
-              "defect_rate": None if pd.isna(r.defect_rate) else round(float(r.defect_rate), 6),
-              "defective": int(r.defective), "inspected": int(r.inspected), "produced": int(r.produced)}
-             for r in trend.itertuples()]
+    daily = [
+        {
+            "plant": r.plant,
+            "date": str(_day(r.partition_date)),
+            "defect_rate": None if pd.isna(r.defect_rate) else round(float(r.defect_rate), 6),
+            "defective": int(r.defective),
+            "inspected": int(r.inspected),
+            "produced": int(r.produced),
+        }
+        for r in trend.itertuples()
+    ]
     weekly = []
     if len(trend):
-        t = trend.assign(week=trend["partition_date"].map(lambda d: pd.Timestamp(d).to_period("W-SUN").start_time.date()))
+        t = trend.assign(
+            week=trend["partition_date"].map(
+                lambda d: pd.Timestamp(d).to_period("W-SUN").start_time.date()
+            )
+        )
         for (plant, week), g in t.groupby(["plant", "week"]):
-            weekly.append({"plant": plant, "week_from": str(week), "days": len(g), "defective": int(g["defective"].sum()),
-                           "inspected": int(g["inspected"].sum()),
-                           "defect_rate": _rate(int(g["defective"].sum()), int(g["inspected"].sum()))})
+            weekly.append(
+                {
+                    "plant": plant,
+                    "week_from": str(week),
+                    "days": len(g),
+                    "defective": int(g["defective"].sum()),
+                    "inspected": int(g["inspected"].sum()),
+                    "defect_rate": _rate(int(g["defective"].sum()), int(g["inspected"].sum())),
+                }
+            )
     for m in models.values():
         m["override_rate"] = _rate(m["overrides"], m["predictions"])
     return {
-        "period": w.period, "start": str(w.start), "end": str(w.end), "plants": plants,
-        "windows": {"production_days": [str(w.start), str(w.end)], "events_utc": [w.events_from, w.events_until]},
-        "per_plant": per_plant, "per_model": sorted(models.values(), key=lambda m: int(m["version"])
-                                                    if m["version"].isdigit() else 0),
+        "period": w.period,
+        "start": str(w.start),
+        "end": str(w.end),
+        "plants": plants,
+        "windows": {
+            "production_days": [str(w.start), str(w.end)],
+            "events_utc": [w.events_from, w.events_until],
+        },
+        "per_plant": per_plant,
+        "per_model": sorted(
+            models.values(), key=lambda m: int(m["version"]) if m["version"].isdigit() else 0
+        ),
         "lifecycle_events": lifecycle,
         "retrains": sum(1 for r in lifecycle if r["action"] == "retrain" and r["outcome"] == "ok"),
-        "promotions": sum(1 for r in lifecycle if r["action"] == "promote" and r["outcome"] == "ok"),
-        "rollbacks": sum(1 for r in lifecycle if r["action"] == "rollback" and r["outcome"] == "ok"),
-        "policy_exceptions": {"denied": len(denied), "denied_by_action": _count(denied, "action"),
-                              "freezes": len(freezes), "denied_records": denied, "freeze_records": freezes},
+        "promotions": sum(
+            1 for r in lifecycle if r["action"] == "promote" and r["outcome"] == "ok"
+        ),
+        "rollbacks": sum(
+            1 for r in lifecycle if r["action"] == "rollback" and r["outcome"] == "ok"
+        ),
+        "policy_exceptions": {
+            "denied": len(denied),
+            "denied_by_action": _count(denied, "action"),
+            "freezes": len(freezes),
+            "denied_records": denied,
+            "freeze_records": freezes,
+        },
         "incidents": incidents,
         "defect_rate_trend": {"daily": daily, "weekly": weekly},
         "notes": notes,
@@ -415,48 +606,149 @@ def md_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> st
             v = json.dumps(v, sort_keys=True)
         return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")
 
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
-                      *("| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows)])
+    return "\n".join(
+        [
+            "| " + " | ".join(cols) + " |",
+            "|" + "---|" * len(cols),
+            *("| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows),
+        ]
+    )
 
 
 def review_markdown(rv: dict[str, Any]) -> str:
     """The review as Markdown (the same numbers as the JSON)."""
-    summary = [{"plant": p, **{k: v for k, v in d.items() if not isinstance(v, list | dict)}}
-               for p, d in rv["per_plant"].items()]
+    summary = [
+        {"plant": p, **{k: v for k, v in d.items() if not isinstance(v, list | dict)}}
+        for p, d in rv["per_plant"].items()
+    ]
     dq = [{"plant": p, **e} for p, d in rv["per_plant"].items() for e in d["data_quality_detail"]]
     pe = rv["policy_exceptions"]
     lines = [
-        f"# Operating review: {rv['period']} {rv['start']} .. {rv['end']}", "",
+        f"# Operating review: {rv['period']} {rv['start']} .. {rv['end']}",
+        "",
         f"Plants: {', '.join(rv['plants'])}. Production days {rv['windows']['production_days'][0]} .. "
         f"{rv['windows']['production_days'][1]}; events (UTC) {rv['windows']['events_utc'][0]} .. "
-        f"{rv['windows']['events_utc'][1]} (end exclusive).", "",
-        "## Per plant", "",
-        md_table(summary, ["plant", "predictions", "drift_alarms", "drift_alarm_plant_days", "sensor_faults",
-                           "data_quality_incidents", "data_quality_resolved", "mean_days_to_resolution", "overrides",
-                           "override_rate", "retrains", "compute_seconds", "compute_seconds_per_1000_predictions"]), "",
-        "## Per model version", "",
-        md_table(rv["per_model"], ["model", "version", "plants", "predictions", "overrides", "override_rate",
-                                   "drift_alarms", "sensor_faults", "prediction_drift", "registers", "gates",
-                                   "approves", "rejects", "promotes", "rollbacks"]), "",
-        "## Data-quality incidents and time to resolution", "",
-        "A quarantine rule or sensor fault is resolved on the first later production day without it.", "",
-        md_table(dq, ["plant", "source", "what", "machines", "first_day", "last_day", "days", "resolved",
-                      "days_to_resolution", "items", "audit_seqs"]), "",
-        "## Incidents (incident workflow)", "",
-        md_table(rv["incidents"], ["id", "severity", "status", "plant", "model", "opened_utc", "closed_utc",
-                                   "hours_to_resolution", "summary"]), "",
+        f"{rv['windows']['events_utc'][1]} (end exclusive).",
+        "",
+        "## Per plant",
+        "",
+        md_table(
+            summary,
+            [
+                "plant",
+                "predictions",
+                "drift_alarms",
+                "drift_alarm_plant_days",
+                "sensor_faults",
+                "data_quality_incidents",
+                "data_quality_resolved",
+                "mean_days_to_resolution",
+                "overrides",
+                "override_rate",
+                "retrains",
+                "compute_seconds",
+                "compute_seconds_per_1000_predictions",
+            ],
+        ),
+        "",
+        "## Per model version",
+        "",
+        md_table(
+            rv["per_model"],
+            [
+                "model",
+                "version",
+                "plants",
+                "predictions",
+                "overrides",
+                "override_rate",
+                "drift_alarms",
+                "sensor_faults",
+                "prediction_drift",
+                "registers",
+                "gates",
+                "approves",
+                "rejects",
+                "promotes",
+                "rollbacks",
+            ],
+        ),
+        "",
+        "## Data-quality incidents and time to resolution",
+        "",
+        "A quarantine rule or sensor fault is resolved on the first later production day without it.",
+        "",
+        md_table(
+            dq,
+            [
+                "plant",
+                "source",
+                "what",
+                "machines",
+                "first_day",
+                "last_day",
+                "days",
+                "resolved",
+                "days_to_resolution",
+                "items",
+                "audit_seqs",
+            ],
+        ),
+        "",
+        "## Incidents (incident workflow)",
+        "",
+        md_table(
+            rv["incidents"],
+            [
+                "id",
+                "severity",
+                "status",
+                "plant",
+                "model",
+                "opened_utc",
+                "closed_utc",
+                "hours_to_resolution",
+                "summary",
+            ],
+        ),
+        "",
         f"## Retrains and promotions: {rv['retrains']} retrain(s), {rv['promotions']} promotion(s), "
-        f"{rv['rollbacks']} rollback(s)", "",
-        md_table(rv["lifecycle_events"], ["seq", "ts_utc", "action", "actor", "subject", "outcome", "reason"]), "",
-        f"## Policy exceptions: {pe['denied']} denied action(s), {pe['freezes']} freeze(s)", "",
-        md_table([{"action": k, "denied": v} for k, v in pe["denied_by_action"].items()], ["action", "denied"]), "",
-        md_table(pe["denied_records"], ["seq", "ts_utc", "action", "actor", "subject", "plant", "reason"]), "",
-        md_table(pe["freeze_records"], ["seq", "ts_utc", "incident_id", "severity", "actor", "plant", "reason"]), "",
-        "## Unified defect-rate trend (kpi.kpi_daily, defect_rate, whole plant)", "",
-        md_table(rv["defect_rate_trend"]["daily"], ["plant", "date", "defect_rate", "defective", "inspected"]), "",
-        "Per week (Monday start):", "",
-        md_table(rv["defect_rate_trend"]["weekly"], ["plant", "week_from", "days", "defect_rate", "defective",
-                                                      "inspected"]),
+        f"{rv['rollbacks']} rollback(s)",
+        "",
+        md_table(
+            rv["lifecycle_events"],
+            ["seq", "ts_utc", "action", "actor", "subject", "outcome", "reason"],
+        ),
+        "",
+        f"## Policy exceptions: {pe['denied']} denied action(s), {pe['freezes']} freeze(s)",
+        "",
+        md_table(
+            [{"action": k, "denied": v} for k, v in pe["denied_by_action"].items()],
+            ["action", "denied"],
+        ),
+        "",
+        md_table(
+            pe["denied_records"], ["seq", "ts_utc", "action", "actor", "subject", "plant", "reason"]
+        ),
+        "",
+        md_table(
+            pe["freeze_records"],
+            ["seq", "ts_utc", "incident_id", "severity", "actor", "plant", "reason"],
+        ),
+        "",
+        "## Unified defect-rate trend (kpi.kpi_daily, defect_rate, whole plant)",
+        "",
+        md_table(
+            rv["defect_rate_trend"]["daily"],
+            ["plant", "date", "defect_rate", "defective", "inspected"],
+        ),
+        "",
+        "Per week (Monday start):",
+        "",
+        md_table(
+            rv["defect_rate_trend"]["weekly"],
+            ["plant", "week_from", "days", "defect_rate", "defective", "inspected"],
+        ),
     ]
     if rv["notes"]:
         lines += ["", "## Notes", "", *(f"- {n}" for n in rv["notes"])]

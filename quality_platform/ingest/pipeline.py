@@ -37,7 +37,9 @@ RECEIPTS_DDL = f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.receipts (
   rejected_records BIGINT NOT NULL, items_per_record BIGINT NOT NULL, size_bytes BIGINT,
   sha256 VARCHAR, modified_utc TIMESTAMP, file_records BIGINT)"""
 #: columns added to raw.receipts after its first release (an existing warehouse is migrated)
-RECEIPTS_MIGRATIONS = (f"ALTER TABLE {RAW_SCHEMA}.receipts ADD COLUMN IF NOT EXISTS file_records BIGINT",)
+RECEIPTS_MIGRATIONS = (
+    f"ALTER TABLE {RAW_SCHEMA}.receipts ADD COLUMN IF NOT EXISTS file_records BIGINT",
+)
 PARSE_ISSUES_DDL = f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.parse_issues (
   plant VARCHAR NOT NULL, partition_date DATE NOT NULL, stream VARCHAR NOT NULL,
   source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL, source_column VARCHAR,
@@ -61,8 +63,9 @@ class LandResult:
     preview: pd.DataFrame | None = None
 
 
-def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path,
-         chunk_days: int = 1) -> LandResult:
+def land(
+    plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path, chunk_days: int = 1
+) -> LandResult:
     """Read the plant's landing files for ``dates`` into the raw layer, a chunk of days at a time."""
     out = LandResult()
     with connect(warehouse) as con:
@@ -71,29 +74,66 @@ def land(plant: PlantConfig, dates: list[dt.date], paths: Paths, warehouse: Path
     return out
 
 
-def _land_chunk(plant: PlantConfig, dates: list[dt.date], paths: Paths, con: Any,
-                out: LandResult) -> None:
+def _land_chunk(
+    plant: PlantConfig, dates: list[dt.date], paths: Paths, con: Any, out: LandResult
+) -> None:
     keys = [(plant.plant_id, d) for d in dates]
     streams = {s: read_raw(plant, s, dates, paths) for s in STREAMS}
     receipts = [r for s in streams.values() for r in s.receipts]
     issues = [i for s in streams.values() for i in s.issues]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-    rec_df = pd.DataFrame(receipts, columns=[
-        "plant", "partition_date", "stream", "source_file", "header", "records",
-        "rejected_records", "items_per_record", "size_bytes", "sha256", "modified_utc", "file_records"])
+    rec_df = pd.DataFrame(
+        receipts,
+        columns=[
+            "plant",
+            "partition_date",
+            "stream",
+            "source_file",
+            "header",
+            "records",
+            "rejected_records",
+            "items_per_record",
+            "size_bytes",
+            "sha256",
+            "modified_utc",
+            "file_records",
+        ],
+    )
     rec_df = rec_df.astype({"size_bytes": "Int64", "file_records": "Int64"})
-    iss_df = pd.DataFrame(issues, columns=[
-        "plant", "partition_date", "stream", "source_file", "source_row", "source_column", "scope",
-        "rule", "severity", "message", "n_records", "n_items", "line_text", "value"])
+    iss_df = pd.DataFrame(
+        issues,
+        columns=[
+            "plant",
+            "partition_date",
+            "stream",
+            "source_file",
+            "source_row",
+            "source_column",
+            "scope",
+            "rule",
+            "severity",
+            "message",
+            "n_records",
+            "n_items",
+            "line_text",
+            "value",
+        ],
+    )
     con.execute(RECEIPTS_DDL)
     for migration in RECEIPTS_MIGRATIONS:
         con.execute(migration)
     with transaction(con):  # a day's raw tables, receipts and parse issues change together
         for s, rs in streams.items():
-            replace_partitions(con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys, in_transaction=True)
+            replace_partitions(
+                con, RAW_SCHEMA, raw_table(plant.plant_id, s), rs.table, keys, in_transaction=True
+            )
             out.records[s] = out.records.get(s, 0) + rs.records
-        replace_partitions(con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL, in_transaction=True)
-        replace_partitions(con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL, in_transaction=True)
+        replace_partitions(
+            con, RAW_SCHEMA, "receipts", rec_df, keys, ddl=RECEIPTS_DDL, in_transaction=True
+        )
+        replace_partitions(
+            con, RAW_SCHEMA, "parse_issues", iss_df, keys, ddl=PARSE_ISSUES_DDL, in_transaction=True
+        )
     out.files += len({r["source_file"] for r in receipts})
     out.parse_issues += len(issues)
     for r in receipts:
@@ -115,7 +155,9 @@ class StandardResult:
     unless ``collect=True`` (tests), which also keeps the written frames.
     """
 
-    rows: dict[str, dict[dt.date, int]] = field(default_factory=lambda: {t: {} for t in STANDARD_TABLES})
+    rows: dict[str, dict[dt.date, int]] = field(
+        default_factory=lambda: {t: {} for t in STANDARD_TABLES}
+    )
     quarantine_summary: pd.DataFrame | None = None
     previews: dict[str, pd.DataFrame] = field(default_factory=dict)
     units_labelled: int = 0
@@ -146,26 +188,37 @@ class StandardResult:
 STANDARD_TABLES = ("sensor_readings", "production_units", "quarantine")
 
 
-def _read(con: Any, table: str, keys: list[tuple[str, dt.date]], schema: str = RAW_SCHEMA) -> pd.DataFrame:
+def _read(
+    con: Any, table: str, keys: list[tuple[str, dt.date]], schema: str = RAW_SCHEMA
+) -> pd.DataFrame:
     t: pa.Table | None = read_partitions(con, schema, table, keys)
     if t is None:
         return pd.DataFrame()
     return t.to_pandas()
 
 
-def standardize_chunk(plant: PlantConfig, dates: list[dt.date], con: Any,
-                      ctx: StandardizeContext) -> dict[str, pd.DataFrame]:
+def standardize_chunk(
+    plant: PlantConfig, dates: list[dt.date], con: Any, ctx: StandardizeContext
+) -> dict[str, pd.DataFrame]:
     """Raw -> standard frames for some days, validated by pandera (not written)."""
     keys = [(plant.plant_id, d) for d in dates]
     raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in ("units", "inspections")}
     receipts = _read(con, "receipts", keys)
     issues = _read(con, "parse_issues", keys)
-    rec = {s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in STREAMS}
-    readings, q_r = standardize_readings(con, raw_table(plant.plant_id, "readings"), keys, rec["readings"], ctx)
-    units, q_u = standardize_units(raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx)
+    rec = {
+        s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in STREAMS
+    }
+    readings, q_r = standardize_readings(
+        con, raw_table(plant.plant_id, "readings"), keys, rec["readings"], ctx
+    )
+    units, q_u = standardize_units(
+        raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx
+    )
     q_p = parse_issues_to_quarantine(issues)
-    quarantine = conform(pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p],
-                                   ignore_index=True), "quarantine")
+    quarantine = conform(
+        pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p], ignore_index=True),
+        "quarantine",
+    )
     quarantine = redact_personal(quarantine, personal_streams(plant, receipts), ctx.pseudonym_key)
     pandera_schema("sensor_readings", ctx.registry).validate(readings, lazy=True)
     pandera_schema("production_units").validate(units, lazy=True)
@@ -175,12 +228,21 @@ def standardize_chunk(plant: PlantConfig, dates: list[dt.date], con: Any,
 
 def chunks(dates: list[dt.date], size: int) -> list[list[dt.date]]:
     ds = sorted(dates)
-    return [ds[i:i + size] for i in range(0, len(ds), max(size, 1))]
+    return [ds[i : i + size] for i in range(0, len(ds), max(size, 1))]
 
 
-def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, registry: QuantityRegistry,
-                quality: QualitySettings, key: bytes, now_utc: pd.Timestamp | None = None,
-                write: bool = True, collect: bool = True, chunk_days: int = 1) -> StandardResult:
+def standardize(
+    plant: PlantConfig,
+    dates: list[dt.date],
+    warehouse: Path,
+    registry: QuantityRegistry,
+    quality: QualitySettings,
+    key: bytes,
+    now_utc: pd.Timestamp | None = None,
+    write: bool = True,
+    collect: bool = True,
+    chunk_days: int = 1,
+) -> StandardResult:
     """Raw layer -> sensor_readings, production_units and quarantine for ``dates``.
 
     The pandera schemas gate each chunk BEFORE it is written: a frame that violates the
@@ -194,21 +256,39 @@ def standardize(plant: PlantConfig, dates: list[dt.date], warehouse: Path, regis
         for chunk in chunks(dates, chunk_days):
             _standardize_one(plant, chunk, con, ctx, write, out, summaries)
     if summaries:
-        qs = pd.concat(summaries).groupby(["plant", "stream", "rule", "severity"], observed=True)[
-            ["size", "sum"]].sum().reset_index()
+        qs = (
+            pd.concat(summaries)
+            .groupby(["plant", "stream", "rule", "severity"], observed=True)[["size", "sum"]]
+            .sum()
+            .reset_index()
+        )
         out.quarantine_summary = qs.rename(columns={"size": "entries", "sum": "items"})
     return out
 
 
-def _standardize_one(plant: PlantConfig, chunk: list[dt.date], con: Any, ctx: StandardizeContext,
-                     write: bool, out: StandardResult, summaries: list[pd.DataFrame]) -> None:
+def _standardize_one(
+    plant: PlantConfig,
+    chunk: list[dt.date],
+    con: Any,
+    ctx: StandardizeContext,
+    write: bool,
+    out: StandardResult,
+    summaries: list[pd.DataFrame],
+) -> None:
     frames = standardize_chunk(plant, chunk, con, ctx)
     if write:
         keys = [(plant.plant_id, d) for d in chunk]
         with transaction(con):  # the three tables of a day change together
             for name, df in frames.items():
-                replace_partitions(con, STANDARD_SCHEMA, name, df, keys, ddl=duckdb_ddl(name, STANDARD_SCHEMA),
-                                   in_transaction=True)
+                replace_partitions(
+                    con,
+                    STANDARD_SCHEMA,
+                    name,
+                    df,
+                    keys,
+                    ddl=duckdb_ddl(name, STANDARD_SCHEMA),
+                    in_transaction=True,
+                )
     for name, df in frames.items():
         if df.empty:
             continue
@@ -222,5 +302,8 @@ def _standardize_one(plant: PlantConfig, chunk: list[dt.date], con: Any, ctx: St
     out.units_labelled += int(u["defect"].notna().sum()) if not u.empty else 0
     q = frames["quarantine"]
     if not q.empty:
-        summaries.append(q.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"]
-                         .agg(["size", "sum"]).reset_index())
+        summaries.append(
+            q.groupby(["plant", "stream", "rule", "severity"], observed=True)["n_items"]
+            .agg(["size", "sum"])
+            .reset_index()
+        )

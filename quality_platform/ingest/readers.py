@@ -77,14 +77,33 @@ def items_per_record(plant: PlantConfig, stream: str) -> int:
     return 1
 
 
-def issue(source_file: str, source_row: int, rule: str, message: str, *, scope: str = "row",
-          severity: str = "reject", n_records: int = 1, line_text: str | None = None,
-          column: str | None = None, value: str | None = None) -> dict[str, Any]:
+def issue(
+    source_file: str,
+    source_row: int,
+    rule: str,
+    message: str,
+    *,
+    scope: str = "row",
+    severity: str = "reject",
+    n_records: int = 1,
+    line_text: str | None = None,
+    column: str | None = None,
+    value: str | None = None,
+) -> dict[str, Any]:
     """A parse-stage problem; the message always names the file, the row and the rule."""
     where = f"{source_file} row {source_row}" if source_row else f"{source_file}"
-    return {"source_file": source_file, "source_row": source_row, "scope": scope, "rule": rule,
-            "severity": severity, "message": f"{where}: [{rule}] {message}",
-            "n_records": n_records, "line_text": line_text, "source_column": column, "value": value}
+    return {
+        "source_file": source_file,
+        "source_row": source_row,
+        "scope": scope,
+        "rule": rule,
+        "severity": severity,
+        "message": f"{where}: [{rule}] {message}",
+        "n_records": n_records,
+        "line_text": line_text,
+        "source_column": column,
+        "value": value,
+    }
 
 
 # --------------------------------------------------------------------------- CSV
@@ -108,8 +127,9 @@ def _preview(b: bytes, encoding: str) -> str:
     return b[:200].decode(encoding, errors="replace")
 
 
-def _decode_lines(data: bytes, encoding: str, rel: str,
-                  max_line_bytes: int | None = None) -> tuple[list[str | None], list[str], list[dict]]:
+def _decode_lines(
+    data: bytes, encoding: str, rel: str, max_line_bytes: int | None = None
+) -> tuple[list[str | None], list[str], list[dict]]:
     """Physical lines of a file as text, and the line break after each ('' after the last line).
 
     A line that does not decode, or that is longer than ``max_line_bytes``, is None (+ an issue):
@@ -130,18 +150,31 @@ def _decode_lines(data: bytes, encoding: str, rel: str,
     for i, b in enumerate(raw_lines, start=1):
         if max_line_bytes is not None and len(b) > max_line_bytes:
             lines.append(None)
-            issues.append(issue(rel, i, "line_too_long",
-                                f"the line has {len(b):,} bytes, over the plant's limit landing_limits."
-                                f"max_line_bytes={max_line_bytes:,}; the record is held back",
-                                line_text=_preview(b, codec)))
+            issues.append(
+                issue(
+                    rel,
+                    i,
+                    "line_too_long",
+                    f"the line has {len(b):,} bytes, over the plant's limit landing_limits."
+                    f"max_line_bytes={max_line_bytes:,}; the record is held back",
+                    line_text=_preview(b, codec),
+                )
+            )
             continue
         try:
             lines.append(b.decode(codec))
         except UnicodeDecodeError as exc:
             lines.append(None)
-            issues.append(issue(rel, i, "encoding",
-                                f"bytes {b[exc.start:exc.end + 3]!r} at position {exc.start} are not valid "
-                                f"{encoding}; the record is held back", line_text=_preview(b, codec)))
+            issues.append(
+                issue(
+                    rel,
+                    i,
+                    "encoding",
+                    f"bytes {b[exc.start : exc.end + 3]!r} at position {exc.start} are not valid "
+                    f"{encoding}; the record is held back",
+                    line_text=_preview(b, codec),
+                )
+            )
     return lines, seps, issues
 
 
@@ -163,8 +196,14 @@ def _csv_fields(text: str, delimiter: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False))
 
 
-def _records(lines: list[str | None], seps: list[str], n_fields: int, delimiter: str, rel: str,
-             issues: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+def _records(
+    lines: list[str | None],
+    seps: list[str],
+    n_fields: int,
+    delimiter: str,
+    rel: str,
+    issues: list[dict[str, Any]],
+) -> list[tuple[int, int, str]]:
     """Data records as (first line, last line, text). A record is one physical line, unless a
     quoted value holds line breaks: then the record runs on until its quotes balance and it has
     the header's field count. A quote that never balances holds back its own line only."""
@@ -194,68 +233,149 @@ def _records(lines: list[str | None], seps: list[str], n_fields: int, delimiter:
             out.append((i, j, text))
             i = j + 1
         else:
-            issues.append(issue(rel, i, "unbalanced_quote", "the line has an unbalanced '\"' (no closing "
-                                "quote makes a valid record of it and the next lines)", line_text=ln))
+            issues.append(
+                issue(
+                    rel,
+                    i,
+                    "unbalanced_quote",
+                    "the line has an unbalanced '\"' (no closing "
+                    "quote makes a valid record of it and the next lines)",
+                    line_text=ln,
+                )
+            )
             i += 1
     return out
 
 
-def read_csv_file(path: Path, rel: str, delimiter: str, encoding: str,
-                  limits: LandingLimits | None = None) -> FileResult:
+def read_csv_file(
+    path: Path, rel: str, delimiter: str, encoding: str, limits: LandingLimits | None = None
+) -> FileResult:
     """Parse one CSV file (see :func:`read_csv_bytes`)."""
     return read_csv_bytes(path.read_bytes(), rel, delimiter, encoding, limits)
 
 
-def read_csv_bytes(data: bytes, rel: str, delimiter: str, encoding: str,
-                   limits: LandingLimits | None = None) -> FileResult:
+def read_csv_bytes(
+    data: bytes, rel: str, delimiter: str, encoding: str, limits: LandingLimits | None = None
+) -> FileResult:
     """Parse one CSV file into text columns, one record per line (or per quoted multi-line value).
 
     Every non-blank line after the header ends in a record or in a parse issue naming its row."""
     lim = limits or LandingLimits()
     if not data.strip():
-        return FileResult(_empty(), [], [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
-                                               scope="file", severity="warn", n_records=0)])
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "empty_file",
+                    "the file is empty; nothing to load",
+                    scope="file",
+                    severity="warn",
+                    n_records=0,
+                )
+            ],
+        )
     lines, seps, issues = _decode_lines(data, encoding, rel, lim.max_line_bytes)
     nonblank = [i for i, ln in enumerate(lines, start=1) if ln != ""]
     data_lines = [i for i in nonblank if i > 1]
     file_lines = len(data_lines)
     if lines[0] is None or lines[0] == "":
         head = [x for x in issues if x["source_row"] == 1]
-        rule, why = ((head[0]["rule"], head[0]["message"].split("] ", 1)[1]) if head
-                     else ("missing_header", "the first line (header) is empty"))
+        rule, why = (
+            (head[0]["rule"], head[0]["message"].split("] ", 1)[1])
+            if head
+            else ("missing_header", "the first line (header) is empty")
+        )
         rest = [x for x in issues if x["source_row"] != 1]
-        return FileResult(_empty(), [], [*rest, issue(
-            rel, 1, "missing_header" if rule == "missing_header" else rule,
-            f"the header cannot be read ({why}); every record is held back", scope="file",
-            n_records=file_lines - len(rest))], file_lines=file_lines)
+        return FileResult(
+            _empty(),
+            [],
+            [
+                *rest,
+                issue(
+                    rel,
+                    1,
+                    "missing_header" if rule == "missing_header" else rule,
+                    f"the header cannot be read ({why}); every record is held back",
+                    scope="file",
+                    n_records=file_lines - len(rest),
+                ),
+            ],
+            file_lines=file_lines,
+        )
     header = _csv_fields(lines[0], delimiter)[0] if lines[0] else []
     if len(header) > lim.max_fields:
-        return FileResult(_empty(), [], [issue(
-            rel, 1, "too_many_fields", f"the header has {len(header):,} fields, over the plant's limit "
-            f"landing_limits.max_fields={lim.max_fields:,}; all {file_lines} data rows are held back",
-            scope="file", n_records=file_lines)], file_lines=file_lines)
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    1,
+                    "too_many_fields",
+                    f"the header has {len(header):,} fields, over the plant's limit "
+                    f"landing_limits.max_fields={lim.max_fields:,}; all {file_lines} data rows are held back",
+                    scope="file",
+                    n_records=file_lines,
+                )
+            ],
+            file_lines=file_lines,
+        )
     if len(header) == 1:
         for other in _OTHER_DELIMITERS:
             if other != delimiter and len(_csv_fields(lines[0], other)[0]) > 1:
                 n = len(_csv_fields(lines[0], other)[0])
-                return FileResult(_empty(), header, [issue(
-                    rel, 1, "wrong_delimiter",
-                    f"header has 1 column when split by {delimiter!r} but {n} when split by {other!r}; "
-                    f"the plant config expects {delimiter!r}; all {file_lines} data rows are held back",
-                    scope="file", n_records=file_lines)], file_lines=file_lines)
+                return FileResult(
+                    _empty(),
+                    header,
+                    [
+                        issue(
+                            rel,
+                            1,
+                            "wrong_delimiter",
+                            f"header has 1 column when split by {delimiter!r} but {n} when split by {other!r}; "
+                            f"the plant config expects {delimiter!r}; all {file_lines} data rows are held back",
+                            scope="file",
+                            n_records=file_lines,
+                        )
+                    ],
+                    file_lines=file_lines,
+                )
     names = _dedupe(header)
     records = _records(lines, seps, len(header), delimiter, rel, issues)
     if not records:
         empty = {c: pa.array([], pa.string()) for c in names}
         if not issues:
-            issues.append(issue(rel, 0, "no_records", "the file has a header but no records",
-                                scope="file", severity="warn", n_records=0))
-        return _accounted(FileResult(pa.table({**empty, "_source_row": pa.array([], pa.int64())}),
-                                     header, issues, file_lines=file_lines), rel, data_lines, [])
+            issues.append(
+                issue(
+                    rel,
+                    0,
+                    "no_records",
+                    "the file has a header but no records",
+                    scope="file",
+                    severity="warn",
+                    n_records=0,
+                )
+            )
+        return _accounted(
+            FileResult(
+                pa.table({**empty, "_source_row": pa.array([], pa.int64())}),
+                header,
+                issues,
+                file_lines=file_lines,
+            ),
+            rel,
+            data_lines,
+            [],
+        )
     ends_newline = data.endswith((b"\n", b"\r"))
     res = None
     if all(a == b for a, b, _ in records):
-        res = _parse_records_arrow(records, names, lines[0], delimiter, rel, issues, lim, ends_newline)
+        res = _parse_records_arrow(
+            records, names, lines[0], delimiter, rel, issues, lim, ends_newline
+        )
     if res is None:  # a multi-line record, or Arrow and the line rules disagree: record by record
         res = _parse_records_python(records, names, delimiter, rel, issues, ends_newline)
     res.header, res.file_lines = header, file_lines
@@ -263,9 +383,16 @@ def read_csv_bytes(data: bytes, rel: str, delimiter: str, encoding: str,
     return _accounted(res, rel, data_lines, res.table["_source_row"].to_pylist(), spans)
 
 
-def _parse_records_arrow(records: list[tuple[int, int, str]], names: list[str], header_line: str,
-                         delimiter: str, rel: str, issues: list[dict[str, Any]], lim: LandingLimits,
-                         ends_newline: bool) -> FileResult | None:
+def _parse_records_arrow(
+    records: list[tuple[int, int, str]],
+    names: list[str],
+    header_line: str,
+    delimiter: str,
+    rel: str,
+    issues: list[dict[str, Any]],
+    lim: LandingLimits,
+    ends_newline: bool,
+) -> FileResult | None:
     """Fast path (Arrow's C++ parser) for files whose records are one line each; None when Arrow
     cannot parse the file the way the line rules do (the exact path then takes over)."""
     rows_of = [a for a, _, _ in records]
@@ -276,22 +403,39 @@ def _parse_records_arrow(records: list[tuple[int, int, str]], names: list[str], 
     def _bad(row: Any) -> str:
         k = row.number - 2  # Arrow counts the header as row 1
         phys = rows_of[k] if 0 <= k < len(rows_of) else -1
-        rule = ("truncated_row" if phys == last_line and not ends_newline
-                and row.actual_columns < row.expected_columns else "wrong_field_count")
+        rule = (
+            "truncated_row"
+            if phys == last_line and not ends_newline and row.actual_columns < row.expected_columns
+            else "wrong_field_count"
+        )
         rejected[phys] = rule
-        found.append(issue(rel, phys, rule, f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                           line_text=row.text))
+        found.append(
+            issue(
+                rel,
+                phys,
+                rule,
+                f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                line_text=row.text,
+            )
+        )
         return "skip"
 
     clean = "\n".join([header_line, *(t for _, _, t in records)])
     try:
         table = pacsv.read_csv(
             io.BytesIO(clean.encode("utf-8")),
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=names, skip_rows=1,
-                                           block_size=max(1 << 20, 2 * lim.max_line_bytes + 1024)),
+            read_options=pacsv.ReadOptions(
+                use_threads=False,
+                column_names=names,
+                skip_rows=1,
+                block_size=max(1 << 20, 2 * lim.max_line_bytes + 1024),
+            ),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=_bad),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -302,8 +446,14 @@ def _parse_records_arrow(records: list[tuple[int, int, str]], names: list[str], 
     return FileResult(table.append_column("_source_row", pa.array(rows, pa.int64())), [], issues)
 
 
-def _parse_records_python(records: list[tuple[int, int, str]], names: list[str], delimiter: str, rel: str,
-                          issues: list[dict[str, Any]], ends_newline: bool) -> FileResult:
+def _parse_records_python(
+    records: list[tuple[int, int, str]],
+    names: list[str],
+    delimiter: str,
+    rel: str,
+    issues: list[dict[str, Any]],
+    ends_newline: bool,
+) -> FileResult:
     """Exact (slow) path: each record parsed on its own by the csv module."""
     cols: dict[str, list[str]] = {c: [] for c in names}
     rows = []
@@ -313,10 +463,20 @@ def _parse_records_python(records: list[tuple[int, int, str]], names: list[str],
         fields = parsed[0] if len(parsed) == 1 else []
         if len(fields) != len(names):
             found = sum(len(f) for f in parsed)
-            rule = ("truncated_row" if i == last and not ends_newline and found < len(names)
-                    else "wrong_field_count")
-            issues.append(issue(rel, i, rule, f"expected {len(names)} fields, found {found}",
-                                line_text=text[:200]))
+            rule = (
+                "truncated_row"
+                if i == last and not ends_newline and found < len(names)
+                else "wrong_field_count"
+            )
+            issues.append(
+                issue(
+                    rel,
+                    i,
+                    rule,
+                    f"expected {len(names)} fields, found {found}",
+                    line_text=text[:200],
+                )
+            )
             continue
         for c, v in zip(names, fields, strict=True):
             cols[c].append(v)
@@ -325,8 +485,13 @@ def _parse_records_python(records: list[tuple[int, int, str]], names: list[str],
     return FileResult(pa.table({**arrays, "_source_row": pa.array(rows, pa.int64())}), [], issues)
 
 
-def _accounted(res: FileResult, rel: str, data_lines: list[int], rows: list[int],
-               spans: dict[int, int] | None = None) -> FileResult:
+def _accounted(
+    res: FileResult,
+    rel: str,
+    data_lines: list[int],
+    rows: list[int],
+    spans: dict[int, int] | None = None,
+) -> FileResult:
     """The reader's own proof that nothing vanished: every non-blank data line of the file lies in
     a parsed record (first line ``rows``; a multi-line record's last line in ``spans``) or in a parse
     issue. A line that does not (a parser bug) is held back as ``unaccounted_line``, not lost."""
@@ -340,8 +505,15 @@ def _accounted(res: FileResult, rel: str, data_lines: list[int], rows: list[int]
         return res
     missing = lines - covered - {i["source_row"] for i in res.issues if i["scope"] == "row"}
     for x in sorted(missing):
-        res.issues.append(issue(rel, x, "unaccounted_line", "the line was neither parsed nor rejected "
-                                "by the reader; it is held back (please report this file)"))
+        res.issues.append(
+            issue(
+                rel,
+                x,
+                "unaccounted_line",
+                "the line was neither parsed nor rejected "
+                "by the reader; it is held back (please report this file)",
+            )
+        )
     return res
 
 
@@ -379,9 +551,15 @@ def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     try:
         return col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=_json_default,
-                                                            ensure_ascii=False)
-                         for v in col.to_pylist()], pa.string())
+        return pa.array(
+            [
+                None
+                if v is None
+                else json.dumps(v, sort_keys=True, default=_json_default, ensure_ascii=False)
+                for v in col.to_pylist()
+            ],
+            pa.string(),
+        )
 
 
 def _json_default(v: Any) -> str:
@@ -394,32 +572,94 @@ def read_parquet_bytes(data: bytes, rel: str, limits: LandingLimits | None = Non
     """Parse one Parquet file; every column rendered as text."""
     lim = limits or LandingLimits()
     if len(data) == 0:
-        return FileResult(_empty(), [], [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
-                                               scope="file", severity="warn", n_records=0)])
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "empty_file",
+                    "the file is empty; nothing to load",
+                    scope="file",
+                    severity="warn",
+                    n_records=0,
+                )
+            ],
+        )
     try:
         pf = pq.ParquetFile(pa.BufferReader(data))
         n_rows, n_cols = pf.metadata.num_rows, pf.metadata.num_columns
     except Exception as exc:
-        return FileResult(_empty(), [], [issue(rel, 0, "unreadable_file", f"not a readable Parquet file ({exc}); "
-                                               "the number of records in it is unknown", scope="file", n_records=1)],
-                          file_lines=1)
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "unreadable_file",
+                    f"not a readable Parquet file ({exc}); the number of records in it is unknown",
+                    scope="file",
+                    n_records=1,
+                )
+            ],
+            file_lines=1,
+        )
     if n_cols > lim.max_fields:
-        return FileResult(_empty(), [], [issue(
-            rel, 0, "too_many_fields", f"the file has {n_cols:,} columns, over the plant's limit "
-            f"landing_limits.max_fields={lim.max_fields:,}; all {n_rows} records are held back",
-            scope="file", n_records=n_rows)], file_lines=n_rows)
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "too_many_fields",
+                    f"the file has {n_cols:,} columns, over the plant's limit "
+                    f"landing_limits.max_fields={lim.max_fields:,}; all {n_rows} records are held back",
+                    scope="file",
+                    n_records=n_rows,
+                )
+            ],
+            file_lines=n_rows,
+        )
     try:
         table = pf.read()
     except Exception as exc:
-        return FileResult(_empty(), [], [issue(rel, 0, "unreadable_file", f"the Parquet data cannot be read "
-                                               f"({exc}); all {n_rows} records are held back", scope="file",
-                                               n_records=n_rows)], file_lines=n_rows)
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "unreadable_file",
+                    f"the Parquet data cannot be read ({exc}); all {n_rows} records are held back",
+                    scope="file",
+                    n_records=n_rows,
+                )
+            ],
+            file_lines=n_rows,
+        )
     header = list(table.column_names)
     names = _dedupe(header)
     cols = {name: _as_text(table.column(i)) for i, name in enumerate(names)}
     cols["_source_row"] = pa.array(np.arange(1, table.num_rows + 1), pa.int64())
-    issues = [] if table.num_rows else [issue(rel, 0, "no_records", "the file has columns but no records",
-                                              scope="file", severity="warn", n_records=0)]
+    issues = (
+        []
+        if table.num_rows
+        else [
+            issue(
+                rel,
+                0,
+                "no_records",
+                "the file has columns but no records",
+                scope="file",
+                severity="warn",
+                n_records=0,
+            )
+        ]
+    )
     res = FileResult(pa.table(cols), header, issues, file_lines=n_rows)
     res.record_lines = table.num_rows
     return res
@@ -464,14 +704,26 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
-def read_jsonl_file(path: Path, rel: str, explode: str | None, parent_fields: list[str],
-                    ignored: frozenset[str] = frozenset(), limits: LandingLimits | None = None) -> FileResult:
+def read_jsonl_file(
+    path: Path,
+    rel: str,
+    explode: str | None,
+    parent_fields: list[str],
+    ignored: frozenset[str] = frozenset(),
+    limits: LandingLimits | None = None,
+) -> FileResult:
     """Parse one JSON-lines file (see :func:`read_jsonl_bytes`)."""
     return read_jsonl_bytes(path.read_bytes(), rel, explode, parent_fields, ignored, limits)
 
 
-def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: list[str],
-                     ignored: frozenset[str] = frozenset(), limits: LandingLimits | None = None) -> FileResult:
+def read_jsonl_bytes(
+    data: bytes,
+    rel: str,
+    explode: str | None,
+    parent_fields: list[str],
+    ignored: frozenset[str] = frozenset(),
+    limits: LandingLimits | None = None,
+) -> FileResult:
     """Parse JSON lines; nested objects become dotted fields; ``explode`` yields one row per item.
 
     A list-valued field the stream declares as ignored (e.g. a batch's readings, which the
@@ -480,8 +732,21 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
     """
     lim = limits or LandingLimits()
     if not data.strip():
-        return FileResult(_empty(), [], [issue(rel, 0, "empty_file", "the file is empty; nothing to load",
-                                               scope="file", severity="warn", n_records=0)])
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "empty_file",
+                    "the file is empty; nothing to load",
+                    scope="file",
+                    severity="warn",
+                    n_records=0,
+                )
+            ],
+        )
     lines, _, issues = _decode_lines(data, "utf-8", rel, lim.max_line_bytes)
     data_lines = [i for i, ln in enumerate(lines, start=1) if ln is None or ln.strip()]
     records: list[tuple[int, int, dict[str, Any]]] = []  # (line, item, flattened fields)
@@ -495,34 +760,75 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except _DuplicateKey as exc:
-            issues.append(issue(rel, i, "duplicate_key", f"key {str(exc)!r} is given twice in one object; "
-                                "which value is meant is unknown, the record is held back", line_text=ln[:200]))
+            issues.append(
+                issue(
+                    rel,
+                    i,
+                    "duplicate_key",
+                    f"key {str(exc)!r} is given twice in one object; "
+                    "which value is meant is unknown, the record is held back",
+                    line_text=ln[:200],
+                )
+            )
             continue
         except (ValueError, RecursionError) as exc:
-            issues.append(issue(rel, i, "invalid_json", f"line is not a valid JSON object ({str(exc)[:200]})",
-                                line_text=ln[:200]))
+            issues.append(
+                issue(
+                    rel,
+                    i,
+                    "invalid_json",
+                    f"line is not a valid JSON object ({str(exc)[:200]})",
+                    line_text=ln[:200],
+                )
+            )
             continue
         if explode:
             items = obj.get(explode)
             if not isinstance(items, list):
-                issues.append(issue(rel, i, "missing_required_column",
-                                    f"field {explode!r} (a list of readings) is missing", line_text=ln[:200]))
+                issues.append(
+                    issue(
+                        rel,
+                        i,
+                        "missing_required_column",
+                        f"field {explode!r} (a list of readings) is missing",
+                        line_text=ln[:200],
+                    )
+                )
                 continue
             parent = {f: obj.get(f) for f in parent_fields}
-            recs = [(i, j, {**parent, **(_flatten(item) if isinstance(item, dict) else {"value": item})})
-                    for j, item in enumerate(items, start=1)]
+            recs = [
+                (
+                    i,
+                    j,
+                    {**parent, **(_flatten(item) if isinstance(item, dict) else {"value": item})},
+                )
+                for j, item in enumerate(items, start=1)
+            ]
         else:
-            recs = [(i, 0, {k: v for k, v in _flatten(obj).items()
-                            if not (isinstance(v, list) and k in ignored)})]
+            recs = [
+                (
+                    i,
+                    0,
+                    {
+                        k: v
+                        for k, v in _flatten(obj).items()
+                        if not (isinstance(v, list) and k in ignored)
+                    },
+                )
+            ]
         for _, _, r in recs:
             header.update(r)  # the keys, in file order (the values are not used)
         records.extend(recs)
         parsed.append(i)
-    if len(header) > lim.max_fields:  # rare: redo the file line by line, holding back what goes over
+    if (
+        len(header) > lim.max_fields
+    ):  # rare: redo the file line by line, holding back what goes over
         records, parsed, header = _within_field_limit(records, parsed, rel, lim.max_fields, issues)
     cols = list(header)
-    arrays = {n: pa.array([_text(r.get(c)) for _, _, r in records], pa.string())
-              for c, n in zip(cols, _dedupe(cols), strict=True)}
+    arrays = {
+        n: pa.array([_text(r.get(c)) for _, _, r in records], pa.string())
+        for c, n in zip(cols, _dedupe(cols), strict=True)
+    }
     arrays["_source_row"] = pa.array([i for i, _, _ in records], pa.int64())
     if explode:
         arrays["_source_item"] = pa.array([j for _, j, _ in records], pa.int64())
@@ -530,8 +836,13 @@ def read_jsonl_bytes(data: bytes, rel: str, explode: str | None, parent_fields: 
     return _accounted(res, rel, data_lines, parsed)
 
 
-def _within_field_limit(records: list[tuple[int, int, dict[str, Any]]], lines: list[int], rel: str,
-                        max_fields: int, issues: list[dict[str, Any]]) -> tuple[list, list[int], dict[str, Any]]:
+def _within_field_limit(
+    records: list[tuple[int, int, dict[str, Any]]],
+    lines: list[int],
+    rel: str,
+    max_fields: int,
+    issues: list[dict[str, Any]],
+) -> tuple[list, list[int], dict[str, Any]]:
     """The records of a JSON-lines file whose fields together exceed ``max_fields``: kept line by line
     while the file's fields stay within the limit; a line that would bring it over is held back."""
     kept: list[tuple[int, int, dict[str, Any]]] = []
@@ -545,8 +856,15 @@ def _within_field_limit(records: list[tuple[int, int, dict[str, Any]]], lines: l
         keys = dict.fromkeys(k for _, _, r in recs for k in r)
         n = len(keys.keys() | header.keys())
         if n > max_fields:
-            issues.append(issue(rel, line, "too_many_fields", f"the record brings the file to {n:,} fields, over "
-                                f"the plant's limit landing_limits.max_fields={max_fields:,}; the record is held back"))
+            issues.append(
+                issue(
+                    rel,
+                    line,
+                    "too_many_fields",
+                    f"the record brings the file to {n:,} fields, over "
+                    f"the plant's limit landing_limits.max_fields={max_fields:,}; the record is held back",
+                )
+            )
             continue
         header.update(keys)
         kept.extend(recs)
@@ -570,7 +888,9 @@ class LandingRefused(Exception):
         self.rule, self.n_records = rule, n_records
 
 
-def discover(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths) -> dict[Path, dt.date | None]:
+def discover(
+    plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
+) -> dict[Path, dt.date | None]:
     """Landing paths of a stream for the given local days (None: a file spanning many days).
 
     Every match of the stream's pattern is listed, links and special files included, so that
@@ -579,8 +899,11 @@ def discover(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
     spec = stream_spec(plant, stream)
     root = plant.landing_path(paths)
     found: dict[Path, dt.date | None] = {}
-    patterns = ([(spec.path.format(date=d.isoformat()), d) for d in dates] if spec.per_day_files
-                else [(spec.path, None)])
+    patterns = (
+        [(spec.path.format(date=d.isoformat()), d) for d in dates]
+        if spec.per_day_files
+        else [(spec.path, None)]
+    )
     for pattern, day in patterns:
         for p in sorted(root.glob(pattern)):
             try:
@@ -614,37 +937,54 @@ def read_landing(path: Path, root: Path, limits: LandingLimits) -> tuple[bytes, 
     path that was checked), so a link swapped in between is refused too."""
     rel = path.relative_to(root)
     if ".." in rel.parts:
-        raise LandingRefused("outside_landing_folder", "the path leaves the plant's landing folder; not read")
+        raise LandingRefused(
+            "outside_landing_folder", "the path leaves the plant's landing folder; not read"
+        )
     cur = root
     for part in rel.parts:
         cur = cur / part
         st = os.lstat(cur)
         if stat.S_ISLNK(st.st_mode):
-            raise LandingRefused("symlink", f"{cur.relative_to(root).as_posix()!r} is a symbolic link; landing "
-                                 "reads only regular files inside the plant's landing folder, so neither the link "
-                                 "nor its target is read")
+            raise LandingRefused(
+                "symlink",
+                f"{cur.relative_to(root).as_posix()!r} is a symbolic link; landing "
+                "reads only regular files inside the plant's landing folder, so neither the link "
+                "nor its target is read",
+            )
     if not stat.S_ISREG(st.st_mode):
-        raise LandingRefused("not_a_regular_file", "not a regular file (a device, pipe or socket); not read")
+        raise LandingRefused(
+            "not_a_regular_file", "not a regular file (a device, pipe or socket); not read"
+        )
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
         fst = os.fstat(fd)
         real = Path(os.path.realpath(path))
-        if ((fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode)
-                or not real.is_relative_to(Path(os.path.realpath(root)))):
-            raise LandingRefused("symlink", "the file changed into a link or moved while it was opened; not read")
+        if (
+            (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino)
+            or not stat.S_ISREG(fst.st_mode)
+            or not real.is_relative_to(Path(os.path.realpath(root)))
+        ):
+            raise LandingRefused(
+                "symlink", "the file changed into a link or moved while it was opened; not read"
+            )
         if fst.st_size > limits.max_file_bytes:
             raise LandingRefused(
-                "file_too_large", f"the file has {fst.st_size:,} bytes, over the plant's limit "
+                "file_too_large",
+                f"the file has {fst.st_size:,} bytes, over the plant's limit "
                 f"landing_limits.max_file_bytes={limits.max_file_bytes:,}; not loaded",
-                n_records=_count_lines(fd, limits.max_file_bytes))
+                n_records=_count_lines(fd, limits.max_file_bytes),
+            )
         chunks = []
         while block := os.read(fd, 1 << 22):
             chunks.append(block)
         data = b"".join(chunks)
     finally:
         os.close(fd)
-    return data, {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                  "modified_utc": dt.datetime.fromtimestamp(fst.st_mtime, dt.UTC).replace(tzinfo=None)}
+    return data, {
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "modified_utc": dt.datetime.fromtimestamp(fst.st_mtime, dt.UTC).replace(tzinfo=None),
+    }
 
 
 def parse_bytes(plant: PlantConfig, stream: str, data: bytes, rel: str) -> FileResult:
@@ -662,11 +1002,23 @@ def parse_bytes(plant: PlantConfig, stream: str, data: bytes, rel: str) -> FileR
         return read_jsonl_bytes(data, rel, explode, parents, frozenset(spec.ignore_fields), lim)
     except Exception as exc:  # the file, not the run, is what failed
         n = sum(1 for ln in data.splitlines() if ln.strip()) - (spec.format == "csv")
-        return FileResult(_empty(), [], [issue(rel, 0, "unreadable_file",
-                                               f"the {spec.format} reader failed on this file "
-                                               f"({type(exc).__name__}: {str(exc)[:200]}); all its records are "
-                                               "held back", scope="file", n_records=max(n, 1))],
-                          file_lines=max(n, 1))
+        return FileResult(
+            _empty(),
+            [],
+            [
+                issue(
+                    rel,
+                    0,
+                    "unreadable_file",
+                    f"the {spec.format} reader failed on this file "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); all its records are "
+                    "held back",
+                    scope="file",
+                    n_records=max(n, 1),
+                )
+            ],
+            file_lines=max(n, 1),
+        )
 
 
 def parse_file(plant: PlantConfig, stream: str, path: Path, paths: Paths) -> FileResult:
@@ -701,8 +1053,12 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
         try:
             data, fp = read_landing(path, root, plant.landing_limits)
         except LandingRefused as exc:
-            res = FileResult(_empty(), [], [issue(rel, 0, exc.rule, str(exc), scope="file",
-                                                  n_records=exc.n_records)], file_lines=exc.n_records)
+            res = FileResult(
+                _empty(),
+                [],
+                [issue(rel, 0, exc.rule, str(exc), scope="file", n_records=exc.n_records)],
+                file_lines=exc.n_records,
+            )
             fp = {"size_bytes": None, "sha256": None, "modified_utc": None}
             day = day if day is not None else min(dates)
         else:
@@ -723,25 +1079,51 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
             tbl = tbl.append_column("_source_file", pa.array([rel] * n, pa.string()))
             tables.append(tbl)
             for i in iss:
-                issues.append({**i, "plant": plant.plant_id, "partition_date": d, "stream": stream,
-                               "n_items": i["n_records"] * k})
-            receipts.append({
-                "plant": plant.plant_id, "partition_date": d, "stream": stream, "source_file": rel,
-                "header": json.dumps(res.header, ensure_ascii=False), "records": n,
-                "rejected_records": sum(i["n_records"] for i in iss), "items_per_record": k,
-                "file_records": res.file_lines if day is not None else None, **fp})
+                issues.append(
+                    {
+                        **i,
+                        "plant": plant.plant_id,
+                        "partition_date": d,
+                        "stream": stream,
+                        "n_items": i["n_records"] * k,
+                    }
+                )
+            receipts.append(
+                {
+                    "plant": plant.plant_id,
+                    "partition_date": d,
+                    "stream": stream,
+                    "source_file": rel,
+                    "header": json.dumps(res.header, ensure_ascii=False),
+                    "records": n,
+                    "rejected_records": sum(i["n_records"] for i in iss),
+                    "items_per_record": k,
+                    "file_records": res.file_lines if day is not None else None,
+                    **fp,
+                }
+            )
     if tables:
         table = pa.concat_tables(tables, promote_options="default")
     else:
-        table = pa.table({"plant": pa.array([], pa.string()),
-                          "partition_date": pa.array([], pa.date32()),
-                          "_source_file": pa.array([], pa.string()),
-                          "_source_row": pa.array([], pa.int64())})
+        table = pa.table(
+            {
+                "plant": pa.array([], pa.string()),
+                "partition_date": pa.array([], pa.date32()),
+                "_source_file": pa.array([], pa.string()),
+                "_source_row": pa.array([], pa.int64()),
+            }
+        )
     return RawStream(plant.plant_id, stream, table, receipts, issues)
 
 
-def _split_by_day(plant: PlantConfig, spec: Any, res: FileResult, rel: str, wanted: set[dt.date],
-                  fallback: dt.date) -> tuple[dict[dt.date, pa.Table], dict[dt.date, list[dict]]]:
+def _split_by_day(
+    plant: PlantConfig,
+    spec: Any,
+    res: FileResult,
+    rel: str,
+    wanted: set[dt.date],
+    fallback: dt.date,
+) -> tuple[dict[dt.date, pa.Table], dict[dt.date, list[dict]]]:
     """Split a many-day file by the local day of each record's timestamp."""
     ts_spec: TimestampSpec = spec.timestamp
     if ts_spec.field is None or ts_spec.field not in res.table.column_names:
@@ -763,8 +1145,13 @@ def _split_by_day(plant: PlantConfig, spec: Any, res: FileResult, rel: str, want
     if len(bad):
         rows = res.table["_source_row"].to_pandas().iloc[bad]
         for r in rows:
-            issues[fallback].append(issue(rel, int(r), "invalid_timestamp",
-                                          f"field {ts_spec.field!r} does not give a time; the day of "
-                                          f"the record is unknown (reported under {fallback})"))
+            issues[fallback].append(
+                issue(
+                    rel,
+                    int(r),
+                    "invalid_timestamp",
+                    f"field {ts_spec.field!r} does not give a time; the day of "
+                    f"the record is unknown (reported under {fallback})",
+                )
+            )
     return out, issues
-

@@ -38,7 +38,9 @@ class _Projection:
     label: str | None
 
 
-def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_Projection], list[dict[str, Any]]]:
+def _file_plan(
+    receipts: pd.DataFrame, ctx: StandardizeContext
+) -> tuple[list[_Projection], list[dict[str, Any]]]:
     """Per file: where each quantity is, and file-level findings (missing/unknown columns, labels)."""
     spec = ctx.plant.streams.readings
     used = {spec.machine.field, spec.timestamp.field, *spec.parent_fields, *spec.ignore_fields}
@@ -46,11 +48,26 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
     by_key: dict[tuple[str | None, str, str | None], list[str]] = {}
     entries: list[dict[str, Any]] = []
 
-    def entry(r: Any, rule: str, detail: str, n: int, column: str | None, severity: str = "reject") -> None:
-        entries.append({"plant": r.plant, "partition_date": r.partition_date, "stream": "readings",
-                        "stage": "standardize", "source_file": r.source_file, "source_row": 1,
-                        "source_column": column, "scope": "file", "rule": rule, "severity": severity,
-                        "message": f"{r.source_file} row 1: [{rule}] {detail}", "value": None, "n_items": n})
+    def entry(
+        r: Any, rule: str, detail: str, n: int, column: str | None, severity: str = "reject"
+    ) -> None:
+        entries.append(
+            {
+                "plant": r.plant,
+                "partition_date": r.partition_date,
+                "stream": "readings",
+                "stage": "standardize",
+                "source_file": r.source_file,
+                "source_row": 1,
+                "source_column": column,
+                "scope": "file",
+                "rule": rule,
+                "severity": severity,
+                "message": f"{r.source_file} row 1: [{rule}] {detail}",
+                "value": None,
+                "n_items": n,
+            }
+        )
 
     for r in receipts.itertuples(index=False):
         header = json.loads(r.header)
@@ -64,9 +81,14 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
             record_fields += [spec.long.quantity_field, spec.long.value_field, spec.long.unit_field]
         dup = [f for f in record_fields if f and header.count(f) > 1]
         if dup:  # which copy gives the machine/time/value of a record is unknown: hold all back
-            entry(r, "duplicate_column", f"column {dup[0]!r} appears {header.count(dup[0])} times in the header; "
-                  f"which one is meant is unknown, so all {n} records are held back",
-                  n * (len(spec.quantities) if spec.layout == "wide" else 1), dup[0])
+            entry(
+                r,
+                "duplicate_column",
+                f"column {dup[0]!r} appears {header.count(dup[0])} times in the header; "
+                f"which one is meant is unknown, so all {n} records are held back",
+                n * (len(spec.quantities) if spec.layout == "wide" else 1),
+                dup[0],
+            )
             continue
         if spec.layout == "long":
             lg = spec.long
@@ -74,8 +96,14 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
             known |= set(need)
             missing = [c for c in need if c not in header]
             if missing:
-                entry(r, "missing_required_column", f"required column(s) {missing} missing from the header; "
-                      f"all {n} records held back", n, None)
+                entry(
+                    r,
+                    "missing_required_column",
+                    f"required column(s) {missing} missing from the header; "
+                    f"all {n} records held back",
+                    n,
+                    None,
+                )
             else:
                 by_key.setdefault((None, lg.value_field, None), []).append(r.source_file)
         else:
@@ -84,27 +112,60 @@ def _file_plan(receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[list[_P
                 col = cols[0] if cols else None
                 known.add(col or m.field)
                 if len(cols) > 1 or header.count(col) > 1:
-                    entry(r, "duplicate_column", f"quantity column {m.field!r} ({q}) appears "
-                          f"{max(len(cols), header.count(col))} times in the header; which one holds the values "
-                          f"is unknown, so its {n} values are held back", n, m.field)
+                    entry(
+                        r,
+                        "duplicate_column",
+                        f"quantity column {m.field!r} ({q}) appears "
+                        f"{max(len(cols), header.count(col))} times in the header; which one holds the values "
+                        f"is unknown, so its {n} values are held back",
+                        n,
+                        m.field,
+                    )
                 elif col is None:
-                    entry(r, "missing_required_column", f"quantity column {m.field!r} ({q}) is missing from the "
-                          f"header; its {n} values are held back", n, m.field)
+                    entry(
+                        r,
+                        "missing_required_column",
+                        f"quantity column {m.field!r} ({q}) is missing from the "
+                        f"header; its {n} values are held back",
+                        n,
+                        m.field,
+                    )
                 elif spec.header_units and base_of[col][1] != m.unit:
-                    entry(r, "unit_label_mismatch", f"column {col!r} is labelled [{base_of[col][1]}] but the plant "
-                          f"config declares {m.unit!r} for {m.field!r}; its {n} values are held back (change the "
-                          "plant config if the plant really changed units)", n, col)
+                    entry(
+                        r,
+                        "unit_label_mismatch",
+                        f"column {col!r} is labelled [{base_of[col][1]}] but the plant "
+                        f"config declares {m.unit!r} for {m.field!r}; its {n} values are held back (change the "
+                        "plant config if the plant really changed units)",
+                        n,
+                        col,
+                    )
                 else:
                     by_key.setdefault((q, col, m.unit), []).append(r.source_file)
         for h in dict.fromkeys(header):
             if h not in known and base_of[h][0] not in ignored_bases:
-                entry(r, "unknown_column", f"column {h!r} is not in the plant config; it is kept in the raw "
-                      "layer and ignored by the standard", 0, h, severity="warn")
+                entry(
+                    r,
+                    "unknown_column",
+                    f"column {h!r} is not in the plant config; it is kept in the raw "
+                    "layer and ignored by the standard",
+                    0,
+                    h,
+                    severity="warn",
+                )
             elif header.count(h) > 1 and h not in known:
-                entry(r, "duplicate_column", f"column {h!r} appears {header.count(h)} times in the header; "
-                      "the copies are kept in the raw layer (as '<name>.1', ...) and ignored by the standard",
-                      0, h, severity="warn")
-    plan = [_Projection(sorted(set(files)), q, col, label) for (q, col, label), files in by_key.items()]
+                entry(
+                    r,
+                    "duplicate_column",
+                    f"column {h!r} appears {header.count(h)} times in the header; "
+                    "the copies are kept in the raw layer (as '<name>.1', ...) and ignored by the standard",
+                    0,
+                    h,
+                    severity="warn",
+                )
+    plan = [
+        _Projection(sorted(set(files)), q, col, label) for (q, col, label), files in by_key.items()
+    ]
     return plan, entries
 
 
@@ -118,11 +179,19 @@ def _times(con: Any, ctx: StandardizeContext) -> pd.DataFrame:
     text = con.sql("SELECT DISTINCT ts_text FROM _values").df()["ts_text"].astype("string")
     if spec.kind != "local":
         ts, nonexistent = parse_times(text, spec, ctx.plant.tz)
-        return pd.DataFrame({"ts_text": text, "occ": 1, "ts_utc": ts.astype("datetime64[us]"),
-                             "nonexistent": nonexistent.astype(bool)})
+        return pd.DataFrame(
+            {
+                "ts_text": text,
+                "occ": 1,
+                "ts_utc": ts.astype("datetime64[us]"),
+                "nonexistent": nonexistent.astype(bool),
+            }
+        )
     naive = pd.to_datetime(text, format=spec.format, errors="coerce")
     probe = naive.dt.tz_localize(ctx.plant.tz, ambiguous="NaT", nonexistent="NaT")
-    gap = naive.notna() & naive.dt.tz_localize(ctx.plant.tz, ambiguous=True, nonexistent="NaT").isna()
+    gap = (
+        naive.notna() & naive.dt.tz_localize(ctx.plant.tz, ambiguous=True, nonexistent="NaT").isna()
+    )
     ambiguous = naive.notna() & probe.isna() & ~gap
     if ambiguous.any():
         texts = ", ".join(_lit(t) for t in text[ambiguous])
@@ -134,12 +203,21 @@ def _times(con: Any, ctx: StandardizeContext) -> pd.DataFrame:
     rows = [pd.DataFrame({"ts_text": text, "occ": 1, "naive": naive})]
     if ambiguous.any():
         for occ in (2, 3):  # a third occurrence is a duplicate of standard time
-            rows.append(pd.DataFrame({"ts_text": text[ambiguous], "occ": occ, "naive": naive[ambiguous]}))
+            rows.append(
+                pd.DataFrame({"ts_text": text[ambiguous], "occ": occ, "naive": naive[ambiguous]})
+            )
     t = pd.concat(rows, ignore_index=True)
-    local = t["naive"].dt.tz_localize(ctx.plant.tz, ambiguous=(t["occ"] == 1).to_numpy(), nonexistent="NaT")
-    return pd.DataFrame({"ts_text": t["ts_text"], "occ": t["occ"],
-                         "ts_utc": local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]"),
-                         "nonexistent": (t["naive"].notna() & local.isna()).to_numpy()})
+    local = t["naive"].dt.tz_localize(
+        ctx.plant.tz, ambiguous=(t["occ"] == 1).to_numpy(), nonexistent="NaT"
+    )
+    return pd.DataFrame(
+        {
+            "ts_text": t["ts_text"],
+            "occ": t["occ"],
+            "ts_utc": local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]"),
+            "nonexistent": (t["naive"].notna() & local.isna()).to_numpy(),
+        }
+    )
 
 
 def _bounds(keys: list[tuple[str, dt.date]], ctx: StandardizeContext) -> pd.DataFrame:
@@ -147,10 +225,15 @@ def _bounds(keys: list[tuple[str, dt.date]], ctx: StandardizeContext) -> pd.Data
     rows = []
     for _, day in keys:
         lo = (pd.Timestamp(day).tz_localize(ctx.plant.tz) - g).tz_convert("UTC").tz_localize(None)
-        hi = (pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(ctx.plant.tz) + g).tz_convert("UTC").tz_localize(None)
+        hi = (
+            (pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(ctx.plant.tz) + g)
+            .tz_convert("UTC")
+            .tz_localize(None)
+        )
         rows.append((day, lo, hi))
     return pd.DataFrame(rows, columns=["partition_date", "lo_ts", "hi_ts"]).astype(
-        {"lo_ts": "datetime64[us]", "hi_ts": "datetime64[us]"})
+        {"lo_ts": "datetime64[us]", "hi_ts": "datetime64[us]"}
+    )
 
 
 def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
@@ -162,8 +245,13 @@ def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", "signal", "label", "a", "b", "lo", "hi", "unit"])
 
 
-def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date]], receipts: pd.DataFrame,
-                         ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+def standardize_readings(
+    con: Any,
+    raw_table: str,
+    keys: list[tuple[str, dt.date]],
+    receipts: pd.DataFrame,
+    ctx: StandardizeContext,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw readings of ``keys`` -> (sensor_readings frame, quarantine frame)."""
     spec = ctx.plant.streams.readings
     if receipts.empty or not table_exists(con, "raw", raw_table):
@@ -186,13 +274,15 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
                 f"(m.quantity IS NULL OR coalesce({uom} = m.label, FALSE)) AS label_ok, "
                 f"t.{_ident(lg.quantity_field)} AS occ_key "
                 f"FROM raw.{_ident(raw_table)} t LEFT JOIN _conv m ON t.{_ident(lg.quantity_field)} = m.signal "
-                f"WHERE {key_predicate(keys, alias='t')} AND t._source_file IN ({files})")
+                f"WHERE {key_predicate(keys, alias='t')} AND t._source_file IN ({files})"
+            )
         else:
             selects.append(
                 f"SELECT _source_file, _source_row, partition_date, {machine} AS machine, {ts_col} AS ts_text, "
                 f"{_lit(p.quantity)} AS quantity, {_ident(p.column)} AS text, {_lit(p.column)} AS source_column, "
                 f"{_lit(p.label)} AS unit_label, TRUE AS label_ok, '' AS occ_key "
-                f"FROM raw.{_ident(raw_table)} WHERE {where}")
+                f"FROM raw.{_ident(raw_table)} WHERE {where}"
+            )
     if not selects:
         return empty_frame("sensor_readings"), quarantine_frame(pd.DataFrame(entries))
     union = " UNION ALL ".join(selects)
@@ -203,7 +293,9 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
         con.register("_bounds", _bounds(keys, ctx))
         future = (ctx.future_limit.tz_convert("UTC").tz_localize(None)).isoformat()
         machines = "[" + ", ".join(_lit(m) for m in ctx.plant.machines) + "]::VARCHAR[]"
-        not_ours = _lit(f"' is not one of the plant's machines (plant config 'machines' of {ctx.plant.plant_id})")
+        not_ours = _lit(
+            f"' is not one of the plant's machines (plant config 'machines' of {ctx.plant.plant_id})"
+        )
         k = spec.timestamp
         rules = f"""
         WITH r AS (
@@ -244,10 +336,14 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
                                 AND s.quantity = dups.quantity)
         SELECT * FROM d"""
         con.execute(f"CREATE OR REPLACE TEMP TABLE _d AS {rules}")
-        accepted = con.sql(f"""
+        accepted = (
+            con.sql(f"""
             SELECT {_lit(ctx.plant.plant_id)} AS plant, partition_date, machine AS machine_id, ts_utc, quantity,
                    val AS value, unit, _source_file AS source_file, _source_row AS source_row
-            FROM _d WHERE rule IS NULL""").to_arrow_table().to_pandas(strings_to_categorical=True)
+            FROM _d WHERE rule IS NULL""")
+            .to_arrow_table()
+            .to_pandas(strings_to_categorical=True)
+        )
         col = "'column ''' || source_column || ''': '"
         rejected = con.sql(f"""
             SELECT {_lit(ctx.plant.plant_id)} AS plant, partition_date, 'readings' AS stream, 'standardize' AS stage,
@@ -278,9 +374,11 @@ def standardize_readings(con: Any, raw_table: str, keys: list[tuple[str, dt.date
     accepted["partition_date"] = pd.to_datetime(accepted["partition_date"])
     acc = conform(accepted, "sensor_readings")
     parts = [x for x in (pd.DataFrame(entries), rejected) if not x.empty]
-    q = quarantine_frame(pd.concat(parts, ignore_index=True)) if parts else empty_frame("quarantine")
+    q = (
+        quarantine_frame(pd.concat(parts, ignore_index=True))
+        if parts
+        else empty_frame("quarantine")
+    )
     if not q.empty:
         q["partition_date"] = pd.to_datetime(q["partition_date"]).astype("datetime64[s]")
     return acc, q
-
-

@@ -68,8 +68,14 @@ class RuleBook:
         self.column = pd.Series(pd.NA, index=index, dtype="string")
         self.value = pd.Series(pd.NA, index=index, dtype="string")
 
-    def apply(self, mask: pd.Series, rule: str, detail: Detail, column: str | None = None,
-              value: pd.Series | None = None) -> None:
+    def apply(
+        self,
+        mask: pd.Series,
+        rule: str,
+        detail: Detail,
+        column: str | None = None,
+        value: pd.Series | None = None,
+    ) -> None:
         m = mask.fillna(False).astype(bool) & self.rule.isna()
         if not m.any():
             return
@@ -93,8 +99,9 @@ def split_header(name: str) -> tuple[str, str | None]:
     return (m.group(1), m.group(2)) if m else (name, None)
 
 
-def parse_times(values: pd.Series, spec: TimestampSpec, tz: Any,
-                group: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+def parse_times(
+    values: pd.Series, spec: TimestampSpec, tz: Any, group: pd.Series | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Parse source times into naive UTC. Returns (times, nonexistent_mask).
 
     Local times are localised in the plant's zone. In the autumn fall-back hour a local time
@@ -114,8 +121,13 @@ def parse_times(values: pd.Series, spec: TimestampSpec, tz: Any,
         return t.dt.tz_localize(None), none
     naive = pd.to_datetime(values, format=spec.format, errors="coerce")
     keys = [naive] if group is None else [group.astype("string").fillna(""), naive]
-    first = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)}).groupby(
-        [f"k{i}" for i in range(len(keys))], dropna=False, sort=False).cumcount().to_numpy() == 0
+    first = (
+        pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
+        .groupby([f"k{i}" for i in range(len(keys))], dropna=False, sort=False)
+        .cumcount()
+        .to_numpy()
+        == 0
+    )
     local = naive.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT")
     nonexistent = naive.notna() & local.isna()
     return local.dt.tz_convert("UTC").dt.tz_localize(None), nonexistent
@@ -125,7 +137,9 @@ def _local_dates(ts_utc: pd.Series, tz: Any) -> pd.Series:
     return ts_utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
 
 
-def _outside_partition(ts_utc: pd.Series, partition: pd.Series, tz: Any, grace_minutes: float) -> pd.Series:
+def _outside_partition(
+    ts_utc: pd.Series, partition: pd.Series, tz: Any, grace_minutes: float
+) -> pd.Series:
     """True where the local time lies outside [day start - grace, day end + grace)."""
     local = ts_utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
     day = pd.to_datetime(partition)
@@ -157,8 +171,12 @@ def personal_streams(plant: PlantConfig, receipts: pd.DataFrame) -> set[str]:
         return set()
     out = set()
     s = plant.streams
-    mapped = {"units": set(s.units.fields.values()), "inspections": set(s.inspections.fields.values()),
-              "readings": {m.field for m in s.readings.quantities.values()} | set(s.readings.parent_fields)}
+    mapped = {
+        "units": set(s.units.fields.values()),
+        "inspections": set(s.inspections.fields.values()),
+        "readings": {m.field for m in s.readings.quantities.values()}
+        | set(s.readings.parent_fields),
+    }
     for stream, cols in mapped.items():
         if cols & personal:
             out.add(stream)
@@ -185,19 +203,33 @@ def redact_personal(q: pd.DataFrame, streams: set[str], key: bytes) -> pd.DataFr
     ps = pseudonymise(raw.where(has), key)
     col = q.loc[m, "source_column"].astype("string")
     q.loc[m, "message"] = [
-        f"{f} row {r}: [{rule}] " + (f"column {c!r}: " if isinstance(c, str) else "")
+        f"{f} row {r}: [{rule}] "
+        + (f"column {c!r}: " if isinstance(c, str) else "")
         + (f"value {p} (pseudonym) " if isinstance(p, str) else "")
         + "held back; values of a stream with personal data are not shown outside the raw layer"
-        for f, r, rule, c, p in zip(q.loc[m, "source_file"], q.loc[m, "source_row"], q.loc[m, "rule"],
-                                    col.astype(object).where(col.notna(), None),
-                                    ps.astype(object).where(ps.notna(), None), strict=True)]
+        for f, r, rule, c, p in zip(
+            q.loc[m, "source_file"],
+            q.loc[m, "source_row"],
+            q.loc[m, "rule"],
+            col.astype(object).where(col.notna(), None),
+            ps.astype(object).where(ps.notna(), None),
+            strict=True,
+        )
+    ]
     q.loc[m, "value"] = ps.where(has, None)
     return q
 
 
 def _messages(file: pd.Series, row: pd.Series, rule: pd.Series, detail: pd.Series) -> pd.Series:
-    return (file.astype("string") + " row " + row.astype("string") + ": [" + rule.astype("string")
-            + "] " + detail.astype("string"))
+    return (
+        file.astype("string")
+        + " row "
+        + row.astype("string")
+        + ": ["
+        + rule.astype("string")
+        + "] "
+        + detail.astype("string")
+    )
 
 
 def parse_issues_to_quarantine(issues: pd.DataFrame) -> pd.DataFrame:
@@ -218,17 +250,41 @@ def _file_headers(receipts: pd.DataFrame) -> dict[str, list[str]]:
 # Readings (the bulk of the data) are standardised inside DuckDB: see readings_sql.py.
 
 
-def _file_entry(raw: pd.DataFrame, idx: Any, rule: str, detail: str, *, n_items: int, scope: str,
-                severity: str = "reject", column: str | None = None, row: int | None = None,
-                stream: str = "readings") -> pd.DataFrame:
+def _file_entry(
+    raw: pd.DataFrame,
+    idx: Any,
+    rule: str,
+    detail: str,
+    *,
+    n_items: int,
+    scope: str,
+    severity: str = "reject",
+    column: str | None = None,
+    row: int | None = None,
+    stream: str = "readings",
+) -> pd.DataFrame:
     first = raw.loc[idx[0]] if len(idx) else None
     f = str(first["_source_file"]) if first is not None else ""
     r = row if row is not None else 1
-    return pd.DataFrame([{
-        "plant": first["plant"], "partition_date": first["partition_date"], "stream": stream,
-        "stage": "standardize", "source_file": f, "source_row": r, "source_column": column,
-        "scope": scope, "rule": rule, "severity": severity,
-        "message": f"{f} row {r}: [{rule}] {detail}", "value": None, "n_items": n_items}])
+    return pd.DataFrame(
+        [
+            {
+                "plant": first["plant"],
+                "partition_date": first["partition_date"],
+                "stream": stream,
+                "stage": "standardize",
+                "source_file": f,
+                "source_row": r,
+                "source_column": column,
+                "scope": scope,
+                "rule": rule,
+                "severity": severity,
+                "message": f"{f} row {r}: [{rule}] {detail}",
+                "value": None,
+                "n_items": n_items,
+            }
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- units + inspections
@@ -236,9 +292,13 @@ def _file_entry(raw: pd.DataFrame, idx: Any, rule: str, detail: str, *, n_items:
 _REQUIRED_UNIT_FIELDS = ("unit_id", "machine_id", "start")
 
 
-def standardize_units(units_raw: pd.DataFrame, units_receipts: pd.DataFrame,
-                      insp_raw: pd.DataFrame, insp_receipts: pd.DataFrame,
-                      ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+def standardize_units(
+    units_raw: pd.DataFrame,
+    units_receipts: pd.DataFrame,
+    insp_raw: pd.DataFrame,
+    insp_receipts: pd.DataFrame,
+    ctx: StandardizeContext,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Raw units + raw inspections -> (production_units with outcomes when known, quarantine)."""
     units, q1 = _units(units_raw, units_receipts, ctx)
     units, q2 = _attach_inspections(units, insp_raw, insp_receipts, ctx)
@@ -252,8 +312,14 @@ def _field_series(raw: pd.DataFrame, name: str | None) -> pd.Series:
     return raw[name].astype("string")
 
 
-def _header_problems(raw: pd.DataFrame, receipts: pd.DataFrame, mapped: dict[str, str],
-                     required: tuple[str, ...], ignore: list[str], stream: str) -> tuple[pd.Series, list[pd.DataFrame]]:
+def _header_problems(
+    raw: pd.DataFrame,
+    receipts: pd.DataFrame,
+    mapped: dict[str, str],
+    required: tuple[str, ...],
+    ignore: list[str],
+    stream: str,
+) -> tuple[pd.Series, list[pd.DataFrame]]:
     """Per file: required columns missing (records rejected) and unknown columns (warnings)."""
     headers = _file_headers(receipts)
     reject = pd.Series(False, index=raw.index)
@@ -265,52 +331,119 @@ def _header_problems(raw: pd.DataFrame, receipts: pd.DataFrame, mapped: dict[str
         dups = [v for v in dict.fromkeys(mapped.values()) if v and header.count(v) > 1]
         if missing:
             reject[idx] = True
-            entries.append(_file_entry(raw, idx, "missing_required_column",
-                                       f"required column(s) {missing} missing from the header; "
-                                       f"all {len(idx)} records held back", n_items=len(idx),
-                                       scope="file", stream=stream))
+            entries.append(
+                _file_entry(
+                    raw,
+                    idx,
+                    "missing_required_column",
+                    f"required column(s) {missing} missing from the header; "
+                    f"all {len(idx)} records held back",
+                    n_items=len(idx),
+                    scope="file",
+                    stream=stream,
+                )
+            )
         elif dups:  # which copy holds a record's value is unknown
             reject[idx] = True
-            entries.append(_file_entry(raw, idx, "duplicate_column",
-                                       f"column(s) {dups} appear more than once in the header; which copy "
-                                       f"is meant is unknown, so all {len(idx)} records are held back",
-                                       n_items=len(idx), scope="file", column=dups[0], stream=stream))
+            entries.append(
+                _file_entry(
+                    raw,
+                    idx,
+                    "duplicate_column",
+                    f"column(s) {dups} appear more than once in the header; which copy "
+                    f"is meant is unknown, so all {len(idx)} records are held back",
+                    n_items=len(idx),
+                    scope="file",
+                    column=dups[0],
+                    stream=stream,
+                )
+            )
         opt_missing = [v for k, v in mapped.items() if k not in required and v not in header]
         for c in opt_missing:
-            entries.append(_file_entry(raw, idx[:1], "missing_optional_column",
-                                       f"optional column {c!r} missing; the field is left empty",
-                                       n_items=0, scope="file", severity="warn", column=c, stream=stream))
+            entries.append(
+                _file_entry(
+                    raw,
+                    idx[:1],
+                    "missing_optional_column",
+                    f"optional column {c!r} missing; the field is left empty",
+                    n_items=0,
+                    scope="file",
+                    severity="warn",
+                    column=c,
+                    stream=stream,
+                )
+            )
         for h in dict.fromkeys(header):
             if h not in mapped.values() and h not in ignore:
-                entries.append(_file_entry(raw, idx[:1], "unknown_column",
-                                           f"column {h!r} is not in the plant config; kept in the raw layer "
-                                           "and ignored by the standard", n_items=0, scope="file",
-                                           severity="warn", column=h, stream=stream))
+                entries.append(
+                    _file_entry(
+                        raw,
+                        idx[:1],
+                        "unknown_column",
+                        f"column {h!r} is not in the plant config; kept in the raw layer "
+                        "and ignored by the standard",
+                        n_items=0,
+                        scope="file",
+                        severity="warn",
+                        column=h,
+                        stream=stream,
+                    )
+                )
             if header.count(h) > 1 and h not in mapped.values():
-                entries.append(_file_entry(raw, idx[:1], "duplicate_column",
-                                           f"column {h!r} appears {header.count(h)} times in the header; the "
-                                           "copies are kept in the raw layer and ignored by the standard",
-                                           n_items=0, scope="file", severity="warn", column=h, stream=stream))
+                entries.append(
+                    _file_entry(
+                        raw,
+                        idx[:1],
+                        "duplicate_column",
+                        f"column {h!r} appears {header.count(h)} times in the header; the "
+                        "copies are kept in the raw layer and ignored by the standard",
+                        n_items=0,
+                        scope="file",
+                        severity="warn",
+                        column=h,
+                        stream=stream,
+                    )
+                )
     return reject, entries
 
 
-def _row_quarantine(raw: pd.DataFrame, mask: pd.Series, rule: pd.Series, detail: pd.Series,
-                    column: pd.Series | None, value: pd.Series | None, stream: str,
-                    plant: str) -> pd.DataFrame:
+def _row_quarantine(
+    raw: pd.DataFrame,
+    mask: pd.Series,
+    rule: pd.Series,
+    detail: pd.Series,
+    column: pd.Series | None,
+    value: pd.Series | None,
+    stream: str,
+    plant: str,
+) -> pd.DataFrame:
     if not mask.any():
         return empty_frame("quarantine")
     r = raw[mask]
-    return quarantine_frame({
-        "plant": plant, "partition_date": r["partition_date"].to_numpy(), "stream": stream,
-        "stage": "standardize", "source_file": r["_source_file"].to_numpy(),
-        "source_row": r["_source_row"].to_numpy(),
-        "source_column": None if column is None else column[mask].to_numpy(),
-        "scope": "row", "rule": rule[mask].to_numpy(), "severity": "reject",
-        "message": _messages(r["_source_file"], r["_source_row"], rule[mask], detail[mask]).to_numpy(),
-        "value": None if value is None else value[mask].to_numpy(), "n_items": 1})
+    return quarantine_frame(
+        {
+            "plant": plant,
+            "partition_date": r["partition_date"].to_numpy(),
+            "stream": stream,
+            "stage": "standardize",
+            "source_file": r["_source_file"].to_numpy(),
+            "source_row": r["_source_row"].to_numpy(),
+            "source_column": None if column is None else column[mask].to_numpy(),
+            "scope": "row",
+            "rule": rule[mask].to_numpy(),
+            "severity": "reject",
+            "message": _messages(
+                r["_source_file"], r["_source_row"], rule[mask], detail[mask]
+            ).to_numpy(),
+            "value": None if value is None else value[mask].to_numpy(),
+            "n_items": 1,
+        }
+    )
 
 
-def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _units(
+    raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     plant, spec = ctx.plant, ctx.plant.streams.units
     if raw.empty:
         return empty_frame("production_units"), empty_frame("quarantine")
@@ -321,8 +454,10 @@ def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -
     if seq:
         mapped["start"] = spec.timestamp.field
     required = tuple(k for k in _REQUIRED_UNIT_FIELDS if k not in spec.constants)
-    reject_file, entries = _header_problems(raw, receipts, mapped, required,
-                                            spec.ignore_fields, "units")
+    reject_file, entries = _header_problems(
+        raw, receipts, mapped, required, spec.ignore_fields, "units"
+    )
+
     def val(k: str) -> pd.Series:
         if k in spec.constants:
             return pd.Series(spec.constants[k], index=raw.index, dtype="string")
@@ -345,52 +480,123 @@ def _units(raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext) -
     _set = rb.apply
 
     rule[reject_file] = "missing_required_column"  # already reported once per file
-    _set(unit_id.isna() | (unit_id.str.strip() == ""), "missing_value", "unit id is empty",
-         mapped.get("unit_id"))
-    _set(machine.isna() | (machine.str.strip() == ""), "missing_machine", "machine is empty",
-         mapped.get("machine_id"))
-    _set(~machine.isin(plant.machines), "unknown_machine",
-         "machine '" + machine.fillna("") + f"' is not one of the plant's machines (plant config 'machines' "
-         f"of {plant.plant_id})", mapped.get("machine_id"), machine)
-    _set(ne1 | ne2, "nonexistent_local_time", f"local time does not exist in {plant.timezone} (DST gap)",
-         mapped.get("start"), start_txt)
-    _set(start.isna(), "invalid_timestamp", "start time '" + start_txt.fillna("") + "' is not a valid time",
-         mapped.get("start"), start_txt)
-    _set(end.isna(), "invalid_timestamp", "end time '" + end_txt.fillna("") + "' is not a valid time",
-         mapped.get("end"), end_txt)
+    _set(
+        unit_id.isna() | (unit_id.str.strip() == ""),
+        "missing_value",
+        "unit id is empty",
+        mapped.get("unit_id"),
+    )
+    _set(
+        machine.isna() | (machine.str.strip() == ""),
+        "missing_machine",
+        "machine is empty",
+        mapped.get("machine_id"),
+    )
+    _set(
+        ~machine.isin(plant.machines),
+        "unknown_machine",
+        "machine '"
+        + machine.fillna("")
+        + f"' is not one of the plant's machines (plant config 'machines' "
+        f"of {plant.plant_id})",
+        mapped.get("machine_id"),
+        machine,
+    )
+    _set(
+        ne1 | ne2,
+        "nonexistent_local_time",
+        f"local time does not exist in {plant.timezone} (DST gap)",
+        mapped.get("start"),
+        start_txt,
+    )
+    _set(
+        start.isna(),
+        "invalid_timestamp",
+        "start time '" + start_txt.fillna("") + "' is not a valid time",
+        mapped.get("start"),
+        start_txt,
+    )
+    _set(
+        end.isna(),
+        "invalid_timestamp",
+        "end time '" + end_txt.fillna("") + "' is not a valid time",
+        mapped.get("end"),
+        end_txt,
+    )
     _set(end < start, "invalid_window", "end time is before start time", mapped.get("end"), end_txt)
-    _set(start > ctx.future_limit.tz_localize(None), "timestamp_in_future",
-         "start " + start.astype("string") + " UTC is after now", mapped.get("start"), start_txt)
-    _set(_outside_partition(start, part, plant.tz, ctx.quality.partition_grace_minutes),
-         "timestamp_outside_partition",
-         "start " + start.astype("string") + " UTC is not on the file's local day " + part.dt.strftime("%Y-%m-%d"),
-         mapped.get("start"), start_txt)
+    _set(
+        start > ctx.future_limit.tz_localize(None),
+        "timestamp_in_future",
+        "start " + start.astype("string") + " UTC is after now",
+        mapped.get("start"),
+        start_txt,
+    )
+    _set(
+        _outside_partition(start, part, plant.tz, ctx.quality.partition_grace_minutes),
+        "timestamp_outside_partition",
+        "start "
+        + start.astype("string")
+        + " UTC is not on the file's local day "
+        + part.dt.strftime("%Y-%m-%d"),
+        mapped.get("start"),
+        start_txt,
+    )
     ok = rule.isna()
     dup = unit_id.where(ok).duplicated(keep="first") & ok & unit_id.notna()
-    _set(dup, "duplicate", "unit id '" + unit_id.fillna("") + "' delivered twice; the first is kept",
-         mapped.get("unit_id"), unit_id)
+    _set(
+        dup,
+        "duplicate",
+        "unit id '" + unit_id.fillna("") + "' delivered twice; the first is kept",
+        mapped.get("unit_id"),
+        unit_id,
+    )
     ok = rule.isna() & ~reject_file
     key = ctx.pseudonym_key
-    op = pseudonymise(val("operator"), key) if "operator" in mapped else pd.Series(pd.NA, index=raw.index, dtype="string")
-    time_basis = ("clock" if not seq else
-                  f"synthetic: {spec.timestamp.field} x {spec.timestamp.step_seconds:g} s from {spec.timestamp.start}")
-    units = pd.DataFrame({
-        "plant": plant.plant_id, "partition_date": raw["partition_date"], "unit_id": unit_id,
-        "machine_id": machine, "line": val("line"), "product": val("product"),
-        "material_lot": val("material_lot"), "supplier": val("supplier"),
-        "operator_pseudonym": op, "pseudonym_key_id": key_id(key) if "operator" in mapped else None,
-        "start_utc": start, "end_utc": end, "time_basis": time_basis,
-        "inspected_at_utc": pd.NaT, "rework": pd.NA, "scrap": pd.NA, "defect": pd.NA,
-        "source_file": raw["_source_file"], "source_row": raw["_source_row"]})[ok]
-    q = _row_quarantine(raw, rule.notna() & ~reject_file, rule, detail, column, value, "units",
-                        plant.plant_id)
+    op = (
+        pseudonymise(val("operator"), key)
+        if "operator" in mapped
+        else pd.Series(pd.NA, index=raw.index, dtype="string")
+    )
+    time_basis = (
+        "clock"
+        if not seq
+        else f"synthetic: {spec.timestamp.field} x {spec.timestamp.step_seconds:g} s from {spec.timestamp.start}"
+    )
+    units = pd.DataFrame(
+        {
+            "plant": plant.plant_id,
+            "partition_date": raw["partition_date"],
+            "unit_id": unit_id,
+            "machine_id": machine,
+            "line": val("line"),
+            "product": val("product"),
+            "material_lot": val("material_lot"),
+            "supplier": val("supplier"),
+            "operator_pseudonym": op,
+            "pseudonym_key_id": key_id(key) if "operator" in mapped else None,
+            "start_utc": start,
+            "end_utc": end,
+            "time_basis": time_basis,
+            "inspected_at_utc": pd.NaT,
+            "rework": pd.NA,
+            "scrap": pd.NA,
+            "defect": pd.NA,
+            "source_file": raw["_source_file"],
+            "source_row": raw["_source_row"],
+        }
+    )[ok]
+    q = _row_quarantine(
+        raw, rule.notna() & ~reject_file, rule, detail, column, value, "units", plant.plant_id
+    )
     qs = [q, *entries]
-    return conform(units, "production_units"), pd.concat([x for x in qs if not x.empty] or [q],
-                                                          ignore_index=True)
+    return conform(units, "production_units"), pd.concat(
+        [x for x in qs if not x.empty] or [q], ignore_index=True
+    )
 
 
-def _attach_inspections(units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.DataFrame,
-                        ctx: StandardizeContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _attach_inspections(
+    units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.DataFrame, ctx: StandardizeContext
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     plant, spec = ctx.plant, ctx.plant.streams.inspections
     if raw.empty:
         return units, empty_frame("quarantine")
@@ -406,8 +612,9 @@ def _attach_inspections(units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.Dat
     else:
         mapped["outcome"] = out.field
     required = tuple(mapped)
-    reject_file, entries = _header_problems(raw, receipts, mapped, required, spec.ignore_fields,
-                                            "inspections")
+    reject_file, entries = _header_problems(
+        raw, receipts, mapped, required, spec.ignore_fields, "inspections"
+    )
     unit_id = _field_series(raw, mapped["unit_id"])
     at_txt = _field_series(raw, mapped["inspected_at"])
     at, ne = parse_times(at_txt, spec.timestamp, plant.tz)
@@ -421,29 +628,68 @@ def _attach_inspections(units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.Dat
     if out.flags:
         for k, src in out.flags.items():
             t = _field_series(raw, src).str.strip()
-            flag = t.map({"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True})
-            _set(flag.isna(), "invalid_flag", f"flag {src!r} must be 0 or 1, found '" + t.fillna("empty") + "'",
-                 src, t)
+            flag = t.map(
+                {"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True}
+            )
+            _set(
+                flag.isna(),
+                "invalid_flag",
+                f"flag {src!r} must be 0 or 1, found '" + t.fillna("empty") + "'",
+                src,
+                t,
+            )
             (rework if k == "rework" else scrap).loc[:] = flag.fillna(False).astype(bool)
     else:
         t = _field_series(raw, out.field).str.strip()
         o = t.map(out.values)
-        _set(o.isna(), "unknown_outcome",
-             f"outcome {out.field!r} value '" + t.fillna("empty") + f"' is not one of {sorted(out.values)}",
-             out.field, t)
+        _set(
+            o.isna(),
+            "unknown_outcome",
+            f"outcome {out.field!r} value '"
+            + t.fillna("empty")
+            + f"' is not one of {sorted(out.values)}",
+            out.field,
+            t,
+        )
         rework[:] = (o == "rework").fillna(False)
         scrap[:] = (o == "scrap").fillna(False)
-    _set(unit_id.isna() | (unit_id.str.strip() == ""), "missing_value", "unit id is empty", mapped["unit_id"])
-    _set(ne, "nonexistent_local_time", "inspection time does not exist (DST gap)", mapped["inspected_at"], at_txt)
-    _set(at.isna(), "invalid_timestamp", "inspection time '" + at_txt.fillna("") + "' is not a valid time",
-         mapped["inspected_at"], at_txt)
-    _set(at > ctx.future_limit.tz_localize(None), "timestamp_in_future",
-         "inspection time " + at.astype("string") + " UTC is after now", mapped["inspected_at"], at_txt)
+    _set(
+        unit_id.isna() | (unit_id.str.strip() == ""),
+        "missing_value",
+        "unit id is empty",
+        mapped["unit_id"],
+    )
+    _set(
+        ne,
+        "nonexistent_local_time",
+        "inspection time does not exist (DST gap)",
+        mapped["inspected_at"],
+        at_txt,
+    )
+    _set(
+        at.isna(),
+        "invalid_timestamp",
+        "inspection time '" + at_txt.fillna("") + "' is not a valid time",
+        mapped["inspected_at"],
+        at_txt,
+    )
+    _set(
+        at > ctx.future_limit.tz_localize(None),
+        "timestamp_in_future",
+        "inspection time " + at.astype("string") + " UTC is after now",
+        mapped["inspected_at"],
+        at_txt,
+    )
     raw_pd = pd.to_datetime(raw["partition_date"]).dt.date
     keys = _keyset(units)
     known = pd.Series([k in keys for k in zip(raw_pd, unit_id, strict=True)], index=raw.index)
-    _set(~known, "unknown_unit", "unit '" + unit_id.fillna("") + "' is not among the units of this day",
-         mapped["unit_id"], unit_id)
+    _set(
+        ~known,
+        "unknown_unit",
+        "unit '" + unit_id.fillna("") + "' is not among the units of this day",
+        mapped["unit_id"],
+        unit_id,
+    )
     ok = rule.isna()
     # Several outcomes for one unit: the latest inspection wins, earlier ones are quarantined.
     order = pd.DataFrame({"u": unit_id, "at": at, "i": raw.index})[ok].sort_values(["u", "at", "i"])
@@ -451,22 +697,38 @@ def _attach_inspections(units: pd.DataFrame, raw: pd.DataFrame, receipts: pd.Dat
     sup_idx = order.index[superseded]
     m = pd.Series(False, index=raw.index)
     m[sup_idx] = True
-    _set(m, "duplicate", "unit '" + unit_id.fillna("") + "' has a later inspection; this one is superseded",
-         mapped["unit_id"], unit_id)
+    _set(
+        m,
+        "duplicate",
+        "unit '" + unit_id.fillna("") + "' has a later inspection; this one is superseded",
+        mapped["unit_id"],
+        unit_id,
+    )
     ok = rule.isna() & ~reject_file
-    res = pd.DataFrame({"unit_id": unit_id[ok], "inspected_at_utc": at[ok], "rework": rework[ok],
-                        "scrap": scrap[ok], "partition_date": raw_pd[ok]})
+    res = pd.DataFrame(
+        {
+            "unit_id": unit_id[ok],
+            "inspected_at_utc": at[ok],
+            "rework": rework[ok],
+            "scrap": scrap[ok],
+            "partition_date": raw_pd[ok],
+        }
+    )
     u = units.copy()
     u["_pd"] = pd.to_datetime(u["partition_date"]).dt.date
     merged = u.drop(columns=["inspected_at_utc", "rework", "scrap", "defect"]).merge(
-        res.rename(columns={"partition_date": "_pd"}), on=["_pd", "unit_id"], how="left")
+        res.rename(columns={"partition_date": "_pd"}), on=["_pd", "unit_id"], how="left"
+    )
     merged["defect"] = merged["rework"].astype("boolean") | merged["scrap"].astype("boolean")
     merged.loc[merged["inspected_at_utc"].isna(), "defect"] = pd.NA
-    q = _row_quarantine(raw, rule.notna() & ~reject_file, rule, detail, column, value, "inspections",
-                        plant.plant_id)
+    q = _row_quarantine(
+        raw, rule.notna() & ~reject_file, rule, detail, column, value, "inspections", plant.plant_id
+    )
     qs = [x for x in (q, *entries) if not x.empty]
-    return (conform(merged.drop(columns="_pd"), "production_units"),
-            pd.concat(qs, ignore_index=True) if qs else empty_frame("quarantine"))
+    return (
+        conform(merged.drop(columns="_pd"), "production_units"),
+        pd.concat(qs, ignore_index=True) if qs else empty_frame("quarantine"),
+    )
 
 
 def _keyset(units: pd.DataFrame) -> set[tuple[dt.date, str]]:

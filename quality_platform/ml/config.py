@@ -54,8 +54,13 @@ class CatBoostParams(_Model):
     thread_count: int = Field(2, ge=1, le=64)
 
     def as_catboost(self) -> dict[str, object]:
-        return {**self.model_dump(), "loss_function": "Logloss", "eval_metric": "AUC",
-                "allow_writing_files": False, "verbose": False}
+        return {
+            **self.model_dump(),
+            "loss_function": "Logloss",
+            "eval_metric": "AUC",
+            "allow_writing_files": False,
+            "verbose": False,
+        }
 
 
 class SampleRule(_Model):
@@ -212,8 +217,10 @@ def load_approval_policy(paths: Paths | None = None) -> ApprovalPolicy:
     known = set(CatBoostParams.model_fields)
     for name in [*policy.change_envelope.parameters, *policy.change_envelope.fixed_parameters]:
         if name not in known:
-            raise ConfigError(f"{path}: field 'change_envelope.parameters.{name}': unknown CatBoost parameter; "
-                              f"known: {sorted(known)}")
+            raise ConfigError(
+                f"{path}: field 'change_envelope.parameters.{name}': unknown CatBoost parameter; "
+                f"known: {sorted(known)}"
+            )
     return policy
 
 
@@ -226,9 +233,16 @@ def mlflow_uris(cfg: ModelConfig, paths: Paths | None = None) -> tuple[str, str]
     """(tracking URI, artifact root) after environment overrides; the default is local files."""
     paths = paths or get_paths()
     base = paths.data_dir / "mlflow"
-    tracking = os.environ.get("QP_MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri or f"sqlite:///{base / 'mlflow.db'}"
-    artifacts = (os.environ.get("QP_MLFLOW_ARTIFACT_ROOT") or cfg.mlflow.artifact_root
-                 or (base / "artifacts").as_uri())
+    tracking = (
+        os.environ.get("QP_MLFLOW_TRACKING_URI")
+        or cfg.mlflow.tracking_uri
+        or f"sqlite:///{base / 'mlflow.db'}"
+    )
+    artifacts = (
+        os.environ.get("QP_MLFLOW_ARTIFACT_ROOT")
+        or cfg.mlflow.artifact_root
+        or (base / "artifacts").as_uri()
+    )
     return tracking, artifacts
 
 

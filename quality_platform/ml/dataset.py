@@ -67,14 +67,19 @@ def snapshot_dir(paths: Paths, data_hash: str) -> Path:
     return snapshots_dir(paths) / data_hash[:16]
 
 
-def plant_windows(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig,
-                  end: dt.date | None = None) -> dict[str, tuple[dt.date, dt.date, dt.date]]:
+def plant_windows(
+    con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, end: dt.date | None = None
+) -> dict[str, tuple[dt.date, dt.date, dt.date]]:
     """plant -> (first day, last day, last standardised day) of its training window.
 
     ``end`` caps the window (training as of an earlier date, e.g. to reproduce a past version)."""
     if not table_exists(con, FEATURE_SCHEMA, TABLE):
         return {}
-    last = dict(con.execute(f"SELECT plant, max(partition_date) FROM {FEATURE_SCHEMA}.{TABLE} GROUP BY plant").fetchall())
+    last = dict(
+        con.execute(
+            f"SELECT plant, max(partition_date) FROM {FEATURE_SCHEMA}.{TABLE} GROUP BY plant"
+        ).fetchall()
+    )
     out = {}
     for plant_id, plant in sorted(plants.items()):
         if plant_id not in last:
@@ -82,24 +87,36 @@ def plant_windows(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig,
         complete = last[plant_id] - dt.timedelta(days=plant.label_latency_days)
         if end is not None:
             complete = min(complete, end)
-        out[plant_id] = (complete - dt.timedelta(days=cfg.training.window_days - 1), complete, last[plant_id])
+        out[plant_id] = (
+            complete - dt.timedelta(days=cfg.training.window_days - 1),
+            complete,
+            last[plant_id],
+        )
     return out
 
 
-def _read_plant(con: Any, plant_id: str, first: dt.date, last: dt.date, label: str) -> tuple[pd.DataFrame, int]:
-    df = con.execute(f"""
+def _read_plant(
+    con: Any, plant_id: str, first: dt.date, last: dt.date, label: str
+) -> tuple[pd.DataFrame, int]:
+    df = con.execute(
+        f"""
         SELECT f.*, u."{label}"::INTEGER AS {LABEL}, u.rework, u.scrap, u.inspected_at_utc
         FROM {FEATURE_SCHEMA}.{TABLE} f
         JOIN standard.production_units u USING (plant, partition_date, unit_id)
-        WHERE f.plant = ? AND f.partition_date BETWEEN ? AND ?""", [plant_id, first, last]).df()
+        WHERE f.plant = ? AND f.partition_date BETWEEN ? AND ?""",
+        [plant_id, first, last],
+    ).df()
     pending = int(df[LABEL].isna().sum())
     return df[df[LABEL].notna()].copy(), pending
 
 
 def _key_ids(con: Any, plant_id: str, first: dt.date, last: dt.date) -> list[str]:
     """Ids of the pseudonymisation keys of the window's production units (lineage, F11)."""
-    rows = con.execute("""SELECT DISTINCT pseudonym_key_id FROM standard.production_units WHERE plant = ?
-        AND partition_date BETWEEN ? AND ? AND pseudonym_key_id IS NOT NULL ORDER BY 1""", [plant_id, first, last])
+    rows = con.execute(
+        """SELECT DISTINCT pseudonym_key_id FROM standard.production_units WHERE plant = ?
+        AND partition_date BETWEEN ? AND ? AND pseudonym_key_id IS NOT NULL ORDER BY 1""",
+        [plant_id, first, last],
+    )
     return [r[0] for r in rows.fetchall()]
 
 
@@ -108,7 +125,9 @@ def _split(df: pd.DataFrame, cfg: ModelConfig) -> pd.Series:
     n = len(df)
     n_hold = round(n * cfg.training.holdout_fraction)
     n_val = round(n * cfg.training.validation_fraction)
-    labels = np.array(["train"] * (n - n_hold - n_val) + ["validation"] * n_val + ["holdout"] * n_hold)
+    labels = np.array(
+        ["train"] * (n - n_hold - n_val) + ["validation"] * n_val + ["holdout"] * n_hold
+    )
     order = df.sort_values(["start_utc", "unit_id"], kind="stable").index
     return pd.Series(labels, index=order).reindex(df.index)
 
@@ -122,24 +141,40 @@ def content_hash(df: pd.DataFrame, columns: list[str]) -> str:
     return h.hexdigest()
 
 
-def build_snapshot(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, spec: FeatureSpec,
-                   end: dt.date | None = None, quality: list[dict[str, Any]] | None = None) -> Snapshot:
+def build_snapshot(
+    con: Any,
+    plants: dict[str, PlantConfig],
+    cfg: ModelConfig,
+    spec: FeatureSpec,
+    end: dt.date | None = None,
+    quality: list[dict[str, Any]] | None = None,
+) -> Snapshot:
     """Read, filter, split and hash the training rows of every plant with enough labelled units."""
     windows = plant_windows(con, plants, cfg, end)
     if not windows:
-        raise DatasetError("no unit_features yet: materialise the standard and feature layers first")
+        raise DatasetError(
+            "no unit_features yet: materialise the standard and feature layers first"
+        )
     parts, partitions, excluded, per_plant = [], {}, {}, []
     for plant_id, (first, last, latest) in windows.items():
         df, pending = _read_plant(con, plant_id, first, last, cfg.label)
-        entry = {"plant": plant_id, "source": plants[plant_id].source, "name": plants[plant_id].name,
-                 "first_day": first.isoformat(), "last_day": last.isoformat(),
-                 "last_standardised_day": latest.isoformat(),
-                 "label_latency_days": plants[plant_id].label_latency_days,
-                 "labelled_units": len(df), "pending_units_left_out": pending,
-                 "pseudonym_key_ids": _key_ids(con, plant_id, first, last)}
+        entry = {
+            "plant": plant_id,
+            "source": plants[plant_id].source,
+            "name": plants[plant_id].name,
+            "first_day": first.isoformat(),
+            "last_day": last.isoformat(),
+            "last_standardised_day": latest.isoformat(),
+            "label_latency_days": plants[plant_id].label_latency_days,
+            "labelled_units": len(df),
+            "pending_units_left_out": pending,
+            "pseudonym_key_ids": _key_ids(con, plant_id, first, last),
+        }
         if len(df) < cfg.training.min_units_per_plant:
-            excluded[plant_id] = (f"{len(df)} labelled units in {first}..{last}, fewer than "
-                                  f"min_units_per_plant={cfg.training.min_units_per_plant}")
+            excluded[plant_id] = (
+                f"{len(df)} labelled units in {first}..{last}, fewer than "
+                f"min_units_per_plant={cfg.training.min_units_per_plant}"
+            )
             entry["excluded"] = excluded[plant_id]
             per_plant.append(entry)
             continue
@@ -148,7 +183,10 @@ def build_snapshot(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, s
         per_plant.append(entry)
         parts.append(df)
     if not parts:
-        raise DatasetError("no plant has enough labelled units: " + "; ".join(f"{p}: {r}" for p, r in excluded.items()))
+        raise DatasetError(
+            "no plant has enough labelled units: "
+            + "; ".join(f"{p}: {r}" for p, r in excluded.items())
+        )
     data = pd.concat(parts, ignore_index=True)
     data["partition_date"] = pd.to_datetime(data["partition_date"]).dt.date
     # every column of unit_features is kept (not only this model's inputs): the gate scores the
@@ -157,65 +195,115 @@ def build_snapshot(con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, s
     missing = [c for c in spec.columns if c not in data.columns]
     if missing:
         raise DatasetError(f"unit_features lacks the model's columns {missing[:10]}")
-    keep = list(dict.fromkeys(["plant", "partition_date", "unit_id", "start_utc",
-                               *(c for c in data.columns if c not in extra), LABEL, "split"]))
+    keep = list(
+        dict.fromkeys(
+            [
+                "plant",
+                "partition_date",
+                "unit_id",
+                "start_utc",
+                *(c for c in data.columns if c not in extra),
+                LABEL,
+                "split",
+            ]
+        )
+    )
     data = data.sort_values(["plant", "start_utc", "unit_id"], kind="stable").reset_index(drop=True)
     data_hash = content_hash(data, keep)
-    data = data[list(dict.fromkeys([*keep, "rework", "scrap", "inspected_at_utc", "partition_date"]))]
+    data = data[
+        list(dict.fromkeys([*keep, "rework", "scrap", "inspected_at_utc", "partition_date"]))
+    ]
     sheet = datasheet(data, data_hash, partitions, per_plant, cfg, spec, quality or [])
     return Snapshot(data, data_hash, partitions, sheet, excluded)
 
 
-def datasheet(data: pd.DataFrame, data_hash: str, partitions: dict[str, list[str]], per_plant: list[dict[str, Any]],
-              cfg: ModelConfig, spec: FeatureSpec, quality: list[dict[str, Any]]) -> dict[str, Any]:
+def datasheet(
+    data: pd.DataFrame,
+    data_hash: str,
+    partitions: dict[str, list[str]],
+    per_plant: list[dict[str, Any]],
+    cfg: ModelConfig,
+    spec: FeatureSpec,
+    quality: list[dict[str, Any]],
+) -> dict[str, Any]:
     """What the snapshot is: sources, period, label distribution per plant and split, data quality."""
-    counts = (data.groupby(["plant", "split", LABEL]).size().rename("units").reset_index()
-              .assign(**{LABEL: lambda d: d[LABEL].map({0: "ok", 1: cfg.label})}))
+    counts = (
+        data.groupby(["plant", "split", LABEL])
+        .size()
+        .rename("units")
+        .reset_index()
+        .assign(**{LABEL: lambda d: d[LABEL].map({0: "ok", 1: cfg.label})})
+    )
     dist = data.groupby("plant")[LABEL].agg(["size", "sum", "mean"]).reset_index()
     dist.columns = ["plant", "units", "positives", "positive_rate"]
     return {
         "data_hash": data_hash,
         "label": cfg.label,
-        "label_definition": "production_units.defect = rework or scrap at inspection" if cfg.label == "defect"
+        "label_definition": "production_units.defect = rework or scrap at inspection"
+        if cfg.label == "defect"
         else f"production_units.{cfg.label}",
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sources": ["features.unit_features", "standard.production_units (inspection outcome)"],
         "partitions": partitions,
-        "window_rule": (f"per plant: the last {cfg.training.window_days} days with complete labels "
-                        "(day + label_latency_days <= last standardised day); only units with a known outcome"),
-        "split_rule": (f"per plant, time-ordered by start_utc: train, validation "
-                       f"{cfg.training.validation_fraction:.0%}, holdout {cfg.training.holdout_fraction:.0%}"),
+        "window_rule": (
+            f"per plant: the last {cfg.training.window_days} days with complete labels "
+            "(day + label_latency_days <= last standardised day); only units with a known outcome"
+        ),
+        "split_rule": (
+            f"per plant, time-ordered by start_utc: train, validation "
+            f"{cfg.training.validation_fraction:.0%}, holdout {cfg.training.holdout_fraction:.0%}"
+        ),
         "plants": per_plant,
         "rows": len(data),
         "rows_per_plant_split_class": counts.to_dict("records"),
         "label_distribution": dist.to_dict("records"),
         "features": spec.as_dict(),
         "personal_data": "none: operator pseudonyms and material lot ids are not in the snapshot",
-        "pseudonym_key_ids": sorted({k for e in per_plant if "excluded" not in e for k in e.get("pseudonym_key_ids", [])}),
+        "pseudonym_key_ids": sorted(
+            {k for e in per_plant if "excluded" not in e for k in e.get("pseudonym_key_ids", [])}
+        ),
         "data_quality": quality,
     }
 
 
 def datasheet_markdown(sheet: dict[str, Any]) -> str:
     """The datasheet as Markdown (MLflow artifact, catalog metadata)."""
-    lines = [f"# Training data datasheet `{sheet['data_hash'][:16]}`", "",
-             f"- content hash (sha256): `{sheet['data_hash']}`",
-             f"- label: `{sheet['label']}` - {sheet['label_definition']}",
-             f"- sources: {', '.join(sheet['sources'])}",
-             f"- window: {sheet['window_rule']}", f"- split: {sheet['split_rule']}",
-             f"- rows: {sheet['rows']:,}", f"- personal data: {sheet['personal_data']}",
-             f"- pseudonymisation key id(s) of the source data: {', '.join(sheet.get('pseudonym_key_ids', [])) or 'none'}",
-             "",
-             "## Plants and periods", "", pd.DataFrame(sheet["plants"]).to_markdown(index=False), "",
-             "## Label distribution", "", pd.DataFrame(sheet["label_distribution"]).to_markdown(index=False), "",
-             "## Rows per plant, split and class", "",
-             pd.DataFrame(sheet["rows_per_plant_split_class"]).to_markdown(index=False), "",
-             f"## Features (feature set v{sheet['features']['feature_set_version']})", "",
-             f"categorical: {', '.join(sheet['features']['categorical'])}; "
-             f"numeric: {len(sheet['features']['numeric'])} columns", ""]
+    lines = [
+        f"# Training data datasheet `{sheet['data_hash'][:16]}`",
+        "",
+        f"- content hash (sha256): `{sheet['data_hash']}`",
+        f"- label: `{sheet['label']}` - {sheet['label_definition']}",
+        f"- sources: {', '.join(sheet['sources'])}",
+        f"- window: {sheet['window_rule']}",
+        f"- split: {sheet['split_rule']}",
+        f"- rows: {sheet['rows']:,}",
+        f"- personal data: {sheet['personal_data']}",
+        f"- pseudonymisation key id(s) of the source data: {', '.join(sheet.get('pseudonym_key_ids', [])) or 'none'}",
+        "",
+        "## Plants and periods",
+        "",
+        pd.DataFrame(sheet["plants"]).to_markdown(index=False),
+        "",
+        "## Label distribution",
+        "",
+        pd.DataFrame(sheet["label_distribution"]).to_markdown(index=False),
+        "",
+        "## Rows per plant, split and class",
+        "",
+        pd.DataFrame(sheet["rows_per_plant_split_class"]).to_markdown(index=False),
+        "",
+        f"## Features (feature set v{sheet['features']['feature_set_version']})",
+        "",
+        f"categorical: {', '.join(sheet['features']['categorical'])}; "
+        f"numeric: {len(sheet['features']['numeric'])} columns",
+        "",
+    ]
     if sheet["data_quality"]:
-        lines += ["## Data-quality results at snapshot time (latest check evaluations)", "",
-                  pd.DataFrame(sheet["data_quality"]).to_markdown(index=False)]
+        lines += [
+            "## Data-quality results at snapshot time (latest check evaluations)",
+            "",
+            pd.DataFrame(sheet["data_quality"]).to_markdown(index=False),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +315,9 @@ def save_snapshot(paths: Paths, snap: Snapshot) -> Path:
     tmp = d.with_name(d.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     snap.data.to_parquet(tmp / "snapshot.parquet", index=False)
-    (tmp / "datasheet.json").write_text(json.dumps(snap.datasheet, indent=2, default=str), encoding="utf-8")
+    (tmp / "datasheet.json").write_text(
+        json.dumps(snap.datasheet, indent=2, default=str), encoding="utf-8"
+    )
     (tmp / "datasheet.md").write_text(datasheet_markdown(snap.datasheet), encoding="utf-8")
     tmp.rename(d)
     return d
@@ -237,7 +327,9 @@ def load_snapshot(paths: Paths, data_hash: str) -> Snapshot:
     """A saved snapshot by its (full or 16-char) hash."""
     d = snapshot_dir(paths, data_hash)
     if not (d / "snapshot.parquet").exists():
-        raise DatasetError(f"training snapshot {data_hash[:16]} not found under {snapshots_dir(paths)}")
+        raise DatasetError(
+            f"training snapshot {data_hash[:16]} not found under {snapshots_dir(paths)}"
+        )
     sheet = json.loads((d / "datasheet.json").read_text(encoding="utf-8"))
     data = pd.read_parquet(d / "snapshot.parquet")
     return Snapshot(data, sheet["data_hash"], sheet["partitions"], sheet)

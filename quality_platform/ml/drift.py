@@ -84,8 +84,18 @@ STD_FLOOR = 1e-9
 WASSERSTEIN_THRESHOLD = 0.1
 #: Columns of the frames returned by :func:`compare` (and, after ``group``, by :func:`compare_groups`).
 RESULT_COLUMNS = (
-    "feature", "n", "missing_share", "ref_missing_share", "wasserstein", "psi", "ks", "mean_shift_sd",
-    "ref_mean", "cur_mean", "ref_std", "flag",
+    "feature",
+    "n",
+    "missing_share",
+    "ref_missing_share",
+    "wasserstein",
+    "psi",
+    "ks",
+    "mean_shift_sd",
+    "ref_mean",
+    "cur_mean",
+    "ref_std",
+    "flag",
 )
 _FORMAT = "quality_platform.drift.profile"
 _FORMAT_VERSION = 1
@@ -131,8 +141,15 @@ class Profile:
             "n_edges": self.n_edges,
             "psi_bins": self.psi_bins,
             "features": [
-                {"name": f.name, "edges": f.edges, "cdf": f.cdf, "mean": _nan_to_none(f.mean),
-                 "std": _nan_to_none(f.std), "n": f.n, "missing_share": _nan_to_none(f.missing_share)}
+                {
+                    "name": f.name,
+                    "edges": f.edges,
+                    "cdf": f.cdf,
+                    "mean": _nan_to_none(f.mean),
+                    "std": _nan_to_none(f.std),
+                    "n": f.n,
+                    "missing_share": _nan_to_none(f.missing_share),
+                }
                 for f in self.features.values()
             ],
         }
@@ -143,11 +160,17 @@ class Profile:
         """Inverse of :meth:`to_json`."""
         doc = json.loads(s)
         if doc.get("format") != _FORMAT or doc.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"not a drift profile (format {doc.get('format')!r}, version {doc.get('version')!r})")
+            raise ValueError(
+                f"not a drift profile (format {doc.get('format')!r}, version {doc.get('version')!r})"
+            )
         features = {
             f["name"]: FeatureProfile(
-                name=f["name"], edges=[float(v) for v in f["edges"]], cdf=[float(v) for v in f["cdf"]],
-                mean=_none_to_nan(f["mean"]), std=_none_to_nan(f["std"]), n=int(f["n"]),
+                name=f["name"],
+                edges=[float(v) for v in f["edges"]],
+                cdf=[float(v) for v in f["cdf"]],
+                mean=_none_to_nan(f["mean"]),
+                std=_none_to_nan(f["std"]),
+                n=int(f["n"]),
                 missing_share=_none_to_nan(f["missing_share"]),
             )
             for f in doc["features"]
@@ -158,7 +181,9 @@ class Profile:
 # --- public functions ----------------------------------------------------------------------------
 
 
-def build_profile(df: pd.DataFrame, columns: Sequence[str], n_edges: int = 101, psi_bins: int = 10) -> Profile:
+def build_profile(
+    df: pd.DataFrame, columns: Sequence[str], n_edges: int = 101, psi_bins: int = 10
+) -> Profile:
     """Profile the reference sample ``df`` (e.g. the training data of a model version) on ``columns``.
 
     ``n_edges`` reference quantiles (default 101: every percentile, min and max included) are the fine
@@ -172,7 +197,9 @@ def build_profile(df: pd.DataFrame, columns: Sequence[str], n_edges: int = 101, 
     return Profile(features=features, n_edges=n_edges, psi_bins=psi_bins)
 
 
-def compare(profile: Profile, df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def compare(
+    profile: Profile, df: pd.DataFrame, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Drift of the current data ``df`` against the reference ``profile``: one row per feature with the
     columns of :data:`RESULT_COLUMNS` (see the module docstring for their meaning).
 
@@ -188,7 +215,10 @@ def compare(profile: Profile, df: pd.DataFrame, columns: Sequence[str] | None = 
 
 
 def compare_groups(
-    profile_by_group: dict[str, Profile], df: pd.DataFrame, group_col: str, columns: Sequence[str] | None = None
+    profile_by_group: dict[str, Profile],
+    df: pd.DataFrame,
+    group_col: str,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """:func:`compare` per value of ``group_col`` (e.g. per machine, each against the reference profile
     of that same machine from :func:`build_group_profiles`), with a leading ``group`` column.
@@ -250,7 +280,9 @@ def build_group_profiles(
     out: dict[str, Profile] = {}
     for value, pos in df.groupby(group_col, sort=True, dropna=True, observed=True).indices.items():
         if len(pos) >= min_rows:
-            features = {name: _profile_column(name, block[pos, j], n_edges) for j, name in enumerate(names)}
+            features = {
+                name: _profile_column(name, block[pos, j], n_edges) for j, name in enumerate(names)
+            }
             out[str(value)] = Profile(features=features, n_edges=n_edges, psi_bins=psi_bins)
     return out
 
@@ -272,7 +304,9 @@ def _profile_column(name: str, x: np.ndarray, n_edges: int) -> FeatureProfile:
     pos = np.maximum((n * np.arange(n_edges, dtype=np.int64) + k - 1) // k - 1, 0)
     edges = np.unique(s[pos])
     cdf = np.searchsorted(s, edges, side="right") / n
-    return FeatureProfile(name, edges.tolist(), cdf.tolist(), float(s.mean()), float(s.std()), n, missing)
+    return FeatureProfile(
+        name, edges.tolist(), cdf.tolist(), float(s.mean()), float(s.std()), n, missing
+    )
 
 
 # --- comparison ----------------------------------------------------------------------------------
@@ -282,7 +316,9 @@ def _compare_block(
     profile: Profile, names: list[str], column: Callable[[int], np.ndarray], n_rows: int
 ) -> list[dict[str, Any]]:
     def one(j: int) -> dict[str, Any]:
-        return _compare_column(profile.features[names[j]], column(j), profile.n_edges, profile.psi_bins)
+        return _compare_column(
+            profile.features[names[j]], column(j), profile.n_edges, profile.psi_bins
+        )
 
     workers = min(len(names), _cpu_count())
     if workers > 1 and n_rows * len(names) >= _PARALLEL_MIN_VALUES:
@@ -291,16 +327,27 @@ def _compare_block(
     return [one(j) for j in range(len(names))]
 
 
-def _compare_column(fp: FeatureProfile, x: np.ndarray, n_edges: int, psi_bins: int) -> dict[str, Any]:
+def _compare_column(
+    fp: FeatureProfile, x: np.ndarray, n_edges: int, psi_bins: int
+) -> dict[str, Any]:
     total = x.size
     finite = np.isfinite(x)
     v = x if finite.all() else x[finite]
     n = int(v.size)
     nan = math.nan
     row: dict[str, Any] = {
-        "feature": fp.name, "n": n, "missing_share": (total - n) / total if total else nan,
-        "ref_missing_share": fp.missing_share, "wasserstein": nan, "psi": nan, "ks": nan,
-        "mean_shift_sd": nan, "ref_mean": fp.mean, "cur_mean": nan, "ref_std": fp.std, "flag": "",
+        "feature": fp.name,
+        "n": n,
+        "missing_share": (total - n) / total if total else nan,
+        "ref_missing_share": fp.missing_share,
+        "wasserstein": nan,
+        "psi": nan,
+        "ks": nan,
+        "mean_shift_sd": nan,
+        "ref_mean": fp.mean,
+        "cur_mean": nan,
+        "ref_std": fp.std,
+        "flag": "",
     }
     flags = []
     if fp.n == 0:
@@ -327,7 +374,9 @@ def _compare_column(fp: FeatureProfile, x: np.ndarray, n_edges: int, psi_bins: i
         row.update(
             wasserstein=float(np.abs(v - e[0]).mean()) / scale,
             psi=_psi(np.array([below, n - below - above, above]) / n, np.array([0.0, 1.0, 0.0])),
-            ks=max(below, above) / n, cur_mean=cur_mean, mean_shift_sd=(cur_mean - fp.mean) / scale,
+            ks=max(below, above) / n,
+            cur_mean=cur_mean,
+            mean_shift_sd=(cur_mean - fp.mean) / scale,
         )
         return row
 
@@ -351,8 +400,16 @@ def _compare_column(fp: FeatureProfile, x: np.ndarray, n_edges: int, psi_bins: i
     wasserstein = float(np.abs(area_ref - area_cur).sum()) / scale
 
     cuts = _psi_cuts(c, n_edges, psi_bins)
-    psi = _psi(np.diff(f_cur[cuts], prepend=0.0, append=1.0), np.diff(c[cuts], prepend=0.0, append=1.0))
-    row.update(wasserstein=wasserstein, psi=psi, ks=ks, cur_mean=cur_mean, mean_shift_sd=(cur_mean - fp.mean) / scale)
+    psi = _psi(
+        np.diff(f_cur[cuts], prepend=0.0, append=1.0), np.diff(c[cuts], prepend=0.0, append=1.0)
+    )
+    row.update(
+        wasserstein=wasserstein,
+        psi=psi,
+        ks=ks,
+        cur_mean=cur_mean,
+        mean_shift_sd=(cur_mean - fp.mean) / scale,
+    )
     return row
 
 
@@ -428,7 +485,11 @@ def _ref_within_bin(e: np.ndarray, c: np.ndarray, mean: float, n_edges: int) -> 
     gap = (total - inner - o_hi * w_hi) - (o_lo * t_lo - o_hi * t_hi)
     var_lo, var_hi = (o_lo * t_lo) ** 2, (o_hi * t_hi) ** 2
     if var_lo + var_hi > 0:
-        t_lo = min(max(t_lo + gap * var_lo / (o_lo * (var_lo + var_hi)), 0.0), w_lo) if o_lo > 0 else 0.0
+        t_lo = (
+            min(max(t_lo + gap * var_lo / (o_lo * (var_lo + var_hi)), 0.0), w_lo)
+            if o_lo > 0
+            else 0.0
+        )
         rest_hi = total - inner - o_lo * t_lo  # = P_hi; then clamp and give any excess back to P_lo
         p_hi = min(max(rest_hi, 0.0), o_hi * w_hi)
         p_lo = min(max(total - inner - p_hi, 0.0), o_lo * w_lo)
@@ -447,7 +508,9 @@ def _tail_distance(w: np.ndarray, o: np.ndarray, i: int) -> float:
     length = float(w[i])
     if o[i] <= 0 or length <= 0:
         return 0.0
-    dens = [float(o[j] / w[j]) if 0 <= j < m and w[j] > 0 else 0.0 for j in (i + step, i + 2 * step)]
+    dens = [
+        float(o[j] / w[j]) if 0 <= j < m and w[j] > 0 else 0.0 for j in (i + step, i + 2 * step)
+    ]
     if dens[0] <= 0:
         return length / 2
     f_edge = dens[0]
@@ -485,7 +548,9 @@ def _check_profile_args(n_edges: int, psi_bins: int) -> None:
     if n_edges < 2:
         raise ValueError(f"n_edges must be at least 2, got {n_edges}")
     if not 1 <= psi_bins <= n_edges - 1:
-        raise ValueError(f"psi_bins must be between 1 and n_edges - 1 = {n_edges - 1}, got {psi_bins}")
+        raise ValueError(
+            f"psi_bins must be between 1 and n_edges - 1 = {n_edges - 1}, got {psi_bins}"
+        )
 
 
 def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:
@@ -495,7 +560,9 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     missing = [c for c in names if c not in df.columns]
     if missing:
         raise ValueError(f"columns not in the data: {missing}")
-    dupes = sorted({str(c) for c in names if names.count(c) > 1 or int((df.columns == c).sum()) > 1})
+    dupes = sorted(
+        {str(c) for c in names if names.count(c) > 1 or int((df.columns == c).sum()) > 1}
+    )
     if dupes:
         raise ValueError(f"columns requested twice or not unique in the data: {dupes}")
     return names

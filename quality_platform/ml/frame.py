@@ -40,29 +40,41 @@ class FeatureSpec:
         return [*self.categorical, *self.numeric]
 
     def as_dict(self) -> dict[str, object]:
-        return {"categorical": list(self.categorical), "numeric": list(self.numeric),
-                "feature_set_version": self.feature_set_version}
+        return {
+            "categorical": list(self.categorical),
+            "numeric": list(self.numeric),
+            "feature_set_version": self.feature_set_version,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> FeatureSpec:
         return cls(tuple(d["categorical"]), tuple(d["numeric"]), int(d["feature_set_version"]))  # type: ignore[arg-type]
 
 
-def feature_spec(registry: QuantityRegistry, features: FeatureConfig, model: ModelConfig) -> FeatureSpec:
+def feature_spec(
+    registry: QuantityRegistry, features: FeatureConfig, model: ModelConfig
+) -> FeatureSpec:
     """The model's inputs: configured categorical context + every per-quantity statistic not excluded."""
     unknown = [c for c in model.features.categorical if c not in CATEGORICAL_CANDIDATES]
     if unknown:
-        raise ValueError(f"data/ml/model.yaml features.categorical: {unknown} are not context columns of "
-                         f"unit_features; choose from {list(CATEGORICAL_CANDIDATES)}")
+        raise ValueError(
+            f"data/ml/model.yaml features.categorical: {unknown} are not context columns of "
+            f"unit_features; choose from {list(CATEGORICAL_CANDIDATES)}"
+        )
     excluded_stats = set(model.features.exclude_statistics)
     known_stats = {s.name for s in statistics_of(features)}
     bad = excluded_stats - known_stats
     if bad:
-        raise ValueError(f"data/ml/model.yaml features.exclude_statistics: {sorted(bad)} are not configured "
-                         f"statistics {sorted(known_stats)}")
-    numeric = tuple(c.name for c in feature_columns(registry, features)
-                    if c.name.rsplit("__", 1)[1] not in excluded_stats
-                    and c.name not in model.features.exclude_columns)
+        raise ValueError(
+            f"data/ml/model.yaml features.exclude_statistics: {sorted(bad)} are not configured "
+            f"statistics {sorted(known_stats)}"
+        )
+    numeric = tuple(
+        c.name
+        for c in feature_columns(registry, features)
+        if c.name.rsplit("__", 1)[1] not in excluded_stats
+        and c.name not in model.features.exclude_columns
+    )
     assert {c.name for c in CONTEXT} >= set(CATEGORICAL_CANDIDATES)
     return FeatureSpec(tuple(model.features.categorical), numeric, features.feature_set_version)
 
@@ -71,8 +83,10 @@ def model_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Feature rows (columns of unit_features, any extra columns ignored) -> the model's input frame."""
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
-        raise ValueError(f"feature rows lack the model's columns {missing[:10]} (feature set changed? "
-                         f"the model expects feature_set_version {spec.feature_set_version})")
+        raise ValueError(
+            f"feature rows lack the model's columns {missing[:10]} (feature set changed? "
+            f"the model expects feature_set_version {spec.feature_set_version})"
+        )
     out = {}
     for c in spec.categorical:
         col = df[c]

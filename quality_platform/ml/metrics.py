@@ -264,7 +264,9 @@ class LossSurprise:
     z: float  # excess against the baseline excess, in standard errors; NaN without data
 
 
-def loss_surprise(y: Any, p: Any, baseline: LossSurprise | None = None, eps: float = _LOG_LOSS_EPS) -> LossSurprise:
+def loss_surprise(
+    y: Any, p: Any, baseline: LossSurprise | None = None, eps: float = _LOG_LOSS_EPS
+) -> LossSurprise:
     """How surprised the model is by the outcomes. If the risks ``p`` are right, unit ``i``'s
     log-loss has mean ``H(p_i)`` (binary entropy) and variance ``p_i (1 - p_i) logit(p_i)^2``; the
     per-unit excess ``loss - H`` then averages 0. A model that is somewhat over-confident on unseen
@@ -289,8 +291,14 @@ def loss_surprise(y: Any, p: Any, baseline: LossSurprise | None = None, eps: flo
     else:
         se, ref = math.sqrt(var_model + baseline.excess_sd**2 / baseline.n), baseline.excess
     z = float((excess.mean() - ref) / se) if se > 0 else math.nan
-    return LossSurprise(float(loss.mean()), float(ent.mean()), float(excess.mean()),
-                        float(excess.std(ddof=1)) if n > 1 else 0.0, n, z)
+    return LossSurprise(
+        float(loss.mean()),
+        float(ent.mean()),
+        float(excess.mean()),
+        float(excess.std(ddof=1)) if n > 1 else 0.0,
+        n,
+        z,
+    )
 
 
 @dataclass(frozen=True)
@@ -341,7 +349,9 @@ def auc_shortfall(y: Any, p: Any, baseline: AucShortfall | None = None) -> AucSh
     # observed one can be 1.0 on a small day, where its own standard error vanishes)
     h = min(max(e, 0.5), 0.995) if e == e else 0.5
     q1, q2 = h / (2 - h), 2 * h * h / (1 + h)
-    se = math.sqrt(max(h * (1 - h) + (n1 - 1) * (q1 - h * h) + (n2 - 1) * (q2 - h * h), 1e-12) / (n1 * n2))
+    se = math.sqrt(
+        max(h * (1 - h) + (n1 - 1) * (q1 - h * h) + (n2 - 1) * (q2 - h * h), 1e-12) / (n1 * n2)
+    )
     ref = baseline.gap if baseline is not None and baseline.gap == baseline.gap else 0.0
     return AucShortfall(a, e, a - e, se, (a - e - ref) / se)
 

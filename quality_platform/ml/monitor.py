@@ -47,15 +47,22 @@ SCORE = "risk"
 
 def monitored_columns(columns: list[str], cfg: MonitoringConfig) -> list[str]:
     """The monitored numeric features among ``columns``."""
-    return [c for c in columns if "__" in c and c.rsplit("__", 1)[1] in cfg.drift.monitored_statistics]
+    return [
+        c for c in columns if "__" in c and c.rsplit("__", 1)[1] in cfg.drift.monitored_statistics
+    ]
 
 
 def _measured(df: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if c in df.columns and df[c].notna().any()]
 
 
-def build_reference(train: pd.DataFrame, holdout: pd.DataFrame, holdout_scores: np.ndarray, numeric: list[str],
-                    cfg: MonitoringConfig) -> dict[str, Any]:
+def build_reference(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    holdout_scores: np.ndarray,
+    numeric: list[str],
+    cfg: MonitoringConfig,
+) -> dict[str, Any]:
     """Per plant: plant profile, machine profiles, stuck shares and score profile (JSON-ready)."""
     cols = monitored_columns(numeric, cfg)
     out: dict[str, Any] = {"monitored": cols, "plants": {}}
@@ -64,8 +71,13 @@ def build_reference(train: pd.DataFrame, holdout: pd.DataFrame, holdout_scores: 
         measured = _measured(rows, cols)
         if not measured:
             continue
-        machines = build_group_profiles(rows, "machine_id", measured, n_edges=cfg.drift.n_edges,
-                                        min_rows=cfg.drift.min_machine_units)
+        machines = build_group_profiles(
+            rows,
+            "machine_id",
+            measured,
+            n_edges=cfg.drift.n_edges,
+            min_rows=cfg.drift.min_machine_units,
+        )
         h = hold[hold["plant"] == plant]
         profile = build_profile(rows, measured, n_edges=cfg.drift.n_edges)
         out["plants"][str(plant)] = {
@@ -73,11 +85,19 @@ def build_reference(train: pd.DataFrame, holdout: pd.DataFrame, holdout_scores: 
             "features": measured,
             "profile": profile.to_json(),
             "machines": {str(m): p.to_json() for m, p in machines.items()},
-            "score": build_profile(h, [SCORE], n_edges=cfg.drift.n_edges).to_json() if len(h) else None,
-            "holdout_loss": dataclasses.asdict(loss_surprise(h[LABEL].to_numpy(dtype=bool), h[SCORE].to_numpy()))
-            if len(h) and LABEL in h.columns else None,
-            "holdout_auc": dataclasses.asdict(auc_shortfall(h[LABEL].to_numpy(dtype=bool), h[SCORE].to_numpy()))
-            if len(h) and LABEL in h.columns else None,
+            "score": build_profile(h, [SCORE], n_edges=cfg.drift.n_edges).to_json()
+            if len(h)
+            else None,
+            "holdout_loss": dataclasses.asdict(
+                loss_surprise(h[LABEL].to_numpy(dtype=bool), h[SCORE].to_numpy())
+            )
+            if len(h) and LABEL in h.columns
+            else None,
+            "holdout_auc": dataclasses.asdict(
+                auc_shortfall(h[LABEL].to_numpy(dtype=bool), h[SCORE].to_numpy())
+            )
+            if len(h) and LABEL in h.columns
+            else None,
         }
     return out
 
@@ -94,7 +114,9 @@ def _day_noise(rows: pd.DataFrame, features: list[str], n_edges: int) -> dict[st
     out = []
     for d in days:
         day = rows["partition_date"] == d
-        out.append(compare(build_profile(rows[~day], features, n_edges=n_edges), rows[day], features))
+        out.append(
+            compare(build_profile(rows[~day], features, n_edges=n_edges), rows[day], features)
+        )
     t = pd.concat(out, ignore_index=True)
     return {str(f): float(v) for f, v in t.groupby("feature")["wasserstein"].max().items()}
 
@@ -103,7 +125,11 @@ def alarm_threshold(ref_plant: dict[str, Any], feature: str, cfg: MonitoringConf
     """Process-drift threshold of a feature: the configured effect size, raised to
     ``noise_factor`` x the reference's own day-to-day noise where ordinary days already differ more."""
     noise = (ref_plant.get("day_noise") or {}).get(feature)
-    return max(cfg.drift.alarm, cfg.drift.noise_factor * noise) if noise is not None else cfg.drift.alarm
+    return (
+        max(cfg.drift.alarm, cfg.drift.noise_factor * noise)
+        if noise is not None
+        else cfg.drift.alarm
+    )
 
 
 def _std_col(feature: str) -> str:
@@ -122,19 +148,29 @@ class PlantReference:
 
     @classmethod
     def from_json(cls, pref: dict[str, Any]) -> PlantReference:
-        return cls(raw=pref, profile=Profile.from_json(pref["profile"]),
-                   machines={m: Profile.from_json(p) for m, p in pref["machines"].items()},
-                   score=Profile.from_json(pref["score"]) if pref.get("score") else None)
+        return cls(
+            raw=pref,
+            profile=Profile.from_json(pref["profile"]),
+            machines={m: Profile.from_json(p) for m, p in pref["machines"].items()},
+            score=Profile.from_json(pref["score"]) if pref.get("score") else None,
+        )
 
 
-def parse_reference(ref: dict[str, Any], plants: Iterable[str] | None = None) -> dict[str, PlantReference]:
+def parse_reference(
+    ref: dict[str, Any], plants: Iterable[str] | None = None
+) -> dict[str, PlantReference]:
     """The parsed reference of each plant in ``plants`` (default: all) that the reference holds."""
     wanted = ref["plants"] if plants is None else [p for p in plants if p in ref["plants"]]
     return {p: PlantReference.from_json(ref["plants"][p]) for p in wanted}
 
 
-def classify_day(rows: pd.DataFrame, scores: np.ndarray | None, refs: Mapping[str, PlantReference], plant: str,
-                 cfg: MonitoringConfig) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def classify_day(
+    rows: pd.DataFrame,
+    scores: np.ndarray | None,
+    refs: Mapping[str, PlantReference],
+    plant: str,
+    cfg: MonitoringConfig,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Drift rows of one plant-day (plant and machine scope) and its findings.
 
     Each finding: ``{"kind": process_drift | sensor_fault | stuck_sensor | prediction_drift,
@@ -145,8 +181,12 @@ def classify_day(rows: pd.DataFrame, scores: np.ndarray | None, refs: Mapping[st
     pref = parsed.raw
     features = [f for f in pref["features"] if f in rows.columns]
     plant_rows = compare(parsed.profile, rows, features).assign(scope="plant", machine_id=None)
-    mach = compare_groups(parsed.machines, rows.assign(machine_id=rows["machine_id"].astype(str)), "machine_id",
-                          features)
+    mach = compare_groups(
+        parsed.machines,
+        rows.assign(machine_id=rows["machine_id"].astype(str)),
+        "machine_id",
+        features,
+    )
     if not mach.empty:
         mach = mach.rename(columns={"group": "machine_id"}).assign(scope="machine")
     parts = [plant_rows, mach]
@@ -160,31 +200,65 @@ def classify_day(rows: pd.DataFrame, scores: np.ndarray | None, refs: Mapping[st
     for f in features:
         stuck = _stuck_machines(rows, f, cfg)
         for m in stuck:
-            findings.append({"kind": "stuck_sensor", "feature": f, "machines": [m], "value": None,
-                             "detail": f"{f.split('__')[0]} on {m}: flat values (window std ~0) in most units"})
+            findings.append(
+                {
+                    "kind": "stuck_sensor",
+                    "feature": f,
+                    "machines": [m],
+                    "value": None,
+                    "detail": f"{f.split('__')[0]} on {m}: flat values (window std ~0) in most units",
+                }
+            )
         shifted = _isolated_machines(mach, f, cfg, exclude=stuck)
         pw = plant_rows.loc[plant_rows["feature"] == f, "wasserstein"]
         w = float(pw.iloc[0]) if len(pw) else float("nan")
-        confined = 0 < len(shifted) <= cfg.fault.max_machines and len(shifted) <= cfg.fault.max_machine_share * n_machines
+        confined = (
+            0 < len(shifted) <= cfg.fault.max_machines
+            and len(shifted) <= cfg.fault.max_machine_share * n_machines
+        )
         if confined:
-            findings.append({"kind": "sensor_fault", "feature": f, "machines": shifted, "value": w,
-                             "detail": f"{f} shifted on {shifted} only ({len(shifted)} of {n_machines} machines)"})
-        elif enough_plant and ((w == w and w >= alarm_threshold(pref, f, cfg))
-                               or len(shifted) > cfg.fault.max_machines):
+            findings.append(
+                {
+                    "kind": "sensor_fault",
+                    "feature": f,
+                    "machines": shifted,
+                    "value": w,
+                    "detail": f"{f} shifted on {shifted} only ({len(shifted)} of {n_machines} machines)",
+                }
+            )
+        elif enough_plant and (
+            (w == w and w >= alarm_threshold(pref, f, cfg)) or len(shifted) > cfg.fault.max_machines
+        ):
             if stuck and not shifted:
                 continue  # the plant-level shift is the stuck sensor's
-            findings.append({"kind": "process_drift", "feature": f, "machines": shifted, "value": w,
-                             "detail": f"{f}: normed Wasserstein {w:.3f} (alarm {alarm_threshold(pref, f, cfg):.3f}); "
-                                       f"{len(shifted)} of {n_machines} machines shifted"})
+            findings.append(
+                {
+                    "kind": "process_drift",
+                    "feature": f,
+                    "machines": shifted,
+                    "value": w,
+                    "detail": f"{f}: normed Wasserstein {w:.3f} (alarm {alarm_threshold(pref, f, cfg):.3f}); "
+                    f"{len(shifted)} of {n_machines} machines shifted",
+                }
+            )
     if scores is not None and "prediction" in set(table["scope"]):
         pw = float(table.loc[table["scope"] == "prediction", "wasserstein"].iloc[0])
         if enough_plant and pw == pw and pw >= cfg.drift.prediction_alarm:
-            findings.append({"kind": "prediction_drift", "feature": SCORE, "machines": [], "value": pw,
-                             "detail": f"score distribution: normed Wasserstein {pw:.3f}"})
+            findings.append(
+                {
+                    "kind": "prediction_drift",
+                    "feature": SCORE,
+                    "machines": [],
+                    "value": pw,
+                    "detail": f"score distribution: normed Wasserstein {pw:.3f}",
+                }
+            )
     return table, findings
 
 
-def _isolated_machines(mach: pd.DataFrame, feature: str, cfg: MonitoringConfig, exclude: list[str]) -> list[str]:
+def _isolated_machines(
+    mach: pd.DataFrame, feature: str, cfg: MonitoringConfig, exclude: list[str]
+) -> list[str]:
     """Machines whose mean moved by >= ``drift.machine_alarm`` of their own reference sd MORE than the
     plant's common mode (the median machine shift). A process change (material, recipe) moves every
     machine of a line together and cancels out here; a miscalibrated sensor moves one machine."""
@@ -205,7 +279,10 @@ def _stuck_machines(rows: pd.DataFrame, feature: str, cfg: MonitoringConfig) -> 
     valid = rows[rows[s].notna()]
     out = []
     for m, g in valid.groupby("machine_id", observed=True):
-        if len(g) >= cfg.drift.min_machine_units // 3 and (g[s] <= cfg.fault.stuck_std_below).mean() >= cfg.fault.stuck_unit_share:
+        if (
+            len(g) >= cfg.drift.min_machine_units // 3
+            and (g[s] <= cfg.fault.stuck_std_below).mean() >= cfg.fault.stuck_unit_share
+        ):
             out.append(str(m))
     return sorted(out)
 

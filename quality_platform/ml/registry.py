@@ -42,7 +42,15 @@ from quality_platform.settings import Paths, get_paths
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 #: Lifecycle statuses of a version (tag ``qp.status``).
-STATUSES = ("registered", "challenger", "champion", "retired", "rolled_back", "rejected", "gate_failed")
+STATUSES = (
+    "registered",
+    "challenger",
+    "champion",
+    "retired",
+    "rolled_back",
+    "rejected",
+    "gate_failed",
+)
 #: Registered-model tag holding the store's identity (random, set at the first registration).
 STORE_ID_TAG = "qp.store_id"
 #: Audit ``refs`` key naming the registry store a record's model version belongs to.
@@ -121,8 +129,11 @@ class ModelRegistry:
         self.paths = paths or get_paths()
         self.tracking_uri, self.artifact_root = mlflow_uris(cfg, self.paths)
         #: The SQLite file of the store (None for a server URI).
-        self.store_file = (Path(self.tracking_uri.removeprefix("sqlite:///"))
-                           if self.tracking_uri.startswith("sqlite:///") else None)
+        self.store_file = (
+            Path(self.tracking_uri.removeprefix("sqlite:///"))
+            if self.tracking_uri.startswith("sqlite:///")
+            else None
+        )
         self.name = cfg.mlflow.registered_model
         if check:
             self.check_store()
@@ -156,7 +167,9 @@ class ModelRegistry:
         if getattr(self, "_store_id", None) or self._absent():
             return getattr(self, "_store_id", None)
         try:
-            self._store_id: str | None = dict(self.client.get_registered_model(self.name).tags).get(STORE_ID_TAG)
+            self._store_id: str | None = dict(self.client.get_registered_model(self.name).tags).get(
+                STORE_ID_TAG
+            )
         except Exception:  # no registered model yet
             return None
         return self._store_id
@@ -180,22 +193,34 @@ class ModelRegistry:
             return
         rec = expected
         store = rec.refs.get(STORE_REF)
-        known = (f"{'registry store ' + store if store else 'registered model versions'} (audit seq "
-                 f"{rec.seq} at {rec.ts_utc}: {rec.action} of {rec.subject})")
-        fix = (f"restore the store to {self.where}, or set mlflow.tracking_uri in data/ml/model.yaml (or "
-               "QP_MLFLOW_TRACKING_URI) to where it is now; `qp models init-registry` starts a new, empty "
-               "registry on purpose (audited)")
+        known = (
+            f"{'registry store ' + store if store else 'registered model versions'} (audit seq "
+            f"{rec.seq} at {rec.ts_utc}: {rec.action} of {rec.subject})"
+        )
+        fix = (
+            f"restore the store to {self.where}, or set mlflow.tracking_uri in data/ml/model.yaml (or "
+            "QP_MLFLOW_TRACKING_URI) to where it is now; `qp models init-registry` starts a new, empty "
+            "registry on purpose (audited)"
+        )
         if self._absent():
-            raise RegistryStoreError(f"the MLflow model registry store {self.where} is missing, but the audit "
-                                     f"log records {known}: {fix}")
+            raise RegistryStoreError(
+                f"the MLflow model registry store {self.where} is missing, but the audit "
+                f"log records {known}: {fix}"
+            )
         actual = self.store_id
         if store and actual != store:
-            what = f"registry store {actual}" if actual else "an empty registry (no registered model)"
-            raise RegistryStoreError(f"the MLflow model registry at {self.where} is {what}, but the audit log's "
-                                     f"model versions belong to {known}: {fix}")
+            what = (
+                f"registry store {actual}" if actual else "an empty registry (no registered model)"
+            )
+            raise RegistryStoreError(
+                f"the MLflow model registry at {self.where} is {what}, but the audit log's "
+                f"model versions belong to {known}: {fix}"
+            )
         if not store and actual is None and not self.versions():
-            raise RegistryStoreError(f"the MLflow model registry at {self.where} is empty, but the audit log "
-                                     f"records {known}: {fix}")
+            raise RegistryStoreError(
+                f"the MLflow model registry at {self.where} is empty, but the audit log "
+                f"records {known}: {fix}"
+            )
 
     def _ensure_store_id(self) -> str:
         """The store's identity, created at the first registration of a store that has none."""
@@ -217,11 +242,24 @@ class ModelRegistry:
         exp = self.client.get_experiment_by_name(self.cfg.mlflow.experiment)
         if exp is not None:
             return str(exp.experiment_id)
-        return str(self.client.create_experiment(self.cfg.mlflow.experiment,
-                                                 artifact_location=f"{self.artifact_root}/{self.cfg.mlflow.experiment}"))
+        return str(
+            self.client.create_experiment(
+                self.cfg.mlflow.experiment,
+                artifact_location=f"{self.artifact_root}/{self.cfg.mlflow.experiment}",
+            )
+        )
 
-    def log_and_register(self, model: Any, spec: FeatureSpec, *, params: dict[str, Any], metrics: dict[str, float],
-                         tags: dict[str, str], artifacts: dict[str, str], run_name: str) -> VersionInfo:
+    def log_and_register(
+        self,
+        model: Any,
+        spec: FeatureSpec,
+        *,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        artifacts: dict[str, str],
+        run_name: str,
+    ) -> VersionInfo:
         """Log one training run (params, metrics, model with signature and explicit requirements,
         text artifacts) and register the model as a new version carrying ``tags`` (as ``qp.*``)."""
         import catboost
@@ -235,14 +273,24 @@ class ModelRegistry:
         from mlflow.types import ColSpec, Schema
 
         signature = ModelSignature(
-            inputs=Schema([ColSpec("string", c) for c in spec.categorical] + [ColSpec("double", c) for c in spec.numeric]),
-            outputs=Schema([ColSpec("long", "defect")]))
-        requirements = [f"catboost=={catboost.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+            inputs=Schema(
+                [ColSpec("string", c) for c in spec.categorical]
+                + [ColSpec("double", c) for c in spec.numeric]
+            ),
+            outputs=Schema([ColSpec("long", "defect")]),
+        )
+        requirements = [
+            f"catboost=={catboost.__version__}",
+            f"pandas=={pd.__version__}",
+            f"numpy=={np.__version__}",
+        ]
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name):
             mlflow.log_params({k: v for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
             mlflow.set_tags(tags)
-            info = mlflow.catboost.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+            info = mlflow.catboost.log_model(
+                model, name="model", signature=signature, pip_requirements=requirements
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 for rel, text in artifacts.items():
                     p = Path(tmp) / rel
@@ -250,7 +298,9 @@ class ModelRegistry:
                     p.write_text(text, encoding="utf-8")
                 mlflow.log_artifacts(tmp)
         self._ensure_store_id()
-        mv = mlflow.register_model(info.model_uri, self.name, tags={f"qp.{k}": v for k, v in tags.items()})
+        mv = mlflow.register_model(
+            info.model_uri, self.name, tags={f"qp.{k}": v for k, v in tags.items()}
+        )
         return self.version(str(mv.version))
 
     def log_text(self, version: str, rel_path: str, text: str) -> None:
@@ -269,13 +319,20 @@ class ModelRegistry:
 
     def version(self, version: str | int) -> VersionInfo:
         if self._absent():
-            raise RegistryError(f"{self.name} has no version {version!r} (no registry at {self.where} yet)")
+            raise RegistryError(
+                f"{self.name} has no version {version!r} (no registry at {self.where} yet)"
+            )
         try:
             mv = self.client.get_model_version(self.name, str(version))
         except Exception as exc:
             raise RegistryError(f"{self.name} has no version {version!r}") from exc
-        return VersionInfo(str(mv.version), mv.run_id, int(mv.creation_timestamp), dict(mv.tags),
-                           tuple(getattr(mv, "aliases", ()) or ()))
+        return VersionInfo(
+            str(mv.version),
+            mv.run_id,
+            int(mv.creation_timestamp),
+            dict(mv.tags),
+            tuple(getattr(mv, "aliases", ()) or ()),
+        )
 
     def versions(self) -> list[VersionInfo]:
         """All versions, oldest first."""
@@ -338,7 +395,9 @@ def expected_store(paths: Paths) -> AuditRecord | None:
     return found[-1] if found else None
 
 
-def init_store(cfg: ModelConfig, paths: Paths, audit: AuditLog, actor: str, reason: str) -> ModelRegistry:
+def init_store(
+    cfg: ModelConfig, paths: Paths, audit: AuditLog, actor: str, reason: str
+) -> ModelRegistry:
     """Start a new, empty registry at the configured store on purpose (the old one is lost or
     retired): refused while the configured store holds versions; the new identity is audited
     (action ``registry_init``), so later checks expect this store and its versions never mix with
@@ -346,13 +405,23 @@ def init_store(cfg: ModelConfig, paths: Paths, audit: AuditLog, actor: str, reas
     reg = ModelRegistry(cfg, paths, check=False)
     held = reg.versions()
     if held:
-        raise RegistryError(f"the registry at {reg.where} holds {len(held)} version(s) of {reg.name}: a new "
-                            "registry needs a store location without versions")
+        raise RegistryError(
+            f"the registry at {reg.where} holds {len(held)} version(s) of {reg.name}: a new "
+            "registry needs a store location without versions"
+        )
     previous = expected_store(paths)
     store = reg._ensure_store_id()
-    audit.append("registry_init", actor, subject=f"model:{reg.name}", reason=reason,
-                 refs={STORE_REF: store, "store": reg.where,
-                       "previous_store": previous.refs.get(STORE_REF) if previous else None})
+    audit.append(
+        "registry_init",
+        actor,
+        subject=f"model:{reg.name}",
+        reason=reason,
+        refs={
+            STORE_REF: store,
+            "store": reg.where,
+            "previous_store": previous.refs.get(STORE_REF) if previous else None,
+        },
+    )
     reg.check_store()
     return reg
 

@@ -45,7 +45,9 @@ class Rule(Limit):
     @model_validator(mode="after")
     def _named(self) -> Rule:
         if not _FEATURE_RE.match(self.feature):
-            raise ValueError(f"feature {self.feature!r} must be a unit_features column '<quantity>__<statistic>'")
+            raise ValueError(
+                f"feature {self.feature!r} must be a unit_features column '<quantity>__<statistic>'"
+            )
         if self.lower is None and self.upper is None:
             raise ValueError(f"limit of {self.feature!r} needs lower and/or upper")
         return self
@@ -68,7 +70,9 @@ class SafeStateConfig(_Model):
         for plant, over in self.plant_limits.items():
             unknown = [f for f in over if f not in names]
             if unknown:
-                raise ValueError(f"plant_limits.{plant}: feature(s) {unknown} have no limit in 'limits'")
+                raise ValueError(
+                    f"plant_limits.{plant}: feature(s) {unknown} have no limit in 'limits'"
+                )
         return self
 
     @property
@@ -104,8 +108,10 @@ def load_safe_state(paths: Paths | None = None) -> SafeStateConfig:
     for i, r in enumerate(cfg.limits):
         quantity = r.feature.split("__")[0]
         if quantity not in known:
-            raise ConfigError(f"{path}: field 'limits.{i}.feature': {r.feature!r} names unknown quantity "
-                              f"{quantity!r}; known: {sorted(known)}")
+            raise ConfigError(
+                f"{path}: field 'limits.{i}.feature': {r.feature!r} names unknown quantity "
+                f"{quantity!r}; known: {sorted(known)}"
+            )
     return cfg
 
 
@@ -127,24 +133,45 @@ def score_rules(rows: pd.DataFrame, cfg: SafeStateConfig, k: int) -> pd.DataFram
             if r.feature not in rows.columns:
                 continue
             v = pd.to_numeric(rows[r.feature].iloc[idx], errors="coerce").to_numpy(dtype=float)
-            for side, lim, bad in (("lower", r.lower, lambda a, b: a < b), ("upper", r.upper, lambda a, b: a > b)):
+            for side, lim, bad in (
+                ("lower", r.lower, lambda a, b: a < b),
+                ("upper", r.upper, lambda a, b: a > b),
+            ):
                 if lim is None:
                     continue
                 hit = ~np.isnan(v) & bad(v, lim)
                 sign = "<" if side == "lower" else ">"
                 for j in np.flatnonzero(hit):
-                    reasons[idx[j]].append((f"{r.feature} = {_fmt(v[j])} {sign} {side} limit {_fmt(lim)} "
-                                            f"({cfg.label})", r.feature))
+                    reasons[idx[j]].append(
+                        (
+                            f"{r.feature} = {_fmt(v[j])} {sign} {side} limit {_fmt(lim)} "
+                            f"({cfg.label})",
+                            r.feature,
+                        )
+                    )
     violations = np.array([len(x) for x in reasons], dtype=np.int64)
-    out = pd.DataFrame({"risk": (violations > 0).astype(float), "threshold": RULE_THRESHOLD}, index=rows.index)
+    out = pd.DataFrame(
+        {"risk": (violations > 0).astype(float), "threshold": RULE_THRESHOLD}, index=rows.index
+    )
     out["predicted_defect"] = out["risk"] >= out["threshold"]
     out["violations"] = violations
     for i in range(1, k + 1):
-        out[f"reason_{i}"] = [x[i - 1][0] if len(x) >= i else (f"safe state: within all rule-based limits ({cfg.label})"
-                                                                if i == 1 else None) for x in reasons]
+        out[f"reason_{i}"] = [
+            x[i - 1][0]
+            if len(x) >= i
+            else (f"safe state: within all rule-based limits ({cfg.label})" if i == 1 else None)
+            for x in reasons
+        ]
         out[f"reason_{i}_feature"] = [x[i - 1][1] if len(x) >= i else None for x in reasons]
         out[f"reason_{i}_shap"] = math.nan
     return out
 
 
-__all__ = ["RULES", "RULE_THRESHOLD", "SafeStateConfig", "load_safe_state", "safe_state_path", "score_rules"]
+__all__ = [
+    "RULES",
+    "RULE_THRESHOLD",
+    "SafeStateConfig",
+    "load_safe_state",
+    "safe_state_path",
+    "score_rules",
+]

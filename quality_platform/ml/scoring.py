@@ -58,7 +58,9 @@ def _inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     cols = spec.columns
     missing = [c for c in cols if c not in frame.columns]
     if missing:
-        raise ValueError(f"the frame lacks the model's columns {missing[:10]}: build it with model_frame()")
+        raise ValueError(
+            f"the frame lacks the model's columns {missing[:10]}: build it with model_frame()"
+        )
     out = frame if list(frame.columns) == cols else frame[cols]
     out = out.copy(deep=False)
     for c in spec.categorical:
@@ -69,8 +71,10 @@ def _inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             codes, uniques = pd.factorize(col)
             cat = pd.Categorical.from_codes(codes, categories=pd.Index(uniques).astype(str))
         if (np.asarray(cat.codes) < 0).any():
-            raise ValueError(f"categorical column {c!r} has missing values: build the frame with model_frame(), "
-                             f"which gives them as {MISSING_CATEGORY!r}")
+            raise ValueError(
+                f"categorical column {c!r} has missing values: build the frame with model_frame(), "
+                f"which gives them as {MISSING_CATEGORY!r}"
+            )
         out[c] = cat
     return out
 
@@ -84,16 +88,24 @@ def score(model: catboost.CatBoostClassifier, frame: pd.DataFrame, spec: Feature
     frame order; equal to ``model.predict_proba(frame)[:, 1]``."""
     if len(frame) == 0:
         return np.empty(0, dtype=np.float64)
-    proba = model.predict(_pool(frame, spec), prediction_type="Probability", thread_count=THREAD_COUNT)
+    proba = model.predict(
+        _pool(frame, spec), prediction_type="Probability", thread_count=THREAD_COUNT
+    )
     return np.ascontiguousarray(proba[:, 1], dtype=np.float64)
 
 
 def reason_columns(k: int) -> list[str]:
     """Columns of :func:`top_reasons`: per reason ``i`` the text, the feature and its SHAP value."""
-    return [c for i in range(1, k + 1) for c in (f"reason_{i}", f"reason_{i}_feature", f"reason_{i}_shap")]
+    return [
+        c
+        for i in range(1, k + 1)
+        for c in (f"reason_{i}", f"reason_{i}_feature", f"reason_{i}_shap")
+    ]
 
 
-def _value_texts(frame: pd.DataFrame, spec: FeatureSpec, rows: np.ndarray, feat: np.ndarray) -> np.ndarray:
+def _value_texts(
+    frame: pd.DataFrame, spec: FeatureSpec, rows: np.ndarray, feat: np.ndarray
+) -> np.ndarray:
     """The value of feature ``feat[i]`` in row position ``rows[i]`` of ``frame``, formatted for a reason."""
     out = np.empty(len(rows), dtype=object)
     n_cat = len(spec.categorical)
@@ -108,8 +120,14 @@ def _value_texts(frame: pd.DataFrame, spec: FeatureSpec, rows: np.ndarray, feat:
     return out
 
 
-def top_reasons(model: catboost.CatBoostClassifier, frame: pd.DataFrame, spec: FeatureSpec, k: int = 3,
-                *, chunk_rows: int | None = None) -> pd.DataFrame:
+def top_reasons(
+    model: catboost.CatBoostClassifier,
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    k: int = 3,
+    *,
+    chunk_rows: int | None = None,
+) -> pd.DataFrame:
     """The ``k`` features with the largest ``|SHAP|`` of each row (see the module docstring).
 
     Columns (:func:`reason_columns`): ``reason_i`` (``"feature=value (+0.123)"``), ``reason_i_feature``
@@ -126,16 +144,22 @@ def top_reasons(model: catboost.CatBoostClassifier, frame: pd.DataFrame, spec: F
     shap = np.zeros((n, kk), dtype=np.float64)
     step = chunk_rows or max(1, SHAP_CHUNK_CELLS // (n_feat + 1))
     for a in range(0, n if kk else 0, step):
-        part = frame.iloc[a:a + step]
-        values = model.get_feature_importance(_pool(part, spec), type="ShapValues", shap_calc_type="Regular",
-                                              thread_count=THREAD_COUNT)
+        part = frame.iloc[a : a + step]
+        values = model.get_feature_importance(
+            _pool(part, spec),
+            type="ShapValues",
+            shap_calc_type="Regular",
+            thread_count=THREAD_COUNT,
+        )
         if values.shape != (len(part), n_feat + 1):
-            raise ValueError(f"SHAP values of shape {values.shape} do not match the spec's {n_feat} features")
+            raise ValueError(
+                f"SHAP values of shape {values.shape} do not match the spec's {n_feat} features"
+            )
         contrib = values[:, :n_feat]
         # Stable sort: equal |SHAP| keep the model's column order, so equal rows get equal reasons.
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :kk]
-        feat[a:a + step] = order
-        shap[a:a + step] = np.take_along_axis(contrib, order, axis=1)
+        feat[a : a + step] = order
+        shap[a : a + step] = np.take_along_axis(contrib, order, axis=1)
 
     out: dict[str, np.ndarray] = {}
     for i in range(k):
@@ -150,9 +174,15 @@ def top_reasons(model: catboost.CatBoostClassifier, frame: pd.DataFrame, spec: F
                 vals = _value_texts(frame, spec, r, f)
                 name[r] = names[f]
                 value[r] = s
-                text[r] = [f"{nm}={v} ({x:+.3f})" for nm, v, x in zip(names[f].tolist(), vals.tolist(), s.tolist(),
-                                                                     strict=True)]
-        out[f"reason_{i + 1}"], out[f"reason_{i + 1}_feature"], out[f"reason_{i + 1}_shap"] = text, name, value
+                text[r] = [
+                    f"{nm}={v} ({x:+.3f})"
+                    for nm, v, x in zip(names[f].tolist(), vals.tolist(), s.tolist(), strict=True)
+                ]
+        out[f"reason_{i + 1}"], out[f"reason_{i + 1}_feature"], out[f"reason_{i + 1}_shap"] = (
+            text,
+            name,
+            value,
+        )
     return pd.DataFrame(out, index=frame.index, columns=reason_columns(k))
 
 
@@ -173,8 +203,9 @@ def _labels(values: pd.Series | Sequence[str], what: str) -> list[object]:
     return s.tolist()
 
 
-def challenger_share(plant: pd.Series | Sequence[str], unit_id: pd.Series | Sequence[str],
-                     share: float) -> np.ndarray:
+def challenger_share(
+    plant: pd.Series | Sequence[str], unit_id: pd.Series | Sequence[str], share: float
+) -> np.ndarray:
     """Per unit, True when it is routed to the challenger: ``blake2b(f"{plant}|{unit_id}",
     digest_size=8)`` as an unsigned big-endian 64-bit integer ``h`` with ``h / 2**64 < share``.
 
@@ -192,7 +223,12 @@ def challenger_share(plant: pd.Series | Sequence[str], unit_id: pd.Series | Sequ
     if share == 1.0:
         return np.ones(n, dtype=bool)
     b2 = hashlib.blake2b
-    digests = b"".join([b2(f"{p}|{u}".encode(), digest_size=8).digest() for p, u in zip(plants, units, strict=True)])
+    digests = b"".join(
+        [
+            b2(f"{p}|{u}".encode(), digest_size=8).digest()
+            for p, u in zip(plants, units, strict=True)
+        ]
+    )
     h = np.frombuffer(digests, dtype=">u8").astype(np.uint64)
     # h / 2**64 < share  <=>  h < ceil(share * 2**64) for integer h; share * 2**64 is exact (power of 2).
     return h < np.uint64(math.ceil(share * 2.0**64))

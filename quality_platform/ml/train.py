@@ -35,11 +35,18 @@ def fit(data: pd.DataFrame, spec: FeatureSpec, params: CatBoostParams) -> Traine
     """Fit on ``split == 'train'``; choose the threshold on ``validation``; report both and holdout."""
     train = data[data["split"] == "train"]
     if train[LABEL].nunique() < 2:
-        raise ValueError(f"the train split has one class only ({len(train)} rows): more data or another window")
+        raise ValueError(
+            f"the train split has one class only ({len(train)} rows): more data or another window"
+        )
     t0 = time.perf_counter()
     model = CatBoostClassifier(**params.as_catboost())
-    model.fit(Pool(model_frame(train, spec), train[LABEL].to_numpy(dtype=np.int64),
-                   cat_features=list(range(len(spec.categorical)))))
+    model.fit(
+        Pool(
+            model_frame(train, spec),
+            train[LABEL].to_numpy(dtype=np.int64),
+            cat_features=list(range(len(spec.categorical))),
+        )
+    )
     seconds = time.perf_counter() - t0
     out: dict[str, float] = {"train_rows": float(len(train))}
     threshold, f1 = 0.5, 0.0

@@ -76,12 +76,21 @@ class Ctx:
         template = getattr(self.plant.streams, stream).path
         return stream_path(self.out_dir, self.plant.plant_id, template, self.iso)
 
-    def entry(self, path: Path, case: str, rule: str, rows: list[int], scope: str,
-              **extra: Any) -> dict[str, Any]:
+    def entry(
+        self, path: Path, case: str, rule: str, rows: list[int], scope: str, **extra: Any
+    ) -> dict[str, Any]:
         """One ``truth["bad_files"]`` record."""
-        return {"plant": self.plant.plant_id, "date": self.iso,
-                "file": path.relative_to(self.out_dir).as_posix(), "case": case,
-                "expected_rule": rule, "rows": rows, "n_rows": len(rows), "scope": scope, **extra}
+        return {
+            "plant": self.plant.plant_id,
+            "date": self.iso,
+            "file": path.relative_to(self.out_dir).as_posix(),
+            "case": case,
+            "expected_rule": rule,
+            "rows": rows,
+            "n_rows": len(rows),
+            "scope": scope,
+            **extra,
+        }
 
 
 # --------------------------------------------------------------------------- predicates
@@ -93,8 +102,11 @@ def _csv_wide(p: PlantConfig) -> bool:
 
 
 def _csv_wide_units_in_header(p: PlantConfig) -> bool:
-    return _csv_wide(p) and p.streams.readings.header_units and (
-        "temperature" in p.streams.readings.quantities)
+    return (
+        _csv_wide(p)
+        and p.streams.readings.header_units
+        and ("temperature" in p.streams.readings.quantities)
+    )
 
 
 def _csv_machine_field(p: PlantConfig) -> bool:
@@ -113,9 +125,14 @@ def _parquet(p: PlantConfig) -> bool:
 
 def _parquet_long_uom(p: PlantConfig) -> bool:
     rs = p.streams.readings
-    return (_parquet(p) and rs.layout == "long" and rs.long is not None
-            and rs.long.unit_field is not None and "temperature" in rs.quantities
-            and len(rs.quantities) > 1)
+    return (
+        _parquet(p)
+        and rs.layout == "long"
+        and rs.long is not None
+        and rs.long.unit_field is not None
+        and "temperature" in rs.quantities
+        and len(rs.quantities) > 1
+    )
 
 
 def _jsonl_units(p: PlantConfig) -> bool:
@@ -125,8 +142,13 @@ def _jsonl_units(p: PlantConfig) -> bool:
 
 def _jsonl_embedded(p: PlantConfig) -> bool:
     rs = p.streams.readings
-    return (_jsonl_units(p) and rs.format == "jsonl" and bool(rs.explode)
-            and rs.path == p.streams.units.path and "temperature" in rs.quantities)
+    return (
+        _jsonl_units(p)
+        and rs.format == "jsonl"
+        and bool(rs.explode)
+        and rs.path == p.streams.units.path
+        and "temperature" in rs.quantities
+    )
 
 
 def _inspection_glob(p: PlantConfig) -> bool:
@@ -169,15 +191,19 @@ def wrong_delimiter(ctx: Ctx) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: quoted CSV cannot be re-delimited by replacement")
     other = b";" if _delim(ctx) != b";" else b","
     path.write_bytes(data.replace(_delim(ctx), other))
-    return [ctx.entry(path, "csv_semicolon_delimiter", "wrong_delimiter", [], "file",
-                      delimiter=other.decode())]
+    return [
+        ctx.entry(
+            path, "csv_semicolon_delimiter", "wrong_delimiter", [], "file", delimiter=other.decode()
+        )
+    ]
 
 
 def _quantity_positions(ctx: Ctx, header: bytes) -> list[int]:
     names = header.decode("utf-8").split(_delim(ctx).decode())
     rs = ctx.plant.streams.readings
-    wanted = {f"{m.field} [{m.unit}]" if rs.header_units else m.field
-              for m in rs.quantities.values()}
+    wanted = {
+        f"{m.field} [{m.unit}]" if rs.header_units else m.field for m in rs.quantities.values()
+    }
     return [i for i, n in enumerate(names) if n in wanted]
 
 
@@ -190,8 +216,11 @@ def decimal_comma(ctx: Ctx) -> list[dict[str, Any]]:
     out = [lines[0]]
     for line in lines[1:]:
         fields = line.split(d)
-        out.append(d.join(b'"' + f.replace(b".", b",") + b'"' if i in pos else f
-                          for i, f in enumerate(fields)))
+        out.append(
+            d.join(
+                b'"' + f.replace(b".", b",") + b'"' if i in pos else f for i, f in enumerate(fields)
+            )
+        )
     path.write_bytes(b"\n".join(out) + b"\n")
     rows = list(range(2, len(lines) + 1))
     return [ctx.entry(path, "csv_decimal_comma", "not_a_number", rows, "rows")]
@@ -205,11 +234,11 @@ def unknown_column(ctx: Ctx) -> list[dict[str, Any]]:
     enc = ctx.plant.streams.readings.csv.encoding
     picks = ctx.rng.integers(0, len(COMMENTS), size=len(lines) - 1)
     out = [lines[0] + d + b"Kommentar"]
-    out += [line + d + COMMENTS[int(k)].encode(enc)
-            for line, k in zip(lines[1:], picks, strict=True)]
+    out += [
+        line + d + COMMENTS[int(k)].encode(enc) for line, k in zip(lines[1:], picks, strict=True)
+    ]
     path.write_bytes(b"\n".join(out) + b"\n")
-    return [ctx.entry(path, "csv_extra_column", "unknown_column", [], "column",
-                      column="Kommentar")]
+    return [ctx.entry(path, "csv_extra_column", "unknown_column", [], "column", column="Kommentar")]
 
 
 def missing_required_column(ctx: Ctx) -> list[dict[str, Any]]:
@@ -224,8 +253,16 @@ def missing_required_column(ctx: Ctx) -> list[dict[str, Any]]:
     idx = lines[0].decode(us.csv.encoding).split(us.csv.delimiter).index(column)
     out = [d.join(f for i, f in enumerate(line.split(d)) if i != idx) for line in lines]
     path.write_bytes(b"\n".join(out) + b"\n")
-    return [ctx.entry(path, "csv_units_without_id_column", "missing_required_column", [],
-                      "column", column=column)]
+    return [
+        ctx.entry(
+            path,
+            "csv_units_without_id_column",
+            "missing_required_column",
+            [],
+            "column",
+            column=column,
+        )
+    ]
 
 
 def _other_label(ctx: Ctx, quantity: str) -> str:
@@ -249,9 +286,19 @@ def header_unit_label(ctx: Ctx) -> list[dict[str, Any]]:
     old, new = f"{m.field} [{m.unit}]", f"{m.field} [{other}]"
     lines[0] = lines[0].decode(enc).replace(old, new).encode(enc)
     path.write_bytes(b"\n".join(lines) + b"\n")
-    return [ctx.entry(path, "csv_header_unit_label", "unit_label_mismatch", [1], "column",
-                      column=new, configured_unit=m.unit, written_unit=other,
-                      values_unit=m.unit)]
+    return [
+        ctx.entry(
+            path,
+            "csv_header_unit_label",
+            "unit_label_mismatch",
+            [1],
+            "column",
+            column=new,
+            configured_unit=m.unit,
+            written_unit=other,
+            values_unit=m.unit,
+        )
+    ]
 
 
 def latin1_bytes(ctx: Ctx) -> list[dict[str, Any]]:
@@ -262,15 +309,24 @@ def latin1_bytes(ctx: Ctx) -> list[dict[str, Any]]:
     rs = ctx.plant.streams.readings
     names = lines[0].decode(rs.csv.encoding).split(rs.csv.delimiter)
     col = names.index(str(rs.machine.field))
-    picks = np.sort(ctx.rng.choice(np.arange(1, len(lines)), size=min(20, len(lines) - 1),
-                                   replace=False))
+    picks = np.sort(
+        ctx.rng.choice(np.arange(1, len(lines)), size=min(20, len(lines) - 1), replace=False)
+    )
     for i in picks.tolist():
         fields = lines[i].split(d)
         fields[col] = fields[col][:-1] + "é".encode("latin-1")
         lines[i] = d.join(fields)
     path.write_bytes(b"\n".join(lines) + b"\n")
-    return [ctx.entry(path, "csv_latin1_bytes", "encoding", [i + 1 for i in picks.tolist()],
-                      "rows", byte="0xE9")]
+    return [
+        ctx.entry(
+            path,
+            "csv_latin1_bytes",
+            "encoding",
+            [i + 1 for i in picks.tolist()],
+            "rows",
+            byte="0xE9",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- Parquet cases
@@ -281,8 +337,11 @@ def _value_column(ctx: Ctx) -> str:
     if rs.layout == "long":
         assert rs.long is not None
         return rs.long.value_field
-    m = rs.quantities["temperature"] if "temperature" in rs.quantities else next(
-        iter(rs.quantities.values()))
+    m = (
+        rs.quantities["temperature"]
+        if "temperature" in rs.quantities
+        else next(iter(rs.quantities.values()))
+    )
     return f"{m.field} [{m.unit}]" if rs.header_units else m.field
 
 
@@ -294,8 +353,16 @@ def duplicate_rows(ctx: Ctx) -> list[dict[str, Any]]:
     k = min(500, n)
     idx = np.sort(ctx.rng.choice(n, size=k, replace=False))
     write_parquet(path, pa.concat_tables([table, table.take(pa.array(idx))]))
-    return [ctx.entry(path, "parquet_duplicate_rows", "duplicate", list(range(n + 1, n + k + 1)),
-                      "rows", duplicate_of_rows=(idx + 1).tolist())]
+    return [
+        ctx.entry(
+            path,
+            "parquet_duplicate_rows",
+            "duplicate",
+            list(range(n + 1, n + k + 1)),
+            "rows",
+            duplicate_of_rows=(idx + 1).tolist(),
+        )
+    ]
 
 
 def future_timestamps(ctx: Ctx) -> list[dict[str, Any]]:
@@ -313,8 +380,16 @@ def future_timestamps(ctx: Ctx) -> list[dict[str, Any]]:
     new = pa.array(ms, type=pa.int64()).cast(col.type)
     table = table.set_column(table.schema.get_field_index(field), field, new)
     write_parquet(path, table)
-    return [ctx.entry(path, "parquet_future_timestamps", "timestamp_in_future",
-                      (idx + 1).tolist(), "rows", year=2099)]
+    return [
+        ctx.entry(
+            path,
+            "parquet_future_timestamps",
+            "timestamp_in_future",
+            (idx + 1).tolist(),
+            "rows",
+            year=2099,
+        )
+    ]
 
 
 def extreme_and_nan(ctx: Ctx) -> list[dict[str, Any]]:
@@ -328,14 +403,23 @@ def extreme_and_nan(ctx: Ctx) -> list[dict[str, Any]]:
     values = table.column(field).to_numpy().copy()
     values[big] = 1e308
     values[nan] = np.nan
-    table = table.set_column(table.schema.get_field_index(field), field,
-                             pa.array(values, type=pa.float64()))
+    table = table.set_column(
+        table.schema.get_field_index(field), field, pa.array(values, type=pa.float64())
+    )
     write_parquet(path, table)
     return [
-        ctx.entry(path, "parquet_extreme_values", "out_of_range", (big + 1).tolist(), "rows",
-                  column=field, value=1e308),
-        ctx.entry(path, "parquet_nan_storm", "missing_value", (nan + 1).tolist(), "rows",
-                  column=field),
+        ctx.entry(
+            path,
+            "parquet_extreme_values",
+            "out_of_range",
+            (big + 1).tolist(),
+            "rows",
+            column=field,
+            value=1e308,
+        ),
+        ctx.entry(
+            path, "parquet_nan_storm", "missing_value", (nan + 1).tolist(), "rows", column=field
+        ),
     ]
 
 
@@ -347,20 +431,36 @@ def wrong_uom(ctx: Ctx) -> list[dict[str, Any]]:
     table = pq.read_table(path)
     machine = str(ctx.rng.choice(np.asarray(ctx.plant.machines, dtype=object)))
     signal = rs.quantities["temperature"].field
-    label = next(m.unit for q, m in rs.quantities.items()
-                 if q != "temperature" and m.unit != rs.quantities["temperature"].unit)
+    label = next(
+        m.unit
+        for q, m in rs.quantities.items()
+        if q != "temperature" and m.unit != rs.quantities["temperature"].unit
+    )
     sig = table.column(rs.long.quantity_field).to_numpy(zero_copy_only=False)
     mach = table.column(str(rs.machine.field)).to_numpy(zero_copy_only=False)
     mask = (sig == signal) & (mach == machine)
     uom = table.column(rs.long.unit_field).to_numpy(zero_copy_only=False).astype(object)
     uom[mask] = label
-    table = table.set_column(table.schema.get_field_index(rs.long.unit_field),
-                             rs.long.unit_field, pa.array(uom.tolist(), type=pa.string()))
+    table = table.set_column(
+        table.schema.get_field_index(rs.long.unit_field),
+        rs.long.unit_field,
+        pa.array(uom.tolist(), type=pa.string()),
+    )
     write_parquet(path, table)
     rows = (np.flatnonzero(mask) + 1).tolist()
-    return [ctx.entry(path, "parquet_wrong_uom", "unit_label_mismatch", rows, "rows",
-                      machine=machine, signal=signal, written_unit=label,
-                      configured_unit=rs.quantities["temperature"].unit)]
+    return [
+        ctx.entry(
+            path,
+            "parquet_wrong_uom",
+            "unit_label_mismatch",
+            rows,
+            "rows",
+            machine=machine,
+            signal=signal,
+            written_unit=label,
+            configured_unit=rs.quantities["temperature"].unit,
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- JSONL cases
@@ -394,17 +494,27 @@ def null_temperature(ctx: Ctx) -> list[dict[str, Any]]:
     machine_key = us.fields["machine_id"]
     machine = str(ctx.rng.choice(np.asarray(ctx.plant.machines, dtype=object)))
     objs = [json.loads(line) for line in lines]
-    candidates = [i for i, o in enumerate(objs) if o.get(machine_key) == machine
-                  and o.get(str(rs.explode))]
+    candidates = [
+        i for i, o in enumerate(objs) if o.get(machine_key) == machine and o.get(str(rs.explode))
+    ]
     i = candidates[int(ctx.rng.integers(0, len(candidates)))]
     field = rs.quantities["temperature"].field
     for r in objs[i][str(rs.explode)]:
         r[field] = None
     lines[i] = json.dumps(objs[i], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     path.write_bytes(b"\n".join(lines) + b"\n")
-    return [ctx.entry(path, "jsonl_null_temperature", "missing_value", [i + 1], "rows",
-                      machine=machine, field=field,
-                      unit_id=objs[i][us.fields["unit_id"]])]
+    return [
+        ctx.entry(
+            path,
+            "jsonl_null_temperature",
+            "missing_value",
+            [i + 1],
+            "rows",
+            machine=machine,
+            field=field,
+            unit_id=objs[i][us.fields["unit_id"]],
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- driver
@@ -460,14 +570,31 @@ def apply_bad_files(
         pid = _plant_for(case, plants)
         day = start + dt.timedelta(days=case.day)
         if pid is None:
-            skipped.append({"case": case.name, "plant": case.plant, "date": day.isoformat(),
-                            "reason": "no simulated plant with the needed format"})
+            skipped.append(
+                {
+                    "case": case.name,
+                    "plant": case.plant,
+                    "date": day.isoformat(),
+                    "reason": "no simulated plant with the needed format",
+                }
+            )
             continue
         if case.day > days - 1:
-            skipped.append({"case": case.name, "plant": pid, "date": day.isoformat(),
-                            "reason": f"day {case.day} is outside the {days} simulated days"})
+            skipped.append(
+                {
+                    "case": case.name,
+                    "plant": pid,
+                    "date": day.isoformat(),
+                    "reason": f"day {case.day} is outside the {days} simulated days",
+                }
+            )
             continue
-        ctx = Ctx(out_dir=out_dir, plant=plants[pid], registry=registry, day=day,
-                  rng=rng_for(seed, pid, "bad_files", case.name))
+        ctx = Ctx(
+            out_dir=out_dir,
+            plant=plants[pid],
+            registry=registry,
+            day=day,
+            rng=rng_for(seed, pid, "bad_files", case.name),
+        )
         entries += case.apply(ctx)
     return entries, skipped

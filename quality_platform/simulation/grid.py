@@ -106,15 +106,19 @@ def build_grid(
     """The time grid of a plant in time zone ``tz`` over ``days`` local days from ``start``."""
     step_s = round(interval_seconds)
     if step_s <= 0 or abs(step_s - interval_seconds) > 1e-9:
-        raise ValueError(f"reading_interval_seconds must be a whole number of seconds, "
-                         f"got {interval_seconds}")
+        raise ValueError(
+            f"reading_interval_seconds must be a whole number of seconds, got {interval_seconds}"
+        )
     cycle_s = cycle_minutes * 60
     if cycle_s % step_s:
-        raise ValueError(f"cycle time {cycle_minutes} min is not a multiple of the reading "
-                         f"interval {step_s} s")
+        raise ValueError(
+            f"cycle time {cycle_minutes} min is not a multiple of the reading interval {step_s} s"
+        )
     dates = tuple(start + dt.timedelta(days=i) for i in range(days))
-    mids = np.array([local_midnight_ns(d, tz) for d in (*dates, start + dt.timedelta(days=days))],
-                    dtype=np.int64)
+    mids = np.array(
+        [local_midnight_ns(d, tz) for d in (*dates, start + dt.timedelta(days=days))],
+        dtype=np.int64,
+    )
     step_ns = step_s * NS_PER_S
     n = int(-(-(mids[-1] - mids[0]) // step_ns))
     utc = mids[0] + np.arange(n, dtype=np.int64) * step_ns

@@ -42,8 +42,12 @@ from quality_platform.simulation.grid import NS_PER_S, TimeGrid, rng_for
 
 QUANTITIES = ("temperature", "pressure", "material_moisture", "vibration")
 #: Units the process and the mechanism are expressed in (the canonical units of quantities.yaml).
-UNITS = {"temperature": "degC", "pressure": "kPa", "material_moisture": "percent",
-         "vibration": "mm/s"}
+UNITS = {
+    "temperature": "degC",
+    "pressure": "kPa",
+    "material_moisture": "percent",
+    "vibration": "mm/s",
+}
 #: Nominal value of each simulated quantity in its canonical unit.
 NOMINAL = {"temperature": 200.0, "pressure": 800.0, "material_moisture": 12.0, "vibration": 3.0}
 
@@ -114,25 +118,33 @@ def generate_process(
     daily = np.sin(2.0 * np.pi * (local_hour - 9.0) / 24.0)
     out = {q: np.empty((n_m, n), dtype=np.float64) for q in QUANTITIES}
     for i, m in enumerate(machines):
+
         def r(component: str, m: str = m) -> np.random.Generator:
             return rng_for(seed, plant_id, "process", m, component)
 
         off = r("offsets").normal(0.0, 1.0, size=4)
         out["temperature"][i] = (
-            NOMINAL["temperature"] + 2.0 * off[0] + 1.0 * daily
+            NOMINAL["temperature"]
+            + 2.0 * off[0]
+            + 1.0 * daily
             + _slow(r("temperature_slow"), t_s, 1.2, 2.0)
             + r("temperature_noise").normal(0.0, 0.4, size=n)
         )
         out["pressure"][i] = (
-            NOMINAL["pressure"] + 10.0 * off[1] + _slow(r("pressure_slow"), t_s, 8.0, 3.0)
+            NOMINAL["pressure"]
+            + 10.0 * off[1]
+            + _slow(r("pressure_slow"), t_s, 8.0, 3.0)
             + r("pressure_noise").normal(0.0, 2.5, size=n)
         )
         out["material_moisture"][i] = (
-            lot_moisture_steps[i] + 0.08 * off[2] + _slow(r("moisture_slow"), t_s, 0.12, 4.0)
+            lot_moisture_steps[i]
+            + 0.08 * off[2]
+            + _slow(r("moisture_slow"), t_s, 0.12, 4.0)
             + r("moisture_noise").normal(0.0, 0.04, size=n)
         )
         vib = NOMINAL["vibration"] * np.exp(
-            0.12 * off[3] + _slow(r("vibration_slow"), t_s, 0.08, 6.0)
+            0.12 * off[3]
+            + _slow(r("vibration_slow"), t_s, 0.08, 6.0)
             + r("vibration_noise").normal(0.0, 0.06, size=n)
         )
         spikes = r("spike_at").random(n) < 0.002
@@ -145,6 +157,7 @@ def unit_features(
     true: dict[str, np.ndarray], steps_per_unit: int, n_units: int
 ) -> dict[str, np.ndarray]:
     """Window aggregates per machine and unit, ``(M, U)``, from the true readings."""
+
     def win(q: str) -> np.ndarray:
         a = true[q][:, : n_units * steps_per_unit]
         return a.reshape(a.shape[0], n_units, steps_per_unit)
@@ -166,8 +179,14 @@ def logit(
     z_t = ((features["temperature_mean"] - NOMINAL["temperature"]) / TEMPERATURE_SCALE) ** 2
     z_v = np.maximum(0.0, features["vibration_max"] - VIBRATION_THRESHOLD)
     z_p = ((features["pressure_mean"] - NOMINAL["pressure"]) / PRESSURE_SCALE) ** 2
-    return (coef.intercept + coef.moisture * z_m + coef.temperature * z_t
-            + coef.vibration * z_v + coef.pressure * z_p + product_offset)
+    return (
+        coef.intercept
+        + coef.moisture * z_m
+        + coef.temperature * z_t
+        + coef.vibration * z_v
+        + coef.pressure * z_p
+        + product_offset
+    )
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

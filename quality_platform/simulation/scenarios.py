@@ -142,8 +142,15 @@ def plan_scenario(
         params = {"per_day": MOISTURE_DRIFT_PER_DAY, "cap": MOISTURE_DRIFT_CAP, "unit": "percent"}
     elif name == "sensor_offset":
         params = {"offset": SENSOR_OFFSET_CANONICAL, "unit": "degC"}
-    return ScenarioPlan(name=name, onset_day=day, onset_date=onset_date, plant=pid,
-                        machines=chosen, quantity=quantity, params=params)
+    return ScenarioPlan(
+        name=name,
+        onset_day=day,
+        onset_date=onset_date,
+        plant=pid,
+        machines=chosen,
+        quantity=quantity,
+        params=params,
+    )
 
 
 def moisture_drift(plan: ScenarioPlan, grid: TimeGrid) -> np.ndarray:

@@ -73,8 +73,11 @@ def _span(bounds: np.ndarray, d0: int, d1: int) -> slice:
 
 
 def _reported_values(
-    plant: PlantConfig, registry: QuantityRegistry, true: dict[str, np.ndarray],
-    plan: ScenarioPlan, grid: TimeGrid,
+    plant: PlantConfig,
+    registry: QuantityRegistry,
+    true: dict[str, np.ndarray],
+    plan: ScenarioPlan,
+    grid: TimeGrid,
 ) -> dict[str, np.ndarray]:
     """Values as the plant's sensors report them: scenario faults, plant unit, rounded."""
     pid = plant.plant_id
@@ -82,8 +85,10 @@ def _reported_values(
     values: dict[str, np.ndarray] = {}
     for q, mapping in plant.streams.readings.quantities.items():
         if q not in true:
-            raise ValueError(f"{pid}: quantity {q!r} cannot be simulated; simulated: "
-                             f"{', '.join(mech.QUANTITIES)}")
+            raise ValueError(
+                f"{pid}: quantity {q!r} cannot be simulated; simulated: "
+                f"{', '.join(mech.QUANTITIES)}"
+            )
         canonical_unit = registry.quantities[q].unit
         plant_unit = registry.pint_unit(mapping.unit)
         # the process is generated in mech.UNITS (= the canonical units; a no-op conversion
@@ -93,11 +98,14 @@ def _reported_values(
         if fault and plan.name == "sensor_offset":
             canon = canon.copy()
             k = grid.step_index(plan.onset_ns(grid.tz))
-            offset = convert(np.array([0.0, plan.params["offset"]]), plan.params["unit"],
-                             canonical_unit)
+            offset = convert(
+                np.array([0.0, plan.params["offset"]]), plan.params["unit"], canonical_unit
+            )
             canon[machines.index(plan.machines[0]), k:] += offset[1] - offset[0]
-        v = np.round(convert(canon, canonical_unit, plant_unit),
-                     decimals_for(mech.UNITS[q], plant_unit, mech.NOMINAL[q]))
+        v = np.round(
+            convert(canon, canonical_unit, plant_unit),
+            decimals_for(mech.UNITS[q], plant_unit, mech.NOMINAL[q]),
+        )
         if fault and plan.name == "stuck_sensor":
             k = max(1, grid.step_index(plan.onset_ns(grid.tz)))
             i = machines.index(plan.machines[0])
@@ -106,8 +114,9 @@ def _reported_values(
     return values
 
 
-def _inspection_times(seed: int, plant_id: str, machines: tuple[str, ...], grid: TimeGrid,
-                      latency: int) -> np.ndarray:
+def _inspection_times(
+    seed: int, plant_id: str, machines: tuple[str, ...], grid: TimeGrid, latency: int
+) -> np.ndarray:
     """When each unit is inspected (UTC ns, ``(M, U)``).
 
     Between ``latency - 1`` days + 1 h and ``latency`` days - 1 h after the unit's end, never
@@ -115,14 +124,19 @@ def _inspection_times(seed: int, plant_id: str, machines: tuple[str, ...], grid:
     """
     lo = max(3600, (latency - 1) * 86_400 + 3600)
     hi = max(lo + 1, latency * 86_400 - 3600)
-    delay_s = np.stack([
-        np.floor(rng_for(seed, plant_id, "inspection_delay", m).uniform(lo, hi, grid.n_units))
-        for m in machines
-    ]).astype(np.int64)
-    arrival_end = np.array([local_midnight_ns(d + dt.timedelta(days=latency + 1), grid.tz)
-                            for d in grid.dates], dtype=np.int64)[grid.unit_day]
-    return np.minimum(grid.unit_end_ns[None, :] + delay_s * NS_PER_S,
-                      arrival_end[None, :] - NS_PER_S)
+    delay_s = np.stack(
+        [
+            np.floor(rng_for(seed, plant_id, "inspection_delay", m).uniform(lo, hi, grid.n_units))
+            for m in machines
+        ]
+    ).astype(np.int64)
+    arrival_end = np.array(
+        [local_midnight_ns(d + dt.timedelta(days=latency + 1), grid.tz) for d in grid.dates],
+        dtype=np.int64,
+    )[grid.unit_day]
+    return np.minimum(
+        grid.unit_end_ns[None, :] + delay_s * NS_PER_S, arrival_end[None, :] - NS_PER_S
+    )
 
 
 def simulate_plant(
@@ -137,8 +151,9 @@ def simulate_plant(
     """Simulate and write one plant; returns its part of the truth (counts, files)."""
     pid = plant.plant_id
     style = style_for(plant)
-    grid = build_grid(plant.timezone, start, days, plant.reading_interval_seconds,
-                      style.cycle_minutes)
+    grid = build_grid(
+        plant.timezone, start, days, plant.reading_interval_seconds, style.cycle_minutes
+    )
     machines = tuple(plant.machines)
     n_m, n_u, spu = len(machines), grid.n_units, grid.steps_per_unit
     prod = build_production(pid, machines, grid, style, seed)
@@ -154,8 +169,9 @@ def simulate_plant(
     drifted = None
     if plan.name == "concept_drift" and plan.hits(pid):
         drifted = (mech.CONCEPT_DRIFT_COEFFICIENTS, grid.unit_start_ns >= plan.onset_ns(grid.tz))
-    outcome = mech.draw_outcomes(seed, pid, machines, features, product_offset,
-                                 mech.BASE_COEFFICIENTS, drifted)
+    outcome = mech.draw_outcomes(
+        seed, pid, machines, features, product_offset, mech.BASE_COEFFICIENTS, drifted
+    )
     latency = style.label_latency_days
     inspected_ns = _inspection_times(seed, pid, machines, grid, latency)
 
@@ -168,16 +184,35 @@ def simulate_plant(
         for m in plan.machines:
             present[machines.index(m), cols] = False
 
-    frame = PlantFrame(plant=plant, grid=grid, style=style, production=prod, values=values,
-                       present=present, outcome=outcome, inspected_ns=inspected_ns)
+    frame = PlantFrame(
+        plant=plant,
+        grid=grid,
+        style=style,
+        production=prod,
+        values=values,
+        present=present,
+        outcome=outcome,
+        inspected_ns=inspected_ns,
+    )
     files = _write_plant(frame, out_dir, latency)
 
     # Counts per local day.
     n_q = len(plant.streams.readings.quantities)
     per_day: dict[str, dict[str, Any]] = {}
     last = grid.dates[-1]
-    totals = dict.fromkeys(("reading_rows", "reading_values", "units", "inspected_units",
-                            "rework", "scrap", "true_rework", "true_scrap"), 0)
+    totals = dict.fromkeys(
+        (
+            "reading_rows",
+            "reading_values",
+            "units",
+            "inspected_units",
+            "rework",
+            "scrap",
+            "true_rework",
+            "true_scrap",
+        ),
+        0,
+    )
     for d, day in enumerate(grid.dates):
         rows = int(present[:, grid.day_steps(d)].sum())
         out = outcome[:, grid.day_units(d)]
@@ -197,15 +232,18 @@ def simulate_plant(
         per_day[day.isoformat()] = rec
         for k in totals:
             totals[k] += rec[k]
-    totals["true_defect_rate"] = round((totals["true_rework"] + totals["true_scrap"])
-                                       / max(1, totals["units"]), 6)
+    totals["true_defect_rate"] = round(
+        (totals["true_rework"] + totals["true_scrap"]) / max(1, totals["units"]), 6
+    )
     return {
         "counts": {**totals, "per_day": per_day},
         "plant": {
             "timezone": plant.timezone,
             "machines": list(machines),
-            "lines": {name: [m for m, li in zip(machines, prod.line_of_machine, strict=True)
-                             if li == i] for i, name in enumerate(prod.line_names)},
+            "lines": {
+                name: [m for m, li in zip(machines, prod.line_of_machine, strict=True) if li == i]
+                for i, name in enumerate(prod.line_names)
+            },
             "reading_interval_seconds": grid.step_s,
             "cycle_minutes": style.cycle_minutes,
             "label_latency_days": latency,
@@ -233,8 +271,16 @@ def _write_plant(frame: PlantFrame, out_dir: Path, latency: int) -> list[str]:
         written.append(path)
     last = grid.dates[-1]
     labelled = [d for d in grid.dates if d + dt.timedelta(days=latency) <= last]
-    ins_paths = [stream_path(out_dir, pid, streams.inspections.path, d.isoformat(),
-                             (d + dt.timedelta(days=latency)).isoformat()) for d in labelled]
+    ins_paths = [
+        stream_path(
+            out_dir,
+            pid,
+            streams.inspections.path,
+            d.isoformat(),
+            (d + dt.timedelta(days=latency)).isoformat(),
+        )
+        for d in labelled
+    ]
     for path, d0, d1 in _runs(ins_paths):
         write_inspections(path, frame, _span(grid.unit_day_bounds, d0, d1))
         written.append(path)
@@ -245,11 +291,13 @@ def _mechanism_truth(plan: ScenarioPlan, plants: dict[str, PlantConfig]) -> dict
     changes = []
     if plan.name == "concept_drift" and plan.plant is not None:
         assert plan.onset_date is not None
-        changes.append({
-            "plant": plan.plant,
-            "from_date": plan.onset_date.isoformat(),
-            "coefficients": mech.CONCEPT_DRIFT_COEFFICIENTS.as_dict(),
-        })
+        changes.append(
+            {
+                "plant": plan.plant,
+                "from_date": plan.onset_date.isoformat(),
+                "coefficients": mech.CONCEPT_DRIFT_COEFFICIENTS.as_dict(),
+            }
+        )
     return {
         "formula": mech.FORMULA,
         "coefficients": mech.BASE_COEFFICIENTS.as_dict(),
@@ -266,21 +314,23 @@ def _mechanism_truth(plan: ScenarioPlan, plants: dict[str, PlantConfig]) -> dict
         "features": {
             "z_moisture": f"max(0, mean(material_moisture) - {mech.MOISTURE_THRESHOLD:g})",
             "z_temperature": f"((mean(temperature) - {mech.NOMINAL['temperature']:g}) / "
-                             f"{mech.TEMPERATURE_SCALE:g})**2",
+            f"{mech.TEMPERATURE_SCALE:g})**2",
             "z_vibration": f"max(0, max(vibration) - {mech.VIBRATION_THRESHOLD:g})",
             "z_pressure": f"((mean(pressure) - {mech.NOMINAL['pressure']:g}) / "
-                          f"{mech.PRESSURE_SCALE:g})**2",
+            f"{mech.PRESSURE_SCALE:g})**2",
         },
         "canonical_units": dict(mech.UNITS),
         "window": "true (canonical-unit) readings with start <= t < end; sensor faults and "
-                  "missing readings do not change the outcome",
+        "missing readings do not change the outcome",
         "outcomes": {
             "ok": "not defective",
             "rework": "defective, mild",
             "scrap": "defective, severe (P = sigmoid(logit + scrap_shift) given defective)",
         },
-        "product_offsets": {pid: {p.code: p.logit_offset for p in style_for(pl).products}
-                            for pid, pl in plants.items()},
+        "product_offsets": {
+            pid: {p.code: p.logit_offset for p in style_for(pl).products}
+            for pid, pl in plants.items()
+        },
         "changes": changes,
     }
 
@@ -302,8 +352,12 @@ def _incidents(plan: ScenarioPlan, plants: dict[str, PlantConfig]) -> tuple[dict
         affected["machine"] = plan.machines[0]
     if plan.quantity is not None:
         affected["sensor"] = plant.streams.readings.quantities[plan.quantity].field
-    base = {"type": INCIDENT_TYPES[plan.name], "plant": plan.plant,
-            "from_date": plan.onset_date.isoformat(), "from_utc": _iso(onset_ns)}
+    base = {
+        "type": INCIDENT_TYPES[plan.name],
+        "plant": plan.plant,
+        "from_date": plan.onset_date.isoformat(),
+        "from_utc": _iso(onset_ns),
+    }
     incidents: list[dict[str, Any]] = []
     if plan.name == "moisture_drift":
         incidents.append({**base, "quantity": plan.quantity})
@@ -350,16 +404,25 @@ def simulate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    per_plant = {pid: simulate_plant(p, registry, plan, seed, start, days, out_dir)
-                 for pid, p in sim.items()}
+    per_plant = {
+        pid: simulate_plant(p, registry, plan, seed, start, days, out_dir) for pid, p in sim.items()
+    }
     affected, incidents = _incidents(plan, sim)
     bad: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     if scenario == "bad_files":
         bad, skipped = apply_bad_files(out_dir, sim, registry, start, days, seed)
         affected = {"plants": sorted({b["plant"] for b in bad})}
-        incidents = [{"type": "bad_file", "plant": b["plant"], "from_date": b["date"],
-                      "file": b["file"], "expected_rule": b["expected_rule"]} for b in bad]
+        incidents = [
+            {
+                "type": "bad_file",
+                "plant": b["plant"],
+                "from_date": b["date"],
+                "file": b["file"],
+                "expected_rule": b["expected_rule"],
+            }
+            for b in bad
+        ]
         for b in bad:
             files = per_plant[b["plant"]]["plant"]["files"]
             if b["file"] not in files:
@@ -385,8 +448,8 @@ def simulate(
         "bad_files": bad,
         "bad_files_skipped": skipped,
         "notes": "counts describe the generated data before any bad-file corruption; "
-                 "reading_rows = machine x timestamp records, reading_values = numeric values; "
-                 "rework/scrap count inspected units, true_* all units (labels pending included)",
+        "reading_rows = machine x timestamp records, reading_values = numeric values; "
+        "rework/scrap count inspected units, true_* all units (labels pending included)",
     }
     text = json.dumps(truth, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     (out_dir / TRUTH_FILE).write_bytes(text.encode("utf-8"))

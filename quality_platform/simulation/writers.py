@@ -40,8 +40,17 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "data_page_version": "1.0",
 }
 #: Canonical unit fields in the order they are written to JSON records (timestamps last).
-JSONL_UNIT_ORDER = ("unit_id", "line", "machine_id", "product", "material_lot", "supplier",
-                    "operator", "start", "end")
+JSONL_UNIT_ORDER = (
+    "unit_id",
+    "line",
+    "machine_id",
+    "product",
+    "material_lot",
+    "supplier",
+    "operator",
+    "start",
+    "end",
+)
 
 
 @dataclass(frozen=True)
@@ -165,8 +174,10 @@ def json_objects(fields: list[tuple[str, np.ndarray]]) -> np.ndarray:
     def render(node: dict[str, Any]) -> np.ndarray:
         acc: Any = None
         for key, val in node.items():
-            piece = json.dumps(key, ensure_ascii=False) + ":" + (
-                render(val) if isinstance(val, dict) else val
+            piece = (
+                json.dumps(key, ensure_ascii=False)
+                + ":"
+                + (render(val) if isinstance(val, dict) else val)
             )
             acc = piece if acc is None else acc + "," + piece
         return "{" + acc + "}"
@@ -177,15 +188,21 @@ def json_objects(fields: list[tuple[str, np.ndarray]]) -> np.ndarray:
 # --------------------------------------------------------------------------- file writers
 
 
-def write_table(path: Path, columns: dict[str, Column], stream: StreamBase,
-                spec: TimestampSpec, tz: str) -> int:
+def write_table(
+    path: Path, columns: dict[str, Column], stream: StreamBase, spec: TimestampSpec, tz: str
+) -> int:
     """Write one table in ``stream.format``; returns the number of rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     n = _n_rows(columns)
     if stream.format == "csv":
         df = pd.DataFrame({k: _numpy(v, spec, tz) for k, v in columns.items()})
-        df.to_csv(path, sep=stream.csv.delimiter, index=False, lineterminator="\n",
-                  encoding=stream.csv.encoding)
+        df.to_csv(
+            path,
+            sep=stream.csv.delimiter,
+            index=False,
+            lineterminator="\n",
+            encoding=stream.csv.encoding,
+        )
     elif stream.format == "parquet":
         write_parquet(path, pa.table({k: _arrow(v, spec, tz) for k, v in columns.items()}))
     else:
@@ -279,11 +296,16 @@ def _reading_tokens(frame: PlantFrame, steps: slice) -> np.ndarray:
     t_tok = _json_tokens(Ts(grid.utc_ns[s0:s1]), rs.timestamp, grid.tz)
     fields: list[tuple[str, np.ndarray]] = [(rs.timestamp.field, np.tile(t_tok, n_m))]
     if rs.machine.field is not None and rs.machine.field not in rs.parent_fields:
-        fields.append((rs.machine.field, _json_tokens(
-            Cat(machines, np.repeat(np.arange(n_m), n_s)), rs.timestamp, grid.tz)))
+        fields.append(
+            (
+                rs.machine.field,
+                _json_tokens(Cat(machines, np.repeat(np.arange(n_m), n_s)), rs.timestamp, grid.tz),
+            )
+        )
     for q, m in rs.quantities.items():
-        fields.append((m.field, _json_tokens(frame.values[q][:, s0:s1].ravel(),
-                                             rs.timestamp, grid.tz)))
+        fields.append(
+            (m.field, _json_tokens(frame.values[q][:, s0:s1].ravel(), rs.timestamp, grid.tz))
+        )
     return json_objects(fields).reshape(n_m, n_s)
 
 
@@ -344,8 +366,10 @@ def embeds_readings(plant: PlantConfig) -> bool:
     rs, us = plant.streams.readings, plant.streams.units
     if rs.format == "jsonl" and rs.explode:
         if us.format != "jsonl" or us.path != rs.path or "." in rs.explode:
-            raise ValueError(f"{plant.plant_id}: exploded readings are simulated only inside the "
-                             f"jsonl unit records (same path, top-level field)")
+            raise ValueError(
+                f"{plant.plant_id}: exploded readings are simulated only inside the "
+                f"jsonl unit records (same path, top-level field)"
+            )
         return True
     return False
 
@@ -402,8 +426,9 @@ def write_inspections(path: Path, frame: PlantFrame, units: slice) -> int:
     return write_table(path, cols, ins, ins.timestamp, frame.grid.tz)
 
 
-def stream_path(out_dir: Path, plant_id: str, template: str, day: str | None,
-                arrival: str | None = None) -> Path:
+def stream_path(
+    out_dir: Path, plant_id: str, template: str, day: str | None, arrival: str | None = None
+) -> Path:
     """``out_dir/<plant>/<template>`` with ``{date}`` and ``*`` filled in."""
     rel = template
     if day is not None:

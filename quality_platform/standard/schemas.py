@@ -42,13 +42,25 @@ class Col:
 
 
 _PROVENANCE = (
-    Col("source_file", "label", "Landing file the value came from (path relative to the plant's landing folder)."),
-    Col("source_row", "int", "Row in that file: CSV physical line (header = 1), Parquet 1-based row, JSON line number.",
-        checks=(pa.Check.ge(0),)),
+    Col(
+        "source_file",
+        "label",
+        "Landing file the value came from (path relative to the plant's landing folder).",
+    ),
+    Col(
+        "source_row",
+        "int",
+        "Row in that file: CSV physical line (header = 1), Parquet 1-based row, JSON line number.",
+        checks=(pa.Check.ge(0),),
+    ),
 )
 _KEY = (
     Col("plant", "label", "Plant id (data/plants/<plant>.yaml)."),
-    Col("partition_date", "date", "The plant's LOCAL production day this row belongs to (partition key)."),
+    Col(
+        "partition_date",
+        "date",
+        "The plant's LOCAL production day this row belongs to (partition key).",
+    ),
 )
 
 TABLES: dict[str, tuple[Col, ...]] = {
@@ -57,8 +69,12 @@ TABLES: dict[str, tuple[Col, ...]] = {
         Col("machine_id", "label", "Machine as named by the plant."),
         Col("ts_utc", "timestamp", "Measurement time in UTC."),
         Col("quantity", "label", "Canonical quantity (data/standard/quantities.yaml)."),
-        Col("value", "float", "Measured value in the canonical unit of the quantity.",
-            checks=(pa.Check(np.isfinite, name="finite"),)),
+        Col(
+            "value",
+            "float",
+            "Measured value in the canonical unit of the quantity.",
+            checks=(pa.Check(np.isfinite, name="finite"),),
+        ),
         Col("unit", "label", "Canonical unit (pint notation)."),
         *_PROVENANCE,
     ),
@@ -70,38 +86,96 @@ TABLES: dict[str, tuple[Col, ...]] = {
         Col("product", "label", "Product code / variant.", nullable=True),
         Col("material_lot", "text", "Material lot used.", nullable=True),
         Col("supplier", "label", "Material supplier.", nullable=True),
-        Col("operator_pseudonym", "text",
-            "Keyed HMAC pseudonym of the operator/badge id (never the raw id).", nullable=True,
-            checks=(pa.Check.str_startswith("op_"),)),
-        Col("pseudonym_key_id", "label", "Id of the pseudonymisation key used (not the key).", nullable=True),
+        Col(
+            "operator_pseudonym",
+            "text",
+            "Keyed HMAC pseudonym of the operator/badge id (never the raw id).",
+            nullable=True,
+            checks=(pa.Check.str_startswith("op_"),),
+        ),
+        Col(
+            "pseudonym_key_id",
+            "label",
+            "Id of the pseudonymisation key used (not the key).",
+            nullable=True,
+        ),
         Col("start_utc", "timestamp", "Start of the production window (UTC)."),
         Col("end_utc", "timestamp", "End of the production window (UTC)."),
-        Col("time_basis", "label", "'clock' for real timestamps, 'synthetic: ...' for a derived time index."),
-        Col("inspected_at_utc", "timestamp", "When the inspection outcome was recorded; empty while pending.",
-            nullable=True),
-        Col("rework", "bool", "Inspection: sent to rework (empty while the outcome is pending).", nullable=True),
-        Col("scrap", "bool", "Inspection: scrapped (empty while the outcome is pending).", nullable=True),
-        Col("defect", "bool", "rework or scrap (empty while the outcome is pending).", nullable=True),
+        Col(
+            "time_basis",
+            "label",
+            "'clock' for real timestamps, 'synthetic: ...' for a derived time index.",
+        ),
+        Col(
+            "inspected_at_utc",
+            "timestamp",
+            "When the inspection outcome was recorded; empty while pending.",
+            nullable=True,
+        ),
+        Col(
+            "rework",
+            "bool",
+            "Inspection: sent to rework (empty while the outcome is pending).",
+            nullable=True,
+        ),
+        Col(
+            "scrap",
+            "bool",
+            "Inspection: scrapped (empty while the outcome is pending).",
+            nullable=True,
+        ),
+        Col(
+            "defect", "bool", "rework or scrap (empty while the outcome is pending).", nullable=True
+        ),
         *_PROVENANCE,
     ),
     "quarantine": (
         *_KEY,
-        Col("stream", "label", "Landing stream: readings, units or inspections.",
-            checks=(pa.Check.isin(["readings", "units", "inspections"]),)),
-        Col("stage", "label", "Where it was caught: parse (reading the file) or standardize (the rules).",
-            checks=(pa.Check.isin(["parse", "standardize"]),)),
+        Col(
+            "stream",
+            "label",
+            "Landing stream: readings, units or inspections.",
+            checks=(pa.Check.isin(["readings", "units", "inspections"]),),
+        ),
+        Col(
+            "stage",
+            "label",
+            "Where it was caught: parse (reading the file) or standardize (the rules).",
+            checks=(pa.Check.isin(["parse", "standardize"]),),
+        ),
         *_PROVENANCE,
-        Col("source_column", "text", "Source column/field of the value, when one value is concerned.",
-            nullable=True),
-        Col("scope", "label", "value, row (a whole record) or file.",
-            checks=(pa.Check.isin(["value", "row", "file"]),)),
+        Col(
+            "source_column",
+            "text",
+            "Source column/field of the value, when one value is concerned.",
+            nullable=True,
+        ),
+        Col(
+            "scope",
+            "label",
+            "value, row (a whole record) or file.",
+            checks=(pa.Check.isin(["value", "row", "file"]),),
+        ),
         Col("rule", "label", "The rule that was broken (e.g. out_of_range, duplicate, encoding)."),
-        Col("severity", "label", "reject (held back) or warn (data flowed, the problem is recorded).",
-            checks=(pa.Check.isin(["reject", "warn"]),)),
+        Col(
+            "severity",
+            "label",
+            "reject (held back) or warn (data flowed, the problem is recorded).",
+            checks=(pa.Check.isin(["reject", "warn"]),),
+        ),
         Col("message", "text", "Human-readable explanation naming file, row and rule."),
-        Col("value", "text", "Offending source value (truncated; never personal data).", nullable=True),
-        Col("n_items", "int", "How many source items this entry holds back (values for readings, records otherwise).",
-            checks=(pa.Check.ge(0),)),
+        Col(
+            "value",
+            "text",
+            "Offending source value (truncated; never personal data).",
+            nullable=True,
+        ),
+        Col(
+            "n_items",
+            "int",
+            "How many source items this entry holds back (values for readings, records otherwise).",
+            checks=(pa.Check.ge(0),),
+        ),
     ),
 }
 
@@ -111,14 +185,23 @@ TABLES: dict[str, tuple[Col, ...]] = {
 
 def columns_ddl(cols: Iterable[Col], schema: str, table: str) -> str:
     """CREATE TABLE IF NOT EXISTS for a column list."""
-    body = ",\n  ".join(f'"{c.name}" {_TYPES[c.type][0]}{"" if c.nullable else " NOT NULL"}' for c in cols)
+    body = ",\n  ".join(
+        f'"{c.name}" {_TYPES[c.type][0]}{"" if c.nullable else " NOT NULL"}' for c in cols
+    )
     return f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" (\n  {body}\n)'
 
 
-def columns_pandera(cols: Iterable[Col], name: str, checks: list[pa.Check] | None = None,
-                    overrides: dict[str, pa.Column] | None = None) -> pa.DataFrameSchema:
+def columns_pandera(
+    cols: Iterable[Col],
+    name: str,
+    checks: list[pa.Check] | None = None,
+    overrides: dict[str, pa.Column] | None = None,
+) -> pa.DataFrameSchema:
     """Strict pandera schema of a column list (types, nulls, column checks, frame checks)."""
-    columns = {c.name: pa.Column(_TYPES[c.type][2], nullable=c.nullable, checks=list(c.checks)) for c in cols}
+    columns = {
+        c.name: pa.Column(_TYPES[c.type][2], nullable=c.nullable, checks=list(c.checks))
+        for c in cols
+    }
     columns.update(overrides or {})
     return pa.DataFrameSchema(columns, checks=checks or [], strict=True, ordered=False, name=name)
 
@@ -139,11 +222,17 @@ def columns_conform(df: pd.DataFrame, cols: Iterable[Col]) -> pd.DataFrame:
 
 def columns_table_schema(cols: Iterable[Col]) -> dg.TableSchema:
     """Column schema for the Dagster catalog (``dagster/column_schema``)."""
-    return dg.TableSchema(columns=[
-        dg.TableColumn(c.name, _TYPES[c.type][0].lower(), description=c.description,
-                       constraints=dg.TableColumnConstraints(nullable=c.nullable))
-        for c in cols
-    ])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                c.name,
+                _TYPES[c.type][0].lower(),
+                description=c.description,
+                constraints=dg.TableColumnConstraints(nullable=c.nullable),
+            )
+            for c in cols
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- the standard tables
@@ -173,7 +262,9 @@ def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa
             cats = list(q.cat.categories)
             lo = np.array([reg[c].min if c in reg else np.nan for c in cats] + [np.nan])
             hi = np.array([reg[c].max if c in reg else np.nan for c in cats] + [np.nan])
-            want = np.array([reg[c].unit if c in reg else None for c in cats] + [None], dtype=object)
+            want = np.array(
+                [reg[c].unit if c in reg else None for c in cats] + [None], dtype=object
+            )
             qc = q.cat.codes.to_numpy()  # -1 (missing) indexes the trailing NaN/None
             have = np.array([*u.cat.categories, None], dtype=object)[u.cat.codes.to_numpy()]
             v = df["value"].to_numpy()

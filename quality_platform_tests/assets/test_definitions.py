@@ -13,21 +13,31 @@ from quality_platform.settings import Paths
 STANDARD = {"sensor_readings", "production_units", "quarantine"}
 KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
 FEATURES = {"unit_features"}
-ML = {"training_dataset", "defect_model", "model_evaluation", "model_documentation", "predictions",
-      "canary_evaluation"}
+ML = {
+    "training_dataset",
+    "defect_model",
+    "model_evaluation",
+    "model_documentation",
+    "predictions",
+    "canary_evaluation",
+}
 MONITORING = {"drift_metrics", "model_performance", "ops_metrics"}
 
 
 def _graph(defs: dg.Definitions) -> dict[str, set[str]]:
     g = defs.resolve_asset_graph()
-    return {k.to_user_string(): {p.to_user_string() for p in g.get(k).parent_keys}
-            for k in g.get_all_asset_keys()}
+    return {
+        k.to_user_string(): {p.to_user_string() for p in g.get(k).parent_keys}
+        for k in g.get_all_asset_keys()
+    }
 
 
 def test_asset_graph(qp_env: Paths) -> None:
     graph = _graph(build_definitions(qp_env))
     raws = {f"raw_{p}" for p in ("ai4i2020", "plant_a", "plant_b", "plant_c")}
-    assert set(graph) == raws | STANDARD | KPI | FEATURES | ML | MONITORING  # no misspelled dependency became an external asset
+    assert (
+        set(graph) == raws | STANDARD | KPI | FEATURES | ML | MONITORING
+    )  # no misspelled dependency became an external asset
     for t in STANDARD:
         assert graph[t] == raws
     assert graph["kpi_daily"] == {"production_units"}
@@ -49,7 +59,10 @@ def test_loop_wiring(qp_env: Paths) -> None:
     """The retrain sensor launches train_job, the monitor sensor follows standardize_job, alerts
     follow failed runs; schedules exist per plant and are off until switched on."""
     defs = build_definitions(qp_env)
-    assert {j.name for j in defs.resolve_sensor_def("retrain_on_drift").jobs} == {"train_job", "ops_job"}
+    assert {j.name for j in defs.resolve_sensor_def("retrain_on_drift").jobs} == {
+        "train_job",
+        "ops_job",
+    }
     assert defs.resolve_sensor_def("monitor_after_standardize") is not None
     assert defs.resolve_sensor_def("alert_on_run_failure") is not None
     names = {s.name for s in defs.schedules}
@@ -73,17 +86,23 @@ def test_every_asset_is_catalogued(qp_env: Paths) -> None:
 def test_raw_partitions_map_only_to_their_plant(qp_env: Paths) -> None:
     g = build_definitions(qp_env).resolve_asset_graph()
     parents = g.get_parent_partition_keys_for_child(
-        "2026-03-16|plant_b", dg.AssetKey("raw_plant_a"), dg.AssetKey("sensor_readings"))
+        "2026-03-16|plant_b", dg.AssetKey("raw_plant_a"), dg.AssetKey("sensor_readings")
+    )
     assert list(parents.partitions_subset.get_partition_keys()) == []
     parents = g.get_parent_partition_keys_for_child(
-        "2026-03-16|plant_a", dg.AssetKey("raw_plant_a"), dg.AssetKey("sensor_readings"))
+        "2026-03-16|plant_a", dg.AssetKey("raw_plant_a"), dg.AssetKey("sensor_readings")
+    )
     assert list(parents.partitions_subset.get_partition_keys()) == ["2026-03-16|plant_a"]
 
 
 def test_adding_a_plant_is_one_config_file(qp_env: Paths) -> None:
     doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
-    doc.update(plant_id="plant_d", name="Plant D", timezone="Asia/Tokyo",
-               machines=[f"D-M{i:02d}" for i in range(1, 4)])
+    doc.update(
+        plant_id="plant_d",
+        name="Plant D",
+        timezone="Asia/Tokyo",
+        machines=[f"D-M{i:02d}" for i in range(1, 4)],
+    )
     (qp_env.plants_dir / "plant_d.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
     defs = build_definitions(qp_env)
     graph = _graph(defs)

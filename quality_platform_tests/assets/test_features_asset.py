@@ -33,22 +33,31 @@ def _df(paths: Paths, sql: str) -> pd.DataFrame:
 def _assert_feature_checks_passed(instance: dg.DagsterInstance) -> None:
     for name in FEATURE_CHECKS:
         rec = instance.get_latest_asset_check_evaluation_record(
-            dg.AssetCheckKey(dg.AssetKey("unit_features"), name))
+            dg.AssetCheckKey(dg.AssetKey("unit_features"), name)
+        )
         assert rec is not None and rec.event.asset_check_evaluation.passed, name
 
 
 def test_readings_mapping_reads_the_neighbouring_days(qp_env: Paths) -> None:
     g = build_definitions(qp_env).resolve_asset_graph()
     parents = g.get_parent_partition_keys_for_child(
-        "2026-03-16|plant_a", dg.AssetKey("sensor_readings"), dg.AssetKey("unit_features"))
+        "2026-03-16|plant_a", dg.AssetKey("sensor_readings"), dg.AssetKey("unit_features")
+    )
     assert sorted(parents.partitions_subset.get_partition_keys()) == [
-        "2026-03-15|plant_a", "2026-03-16|plant_a", "2026-03-17|plant_a"]
+        "2026-03-15|plant_a",
+        "2026-03-16|plant_a",
+        "2026-03-17|plant_a",
+    ]
     parents = g.get_parent_partition_keys_for_child(
-        "2026-03-16|plant_a", dg.AssetKey("production_units"), dg.AssetKey("unit_features"))
+        "2026-03-16|plant_a", dg.AssetKey("production_units"), dg.AssetKey("unit_features")
+    )
     assert list(parents.partitions_subset.get_partition_keys()) == ["2026-03-16|plant_a"]
     node = g.get(dg.AssetKey("unit_features"))
     assert node.group_name == "features" and node.owners == ["team:data-science"]
-    assert "feature_definitions" in node.metadata and "temperature__slope" in node.metadata["feature_definitions"].value
+    assert (
+        "feature_definitions" in node.metadata
+        and "temperature__slope" in node.metadata["feature_definitions"].value
+    )
 
 
 def test_ai4i_one_reading_per_quantity_and_unit(qp_env: Paths, tmp_path: Path) -> None:
@@ -70,8 +79,11 @@ def test_ai4i_one_reading_per_quantity_and_unit(qp_env: Paths, tmp_path: Path) -
         assert len(f) == len(units) == 720 and f["unit_id"].is_unique
         assert (f["n_readings"] == len(AI4I_QUANTITIES)).all()
         r = _df(qp_env, "SELECT ts_utc, quantity, value FROM standard.sensor_readings").pivot(
-            index="ts_utc", columns="quantity", values="value")
-        x = f.merge(r, left_on="start_utc", right_index=True, how="left")  # one reading at each unit's start
+            index="ts_utc", columns="quantity", values="value"
+        )
+        x = f.merge(
+            r, left_on="start_utc", right_index=True, how="left"
+        )  # one reading at each unit's start
         for q in AI4I_QUANTITIES:
             assert (x[f"{q}__n"] == 1).all()
             for s in ("mean", "min", "max", "last"):
@@ -92,7 +104,9 @@ def test_ai4i_one_reading_per_quantity_and_unit(qp_env: Paths, tmp_path: Path) -
 
 def test_simulated_plant_features_carry_the_defect_signal(qp_env: Paths, tmp_path: Path) -> None:
     # Inspections of D1 arrive two days later (in D1's folder): simulate 3 days, process D1 only.
-    simulate(qp_env.landing_dir, days=3, start=D1, plants={"plant_a": load_plants(qp_env)["plant_a"]})
+    simulate(
+        qp_env.landing_dir, days=3, start=D1, plants={"plant_a": load_plants(qp_env)["plant_a"]}
+    )
     defs = build_definitions(qp_env)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         outcomes = backfill(defs, instance, "plant_a", D1, D1)
@@ -100,13 +114,20 @@ def test_simulated_plant_features_carry_the_defect_signal(qp_env: Paths, tmp_pat
         assert outcomes[1].failed_checks == []
         _assert_feature_checks_passed(instance)
         rec = instance.get_latest_asset_check_evaluation_record(
-            dg.AssetCheckKey(dg.AssetKey("unit_features"), "coverage"))
+            dg.AssetCheckKey(dg.AssetKey("unit_features"), "coverage")
+        )
         assert rec.event.asset_check_evaluation.metadata["min_coverage"].value == 1.0
-    x = _df(qp_env, """SELECT f.*, u.defect FROM features.unit_features f
-                       JOIN standard.production_units u USING (plant, unit_id)""")
+    x = _df(
+        qp_env,
+        """SELECT f.*, u.defect FROM features.unit_features f
+                       JOIN standard.production_units u USING (plant, unit_id)""",
+    )
     assert len(x) == 12 * 96 and x["defect"].notna().all()
     assert (x["n_readings"] == 15 * 4).all()  # 15 one-minute readings x 4 quantities per unit
     y = x["defect"].astype(bool).to_numpy()
     assert 0.02 < y.mean() < 0.15
     assert auc(x["material_moisture__mean"].to_numpy(), y) > 0.65
-    assert x.loc[y, "material_moisture__time_outside_s"].mean() > 1.5 * x.loc[~y, "material_moisture__time_outside_s"].mean()
+    assert (
+        x.loc[y, "material_moisture__time_outside_s"].mean()
+        > 1.5 * x.loc[~y, "material_moisture__time_outside_s"].mean()
+    )

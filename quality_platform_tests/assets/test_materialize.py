@@ -31,14 +31,21 @@ def test_ai4i_end_to_end_all_gates_pass(qp_env: Paths, tmp_path: Path) -> None:
         assert [o.success for o in outcomes] == [True, True]
         assert outcomes[1].failed_checks == []
         evals = instance.get_latest_asset_check_evaluation_record(
-            dg.AssetCheckKey(dg.AssetKey("quarantine"), "reconciliation"))
+            dg.AssetCheckKey(dg.AssetKey("quarantine"), "reconciliation")
+        )
         assert evals is not None and evals.event.asset_check_evaluation.passed
         # 360 units per day (one every 240 s) x 5 quantities
         assert _count(qp_env, "SELECT count(*) FROM standard.sensor_readings") == 2 * 360 * 5
         assert _count(qp_env, "SELECT count(*) FROM standard.production_units") == 720
         assert _count(qp_env, "SELECT count(*) FROM kpi.kpi_daily WHERE line = '*'") == 2 * 5
-        assert _count(qp_env, "SELECT count(DISTINCT time_basis) FROM standard.production_units "
-                              "WHERE time_basis LIKE 'synthetic%'") == 1
+        assert (
+            _count(
+                qp_env,
+                "SELECT count(DISTINCT time_basis) FROM standard.production_units "
+                "WHERE time_basis LIKE 'synthetic%'",
+            )
+            == 1
+        )
         mats = instance.fetch_materializations(dg.AssetKey("sensor_readings"), limit=10).records
         assert {m.partition_key for m in mats} == {"2026-03-16|ai4i2020", "2026-03-17|ai4i2020"}
 
@@ -61,9 +68,13 @@ def test_failing_blocking_gate_stops_downstream(qp_env: Paths, tmp_path: Path) -
         (land / day.isoformat()).mkdir(parents=True)
         (land / day.isoformat() / "sensoren.csv").write_text(
             "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
-            f"{day} 10:00:00,A-M01,200,2.5,12,3\n", encoding="utf-8")
+            f"{day} 10:00:00,A-M01,200,2.5,12,3\n",
+            encoding="utf-8",
+        )
         (land / day.isoformat() / "auftraege.csv").write_text(
-            head + f"A-SAME,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n", encoding="utf-8")
+            head + f"A-SAME,L1,A-M01,{day} 10:00:00,{day} 10:15:00,P1,LOT1,S1,W-1\n",
+            encoding="utf-8",
+        )
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         first = backfill(defs, instance, "plant_a", D1, D1)
         assert all(o.success for o in first)

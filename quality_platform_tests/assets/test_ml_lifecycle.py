@@ -55,7 +55,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def env(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Paths, dg.DagsterInstance]]:
+def env(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Paths, dg.DagsterInstance]]:
     paths = make_installation(tmp_path, plants=PLANTS)
     shutil.copytree(built / "data" / "warehouse", paths.data_dir / "warehouse")
     tune_small_model(paths)
@@ -84,8 +86,16 @@ def _cli(*argv: str) -> tuple[int, object]:
 
 def _checks(instance: dg.DagsterInstance) -> dict[str, bool]:
     out = {}
-    for name in ("absolute_thresholds", "calibration", "vs_champion", "per_plant_non_inferiority", "behaviour_cases"):
-        rec = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("model_evaluation"), name))
+    for name in (
+        "absolute_thresholds",
+        "calibration",
+        "vs_champion",
+        "per_plant_non_inferiority",
+        "behaviour_cases",
+    ):
+        rec = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey("model_evaluation"), name)
+        )
         out[name] = rec.event.asset_check_evaluation.passed
     return out
 
@@ -110,16 +120,24 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     assert v1.tag("dagster_run_id") == o.run_id and v1.tag("code_version")
     # the gate ran; the first version needs a human
     checks = _checks(instance)
-    assert checks["absolute_thresholds"] and checks["calibration"] and checks["behaviour_cases"], checks
+    assert checks["absolute_thresholds"] and checks["calibration"] and checks["behaviour_cases"], (
+        checks
+    )
     assert v1.gate in L.PASSING and v1.approval == "pending" and reg.alias(CHAMPION) is None
     # not approved -> cannot be promoted; without an approved champion the rule-based limits decide (safe state)
     rc, out = _cli("promote", "1", "--as", "carl.control")
     assert rc == 2 and "not approved" in out["error"]
     assert run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1).success
     safe = _preds(paths)
-    assert len(safe) and (safe["decided_by"] == "rules").all() and (safe["model_version"] == "rules:v1").all()
+    assert (
+        len(safe)
+        and (safe["decided_by"] == "rules").all()
+        and (safe["model_version"] == "rules:v1").all()
+    )
     assert safe["reason_1"].notna().all()
-    rc, out = _cli("approve", "1", "--as", "carl.control", "--reason", "gate read, per-plant results fine")
+    rc, out = _cli(
+        "approve", "1", "--as", "carl.control", "--reason", "gate read, per-plant results fine"
+    )
     assert rc == 0 and out["approval"] == "approved"
     rc, out = _cli("promote", "1", "--as", "carl.control")
     assert rc == 0 and CHAMPION in out["aliases"]
@@ -149,7 +167,9 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
         assert v2.approval == "pending"
         L.approve(reg, audit, "2", "carl.control", "reviewed the warnings")
     assert reg.alias(CHALLENGER).version == "2"
-    assert run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1 + dt.timedelta(days=DAYS - 1)).success
+    assert run_range(
+        defs, instance, SCORE_JOB, "plant_a", D1, D1 + dt.timedelta(days=DAYS - 1)
+    ).success
     pr = _preds(paths)
     a = pr[pr["plant"] == "plant_a"]
     assert a["challenger_score"].notna().all() and set(a["challenger_version"]) == {"2"}
@@ -176,10 +196,25 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     # a quality engineer overrides a prediction: stored and audited apart from the inspection labels
     unit = pr[pr["plant"] == "plant_a"].sort_values("risk").iloc[-1]
     decision = "ok" if bool(unit["predicted_defect"]) else "defect"
-    rc, ov = _cli("override", str(unit["unit_id"]), "--decision", decision, "--as", "quinn.quality",
-                  "--reason", "visual re-inspection")
-    assert rc == 0 and ov["plant"] == "plant_a" and ov["decision"] == decision and ov["model_version"] in ("1", "2")
-    rc, err = _cli("override", "no-such-unit", "--decision", "ok", "--as", "quinn.quality", "--reason", "x")
+    rc, ov = _cli(
+        "override",
+        str(unit["unit_id"]),
+        "--decision",
+        decision,
+        "--as",
+        "quinn.quality",
+        "--reason",
+        "visual re-inspection",
+    )
+    assert (
+        rc == 0
+        and ov["plant"] == "plant_a"
+        and ov["decision"] == decision
+        and ov["model_version"] in ("1", "2")
+    )
+    rc, err = _cli(
+        "override", "no-such-unit", "--decision", "ok", "--as", "quinn.quality", "--reason", "x"
+    )
     assert rc == 2 and "no prediction" in err["error"]
     assert any(r.action == "override" and r.actor == "quinn.quality" for r in audit.records())
     # ... and never feeds back into training: a new snapshot has the same content hash
@@ -202,7 +237,9 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     first, _last = v1.partitions["plant_a"]
     rc, ld = _cli("lineage", "data", "--plant", "plant_a", "--date", first)
     assert rc == 0 and ld["model_versions"] == ["1", "2", "3"] and ld["prediction_batches"]
-    rc, ld = _cli("lineage", "data", "--plant", "plant_a", "--date", "2026-03-21")  # after the window
+    rc, ld = _cli(
+        "lineage", "data", "--plant", "plant_a", "--date", "2026-03-21"
+    )  # after the window
     assert rc == 0 and ld["model_versions"] == []
     assert audit.verify().ok
 
@@ -226,7 +263,9 @@ def test_failing_gate_never_becomes_champion(env: tuple[Paths, dg.DagsterInstanc
     assert all(r.actor == "carl.control" for r in denied)
 
 
-def test_worse_challenger_is_rolled_back_by_the_canary(env: tuple[Paths, dg.DagsterInstance]) -> None:
+def test_worse_challenger_is_rolled_back_by_the_canary(
+    env: tuple[Paths, dg.DagsterInstance],
+) -> None:
     paths, instance = env
     defs = build_definitions(paths)
     assert train(defs, instance).success
@@ -236,8 +275,10 @@ def test_worse_challenger_is_rolled_back_by_the_canary(env: tuple[Paths, dg.Dags
     # v2 loses the moisture features (the main defect driver); a lenient gate lets it through
     f = paths.config_dir / "ml" / "model.yaml"
     cfg = yaml.safe_load(f.read_text())
-    cfg["features"]["exclude_columns"] = [f"material_moisture__{s}" for s in
-                                          ("mean", "std", "min", "max", "last", "slope", "time_outside_s")]
+    cfg["features"]["exclude_columns"] = [
+        f"material_moisture__{s}"
+        for s in ("mean", "std", "min", "max", "last", "slope", "time_outside_s")
+    ]
     cfg["gate"].update(min_roc_auc=0.5, min_pr_auc=0.0, max_ece=0.2, vs_champion_margin=0.5)
     cfg["gate"]["per_plant"].update(margin=0.5)
     f.write_text(yaml.safe_dump(cfg))
@@ -245,7 +286,9 @@ def test_worse_challenger_is_rolled_back_by_the_canary(env: tuple[Paths, dg.Dags
     defs = build_definitions(paths)
     assert train(defs, instance).success
     v2 = reg.version("2")
-    assert v2.gate in L.PASSING and v2.approval == "pending"  # feature set changed: outside the envelope
+    assert (
+        v2.gate in L.PASSING and v2.approval == "pending"
+    )  # feature set changed: outside the envelope
     assert "feature set differs" in v2.tag("approval_needs_human")
     assert reg.alias(CHALLENGER).version == "2"
     # shadow only until approved: every unit scored by v2, none decided by it
@@ -270,7 +313,8 @@ def test_worse_challenger_is_rolled_back_by_the_canary(env: tuple[Paths, dg.Dags
 
 
 def test_a_missing_or_moved_registry_is_an_error_and_a_new_one_never_mixes_into_the_old_history(
-        env: tuple[Paths, dg.DagsterInstance]) -> None:
+    env: tuple[Paths, dg.DagsterInstance],
+) -> None:
     """Issue 11 item 9: with data/mlflow moved away, scoring and training used to report ok on a
     silently created empty registry and register a phantom "version 1" whose records mixed into
     the real version 1's audit history."""
@@ -293,13 +337,23 @@ def test_a_missing_or_moved_registry_is_an_error_and_a_new_one_never_mixes_into_
     assert audit.records(limit=1)[0].action == "approve"
 
     shutil.move(str(store), str(paths.data_dir / "mlflow.moved"))
-    for attempt in (lambda: run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1), lambda: train(defs, instance)):
+    for attempt in (
+        lambda: run_range(defs, instance, SCORE_JOB, "plant_a", D1, D1),
+        lambda: train(defs, instance),
+    ):
         o = attempt()
         assert not o.success
-        assert not store.exists() or not (store / "mlflow.db").exists()  # nothing created behind the error
-    failures = [e.dagster_event.event_specific_data.error.to_string() for e in instance.all_logs(o.run_id)
-                if e.dagster_event and e.dagster_event.is_step_failure]
-    assert any(f"registry store {store / 'mlflow.db'} is missing" in m and first in m for m in failures), failures
+        assert (
+            not store.exists() or not (store / "mlflow.db").exists()
+        )  # nothing created behind the error
+    failures = [
+        e.dagster_event.event_specific_data.error.to_string()
+        for e in instance.all_logs(o.run_id)
+        if e.dagster_event and e.dagster_event.is_step_failure
+    ]
+    assert any(
+        f"registry store {store / 'mlflow.db'} is missing" in m and first in m for m in failures
+    ), failures
     rc, out = _cli("models", "history")
     assert rc == 2 and str(store / "mlflow.db") in out["error"] and "init-registry" in out["error"]
     # an empty store at the configured place (e.g. created by hand or by an older release) is refused too
@@ -307,17 +361,33 @@ def test_a_missing_or_moved_registry_is_an_error_and_a_new_one_never_mixes_into_
     import sys
 
     uri = f"sqlite:///{store / 'mlflow.db'}"  # a new process: MLflow caches its store per URI in this one
-    subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments()"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments()"],
+        check=True,
+        capture_output=True,
+    )
     assert (store / "mlflow.db").exists()
-    qp = subprocess.run([sys.executable, "-m", "quality_platform.cli", "models", "history", "--json"],
-                        capture_output=True, text=True, timeout=300)
-    assert qp.returncode == 2 and "is an empty registry" in json.loads(qp.stdout)["error"], qp.stdout + qp.stderr
+    qp = subprocess.run(
+        [sys.executable, "-m", "quality_platform.cli", "models", "history", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert qp.returncode == 2 and "is an empty registry" in json.loads(qp.stdout)["error"], (
+        qp.stdout + qp.stderr
+    )
 
     # a new registry only on purpose: refused for a role without the action, then audited
     rc, out = _cli("models", "init-registry", "--as", "quinn.quality", "--reason", "store lost")
     assert rc == 2 and "may not registry_init" in out["error"]
-    rc, out = _cli("models", "init-registry", "--as", "carl.control", "--reason", "store lost with the old disk")
+    rc, out = _cli(
+        "models",
+        "init-registry",
+        "--as",
+        "carl.control",
+        "--reason",
+        "store lost with the old disk",
+    )
     assert rc == 0 and out["registry_store"] != first
     assert train(defs, instance).success
     reg, audit = _registry(paths)
@@ -326,7 +396,10 @@ def test_a_missing_or_moved_registry_is_an_error_and_a_new_one_never_mixes_into_
     h = L.history(reg, audit)
     assert not [e for e in h["events"] if e["action"] == "approve" and e["outcome"] == "ok"]
     assert {e["refs"].get("registry_store") for e in h["events"]} == {out["registry_store"]}
-    assert [r.refs["registry_store"] for r in audit.records(action="register")] == [first, out["registry_store"]]
+    assert [r.refs["registry_store"] for r in audit.records(action="register")] == [
+        first,
+        out["registry_store"],
+    ]
     rc, out2 = _cli("models", "init-registry", "--as", "carl.control", "--reason", "again")
     assert rc == 2 and "holds 1 version" in out2["error"]
     assert audit.verify().ok

@@ -38,7 +38,8 @@ D = dt.date(2026, 3, 16)
 PLANT = "plant_a"
 INTERVAL = 120.0  # seconds between readings of the plant
 CFG = FeatureConfig(
-    feature_set_version=1, statistics=list(STATISTICS),
+    feature_set_version=1,
+    statistics=list(STATISTICS),
     limits={"temperature": Limits(lower=195, upper=205), "vibration": Limits(upper=4.5)},
 )
 
@@ -49,16 +50,42 @@ def _ts(day: dt.date, hhmm: str) -> dt.datetime:
 
 
 def _unit(uid: str, day: dt.date, machine: str, start: dt.datetime, end: dt.datetime) -> dict:
-    return dict(plant=PLANT, partition_date=day, unit_id=uid, machine_id=machine, line="L1", product="P1",
-                material_lot="LOT1", supplier="S1", operator_pseudonym="op_x", pseudonym_key_id="k1",
-                start_utc=start, end_utc=end, time_basis="clock", inspected_at_utc=None, rework=None,
-                scrap=None, defect=None, source_file="f.csv", source_row=1)
+    return dict(
+        plant=PLANT,
+        partition_date=day,
+        unit_id=uid,
+        machine_id=machine,
+        line="L1",
+        product="P1",
+        material_lot="LOT1",
+        supplier="S1",
+        operator_pseudonym="op_x",
+        pseudonym_key_id="k1",
+        start_utc=start,
+        end_utc=end,
+        time_basis="clock",
+        inspected_at_utc=None,
+        rework=None,
+        scrap=None,
+        defect=None,
+        source_file="f.csv",
+        source_row=1,
+    )
 
 
 def _reading(day: dt.date, machine: str, ts: dt.datetime, quantity: str, value: float) -> dict:
     units = {"temperature": "degC", "pressure": "kPa", "vibration": "mm/s"}
-    return dict(plant=PLANT, partition_date=day, machine_id=machine, ts_utc=ts, quantity=quantity,
-                value=value, unit=units[quantity], source_file="s.csv", source_row=1)
+    return dict(
+        plant=PLANT,
+        partition_date=day,
+        machine_id=machine,
+        ts_utc=ts,
+        quantity=quantity,
+        value=value,
+        unit=units[quantity],
+        source_file="s.csv",
+        source_row=1,
+    )
 
 
 #: U1's temperature readings inside its window [10:00, 10:10) (times in minutes after 10:00).
@@ -76,11 +103,15 @@ def con() -> duckdb.DuckDBPyConnection:
         _unit("U1", D, "M1", _ts(D, "10:00"), _ts(D, "10:10")),
         _unit("U2-midnight", D, "M1", _ts(D, "23:50"), _ts(nxt, "00:20")),  # runs into the next day
         _unit("U3-empty", D, "M3", _ts(D, "12:00"), _ts(D, "12:30")),  # no readings at all
-        _unit("U4-grace", D, "M2", _ts(prev, "23:30"), _ts(prev, "23:45")),  # starts before midnight
+        _unit(
+            "U4-grace", D, "M2", _ts(prev, "23:30"), _ts(prev, "23:45")
+        ),  # starts before midnight
         _unit("U0-other-day", prev, "M1", _ts(prev, "10:00"), _ts(prev, "10:10")),  # not requested
     ]
-    readings = [_reading(D, "M1", _ts(D, "10:00") + dt.timedelta(minutes=k), "temperature", v)
-                for k, v in U1_TEMPS.items()]
+    readings = [
+        _reading(D, "M1", _ts(D, "10:00") + dt.timedelta(minutes=k), "temperature", v)
+        for k, v in U1_TEMPS.items()
+    ]
     readings += [
         _reading(D, "M1", _ts(D, "09:58"), "temperature", 500.0),  # before the window
         _reading(D, "M1", _ts(D, "10:10"), "temperature", 500.0),  # at end_utc: excluded
@@ -118,12 +149,18 @@ def test_statistics_are_exact(con: duckdb.DuckDBPyConnection) -> None:
     assert u1["temperature__slope"] == pytest.approx(np.polyfit(hours, v, 1)[0])  # per hour
     assert u1["temperature__time_outside_s"] == 2 * INTERVAL  # 210 and 206 are above 205
     # one pressure reading: no spread, no slope; pressure has no limits here -> NULL
-    assert u1["pressure__n"] == 1 and u1["pressure__mean"] == 800.0 and u1["pressure__last"] == 800.0
+    assert (
+        u1["pressure__n"] == 1 and u1["pressure__mean"] == 800.0 and u1["pressure__last"] == 800.0
+    )
     assert pd.isna(u1["pressure__std"]) and pd.isna(u1["pressure__slope"])
     assert pd.isna(u1["pressure__time_outside_s"])
     assert u1["n_readings"] == 6
     # quantities the unit has no readings of: NULL statistics, count 0
-    assert u1["vibration__n"] == 0 and pd.isna(u1["vibration__mean"]) and pd.isna(u1["vibration__time_outside_s"])
+    assert (
+        u1["vibration__n"] == 0
+        and pd.isna(u1["vibration__mean"])
+        and pd.isna(u1["vibration__time_outside_s"])
+    )
 
 
 def test_window_crossing_midnight_reads_the_next_partition(con: duckdb.DuckDBPyConnection) -> None:
@@ -131,7 +168,9 @@ def test_window_crossing_midnight_reads_the_next_partition(con: duckdb.DuckDBPyC
     assert u2["vibration__n"] == 3 and u2["n_readings"] == 3
     assert u2["vibration__mean"] == pytest.approx(3.0)
     assert u2["vibration__last"] == 6.0
-    assert u2["vibration__slope"] == pytest.approx(np.polyfit([5 / 60, 15 / 60, 25 / 60], [1, 2, 6], 1)[0])
+    assert u2["vibration__slope"] == pytest.approx(
+        np.polyfit([5 / 60, 15 / 60, 25 / 60], [1, 2, 6], 1)[0]
+    )
     assert u2["vibration__time_outside_s"] == INTERVAL
     assert u2["partition_date"] == D  # the unit stays on its own production day
 
@@ -158,11 +197,13 @@ def test_fixed_schema_matches_the_one_declaration(con: duckdb.DuckDBPyConnection
     f = _features(con).reset_index(drop=True)
     assert list(f.columns) == [c.name for c in cols]
     assert len(cols) == len(CONTEXT) + len(reg.quantities) * len(STATISTICS)
-    assert "operator_pseudonym" not in f.columns and not {"defect", "rework", "scrap"} & set(f.columns)
+    assert "operator_pseudonym" not in f.columns and not {"defect", "rework", "scrap"} & set(
+        f.columns
+    )
     pandera_for(reg, CFG).validate(conform(f, cols), lazy=True)
     assert all(c.description for c in table_schema(cols).columns)
     defs = feature_definitions(reg, CFG)
-    assert set(defs["name"]) == {c.name for c in cols[len(CONTEXT) - 1:]}  # n_readings + features
+    assert set(defs["name"]) == {c.name for c in cols[len(CONTEXT) - 1 :]}  # n_readings + features
     assert defs.set_index("name").loc["torque__slope", "unit"] == "N*m/h"
     # the gate catches an inconsistent row
     bad = conform(f, cols)
@@ -176,7 +217,9 @@ def test_gates_on_the_written_table(con: duckdb.DuckDBPyConnection) -> None:
     plants = load_plants()
     keys = [(PLANT, D)]
     t = compute_unit_features(con, PLANT, [D], reg, CFG, INTERVAL)
-    replace_partitions(con, FEATURE_SCHEMA, TABLE, t, keys, ddl=ddl(columns(reg, CFG), FEATURE_SCHEMA, TABLE))
+    replace_partitions(
+        con, FEATURE_SCHEMA, TABLE, t, keys, ddl=ddl(columns(reg, CFG), FEATURE_SCHEMA, TABLE)
+    )
     assert check_feature_schema(con, keys, reg, CFG).passed
     assert check_one_row_per_unit(con, keys).passed
     # 4 units, 1-2 of them with readings per quantity of plant_a: far below the thresholds
@@ -185,11 +228,17 @@ def test_gates_on_the_written_table(con: duckdb.DuckDBPyConnection) -> None:
     # a unit lost from the features, and one counted twice, are caught
     con.execute(f"DELETE FROM {FEATURE_SCHEMA}.{TABLE} WHERE unit_id = 'U3-empty'")
     assert not check_one_row_per_unit(con, keys).passed
-    con.execute(f"INSERT INTO {FEATURE_SCHEMA}.{TABLE} SELECT * FROM {FEATURE_SCHEMA}.{TABLE} WHERE unit_id = 'U1'")
-    con.execute(f"UPDATE {FEATURE_SCHEMA}.{TABLE} SET unit_id = 'U3-empty' WHERE rowid = "
-                f"(SELECT max(rowid) FROM {FEATURE_SCHEMA}.{TABLE})")
+    con.execute(
+        f"INSERT INTO {FEATURE_SCHEMA}.{TABLE} SELECT * FROM {FEATURE_SCHEMA}.{TABLE} WHERE unit_id = 'U1'"
+    )
+    con.execute(
+        f"UPDATE {FEATURE_SCHEMA}.{TABLE} SET unit_id = 'U3-empty' WHERE rowid = "
+        f"(SELECT max(rowid) FROM {FEATURE_SCHEMA}.{TABLE})"
+    )
     assert check_one_row_per_unit(con, keys).passed  # counts and ids line up again
-    con.execute(f"INSERT INTO {FEATURE_SCHEMA}.{TABLE} SELECT * FROM {FEATURE_SCHEMA}.{TABLE} WHERE unit_id = 'U1'")
+    con.execute(
+        f"INSERT INTO {FEATURE_SCHEMA}.{TABLE} SELECT * FROM {FEATURE_SCHEMA}.{TABLE} WHERE unit_id = 'U1'"
+    )
     res = check_one_row_per_unit(con, keys)
     assert not res.passed and "more than one row" in res.description
 
@@ -197,4 +246,6 @@ def test_gates_on_the_written_table(con: duckdb.DuckDBPyConnection) -> None:
 def test_no_units_no_rows_and_missing_tables() -> None:
     c = duckdb.connect(":memory:")
     t = compute_unit_features(c, PLANT, [D], load_quantities(), CFG, INTERVAL)
-    assert t.num_rows == 0 and t.column_names == [col.name for col in columns(load_quantities(), CFG)]
+    assert t.num_rows == 0 and t.column_names == [
+        col.name for col in columns(load_quantities(), CFG)
+    ]

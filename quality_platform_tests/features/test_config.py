@@ -35,7 +35,9 @@ def test_committed_feature_set_is_valid() -> None:
     assert set(cfg.limits) <= set(reg.quantities)
     assert cfg.limits_for("plant_a", "vibration").upper == 4.5
     assert cfg.limits_for("plant_a", "material_moisture").upper == 12.5
-    assert cfg.limits_for("ai4i2020", "temperature") is None  # plant override: no melt-temperature window
+    assert (
+        cfg.limits_for("ai4i2020", "temperature") is None
+    )  # plant override: no melt-temperature window
     assert cfg.limits_for("ai4i2020", "torque") is None
     assert 0 <= cfg.coverage.error_below <= cfg.coverage.warn_below <= 1
 
@@ -46,15 +48,18 @@ def test_installation_file_wins_over_the_default(inst: Paths) -> None:
     assert load_features(inst).feature_set_version == 7
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"limits": {"humidity": {"upper": 3}}}, "limits.humidity"),
-    ({"limits": {"temperature": {"lower": 210, "upper": 190}}}, "limits.temperature"),
-    ({"plant_limits": {"plant_a": {"humidity": {}}}}, "plant_limits.plant_a.humidity"),
-    ({"statistics": ["mean", "median", "n"]}, "statistics.1"),
-    ({"statistics": ["mean"]}, "statistics"),
-    ({"coverage": {"warn_below": 0.4, "error_below": 0.5}}, "coverage"),
-    ({"feature_set_version": 0}, "feature_set_version"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"limits": {"humidity": {"upper": 3}}}, "limits.humidity"),
+        ({"limits": {"temperature": {"lower": 210, "upper": 190}}}, "limits.temperature"),
+        ({"plant_limits": {"plant_a": {"humidity": {}}}}, "plant_limits.plant_a.humidity"),
+        ({"statistics": ["mean", "median", "n"]}, "statistics.1"),
+        ({"statistics": ["mean"]}, "statistics"),
+        ({"coverage": {"warn_below": 0.4, "error_below": 0.5}}, "coverage"),
+        ({"feature_set_version": 0}, "feature_set_version"),
+    ],
+)
 def test_errors_name_file_and_field(inst: Paths, changes: dict, field: str) -> None:
     path = _write(inst, **changes)
     with pytest.raises(ConfigError, match=rf"{path}: field '{field}'"):

@@ -55,8 +55,14 @@ def _env(mp: pytest.MonkeyPatch, root: Path, paths: Paths) -> None:
     mp.setenv("QP_CONFIG_DIR", str(paths.config_dir))
     mp.setenv("QP_PSEUDONYM_KEY", TEST_KEY)
     mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
-    for var in ("QP_LANDING_DIR", "QP_WAREHOUSE", "QP_AUDIT_DB", "QP_MLFLOW_TRACKING_URI", "QP_MLFLOW_ARTIFACT_ROOT",
-                "QP_USER"):
+    for var in (
+        "QP_LANDING_DIR",
+        "QP_WAREHOUSE",
+        "QP_AUDIT_DB",
+        "QP_MLFLOW_TRACKING_URI",
+        "QP_MLFLOW_ARTIFACT_ROOT",
+        "QP_USER",
+    ):
         mp.delenv(var, raising=False)
 
 

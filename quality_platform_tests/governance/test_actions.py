@@ -38,7 +38,9 @@ def _edit_policy(env: GovEnv, *changes: tuple[tuple[str, ...], object]) -> None:
 
 
 def _state(env: GovEnv) -> list[tuple[str, str, str, tuple[str, ...]]]:
-    return [(v.version, v.approval, v.status, tuple(sorted(v.aliases))) for v in env.registry.versions()]
+    return [
+        (v.version, v.approval, v.status, tuple(sorted(v.aliases))) for v in env.registry.versions()
+    ]
 
 
 LIFECYCLE = {
@@ -79,16 +81,24 @@ def test_allowed_roles_act(gov_env: GovEnv) -> None:
     rc, out = _cli("reject", "1", "--as", "quinn.quality", "--reason", "x")
     assert rc == 2 and "may not reject" in out["error"]
     rc, out = _cli("reject", "1", "--as", "carl.control", "--reason", "champion")
-    assert rc == 2 and "is the champion" in out["error"]  # a business rule, after the policy allowed it
+    assert (
+        rc == 2 and "is the champion" in out["error"]
+    )  # a business rule, after the policy allowed it
 
 
-def test_identity_os_account_env_and_impersonation(gov_env: GovEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_identity_os_account_env_and_impersonation(
+    gov_env: GovEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(P, "_os_account", lambda: "root")
-    assert P.resolve_principal(paths=gov_env.paths).name == "olga.ops"  # root -> olga.ops in the policy
+    assert (
+        P.resolve_principal(paths=gov_env.paths).name == "olga.ops"
+    )  # root -> olga.ops in the policy
     monkeypatch.setattr(P, "_os_account", lambda: "intruder")
     with pytest.raises(P.PolicyError, match="not mapped to a policy user"):
         P.resolve_principal(paths=gov_env.paths)
-    monkeypatch.setenv(P.USER_ENV, "aud.it")  # honoured here only because the test policy allows impersonation
+    monkeypatch.setenv(
+        P.USER_ENV, "aud.it"
+    )  # honoured here only because the test policy allows impersonation
     who = P.resolve_principal(paths=gov_env.paths)
     assert (who.name, who.role, who.via) == ("aud.it", "auditor", "env")
     monkeypatch.delenv(P.USER_ENV)
@@ -100,7 +110,9 @@ def test_identity_os_account_env_and_impersonation(gov_env: GovEnv, monkeypatch:
     rc, out = _cli("approve", "1", "--as", "carl.control", "--reason", "fine")
     assert rc == 2 and "impersonation is not allowed" in out["error"]
     rec = gov_env.audit.records(action="identity")[-1]
-    assert rec.outcome == "denied" and rec.actor == "intruder" and rec.subject == "user:carl.control"
+    assert (
+        rec.outcome == "denied" and rec.actor == "intruder" and rec.subject == "user:carl.control"
+    )
     # ... and the OS account acts as itself: unmapped -> refused
     rc, out = _cli("approve", "1", "--reason", "fine")
     assert rc == 2 and "not mapped" in out["error"]
@@ -136,8 +148,11 @@ def test_policy_file_errors_name_the_field(gov_env: GovEnv) -> None:
     _edit_policy(gov_env, (("users", "paul.plant_a", "plants"), ["*"]))
     with pytest.raises(Exception, match=r"policy.yaml.*own plants only"):
         P.load_policy(gov_env.paths)
-    _edit_policy(gov_env, (("users", "paul.plant_a", "plants"), ["plant_a"]),
-                 (("roles", "auditor", "actions"), ["query", "launch_rockets"]))
+    _edit_policy(
+        gov_env,
+        (("users", "paul.plant_a", "plants"), ["plant_a"]),
+        (("roles", "auditor", "actions"), ["query", "launch_rockets"]),
+    )
     with pytest.raises(Exception, match=r"policy.yaml: field 'roles.auditor'.*launch_rockets"):
         P.load_policy(gov_env.paths)
 
@@ -146,21 +161,28 @@ def test_separation_of_duties(gov_env: GovEnv) -> None:
     """A control owner who trains a version (allowed to train in this plant's policy) cannot approve
     it; the second control owner can."""
     pol = P.load_policy(gov_env.paths)
-    _edit_policy(gov_env, (("roles", "control_owner", "actions"), [*pol.roles["control_owner"].actions, "train"]))
+    _edit_policy(
+        gov_env,
+        (("roles", "control_owner", "actions"), [*pol.roles["control_owner"].actions, "train"]),
+    )
     rc, out = _cli("train", "--as", "quinn.quality")
     assert rc == 2 and "may not train" in out["error"]
     rc, out = _cli("train", "--as", "carl.control")
     assert rc == 0 and out["version"] == "2", out
     v2 = gov_env.registry.version("2")
     assert v2.tag("trained_by") == "carl.control"
-    if v2.approval == "approved":  # auto-approved inside the envelope: take the human path on a fresh version
+    if (
+        v2.approval == "approved"
+    ):  # auto-approved inside the envelope: take the human path on a fresh version
         gov_env.registry.set_tags("2", {"approval": "pending"})
     rc, out = _cli("approve", "2", "--as", "carl.control", "--reason", "my own work is fine")
     assert rc == 2 and "separation of duties" in out["error"]
     rec = gov_env.audit.records(action="approve")[-1]
     assert rec.outcome == "denied" and "separation of duties" in rec.refs["denied_because"]
     assert gov_env.registry.version("2").approval == "pending"
-    rc, out = _cli("approve", "2", "--as", "cora.control", "--reason", "second pair of eyes: gate read")
+    rc, out = _cli(
+        "approve", "2", "--as", "cora.control", "--reason", "second pair of eyes: gate read"
+    )
     assert rc == 0 and out["approval"] == "approved" and out["approved_by"] == "cora.control"
     rc, out = _cli("promote", "2", "--as", "cora.control", "--reason", "release")
     assert rc == 0 and CHAMPION in out["aliases"]

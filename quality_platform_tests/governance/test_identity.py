@@ -50,7 +50,9 @@ except PolicyError as exc:
 """
 
 
-def _install(root: Path, *, impersonation: bool = False, service_accounts: list[str] | None = None) -> Path:
+def _install(
+    root: Path, *, impersonation: bool = False, service_accounts: list[str] | None = None
+) -> Path:
     """A minimal installation under ``root``: the shipped policy (impersonation switched as given)
     and a data folder for the audit log, readable/writable by any account."""
     (root / "config" / "governance").mkdir(parents=True)
@@ -66,9 +68,15 @@ def _install(root: Path, *, impersonation: bool = False, service_accounts: list[
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("QP_USER", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "LOGNAME", "USER")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("QP_USER", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "LOGNAME", "USER")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return {**env, **extra}
 
@@ -77,8 +85,15 @@ def _resolve(root: Path, user: str | None = None, **env: str) -> dict[str, str]:
     """resolve_principal in a new process with environment ``env``; as the OS account ``user``
     (its real uid, switched to by the process itself after start-up) when given."""
     drop = [] if user is None else [str(pwd.getpwnam(user).pw_uid), str(pwd.getpwnam(user).pw_gid)]
-    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(root), *drop], env=_env(**env), cwd=root,
-                         capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(root), *drop],
+        env=_env(**env),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -127,22 +142,41 @@ def test_identify_believes_only_what_cannot_lie() -> None:
         return P.identify(pol, account, env, uid_of=UIDS.get)
 
     # LOGNAME/USER never change who the real uid is
-    assert ident("root", LOGNAME="qp-service", USER="qp-service") == P.Identity("os_account", "root", "olga.ops")
+    assert ident("root", LOGNAME="qp-service", USER="qp-service") == P.Identity(
+        "os_account", "root", "olga.ops"
+    )
     # ... nor does SUDO_USER on an account that is not a service account (sudo to root sets it too)
     assert ident("root", SUDO_USER="dana", SUDO_UID="1001").name == "olga.ops"
     # QP_USER from a non-service account claims someone: refused (and the spoofed LOGNAME is named)
     got = ident("root", LOGNAME="qp-service", USER="qp-service", QP_USER="carl.control")
-    assert got.name is None and got.claimed == "carl.control" and "not one of the policy's service_accounts" in (
-        got.refused or "") and "LOGNAME/USER=qp-service are not used" in (got.refused or "")
+    assert (
+        got.name is None
+        and got.claimed == "carl.control"
+        and "not one of the policy's service_accounts" in (got.refused or "")
+        and "LOGNAME/USER=qp-service are not used" in (got.refused or "")
+    )
     # genuine sudo to the service account: SUDO_USER with its own uid
-    assert ident("qp-service", SUDO_USER="dana", SUDO_UID="1001") == P.Identity("sudo", "dana", "dana.data")
+    assert ident("qp-service", SUDO_USER="dana", SUDO_UID="1001") == P.Identity(
+        "sudo", "dana", "dana.data"
+    )
     # ... and it wins over QP_USER
-    assert ident("qp-service", SUDO_USER="dana", SUDO_UID="1001", QP_USER="carl.control").name == "dana.data"
+    assert (
+        ident("qp-service", SUDO_USER="dana", SUDO_UID="1001", QP_USER="carl.control").name
+        == "dana.data"
+    )
     # a SUDO_USER whose SUDO_UID does not match (or is missing, or names no account): refused
-    for env in ({"SUDO_USER": "root", "SUDO_UID": "1001"}, {"SUDO_USER": "root"},
-                {"SUDO_USER": "ghost", "SUDO_UID": "4242"}, {"SUDO_USER": "root", "SUDO_UID": "0x0"}):
+    for env in (
+        {"SUDO_USER": "root", "SUDO_UID": "1001"},
+        {"SUDO_USER": "root"},
+        {"SUDO_USER": "ghost", "SUDO_UID": "4242"},
+        {"SUDO_USER": "root", "SUDO_UID": "0x0"},
+    ):
         got = ident("qp-service", **env)
-        assert got.name is None and got.claimed == env["SUDO_USER"] and "cannot be verified" in (got.refused or ""), env
+        assert (
+            got.name is None
+            and got.claimed == env["SUDO_USER"]
+            and "cannot be verified" in (got.refused or "")
+        ), env
     # a verified caller that the policy does not map: refused
     pol = _policy()
     got = ident("qp-service", SUDO_USER="dana", SUDO_UID="1001")
@@ -152,7 +186,10 @@ def test_identify_believes_only_what_cannot_lie() -> None:
     # an unmapped account without claims: no user, no refusal (resolve_principal says what to do)
     assert ident("intruder") == P.Identity("os_account", "intruder")
     # where impersonation is allowed, QP_USER is honoured from any account (like --as)
-    assert P.identify(_policy(impersonation={"allowed": True}), "root", {"QP_USER": "aud.it"}).name == "aud.it"
+    assert (
+        P.identify(_policy(impersonation={"allowed": True}), "root", {"QP_USER": "aud.it"}).name
+        == "aud.it"
+    )
 
 
 def test_os_account_is_the_real_uid(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,7 +221,11 @@ def test_spoofed_environment_in_a_real_process(tmp_path: Path) -> None:
     assert "QP_USER=carl.control is refused" in got["refused"] and "qp-service" in got["refused"]
     (rec,) = _identity_records(root)
     assert (rec.outcome, rec.actor, rec.subject, rec.refs["os_account"]) == (
-        "denied", REAL, "user:carl.control", REAL)
+        "denied",
+        REAL,
+        "user:carl.control",
+        REAL,
+    )
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="starting a process as another account needs root")
@@ -205,6 +246,10 @@ def test_genuine_service_account_process(shared_dir: Path) -> None:
     got = _resolve(root, svc, SUDO_USER="root", SUDO_UID="12345")
     assert "SUDO_USER=root cannot be verified" in got["refused"]
     (rec,) = _identity_records(root)
-    assert (rec.outcome, rec.actor, rec.subject) == ("denied", svc, "user:root")  # the real uid, not the claim
+    assert (rec.outcome, rec.actor, rec.subject) == (
+        "denied",
+        svc,
+        "user:root",
+    )  # the real uid, not the claim
     got = _resolve(root, svc, QP_USER="aud.it", LOGNAME="root", USER="root")
     assert got == {"name": "aud.it", "via": "env", "os_account": svc}

@@ -22,17 +22,36 @@ def _sql(env: GovEnv, sql: str) -> pd.DataFrame:
 
 
 def test_ops_metrics_equal_direct_counts(gov_env: GovEnv) -> None:
-    units = _sql(gov_env, "SELECT plant, partition_date, unit_id FROM ml.predictions ORDER BY plant, partition_date, "
-                          "unit_id")
+    units = _sql(
+        gov_env,
+        "SELECT plant, partition_date, unit_id FROM ml.predictions ORDER BY plant, partition_date, "
+        "unit_id",
+    )
     a = units[units["plant"] == "plant_a"]
     days = sorted(a["partition_date"].unique())
-    picked = [a[a["partition_date"] == days[0]].iloc[0], a[a["partition_date"] == days[0]].iloc[1],
-              a[a["partition_date"] == days[2]].iloc[0], units[units["plant"] == "plant_c"].iloc[0]]
+    picked = [
+        a[a["partition_date"] == days[0]].iloc[0],
+        a[a["partition_date"] == days[0]].iloc[1],
+        a[a["partition_date"] == days[2]].iloc[0],
+        units[units["plant"] == "plant_c"].iloc[0],
+    ]
     for i, u in enumerate(picked):
-        record_override(str(u["plant"]), str(u["unit_id"]), "ok" if i % 2 else "defect", "quinn.quality",
-                        "re-inspection", paths=gov_env.paths)
-    record_override(str(picked[0]["plant"]), str(picked[0]["unit_id"]), "ok", "quinn.quality",  # supersedes
-                    "second look", paths=gov_env.paths)
+        record_override(
+            str(u["plant"]),
+            str(u["unit_id"]),
+            "ok" if i % 2 else "defect",
+            "quinn.quality",
+            "re-inspection",
+            paths=gov_env.paths,
+        )
+    record_override(
+        str(picked[0]["plant"]),
+        str(picked[0]["unit_id"]),
+        "ok",
+        "quinn.quality",  # supersedes
+        "second look",
+        paths=gov_env.paths,
+    )
     defs = build_definitions(gov_env.paths)
     last = GOV_D1 + dt.timedelta(days=GOV_DAYS - 1)
     for p in GOV_PLANTS:
@@ -40,7 +59,9 @@ def test_ops_metrics_equal_direct_counts(gov_env: GovEnv) -> None:
 
     ops = _sql(gov_env, "SELECT * FROM ml.ops_metrics ORDER BY plant, partition_date")
     assert len(ops) == GOV_DAYS * len(GOV_PLANTS)
-    expected = _sql(gov_env, """
+    expected = _sql(
+        gov_env,
+        """
         WITH k AS (SELECT DISTINCT plant, partition_date FROM ml.ops_metrics)
         SELECT k.plant, k.partition_date,
           (SELECT count(*) FROM ml.predictions p WHERE p.plant = k.plant AND p.partition_date = k.partition_date)
@@ -53,14 +74,17 @@ def test_ops_metrics_equal_direct_counts(gov_env: GovEnv) -> None:
              AND kind = 'process_drift') AS drift_alarms,
           (SELECT count(*) FROM ml.drift_findings f WHERE f.plant = k.plant AND f.partition_date = k.partition_date
              AND kind IN ('sensor_fault', 'stuck_sensor')) AS sensor_faults
-        FROM k ORDER BY k.plant, k.partition_date""")
+        FROM k ORDER BY k.plant, k.partition_date""",
+    )
     for col in ("predictions", "units", "quarantined_items", "drift_alarms", "sensor_faults"):
         assert ops[col].astype(int).tolist() == expected[col].astype(int).tolist(), col
     assert (ops["predictions"] > 0).all() and (ops["retrains"] == 0).all()
     assert ops["cycle_time_hours"].notna().all()
 
     # overrides: one per overridden unit (the latest decision), on the unit's production day
-    got = {(r.plant, pd.Timestamp(r.partition_date).date()): int(r.overrides) for r in ops.itertuples()}
+    got = {
+        (r.plant, pd.Timestamp(r.partition_date).date()): int(r.overrides) for r in ops.itertuples()
+    }
     want = {k: 0 for k in got}
     for u in picked:
         want[(str(u["plant"]), pd.Timestamp(u["partition_date"]).date())] += 1

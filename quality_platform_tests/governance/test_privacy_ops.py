@@ -45,8 +45,10 @@ def qp(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, A
 
 def units(env: GovEnv, table: str = "standard.production_units") -> pd.DataFrame:
     with connect(env.paths.warehouse_path, read_only=True) as con:
-        return con.execute(f"SELECT plant, unit_id, operator_pseudonym, pseudonym_key_id FROM {table} "
-                           "ORDER BY plant, unit_id").df()
+        return con.execute(
+            f"SELECT plant, unit_id, operator_pseudonym, pseudonym_key_id FROM {table} "
+            "ORDER BY plant, unit_id"
+        ).df()
 
 
 def raw_operators(env: GovEnv) -> pd.DataFrame:
@@ -54,7 +56,11 @@ def raw_operators(env: GovEnv) -> pd.DataFrame:
     parts = []
     with connect(env.paths.warehouse_path, read_only=True) as con:
         for plant, (uid, op) in RAW_UNIT_COLUMNS.items():
-            parts.append(con.execute(f'SELECT plant, "{uid}" AS unit_id, "{op}" AS raw_id FROM raw.{plant}__units').df())
+            parts.append(
+                con.execute(
+                    f'SELECT plant, "{uid}" AS unit_id, "{op}" AS raw_id FROM raw.{plant}__units'
+                ).df()
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -86,7 +92,9 @@ def test_key_id_is_in_the_lineage(gov_env: GovEnv) -> None:
     assert all(p["pseudonym_key_ids"] == [kid] for p in sheet["plants"])
 
 
-def test_reidentify_only_data_owner_at_own_plants(gov_env: GovEnv, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reidentify_only_data_owner_at_own_plants(
+    gov_env: GovEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
     u = units(gov_env).merge(raw_operators(gov_env), on=["plant", "unit_id"])
     row = u[u["plant"] == "plant_c"].iloc[0]
     p, raw = row["operator_pseudonym"], row["raw_id"]
@@ -103,8 +111,15 @@ def test_reidentify_only_data_owner_at_own_plants(gov_env: GovEnv, capsys: pytes
     assert raw.encode() not in audit_bytes(gov_env), "the raw id reached the audit log"
 
     # every other role is refused, audited, and sees no raw id
-    for user in ("quinn.quality", "mia.model", "carl.control", "olga.ops", "paul.plant_a", "petra.plant_b",
-                 "aud.it"):
+    for user in (
+        "quinn.quality",
+        "mia.model",
+        "carl.control",
+        "olga.ops",
+        "paul.plant_a",
+        "petra.plant_b",
+        "aud.it",
+    ):
         n = len(gov_env.audit.records(action="reidentify"))
         rc, _, text = qp(capsys, "reidentify", p, "--reason", "works council request", "--as", user)
         assert rc == 2 and "may not reidentify" in text and raw not in text, (user, text)
@@ -113,33 +128,65 @@ def test_reidentify_only_data_owner_at_own_plants(gov_env: GovEnv, capsys: pytes
 
     # a data owner only at their plants: refused for another plant, and never searches it
     add_policy_user(gov_env, "dora.data", "data_owner", ["plant_a"])
-    rc, _, text = qp(capsys, "reidentify", p, "--reason", "works council request", "--as", "dora.data", "--plant", "plant_c")
+    rc, _, text = qp(
+        capsys,
+        "reidentify",
+        p,
+        "--reason",
+        "works council request",
+        "--as",
+        "dora.data",
+        "--plant",
+        "plant_c",
+    )
     assert rc == 2 and "at plant_c" in text and raw not in text
-    assert (last_record(gov_env, "reidentify").outcome, last_record(gov_env, "reidentify").plant) == ("denied",
-                                                                                                    "plant_c")
-    rc, out, text = qp(capsys, "reidentify", p, "--reason", "works council request", "--as", "dora.data")
-    assert rc == 0 and out["matches"] == [] and out["plants_searched"] == ["plant_a"] and raw not in text
+    assert (
+        last_record(gov_env, "reidentify").outcome,
+        last_record(gov_env, "reidentify").plant,
+    ) == ("denied", "plant_c")
+    rc, out, text = qp(
+        capsys, "reidentify", p, "--reason", "works council request", "--as", "dora.data"
+    )
+    assert (
+        rc == 0
+        and out["matches"] == []
+        and out["plants_searched"] == ["plant_a"]
+        and raw not in text
+    )
     # ... and a plant_a pseudonym is hers to see
     pa_row = u[u["plant"] == "plant_a"].iloc[0]
-    rc, out, _ = qp(capsys, "reidentify", pa_row["operator_pseudonym"], "--reason", "works council request", "--as", "dora.data")
+    rc, out, _ = qp(
+        capsys,
+        "reidentify",
+        pa_row["operator_pseudonym"],
+        "--reason",
+        "works council request",
+        "--as",
+        "dora.data",
+    )
     assert rc == 0 and out["raw_ids"] == [pa_row["raw_id"]]
 
     # something that is not a pseudonym (it might be a raw id) is refused and never audited
     n = len(gov_env.audit.records())
-    rc, _, text = qp(capsys, "reidentify", raw, "--reason", "works council request", "--as", "dana.data")
+    rc, _, text = qp(
+        capsys, "reidentify", raw, "--reason", "works council request", "--as", "dana.data"
+    )
     assert rc == 2 and "not a pseudonym" in text
     assert len(gov_env.audit.records()) == n + 1  # only the impersonation record
     assert raw.encode() not in audit_bytes(gov_env)
     assert gov_env.audit.verify().ok
 
 
-def test_rotation_rekeys_every_pseudonym_consistently(gov_env: GovEnv, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_rekeys_every_pseudonym_consistently(
+    gov_env: GovEnv, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     old_id, new_id = key_id(TEST_KEY.encode()), key_id(NEW_KEY.encode())
     # a second place pseudonyms live (a downstream copy): rotation must find and re-key it too
     with connect(gov_env.paths.warehouse_path) as con:
-        con.execute("CREATE TABLE ml.operator_shifts AS SELECT plant, unit_id, operator_pseudonym, pseudonym_key_id "
-                    "FROM standard.production_units WHERE operator_pseudonym IS NOT NULL")
+        con.execute(
+            "CREATE TABLE ml.operator_shifts AS SELECT plant, unit_id, operator_pseudonym, pseudonym_key_id "
+            "FROM standard.production_units WHERE operator_pseudonym IS NOT NULL"
+        )
     before = units(gov_env)
     monkeypatch.setenv("QP_PSEUDONYM_KEY_NEW", NEW_KEY)
 
@@ -151,23 +198,34 @@ def test_rotation_rekeys_every_pseudonym_consistently(gov_env: GovEnv, capsys: p
     rc, out, _ = qp(capsys, "keys", "rotate", "--as", "dana.data", "--reason", "yearly rotation")
     assert rc == 0, out
     assert (out["old_key_id"], out["new_key_id"]) == (old_id, new_id)
-    assert out["tables"] == {"ml.operator_shifts": int(before["operator_pseudonym"].notna().sum()),
-                             "standard.production_units": len(before)}
-    assert out["key_config"] == "environment" and any("QP_PSEUDONYM_KEY" in s for s in out["next_steps"])
+    assert out["tables"] == {
+        "ml.operator_shifts": int(before["operator_pseudonym"].notna().sum()),
+        "standard.production_units": len(before),
+    }
+    assert out["key_config"] == "environment" and any(
+        "QP_PSEUDONYM_KEY" in s for s in out["next_steps"]
+    )
     rec = last_record(gov_env, "rotate_key")
-    assert rec.outcome == "ok" and (rec.refs["old_key_id"], rec.refs["new_key_id"]) == (old_id, new_id)
+    assert rec.outcome == "ok" and (rec.refs["old_key_id"], rec.refs["new_key_id"]) == (
+        old_id,
+        new_id,
+    )
 
     after = units(gov_env)
     truth = after.merge(raw_operators(gov_env), on=["plant", "unit_id"])
     assert len(truth) == len(after) and truth["operator_pseudonym"].notna().all()
-    assert (truth["operator_pseudonym"] == truth["raw_id"].map(lambda r: pseudonym(r, NEW_KEY.encode()))).all()
+    assert (
+        truth["operator_pseudonym"] == truth["raw_id"].map(lambda r: pseudonym(r, NEW_KEY.encode()))
+    ).all()
     assert set(after["pseudonym_key_id"]) == {new_id}
     pair = before.merge(after, on=["plant", "unit_id"], suffixes=("_old", "_new"))
     assert len(pair) == len(before)
     assert (pair.groupby("operator_pseudonym_old")["operator_pseudonym_new"].nunique() == 1).all()
     assert (pair.groupby("operator_pseudonym_new")["operator_pseudonym_old"].nunique() == 1).all()
     assert not set(pair["operator_pseudonym_old"]) & set(pair["operator_pseudonym_new"])
-    copy = units(gov_env, "ml.operator_shifts").merge(after, on=["plant", "unit_id"], suffixes=("", "_std"))
+    copy = units(gov_env, "ml.operator_shifts").merge(
+        after, on=["plant", "unit_id"], suffixes=("", "_std")
+    )
     assert (copy["operator_pseudonym"] == copy["operator_pseudonym_std"]).all()
     assert set(copy["pseudonym_key_id"]) == {new_id}
 
@@ -180,24 +238,43 @@ def test_rotation_rekeys_every_pseudonym_consistently(gov_env: GovEnv, capsys: p
     assert out["key_id"] == new_id and "warning" not in out
     assert out["warehouse"]["standard.production_units"] == {new_id: len(after)}
     row = truth.iloc[0]
-    rc, out, _ = qp(capsys, "reidentify", row["operator_pseudonym"], "--reason", "works council request", "--as", "dana.data")
+    rc, out, _ = qp(
+        capsys,
+        "reidentify",
+        row["operator_pseudonym"],
+        "--reason",
+        "works council request",
+        "--as",
+        "dana.data",
+    )
     assert rc == 0 and out["raw_ids"] == [row["raw_id"]] and out["key_id"] == new_id
-    old_p = pair.loc[pair["operator_pseudonym_new"] == row["operator_pseudonym"], "operator_pseudonym_old"].iloc[0]
-    rc, out, _ = qp(capsys, "reidentify", old_p, "--reason", "works council request", "--as", "dana.data")
-    assert rc == 0 and out["matches"] == []  # environment keys are not kept: the old pseudonym is unlinkable
+    old_p = pair.loc[
+        pair["operator_pseudonym_new"] == row["operator_pseudonym"], "operator_pseudonym_old"
+    ].iloc[0]
+    rc, out, _ = qp(
+        capsys, "reidentify", old_p, "--reason", "works council request", "--as", "dana.data"
+    )
+    assert (
+        rc == 0 and out["matches"] == []
+    )  # environment keys are not kept: the old pseudonym is unlinkable
     assert gov_env.audit.verify().ok
 
 
-def test_rotation_is_all_or_nothing(gov_env: GovEnv, capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_is_all_or_nothing(
+    gov_env: GovEnv, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A pseudonym that cannot be re-keyed (no raw id behind it) in a table processed after
     production_units aborts the rotation: production_units, already updated in the transaction,
     is rolled back too."""
     with connect(gov_env.paths.warehouse_path) as con:
-        con.execute("CREATE TABLE standard.zz_operator_notes AS SELECT plant, unit_id, operator_pseudonym, "
-                    "pseudonym_key_id FROM standard.production_units LIMIT 5")
-        con.execute("UPDATE standard.zz_operator_notes SET operator_pseudonym = 'op_" + "0" * 20 + "' "
-                    "WHERE unit_id = (SELECT max(unit_id) FROM standard.zz_operator_notes)")
+        con.execute(
+            "CREATE TABLE standard.zz_operator_notes AS SELECT plant, unit_id, operator_pseudonym, "
+            "pseudonym_key_id FROM standard.production_units LIMIT 5"
+        )
+        con.execute(
+            "UPDATE standard.zz_operator_notes SET operator_pseudonym = 'op_" + "0" * 20 + "' "
+            "WHERE unit_id = (SELECT max(unit_id) FROM standard.zz_operator_notes)"
+        )
     before, before_notes = units(gov_env), units(gov_env, "standard.zz_operator_notes")
     monkeypatch.setenv("QP_PSEUDONYM_KEY_NEW", NEW_KEY)
     rc, _, text = qp(capsys, "keys", "rotate", "--as", "dana.data")
@@ -208,16 +285,27 @@ def test_rotation_is_all_or_nothing(gov_env: GovEnv, capsys: pytest.CaptureFixtu
     assert rec.outcome == "failed" and rec.refs["new_key_id"] == key_id(NEW_KEY.encode())
 
 
-def test_rotation_refuses_a_locked_warehouse(gov_env: GovEnv, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_refuses_a_locked_warehouse(
+    gov_env: GovEnv, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
-                               "time.sleep(60)", str(gov_env.paths.warehouse_path)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+            "time.sleep(60)",
+            str(gov_env.paths.warehouse_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
         before = gov_env.paths.warehouse_path.stat().st_mtime_ns
         monkeypatch.setenv("QP_PSEUDONYM_KEY_NEW", NEW_KEY)
-        monkeypatch.setattr("quality_platform.warehouse.WRITE_BUSY_TIMEOUT_S", 2.0)  # a writer waits, bounded
+        monkeypatch.setattr(
+            "quality_platform.warehouse.WRITE_BUSY_TIMEOUT_S", 2.0
+        )  # a writer waits, bounded
         rc, _, text = qp(capsys, "keys", "rotate", "--as", "dana.data")
         assert rc == 2 and f"in use by PID {holder.pid}" in text
         assert last_record(gov_env, "rotate_key").outcome == "failed"
@@ -227,8 +315,12 @@ def test_rotation_refuses_a_locked_warehouse(gov_env: GovEnv, capsys: pytest.Cap
         holder.wait()
 
 
-def test_rotation_with_a_key_file_keeps_the_retired_key(gov_env: GovEnv, capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_rotation_with_a_key_file_keeps_the_retired_key(
+    gov_env: GovEnv,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     kf = tmp_path / "secrets" / "pseudonym.key"
     kf.parent.mkdir()
     kf.write_text(TEST_KEY + "\n")
@@ -245,12 +337,33 @@ def test_rotation_with_a_key_file_keeps_the_retired_key(gov_env: GovEnv, capsys:
     retired = kf.with_name(f"pseudonym.key.retired-{old_id}")
     assert out["retired_key_file"] == str(retired)
     assert retired.read_text().strip() == TEST_KEY and stat.S_IMODE(retired.stat().st_mode) == 0o600
-    assert TEST_KEY.encode() not in audit_bytes(gov_env) and NEW_KEY.encode() not in audit_bytes(gov_env)
+    assert TEST_KEY.encode() not in audit_bytes(gov_env) and NEW_KEY.encode() not in audit_bytes(
+        gov_env
+    )
 
     monkeypatch.delenv("QP_PSEUDONYM_KEY_NEW")
     rc, out, _ = qp(capsys, "keys", "id")
     assert out["key_id"] == new_id and out["retired_key_ids"] == [old_id] and "warning" not in out
-    rc, out, _ = qp(capsys, "reidentify", pseudonym(row["raw_id"], NEW_KEY.encode()), "--reason", "works council request", "--as", "dana.data")
+    rc, out, _ = qp(
+        capsys,
+        "reidentify",
+        pseudonym(row["raw_id"], NEW_KEY.encode()),
+        "--reason",
+        "works council request",
+        "--as",
+        "dana.data",
+    )
     assert out["raw_ids"] == [row["raw_id"]] and out["key_status"] == "current"
-    rc, out, _ = qp(capsys, "reidentify", row["operator_pseudonym"], "--reason", "works council request", "--as", "dana.data")  # an old pseudonym
-    assert out["raw_ids"] == [row["raw_id"]] and (out["key_id"], out["key_status"]) == (old_id, "retired")
+    rc, out, _ = qp(
+        capsys,
+        "reidentify",
+        row["operator_pseudonym"],
+        "--reason",
+        "works council request",
+        "--as",
+        "dana.data",
+    )  # an old pseudonym
+    assert out["raw_ids"] == [row["raw_id"]] and (out["key_id"], out["key_status"]) == (
+        old_id,
+        "retired",
+    )

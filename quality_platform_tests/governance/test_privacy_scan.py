@@ -44,8 +44,24 @@ from quality_platform.overrides import overrides_db_path
 from quality_platform.warehouse import connect
 from quality_platform_tests.governance.conftest import GOV_D1, GovEnv
 
-NON_TEXT_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "DOUBLE", "FLOAT",
-                  "REAL", "DECIMAL", "BOOLEAN", "DATE", "TIMESTAMP", "TIME", "INTERVAL")
+NON_TEXT_TYPES = (
+    "BIGINT",
+    "INTEGER",
+    "SMALLINT",
+    "TINYINT",
+    "HUGEINT",
+    "UBIGINT",
+    "UINTEGER",
+    "DOUBLE",
+    "FLOAT",
+    "REAL",
+    "DECIMAL",
+    "BOOLEAN",
+    "DATE",
+    "TIMESTAMP",
+    "TIME",
+    "INTERVAL",
+)
 
 
 # --------------------------------------------------------------------------- the raw ids
@@ -92,13 +108,18 @@ class Scan:
         """Every non-numeric column of every table outside ``skip_schemas``, in SQL."""
         regex = self.pattern.pattern.decode()
         with connect(path, read_only=True) as con:
-            cols = con.execute("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
-                               "ORDER BY 1, 2, 3").fetchall()
+            cols = con.execute(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "ORDER BY 1, 2, 3"
+            ).fetchall()
             for schema, table, col, typ in cols:
                 if schema in skip_schemas or typ.upper().startswith(NON_TEXT_TYPES):
                     continue
-                n = con.execute(f'SELECT count(*) FROM "{schema}"."{table}" WHERE regexp_matches('
-                                f'CAST("{col}" AS VARCHAR), ?)', [regex]).fetchone()[0]  # type: ignore[index]
+                n = con.execute(
+                    f'SELECT count(*) FROM "{schema}"."{table}" WHERE regexp_matches('
+                    f'CAST("{col}" AS VARCHAR), ?)',
+                    [regex],
+                ).fetchone()[0]  # type: ignore[index]
                 self.tables.append(f"{schema}.{table}.{col}")
                 if n:
                     self.hits.append(f"warehouse {schema}.{table}.{col}: {n} rows")
@@ -122,7 +143,11 @@ class Scan:
         self.text(f"{where} (column names)", "\n".join(t.column_names))
         for name in t.column_names:
             col = t.column(name)
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
+            if (
+                pa.types.is_string(col.type)
+                or pa.types.is_large_string(col.type)
+                or pa.types.is_dictionary(col.type)
+            ):
                 values = {str(v) for v in col.to_pylist() if v is not None}
                 self.text(f"{where} column {name}", "\n".join(sorted(values)))
 
@@ -135,7 +160,9 @@ class Scan:
                 shutil.copy(f"{path}{suffix}", tmp / f"db{suffix}")
         con = sqlite3.connect(tmp / "db")
         try:
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            tables = [
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
             for t in tables:
                 for row in con.execute(f'SELECT * FROM "{t}"'):
                     for v in row:
@@ -147,7 +174,11 @@ class Scan:
 
     def tree(self, root: Path, exclude: tuple[Path, ...]) -> None:
         for f in sorted(root.rglob("*")):
-            if f.is_file() and not f.is_symlink() and not any(f == e or e in f.parents for e in exclude):
+            if (
+                f.is_file()
+                and not f.is_symlink()
+                and not any(f == e or e in f.parents for e in exclude)
+            ):
                 self.file(f)
 
 
@@ -168,9 +199,14 @@ def qp(capsys: pytest.CaptureFixture[str], outputs: list[tuple[str, str]], *argv
     return json.loads(out.out)
 
 
-def test_no_raw_operator_id_anywhere(gov_env: GovEnv, gov_base: Path, capfd: pytest.CaptureFixture[str],
-                                     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
-                                     tmp_path: Path) -> None:
+def test_no_raw_operator_id_anywhere(
+    gov_env: GovEnv,
+    gov_base: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     from quality_platform.definitions import build_definitions
     from quality_platform.jobs import SCORE_JOB
     from quality_platform.runner import backfill, run_range
@@ -179,7 +215,9 @@ def test_no_raw_operator_id_anywhere(gov_env: GovEnv, gov_base: Path, capfd: pyt
     caplog.set_level(logging.DEBUG)
     root, paths = gov_env.root, gov_env.paths
     ids = raw_operator_ids(gov_env)
-    assert len(ids) >= 30, ids  # 20 badges per plant in the pool; both plants' crews appear in 6 days
+    assert len(ids) >= 30, (
+        ids
+    )  # 20 badges per plant in the pool; both plants' crews appear in 6 days
     pattern = pattern_for(ids)
 
     # one more ingestion + standardisation and one scoring run, with their output captured
@@ -191,45 +229,120 @@ def test_no_raw_operator_id_anywhere(gov_env: GovEnv, gov_base: Path, capfd: pyt
 
     # every governance operation that writes or shows data
     with connect(paths.warehouse_path, read_only=True) as con:
-        unit, plant = con.execute("SELECT unit_id, plant FROM ml.predictions ORDER BY unit_id LIMIT 1").fetchone()
-        pseudo, = con.execute("SELECT operator_pseudonym FROM standard.production_units "
-                              "WHERE operator_pseudonym IS NOT NULL LIMIT 1").fetchone()
+        unit, plant = con.execute(
+            "SELECT unit_id, plant FROM ml.predictions ORDER BY unit_id LIMIT 1"
+        ).fetchone()
+        (pseudo,) = con.execute(
+            "SELECT operator_pseudonym FROM standard.production_units "
+            "WHERE operator_pseudonym IS NOT NULL LIMIT 1"
+        ).fetchone()
     exports, reports = root / "exports", root / "reports"
-    for user, sql in (("dana.data", "SELECT * FROM raw.plant_a__units"),
-                      ("dana.data", 'SELECT "operator.badge", count(*) AS n FROM raw.plant_c__units GROUP BY 1'),
-                      ("dana.data", "SELECT * FROM standard.production_units"),
-                      ("quinn.quality", "SELECT * FROM standard.production_units"),
-                      ("quinn.quality", "SELECT * FROM standard.quarantine"),
-                      ("mia.model", "SELECT * FROM standard.production_units"),
-                      ("paul.plant_a", "SELECT * FROM ml.predictions")):
+    for user, sql in (
+        ("dana.data", "SELECT * FROM raw.plant_a__units"),
+        ("dana.data", 'SELECT "operator.badge", count(*) AS n FROM raw.plant_c__units GROUP BY 1'),
+        ("dana.data", "SELECT * FROM standard.production_units"),
+        ("quinn.quality", "SELECT * FROM standard.production_units"),
+        ("quinn.quality", "SELECT * FROM standard.quarantine"),
+        ("mia.model", "SELECT * FROM standard.production_units"),
+        ("paul.plant_a", "SELECT * FROM ml.predictions"),
+    ):
         qp(capfd, captured, "query", sql, "--as", user, "--limit", "100000")
         qp(capfd, captured, "query", sql, "--as", user, "--format", "csv", "--limit", "100")
     qp(capfd, captured, "users")
-    qp(capfd, captured, "override", unit, "--plant", plant, "--decision", "defect", "--reason", "scan test",
-       "--as", "quinn.quality")
+    qp(
+        capfd,
+        captured,
+        "override",
+        unit,
+        "--plant",
+        plant,
+        "--decision",
+        "defect",
+        "--reason",
+        "scan test",
+        "--as",
+        "quinn.quality",
+    )
     qp(capfd, captured, "keys", "id")
     reid: list[tuple[str, str]] = []
-    reidentified = qp(capfd, reid, "reidentify", pseudo, "--as", "dana.data", "--reason", "privacy scan")
-    inc = qp(capfd, captured, "incident", "open", "--severity", "major", "--summary", "privacy scan incident",
-             "--plant", "plant_a", "--as", "quinn.quality")
+    reidentified = qp(
+        capfd, reid, "reidentify", pseudo, "--as", "dana.data", "--reason", "privacy scan"
+    )
+    inc = qp(
+        capfd,
+        captured,
+        "incident",
+        "open",
+        "--severity",
+        "major",
+        "--summary",
+        "privacy scan incident",
+        "--plant",
+        "plant_a",
+        "--as",
+        "quinn.quality",
+    )
     inc_id = str(inc["id"])
     qp(capfd, captured, "incident", "report", inc_id, "--as", "carl.control")
-    qp(capfd, captured, "incident", "close", inc_id, "--resolution", "privacy scan done", "--as", "carl.control")
+    qp(
+        capfd,
+        captured,
+        "incident",
+        "close",
+        inc_id,
+        "--resolution",
+        "privacy scan done",
+        "--as",
+        "carl.control",
+    )
     qp(capfd, captured, "incident", "list", "--as", "carl.control")
-    qp(capfd, captured, "report", "review", "--period", "week", "--out", str(reports), "--as", "carl.control")
+    qp(
+        capfd,
+        captured,
+        "report",
+        "review",
+        "--period",
+        "week",
+        "--out",
+        str(reports),
+        "--as",
+        "carl.control",
+    )
     qp(capfd, captured, "docs", "model", "1", "--regenerate", "--as", "mia.model")
     qp(capfd, captured, "audit", "verify", "--as", "aud.it")
-    qp(capfd, captured, "audit", "export", "--from", "2000-01-01", "--to", "2100-01-01", "--out",
-       str(exports / "audit.jsonl"), "--as", "aud.it")
-    captured += [("log records", "\n".join(f"{r.name} {r.levelname} {r.getMessage()}" for r in caplog.records))]
+    qp(
+        capfd,
+        captured,
+        "audit",
+        "export",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--out",
+        str(exports / "audit.jsonl"),
+        "--as",
+        "aud.it",
+    )
+    captured += [
+        (
+            "log records",
+            "\n".join(f"{r.name} {r.levelname} {r.getMessage()}" for r in caplog.records),
+        )
+    ]
 
     # ---------------------------------------------------------------- the scan
     scan = Scan(pattern)
     scan.warehouse(paths.warehouse_path)
-    excluded = (paths.landing_dir, paths.warehouse_path, paths.warehouse_path.with_name(
-        paths.warehouse_path.name + ".wal"))
+    excluded = (
+        paths.landing_dir,
+        paths.warehouse_path,
+        paths.warehouse_path.with_name(paths.warehouse_path.name + ".wal"),
+    )
     scan.tree(root, excluded)
-    base_data = gov_base / "data"  # the copy shares the base's MLflow artifact store (absolute locations)
+    base_data = (
+        gov_base / "data"
+    )  # the copy shares the base's MLflow artifact store (absolute locations)
     scan.tree(gov_base, (base_data / "landing", base_data / "warehouse"))
     for where, text in captured:
         scan.texts.append(where)
@@ -242,24 +355,48 @@ def test_no_raw_operator_id_anywhere(gov_env: GovEnv, gov_base: Path, capfd: pyt
     def looked(fragment: str) -> bool:
         return any(fragment in f for f in scanned)
 
-    for place in ("training_snapshots/", "/mlflow/mlflow.db", "/mlflow/artifacts/", "datasheet.json",
-                  "dagster_home/", str(audit_db_path(paths.data_dir)), str(overrides_db_path(paths.data_dir)),
-                  "alerts", "incident", str(exports / "audit.jsonl"), str(reports)):
+    for place in (
+        "training_snapshots/",
+        "/mlflow/mlflow.db",
+        "/mlflow/artifacts/",
+        "datasheet.json",
+        "dagster_home/",
+        str(audit_db_path(paths.data_dir)),
+        str(overrides_db_path(paths.data_dir)),
+        "alerts",
+        "incident",
+        str(exports / "audit.jsonl"),
+        str(reports),
+    ):
         assert looked(place), f"the scan did not look at {place}"
-    assert audit_db_path(paths.data_dir).is_relative_to(root) and overrides_db_path(paths.data_dir).is_relative_to(root)
-    assert {"standard.production_units.operator_pseudonym", "standard.quarantine.value", "standard.quarantine.message",
-            "features.unit_features.unit_id", "ml.predictions.reason_1"} <= set(scan.tables)
+    assert audit_db_path(paths.data_dir).is_relative_to(root) and overrides_db_path(
+        paths.data_dir
+    ).is_relative_to(root)
+    assert {
+        "standard.production_units.operator_pseudonym",
+        "standard.quarantine.value",
+        "standard.quarantine.message",
+        "features.unit_features.unit_id",
+        "ml.predictions.reason_1",
+    } <= set(scan.tables)
     assert len(scan.files) > 30 and any(f.suffix == ".parquet" for f in scan.files)
-    assert len(captured) > 20 and len(run_out.err) + len(run_out.out) > 1000, "the runs' output was not captured"
+    assert len(captured) > 20 and len(run_out.err) + len(run_out.out) > 1000, (
+        "the runs' output was not captured"
+    )
 
     # pseudonyms live in the warehouse and in audit records only (a key rotation re-keys the warehouse;
     # audit records are append-only): none in snapshots, MLflow, the Dagster instance or reports
     pseudos = Scan(re.compile(rb"op_[0-9a-f]{20}"))
     for f in scan.files:
         pseudos.file(f)
-    assert pseudos.hits, "the reidentify audit record names its pseudonym: the pseudonym scan must see it"
-    assert not [h for h in pseudos.hits if any(p in h for p in ("training_snapshots", "mlflow", "dagster_home",
-                                                                 str(reports)))], pseudos.hits
+    assert pseudos.hits, (
+        "the reidentify audit record names its pseudonym: the pseudonym scan must see it"
+    )
+    assert not [
+        h
+        for h in pseudos.hits
+        if any(p in h for p in ("training_snapshots", "mlflow", "dagster_home", str(reports)))
+    ], pseudos.hits
 
     # ---------------------------------------------------------------- positive controls
     raw_id = reidentified["raw_ids"][0]
@@ -269,15 +406,19 @@ def test_no_raw_operator_id_anywhere(gov_env: GovEnv, gov_base: Path, capfd: pyt
     control = Scan(pattern)
     control.warehouse(paths.warehouse_path, skip_schemas=())  # the raw layer holds them
     assert any("raw.plant_a__units.Werker" in h for h in control.hits)
-    assert any('raw.plant_c__units.operator.badge' in h for h in control.hits)
+    assert any("raw.plant_c__units.operator.badge" in h for h in control.hits)
     planted = tmp_path / "planted"
     planted.mkdir()
     snap = next((paths.data_dir / "training_snapshots").rglob("snapshot.parquet"))
     t = pq.read_table(snap)
     units = t.column("unit_id").to_pylist()
     units[len(units) // 2] = raw_id
-    pq.write_table(t.set_column(t.column_names.index("unit_id"), "unit_id", pa.array(units, pa.string())),
-                   planted / "snapshot.parquet", compression="zstd", use_dictionary=True)
+    pq.write_table(
+        t.set_column(t.column_names.index("unit_id"), "unit_id", pa.array(units, pa.string())),
+        planted / "snapshot.parquet",
+        compression="zstd",
+        use_dictionary=True,
+    )
     db = planted / "audit.db"
     shutil.copy(audit_db_path(paths.data_dir), db)
     con = sqlite3.connect(db)  # a long value: the id lands on an SQLite overflow page

@@ -46,10 +46,12 @@ def _warehouse(env: GovEnv) -> duckdb.DuckDBPyConnection:
 def _tables(env: GovEnv) -> dict[str, list[str]]:
     """schema.table -> columns, read directly from the warehouse."""
     with _warehouse(env) as con:
-        rows = con.execute("SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
-                           "FROM duckdb_columns() WHERE database_name = current_database() AND NOT internal "
-                           "AND schema_name IN ('raw', 'standard', 'kpi', 'features', 'ml') "
-                           "GROUP BY ALL ORDER BY 1, 2").fetchall()
+        rows = con.execute(
+            "SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
+            "FROM duckdb_columns() WHERE database_name = current_database() AND NOT internal "
+            "AND schema_name IN ('raw', 'standard', 'kpi', 'features', 'ml') "
+            "GROUP BY ALL ORDER BY 1, 2"
+        ).fetchall()
     return {f"{s}.{t}": cols for s, t, cols in rows}
 
 
@@ -70,32 +72,57 @@ def test_role_table_plant_matrix(gov_env: GovEnv) -> None:
     so, and the rows per plant are the warehouse's rows restricted to the user's plants."""
     policy = load_policy(gov_env.paths)
     tables = _tables(gov_env)
-    assert {"raw.plant_a__units", "standard.production_units", "kpi.kpi_daily", "ml.predictions",
-            "features.unit_features"} <= set(tables)
+    assert {
+        "raw.plant_a__units",
+        "standard.production_units",
+        "kpi.kpi_daily",
+        "ml.predictions",
+        "features.unit_features",
+    } <= set(tables)
     with _warehouse(gov_env) as con:
-        direct = {name: dict(con.execute(f"SELECT plant, count(*) FROM {name} GROUP BY 1").fetchall())
-                  if "plant" in cols else {None: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]}
-                  for name, cols in tables.items()}
+        direct = {
+            name: dict(con.execute(f"SELECT plant, count(*) FROM {name} GROUP BY 1").fetchall())
+            if "plant" in cols
+            else {None: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]}
+            for name, cols in tables.items()
+        }
     assert direct["kpi.kpi_daily"]["plant_a"] > 0 and direct["ml.predictions"]["plant_c"] > 0
     # the governance tables' columns, as a session of a role that reads them all lists them
-    with GovernedSession(principal(policy, "carl.control"), paths=gov_env.paths, policy=policy) as session:
-        gov_cols = {t["table"]: t["columns"] for t in session.tables() if t["table"].startswith("governance.")}
+    with GovernedSession(
+        principal(policy, "carl.control"), paths=gov_env.paths, policy=policy
+    ) as session:
+        gov_cols = {
+            t["table"]: t["columns"]
+            for t in session.tables()
+            if t["table"].startswith("governance.")
+        }
     checked = 0
     for user in policy.users:
         who = principal(policy, user)
         with GovernedSession(who, paths=gov_env.paths, policy=policy) as session:
-            assert not any(v.startswith("governance.") for v in session.views)  # loaded when a query names them
+            assert not any(
+                v.startswith("governance.") for v in session.views
+            )  # loaded when a query names them
             names = [*tables, *(f"governance.{t}" for t in GOVERNANCE_TABLES)]
             for name in names:
                 schema, table = name.split(".")
                 cols = tables.get(name) or gov_cols.get(name, [])
-                sql = (f"SELECT plant, count(*) AS n FROM {name} GROUP BY 1" if "plant" in cols
-                       else f"SELECT count(*) AS n FROM {name}")
+                sql = (
+                    f"SELECT plant, count(*) AS n FROM {name} GROUP BY 1"
+                    if "plant" in cols
+                    else f"SELECT count(*) AS n FROM {name}"
+                )
                 if not readable(policy, who.role, schema, table):
-                    with pytest.raises(QueryDenied, match=f"table {name} is not readable by role {who.role}"):
+                    with pytest.raises(
+                        QueryDenied, match=f"table {name} is not readable by role {who.role}"
+                    ):
                         session.query(sql)
                     rec = _last(gov_env)
-                    assert (rec.outcome, rec.actor, rec.refs["rule"]) == ("denied", user, "table_not_readable")
+                    assert (rec.outcome, rec.actor, rec.refs["rule"]) == (
+                        "denied",
+                        user,
+                        "table_not_readable",
+                    )
                     continue
                 if name == "governance.incidents" and name not in gov_cols:
                     continue  # the incidents area is not installed
@@ -104,9 +131,16 @@ def test_role_table_plant_matrix(gov_env: GovEnv) -> None:
                 checked += 1
                 if "plant" in cols:
                     got = {p: int(n) for p, n in res.rows}
-                    assert all(who.sees_plant(p) for p in got if isinstance(p, str)), (user, name, got)
+                    assert all(who.sees_plant(p) for p in got if isinstance(p, str)), (
+                        user,
+                        name,
+                        got,
+                    )
                     if who.plants is not None:
-                        assert None not in got, (user, name)  # rows without a plant are not theirs either
+                        assert None not in got, (
+                            user,
+                            name,
+                        )  # rows without a plant are not theirs either
                     if schema != "governance":
                         want = {p: n for p, n in direct[name].items() if who.sees_plant(p)}
                         assert got == want, (user, name)
@@ -114,16 +148,27 @@ def test_role_table_plant_matrix(gov_env: GovEnv) -> None:
                     assert res.rows == [(direct[name][None],)], (user, name)
                 rec = _last(gov_env)
                 assert (rec.outcome, rec.actor, rec.refs["rows"], rec.refs["tables"]) == (
-                    "ok", user, res.row_count, [name])
-                assert rec.refs["role"] == who.role and rec.refs["query_sha256"] == query_sha256(sql)
+                    "ok",
+                    user,
+                    res.row_count,
+                    [name],
+                )
+                assert rec.refs["role"] == who.role and rec.refs["query_sha256"] == query_sha256(
+                    sql
+                )
     assert checked > 30
     # a plant manager of plant_b sees no row of plant_a (nor of plant_c) in this installation
     petra = principal(policy, "petra.plant_b")
     for name in ("kpi.kpi_daily", "ml.predictions"):
-        res = governed_query(f"SELECT plant, count(*) AS n FROM {name} GROUP BY 1", petra, paths=gov_env.paths)
+        res = governed_query(
+            f"SELECT plant, count(*) AS n FROM {name} GROUP BY 1", petra, paths=gov_env.paths
+        )
         assert res.row_count == 0
-    paul = governed_query("SELECT DISTINCT plant FROM kpi.kpi_daily UNION SELECT DISTINCT plant FROM ml.predictions",
-                          principal(policy, "paul.plant_a"), paths=gov_env.paths)
+    paul = governed_query(
+        "SELECT DISTINCT plant FROM kpi.kpi_daily UNION SELECT DISTINCT plant FROM ml.predictions",
+        principal(policy, "paul.plant_a"),
+        paths=gov_env.paths,
+    )
     assert paul.frame["plant"].tolist() == ["plant_a"]
 
 
@@ -134,13 +179,22 @@ def test_masks_and_pseudonyms(gov_env: GovEnv) -> None:
     policy = load_policy(gov_env.paths)
     plants = load_plants(gov_env.paths)
     with _warehouse(gov_env) as con:
-        pseudonyms = {r[0] for r in con.execute("SELECT DISTINCT operator_pseudonym FROM standard.production_units "
-                                                "WHERE operator_pseudonym IS NOT NULL").fetchall()}
+        pseudonyms = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT operator_pseudonym FROM standard.production_units "
+                "WHERE operator_pseudonym IS NOT NULL"
+            ).fetchall()
+        }
         raw_ids: set[str] = set()
         for plant in ("plant_a", "plant_c"):
             for col in plants[plant].personal_data:
-                raw_ids |= {r[0] for r in con.execute(
-                    f'SELECT DISTINCT "{col}" FROM raw.{plant}__units WHERE "{col}" IS NOT NULL').fetchall()}
+                raw_ids |= {
+                    r[0]
+                    for r in con.execute(
+                        f'SELECT DISTINCT "{col}" FROM raw.{plant}__units WHERE "{col}" IS NOT NULL'
+                    ).fetchall()
+                }
     assert len(pseudonyms) > 5 and len(raw_ids) > 5 and not pseudonyms & raw_ids
     probes = [
         "SELECT string_agg(operator_pseudonym, ',') AS s FROM standard.production_units",
@@ -161,27 +215,44 @@ def test_masks_and_pseudonyms(gov_env: GovEnv) -> None:
                 desc = session.query(f"DESCRIBE {name}").frame
                 text_cols = desc.loc[desc["column_type"] == "VARCHAR", "column_name"].tolist()
                 if text_cols:
-                    lists = session.query("SELECT " + ", ".join(f'list(DISTINCT "{c}")' for c in text_cols)
-                                          + f" FROM {name}").rows[0]
-                    seen |= {str(v) for values in lists for v in (values if values is not None else [])}
+                    lists = session.query(
+                        "SELECT "
+                        + ", ".join(f'list(DISTINCT "{c}")' for c in text_cols)
+                        + f" FROM {name}"
+                    ).rows[0]
+                    seen |= {
+                        str(v) for values in lists for v in (values if values is not None else [])
+                    }
                 seen |= _strings(session.query(f"SELECT * FROM {name} LIMIT 200").frame)
             if "standard.production_units" in session.views:
                 for sql in probes:
                     seen |= _strings(session.query(sql).frame)
-                got = set(session.query("SELECT DISTINCT operator_pseudonym FROM standard.production_units "
-                                        "WHERE operator_pseudonym IS NOT NULL").frame["operator_pseudonym"])
+                got = set(
+                    session.query(
+                        "SELECT DISTINCT operator_pseudonym FROM standard.production_units "
+                        "WHERE operator_pseudonym IS NOT NULL"
+                    ).frame["operator_pseudonym"]
+                )
                 assert got == (pseudonyms if clear else {"***"}), user
         text = "\n".join(seen)
-        assert not raw_ids & seen and not any(r in text for r in raw_ids), f"raw id visible to {user}"
+        assert not raw_ids & seen and not any(r in text for r in raw_ids), (
+            f"raw id visible to {user}"
+        )
         if not clear:
-            assert not any(p in text for p in pseudonyms), f"operator pseudonym visible in clear to {user}"
+            assert not any(p in text for p in pseudonyms), (
+                f"operator pseudonym visible in clear to {user}"
+            )
     # the data owner sees the raw personal columns as the same pseudonyms as the standard layer
     dana = principal(policy, "dana.data")
     with GovernedSession(dana, paths=gov_env.paths, policy=policy) as session:
-        a = session.query('SELECT r."Werker" AS raw_p, s.operator_pseudonym AS std_p FROM raw.plant_a__units r '
-                          'JOIN standard.production_units s ON s.plant = r.plant AND s.unit_id = r."Auftrag"')
-        c = session.query('SELECT r."operator.badge" AS raw_p, s.operator_pseudonym AS std_p FROM raw.plant_c__units r '
-                          "JOIN standard.production_units s ON s.plant = r.plant AND s.unit_id = r.batch_id")
+        a = session.query(
+            'SELECT r."Werker" AS raw_p, s.operator_pseudonym AS std_p FROM raw.plant_a__units r '
+            'JOIN standard.production_units s ON s.plant = r.plant AND s.unit_id = r."Auftrag"'
+        )
+        c = session.query(
+            'SELECT r."operator.badge" AS raw_p, s.operator_pseudonym AS std_p FROM raw.plant_c__units r '
+            "JOIN standard.production_units s ON s.plant = r.plant AND s.unit_id = r.batch_id"
+        )
         for res in (a, c):
             assert res.row_count > 100
             assert (res.frame["raw_p"] == res.frame["std_p"]).all()
@@ -208,9 +279,17 @@ ESCAPES: list[tuple[str, str, str]] = [
     ("dana.data", "SELECT * FROM read_text('/etc/passwd')", "function read_text is not allowed"),
     ("dana.data", "SELECT * FROM read_blob('{wh}')", "function read_blob is not allowed"),
     ("dana.data", "SELECT * FROM glob('/*')", "function glob is not allowed"),
-    ("dana.data", "SELECT * FROM '/etc/passwd'", "table '/etc/passwd' is not readable by role data_owner"),
+    (
+        "dana.data",
+        "SELECT * FROM '/etc/passwd'",
+        "table '/etc/passwd' is not readable by role data_owner",
+    ),
     ("dana.data", "FROM '{wh}'", "is not readable by role data_owner"),
-    ("dana.data", "COPY (SELECT * FROM raw.plant_a__units) TO '/tmp/qp_escape.csv'", "COPY is not allowed"),
+    (
+        "dana.data",
+        "COPY (SELECT * FROM raw.plant_a__units) TO '/tmp/qp_escape.csv'",
+        "COPY is not allowed",
+    ),
     ("dana.data", "COPY raw.plant_a__units FROM '/etc/passwd'", "COPY is not allowed"),
     ("dana.data", "EXPORT DATABASE '/tmp/qp_escape_db'", "EXPORT is not allowed"),
     ("dana.data", "SET enable_external_access = true", "SET is not allowed"),
@@ -222,7 +301,11 @@ ESCAPES: list[tuple[str, str, str]] = [
     ("dana.data", "INSTALL httpfs", "LOAD is not allowed"),
     ("dana.data", "LOAD httpfs", "LOAD is not allowed"),
     ("dana.data", "CREATE TABLE t AS SELECT 1 AS x", "CREATE is not allowed"),
-    ("dana.data", "CREATE OR REPLACE VIEW raw.plant_a__units AS SELECT 1 AS x", "CREATE is not allowed"),
+    (
+        "dana.data",
+        "CREATE OR REPLACE VIEW raw.plant_a__units AS SELECT 1 AS x",
+        "CREATE is not allowed",
+    ),
     ("dana.data", "CREATE MACRO m(a) AS a", "CREATE is not allowed"),
     ("dana.data", "INSERT INTO raw.receipts SELECT * FROM raw.receipts", "INSERT is not allowed"),
     ("dana.data", "UPDATE raw.plant_a__units SET \"Werker\" = 'x'", "UPDATE is not allowed"),
@@ -243,78 +326,219 @@ ESCAPES: list[tuple[str, str, str]] = [
     ("dana.data", "SELECT * FROM duckdb_views", "is not readable by role data_owner"),
     ("dana.data", "SELECT * FROM information_schema.tables", "does not exist or is not readable"),
     ("dana.data", "SELECT * FROM sqlite_master", "is not readable by role data_owner"),
-    ("dana.data", "SELECT * FROM pragma_database_list()", "function pragma_database_list is not allowed"),
+    (
+        "dana.data",
+        "SELECT * FROM pragma_database_list()",
+        "function pragma_database_list is not allowed",
+    ),
     ("dana.data", "SHOW TABLES", "SHOW is not allowed"),
     ("dana.data", "SHOW DATABASES", "SHOW is not allowed"),
-    ("quinn.quality", "SELECT * FROM raw.plant_a__units", "table raw.plant_a__units is not readable by role "
-                                                          "quality_engineer"),
-    ("quinn.quality", 'SELECT * FROM "RAW"."plant_a__units"', "table RAW.plant_a__units is not readable"),
-    ("quinn.quality", 'SELECT * FROM "raw"."PLANT_A__UNITS"', "table raw.PLANT_A__UNITS is not readable"),
-    ("quinn.quality", "SELECT * FROM memory.raw.plant_a__units", "table raw.plant_a__units is not readable"),
+    (
+        "quinn.quality",
+        "SELECT * FROM raw.plant_a__units",
+        "table raw.plant_a__units is not readable by role quality_engineer",
+    ),
+    (
+        "quinn.quality",
+        'SELECT * FROM "RAW"."plant_a__units"',
+        "table RAW.plant_a__units is not readable",
+    ),
+    (
+        "quinn.quality",
+        'SELECT * FROM "raw"."PLANT_A__UNITS"',
+        "table raw.PLANT_A__UNITS is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM memory.raw.plant_a__units",
+        "table raw.plant_a__units is not readable",
+    ),
     ("quinn.quality", "DESCRIBE raw.plant_a__units", "table raw.plant_a__units is not readable"),
     ("quinn.quality", "SUMMARIZE raw.receipts", "table raw.receipts is not readable"),
-    ("mia.model", "SELECT * FROM raw.plant_c__units", "table raw.plant_c__units is not readable by role model_owner"),
-    ("paul.plant_a", "SELECT * FROM standard.production_units", "not readable by role plant_manager"),
-    ("quinn.quality", "SELECT * FROM governance.audit_log", "table governance.audit_log is not readable by role "
-                                                            "quality_engineer"),
-    ("paul.plant_a", "SELECT count(*) FROM governance.audit_log", "not readable by role plant_manager"),
+    (
+        "mia.model",
+        "SELECT * FROM raw.plant_c__units",
+        "table raw.plant_c__units is not readable by role model_owner",
+    ),
+    (
+        "paul.plant_a",
+        "SELECT * FROM standard.production_units",
+        "not readable by role plant_manager",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM governance.audit_log",
+        "table governance.audit_log is not readable by role quality_engineer",
+    ),
+    (
+        "paul.plant_a",
+        "SELECT count(*) FROM governance.audit_log",
+        "not readable by role plant_manager",
+    ),
     ("mia.model", "SELECT * FROM governance.audit_log", "not readable by role model_owner"),
     ("olga.ops", "SELECT * FROM governance.audit_log", "not readable by role operations_lead"),
-    ("quinn.quality", "SELECT * FROM query_table('raw.plant_a__units')", "function query_table is not allowed"),
-    ("quinn.quality", "SELECT * FROM query('SELECT * FROM raw.plant_a__units')", "function query is not allowed"),
+    (
+        "quinn.quality",
+        "SELECT * FROM query_table('raw.plant_a__units')",
+        "function query_table is not allowed",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM query('SELECT * FROM raw.plant_a__units')",
+        "function query is not allowed",
+    ),
     ("quinn.quality", "SELECT 1; ATTACH ':memory:' AS x", "ATTACH is not allowed"),
     ("quinn.quality", "SELECT 1 AS a; SELECT 2 AS b", "one statement per governed query"),
     ("quinn.quality", "SELECT 1 -- harmless\n; DROP VIEW kpi.kpi_daily", "DROP is not allowed"),
-    ("quinn.quality", "WITH x AS (SELECT * FROM raw.plant_a__units) SELECT * FROM x", "raw.plant_a__units is not "
-                                                                                     "readable"),
-    ("quinn.quality", "WITH duckdb_databases AS (SELECT 1 AS a) SELECT * FROM duckdb_databases", "CTE name"),
-    ("quinn.quality", "SELECT * FROM (WITH sqlite_master AS (SELECT 1) SELECT * FROM sqlite_master) "
-                      "UNION ALL SELECT * FROM sqlite_master", "CTE name"),
-    ("quinn.quality", "SELECT * FROM (WITH y AS (SELECT 1 AS a) SELECT * FROM y) UNION ALL SELECT * FROM y",
-     "table 'y' is not readable"),
-    ("quinn.quality", "SELECT * FROM kpi.kpi_daily WHERE plant IN (SELECT plant FROM raw.plant_a__units)",
-     "raw.plant_a__units is not readable"),
-    ("quinn.quality", "SELECT plant FROM kpi.kpi_daily UNION ALL SELECT plant FROM raw.receipts",
-     "raw.receipts is not readable"),
-    ("quinn.quality", "SELECT plant FROM kpi.kpi_daily WHERE EXISTS (SELECT 1 FROM governance.audit_log)",
-     "governance.audit_log is not readable"),
-    ("quinn.quality", "SELECT * FROM /* kpi.kpi_daily */ raw.plant_a__units", "raw.plant_a__units is not readable"),
-    ("quinn.quality", "SELECT * FROM kpi.kpi_daily k, LATERAL (SELECT * FROM raw.plant_a__units r "
-                      "WHERE r.plant = k.plant)", "raw.plant_a__units is not readable"),
-    ("quinn.quality", "SELECT * FROM range(2) r, read_text('/etc/passwd')", "function read_text is not allowed"),
-    ("quinn.quality", "SELECT (SELECT count(*) FROM read_csv('/etc/passwd')) AS n", "function read_csv"),
+    (
+        "quinn.quality",
+        "WITH x AS (SELECT * FROM raw.plant_a__units) SELECT * FROM x",
+        "raw.plant_a__units is not readable",
+    ),
+    (
+        "quinn.quality",
+        "WITH duckdb_databases AS (SELECT 1 AS a) SELECT * FROM duckdb_databases",
+        "CTE name",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM (WITH sqlite_master AS (SELECT 1) SELECT * FROM sqlite_master) "
+        "UNION ALL SELECT * FROM sqlite_master",
+        "CTE name",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM (WITH y AS (SELECT 1 AS a) SELECT * FROM y) UNION ALL SELECT * FROM y",
+        "table 'y' is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM kpi.kpi_daily WHERE plant IN (SELECT plant FROM raw.plant_a__units)",
+        "raw.plant_a__units is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT plant FROM kpi.kpi_daily UNION ALL SELECT plant FROM raw.receipts",
+        "raw.receipts is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT plant FROM kpi.kpi_daily WHERE EXISTS (SELECT 1 FROM governance.audit_log)",
+        "governance.audit_log is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM /* kpi.kpi_daily */ raw.plant_a__units",
+        "raw.plant_a__units is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM kpi.kpi_daily k, LATERAL (SELECT * FROM raw.plant_a__units r "
+        "WHERE r.plant = k.plant)",
+        "raw.plant_a__units is not readable",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM range(2) r, read_text('/etc/passwd')",
+        "function read_text is not allowed",
+    ),
+    (
+        "quinn.quality",
+        "SELECT (SELECT count(*) FROM read_csv('/etc/passwd')) AS n",
+        "function read_csv",
+    ),
     ("quinn.quality", "SELECT getenv('HOME') AS h", "function getenv is not allowed"),
-    ("quinn.quality", "SELECT current_setting('enable_external_access') AS s", "function current_setting"),
-    ("quinn.quality", "SELECT json_execute_serialized_sql('{{}}') AS j", "function json_execute_serialized_sql"),
+    (
+        "quinn.quality",
+        "SELECT current_setting('enable_external_access') AS s",
+        "function current_setting",
+    ),
+    (
+        "quinn.quality",
+        "SELECT json_execute_serialized_sql('{{}}') AS j",
+        "function json_execute_serialized_sql",
+    ),
     ("dana.data", "SELECT {udf}('W-00001') AS p", "is not allowed in a governed session"),
     ("quinn.quality", "SELECT main.getenv('HOME') AS h", "qualified function name"),
-    ("quinn.quality", "SELECT * FROM sniff_csv('/etc/passwd')", "function sniff_csv is not allowed"),
-    ("quinn.quality", "SELECT * FROM parquet_metadata('{wh}')", "function parquet_metadata is not allowed"),
+    (
+        "quinn.quality",
+        "SELECT * FROM sniff_csv('/etc/passwd')",
+        "function sniff_csv is not allowed",
+    ),
+    (
+        "quinn.quality",
+        "SELECT * FROM parquet_metadata('{wh}')",
+        "function parquet_metadata is not allowed",
+    ),
     ("quinn.quality", "PIVOT kpi.kpi_daily ON plant USING count(*)", "is not allowed"),
     ("quinn.quality", "SELECT * FROM kpi_daily", "name tables as schema.table"),
     ("quinn.quality", "", "the query is empty"),
     ("quinn.quality", "SELEC 1", "does not parse"),
     # view definitions (the masking SQL, the hidden alias), statistics, settings, waiting
-    ("dana.data", "SELECT pg_get_viewdef(oid) AS d FROM (SELECT 0 AS oid)", "function pg_get_viewdef is not allowed"),
-    ("dana.data", "SELECT pg_get_constraintdef(0) AS d", "function pg_get_constraintdef is not allowed"),
+    (
+        "dana.data",
+        "SELECT pg_get_viewdef(oid) AS d FROM (SELECT 0 AS oid)",
+        "function pg_get_viewdef is not allowed",
+    ),
+    (
+        "dana.data",
+        "SELECT pg_get_constraintdef(0) AS d",
+        "function pg_get_constraintdef is not allowed",
+    ),
     ("dana.data", "SELECT get_block_size('memory') AS b", "function get_block_size is not allowed"),
-    ("paul.plant_a", "SELECT stats(value) AS s FROM kpi.kpi_daily", "function stats is not allowed"),
+    (
+        "paul.plant_a",
+        "SELECT stats(value) AS s FROM kpi.kpi_daily",
+        "function stats is not allowed",
+    ),
     ("quinn.quality", "SELECT pg_sleep(5) AS s", "function pg_sleep is not allowed"),
     ("quinn.quality", "SELECT sleep_ms(5000) AS s", "function sleep_ms is not allowed"),
     ("quinn.quality", "SELECT write_log('x') AS s", "function write_log is not allowed"),
     # query limits (the battery's policy: max_seconds 3, max_memory 64MB, max_nesting_depth 200)
-    ("quinn.quality", "SELECT 1 AS x FROM " + "(SELECT * FROM " * 400 + "range(1)" + ")" * 400,
-     "the query nests too deeply"),
-    ("quinn.quality", "SELECT " + "abs(" * 400 + "1" + ")" * 400 + " AS x", "query_limits.max_nesting_depth"),
+    (
+        "quinn.quality",
+        "SELECT 1 AS x FROM " + "(SELECT * FROM " * 400 + "range(1)" + ")" * 400,
+        "the query nests too deeply",
+    ),
+    (
+        "quinn.quality",
+        "SELECT " + "abs(" * 400 + "1" + ")" * 400 + " AS x",
+        "query_limits.max_nesting_depth",
+    ),
     ("quinn.quality", "SELECT 1" + " + 1" * 400 + " AS x", "the query nests too deeply"),
-    ("quinn.quality", "SELECT * FROM generate_series(1, 1000000000000)", "longer than the policy's limit of 3 s"),
-    ("quinn.quality", "SELECT count(*) AS n FROM generate_series(1, 1000000000000)", "query_limits.max_seconds"),
-    ("quinn.quality", "SELECT list(i) AS l FROM range(100000000) r(i)", "more memory than the policy's limit of 64MB"),
-    ("quinn.quality", "SELECT string_agg(repeat('x', 1000), ',') AS s FROM range(1000000)", "query_limits.max_memory"),
-    ("quinn.quality", "SELECT i, repeat('x', 1000) AS s FROM range(200000) r(i)", "its result did not fit"),
+    (
+        "quinn.quality",
+        "SELECT * FROM generate_series(1, 1000000000000)",
+        "longer than the policy's limit of 3 s",
+    ),
+    (
+        "quinn.quality",
+        "SELECT count(*) AS n FROM generate_series(1, 1000000000000)",
+        "query_limits.max_seconds",
+    ),
+    (
+        "quinn.quality",
+        "SELECT list(i) AS l FROM range(100000000) r(i)",
+        "more memory than the policy's limit of 64MB",
+    ),
+    (
+        "quinn.quality",
+        "SELECT string_agg(repeat('x', 1000), ',') AS s FROM range(1000000)",
+        "query_limits.max_memory",
+    ),
+    (
+        "quinn.quality",
+        "SELECT i, repeat('x', 1000) AS s FROM range(200000) r(i)",
+        "its result did not fit",
+    ),
 ]
 #: The limits the escape battery runs under (small, so that the limit cases are quick).
-BATTERY_LIMITS = {"max_seconds": 3, "max_memory": "64MB", "max_threads": 1, "max_nesting_depth": 200}
+BATTERY_LIMITS = {
+    "max_seconds": 3,
+    "max_memory": "64MB",
+    "max_threads": 1,
+    "max_nesting_depth": 200,
+}
 
 
 def test_escape_battery(gov_env: GovEnv) -> None:
@@ -322,14 +546,18 @@ def test_escape_battery(gov_env: GovEnv) -> None:
     tables touched and the reason), and the warehouse file is unchanged afterwards."""
     wh = Path(gov_env.paths.warehouse_path)
     before = (hashlib.sha256(wh.read_bytes()).hexdigest(), wh.stat().st_mtime_ns)
-    policy = Policy.model_validate({**load_policy(gov_env.paths).model_dump(), "query_limits": BATTERY_LIMITS})
+    policy = Policy.model_validate(
+        {**load_policy(gov_env.paths).model_dump(), "query_limits": BATTERY_LIMITS}
+    )
     sessions: dict[str, GovernedSession] = {}
     results: list[dict[str, str]] = []
     try:
         for user, template, expected in ESCAPES:
             s = sessions.get(user)
             if s is None:
-                s = sessions[user] = GovernedSession(principal(policy, user), paths=gov_env.paths, policy=policy)
+                s = sessions[user] = GovernedSession(
+                    principal(policy, user), paths=gov_env.paths, policy=policy
+                )
                 s.open()
             sql = template.format(wh=wh, alias=s._alias, udf=s._udf or "qp_private_x")
             n = len(gov_env.audit.records(action="query"))
@@ -341,18 +569,28 @@ def test_escape_battery(gov_env: GovEnv) -> None:
             rec = recs[-1]
             assert (rec.outcome, rec.actor, rec.action) == ("denied", user, "query"), sql
             assert rec.refs["query_sha256"] == query_sha256(sql) and rec.refs["role"] == s.who.role
-            assert rec.refs["denied_because"] and rec.refs["rule"] == info.value.rule and rec.refs["tables"] == []
+            assert (
+                rec.refs["denied_because"]
+                and rec.refs["rule"] == info.value.rule
+                and rec.refs["tables"] == []
+            )
             if len(sql) > 25:
-                assert sql not in json.dumps(rec.refs) + (rec.reason or ""), "the query text must not be audited"
+                assert sql not in json.dumps(rec.refs) + (rec.reason or ""), (
+                    "the query text must not be audited"
+                )
             results.append({"user": user, "sql": sql, "refused": str(info.value)})
         # the sessions still work after the battery (nothing was changed) and are still locked
         res = sessions["quinn.quality"].query("SELECT count(*) AS n FROM kpi.kpi_daily")
         assert res.frame["n"].iloc[0] > 0
         con = sessions["quinn.quality"]._con
         assert con is not None
-        with pytest.raises(duckdb.Error):  # even the session's own connection cannot change settings now
+        with pytest.raises(
+            duckdb.Error
+        ):  # even the session's own connection cannot change settings now
             con.execute("SET enable_external_access = true")
-        with pytest.raises(duckdb.Error, match="disabled by configuration"):  # no file access at all
+        with pytest.raises(
+            duckdb.Error, match="disabled by configuration"
+        ):  # no file access at all
             con.execute(f"ATTACH '{wh.parent / 'other.duckdb'}' AS other")
         with pytest.raises(duckdb.Error, match="disabled by configuration"):
             con.execute("SELECT * FROM read_csv('/etc/passwd')").fetchall()
@@ -390,21 +628,36 @@ def test_timeout_and_query_action(gov_env: GovEnv) -> None:
     tables it read) and the session still works; a role without the `query` action is refused
     before any session is built (audited as denied)."""
     policy = load_policy(gov_env.paths)
-    with GovernedSession(principal(policy, "quinn.quality"), paths=gov_env.paths, policy=policy,
-                         timeout_s=0.5) as s:
+    with GovernedSession(
+        principal(policy, "quinn.quality"), paths=gov_env.paths, policy=policy, timeout_s=0.5
+    ) as s:
         with pytest.raises(QueryDenied, match=r"longer than the policy's limit of 0\.5 s") as info:
-            s.query("SELECT sum(a.i * b.i) AS x FROM range(100000) a(i), range(100000) b(i), kpi.kpi_daily")
+            s.query(
+                "SELECT sum(a.i * b.i) AS x FROM range(100000) a(i), range(100000) b(i), kpi.kpi_daily"
+            )
         assert info.value.rule == "time_limit"
         rec = _last(gov_env)
-        assert (rec.outcome, rec.refs["rule"], rec.refs["tables"]) == ("denied", "time_limit", ["kpi.kpi_daily"])
+        assert (rec.outcome, rec.refs["rule"], rec.refs["tables"]) == (
+            "denied",
+            "time_limit",
+            ["kpi.kpi_daily"],
+        )
         assert s.query("SELECT count(*) AS n FROM kpi.kpi_daily").row_count == 1
     doc = policy.model_dump()
-    doc["roles"]["auditor"]["actions"] = [a for a in doc["roles"]["auditor"]["actions"] if a != "query"]
+    doc["roles"]["auditor"]["actions"] = [
+        a for a in doc["roles"]["auditor"]["actions"] if a != "query"
+    ]
     no_query = Policy.model_validate(doc)
     with pytest.raises(PolicyError, match="may not query"):
-        governed_query("SELECT 1 AS x", principal(no_query, "aud.it"), paths=gov_env.paths, policy=no_query)
+        governed_query(
+            "SELECT 1 AS x", principal(no_query, "aud.it"), paths=gov_env.paths, policy=no_query
+        )
     rec = _last(gov_env)
-    assert (rec.outcome, rec.actor, rec.refs["query_sha256"]) == ("denied", "aud.it", query_sha256("SELECT 1 AS x"))
+    assert (rec.outcome, rec.actor, rec.refs["query_sha256"]) == (
+        "denied",
+        "aud.it",
+        query_sha256("SELECT 1 AS x"),
+    )
     with pytest.raises(PolicyError, match="may not query"):
         GovernedSession(principal(no_query, "aud.it"), paths=gov_env.paths, policy=no_query).open()
 
@@ -414,19 +667,38 @@ def test_query_limits_from_the_policy(gov_env: GovEnv) -> None:
     may only lower them), spills nothing to disk, and refuses every macro that expands to a denied
     function; an ordinary SQL error is still `failed`, not a limit."""
     doc = load_policy(gov_env.paths).model_dump()
-    doc["query_limits"] = {"max_seconds": 7, "max_memory": "300MB", "max_threads": 1, "max_rows": 5,
-                           "max_nesting_depth": 40}
+    doc["query_limits"] = {
+        "max_seconds": 7,
+        "max_memory": "300MB",
+        "max_threads": 1,
+        "max_rows": 5,
+        "max_nesting_depth": 40,
+    }
     policy = Policy.model_validate(doc)
     assert load_policy(gov_env.paths).query_limits.max_memory == "1GB"  # the shipped policy's
-    with GovernedSession(principal(policy, "quinn.quality"), paths=gov_env.paths, policy=policy,
-                         max_rows=1000, timeout_s=60) as s:
+    with GovernedSession(
+        principal(policy, "quinn.quality"),
+        paths=gov_env.paths,
+        policy=policy,
+        max_rows=1000,
+        timeout_s=60,
+    ) as s:
         assert (s.max_rows, s.timeout_s) == (5, 7)
         con = s._con
         assert con is not None
-        got = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
-                               "('memory_limit', 'threads', 'temp_directory')").fetchall())
+        got = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN "
+                "('memory_limit', 'threads', 'temp_directory')"
+            ).fetchall()
+        )
         assert got == {"memory_limit": "286.1 MiB", "threads": "1", "temp_directory": ""}
-        assert {"pg_get_viewdef", "pg_sleep", "pg_get_constraintdef", "get_block_size"} <= denied_macros(con)
+        assert {
+            "pg_get_viewdef",
+            "pg_sleep",
+            "pg_get_constraintdef",
+            "get_block_size",
+        } <= denied_macros(con)
         res = s.query("SELECT * FROM kpi.kpi_daily")
         assert len(res.frame) == 5 and res.truncated and res.row_count > 5
         # 10 nested subqueries pass a limit of 40 tree levels, 12 do not
@@ -436,7 +708,10 @@ def test_query_limits_from_the_policy(gov_env: GovEnv) -> None:
         assert info.value.rule == "nesting_depth" and _last(gov_env).refs["rule"] == "nesting_depth"
         with pytest.raises(QueryFailed, match="Conversion Error"):
             s.query("SELECT CAST(kpi_id AS INTEGER) AS x FROM kpi.kpi_daily")
-        assert (_last(gov_env).outcome, _last(gov_env).refs["error"]) == ("failed", "Conversion Error")
+        assert (_last(gov_env).outcome, _last(gov_env).refs["error"]) == (
+            "failed",
+            "Conversion Error",
+        )
     with pytest.raises(ValueError, match=r"query_limits\.max_memory"):
         Policy.model_validate({**doc, "query_limits": {"max_memory": "lots"}})
     with pytest.raises(ValueError, match="below 16MiB"):
@@ -447,25 +722,44 @@ def test_text_and_csv_output_are_escaped(gov_env: GovEnv) -> None:
     """Cells that a spreadsheet would run as a formula get a leading quote; control characters and
     terminal escape sequences (in cells, nested values and column names) are shown as visible
     escapes; numbers are unchanged; JSON keeps the values (escaped by JSON itself)."""
-    sql = ("SELECT '=HYPERLINK(''http://evil'',''x'')' AS f, '+1+1' AS p, '-2+3' AS m, '@SUM(A1)' AS a, "
-           "chr(9) || '=1' AS tab, chr(13) || '=1' AS cr, chr(27) || '[2J' || chr(27) || ']0;pwned' || chr(7) AS ansi, "
-           "chr(155) || '31m' AS c1, 'line' || chr(10) || 'break' AS nl, [chr(27) || '[31m'] AS l, "
-           "'plain' AS ok, -3 AS neg, 'x' AS \"" + chr(27) + "[1mcol\"")
+    sql = (
+        "SELECT '=HYPERLINK(''http://evil'',''x'')' AS f, '+1+1' AS p, '-2+3' AS m, '@SUM(A1)' AS a, "
+        "chr(9) || '=1' AS tab, chr(13) || '=1' AS cr, chr(27) || '[2J' || chr(27) || ']0;pwned' || chr(7) AS ansi, "
+        "chr(155) || '31m' AS c1, 'line' || chr(10) || 'break' AS nl, [chr(27) || '[31m'] AS l, "
+        "'plain' AS ok, -3 AS neg, 'x' AS \"" + chr(27) + '[1mcol"'
+    )
     raw_controls = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
     code, out = _cli("query", sql, "--as", "quinn.quality", "--format", "csv")
     assert code == 0, out
     assert not raw_controls.search(out), repr(out)
     header, row = list(csv.reader(io.StringIO(out)))
     assert header[-1] == "\\x1b[1mcol"
-    assert row == ["'=HYPERLINK('http://evil','x')", "'+1+1", "'-2+3", "'@SUM(A1)", "'\\t=1", "'\\r=1",
-                   "\\x1b[2J\\x1b]0;pwned\\x07", "\\x9b31m", "line\\nbreak", "['\\x1b[31m']", "plain", "-3", "x"]
+    assert row == [
+        "'=HYPERLINK('http://evil','x')",
+        "'+1+1",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\\t=1",
+        "'\\r=1",
+        "\\x1b[2J\\x1b]0;pwned\\x07",
+        "\\x9b31m",
+        "line\\nbreak",
+        "['\\x1b[31m']",
+        "plain",
+        "-3",
+        "x",
+    ]
     code, out = _cli("query", sql, "--as", "quinn.quality")
     assert code == 0 and not raw_controls.search(out), repr(out)
-    assert "'=HYPERLINK" in out and "\\x1b[2J" in out and "line\\nbreak" in out and "(1 rows)" in out
+    assert (
+        "'=HYPERLINK" in out and "\\x1b[2J" in out and "line\\nbreak" in out and "(1 rows)" in out
+    )
     code, out = _cli("query", sql, "--as", "quinn.quality", "--json")
     assert code == 0 and not raw_controls.search(out)
     row = json.loads(out)["rows"][0]
-    assert row["f"].startswith("=HYPERLINK") and row["ansi"].startswith("\x1b[2J") and row["neg"] == -3
+    assert (
+        row["f"].startswith("=HYPERLINK") and row["ansi"].startswith("\x1b[2J") and row["neg"] == -3
+    )
 
 
 # --------------------------------------------------------------------------- CLI and identity
@@ -475,27 +769,57 @@ def test_cli_query_users_and_impersonation(gov_env: GovEnv) -> None:
     code, out = _cli("users", "--json")
     assert code == 0
     users = {u["user"]: u for u in json.loads(out)["users"]}
-    assert users["paul.plant_a"]["role"] == "plant_manager" and users["paul.plant_a"]["plants"] == ["plant_a"]
-    assert users["olga.ops"]["os_accounts"] == ["root"] and set(users) == set(load_policy(gov_env.paths).users)
+    assert users["paul.plant_a"]["role"] == "plant_manager" and users["paul.plant_a"]["plants"] == [
+        "plant_a"
+    ]
+    assert users["olga.ops"]["os_accounts"] == ["root"] and set(users) == set(
+        load_policy(gov_env.paths).users
+    )
 
-    code, out = _cli("query", "SELECT plant, count(*) AS n FROM kpi.kpi_daily GROUP BY 1", "--as", "paul.plant_a",
-                     "--json")
+    code, out = _cli(
+        "query",
+        "SELECT plant, count(*) AS n FROM kpi.kpi_daily GROUP BY 1",
+        "--as",
+        "paul.plant_a",
+        "--json",
+    )
     assert code == 0, out
     payload = json.loads(out)
-    assert [r["plant"] for r in payload["rows"]] == ["plant_a"] and payload["tables"] == ["kpi.kpi_daily"]
+    assert [r["plant"] for r in payload["rows"]] == ["plant_a"] and payload["tables"] == [
+        "kpi.kpi_daily"
+    ]
     assert payload["user"] == "paul.plant_a" and payload["role"] == "plant_manager"
     ident = gov_env.audit.records(action="identity")[-1]
     assert (ident.actor, ident.outcome, ident.refs["via"], ident.refs["command"]) == (
-        "paul.plant_a", "info", "impersonation", "query")
+        "paul.plant_a",
+        "info",
+        "impersonation",
+        "query",
+    )
     rec = _last(gov_env)
-    assert (rec.actor, rec.outcome, rec.refs["via"], rec.refs["rows"]) == ("paul.plant_a", "ok", "impersonation", 1)
+    assert (rec.actor, rec.outcome, rec.refs["via"], rec.refs["rows"]) == (
+        "paul.plant_a",
+        "ok",
+        "impersonation",
+        1,
+    )
 
-    code, out = _cli("query", "SELECT plant, partition_date FROM kpi.kpi_daily ORDER BY 1, 2", "--as",
-                     "quinn.quality", "--format", "csv", "--limit", "5")
+    code, out = _cli(
+        "query",
+        "SELECT plant, partition_date FROM kpi.kpi_daily ORDER BY 1, 2",
+        "--as",
+        "quinn.quality",
+        "--format",
+        "csv",
+        "--limit",
+        "5",
+    )
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0] == "plant,partition_date" and len(lines) == 6
-    code, out = _cli("query", "SELECT * FROM kpi.kpi_daily", "--as", "quinn.quality", "--limit", "3", "--json")
+    code, out = _cli(
+        "query", "SELECT * FROM kpi.kpi_daily", "--as", "quinn.quality", "--limit", "3", "--json"
+    )
     payload = json.loads(out)
     assert payload["truncated"] and len(payload["rows"]) == 3 and payload["row_count"] > 3
     code, out = _cli("query", "SELECT * FROM ml.predictions LIMIT 2", "--as", "quinn.quality")
@@ -507,9 +831,15 @@ def test_cli_query_users_and_impersonation(gov_env: GovEnv) -> None:
     assert tables["kpi.kpi_daily"]["row_filter"] == "plant IN ('plant_a')"
 
     code, out = _cli("query", "SELECT * FROM raw.plant_a__units", "--as", "quinn.quality", "--json")
-    assert code == 2 and "raw.plant_a__units is not readable by role quality_engineer" in json.loads(out)["error"]
+    assert (
+        code == 2
+        and "raw.plant_a__units is not readable by role quality_engineer"
+        in json.loads(out)["error"]
+    )
     assert _last(gov_env).outcome == "denied"
-    code, out = _cli("query", "SELECT no_such_column FROM kpi.kpi_daily", "--as", "quinn.quality", "--json")
+    code, out = _cli(
+        "query", "SELECT no_such_column FROM kpi.kpi_daily", "--as", "quinn.quality", "--json"
+    )
     assert code == 2 and "the query failed" in json.loads(out)["error"]
     assert (_last(gov_env).outcome, _last(gov_env).refs["error"]) == ("failed", "Binder Error")
     code, out = _cli("query", "SELECT 1 AS x", "--as", "nobody", "--json")
@@ -540,18 +870,32 @@ def test_parse_issues_never_show_raw_ids(gov_env: GovEnv) -> None:
     from a personal column is shown as its pseudonym -- for the data owner and operations lead."""
     with duckdb.connect(str(gov_env.paths.warehouse_path)) as con:
         raw_id = con.execute('SELECT "Werker" FROM raw.plant_a__units LIMIT 1').fetchall()[0][0]
-        pseudo = con.execute("SELECT operator_pseudonym FROM standard.production_units WHERE plant = 'plant_a' "
-                             "AND unit_id = (SELECT \"Auftrag\" FROM raw.plant_a__units WHERE \"Werker\" = ? LIMIT 1)",
-                             [raw_id]).fetchall()[0][0]
-        con.execute("INSERT INTO raw.parse_issues VALUES "
-                    "('plant_a', DATE '2026-03-16', 'units', 'x.csv', 7, 'Werker', 'record', 'bad_value', 'reject', "
-                    "'unreadable record', 1, 1, ?, ?), "
-                    "('plant_a', DATE '2026-03-16', 'readings', 'y.csv', 9, 'Druck [bar]', 'record', 'bad_value', "
-                    "'reject', 'not a number', 1, 1, 'M1,2026-03-16 06:00,abc', 'abc')",
-                    [f"A-1,L1,M1,06:00,07:00,P,C,S,{raw_id}", raw_id])
+        pseudo = con.execute(
+            "SELECT operator_pseudonym FROM standard.production_units WHERE plant = 'plant_a' "
+            'AND unit_id = (SELECT "Auftrag" FROM raw.plant_a__units WHERE "Werker" = ? LIMIT 1)',
+            [raw_id],
+        ).fetchall()[0][0]
+        con.execute(
+            "INSERT INTO raw.parse_issues VALUES "
+            "('plant_a', DATE '2026-03-16', 'units', 'x.csv', 7, 'Werker', 'record', 'bad_value', 'reject', "
+            "'unreadable record', 1, 1, ?, ?), "
+            "('plant_a', DATE '2026-03-16', 'readings', 'y.csv', 9, 'Druck [bar]', 'record', 'bad_value', "
+            "'reject', 'not a number', 1, 1, 'M1,2026-03-16 06:00,abc', 'abc')",
+            [f"A-1,L1,M1,06:00,07:00,P,C,S,{raw_id}", raw_id],
+        )
     policy = load_policy(gov_env.paths)
-    for user, shown in (("dana.data", pseudo), ("olga.ops", "***")):  # ops does not see pseudonyms in clear
-        res = governed_query("SELECT stream, line_text, value FROM raw.parse_issues ORDER BY stream",
-                             principal(policy, user), paths=gov_env.paths, policy=policy)
-        assert res.rows == [("readings", "M1,2026-03-16 06:00,abc", "abc"), ("units", "***", shown)], user
+    for user, shown in (
+        ("dana.data", pseudo),
+        ("olga.ops", "***"),
+    ):  # ops does not see pseudonyms in clear
+        res = governed_query(
+            "SELECT stream, line_text, value FROM raw.parse_issues ORDER BY stream",
+            principal(policy, user),
+            paths=gov_env.paths,
+            policy=policy,
+        )
+        assert res.rows == [
+            ("readings", "M1,2026-03-16 06:00,abc", "abc"),
+            ("units", "***", shown),
+        ], user
         assert raw_id not in json.dumps(res.records())

@@ -51,8 +51,15 @@ def _day(paths: Paths, plant: str) -> Path:
 def _run(paths: Paths, plant: str) -> pd.DataFrame:
     plants = load_plants(paths)
     land(plants[plant], DAYS, paths, paths.warehouse_path)
-    res = standardize(plants[plant], DAYS, paths.warehouse_path, load_quantities(paths),
-                      load_platform(paths).quality, TEST_KEY.encode(), now_utc=pd.Timestamp("2026-03-30", tz="UTC"))
+    res = standardize(
+        plants[plant],
+        DAYS,
+        paths.warehouse_path,
+        load_quantities(paths),
+        load_platform(paths).quality,
+        TEST_KEY.encode(),
+        now_utc=pd.Timestamp("2026-03-30", tz="UTC"),
+    )
     return res.quarantine
 
 
@@ -79,9 +86,13 @@ def _warehouse_text(paths: Paths) -> str:
     con = duckdb.connect(str(paths.warehouse_path), read_only=True)
     try:
         out = []
-        for schema, table in con.execute("SELECT table_schema, table_name FROM information_schema.tables "
-                                         "WHERE table_schema <> 'raw'").fetchall():
-            out.append(con.execute(f'SELECT * FROM "{schema}"."{table}"').df().astype(str).to_json())
+        for schema, table in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema <> 'raw'"
+        ).fetchall():
+            out.append(
+                con.execute(f'SELECT * FROM "{schema}"."{table}"').df().astype(str).to_json()
+            )
         return "\n".join(out)
     finally:
         con.close()
@@ -89,8 +100,14 @@ def _warehouse_text(paths: Paths) -> str:
 
 # --------------------------------------------------------------------------- 1: injection
 
-HOSTILE = ['X" VARCHAR; COMMIT; UPDATE standard.sensor_readings SET value=-1; CREATE TABLE pwned AS SELECT 1; '
-           "BEGIN TRANSACTION; --", "a'b", 'q"; DROP TABLE raw.receipts; --', "Ünï cödé ; '--", "x\"y\"z"]
+HOSTILE = [
+    'X" VARCHAR; COMMIT; UPDATE standard.sensor_readings SET value=-1; CREATE TABLE pwned AS SELECT 1; '
+    "BEGIN TRANSACTION; --",
+    "a'b",
+    'q"; DROP TABLE raw.receipts; --',
+    "Ünï cödé ; '--",
+    'x"y"z',
+]
 
 
 def _tables(paths: Paths) -> set[tuple[str, str]]:
@@ -125,12 +142,20 @@ def test_hostile_column_names_stay_names_in_every_reader(inst: Paths, plant: str
         f.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
         table = "plant_c__units"
     _run(inst, plant)
-    cols = {r[0] for r in _sql(inst, "SELECT column_name FROM information_schema.columns "
-                                     f"WHERE table_schema = 'raw' AND table_name = '{table}'")}
+    cols = {
+        r[0]
+        for r in _sql(
+            inst,
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_schema = 'raw' AND table_name = '{table}'",
+        )
+    }
     assert set(HOSTILE) <= cols
     assert _tables(inst) == before  # nothing created, nothing dropped
     assert _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE value = -1")[0][0] == 0
-    unknown = _sql(inst, "SELECT source_column FROM standard.quarantine WHERE rule = 'unknown_column'")
+    unknown = _sql(
+        inst, "SELECT source_column FROM standard.quarantine WHERE rule = 'unknown_column'"
+    )
     assert set(HOSTILE) <= {r[0] for r in unknown}
     _reconciles(inst, plant)
 
@@ -154,21 +179,34 @@ def test_links_and_special_files_are_never_read(inst: Paths) -> None:
     os.symlink(elsewhere, day2)
 
     q = _run(inst, "plant_a")
-    text = _warehouse_text(inst) + json.dumps(_sql(inst, "SELECT * FROM raw.receipts"), default=str) + json.dumps(
-        _sql(inst, "SELECT * FROM raw.parse_issues"), default=str)
+    text = (
+        _warehouse_text(inst)
+        + json.dumps(_sql(inst, "SELECT * FROM raw.receipts"), default=str)
+        + json.dumps(_sql(inst, "SELECT * FROM raw.parse_issues"), default=str)
+    )
     assert "TOPSECRET" not in text and "root:" not in text
     rules = dict(zip(q["source_file"], q["rule"], strict=False))
     assert rules["2026-03-16/pruefung_2026-03-18.csv"] == "symlink"
     assert rules["2026-03-16/pruefung_passwd.csv"] == "symlink"
     assert rules["2026-03-16/pruefung_fifo.csv"] == "not_a_regular_file"
-    assert all("row" not in m or "symbolic link" in m or "regular" in m
-               for m in q[q["rule"].isin(["symlink", "not_a_regular_file"])]["message"])
+    assert all(
+        "row" not in m or "symbolic link" in m or "regular" in m
+        for m in q[q["rule"].isin(["symlink", "not_a_regular_file"])]["message"]
+    )
     # the linked day folder: not read either (landed as its own day)
     plants = load_plants(inst)
     land(plants["plant_a"], [dt.date(2026, 3, 20)], inst, inst.warehouse_path)
-    rows = _sql(inst, "SELECT DISTINCT rule FROM raw.parse_issues WHERE partition_date = DATE '2026-03-20'")
+    rows = _sql(
+        inst, "SELECT DISTINCT rule FROM raw.parse_issues WHERE partition_date = DATE '2026-03-20'"
+    )
     assert {r[0] for r in rows} == {"symlink"}
-    assert _sql(inst, "SELECT count(*) FROM raw.plant_a__readings WHERE partition_date = DATE '2026-03-20'")[0][0] == 0
+    assert (
+        _sql(
+            inst,
+            "SELECT count(*) FROM raw.plant_a__readings WHERE partition_date = DATE '2026-03-20'",
+        )[0][0]
+        == 0
+    )
 
 
 # --------------------------------------------------------------------------- 3: personal values
@@ -206,7 +244,10 @@ def test_a_header_of_many_fields_is_quarantined_not_a_crash(inst: Paths) -> None
     hit = q[(q["source_file"] == "2026-03-16/sensoren.csv") & (q["rule"] == "too_many_fields")]
     assert len(hit) == 1 and "max_fields=1,000" in hit["message"].iloc[0]
     assert hit["n_items"].iloc[0] == (len(lines) - 1) * 4
-    ncols = _sql(inst, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'plant_a__readings'")
+    ncols = _sql(
+        inst,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'plant_a__readings'",
+    )
     assert ncols[0][0] < 20
     rec = _reconciles(inst, "plant_a")
     assert rec.set_index("stream").loc["units", "accepted"] > 0  # the other streams flow
@@ -245,8 +286,10 @@ def test_a_line_over_one_megabyte_and_nested_parquet_columns_land(inst: Paths) -
     pq.write_table(t, g)
     _run(inst, "plant_a")
     _run(inst, "plant_b")
-    assert _sql(inst, "SELECT max(length(\"Notiz\")) FROM raw.plant_a__units")[0][0] == 1_500_000
-    assert _sql(inst, "SELECT DISTINCT tags, meta FROM raw.plant_b__units") == [('["a", "b"]', '{"k": 1}')]
+    assert _sql(inst, 'SELECT max(length("Notiz")) FROM raw.plant_a__units')[0][0] == 1_500_000
+    assert _sql(inst, "SELECT DISTINCT tags, meta FROM raw.plant_b__units") == [
+        ('["a", "b"]', '{"k": 1}')
+    ]
     _reconciles(inst, "plant_a")
     _reconciles(inst, "plant_b")
 
@@ -254,8 +297,9 @@ def test_a_line_over_one_megabyte_and_nested_parquet_columns_land(inst: Paths) -
 # --------------------------------------------------------------------------- 7: KPIs of an empty day
 
 
-def test_kpis_of_a_day_without_units_materialise(inst: Paths, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kpis_of_a_day_without_units_materialise(
+    inst: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dagster as dg
 
     from quality_platform.definitions import build_definitions
@@ -311,8 +355,18 @@ def test_duplicate_header_column_is_held_back_and_counted(inst: Paths) -> None:
     q = _run(inst, "plant_a")
     hit = q[q["rule"] == "duplicate_column"]
     assert len(hit) == 1 and hit["n_items"].iloc[0] == len(lines) - 1
-    assert _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE quantity = 'temperature'")[0][0] == 0
-    assert _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE quantity = 'pressure'")[0][0] == len(lines) - 1
+    assert (
+        _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE quantity = 'temperature'")[
+            0
+        ][0]
+        == 0
+    )
+    assert (
+        _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE quantity = 'pressure'")[0][
+            0
+        ]
+        == len(lines) - 1
+    )
     _reconciles(inst, "plant_a")
 
 
@@ -322,7 +376,9 @@ def test_duplicate_json_key_header_only_bom_and_quoted_newline(inst: Paths) -> N
     lines[0] = lines[0][:-1] + ', "result": "scrap"}'  # result given twice
     c.write_text("\n".join(lines) + "\n")
     d = _day(inst, "plant_a")
-    (d / "pruefung_extra.csv").write_text("Auftrag,Pruefzeit,Nacharbeit,Ausschuss\n", encoding="utf-8")
+    (d / "pruefung_extra.csv").write_text(
+        "Auftrag,Pruefzeit,Nacharbeit,Ausschuss\n", encoding="utf-8"
+    )
     f = d / "sensoren.csv"
     f.write_bytes(b"\xef\xbb\xbf" + f.read_bytes())
     g = d / "auftraege.csv"
@@ -337,13 +393,21 @@ def test_duplicate_json_key_header_only_bom_and_quoted_newline(inst: Paths) -> N
     assert list(dk["source_row"]) == [1] and "'result'" in dk["message"].iloc[0]
     qa = _run(inst, "plant_a")
     assert list(qa[qa["rule"] == "no_records"]["source_file"]) == ["2026-03-16/pruefung_extra.csv"]
-    assert qa[qa["stream"] == "readings"]["rule"].isin(["unknown_column"]).all() or qa[
-        qa["stream"] == "readings"].empty
+    assert (
+        qa[qa["stream"] == "readings"]["rule"].isin(["unknown_column"]).all()
+        or qa[qa["stream"] == "readings"].empty
+    )
     assert "unbalanced_quote" not in set(qa["rule"])
-    prod = _sql(inst, "SELECT product FROM standard.production_units WHERE source_row = 2 "
-                      "AND source_file = '2026-03-16/auftraege.csv'")
+    prod = _sql(
+        inst,
+        "SELECT product FROM standard.production_units WHERE source_row = 2 "
+        "AND source_file = '2026-03-16/auftraege.csv'",
+    )
     assert prod == [("line one\nline two, with comma",)]
     n = len(f.read_text(encoding="utf-8-sig").splitlines()) - 1
-    assert _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE plant = 'plant_a'")[0][0] == n * 4
+    assert (
+        _sql(inst, "SELECT count(*) FROM standard.sensor_readings WHERE plant = 'plant_a'")[0][0]
+        == n * 4
+    )
     _reconciles(inst, "plant_a")
     _reconciles(inst, "plant_c")

@@ -21,7 +21,11 @@ def _w(tmp: Path, name: str, data: bytes) -> Path:
 
 
 def test_csv_rows_keep_physical_line_numbers(tmp_path: Path) -> None:
-    p = _w(tmp_path, "a.csv", (HEADER + "2026-03-16 00:00:00,A-M01,200.1\n\n2026-03-16 00:01:00,A-M01,200.2\n").encode())
+    p = _w(
+        tmp_path,
+        "a.csv",
+        (HEADER + "2026-03-16 00:00:00,A-M01,200.1\n\n2026-03-16 00:01:00,A-M01,200.2\n").encode(),
+    )
     r = read_csv_file(p, "a.csv", ",", "utf-8")
     assert r.table["_source_row"].to_pylist() == [2, 4]
     assert r.table["Temperatur [°C]"].to_pylist() == ["200.1", "200.2"]
@@ -29,7 +33,11 @@ def test_csv_rows_keep_physical_line_numbers(tmp_path: Path) -> None:
 
 
 def test_truncated_last_line(tmp_path: Path) -> None:
-    p = _w(tmp_path, "a.csv", (HEADER + "2026-03-16 00:00:00,A-M01,200.1\n2026-03-16 00:01:00,A-M").encode())
+    p = _w(
+        tmp_path,
+        "a.csv",
+        (HEADER + "2026-03-16 00:00:00,A-M01,200.1\n2026-03-16 00:01:00,A-M").encode(),
+    )
     r = read_csv_file(p, "a.csv", ",", "utf-8")
     assert r.table.num_rows == 1
     (i,) = r.issues
@@ -54,35 +62,61 @@ def test_invalid_utf8_lines_are_isolated(tmp_path: Path) -> None:
 
 
 def test_empty_files(tmp_path: Path) -> None:
-    for reader in (lambda p: read_csv_file(p, "e", ",", "utf-8"), lambda p: read_parquet_file(p, "e"),
-                   lambda p: read_jsonl_file(p, "e", None, [])):
+    for reader in (
+        lambda p: read_csv_file(p, "e", ",", "utf-8"),
+        lambda p: read_parquet_file(p, "e"),
+        lambda p: read_jsonl_file(p, "e", None, []),
+    ):
         r = reader(_w(tmp_path, "e", b""))
         assert r.table.num_rows == 0
         assert [i["rule"] for i in r.issues] == ["empty_file"]
 
 
 def test_jsonl_explode_and_invalid_line(tmp_path: Path) -> None:
-    good = {"batch_id": "b1", "machine": "C-M01", "operator": {"badge": "X"},
-            "readings": [{"t": 1, "temp_K": 470.0}, {"t": 2, "temp_K": None}]}
+    good = {
+        "batch_id": "b1",
+        "machine": "C-M01",
+        "operator": {"badge": "X"},
+        "readings": [{"t": 1, "temp_K": 470.0}, {"t": 2, "temp_K": None}],
+    }
     data = (json.dumps(good) + "\n" + '{"batch_id": "b2", "readin' + "\n").encode()
-    r = read_jsonl_file(_w(tmp_path, "b.jsonl", data), "b.jsonl", "readings", ["batch_id", "machine"])
+    r = read_jsonl_file(
+        _w(tmp_path, "b.jsonl", data), "b.jsonl", "readings", ["batch_id", "machine"]
+    )
     assert r.table["_source_row"].to_pylist() == [1, 1]
     assert r.table["_source_item"].to_pylist() == [1, 2]
     assert r.table["temp_K"].to_pylist() == ["470.0", None]
     assert [(i["rule"], i["source_row"]) for i in r.issues] == [("invalid_json", 2)]
-    flat = read_jsonl_file(_w(tmp_path, "c.jsonl", data), "c.jsonl", None, [], frozenset({"readings"}))
+    flat = read_jsonl_file(
+        _w(tmp_path, "c.jsonl", data), "c.jsonl", None, [], frozenset({"readings"})
+    )
     assert "operator.badge" in flat.header and "readings" not in flat.header
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(
-    st.just("2026-03-16 00:00:00,A-M01,1.5"), st.just("x,y"), st.just("1,2,3,4"), st.just(""), st.just("   "),
-    st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"\n", b"").decode("latin-1"))), max_size=30))
+@given(
+    st.lists(
+        st.one_of(
+            st.just("2026-03-16 00:00:00,A-M01,1.5"),
+            st.just("x,y"),
+            st.just("1,2,3,4"),
+            st.just(""),
+            st.just("   "),
+            st.binary(min_size=1, max_size=8).map(
+                lambda b: b.replace(b"\n", b"").decode("latin-1")
+            ),
+        ),
+        max_size=30,
+    )
+)
 def test_every_line_is_accounted_for(tmp_path_factory, lines: list[str]) -> None:
     tmp = tmp_path_factory.mktemp("csv")
     p = tmp / "x.csv"
-    p.write_bytes((HEADER + "\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape")
-                  if lines else HEADER.encode())
+    p.write_bytes(
+        (HEADER + "\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape")
+        if lines
+        else HEADER.encode()
+    )
     r = read_csv_file(p, "x.csv", ",", "utf-8")
     physical = re.split(r"\r\n|\r|\n", HEADER + "\n".join(lines))[1:] if lines else []
     nonblank = sum(1 for ln in physical if ln != "")

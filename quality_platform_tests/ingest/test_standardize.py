@@ -29,8 +29,15 @@ def _write_day(paths: Paths, day: str, rows: list[str], units: str | None = None
 def _run(paths: Paths, days: list[dt.date]):
     plant = load_plants(paths)["plant_a"]
     land(plant, days, paths, paths.warehouse_path)
-    return standardize(plant, days, paths.warehouse_path, load_quantities(paths),
-                       load_platform(paths).quality, TEST_KEY.encode(), now_utc=NOW)
+    return standardize(
+        plant,
+        days,
+        paths.warehouse_path,
+        load_quantities(paths),
+        load_platform(paths).quality,
+        TEST_KEY.encode(),
+        now_utc=NOW,
+    )
 
 
 def test_units_and_utc(qp_env: Paths) -> None:
@@ -49,29 +56,38 @@ def test_autumn_fall_back_hour_is_resolved_by_order(qp_env: Paths) -> None:
     _write_day(qp_env, "2026-10-25", rows)
     res = _run(qp_env, [dt.date(2026, 10, 25)])
     ts = sorted(res.readings[res.readings["quantity"] == "temperature"]["ts_utc"])
-    assert ts == [pd.Timestamp(x) for x in ("2026-10-25 00:00", "2026-10-25 00:30",
-                                             "2026-10-25 01:00", "2026-10-25 01:30")]
+    assert ts == [
+        pd.Timestamp(x)
+        for x in ("2026-10-25 00:00", "2026-10-25 00:30", "2026-10-25 01:00", "2026-10-25 01:30")
+    ]
     assert res.quarantine.empty
 
 
 def test_spring_forward_gap_is_quarantined(qp_env: Paths) -> None:
-    _write_day(qp_env, "2026-03-29", ["2026-03-29 02:30:00,A-M01,200,2.5,12,3",
-                                      "2026-03-29 03:30:00,A-M01,200,2.5,12,3"])
+    _write_day(
+        qp_env,
+        "2026-03-29",
+        ["2026-03-29 02:30:00,A-M01,200,2.5,12,3", "2026-03-29 03:30:00,A-M01,200,2.5,12,3"],
+    )
     res = _run(qp_env, [dt.date(2026, 3, 29)])
     assert set(res.quarantine["rule"]) == {"nonexistent_local_time"}
     assert res.quarantine["n_items"].sum() == 4 and len(res.readings) == 4
 
 
 def test_value_rules_name_file_row_and_rule(qp_env: Paths) -> None:
-    _write_day(qp_env, "2026-03-16", [
-        "2026-03-16 10:00:00,A-M01,200,2.5,12,3",
-        "2026-03-16 10:01:00,A-M01,1e308,2.5,12,3",        # out_of_range
-        '2026-03-16 10:02:00,A-M01,"182,4",2.5,12,3',       # decimal comma
-        "2026-03-16 10:03:00,A-M01,NaN,,12,3",              # missing values
-        "2099-01-01 10:04:00,A-M01,200,2.5,12,3",           # future
-        "2026-03-16 10:00:00,A-M01,201,2.5,12,3",           # duplicate of row 2
-        ",A-M01,200,2.5,12,3",                              # invalid timestamp
-    ])
+    _write_day(
+        qp_env,
+        "2026-03-16",
+        [
+            "2026-03-16 10:00:00,A-M01,200,2.5,12,3",
+            "2026-03-16 10:01:00,A-M01,1e308,2.5,12,3",  # out_of_range
+            '2026-03-16 10:02:00,A-M01,"182,4",2.5,12,3',  # decimal comma
+            "2026-03-16 10:03:00,A-M01,NaN,,12,3",  # missing values
+            "2099-01-01 10:04:00,A-M01,200,2.5,12,3",  # future
+            "2026-03-16 10:00:00,A-M01,201,2.5,12,3",  # duplicate of row 2
+            ",A-M01,200,2.5,12,3",  # invalid timestamp
+        ],
+    )
     res = _run(qp_env, [dt.date(2026, 3, 16)])
     q = res.quarantine.set_index(["source_row", "source_column"])
     assert q.loc[(3, "Temperatur [°C]"), "rule"] == "out_of_range"
@@ -89,10 +105,12 @@ def test_value_rules_name_file_row_and_rule(qp_env: Paths) -> None:
 
 
 def test_units_personal_data_is_pseudonymised(qp_env: Paths) -> None:
-    units = ("Auftrag,Linie,Maschine,Start,Ende,Produkt,Charge,Lieferant,Werker\n"
-             "A-1,L1,A-M01,2026-03-16 10:00:00,2026-03-16 10:15:00,P1,LOT1,S1,W-10234\n"
-             "A-2,L1,A-M01,2026-03-16 10:15:00,2026-03-16 10:30:00,P1,LOT1,S1,W-10234\n"
-             "A-2,L1,A-M01,2026-03-16 10:15:00,2026-03-16 10:30:00,P1,LOT1,S1,W-99999\n")
+    units = (
+        "Auftrag,Linie,Maschine,Start,Ende,Produkt,Charge,Lieferant,Werker\n"
+        "A-1,L1,A-M01,2026-03-16 10:00:00,2026-03-16 10:15:00,P1,LOT1,S1,W-10234\n"
+        "A-2,L1,A-M01,2026-03-16 10:15:00,2026-03-16 10:30:00,P1,LOT1,S1,W-10234\n"
+        "A-2,L1,A-M01,2026-03-16 10:15:00,2026-03-16 10:30:00,P1,LOT1,S1,W-99999\n"
+    )
     _write_day(qp_env, "2026-03-16", ["2026-03-16 10:00:00,A-M01,200,2.5,12,3"], units)
     res = _run(qp_env, [dt.date(2026, 3, 16)])
     assert list(res.units["unit_id"]) == ["A-1", "A-2"]
@@ -104,12 +122,24 @@ def test_units_personal_data_is_pseudonymised(qp_env: Paths) -> None:
     assert res.units["defect"].isna().all()  # no inspection yet
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, 1439), st.sampled_from(["A-M01", "A-M02", ""]),
-                          st.sampled_from(["200", "1e308", "abc", "", "NaN", "-5", "12,5", "inf"])),
-                min_size=1, max_size=40))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1439),
+            st.sampled_from(["A-M01", "A-M02", ""]),
+            st.sampled_from(["200", "1e308", "abc", "", "NaN", "-5", "12,5", "inf"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_values_reconcile_for_any_input(qp_env: Paths, rows) -> None:
-    lines = [f"2026-03-16 {m // 60:02d}:{m % 60:02d}:00,{mach},{v},{v},{v},{v}" for m, mach, v in rows]
+    lines = [
+        f"2026-03-16 {m // 60:02d}:{m % 60:02d}:00,{mach},{v},{v},{v},{v}" for m, mach, v in rows
+    ]
     _write_day(qp_env, "2026-03-16", lines)
     res = _run(qp_env, [dt.date(2026, 3, 16)])
     assert len(res.readings) + int(res.quarantine["n_items"].sum()) == 4 * len(rows)

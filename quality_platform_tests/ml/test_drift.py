@@ -115,7 +115,9 @@ def test_scale_change_without_mean_change_is_detected() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    kind=st.sampled_from(["normal", "exponential", "lognormal", "uniform", "student_t4", "gamma", "poisson"]),
+    kind=st.sampled_from(
+        ["normal", "exponential", "lognormal", "uniform", "student_t4", "gamma", "poisson"]
+    ),
     n_ref=st.integers(300, 3000),
     n_cur=st.integers(300, 3000),
     shift=st.floats(-1.0, 1.0),
@@ -180,13 +182,17 @@ def test_missing_values_are_counted_and_excluded() -> None:
 
 
 def test_feature_without_current_values_gives_nan_statistics() -> None:
-    profile = build_profile(pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0)}), ["x", "y"])
+    profile = build_profile(
+        pd.DataFrame({"x": np.arange(100.0), "y": np.arange(100.0)}), ["x", "y"]
+    )
     out = compare(profile, pd.DataFrame({"x": [np.nan] * 10, "y": np.arange(10.0)}))
     x = out.set_index("feature").loc["x"]
     assert x.n == 0 and x.missing_share == 1.0 and x.flag == "no_current_values"
     assert all(math.isnan(x[c]) for c in ("wasserstein", "psi", "ks", "mean_shift_sd", "cur_mean"))
     assert not math.isnan(out.set_index("feature").loc["y", "wasserstein"])
-    empty = compare(profile, pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=float)}))
+    empty = compare(
+        profile, pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=float)})
+    )
     assert empty.n.tolist() == [0, 0] and empty.missing_share.isna().all()
 
 
@@ -248,7 +254,9 @@ def test_profile_edges_and_cdf() -> None:
 
 def test_json_round_trip_is_exact() -> None:
     rng = np.random.default_rng(11)
-    df = pd.DataFrame({"a": rng.normal(size=500) / 3, "b": np.full(500, np.nan), "c": np.full(500, 0.1)})
+    df = pd.DataFrame(
+        {"a": rng.normal(size=500) / 3, "b": np.full(500, np.nan), "c": np.full(500, 0.1)}
+    )
     df.loc[::7, "a"] = np.nan
     profile = build_profile(df, ["a", "b", "c"], n_edges=51, psi_bins=5)
     text = profile.to_json()
@@ -256,7 +264,9 @@ def test_json_round_trip_is_exact() -> None:
     assert back == profile
     assert back.to_json() == text
     assert list(back.features) == ["a", "b", "c"]
-    cur = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "c": np.full(300, 0.1)})
+    cur = pd.DataFrame(
+        {"a": rng.normal(size=300), "b": rng.normal(size=300), "c": np.full(300, 0.1)}
+    )
     pd.testing.assert_frame_equal(compare(back, cur), compare(profile, cur))
     with pytest.raises(ValueError, match="not a drift profile"):
         Profile.from_json('{"format": "something else"}')
@@ -284,7 +294,9 @@ def test_invalid_arguments() -> None:
 
 def test_compare_result_has_one_row_per_feature_in_the_documented_columns() -> None:
     rng = np.random.default_rng(12)
-    df = pd.DataFrame({"a": rng.normal(size=200), "b": rng.integers(0, 5, 200), "c": rng.random(200) < 0.5})
+    df = pd.DataFrame(
+        {"a": rng.normal(size=200), "b": rng.integers(0, 5, 200), "c": rng.random(200) < 0.5}
+    )
     profile = build_profile(df, ["a", "b", "c"])
     out = compare(profile, df.assign(extra="ignored"))
     assert tuple(out.columns) == RESULT_COLUMNS
@@ -295,7 +307,9 @@ def test_compare_result_has_one_row_per_feature_in_the_documented_columns() -> N
 def test_compare_groups_finds_the_one_shifted_machine() -> None:
     rng = np.random.default_rng(13)
     machines = [f"M{i:02d}" for i in range(6)]
-    offsets = {m: 10.0 * i for i, m in enumerate(machines)}  # every machine has its own normal level
+    offsets = {
+        m: 10.0 * i for i, m in enumerate(machines)
+    }  # every machine has its own normal level
 
     def frame(n: int, shifted: str | None) -> pd.DataFrame:
         machine = rng.choice(machines, n)
@@ -306,9 +320,15 @@ def test_compare_groups_finds_the_one_shifted_machine() -> None:
     reference = frame(12_000, None)
     profiles = build_group_profiles(reference, "machine_id", ["temp", "vib"])
     assert sorted(profiles) == machines
-    current = pd.concat([frame(12_000, "M03"), pd.DataFrame({"machine_id": ["M99"] * 40 + [None] * 3,
-                                                             "temp": 1.0, "vib": 1.0})])
-    out = compare_groups({k: v for k, v in profiles.items() if k != "M05"}, current, "machine_id", ["temp", "vib"])
+    current = pd.concat(
+        [
+            frame(12_000, "M03"),
+            pd.DataFrame({"machine_id": ["M99"] * 40 + [None] * 3, "temp": 1.0, "vib": 1.0}),
+        ]
+    )
+    out = compare_groups(
+        {k: v for k, v in profiles.items() if k != "M05"}, current, "machine_id", ["temp", "vib"]
+    )
     assert tuple(out.columns) == ("group", *RESULT_COLUMNS)
     flagged = out[out.wasserstein >= drift.WASSERSTEIN_THRESHOLD]
     assert flagged[["group", "feature"]].values.tolist() == [["M03", "temp"]]
@@ -335,7 +355,9 @@ def test_statistics_do_not_depend_on_row_order(seed: int, n: int, nan_share: flo
     cur = cur.mask(rng.random(cur.shape) < nan_share)
     profile = build_profile(ref, ["a", "b"])
     shuffled = cur.sample(frac=1.0, random_state=seed % 2**31)
-    assert build_profile(ref.sample(frac=1.0, random_state=1), ["a", "b"]).features == profile.features
+    assert (
+        build_profile(ref.sample(frac=1.0, random_state=1), ["a", "b"]).features == profile.features
+    )
     pd.testing.assert_frame_equal(compare(profile, shuffled), compare(profile, cur), rtol=1e-9)
 
 
@@ -355,11 +377,19 @@ def test_parallel_and_serial_paths_agree(monkeypatch: pytest.MonkeyPatch) -> Non
     extra=st.lists(st.floats(-2e6, 2e6, allow_nan=False), max_size=50),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_fast_bin_index_equals_searchsorted(edges: list[float], extra: list[float], seed: int) -> None:
+def test_fast_bin_index_equals_searchsorted(
+    edges: list[float], extra: list[float], seed: int
+) -> None:
     e = np.sort(np.array(edges))
     rng = np.random.default_rng(seed)
-    v = np.r_[e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), extra,
-              rng.uniform(e[0] - 1, e[-1] + 1, 200), rng.choice(e, 50)]
+    v = np.r_[
+        e,
+        np.nextafter(e, np.inf),
+        np.nextafter(e, -np.inf),
+        extra,
+        rng.uniform(e[0] - 1, e[-1] + 1, 200),
+        rng.choice(e, 50),
+    ]
     np.testing.assert_array_equal(drift._bin_index(e, v), np.searchsorted(e, v, side="left"))
 
 

@@ -437,7 +437,9 @@ def test_confusion_at_degenerate_cases() -> None:
     }
 
 
-def test_loss_surprise_is_standard_normal_for_a_calibrated_model_and_large_under_concept_drift() -> None:
+def test_loss_surprise_is_standard_normal_for_a_calibrated_model_and_large_under_concept_drift() -> (
+    None
+):
     from quality_platform.ml.metrics import loss_surprise
 
     rng = np.random.default_rng(3)
@@ -462,7 +464,9 @@ def test_loss_surprise_baseline_absorbs_the_holdout_overconfidence() -> None:
 
     def day(n: int) -> tuple[np.ndarray, np.ndarray]:
         true = rng.beta(1.0, 20.0, size=n)
-        said = np.clip(true * 1.8, 0.0, 0.99)  # an over-confident model: its extreme risks are too extreme
+        said = np.clip(
+            true * 1.8, 0.0, 0.99
+        )  # an over-confident model: its extreme risks are too extreme
         return rng.random(n) < true, said
 
     holdout = loss_surprise(*day(20000))

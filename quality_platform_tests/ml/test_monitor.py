@@ -21,7 +21,9 @@ MACHINES = [f"M{i:02d}" for i in range(1, 11)]
 CFG = MonitoringConfig()
 
 
-def _units(rng: np.random.Generator, days: int, start: dt.date, per_machine: int = 60) -> pd.DataFrame:
+def _units(
+    rng: np.random.Generator, days: int, start: dt.date, per_machine: int = 60
+) -> pd.DataFrame:
     rows = []
     for d in range(days):
         lot = rng.normal(0.0, 0.08)  # a day-level effect every machine shares (material lots)
@@ -29,10 +31,19 @@ def _units(rng: np.random.Generator, days: int, start: dt.date, per_machine: int
             n = per_machine
             temp = 200 + 2.0 * (k - 5) / 5 + rng.normal(0, 1.0, n)
             moist = 12 + lot + 0.05 * k + rng.normal(0, 0.5, n)
-            rows.append(pd.DataFrame({
-                "plant": "p", "machine_id": m, "partition_date": start + dt.timedelta(days=d),
-                "temperature__mean": temp, "temperature__std": rng.uniform(0.3, 0.6, n),
-                "material_moisture__mean": moist, "material_moisture__std": rng.uniform(0.02, 0.05, n)}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "plant": "p",
+                        "machine_id": m,
+                        "partition_date": start + dt.timedelta(days=d),
+                        "temperature__mean": temp,
+                        "temperature__std": rng.uniform(0.3, 0.6, n),
+                        "material_moisture__mean": moist,
+                        "material_moisture__std": rng.uniform(0.02, 0.05, n),
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -41,8 +52,13 @@ def ref() -> dict:
     rng = np.random.default_rng(11)
     train = _units(rng, 12, dt.date(2026, 3, 1))
     hold = _units(rng, 2, dt.date(2026, 3, 13)).assign(label=0)
-    return build_reference(train, hold, rng.uniform(0, 0.1, len(hold)),
-                           ["temperature__mean", "material_moisture__mean", "temperature__std"], CFG)
+    return build_reference(
+        train,
+        hold,
+        rng.uniform(0, 0.1, len(hold)),
+        ["temperature__mean", "material_moisture__mean", "temperature__std"],
+        CFG,
+    )
 
 
 def _day(seed: int = 1) -> pd.DataFrame:
@@ -95,6 +111,8 @@ def test_a_flat_signal_is_a_stuck_sensor_not_drift(ref: dict) -> None:
 
 
 def test_an_unknown_plant_or_an_empty_day_is_not_judged(ref: dict) -> None:
-    for table, findings in (classify_day(_day(), None, parse_reference(ref), "other", CFG),
-                            classify_day(_day().iloc[:0], None, parse_reference(ref), "p", CFG)):
+    for table, findings in (
+        classify_day(_day(), None, parse_reference(ref), "other", CFG),
+        classify_day(_day().iloc[:0], None, parse_reference(ref), "p", CFG),
+    ):
         assert table.empty and findings == []

@@ -11,7 +11,9 @@ from quality_platform.ml.dataset import LABEL, content_hash
 from quality_platform.ml.frame import MISSING_CATEGORY, FeatureSpec, model_frame
 from quality_platform.ml.train import fit, predict
 
-SPEC = FeatureSpec(("plant", "product"), ("material_moisture__mean", "temperature__mean", "vibration__max"), 1)
+SPEC = FeatureSpec(
+    ("plant", "product"), ("material_moisture__mean", "temperature__mean", "vibration__max"), 1
+)
 
 
 def _rows(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -21,11 +23,21 @@ def _rows(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     vib = rng.lognormal(1.1, 0.15, n)
     logit = -4 + 3.5 * np.maximum(0, moist - 12.5) + 0.8 * ((temp - 200) / 4) ** 2
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
-    df = pd.DataFrame({"plant": rng.choice(["p1", "p2"], n), "product": rng.choice(["A", "B", None], n),
-                       "unit_id": [f"u{i}" for i in range(n)], "material_moisture__mean": moist,
-                       "temperature__mean": temp, "vibration__max": vib, LABEL: y.astype(int)})
+    df = pd.DataFrame(
+        {
+            "plant": rng.choice(["p1", "p2"], n),
+            "product": rng.choice(["A", "B", None], n),
+            "unit_id": [f"u{i}" for i in range(n)],
+            "material_moisture__mean": moist,
+            "temperature__mean": temp,
+            "vibration__max": vib,
+            LABEL: y.astype(int),
+        }
+    )
     df.loc[rng.random(n) < 0.05, "vibration__max"] = np.nan
-    df["split"] = np.where(np.arange(n) < 0.7 * n, "train", np.where(np.arange(n) < 0.8 * n, "validation", "holdout"))
+    df["split"] = np.where(
+        np.arange(n) < 0.7 * n, "train", np.where(np.arange(n) < 0.8 * n, "validation", "holdout")
+    )
     return df
 
 

@@ -41,22 +41,29 @@ def plant_a_readings(root: Path) -> pd.DataFrame:
 
 def plant_a_units(root: Path) -> pd.DataFrame:
     """All plant_a orders."""
-    frames = [pd.read_csv(d / "auftraege.csv").assign(day=d.name)
-              for d in day_dirs(root, "plant_a")]
+    frames = [
+        pd.read_csv(d / "auftraege.csv").assign(day=d.name) for d in day_dirs(root, "plant_a")
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
 def plant_a_inspections(root: Path) -> pd.DataFrame:
     """All plant_a inspection rows (with ``file``)."""
-    frames = [pd.read_csv(f).assign(file=f.relative_to(root).as_posix())
-              for d in day_dirs(root, "plant_a") for f in sorted(d.glob("pruefung_*.csv"))]
+    frames = [
+        pd.read_csv(f).assign(file=f.relative_to(root).as_posix())
+        for d in day_dirs(root, "plant_a")
+        for f in sorted(d.glob("pruefung_*.csv"))
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
 def plant_b_table(root: Path, name: str) -> pd.DataFrame:
     """All rows of ``<name>.parquet`` (or a glob like ``qc_*``) over the plant_b days."""
-    frames = [pq.read_table(f).to_pandas().assign(file=f.relative_to(root).as_posix())
-              for d in day_dirs(root, "plant_b") for f in sorted(d.glob(f"{name}.parquet"))]
+    frames = [
+        pq.read_table(f).to_pandas().assign(file=f.relative_to(root).as_posix())
+        for d in day_dirs(root, "plant_b")
+        for f in sorted(d.glob(f"{name}.parquet"))
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -73,8 +80,11 @@ def plant_c_batches(root: Path) -> list[dict]:
 
 def plant_c_readings(batches: list[dict]) -> pd.DataFrame:
     """Readings exploded from the batch records, with batch_id and machine."""
-    rows = [{**r, "batch_id": b["batch_id"], "machine": b["machine"]}
-            for b in batches for r in b["readings"]]
+    rows = [
+        {**r, "batch_id": b["batch_id"], "machine": b["machine"]}
+        for b in batches
+        for r in b["readings"]
+    ]
     return pd.DataFrame(rows)
 
 
@@ -83,12 +93,17 @@ def plant_c_inspections(root: Path) -> pd.DataFrame:
     rows = []
     for d in day_dirs(root, "plant_c"):
         for f in sorted(d.glob("inspections_*.jsonl")):
-            rows += [{**json.loads(x), "file": f.relative_to(root).as_posix()}
-                     for x in f.read_text(encoding="utf-8").splitlines()]
+            rows += [
+                {**json.loads(x), "file": f.relative_to(root).as_posix()}
+                for x in f.read_text(encoding="utf-8").splitlines()
+            ]
     return pd.DataFrame(rows)
 
 
 def all_files(root: Path) -> dict[str, bytes]:
     """Every file below ``root`` by relative path."""
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

@@ -15,8 +15,15 @@ from .helpers import all_files
 
 
 def test_scenarios_constant() -> None:
-    assert SCENARIOS == ("stable", "moisture_drift", "sensor_offset", "stuck_sensor",
-                         "missing_burst", "concept_drift", "bad_files")
+    assert SCENARIOS == (
+        "stable",
+        "moisture_drift",
+        "sensor_offset",
+        "stuck_sensor",
+        "missing_burst",
+        "concept_drift",
+        "bad_files",
+    )
 
 
 def test_unknown_scenario_raises_and_lists_valid(tmp_path: Path) -> None:
@@ -65,8 +72,11 @@ def test_longer_run_starts_with_the_same_data(tmp_path: Path) -> None:
     short = all_files(_run(tmp_path / "short", seed=3, days=2))
     long = all_files(_run(tmp_path / "long", seed=3, days=3))
     first = dt.date(2026, 3, 16).isoformat()
-    shared = [n for n in short if f"/{first}/" in n and "inspections_" not in n
-              and "pruefung_" not in n and "qc_" not in n]
+    shared = [
+        n
+        for n in short
+        if f"/{first}/" in n and "inspections_" not in n and "pruefung_" not in n and "qc_" not in n
+    ]
     assert len(shared) == 5  # sensoren, auftraege, readings, production, batches
     for name in shared:
         assert short[name] == long[name], name
@@ -82,9 +92,21 @@ def test_truth_file_matches_return_value(stable8: tuple[Path, dict]) -> None:
     text = (root / "truth.json").read_text(encoding="utf-8")
     assert json.loads(text) == truth
     assert text == json.dumps(truth, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    for key in ("scenario", "seed", "start", "days", "onset_day", "onset_date", "affected",
-                "expected_incidents", "label_latency_days", "cycle_minutes", "mechanism",
-                "counts", "bad_files"):
+    for key in (
+        "scenario",
+        "seed",
+        "start",
+        "days",
+        "onset_day",
+        "onset_date",
+        "affected",
+        "expected_incidents",
+        "label_latency_days",
+        "cycle_minutes",
+        "mechanism",
+        "counts",
+        "bad_files",
+    ):
         assert key in truth
     assert truth["scenario"] == "stable" and truth["seed"] == 7 and truth["days"] == 8
     assert truth["label_latency_days"] == {"plant_a": 2, "plant_b": 3, "plant_c": 1}

@@ -16,8 +16,14 @@ from quality_platform.simulation import simulate
 
 from .helpers import all_files
 
-HEADER = ["Zeitstempel", "Maschine", "Temperatur [°C]", "Druck [bar]", "Materialfeuchte [%]",
-          "Vibration [mm/s]"]
+HEADER = [
+    "Zeitstempel",
+    "Maschine",
+    "Temperatur [°C]",
+    "Druck [bar]",
+    "Materialfeuchte [%]",
+    "Vibration [mm/s]",
+]
 EXPECTED = [
     ("plant_a", "2026-03-17", "plant_a/2026-03-17/sensoren.csv", "truncated_row"),
     ("plant_a", "2026-03-18", "plant_a/2026-03-18/sensoren.csv", "wrong_delimiter"),
@@ -32,8 +38,7 @@ EXPECTED = [
     ("plant_b", "2026-03-19", "plant_b/2026-03-19/readings.parquet", "missing_value"),
     ("plant_b", "2026-03-20", "plant_b/2026-03-20/readings.parquet", "unit_label_mismatch"),
     ("plant_c", "2026-03-17", "plant_c/2026-03-17/batches.jsonl", "invalid_json"),
-    ("plant_c", "2026-03-18", "plant_c/2026-03-18/inspections_2026-03-18-late.jsonl",
-     "empty_file"),
+    ("plant_c", "2026-03-18", "plant_c/2026-03-18/inspections_2026-03-18-late.jsonl", "empty_file"),
     ("plant_c", "2026-03-19", "plant_c/2026-03-19/batches.jsonl", "missing_value"),
 ]
 
@@ -45,8 +50,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory, stable8) -> tuple[Path, dict, 
 
 
 def _entries(truth: dict, rule: str, plant: str) -> dict:
-    (entry,) = [b for b in truth["bad_files"]
-                if b["expected_rule"] == rule and b["plant"] == plant]
+    (entry,) = [b for b in truth["bad_files"] if b["expected_rule"] == rule and b["plant"] == plant]
     return entry
 
 
@@ -59,8 +63,9 @@ def test_listing(bad) -> None:
         assert (root / b["file"]).is_file()
         assert b["n_rows"] == len(b["rows"])
     incidents = truth["expected_incidents"]
-    assert [(i["type"], i["plant"], i["from_date"], i["file"], i["expected_rule"])
-            for i in incidents] == [("bad_file", *e) for e in EXPECTED]
+    assert [
+        (i["type"], i["plant"], i["from_date"], i["file"], i["expected_rule"]) for i in incidents
+    ] == [("bad_file", *e) for e in EXPECTED]
 
 
 def test_other_files_are_the_stable_ones(bad) -> None:
@@ -120,8 +125,16 @@ def test_missing_required_column(bad) -> None:
     e = _entries(truth, "missing_required_column", "plant_a")
     df = pd.read_csv(root / e["file"])
     assert "Auftrag" not in df.columns and e["column"] == "Auftrag"
-    assert list(df.columns) == ["Linie", "Maschine", "Start", "Ende", "Produkt", "Charge",
-                                "Lieferant", "Werker"]
+    assert list(df.columns) == [
+        "Linie",
+        "Maschine",
+        "Start",
+        "Ende",
+        "Produkt",
+        "Charge",
+        "Lieferant",
+        "Werker",
+    ]
     assert len(df) == 96 * 12
 
 
@@ -215,8 +228,9 @@ def test_null_temperature(bad) -> None:
     e = _entries(truth, "missing_value", "plant_c")
     lines = (root / e["file"]).read_text(encoding="utf-8").splitlines()
     records = [json.loads(x) for x in lines]
-    null_lines = [i for i, r in enumerate(records, start=1)
-                  if any(x["temp_K"] is None for x in r["readings"])]
+    null_lines = [
+        i for i, r in enumerate(records, start=1) if any(x["temp_K"] is None for x in r["readings"])
+    ]
     assert null_lines == e["rows"]
     rec = records[e["rows"][0] - 1]
     assert rec["machine"] == e["machine"] and rec["batch_id"] == e["unit_id"]

@@ -31,8 +31,9 @@ def test_plant_a_sensor_csv(stable8: tuple[Path, dict]) -> None:
     root, _ = stable8
     raw = (root / "plant_a" / DAY0 / "sensoren.csv").read_bytes()
     lines = raw.decode("utf-8").split("\n")
-    assert lines[0] == ("Zeitstempel,Maschine,Temperatur [°C],Druck [bar],"
-                        "Materialfeuchte [%],Vibration [mm/s]")
+    assert lines[0] == (
+        "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]"
+    )
     assert raw.endswith(b"\n") and b"\r" not in raw
     assert lines[1].startswith(f"{DAY0} 00:00:00,A-M01,")
     assert lines[2].startswith(f"{DAY0} 00:00:00,A-M02,")
@@ -53,8 +54,17 @@ def test_plant_a_sensor_csv(stable8: tuple[Path, dict]) -> None:
 def test_plant_a_orders_and_inspections(stable8: tuple[Path, dict]) -> None:
     root, _ = stable8
     units = pd.read_csv(root / "plant_a" / DAY0 / "auftraege.csv")
-    assert list(units.columns) == ["Auftrag", "Linie", "Maschine", "Start", "Ende", "Produkt",
-                                   "Charge", "Lieferant", "Werker"]
+    assert list(units.columns) == [
+        "Auftrag",
+        "Linie",
+        "Maschine",
+        "Start",
+        "Ende",
+        "Produkt",
+        "Charge",
+        "Lieferant",
+        "Werker",
+    ]
     assert len(units) == 96 * 12
     assert units["Auftrag"].iloc[0] == "A-20260316-M01-0001"
     assert units["Auftrag"].str.fullmatch(r"A-\d{8}-M\d{2}-\d{4}").all()
@@ -92,17 +102,35 @@ def test_plant_b_parquet_schemas(stable8: tuple[Path, dict]) -> None:
     ts = pa.timestamp("ms", tz="UTC")
     readings = pq.read_table(day / "readings.parquet")
     assert readings.schema.names == ["ts", "asset_tag", "signal", "value", "uom"]
-    assert [f.type for f in readings.schema] == [ts, pa.string(), pa.string(), pa.float64(),
-                                                 pa.string()]
+    assert [f.type for f in readings.schema] == [
+        ts,
+        pa.string(),
+        pa.string(),
+        pa.float64(),
+        pa.string(),
+    ]
     assert readings.num_rows == 1440 * 10 * 4
     df = readings.to_pandas()
     assert df.equals(df.sort_values(["ts", "asset_tag", "signal"]).reset_index(drop=True))
     assert dict(zip(df["signal"], df["uom"], strict=True)) == {
-        "TEMP": "°F", "PRES": "psi", "MOIST": "fraction", "VIB": "in/s"}
+        "TEMP": "°F",
+        "PRES": "psi",
+        "MOIST": "fraction",
+        "VIB": "in/s",
+    }
     assert (df["ts"].dt.strftime("%Y-%m-%d") == DAY0).all()
     production = pq.read_table(day / "production.parquet")
-    assert production.schema.names == ["serial", "line_code", "asset_tag", "start_ts", "end_ts",
-                                       "sku", "lot_no", "supplier", "badge_id"]
+    assert production.schema.names == [
+        "serial",
+        "line_code",
+        "asset_tag",
+        "start_ts",
+        "end_ts",
+        "sku",
+        "lot_no",
+        "supplier",
+        "badge_id",
+    ]
     assert production.schema.field("start_ts").type == ts
     assert production.schema.field("end_ts").type == ts
     assert production.num_rows == 72 * 10
@@ -123,8 +151,19 @@ def test_plant_c_batches(stable8: tuple[Path, dict]) -> None:
     tz = zoneinfo.ZoneInfo("America/Chicago")
     batches = plant_c_batches(root)
     first = batches[0]
-    assert list(first) == ["batch_id", "line", "machine", "product", "material", "operator",
-                           "start_ms", "end_ms", "units_in_batch", "readings", "_day"]
+    assert list(first) == [
+        "batch_id",
+        "line",
+        "machine",
+        "product",
+        "material",
+        "operator",
+        "start_ms",
+        "end_ms",
+        "units_in_batch",
+        "readings",
+        "_day",
+    ]
     assert list(first["product"]) == ["code", "family"]
     assert list(first["material"]) == ["lot", "supplier"]
     assert list(first["operator"]) == ["badge"]
@@ -142,8 +181,11 @@ def test_plant_c_batches(stable8: tuple[Path, dict]) -> None:
     assert set(per_day.values()) == {48 * 11}
     ins = (root / "plant_c" / DAY0 / "inspections_2026-03-17.jsonl").read_text().splitlines()
     rec = json.loads(ins[0])
-    assert list(rec) == ["batch_id", "ts_ms", "result"] and rec["result"] in {"ok", "rework",
-                                                                             "scrap"}
+    assert list(rec) == ["batch_id", "ts_ms", "result"] and rec["result"] in {
+        "ok",
+        "rework",
+        "scrap",
+    }
 
 
 def test_plant_c_day_folders_are_chicago_days(stable8: tuple[Path, dict]) -> None:
@@ -164,8 +206,7 @@ def test_plant_a_inspections_cover_labelled_days(stable8: tuple[Path, dict]) -> 
 
 def test_new_plant_config_needs_no_code(tmp_path: Path, plants: dict[str, PlantConfig]) -> None:
     raw = plants["plant_a"].model_dump(mode="json")
-    raw.update(plant_id="plant_x", timezone="Asia/Kolkata",
-               machines=["X-01", "X-02", "X-03"])
+    raw.update(plant_id="plant_x", timezone="Asia/Kolkata", machines=["X-01", "X-02", "X-03"])
     raw["streams"]["readings"]["quantities"]["temperature"] = {"field": "Temp", "unit": "°F"}
     raw["streams"]["readings"]["path"] = "{date}/messwerte.csv"
     cfg = PlantConfig.model_validate(raw)

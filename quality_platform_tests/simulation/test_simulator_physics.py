@@ -34,10 +34,18 @@ def _canonical(values: np.ndarray, label: str, quantity: str) -> np.ndarray:
 def test_plant_b_units_convert_back(stable8: tuple[Path, dict]) -> None:
     root, _ = stable8
     df = pq.read_table(root / "plant_b" / "2026-03-16" / "readings.parquet").to_pandas()
-    expected = {"TEMP": ("temperature", 200, 5), "PRES": ("pressure", 800, 25),
-                "MOIST": ("material_moisture", 12, 1.5), "VIB": ("vibration", 3, 0.6)}
-    quantities = {"TEMP": "temperature", "PRES": "pressure", "MOIST": "material_moisture",
-                  "VIB": "vibration"}
+    expected = {
+        "TEMP": ("temperature", 200, 5),
+        "PRES": ("pressure", 800, 25),
+        "MOIST": ("material_moisture", 12, 1.5),
+        "VIB": ("vibration", 3, 0.6),
+    }
+    quantities = {
+        "TEMP": "temperature",
+        "PRES": "pressure",
+        "MOIST": "material_moisture",
+        "VIB": "vibration",
+    }
     for signal, g in df.groupby("signal"):
         q, mean, tol = expected[signal]
         assert quantities[signal] == q
@@ -70,8 +78,10 @@ def test_dst_fall_back_has_25_hours(tmp_path: Path, plants: dict[str, PlantConfi
     # machines interleaved per minute: the first 12 rows of the repeated hour are one minute
     rows = df.iloc[first * 12 : first * 12 + 12]
     assert rows["Zeitstempel"].nunique() == 1 and rows["Maschine"].is_unique
-    assert (pd.read_csv(tmp_path / "plant_a" / "2026-10-24" / "sensoren.csv")
-            .groupby("Maschine").size() == 24 * 60).all()
+    assert (
+        pd.read_csv(tmp_path / "plant_a" / "2026-10-24" / "sensoren.csv").groupby("Maschine").size()
+        == 24 * 60
+    ).all()
     units = pd.read_csv(tmp_path / "plant_a" / "2026-10-25" / "auftraege.csv")
     assert (units.groupby("Maschine").size() == 100).all()
 
@@ -89,8 +99,11 @@ def test_dst_spring_forward_has_23_hours(tmp_path: Path, plants: dict[str, Plant
 def test_label_latency(stable8: tuple[Path, dict]) -> None:
     root, truth = stable8
     last = dt.date.fromisoformat(truth["end"])
-    globs = {"plant_a": "pruefung_*.csv", "plant_b": "qc_*.parquet",
-             "plant_c": "inspections_*.jsonl"}
+    globs = {
+        "plant_a": "pruefung_*.csv",
+        "plant_b": "qc_*.parquet",
+        "plant_c": "inspections_*.jsonl",
+    }
     for plant, pattern in globs.items():
         latency = truth["label_latency_days"][plant]
         found = []
@@ -125,13 +138,22 @@ def _plant_a_windows(root: Path) -> pd.DataFrame:
     """Window aggregates per order joined with its inspection outcome."""
     r = plant_a_readings(root)
     r["Start"] = pd.to_datetime(r["Zeitstempel"]).dt.floor("15min").dt.strftime("%Y-%m-%d %H:%M:%S")
-    w = r.groupby(["Maschine", "Start"]).agg(
-        moisture=("Materialfeuchte [%]", "mean"), temperature=("Temperatur [°C]", "mean"),
-        pressure=("Druck [bar]", "mean"), vibration_max=("Vibration [mm/s]", "max"),
-        vibration=("Vibration [mm/s]", "mean"),
-    ).reset_index()
-    x = plant_a_units(root).merge(w, on=["Maschine", "Start"]).merge(
-        plant_a_inspections(root), on="Auftrag")
+    w = (
+        r.groupby(["Maschine", "Start"])
+        .agg(
+            moisture=("Materialfeuchte [%]", "mean"),
+            temperature=("Temperatur [°C]", "mean"),
+            pressure=("Druck [bar]", "mean"),
+            vibration_max=("Vibration [mm/s]", "max"),
+            vibration=("Vibration [mm/s]", "mean"),
+        )
+        .reset_index()
+    )
+    x = (
+        plant_a_units(root)
+        .merge(w, on=["Maschine", "Start"])
+        .merge(plant_a_inspections(root), on="Auftrag")
+    )
     x["defect"] = (x["Nacharbeit"] + x["Ausschuss"]) > 0
     return x
 
@@ -144,8 +166,16 @@ def test_defects_learnable_from_window_means(stable8: tuple[Path, dict]) -> None
     assert 0.01 < y.mean() < 0.12
     assert auc(x["moisture"].to_numpy(), y) > 0.6
     # a small logistic regression on window means (fit on the first half, scored on the rest)
-    feats = np.column_stack([x["moisture"], x["moisture"] ** 2, x["temperature"],
-                             x["temperature"] ** 2, x["vibration_max"], x["pressure"]])
+    feats = np.column_stack(
+        [
+            x["moisture"],
+            x["moisture"] ** 2,
+            x["temperature"],
+            x["temperature"] ** 2,
+            x["vibration_max"],
+            x["pressure"],
+        ]
+    )
     z = (feats - feats.mean(0)) / feats.std(0)
     z = np.column_stack([np.ones(len(z)), z])
     half = len(z) // 2

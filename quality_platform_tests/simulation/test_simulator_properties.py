@@ -22,8 +22,10 @@ def _csv_rows(path: Path) -> int:
 
 
 def _file_counts(root: Path) -> dict[str, dict[str, int]]:
-    out = {p: dict.fromkeys(("reading_rows", "units", "inspected_units", "defects"), 0)
-           for p in ("plant_a", "plant_b", "plant_c")}
+    out = {
+        p: dict.fromkeys(("reading_rows", "units", "inspected_units", "defects"), 0)
+        for p in ("plant_a", "plant_b", "plant_c")
+    }
     for d in (root / "plant_a").iterdir():
         c = out["plant_a"]
         c["reading_rows"] += _csv_rows(d / "sensoren.csv")
@@ -64,8 +66,7 @@ def test_truth_counts_match_files(seed: int, days: int, start: dt.date, scenario
         days = 2
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        truth = simulate(root, days=days, seed=seed, start=start, scenario=scenario,
-                         plants=PLANTS)
+        truth = simulate(root, days=days, seed=seed, start=start, scenario=scenario, plants=PLANTS)
         files = _file_counts(root)
         for plant, counts in truth["counts"].items():
             assert files[plant]["reading_rows"] == counts["reading_rows"], plant

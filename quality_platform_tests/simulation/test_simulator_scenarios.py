@@ -48,9 +48,15 @@ def test_moisture_drift(runs) -> None:
     root, truth = runs("moisture_drift")
     assert truth["affected"]["plant"] == "plant_a"
     assert truth["affected"]["quantity"] == "material_moisture"
-    assert truth["expected_incidents"] == [{
-        "type": "process_drift", "plant": "plant_a", "quantity": "material_moisture",
-        "from_date": ONSET.isoformat(), "from_utc": truth["affected"]["onset_utc"]}]
+    assert truth["expected_incidents"] == [
+        {
+            "type": "process_drift",
+            "plant": "plant_a",
+            "quantity": "material_moisture",
+            "from_date": ONSET.isoformat(),
+            "from_utc": truth["affected"]["onset_utc"],
+        }
+    ]
     drift = plant_a_readings(root)
     base = plant_a_readings(stable_root)
     col = "Materialfeuchte [%]"
@@ -64,7 +70,8 @@ def test_moisture_drift(runs) -> None:
     # the other plants are untouched; defects rise at plant_a
     _same_plants(root, stable_root, ["plant_b", "plant_c"])
     assert truth["counts"]["plant_a"]["true_scrap"] + truth["counts"]["plant_a"]["true_rework"] > (
-        stable["counts"]["plant_a"]["true_scrap"] + stable["counts"]["plant_a"]["true_rework"])
+        stable["counts"]["plant_a"]["true_scrap"] + stable["counts"]["plant_a"]["true_rework"]
+    )
     drift_days = truth["counts"]["plant_a"]["per_day"]
     stable_days = stable["counts"]["plant_a"]["per_day"]
     for day in [d for d in drift_days if d < ONSET.isoformat()]:
@@ -79,8 +86,11 @@ def test_sensor_offset(runs) -> None:
     a = plant_b_table(root, "readings")
     b = plant_b_table(stable_root, "readings")
     diff = a["value"] - b["value"]
-    hit = ((a["asset_tag"] == "B-M03") & (a["signal"] == "TEMP")
-           & (a["ts"] >= pd.Timestamp(ONSET, tz="UTC")))
+    hit = (
+        (a["asset_tag"] == "B-M03")
+        & (a["signal"] == "TEMP")
+        & (a["ts"] >= pd.Timestamp(ONSET, tz="UTC"))
+    )
     assert np.allclose(diff[hit], 8.0 * 1.8, atol=0.011)  # +8 degC in degF
     assert (diff[~hit] == 0).all()
     # true process unchanged: same production and inspection outcomes
@@ -116,15 +126,17 @@ def test_missing_burst(runs) -> None:
     assert aff["plant"] == "plant_b" and len(aff["machines"]) == 3
     incidents = truth["expected_incidents"]
     assert [i["machine"] for i in incidents] == aff["machines"]
-    assert all(i["type"] == "missing_data" and i["from_date"] == ONSET.isoformat()
-               for i in incidents)
+    assert all(
+        i["type"] == "missing_data" and i["from_date"] == ONSET.isoformat() for i in incidents
+    )
     t0, t1 = pd.Timestamp(aff["from_utc"]), pd.Timestamp(aff["to_utc"])
     assert pd.Timedelta(hours=3) <= t1 - t0 <= pd.Timedelta(hours=5)
     a = plant_b_table(root, "readings")
     in_window = (a["ts"] >= t0) & (a["ts"] < t1)
     assert not a.loc[in_window, "asset_tag"].isin(aff["machines"]).any()
     assert set(a.loc[in_window, "asset_tag"]) == {f"B-M{i:02d}" for i in range(1, 11)} - set(
-        aff["machines"])
+        aff["machines"]
+    )
     b = plant_b_table(stable_root, "readings")
     missing = len(b) - len(a)
     hours = (t1 - t0) / pd.Timedelta(hours=1)
@@ -141,35 +153,51 @@ def test_concept_drift(runs) -> None:
     stable_root, _ = runs("stable")
     root, truth = runs("concept_drift")
     assert truth["affected"]["plant"] == "plant_c"
-    assert truth["expected_incidents"] == [{
-        "type": "concept_drift", "plant": "plant_c", "from_date": ONSET.isoformat(),
-        "from_utc": truth["affected"]["onset_utc"]}]
+    assert truth["expected_incidents"] == [
+        {
+            "type": "concept_drift",
+            "plant": "plant_c",
+            "from_date": ONSET.isoformat(),
+            "from_utc": truth["affected"]["onset_utc"],
+        }
+    ]
     change = truth["mechanism"]["changes"][0]
     assert change["coefficients"]["pressure"] == CONCEPT_DRIFT_COEFFICIENTS.pressure
     # inputs identical, relation changed after the onset only
     _same_plants(root, stable_root, ["plant_a", "plant_b"])
     for d in sorted((root / "plant_c").iterdir()):
         assert (d / "batches.jsonl").read_bytes() == (
-            stable_root / "plant_c" / d.name / "batches.jsonl").read_bytes()
+            stable_root / "plant_c" / d.name / "batches.jsonl"
+        ).read_bytes()
     drift, base = plant_c_inspections(root), plant_c_inspections(stable_root)
     batches = pd.DataFrame(
-        [{"batch_id": b["batch_id"], "day": b["_day"],
-          "pressure": np.mean([r["press_kPa"] for r in b["readings"]])}
-         for b in plant_c_batches(root)])
-    d = drift.merge(batches, on="batch_id").merge(base[["batch_id", "result"]], on="batch_id",
-                                                  suffixes=("", "_stable"))
+        [
+            {
+                "batch_id": b["batch_id"],
+                "day": b["_day"],
+                "pressure": np.mean([r["press_kPa"] for r in b["readings"]]),
+            }
+            for b in plant_c_batches(root)
+        ]
+    )
+    d = drift.merge(batches, on="batch_id").merge(
+        base[["batch_id", "result"]], on="batch_id", suffixes=("", "_stable")
+    )
     before = d["day"] < ONSET.isoformat()
     assert (d.loc[before, "result"] == d.loc[before, "result_stable"]).all()
     assert (d.loc[~before, "result"] != d.loc[~before, "result_stable"]).any()
     dev = (d["pressure"] - 800).abs()
     after_drift = auc(dev[~before].to_numpy(), (d.loc[~before, "result"] != "ok").to_numpy())
-    after_stable = auc(dev[~before].to_numpy(),
-                       (d.loc[~before, "result_stable"] != "ok").to_numpy())
+    after_stable = auc(
+        dev[~before].to_numpy(), (d.loc[~before, "result_stable"] != "ok").to_numpy()
+    )
     assert after_drift > 0.6 and after_drift > after_stable + 0.1
 
 
-@pytest.mark.parametrize("scenario", ["sensor_offset", "stuck_sensor", "missing_burst",
-                                      "concept_drift", "moisture_drift"])
+@pytest.mark.parametrize(
+    "scenario",
+    ["sensor_offset", "stuck_sensor", "missing_burst", "concept_drift", "moisture_drift"],
+)
 def test_incidents_name_plant_and_date(runs, scenario: str) -> None:
     _, truth = runs(scenario)
     assert truth["scenario"] == scenario and truth["expected_incidents"]
@@ -180,8 +208,9 @@ def test_incidents_name_plant_and_date(runs, scenario: str) -> None:
 
 
 def test_scenario_with_missing_preferred_plant(tmp_path: Path, plants) -> None:
-    truth = simulate(tmp_path, days=2, scenario="stuck_sensor",
-                     plants={"plant_a": plants["plant_a"]})
+    truth = simulate(
+        tmp_path, days=2, scenario="stuck_sensor", plants={"plant_a": plants["plant_a"]}
+    )
     assert truth["affected"]["plant"] == "plant_a"
     assert truth["affected"]["machine"] == "A-M02"
     df = pd.read_csv(tmp_path / "plant_a" / "2026-03-17" / "sensoren.csv")

@@ -8,13 +8,21 @@ import pytest
 
 from quality_platform.standard.schemas import Col, columns_conform, columns_ddl
 
-COLS = [Col("plant", "label", "plant"), Col("n", "int", "count"), Col("m", "int", "optional count", nullable=True)]
+COLS = [
+    Col("plant", "label", "plant"),
+    Col("n", "int", "count"),
+    Col("m", "int", "optional count", nullable=True),
+]
 
 
 def test_nullable_int_keeps_missing_values_as_null() -> None:
     df = columns_conform(pd.DataFrame({"m": [1.0, None], "n": [1, 2], "plant": ["a", "b"]}), COLS)
     assert list(df.columns) == ["plant", "n", "m"]
-    assert str(df["n"].dtype) == "int64" and str(df["m"].dtype) == "Int64" and df["m"].isna().tolist() == [False, True]
+    assert (
+        str(df["n"].dtype) == "int64"
+        and str(df["m"].dtype) == "Int64"
+        and df["m"].isna().tolist() == [False, True]
+    )
     con = duckdb.connect()
     con.execute(columns_ddl(COLS, "main", "t"))
     con.execute("INSERT INTO t SELECT * FROM df")
