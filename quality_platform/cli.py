@@ -532,7 +532,7 @@ def _demo_loop(
 ) -> dict[str, Any]:
     """The affected plant's days through the closed loop, one at a time (see runner.run_day)."""
     from quality_platform.definitions import build_definitions
-    from quality_platform.loop import current_cursor
+    from quality_platform.loop import RETRAIN_SENSOR, current_cursor
     from quality_platform.runner import run_day
     from quality_platform.warehouse import connect
 
@@ -542,13 +542,13 @@ def _demo_loop(
         f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
         f"{truth['onset_date']}) =="
     )
-    cursor = current_cursor(instance)
+    cursors = {RETRAIN_SENSOR: current_cursor(instance)}  # as a sensor running all along would hold
     before = audit.records()
     seen = before[-1].seq if before else 0
     rows, ok = [], True
     for d in days:
-        o = run_day(defs, instance, plant, d, cursor)
-        cursor = o.sensor_cursor
+        o = run_day(defs, instance, plant, d, cursors)
+        cursors = o.cursors
         with connect(get_paths().warehouse_path, read_only=True) as con:
             kinds = [
                 r[0]
@@ -1139,11 +1139,9 @@ def _feature_days(plant: str, first: str | None, last: str | None) -> tuple[dt.d
 def cmd_canary(args: argparse.Namespace) -> int:
     from quality_platform.definitions import build_definitions
     from quality_platform.jobs import CANARY_JOB
+    from quality_platform.runner import run_job
 
-    defs, instance = build_definitions(), _instance()
-    res = defs.resolve_job_def(CANARY_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, tags={"trigger": args.trigger}
-    )
+    res = run_job(build_definitions(), _instance(), CANARY_JOB, {"trigger": args.trigger})
     meta = {}
     for ev in res.get_asset_materialization_events():
         meta = {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}

@@ -50,6 +50,7 @@ WATCHED = (
     dg.AssetCheckKey(dg.AssetKey("model_performance"), "performance"),
 )
 RETRAIN_SENSOR = "retrain_on_drift"
+MONITOR_SENSOR = "monitor_after_standardize"
 ACTOR = "system:retrain_sensor"
 
 
@@ -273,7 +274,7 @@ def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.
 
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS,
-        name="monitor_after_standardize",
+        name=MONITOR_SENSOR,
         monitored_jobs=[by_name[STANDARD_JOB]],
         request_jobs=[by_name[MONITOR_JOB], by_name[PERFORMANCE_JOB]],
         default_status=dg.DefaultSensorStatus.RUNNING,

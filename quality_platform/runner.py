@@ -1,8 +1,12 @@
 """Run the platform's jobs in-process against the Dagster instance (demo, backfills, CLI).
 
-Runs are recorded in the instance ($DAGSTER_HOME), so the UI shows them with their checks and
-lineage exactly as if the UI had launched them. A plant's days are one single-run backfill per
-layer: landing, then standardisation + KPIs.
+Runs are created in the instance ($DAGSTER_HOME) as runs of the code location workspace.yaml
+declares (its origin, :mod:`quality_platform.location`) and executed in this process by Dagster's
+own run execution (``execute_run``), as ``dagster job execute`` does: the UI lists them under the
+location and each job's Runs tab with their checks and lineage, and run-status sensors see them.
+Sensors are never called: :func:`run_day` ticks them with ``evaluate_tick`` in the location's
+context and executes what they request. A plant's days are one single-run backfill per layer:
+landing, then standardisation + KPIs.
 
 Every run records the process executing it; before a run starts, runs whose process died (killed,
 crashed) are failed and their pool slots freed, and while a run waits for a slot it says for whom
@@ -39,7 +43,7 @@ class RunOutcome:
     seconds: float
 
 
-def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+def _failed_checks(result: dg.ExecutionResult) -> list[str]:
     out = []
     for ev in result.get_asset_check_evaluations():
         if not ev.passed:
@@ -52,24 +56,36 @@ def _execute(
     instance: dg.DagsterInstance,
     tags: Mapping[str, str],
     run_config: Mapping[str, Any] | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Execute ``job`` in this process as one run that names this process as its executor, after
-    failing the runs whose process died and freeing their slots (every pool). Raises
-    ``SystemExit(143)`` when the run was cancelled by SIGTERM / SIGINT while waiting for a slot."""
+) -> dg.ExecutionResult:
+    """Execute ``job`` in this process as one run of the code location (the run carries the
+    location's origin, so the UI lists it under the location and its job, and run-status sensors
+    see it) that names this process as its executor, after failing the runs whose process died
+    and freeing their slots (every pool). Raises ``SystemExit(143)`` when the run was cancelled
+    by SIGTERM / SIGINT while waiting for a slot."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+
+    from quality_platform.location import job_origin
     from quality_platform.runs import SlotWatch, executor_tags, reap_dead_runs
 
+    if job.executor_def.name != dg.in_process_executor.name:
+        raise ValueError(
+            f"job {job.name} uses the {job.executor_def.name} executor: jobs qp executes run in its "
+            "own process (executor_def=dg.in_process_executor)"
+        )
     reap_dead_runs(instance)
     run_id = str(uuid.uuid4())
+    run = instance.create_run_for_job(
+        job_def=job,
+        run_id=run_id,
+        run_config=run_config,
+        tags={**tags, **executor_tags()},
+        remote_job_origin=job_origin(job.name),
+    )
     watch = SlotWatch(instance, run_id)
     try:
         with watch:
-            result = job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_id=run_id,
-                tags={**tags, **executor_tags()},
-                run_config=run_config,
-            )
+            result = execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
     except KeyboardInterrupt:
         if not watch.terminated:
             raise
@@ -79,6 +95,16 @@ def _execute(
         )
         raise SystemExit(128 + signal.SIGTERM)
     return result
+
+
+def run_job(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecutionResult:
+    """Execute one unpartitioned job of the location as one run; Dagster's result (events, metadata)."""
+    return _execute(defs.resolve_job_def(job_name), instance, tags or {})
 
 
 def run_range(
@@ -159,7 +185,8 @@ class DayOutcome:
     day: dt.date
     runs: list[RunOutcome]
     retrain: dict[str, object] | None
-    sensor_cursor: str | None
+    #: the sensors' cursors after the day (pass them to the next day)
+    cursors: dict[str, str | None]
 
 
 def _execute_request(
@@ -177,6 +204,8 @@ def _execute_request(
     t0 = time.perf_counter()
     # what the daemon records on a sensor's run (the UI shows "launched by sensor ...")
     origin = {"dagster/sensor_name": sensor} if sensor else {}
+    if sensor and req.run_key:
+        origin["dagster/run_key"] = req.run_key
     result = _execute(job, instance, {**req.tags, **origin})
     tags = dict(req.tags)
     plant, first = split_key(tags[RANGE_START]) if RANGE_START in tags else ("*", dt.date.today())
@@ -193,48 +222,53 @@ def _execute_request(
     )
 
 
+def _requested(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sensor: str,
+    cursors: dict[str, str | None],
+) -> list[tuple[dg.RunRequest, RunOutcome]]:
+    """One tick of ``sensor`` evaluated by Dagster (``evaluate_tick``, in the code location's
+    context), then every run it requested, executed; ``cursors[sensor]`` moves on."""
+    from quality_platform.location import tick
+
+    res = tick(defs, instance, sensor, cursors.get(sensor))
+    cursors[sensor] = res.cursor
+    return [(req, _execute_request(defs, instance, req, sensor)) for req in res.run_requests or []]
+
+
 def run_day(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     plant: str,
     day: dt.date,
-    sensor_cursor: str | None,
+    cursors: dict[str, str | None] | None = None,
     canary: bool = True,
 ) -> DayOutcome:
-    """One plant-day through the closed loop, in-process: land + standardise, then exactly the runs
-    the ``monitor_after_standardize`` sensor requests (score + monitor the day; performance of the
-    days whose labels arrived), the canary evaluation, and one tick of ``retrain_on_drift`` whose
-    request (if any) is executed."""
-    from quality_platform.config import load_plants
+    """One plant-day through the closed loop, in-process: land + standardise; then one tick of
+    ``monitor_after_standardize`` (it sees the standardize run's success: score + monitor the
+    day, performance of the days whose labels arrived), the canary evaluation (the daily
+    schedule's job), and one tick of ``retrain_on_drift``; the runs the ticks request are
+    executed. Both sensors are evaluated by Dagster (``evaluate_tick``); ``cursors`` carries their
+    cursors from day to day (a run-status sensor's first tick starts at "now", so a sensor without
+    a cursor is ticked once before the day's runs)."""
     from quality_platform.jobs import CANARY_JOB
-    from quality_platform.loop import RETRAIN_SENSOR, monitor_requests
-    from quality_platform.resources import PlatformResource
+    from quality_platform.loop import MONITOR_SENSOR, RETRAIN_SENSOR
 
+    cursors = dict(cursors or {})
+    if cursors.get(MONITOR_SENSOR) is None:
+        _requested(defs, instance, MONITOR_SENSOR, cursors)  # starts at "now": requests nothing
     runs = backfill(defs, instance, plant, day, day, tags={"trigger": "daily_loop"})
-    std = runs[-1]
-    if std.success and std.job == STANDARD_JOB:
-        for req in monitor_requests(instance.get_run_by_id(std.run_id), load_plants()):
-            runs.append(_execute_request(defs, instance, req, "monitor_after_standardize"))
+    runs += [o for _, o in _requested(defs, instance, MONITOR_SENSOR, cursors)]
     if canary:
         runs.append(
             _execute_request(
                 defs, instance, dg.RunRequest(job_name=CANARY_JOB, tags={"trigger": "daily_loop"})
             )
         )
-    sensor = defs.resolve_sensor_def(RETRAIN_SENSOR)
-    ctx = dg.build_sensor_context(
-        instance=instance,
-        cursor=sensor_cursor,
-        definitions=defs,
-        resources={"platform": PlatformResource()},
-    )
-    res = sensor.evaluate_tick(
-        ctx
-    )  # as the daemon does: requests resolved and validated against targets
     retrain = None
-    for req in res.run_requests or []:
-        o = _execute_request(defs, instance, req, RETRAIN_SENSOR)
+    for req, o in _requested(defs, instance, RETRAIN_SENSOR, cursors):
         runs.append(o)
         if req.job_name == TRAIN_JOB:
             retrain = {"run_id": o.run_id, "success": o.success, "tags": dict(req.tags)}
-    return DayOutcome(plant, day, runs, retrain, res.cursor)
+    return DayOutcome(plant, day, runs, retrain, cursors)

@@ -206,7 +206,7 @@ def _interrupt_main_thread() -> bool:
 
 
 class SlotWatch:
-    """Watches a run executing in this process (a ``with`` block around ``execute_in_process``).
+    """Watches a run executing in this process (a ``with`` block around the run's execution).
 
     While the run waits for a pool slot it logs, when the holders change and every minute, which
     runs (and processes) hold the slots; reaps dead holders (their process died after this run

@@ -46,8 +46,9 @@ POOL_SCRIPT = textwrap.dedent("""
     def quick() -> None:
         pass
 
-    defs = dg.Definitions(jobs=[dg.GraphDefinition("hold", node_defs=[hold]).to_job(),
-                                dg.GraphDefinition("quick", node_defs=[quick]).to_job()])
+    inproc = dg.in_process_executor  # like every job of the platform (qp executes runs in its process)
+    defs = dg.Definitions(jobs=[dg.GraphDefinition("hold", node_defs=[hold]).to_job(executor_def=inproc),
+                                dg.GraphDefinition("quick", node_defs=[quick]).to_job(executor_def=inproc)])
     day = dt.date(2026, 3, 16)
     o = run_range(defs, _instance(), sys.argv[1], "plant_a", day, day)
     print("RESULT", o.run_id, o.success, flush=True)

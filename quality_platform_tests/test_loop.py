@@ -102,11 +102,11 @@ def _run(
     L.promote(reg, audit, "1", "carl.control", "initial release")
     for p in plants:
         assert run_range(defs, instance, MONITOR_JOB, p, D0, last_train).success
-    days_out, cursor = [], None
+    days_out, cursors = [], {}
     for i in range(TRAIN_DAYS, days):
         for p in plants:
-            o = run_day(defs, instance, p, D0 + dt.timedelta(days=i), cursor)
-            cursor = o.sensor_cursor
+            o = run_day(defs, instance, p, D0 + dt.timedelta(days=i), cursors)
+            cursors = o.cursors
             assert all(r.success for r in o.runs if r.job != "train_job"), [
                 (r.job, r.failed_checks) for r in o.runs
             ]
@@ -279,8 +279,7 @@ def test_concept_drift_fails_performance_once_labels_arrive_and_retrains(
 
 
 def test_a_failed_run_reaches_the_alert_channel(qp_env: Paths) -> None:
-    from quality_platform.resources import PlatformResource
-    from quality_platform.sensors import range_tags
+    from quality_platform.location import tick as location_tick
 
     defs = build_definitions(qp_env)
     sensor = defs.resolve_sensor_def("alert_on_run_failure")
@@ -288,21 +287,14 @@ def test_a_failed_run_reaches_the_alert_channel(qp_env: Paths) -> None:
     def tick(
         cursor: str | None,
     ) -> Any:  # as the daemon evaluates it: from the instance's event log
-        return sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance,
-                cursor=cursor,
-                definitions=defs,
-                resources={"platform": PlatformResource()},
-            )
-        )
+        return location_tick(defs, instance, sensor.name, cursor)
 
     with dg.instance_for_test() as instance:
         base = tick(None)  # the first tick only sets the cursor
         # no champion yet: scoring + drift of a plant-day fails
-        res = defs.resolve_job_def(MONITOR_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, tags=range_tags("plant_a", D0, D0)
-        )
+        res = run_range(
+            defs, instance, MONITOR_JOB, "plant_a", D0, D0
+        )  # a run of the code location
         assert not res.success
         after = tick(base.cursor)
         tick(after.cursor)  # the same failure is not sent twice

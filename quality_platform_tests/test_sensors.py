@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from quality_platform.definitions import build_definitions
-from quality_platform.resources import PlatformResource
+from quality_platform.location import tick
 from quality_platform.runner import run_range
 from quality_platform.sensors import RANGE_END, RANGE_START, contiguous_ranges
 from quality_platform.settings import Paths
@@ -34,15 +34,10 @@ def _tick(
     defs: dg.Definitions,
     cursor: str | None,
 ):
-    """One tick the way the daemon evaluates it: ``evaluate_tick`` also resolves and validates the
-    run requests against the sensor's targets (calling the function directly would skip that)."""
-    ctx = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        definitions=defs,
-        resources={"platform": PlatformResource()},
-    )
-    return sensor.evaluate_tick(ctx)
+    """One tick the way the daemon evaluates it: ``evaluate_tick`` in the code location's context
+    (run requests resolved and validated against the sensor's targets; run-status sensors see the
+    runs of their own code location only)."""
+    return tick(defs, instance, sensor.name, cursor)
 
 
 def test_contiguous_ranges() -> None:

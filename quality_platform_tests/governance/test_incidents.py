@@ -26,7 +26,6 @@ from quality_platform.jobs import MONITOR_JOB, SCORE_JOB
 from quality_platform.loop import RETRAIN_SENSOR
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.registry import CHAMPION
-from quality_platform.resources import PlatformResource
 from quality_platform.runner import run_range, train
 from quality_platform_tests.governance.conftest import GOV_D1, GOV_DAYS, GovEnv
 
@@ -78,13 +77,9 @@ def _fail_drift_check(env: GovEnv) -> None:
 
 def _tick(defs: dg.Definitions, env: GovEnv, cursor: str | None) -> Any:
     """One tick of the retrain sensor as the daemon evaluates it (run requests validated)."""
-    ctx = dg.build_sensor_context(
-        instance=env.instance,
-        cursor=cursor,
-        definitions=defs,
-        resources={"platform": PlatformResource()},
-    )
-    return defs.resolve_sensor_def(RETRAIN_SENSOR).evaluate_tick(ctx)
+    from quality_platform.location import tick
+
+    return tick(defs, env.instance, RETRAIN_SENSOR, cursor)
 
 
 def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEnv) -> None:
