@@ -35,7 +35,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from quality_platform.audit import AuditLog, audit_db_path, canonical_refs, now_text
-from quality_platform.config import ConfigError, _Model, load_yaml_model
+from quality_platform.config import ConfigError, ConfigModel, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
 ALERT_KINDS: tuple[str, ...] = (
@@ -70,13 +70,13 @@ def _check_url(url: str) -> str:
     return url
 
 
-class FileChannelConfig(_Model):
+class FileChannelConfig(ConfigModel):
     """The file channel: JSON lines appended to ``path`` (relative paths: below the data dir)."""
 
     path: str = Field("alerts/alerts.jsonl", min_length=1)
 
 
-class WebhookChannelConfig(_Model):
+class WebhookChannelConfig(ConfigModel):
     """The webhook channel: JSON POSTed to ``url`` (``QP_ALERT_WEBHOOK_URL`` wins when set)."""
 
     url: str | None = None
@@ -128,7 +128,7 @@ class WebhookChannelConfig(_Model):
         return self
 
 
-class AlertConfig(_Model):
+class AlertConfig(ConfigModel):
     """``<config_dir>/ml/alerts.yaml``: where alerts go and from which severity on."""
 
     version: int = Field(1, ge=1)

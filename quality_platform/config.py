@@ -36,21 +36,26 @@ class ConfigError(ValueError):
     """A configuration file is invalid; the message names the file and the field."""
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
+    """Base of every model of a committed config file (plants, KPIs, platform, features, ML, policy,
+    incidents, alerts): unknown fields are errors (a misspelt key never passes silently) and
+    loaded configs are immutable. Build new config sections on it; load files with
+    :func:`load_yaml_model`, whose errors name the file and the field."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --------------------------------------------------------------------------- quantities
 
 
-class QuantitySpec(_Model):
+class QuantitySpec(ConfigModel):
     unit: str
     min: float
     max: float
     description: str
 
 
-class QuantityRegistry(_Model):
+class QuantityRegistry(ConfigModel):
     version: int
     quantities: dict[str, QuantitySpec]
     unit_aliases: dict[str, str] = Field(default_factory=dict)
@@ -63,12 +68,12 @@ class QuantityRegistry(_Model):
 # --------------------------------------------------------------------------- plants
 
 
-class CsvOptions(_Model):
+class CsvOptions(ConfigModel):
     delimiter: str = ","
     encoding: str = "utf-8"
 
 
-class TimestampSpec(_Model):
+class TimestampSpec(ConfigModel):
     """How a stream's timestamps are written.
 
     ``local``: naive local time in the plant's time zone (``format``); ``utc``: ISO text or a
@@ -91,7 +96,7 @@ class TimestampSpec(_Model):
         return self
 
 
-class MachineSpec(_Model):
+class MachineSpec(ConfigModel):
     field: str | None = None
     constant: str | None = None
 
@@ -102,18 +107,18 @@ class MachineSpec(_Model):
         return self
 
 
-class QuantityMapping(_Model):
+class QuantityMapping(ConfigModel):
     field: str
     unit: str
 
 
-class LongLayout(_Model):
+class LongLayout(ConfigModel):
     quantity_field: str
     value_field: str
     unit_field: str | None = None
 
 
-class StreamBase(_Model):
+class StreamBase(ConfigModel):
     format: Literal["csv", "parquet", "jsonl"]
     path: str
     csv: CsvOptions = Field(default_factory=CsvOptions)
@@ -186,7 +191,7 @@ class UnitsStream(StreamBase):
         return v
 
 
-class OutcomeSpec(_Model):
+class OutcomeSpec(ConfigModel):
     """Inspection outcome: either 0/1 flag columns or one categorical column."""
 
     flags: dict[Literal["rework", "scrap"], str] | None = None
@@ -208,7 +213,7 @@ class InspectionsStream(StreamBase):
     outcome: OutcomeSpec
 
 
-class Streams(_Model):
+class Streams(ConfigModel):
     readings: ReadingsStream
     units: UnitsStream
     inspections: InspectionsStream
@@ -223,7 +228,7 @@ Formula = Annotated[str, AfterValidator(_valid_formula)]
 """A KPI formula (+ - * / over the daily counts), checked when the config is loaded."""
 
 
-class LegacyKpi(_Model):
+class LegacyKpi(ConfigModel):
     name: str
     maps_to: str
     formula: Formula
@@ -232,7 +237,7 @@ class LegacyKpi(_Model):
     note: str
 
 
-class LandingLimits(_Model):
+class LandingLimits(ConfigModel):
     """Bounds on what one landing file may hold (per plant, ``landing_limits`` in its YAML).
 
     A file, line or record beyond them is quarantined with the limit it broke (``file_too_large``,
@@ -244,7 +249,7 @@ class LandingLimits(_Model):
     max_fields: int = Field(1000, gt=0)
 
 
-class PlantConfig(_Model):
+class PlantConfig(ConfigModel):
     plant_id: str
     name: str
     source: Literal["simulated", "real"]
@@ -295,7 +300,7 @@ class PlantConfig(_Model):
 # --------------------------------------------------------------------------- KPIs
 
 
-class KpiDefinition(_Model):
+class KpiDefinition(ConfigModel):
     id: str
     name: str
     formula: Formula
@@ -305,7 +310,7 @@ class KpiDefinition(_Model):
     description: str
 
 
-class KpiRegistry(_Model):
+class KpiRegistry(ConfigModel):
     registry_version: int
     kpis: list[KpiDefinition]
 
@@ -326,18 +331,18 @@ class KpiRegistry(_Model):
 # --------------------------------------------------------------------------- platform
 
 
-class PartitionSettings(_Model):
+class PartitionSettings(ConfigModel):
     start_date: dt.date
 
 
-class QualitySettings(_Model):
+class QualitySettings(ConfigModel):
     completeness_warn_below: float = Field(0.95, ge=0, le=1)
     completeness_error_below: float = Field(0.5, ge=0, le=1)
     future_tolerance_minutes: float = Field(10, ge=0)
     partition_grace_minutes: float = Field(60, ge=0)
 
 
-class PlatformConfig(_Model):
+class PlatformConfig(ConfigModel):
     partitions: PartitionSettings
     quality: QualitySettings = Field(default_factory=QualitySettings)
 
@@ -386,7 +391,7 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def load_yaml_model(path: Path, model: type[_Model]) -> Any:
+def load_yaml_model(path: Path, model: type[ConfigModel]) -> Any:
     """Load ``path`` into ``model``; errors name the file and the field."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from quality_platform.config import (
     PLANT_ID_RE,
     ConfigError,
-    _Model,
+    ConfigModel,
     load_quantities,
     load_yaml_model,
 )
@@ -23,7 +23,7 @@ FEATURES_FILE = "features.yaml"
 Statistic = Literal["mean", "std", "min", "max", "last", "slope", "n", "time_outside_s"]
 
 
-class Limits(_Model):
+class Limits(ConfigModel):
     """Process limits of one quantity in its canonical unit (both optional; none = no limits)."""
 
     lower: float | None = None
@@ -40,7 +40,7 @@ class Limits(_Model):
         return self.lower is not None or self.upper is not None
 
 
-class CoverageThresholds(_Model):
+class CoverageThresholds(ConfigModel):
     warn_below: float = Field(0.95, ge=0, le=1)
     error_below: float = Field(0.5, ge=0, le=1)
 
@@ -51,7 +51,7 @@ class CoverageThresholds(_Model):
         return self
 
 
-class FeatureConfig(_Model):
+class FeatureConfig(ConfigModel):
     feature_set_version: int = Field(ge=1)
     statistics: list[Statistic] = Field(min_length=1)
     limits: dict[str, Limits] = Field(default_factory=dict)

@@ -46,7 +46,7 @@ from quality_platform.audit import (
     sqlite_init,
     utc_text,
 )
-from quality_platform.config import _Model, load_yaml_model
+from quality_platform.config import ConfigModel, load_yaml_model
 from quality_platform.governance.policy import (
     Policy,
     PolicyError,
@@ -90,7 +90,7 @@ class FrozenError(PolicyError):
 # --------------------------------------------------------------------------- config
 
 
-class SeverityConfig(_Model):
+class SeverityConfig(ConfigModel):
     description: str = ""
     report_within_hours: float = Field(gt=0)
     basis: str = Field(min_length=1)
@@ -99,7 +99,7 @@ class SeverityConfig(_Model):
     safe_state: bool = False
 
 
-class EvidenceConfig(_Model):
+class EvidenceConfig(ConfigModel):
     window_days: int = Field(14, ge=1, le=366)
     max_runs: int = Field(200, ge=0)
     tables: list[str] = Field(default_factory=list)
@@ -118,7 +118,7 @@ class EvidenceConfig(_Model):
         return v
 
 
-class IncidentConfig(_Model):
+class IncidentConfig(ConfigModel):
     """``<config_dir>/governance/incidents.yaml``."""
 
     version: int = Field(ge=1)

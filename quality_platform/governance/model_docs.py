@@ -51,7 +51,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from quality_platform.audit import AuditLog, _canonical_json, _normalise
-from quality_platform.config import _Model, load_yaml_model
+from quality_platform.config import ConfigModel, load_yaml_model
 from quality_platform.governance.review import md_table as _md_table
 from quality_platform.settings import Paths
 from quality_platform.warehouse import connect, table_exists
@@ -113,17 +113,17 @@ class DocsError(Exception):
 # --------------------------------------------------------------------------- config
 
 
-class IntendedUser(_Model):
+class IntendedUser(ConfigModel):
     role: str
     use: str
 
 
-class DutyOwner(_Model):
+class DutyOwner(ConfigModel):
     role: str
     team: str
 
 
-class ModelDocsConfig(_Model):
+class ModelDocsConfig(ConfigModel):
     """``data/ml/model_documentation.yaml``."""
 
     version: int

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from quality_platform.config import _Model, load_yaml_model
+from quality_platform.config import ConfigModel, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
 if TYPE_CHECKING:
@@ -75,11 +75,11 @@ class PolicyError(PermissionError):
     """A refused action or read (the message says who, what and why; it was audited as denied)."""
 
 
-class Impersonation(_Model):
+class Impersonation(ConfigModel):
     allowed: bool = False
 
 
-class SeparationOfDuties(_Model):
+class SeparationOfDuties(ConfigModel):
     approver_not_trainer: bool = True
 
 
@@ -106,7 +106,7 @@ def memory_bytes(text: str) -> int:
     return int(float(m.group(1)) * _MEMORY_UNITS[m.group(2).upper()])
 
 
-class QueryLimits(_Model):
+class QueryLimits(ConfigModel):
     """What one governed query may use (each breach refuses it, audited as denied, naming the rule)."""
 
     max_seconds: float = Field(30.0, gt=0, le=3600)  # wall time; the query is interrupted after it
@@ -129,7 +129,7 @@ class QueryLimits(_Model):
         return memory_bytes(self.max_memory)
 
 
-class RolePolicy(_Model):
+class RolePolicy(ConfigModel):
     description: str = ""
     read: list[str] = Field(default_factory=list)
     actions: list[str] = Field(default_factory=list)
@@ -146,21 +146,21 @@ class RolePolicy(_Model):
         return self
 
 
-class MaskRule(_Model):
+class MaskRule(ConfigModel):
     column: str
     tables: list[str]
     clear_for: list[str] = Field(default_factory=list)
     mask: Literal["redact", "null"] = "redact"
 
 
-class UserPolicy(_Model):
+class UserPolicy(ConfigModel):
     role: str
     plants: list[str] = Field(default_factory=lambda: [ALL_PLANTS])
     os_accounts: list[str] = Field(default_factory=list)
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
-class Policy(_Model):
+class Policy(ConfigModel):
     version: int
     impersonation: Impersonation = Impersonation()
     separation_of_duties: SeparationOfDuties = SeparationOfDuties()

@@ -15,13 +15,13 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from quality_platform.config import ConfigError, _Model, load_yaml_model
+from quality_platform.config import ConfigError, ConfigModel, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
 ML_DIR = "ml"
 
 
-class FeatureSelection(_Model):
+class FeatureSelection(ConfigModel):
     """Which columns of ``features.unit_features`` the model sees."""
 
     categorical: list[str] = Field(min_length=1)
@@ -31,7 +31,7 @@ class FeatureSelection(_Model):
     exclude_columns: list[str] = Field(default_factory=list)
 
 
-class TrainingWindow(_Model):
+class TrainingWindow(ConfigModel):
     """The time-bounded training snapshot."""
 
     #: Days (per plant, ending at the plant's last day with complete labels) in the snapshot.
@@ -43,7 +43,7 @@ class TrainingWindow(_Model):
     min_units_per_plant: int = Field(200, ge=10)
 
 
-class CatBoostParams(_Model):
+class CatBoostParams(ConfigModel):
     """CatBoost parameters. Same seed AND same thread count give identical predictions."""
 
     iterations: int = Field(300, ge=10, le=20000)
@@ -63,7 +63,7 @@ class CatBoostParams(_Model):
         }
 
 
-class SampleRule(_Model):
+class SampleRule(ConfigModel):
     """How much labelled data a statistical judgement needs, and its bootstrap."""
 
     min_units: int = Field(300, ge=1)
@@ -77,7 +77,7 @@ class NonInferiorityRule(SampleRule):
     margin: float = Field(0.02, ge=0, le=1)
 
 
-class GateThresholds(_Model):
+class GateThresholds(ConfigModel):
     """The release gate (checks on ``model_evaluation``)."""
 
     min_roc_auc: float = Field(0.75, ge=0, le=1)
@@ -92,7 +92,7 @@ class GateThresholds(_Model):
     per_plant_min_metric: float = Field(0.65, ge=0, le=1)
 
 
-class CanarySettings(_Model):
+class CanarySettings(ConfigModel):
     """Routing of new units between champion and challenger, and the canary decision rule."""
 
     #: Stable hash-based share of units decided by the challenger (0 = none).
@@ -107,7 +107,7 @@ class CanarySettings(_Model):
     bootstrap_resamples: int = Field(200, ge=20, le=5000)
 
 
-class MlflowSettings(_Model):
+class MlflowSettings(ConfigModel):
     """Where MLflow keeps runs and the registry. ``None`` = the embedded default under the data folder
     (``sqlite:///<data>/mlflow/mlflow.db``, artifacts in ``<data>/mlflow/artifacts``); the environment
     variables ``QP_MLFLOW_TRACKING_URI`` / ``QP_MLFLOW_ARTIFACT_ROOT`` override both."""
@@ -118,7 +118,7 @@ class MlflowSettings(_Model):
     registered_model: str = "defect_model"
 
 
-class ModelConfig(_Model):
+class ModelConfig(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     model_name: str = "defect_model"
@@ -135,7 +135,7 @@ class ModelConfig(_Model):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 
 
-class ParamRange(_Model):
+class ParamRange(ConfigModel):
     min: float
     max: float
 
@@ -146,7 +146,7 @@ class ParamRange(_Model):
         return self
 
 
-class ChangeEnvelope(_Model):
+class ChangeEnvelope(ConfigModel):
     """What an automatically approvable retrain may change (anything else needs a human)."""
 
     same_feature_set: bool = True
@@ -157,7 +157,7 @@ class ChangeEnvelope(_Model):
     fixed_parameters: list[str] = Field(default_factory=list)
 
 
-class ApprovalPolicy(_Model):
+class ApprovalPolicy(ConfigModel):
     """Which model changes a human must approve; the rest may be approved automatically."""
 
     version: int = Field(ge=1)
@@ -171,7 +171,7 @@ class ApprovalPolicy(_Model):
 Expectation = Literal["increase", "decrease", "above", "below"]
 
 
-class BehaviourCase(_Model):
+class BehaviourCase(ConfigModel):
     """A defined input with an expected output.
 
     The input is a reference unit of ``plant`` (the median of each numeric feature and the most
@@ -195,7 +195,7 @@ class BehaviourCase(_Model):
         return self
 
 
-class BehaviourCases(_Model):
+class BehaviourCases(ConfigModel):
     version: int = Field(ge=1)
     cases: list[BehaviourCase] = Field(default_factory=list)
 
@@ -249,7 +249,7 @@ def mlflow_uris(cfg: ModelConfig, paths: Paths | None = None) -> tuple[str, str]
 # --------------------------------------------------------------------------- monitoring (data/ml/monitoring.yaml)
 
 
-class DriftSettings(_Model):
+class DriftSettings(ConfigModel):
     """Input and prediction drift per plant-day against the champion's training reference."""
 
     #: Statistics whose per-quantity features are monitored (e.g. ``mean`` -> ``<quantity>__mean``).
@@ -268,7 +268,7 @@ class DriftSettings(_Model):
     n_edges: int = Field(101, ge=11, le=1001)
 
 
-class FaultSettings(_Model):
+class FaultSettings(ConfigModel):
     """Sensor fault or process drift? (F7)."""
 
     #: A shift confined to at most this many machines AND this share of the plant's machines is a
@@ -296,7 +296,7 @@ class PerformanceSettings(SampleRule):
     pooled_auc_z_alarm: float = Field(3.0, gt=0)
 
 
-class LoopSettings(_Model):
+class LoopSettings(ConfigModel):
     """The closed loop (F20): when a failed drift/performance check starts a retrain."""
 
     #: The drift (or performance drop) must persist for this many consecutive plant-days.
@@ -308,7 +308,7 @@ class LoopSettings(_Model):
     daily_cron: str = "30 5 * * *"
 
 
-class MonitoringConfig(_Model):
+class MonitoringConfig(ConfigModel):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     fault: FaultSettings = Field(default_factory=FaultSettings)
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from quality_platform.config import ConfigError, _Model, load_quantities, load_yaml_model
+from quality_platform.config import ConfigError, ConfigModel, load_quantities, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
 RULES = "rules"
@@ -27,7 +27,7 @@ RULE_THRESHOLD = 0.5
 _FEATURE_RE = re.compile(r"^[a-z][a-z0-9_]*__[a-z_]+$")
 
 
-class Limit(_Model):
+class Limit(ConfigModel):
     lower: float | None = None
     upper: float | None = None
 
@@ -53,7 +53,7 @@ class Rule(Limit):
         return self
 
 
-class SafeStateConfig(_Model):
+class SafeStateConfig(ConfigModel):
     """``<config_dir>/ml/safe_state.yaml``: the versioned, documented rule-based limits."""
 
     version: int = Field(ge=1)
