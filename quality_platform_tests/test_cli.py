@@ -94,7 +94,7 @@ def _assert_no_raw_operator_ids(paths: Paths) -> None:
 def test_free_slots_releases_only_finished_runs(qp_env: Paths, capsys) -> None:
     import dagster as dg
 
-    from quality_platform.cli import _instance
+    from quality_platform.cli._common import dagster_instance as _instance
     from quality_platform.warehouse import WAREHOUSE_POOL
 
     instance = _instance()

@@ -35,7 +35,7 @@ TRAINING_POOL = "model_training"
 POOL_SCRIPT = textwrap.dedent("""
     import datetime as dt, sys, time
     import dagster as dg
-    from quality_platform.cli import _instance
+    from quality_platform.cli._common import dagster_instance as _instance
     from quality_platform.runner import run_range
 
     @dg.op(pool="model_training")
@@ -56,7 +56,7 @@ POOL_SCRIPT = textwrap.dedent("""
 
 
 def _instance() -> dg.DagsterInstance:
-    from quality_platform.cli import _instance as cli_instance
+    from quality_platform.cli._common import dagster_instance as cli_instance
 
     return (
         cli_instance()

@@ -1,4 +1,5 @@
-"""``qp``: the command line for what the Dagster UI does not do. Every command speaks ``--json``."""
+"""``qp`` commands of the platform, the pipeline and the model lifecycle, and the parser that
+assembles every command group (the governance groups live beside this module)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import os
 import shutil
 import sys
 import time
@@ -16,36 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from quality_platform.settings import get_paths
-
-AS_HELP = (
-    "act as this policy user (only where data/governance/policy.yaml allows impersonation; audited); "
-    "default: the OS account mapped in the policy (under sudo to a service account: the calling account; "
-    "automation on a service account: QP_USER)"
+from quality_platform.cli._common import (
+    AS_HELP,
+    CliError,
+    dagster_instance,
+    emit,
+    json_records,
+    text_table,
 )
-
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit code 2."""
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, default=str, sort_keys=True))
-    else:
-        print(text)
-
-
-def _table(df: pd.DataFrame) -> str:
-    return df.to_string(index=False) if not df.empty else "(none)"
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(df.to_json(orient="records", date_format="iso")) if not df.empty else []
-
+from quality_platform.settings import get_paths
 
 # --------------------------------------------------------------------------- commands
 
@@ -63,7 +42,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     secs = time.perf_counter() - t0
     counts = truth.get("counts", {})
-    _emit(
+    emit(
         args,
         {"out": str(Path(args.out).resolve()), "seconds": round(secs, 2), "truth": truth},
         f"simulated scenario {args.scenario!r} ({args.days} days from {args.start}, seed {args.seed}) "
@@ -79,7 +58,7 @@ def cmd_dev_key(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     created = create_dev_key(path)
-    _emit(
+    emit(
         args,
         {"path": str(path), "created": created},
         (
@@ -109,21 +88,8 @@ def cmd_plants(args: argparse.Namespace) -> int:
         }
         for p in plants.values()
     ]
-    _emit(args, rows, _table(pd.DataFrame(rows).drop(columns=["personal_data"])))
+    emit(args, rows, text_table(pd.DataFrame(rows).drop(columns=["personal_data"])))
     return 0
-
-
-def _instance() -> Any:
-    import dagster as dg
-
-    home = get_paths().dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
-    cfg = home / "dagster.yaml"
-    repo_cfg = Path(__file__).resolve().parents[1] / "dagster.yaml"
-    if not cfg.exists() and repo_cfg.exists():
-        shutil.copy(repo_cfg, cfg)
-    return dg.DagsterInstance.get()
 
 
 def _plant_range(plant_id: str, first: str | None, last: str | None) -> tuple[dt.date, dt.date]:
@@ -180,7 +146,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     unknown = [p for p in ids if p not in plants]
     if unknown:
         raise CliError(f"unknown plant(s) {unknown}; configured: {sorted(plants)}")
-    defs, instance = build_definitions(), _instance()
+    defs, instance = build_definitions(), dagster_instance()
     outcomes = []
     for p in ids:
         first, last = _plant_range(p, args.date_from, args.date_to)
@@ -250,7 +216,7 @@ def summary_data() -> dict[str, Any]:
             rows.append(r)
         out["tables"] = rows
         out["quarantine"] = (
-            _records(
+            json_records(
                 q("""
             SELECT plant, stream, rule, severity, count(*) AS entries, sum(n_items) AS items,
                    any_value(message) AS example
@@ -302,7 +268,7 @@ def summary_data() -> dict[str, Any]:
 
 def _format_summary(s: dict[str, Any]) -> str:
     lines = ["", "== Rows per plant and table =="]
-    lines.append(_table(pd.DataFrame(s["tables"])))
+    lines.append(text_table(pd.DataFrame(s["tables"])))
     lines += [
         "",
         "== Quarantine: what was held back and why (items = values for readings, records otherwise) ==",
@@ -310,7 +276,9 @@ def _format_summary(s: dict[str, Any]) -> str:
     qd = pd.DataFrame(s["quarantine"])
     if not qd.empty:
         qd["items"] = qd["items"].astype("int64")
-    lines.append(_table(qd.drop(columns=["example"])) if not qd.empty else "(nothing quarantined)")
+    lines.append(
+        text_table(qd.drop(columns=["example"])) if not qd.empty else "(nothing quarantined)"
+    )
     if not qd.empty:
         lines += ["", "Example messages:"]
         lines += [f"  - {m}" for m in qd.drop_duplicates("rule")["example"].head(12)]
@@ -334,7 +302,7 @@ def _format_summary(s: dict[str, Any]) -> str:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     s = summary_data()
-    _emit(args, s, _format_summary(s))
+    emit(args, s, _format_summary(s))
     return 0
 
 
@@ -361,7 +329,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             f"ORDER BY plant, partition_date, source_file, source_row LIMIT ?",
             [*params, args.limit],
         ).df()
-    _emit(args, _records(df), "\n".join(df["message"]) if not df.empty else "(none)")
+    emit(args, json_records(df), "\n".join(df["message"]) if not df.empty else "(none)")
     return 0
 
 
@@ -442,7 +410,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         model=model_summary() if not args.skip_model else None,
         loop=loop,
     )
-    _emit(
+    emit(
         args,
         s,
         _format_summary(s)
@@ -486,7 +454,7 @@ def _demo_model(args: argparse.Namespace) -> int:
     from quality_platform.runner import train
 
     say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
-    defs, instance = build_definitions(), _instance()
+    defs, instance = build_definitions(), dagster_instance()
     o = train(defs, instance, tags={"trigger": "demo"})
     reg, audit = _lifecycle()
     versions = reg.versions()
@@ -536,7 +504,7 @@ def _demo_loop(
     from quality_platform.runner import run_day
     from quality_platform.warehouse import connect
 
-    defs, instance = build_definitions(), _instance()
+    defs, instance = build_definitions(), dagster_instance()
     reg, audit = _lifecycle()
     say(
         f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
@@ -708,14 +676,14 @@ def model_summary() -> dict[str, Any]:
     if paths.warehouse_path.exists():
         with connect(paths.warehouse_path, read_only=True) as con:
             if table_exists(con, "ml", "predictions"):
-                out["predictions"] = _records(
+                out["predictions"] = json_records(
                     con.sql("""
                     SELECT plant, count(*) AS units, sum(predicted_defect::INT) AS flagged,
                            round(avg(risk), 4) AS mean_risk, string_agg(DISTINCT model_version, ',') AS versions,
                            sum((decided_by = 'challenger')::INT) AS by_challenger
                     FROM ml.predictions GROUP BY plant ORDER BY plant""").df()
                 )
-                out["example_predictions"] = _records(
+                out["example_predictions"] = json_records(
                     con.sql("""
                     SELECT plant, unit_id, round(risk, 4) AS risk, predicted_defect, model_version, reason_1, reason_2,
                            reason_3 FROM ml.predictions WHERE predicted_defect ORDER BY risk DESC LIMIT 3""").df()
@@ -753,17 +721,17 @@ def _format_model_summary(m: dict[str, Any]) -> str:
             )
             if c in pd.DataFrame(gate["per_plant"]).columns
         ]
-        lines += ["", "Gate per plant:", _table(pd.DataFrame(gate["per_plant"])[cols].round(4))]
+        lines += ["", "Gate per plant:", text_table(pd.DataFrame(gate["per_plant"])[cols].round(4))]
     if gate.get("plant_metrics"):
         pm = pd.DataFrame(gate["plant_metrics"])
         lines += [
             "",
             "Holdout figures per plant (latest units of each plant in time order; AI4I: the last 20 % "
             "by UDI, failure-mode flags excluded):",
-            _table(pm.round(4)),
+            text_table(pm.round(4)),
         ]
     if m.get("predictions"):
-        lines += ["", "Predictions per plant:", _table(pd.DataFrame(m["predictions"]))]
+        lines += ["", "Predictions per plant:", text_table(pd.DataFrame(m["predictions"]))]
     for e in m.get("example_predictions", []):
         by = (
             str(e["model_version"])
@@ -787,9 +755,9 @@ def cmd_free_slots(args: argparse.Namespace) -> int:
     slots of live runs are never touched. ``qp`` runs do the same before every run."""
     from quality_platform.runs import free_slots
 
-    rel = free_slots(_instance())
+    rel = free_slots(dagster_instance())
     reaped = [dict(r.__dict__) for r in rel.reaped]
-    _emit(
+    emit(
         args,
         {"pools": rel.pools, "reaped": reaped, "freed": rel.freed, "active": rel.active},
         f"pools {', '.join(rel.pools) or '(none)'}: failed {len(reaped)} run(s) whose process died "
@@ -846,9 +814,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     _who(args, "approve")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.approve, reg, audit, args.version, args.actor, args.reason)
-    _emit(
-        args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})"
-    )
+    emit(args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})")
     return 0
 
 
@@ -858,7 +824,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
     _who(args, "reject")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.reject, reg, audit, args.version, args.actor, args.reason)
-    _emit(args, _version_payload(v), f"version {v.version} rejected by {args.actor}")
+    emit(args, _version_payload(v), f"version {v.version} rejected by {args.actor}")
     return 0
 
 
@@ -870,7 +836,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     v = _lifecycle_call(
         L.promote, reg, audit, args.version, args.actor, args.reason or "promoted by hand"
     )
-    _emit(
+    emit(
         args,
         _version_payload(v),
         f"version {v.version} is now the champion (promoted by {args.actor})",
@@ -884,7 +850,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     _who(args, "rollback")
     reg, audit = _lifecycle()
     old, new = _lifecycle_call(L.rollback, reg, audit, args.actor, args.reason)
-    _emit(
+    emit(
         args,
         {"from_version": old, "to_version": new, "actor": args.actor},
         f"rolled back: champion {old} -> {new} (by {args.actor}: {args.reason})",
@@ -916,7 +882,7 @@ def cmd_models_init_registry(args: argparse.Namespace) -> int:
         reg = init_store(cfg, paths, audit, who, args.reason)
     except RegistryError as exc:
         raise CliError(str(exc)) from exc
-    _emit(
+    emit(
         args,
         {"registry_store": reg.store_id, "store": reg.where, "actor": who},
         f"new model registry {reg.store_id} at {reg.where} (by {who}: {args.reason}); its versions start at 1",
@@ -931,16 +897,16 @@ def cmd_models_history(args: argparse.Namespace) -> int:
     h = L.history(reg, audit)
     text = [
         "== Versions ==",
-        _table(pd.DataFrame(h["versions"]).drop(columns=["dagster_run_id"], errors="ignore")),
+        text_table(pd.DataFrame(h["versions"]).drop(columns=["dagster_run_id"], errors="ignore")),
         "",
         "== Champion periods ==",
-        _table(pd.DataFrame(h["champion_periods"])),
+        text_table(pd.DataFrame(h["champion_periods"])),
         "",
         "== Events ==",
     ]
     ev = pd.DataFrame(h["events"])
-    text.append(_table(ev.drop(columns=["refs"])) if not ev.empty else "(none)")
-    _emit(args, h, "\n".join(text))
+    text.append(text_table(ev.drop(columns=["refs"])) if not ev.empty else "(none)")
+    emit(args, h, "\n".join(text))
     return 0
 
 
@@ -1032,7 +998,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
                 for b in out["prediction_batches"]
             )
         )
-    _emit(args, out, text)
+    emit(args, out, text)
     return 0
 
 
@@ -1052,7 +1018,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         subject="job:train_job",
         reason=f"manual training ({args.trigger})",
     )
-    o = train(build_definitions(), _instance(), tags={"trigger": args.trigger, "qp/actor": who})
+    o = train(
+        build_definitions(), dagster_instance(), tags={"trigger": args.trigger, "qp/actor": who}
+    )
     reg, _ = _lifecycle()
     made = [v for v in reg.versions() if v.tag("dagster_run_id") == o.run_id]
     out: dict[str, Any] = dict(o.__dict__)
@@ -1065,7 +1033,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             status=v.status,
             train_seconds=reg.client.get_run(v.run_id).data.metrics.get("train_seconds"),
         )
-    _emit(
+    emit(
         args,
         out,
         f"train_job {'ok' if o.success else 'FAILED'} in {o.seconds:.1f} s (run {o.run_id[:8]})"
@@ -1090,7 +1058,7 @@ def cmd_score(args: argparse.Namespace, jobs: tuple[str, ...] | None = None) -> 
     unknown = [p for p in ids if p not in plants]
     if unknown:
         raise CliError(f"unknown plant(s) {unknown}; configured: {sorted(plants)}")
-    defs, instance = build_definitions(), _instance()
+    defs, instance = build_definitions(), dagster_instance()
     outs = []
     for p in ids:
         first, last = _feature_days(p, args.date_from, args.date_to)
@@ -1141,11 +1109,11 @@ def cmd_canary(args: argparse.Namespace) -> int:
     from quality_platform.jobs import CANARY_JOB
     from quality_platform.runner import run_job
 
-    res = run_job(build_definitions(), _instance(), CANARY_JOB, {"trigger": args.trigger})
+    res = run_job(build_definitions(), dagster_instance(), CANARY_JOB, {"trigger": args.trigger})
     meta = {}
     for ev in res.get_asset_materialization_events():
         meta = {k: getattr(v, "value", v) for k, v in ev.materialization.metadata.items()}
-    _emit(
+    emit(
         args,
         {"success": res.success, "run_id": res.run_id, **meta},
         f"canary_evaluation: {meta.get('decision', '?')} - {meta.get('reason', '')}",
@@ -1197,7 +1165,7 @@ def cmd_override(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     out.update(partition_date=str(day), decided_by=decided_by)
     agree = "agrees with" if (args.decision == "defect") == bool(predicted) else "overrides"
-    _emit(
+    emit(
         args,
         out,
         f"override #{out['id']}: {args.actor} decided {args.decision} for {plant}/{args.unit} "
@@ -1211,7 +1179,10 @@ def cmd_override(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qp", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="qp",
+        description="qp: the command line for what the Dagster UI does not do. Every command speaks --json.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Any, help_: str) -> argparse.ArgumentParser:
@@ -1351,7 +1322,10 @@ def build_parser() -> argparse.ArgumentParser:
         "dev-key", cmd_dev_key, "create a local development pseudonymisation key file if missing"
     )
     k.add_argument("--path", default=str(get_paths().data_dir / ".secrets" / "pseudonym.key"))
-    from quality_platform.governance import cli_audit, cli_incidents, cli_privacy, cli_query
+    from quality_platform.cli import audit as cli_audit
+    from quality_platform.cli import incidents as cli_incidents
+    from quality_platform.cli import privacy as cli_privacy
+    from quality_platform.cli import query as cli_query
 
     for area in (cli_query, cli_privacy, cli_audit, cli_incidents):
         area.register(add, sub)
@@ -1387,7 +1361,3 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -58,7 +58,7 @@ def _command(
     group: Any, name: str, fn: Any, help_: str, description: str | None = None
 ) -> argparse.ArgumentParser:
     """A sub-command of ``group`` running ``fn``, with --json and --as."""
-    from quality_platform.cli import AS_HELP
+    from quality_platform.cli._common import AS_HELP
 
     p = group.add_parser(name, help=help_, description=description)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -72,7 +72,7 @@ def _command(
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from quality_platform.audit_anchors import verify_with_anchors
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
 
     # Opening the log (in _governed) re-creates dropped triggers and records that it did: verify
     # reports that record, so the order does not hide the tampering.
@@ -123,7 +123,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         + f"\n{checked}"
     )
     text += "".join(f"\n  note: {n}" for n in found.notes)
-    _emit(args, payload, text)
+    emit(args, payload, text)
     return 0 if res.ok else 1
 
 
@@ -134,7 +134,7 @@ def cmd_audit_anchor(args: argparse.Namespace) -> int:
     """Print (and with --out write) the chain head ``<seq>:<hash>``; the command's own audit record is
     the head it reports, so the anchor also covers who took it."""
     from quality_platform.audit_anchors import format_anchor
-    from quality_platform.cli import _emit
+    from quality_platform.cli._common import emit
 
     _, who, audit = _governed(args, "qp audit anchor", "audit_verify", subject="audit_log")
     out = Path(args.out) if args.out else None
@@ -156,7 +156,7 @@ def cmd_audit_anchor(args: argparse.Namespace) -> int:
         "path": str(audit.path),
         "out": str(out) if out else None,
     }
-    _emit(
+    emit(
         args,
         payload,
         text
@@ -259,7 +259,7 @@ def export_window(
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
 
     _, who, audit = _governed(
         args, "qp audit export", "audit_export", plant=args.plant, subject="audit_log"
@@ -320,7 +320,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             ),
         ]
     )
-    _emit(args, out, text)
+    emit(args, out, text)
     return 0 if a["verified"] else 1
 
 
@@ -328,7 +328,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report_review(args: argparse.Namespace) -> int:
-    from quality_platform.cli import CliError, _emit, _instance
+    from quality_platform.cli._common import CliError, dagster_instance, emit
     from quality_platform.config import load_plants
     from quality_platform.governance.review import ReviewError, build_review, review_markdown
 
@@ -343,7 +343,7 @@ def cmd_report_review(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"--end: not a date (YYYY-MM-DD): {args.end!r}") from exc
     try:
-        instance = _instance()
+        instance = dagster_instance()
     except Exception:  # no Dagster home: compute time is reported as not measured
         instance = None
     try:
@@ -368,7 +368,7 @@ def cmd_report_review(args: argparse.Namespace) -> int:
         reason=f"operating review {rv['period']} {rv['start']} .. {rv['end']}",
         refs={"plants": rv["plants"], "start": rv["start"], "end": rv["end"]},
     )
-    _emit(args, {**rv, "markdown": md}, md)
+    emit(args, {**rv, "markdown": md}, md)
     return 0
 
 
@@ -376,7 +376,7 @@ def cmd_report_review(args: argparse.Namespace) -> int:
 
 
 def cmd_docs_model(args: argparse.Namespace) -> int:
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
     from quality_platform.governance import model_docs as D
     from quality_platform.ml.config import load_model_config
 
@@ -413,7 +413,7 @@ def cmd_docs_model(args: argparse.Namespace) -> int:
         )
         + f"; {doc.artifact_uri} -->\n"
     )
-    _emit(args, doc.as_dict(), head + doc.markdown)
+    emit(args, doc.as_dict(), head + doc.markdown)
     return 0
 
 

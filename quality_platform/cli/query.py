@@ -11,7 +11,7 @@ FORMATS = ("table", "csv", "json")
 
 def register(add: Any, sub: Any) -> None:
     """Add this area's sub-commands. `add(name, fn, help)` returns a parser that already has --json."""
-    from quality_platform.cli import AS_HELP
+    from quality_platform.cli._common import AS_HELP
 
     q = add(
         "query",
@@ -46,7 +46,7 @@ def register(add: Any, sub: Any) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from quality_platform.cli import CliError, _emit, _table
+    from quality_platform.cli._common import CliError, emit, text_table
     from quality_platform.governance.policy import resolve_principal
     from quality_platform.governance.query import (
         GovernedSession,
@@ -77,7 +77,7 @@ def cmd_query(args: argparse.Namespace) -> int:
                     )
                     for t in tables
                 )
-                _emit(
+                emit(
                     args,
                     {"user": who.name, "role": who.role, "tables": tables},
                     text or "(no tables)",
@@ -95,13 +95,13 @@ def cmd_query(args: argparse.Namespace) -> int:
         else f"({res.row_count} rows)"
     )
     if fmt == "json":
-        _emit(argparse.Namespace(json=True), {**res.metadata(), "rows": res.records()}, "")
+        emit(argparse.Namespace(json=True), {**res.metadata(), "rows": res.records()}, "")
     elif fmt == "csv":
         buf = io.StringIO()
         safe_frame(res.frame).to_csv(buf, index=False)
         print(buf.getvalue(), end="")
     else:
-        print(_table(safe_frame(res.frame)) if res.columns else "(no columns)")
+        print(text_table(safe_frame(res.frame)) if res.columns else "(no columns)")
         print(more)
     return 0
 
@@ -109,7 +109,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_users(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from quality_platform.cli import _emit, _table
+    from quality_platform.cli._common import emit, text_table
     from quality_platform.governance.policy import load_policy
 
     policy = load_policy()
@@ -134,10 +134,10 @@ def cmd_users(args: argparse.Namespace) -> int:
             for r in rows
         ]
     )
-    _emit(
+    emit(
         args,
         {"impersonation_allowed": policy.impersonation.allowed, "users": rows},
-        _table(df)
+        text_table(df)
         + f"\nimpersonation (--as): {'allowed' if policy.impersonation.allowed else 'not allowed'}",
     )
     return 0

@@ -14,7 +14,7 @@ from typing import Any
 def cmd_reidentify(args: argparse.Namespace) -> int:
     """Pseudonym -> raw operator id(s). Prints the raw id (to the authorised data owner only);
     the audit record holds the pseudonym, plants, key id and number of matches, never the raw id."""
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
     from quality_platform.governance.policy import resolve_principal
     from quality_platform.governance.privacy_ops import PrivacyOpError, reidentify
 
@@ -34,13 +34,13 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
             f"{res.pseudonym}: no raw id at {', '.join(res.plants_searched) or 'no plant'} under the current "
             "or a retired key"
         ]
-    _emit(args, payload, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
 
 
 def cmd_keys_id(args: argparse.Namespace) -> int:
     """The current pseudonymisation key id (not the key) and where keys are used."""
-    from quality_platform.cli import _emit
+    from quality_platform.cli._common import emit
     from quality_platform.governance.privacy_ops import key_status
 
     st = key_status()
@@ -56,13 +56,13 @@ def cmd_keys_id(args: argparse.Namespace) -> int:
         text.append(f"WARNING: {st['warning']}")
     if "warehouse_error" in st:
         text.append(f"(warehouse not read: {st['warehouse_error']})")
-    _emit(args, st, "\n".join(text))
+    emit(args, st, "\n".join(text))
     return 0
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Rotate the pseudonymisation key to QP_PSEUDONYM_KEY_NEW (data_owner; all or nothing; audited)."""
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
     from quality_platform.governance.policy import resolve_principal
     from quality_platform.governance.privacy_ops import NOT_REKEYED, PrivacyOpError, rotate_key
 
@@ -78,13 +78,13 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     text += [f"  {t}: {n:,}" for t, n in rot.tables.items()] or ["  (no pseudonym tables)"]
     text += ["next:"] + [f"  - {s}" for s in rot.next_steps]
     text += ["not re-keyed:"] + [f"  - {s}" for s in NOT_REKEYED]
-    _emit(args, rot.as_dict(), "\n".join(text))
+    emit(args, rot.as_dict(), "\n".join(text))
     return 0
 
 
 def register(add: Any, sub: Any) -> None:
     """Add this area's sub-commands. `add(name, fn, help)` returns a parser that already has --json."""
-    from quality_platform.cli import AS_HELP
+    from quality_platform.cli._common import AS_HELP
 
     r = add(
         "reidentify",

@@ -19,7 +19,7 @@ def _who(args: argparse.Namespace, command: str, **kw: Any) -> Any:
 
 
 def _day(text: str | None, name: str) -> dt.date | None:
-    from quality_platform.cli import CliError
+    from quality_platform.cli._common import CliError
 
     if text is None:
         return None
@@ -43,7 +43,7 @@ def _short(inc: Any) -> str:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from quality_platform.cli import CliError, _emit, _instance
+    from quality_platform.cli._common import CliError, dagster_instance, emit
     from quality_platform.governance import incidents as I
 
     who = _who(args, "incident open")
@@ -55,7 +55,7 @@ def cmd_open(args: argparse.Namespace) -> int:
             args.summary,
             plant=args.plant,
             safe_state=True if args.safe_state else None,
-            instance=_instance(),
+            instance=dagster_instance(),
             data_from=_day(args.date_from, "--from"),
             data_to=_day(args.date_to, "--to"),
         )
@@ -63,7 +63,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     seconds = round(time.perf_counter() - t0, 2)
     payload = {**inc.as_dict(), "time_left_hours": inc.time_left_hours(), "seconds": seconds}
-    _emit(
+    emit(
         args,
         payload,
         f"{_short(inc)}\nevidence: {inc.evidence_dir or '(not collected, see the audit log)'} "
@@ -73,7 +73,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
     from quality_platform.governance import incidents as I
 
     who = _who(args, "incident close")
@@ -81,7 +81,7 @@ def cmd_close(args: argparse.Namespace) -> int:
         inc = I.close_incident(args.id, who, args.resolution)
     except I.IncidentError as exc:
         raise CliError(str(exc)) from exc
-    _emit(
+    emit(
         args,
         inc.as_dict(),
         f"{_short(inc)}\nclosed by {inc.closed_by} at {inc.closed_utc}: {inc.resolution}",
@@ -93,7 +93,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from quality_platform.audit import AuditLog, audit_db_path
-    from quality_platform.cli import CliError, _emit
+    from quality_platform.cli._common import CliError, emit
     from quality_platform.governance import incidents as I
     from quality_platform.governance.policy import authorize, load_policy
     from quality_platform.settings import get_paths
@@ -115,12 +115,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"\n(written to {report['written']['markdown']} and "
         f"{report['written']['json']} in {report['seconds']:.1f} s)"
     )
-    _emit(args, report, text)
+    emit(args, report, text)
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from quality_platform.cli import _emit
+    from quality_platform.cli._common import emit
     from quality_platform.governance import incidents as I
 
     _who(args, "incident list")
@@ -129,13 +129,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         {**i.as_dict(), "time_left_hours": i.time_left_hours() if i.is_open else None}
         for i in items
     ]
-    _emit(args, payload, "\n".join(_short(i) for i in items) or "(no incidents)")
+    emit(args, payload, "\n".join(_short(i) for i in items) or "(no incidents)")
     return 0
 
 
 def register(add: Any, sub: Any) -> None:
     """`qp incident open|report|close|list` (each with --json)."""
-    from quality_platform.cli import AS_HELP
+    from quality_platform.cli._common import AS_HELP
     from quality_platform.governance.incidents import load_incident_config
 
     try:
