@@ -37,7 +37,13 @@ def model_documentation(
     version = str(_latest_meta(context.instance, "defect_model", "model_version"))
     reg = ModelRegistry(load_model_config(paths), paths)
     audit = audit_log(paths)
-    doc = D.generate(paths, version, registry=reg, audit=audit, warehouse=warehouse_path(warehouse))
+    doc = D.generate(
+        paths,
+        version,
+        registry=reg,
+        audit=audit,
+        warehouse=warehouse_path(warehouse),
+    )
     section_hashes = {k: s["sha256"] for k, s in doc.sections.items()}
     audit.append(
         "model_docs",
