@@ -51,6 +51,24 @@ def _failed_checks(result: dg.ExecutionResult) -> list[str]:
     return out
 
 
+def _outcome(
+    job_name: str, plant: str, first: dt.date, last: dt.date, result: dg.ExecutionResult, t0: float
+) -> RunOutcome:
+    """The outcome of a finished run started at ``perf_counter()`` time ``t0``."""
+    import time
+
+    return RunOutcome(
+        job_name,
+        plant,
+        first,
+        last,
+        result.run_id,
+        result.success,
+        _failed_checks(result),
+        time.perf_counter() - t0,
+    )
+
+
 def _execute(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -122,16 +140,7 @@ def run_range(
     job = defs.resolve_job_def(job_name)
     t0 = time.perf_counter()
     result = _execute(job, instance, {**range_tags(plant, first, last), **(tags or {})})
-    return RunOutcome(
-        job_name,
-        plant,
-        first,
-        last,
-        result.run_id,
-        result.success,
-        _failed_checks(result),
-        time.perf_counter() - t0,
-    )
+    return _outcome(job_name, plant, first, last, result, t0)
 
 
 def backfill(
@@ -165,16 +174,7 @@ def train(
     t0 = time.perf_counter()
     result = _execute(job, instance, tags or {}, run_config)
     today = dt.date.today()
-    return RunOutcome(
-        TRAIN_JOB,
-        "*",
-        today,
-        today,
-        result.run_id,
-        result.success,
-        _failed_checks(result),
-        time.perf_counter() - t0,
-    )
+    return _outcome(TRAIN_JOB, "*", today, today, result, t0)
 
 
 @dataclass
@@ -207,19 +207,10 @@ def _execute_request(
     if sensor and req.run_key:
         origin["dagster/run_key"] = req.run_key
     result = _execute(job, instance, {**req.tags, **origin})
-    tags = dict(req.tags)
+    tags = req.tags
     plant, first = split_key(tags[RANGE_START]) if RANGE_START in tags else ("*", dt.date.today())
     last = split_key(tags[RANGE_END])[1] if RANGE_END in tags else first
-    return RunOutcome(
-        req.job_name or "",
-        plant,
-        first,
-        last,
-        result.run_id,
-        result.success,
-        _failed_checks(result),
-        time.perf_counter() - t0,
-    )
+    return _outcome(req.job_name or "", plant, first, last, result, t0)
 
 
 def _requested(

@@ -73,15 +73,19 @@ def _record(
     versions: str | tuple[str, ...],
     action: str,
     actor: str,
+    *,
+    refs: dict[str, Any],
     **record: Any,
 ) -> None:
-    """Audit a lifecycle change, then publish the audit chain head in the MLflow version(s) it is
+    """Audit a lifecycle change of ``versions`` (the first is the record's subject) with the
+    registry store in its refs, then publish the audit chain head in the MLflow version(s) it is
     about (``qp.audit_head``): the head lives outside the audit file, so cutting off the newest
     records is detected by ``qp audit verify``."""
     from quality_platform.audit_anchors import anchor_version
 
-    audit.append(action, actor, **record)
-    for version in (versions,) if isinstance(versions, str) else versions:
+    versions = (versions,) if isinstance(versions, str) else versions
+    audit.append(action, actor, subject=subject(reg, versions[0]), refs=reg.refs(**refs), **record)
+    for version in versions:
         anchor_version(reg, version, audit)
 
 
@@ -167,21 +171,18 @@ def record_gate(
         "gate",
         "system:dagster",
         actor_kind="system",
-        subject=subject(reg, v),
         outcome="ok" if report.status in PASSING else "failed",
         reason=f"release gate {report.status}",
-        refs=reg.refs(
-            **{
-                "model_version": v,
-                "run_id": run_id,
-                "data_hash": data_hash,
-                "status": report.status,
-                "champion_version": report.champion_version,
-                "checks": {
-                    c.name: ("pass" if c.passed else f"fail:{c.severity}") for c in report.checks
-                },
-            }
-        ),
+        refs={
+            "model_version": v,
+            "run_id": run_id,
+            "data_hash": data_hash,
+            "status": report.status,
+            "champion_version": report.champion_version,
+            "checks": {
+                c.name: ("pass" if c.passed else f"fail:{c.severity}") for c in report.checks
+            },
+        },
     )
     if report.status not in PASSING:
         _alert(
@@ -283,16 +284,13 @@ def apply_policy(
         "approve",
         AUTO_APPROVER,
         actor_kind="system",
-        subject=subject(reg, version),
         reason="automatic approval inside the declared change envelope",
-        refs=reg.refs(
-            **{
-                "model_version": version,
-                "run_id": run_id,
-                "policy_version": policy.version,
-                "champion_version": champion.version if champion else None,
-            }
-        ),
+        refs={
+            "model_version": version,
+            "run_id": run_id,
+            "policy_version": policy.version,
+            "champion_version": champion.version if champion else None,
+        },
     )
     return "auto_approved"
 
@@ -341,11 +339,8 @@ def approve(
         version,
         "approve",
         actor,
-        subject=subject(reg, version),
         reason=reason,
-        refs=reg.refs(
-            **{"model_version": version, "gate": v.gate, "data_hash": v.tag("data_hash")}
-        ),
+        refs={"model_version": version, "gate": v.gate, "data_hash": v.tag("data_hash")},
     )
     return reg.version(version)
 
@@ -384,9 +379,8 @@ def reject(
         version,
         "reject",
         actor,
-        subject=subject(reg, version),
         reason=reason,
-        refs=reg.refs(**{"model_version": version}),
+        refs={"model_version": version},
     )
     return reg.version(version)
 
@@ -451,17 +445,14 @@ def promote(
         "promote",
         actor,
         actor_kind="system" if automatic else "user",
-        subject=subject(reg, version),
         reason=reason,
-        refs=reg.refs(
-            **{
-                "model_version": version,
-                "previous_champion": old.version if old else None,
-                "approved_by": v.tag("approved_by"),
-                "gate": v.gate,
-                "data_hash": v.tag("data_hash"),
-            }
-        ),
+        refs={
+            "model_version": version,
+            "previous_champion": old.version if old else None,
+            "approved_by": v.tag("approved_by"),
+            "gate": v.gate,
+            "data_hash": v.tag("data_hash"),
+        },
     )
     _alert(
         reg,
@@ -495,15 +486,12 @@ def register_challenger(reg: ModelRegistry, audit: AuditLog, version: str, run_i
         "canary",
         "system:dagster",
         actor_kind="system",
-        subject=subject(reg, version),
         reason="registered as challenger (shadow/canary after the release gate)",
-        refs=reg.refs(
-            **{
-                "model_version": version,
-                "run_id": run_id,
-                "replaced_challenger": old.version if old else None,
-            }
-        ),
+        refs={
+            "model_version": version,
+            "run_id": run_id,
+            "replaced_challenger": old.version if old else None,
+        },
     )
 
 
@@ -554,9 +542,8 @@ def rollback(reg: ModelRegistry, audit: AuditLog, actor: str, reason: str) -> tu
         (current.version, target.version),
         "rollback",
         actor,
-        subject=subject(reg, current.version),
         reason=reason,
-        refs=reg.refs(**{"from_version": current.version, "to_version": target.version}),
+        refs={"from_version": current.version, "to_version": target.version},
     )
     _alert(
         reg,
@@ -593,9 +580,8 @@ def end_canary(
             "rollback",
             "system:canary",
             actor_kind="system",
-            subject=subject(reg, version),
             reason=reason,
-            refs=reg.refs(**{**refs, "model_version": version, "scope": "challenger"}),
+            refs={**refs, "model_version": version, "scope": "challenger"},
         )
         _alert(
             reg,

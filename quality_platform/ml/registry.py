@@ -135,6 +135,7 @@ class ModelRegistry:
             else None
         )
         self.name = cfg.mlflow.registered_model
+        self._store_id: str | None = None  # kept once read: a store's identity never changes
         if check:
             self.check_store()
 
@@ -164,14 +165,12 @@ class ModelRegistry:
     def store_id(self) -> str | None:
         """The store's identity (``qp.store_id`` of the registered model); None before the first
         registration."""
-        if getattr(self, "_store_id", None) or self._absent():
-            return getattr(self, "_store_id", None)
-        try:
-            self._store_id: str | None = dict(self.client.get_registered_model(self.name).tags).get(
-                STORE_ID_TAG
-            )
-        except Exception:  # no registered model yet
-            return None
+        if self._store_id is None and not self._absent():
+            try:
+                tags = dict(self.client.get_registered_model(self.name).tags)
+            except Exception:  # no registered model yet
+                return None
+            self._store_id = tags.get(STORE_ID_TAG)
         return self._store_id
 
     def refs(self, **refs: Any) -> dict[str, Any]:
