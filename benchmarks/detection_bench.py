@@ -84,7 +84,7 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
     from quality_platform.audit import AuditLog, audit_db_path
     from quality_platform.config import load_plants
     from quality_platform.definitions import build_definitions
-    from quality_platform.jobs import MONITOR_JOB, PERFORMANCE_JOB
+    from quality_platform.defs.monitoring.jobs import MONITOR_JOB, PERFORMANCE_JOB
     from quality_platform.ml import lifecycle as L
     from quality_platform.ml.config import load_model_config
     from quality_platform.ml.registry import ModelRegistry

@@ -1,4 +1,10 @@
-"""The one place that assembles the platform's Dagster definitions from the plant configs."""
+"""The one place that assembles the platform's Dagster definitions from the plant configs.
+
+Each domain under ``quality_platform/defs/`` owns its assets, checks, sensors, schedules and jobs:
+``ingest`` (raw landing, the canonical standard, its gates, landing/standardize sensors, daily
+schedules), ``kpi``, ``features``, ``ml`` (training, registry, scoring, canary, documentation, the
+retrain sensor) and ``monitoring`` (drift, performance, operations metrics, their gates, the
+monitoring sensor and run-failure alerts). This module only merges them."""
 
 from __future__ import annotations
 
@@ -6,37 +12,38 @@ import warnings
 
 import dagster as dg
 
-from quality_platform.assets.documentation import model_documentation
-from quality_platform.assets.features import build_features_asset, build_features_checks
-from quality_platform.assets.kpi import build_kpi_assets, build_kpi_checks
-from quality_platform.assets.ml import (
+from quality_platform.config import load_kpis, load_plants, load_platform, load_quantities
+from quality_platform.defs.features.assets import build_features_asset
+from quality_platform.defs.features.checks import build_features_checks
+from quality_platform.defs.ingest.assets import build_raw_asset, build_standard_assets
+from quality_platform.defs.ingest.checks import build_standard_checks
+from quality_platform.defs.ingest.jobs import build_ingest_jobs
+from quality_platform.defs.ingest.schedules import build_daily_schedules
+from quality_platform.defs.ingest.sensors import build_landing_sensor, build_standardize_sensor
+from quality_platform.defs.kpi.assets import build_kpi_assets
+from quality_platform.defs.kpi.checks import build_kpi_checks
+from quality_platform.defs.ml.assets import (
     build_prediction_asset,
     build_training_dataset_asset,
     canary_evaluation,
     defect_model,
     model_evaluation,
 )
-from quality_platform.assets.monitoring import (
+from quality_platform.defs.ml.documentation import model_documentation
+from quality_platform.defs.ml.jobs import build_ml_jobs
+from quality_platform.defs.ml.schedules import build_ml_schedules
+from quality_platform.defs.ml.sensors import build_retrain_sensor
+from quality_platform.defs.monitoring.assets import (
     build_drift_asset,
-    build_monitoring_checks,
     build_ops_asset,
     build_performance_asset,
 )
-from quality_platform.assets.raw import build_raw_asset
-from quality_platform.assets.standard import build_standard_assets
-from quality_platform.assets.standard_checks import build_standard_checks
-from quality_platform.config import load_kpis, load_plants, load_platform, load_quantities
+from quality_platform.defs.monitoring.checks import build_monitoring_checks
+from quality_platform.defs.monitoring.jobs import build_monitoring_jobs
+from quality_platform.defs.monitoring.sensors import build_monitor_sensor, build_run_failure_alert
 from quality_platform.features.config import load_features
-from quality_platform.jobs import build_jobs
-from quality_platform.loop import (
-    build_monitor_sensor,
-    build_retrain_sensor,
-    build_run_failure_alert,
-    build_schedules,
-)
 from quality_platform.ml.config import load_model_config, load_monitoring_config
 from quality_platform.resources import default_resources
-from quality_platform.sensors import build_landing_sensor, build_standardize_sensor
 from quality_platform.settings import Paths, get_paths
 
 # Single-run backfills and multi-partition mappings are marked beta in Dagster 1.13; we rely on
@@ -76,7 +83,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
         for p in plants.values()
         if any(getattr(p.streams, s).per_day_files for s in ("readings", "units", "inspections"))
     ]
-    jobs = build_jobs(ids)
+    jobs = [*build_ingest_jobs(ids), *build_ml_jobs(), *build_monitoring_jobs()]
     sensors = [
         *(build_landing_sensor(p, start) for p in watched),
         build_standardize_sensor(ids),
@@ -90,7 +97,10 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
         asset_checks=checks,
         jobs=jobs,
         sensors=sensors,
-        schedules=build_schedules(plants, loop.daily_cron, loop.periodic_retrain_cron),
+        schedules=[
+            *build_daily_schedules(plants, loop.daily_cron),
+            *build_ml_schedules(loop.periodic_retrain_cron),
+        ],
         resources=default_resources(),
         # UI launches of ad-hoc selections run in-process like the platform's jobs
         # (the multiprocess default costs a process start per step)

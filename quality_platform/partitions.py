@@ -14,6 +14,9 @@ import dagster as dg
 
 from quality_platform.config import PlantConfig
 
+#: The plant-day partitions of a run: (plant id, local production day).
+Keys = list[tuple[str, dt.date]]
+
 
 def date_dimension(start: dt.date) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=start.isoformat())
@@ -75,3 +78,24 @@ def by_plant(keys: Iterable[tuple[str, dt.date]]) -> dict[str, list[dt.date]]:
     for p, d in keys:
         out.setdefault(p, []).append(d)
     return {p: sorted(ds) for p, ds in sorted(out.items())}
+
+
+#: Run tags of a single-run backfill over a range of plant-day partitions (Dagster's own names).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def contiguous_ranges(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """[(first, last)] of runs of consecutive days."""
+    out: list[tuple[dt.date, dt.date]] = []
+    for d in sorted(set(days)):
+        if out and d == out[-1][1] + dt.timedelta(days=1):
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
+
+
+def range_tags(plant_id: str, first: dt.date, last: dt.date) -> dict[str, str]:
+    """Run tags of a single-run backfill over a plant's days."""
+    return {RANGE_START: key_for(plant_id, first), RANGE_END: key_for(plant_id, last)}

@@ -25,8 +25,9 @@ from typing import Any
 
 import dagster as dg
 
-from quality_platform.jobs import STANDARD_JOB, TRAIN_JOB, land_job_name
-from quality_platform.sensors import range_tags
+from quality_platform.defs.ingest.jobs import STANDARD_JOB, land_job_name
+from quality_platform.defs.ml.jobs import TRAIN_JOB
+from quality_platform.partitions import range_tags
 
 
 @dataclass
@@ -197,8 +198,7 @@ def _execute_request(
 ) -> RunOutcome:
     import time
 
-    from quality_platform.partitions import split_key
-    from quality_platform.sensors import RANGE_END, RANGE_START
+    from quality_platform.partitions import RANGE_END, RANGE_START, split_key
 
     job = defs.resolve_job_def(req.job_name or "")
     t0 = time.perf_counter()
@@ -243,8 +243,9 @@ def run_day(
     executed. Both sensors are evaluated by Dagster (``evaluate_tick``); ``cursors`` carries their
     cursors from day to day (a run-status sensor's first tick starts at "now", so a sensor without
     a cursor is ticked once before the day's runs)."""
-    from quality_platform.jobs import CANARY_JOB
-    from quality_platform.loop import MONITOR_SENSOR, RETRAIN_SENSOR
+    from quality_platform.defs.ml.jobs import CANARY_JOB
+    from quality_platform.defs.ml.sensors import RETRAIN_SENSOR
+    from quality_platform.defs.monitoring.sensors import MONITOR_SENSOR
 
     cursors = dict(cursors or {})
     if cursors.get(MONITOR_SENSOR) is None:

@@ -199,7 +199,7 @@ def test_every_dagster_run_publishes_the_head(qp_env: Paths) -> None:
     collect_anchors reads from the instance at DAGSTER_HOME."""
     from quality_platform.audit_anchors import RUN_TAG, anchor_text, collect_anchors
     from quality_platform.definitions import build_definitions
-    from quality_platform.jobs import land_job_name
+    from quality_platform.defs.ingest.jobs import land_job_name
     from quality_platform.runner import run_range
 
     home = qp_env.dagster_home

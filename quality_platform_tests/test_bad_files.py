@@ -9,8 +9,8 @@ import json
 import pandas as pd
 import pytest
 
-from quality_platform.assets.standard_checks import reconciliation_table
 from quality_platform.config import load_plants, load_platform, load_quantities
+from quality_platform.defs.ingest.checks import reconciliation_table
 from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate

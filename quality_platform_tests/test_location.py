@@ -19,8 +19,8 @@ from quality_platform.location import (
     tick,
     workspace_entry,
 )
+from quality_platform.partitions import range_tags
 from quality_platform.runner import run_range
-from quality_platform.sensors import range_tags
 from quality_platform.settings import Paths
 from quality_platform_tests.conftest import tiny_plant_a_day
 

@@ -500,7 +500,7 @@ def _demo_loop(
 ) -> dict[str, Any]:
     """The affected plant's days through the closed loop, one at a time (see runner.run_day)."""
     from quality_platform.definitions import build_definitions
-    from quality_platform.loop import RETRAIN_SENSOR, current_cursor
+    from quality_platform.defs.ml.sensors import RETRAIN_SENSOR, current_cursor
     from quality_platform.runner import run_day
     from quality_platform.warehouse import connect
 
@@ -1050,7 +1050,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace, jobs: tuple[str, ...] | None = None) -> int:
     from quality_platform.config import load_plants
     from quality_platform.definitions import build_definitions
-    from quality_platform.jobs import SCORE_JOB
+    from quality_platform.defs.ml.jobs import SCORE_JOB
     from quality_platform.runner import run_range
 
     plants = load_plants()
@@ -1079,7 +1079,7 @@ def cmd_score(args: argparse.Namespace, jobs: tuple[str, ...] | None = None) -> 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Score + drift + ops metrics, then realised performance, for plant-days (a monitoring backfill)."""
-    from quality_platform.jobs import MONITOR_JOB, PERFORMANCE_JOB
+    from quality_platform.defs.monitoring.jobs import MONITOR_JOB, PERFORMANCE_JOB
 
     return cmd_score(args, (MONITOR_JOB, PERFORMANCE_JOB))
 
@@ -1106,7 +1106,7 @@ def _feature_days(plant: str, first: str | None, last: str | None) -> tuple[dt.d
 
 def cmd_canary(args: argparse.Namespace) -> int:
     from quality_platform.definitions import build_definitions
-    from quality_platform.jobs import CANARY_JOB
+    from quality_platform.defs.ml.jobs import CANARY_JOB
     from quality_platform.runner import run_job
 
     res = run_job(build_definitions(), dagster_instance(), CANARY_JOB, {"trigger": args.trigger})

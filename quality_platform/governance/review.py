@@ -257,8 +257,7 @@ def _compute_seconds(instance: Any, w: Window) -> dict[str, tuple[float, int]]:
     runs contributed. The instance's run records are read once for every plant."""
     import dagster as dg
 
-    from quality_platform.partitions import split_key
-    from quality_platform.sensors import RANGE_END, RANGE_START
+    from quality_platform.partitions import RANGE_END, RANGE_START, split_key
 
     out: dict[str, tuple[float, int]] = {}
     if instance is None:

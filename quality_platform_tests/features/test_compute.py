@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quality_platform.assets.features import (
+from quality_platform.config import load_plants, load_quantities
+from quality_platform.defs.features.checks import (
     check_coverage,
     check_feature_schema,
     check_one_row_per_unit,
 )
-from quality_platform.config import load_plants, load_quantities
 from quality_platform.features.compute import compute_unit_features
 from quality_platform.features.config import FeatureConfig, Limits
 from quality_platform.features.schema import (

@@ -21,7 +21,7 @@ import pytest
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import load_plants
 from quality_platform.definitions import build_definitions
-from quality_platform.jobs import SCORE_JOB
+from quality_platform.defs.ml.jobs import SCORE_JOB
 from quality_platform.ml.config import load_model_config
 from quality_platform.ml.registry import ModelRegistry
 from quality_platform.settings import Paths

@@ -297,7 +297,7 @@ def test_concurrent_cli_api_and_dagster_writers_keep_one_chain(gov_env: GovEnv) 
     identity and a verification record) and a Dagster score run in this process writes its
     prediction record: one unbroken chain, nothing lost, per-writer order kept."""
     from quality_platform.definitions import build_definitions
-    from quality_platform.jobs import SCORE_JOB
+    from quality_platform.defs.ml.jobs import SCORE_JOB
     from quality_platform.runner import run_range
 
     log = gov_env.audit

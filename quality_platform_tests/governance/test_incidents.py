@@ -20,10 +20,11 @@ import pytest
 from quality_platform.cli import main as qp
 from quality_platform.config import load_plants
 from quality_platform.definitions import build_definitions
+from quality_platform.defs.ml.jobs import SCORE_JOB
+from quality_platform.defs.ml.sensors import RETRAIN_SENSOR
+from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.governance import incidents as I
 from quality_platform.governance.policy import PolicyError
-from quality_platform.jobs import MONITOR_JOB, SCORE_JOB
-from quality_platform.loop import RETRAIN_SENSOR
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.registry import CHAMPION
 from quality_platform.runner import run_range, train

@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from quality_platform.assets.monitoring import FINDING_COLS
 from quality_platform.cli import main
 from quality_platform.config import load_plants
+from quality_platform.defs.monitoring.assets import FINDING_COLS
 from quality_platform.governance import model_docs as D
 from quality_platform.standard.schemas import columns_ddl
 from quality_platform.warehouse import connect, table_exists

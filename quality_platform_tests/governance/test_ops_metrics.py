@@ -1,4 +1,4 @@
-"""ml.ops_metrics (assets/monitoring.py) on the governed installation: every figure of every
+"""ml.ops_metrics (defs/monitoring/assets.py) on the governed installation: every figure of every
 plant-day equals a direct count on the data it summarises - predictions, units, quarantine,
 drift findings, and overrides counted on their unit's production day."""
 
@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from quality_platform.definitions import build_definitions
-from quality_platform.jobs import MONITOR_JOB
+from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.overrides import record_override
 from quality_platform.runner import run_range
 from quality_platform_tests.governance.conftest import GOV_D1, GOV_DAYS, GOV_PLANTS, GovEnv

@@ -208,7 +208,7 @@ def test_no_raw_operator_id_anywhere(
     tmp_path: Path,
 ) -> None:
     from quality_platform.definitions import build_definitions
-    from quality_platform.jobs import SCORE_JOB
+    from quality_platform.defs.ml.jobs import SCORE_JOB
     from quality_platform.runner import backfill, run_range
 
     monkeypatch.delenv("QP_OVERRIDES_DB", raising=False)

@@ -9,12 +9,11 @@ import json
 import dagster as dg
 import pytest
 
-from quality_platform.assets.monitoring import FINDING_COLS
 from quality_platform.cli import main
+from quality_platform.defs.monitoring.assets import FINDING_COLS
 from quality_platform.governance.review import episodes
 from quality_platform.overrides import record_override
-from quality_platform.partitions import split_key
-from quality_platform.sensors import RANGE_START
+from quality_platform.partitions import RANGE_START, split_key
 from quality_platform.standard.schemas import columns_ddl
 from quality_platform.warehouse import connect
 from quality_platform_tests.governance.conftest import GovEnv

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from quality_platform.assets.standard_checks import reconciliation_table
 from quality_platform.config import load_plants, load_platform, load_quantities
+from quality_platform.defs.ingest.checks import reconciliation_table
 from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate

@@ -32,8 +32,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quality_platform.assets.standard_checks import reconciliation_table
 from quality_platform.config import load_plants, load_platform, load_quantities
+from quality_platform.defs.ingest.checks import reconciliation_table
 from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.settings import Paths
 from quality_platform_tests.conftest import TEST_KEY, make_installation

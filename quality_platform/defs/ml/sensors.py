@@ -28,29 +28,19 @@ import dagster as dg
 
 from quality_platform.alerts import Alert, send_alert
 from quality_platform.audit import AuditLog, audit_db_path
-from quality_platform.config import PlantConfig
+from quality_platform.defs.ml.jobs import TRAIN_JOB
+from quality_platform.defs.monitoring.jobs import OPS_JOB
 from quality_platform.governance.incidents import FrozenError, assert_not_frozen
-from quality_platform.jobs import (
-    CANARY_JOB,
-    MONITOR_JOB,
-    OPS_JOB,
-    PERFORMANCE_JOB,
-    STANDARD_JOB,
-    TRAIN_JOB,
-    land_job_name,
-)
 from quality_platform.ml.config import load_model_config, load_monitoring_config
 from quality_platform.ml.registry import ModelRegistry
-from quality_platform.partitions import split_key
+from quality_platform.partitions import range_tags
 from quality_platform.resources import PlatformResource
-from quality_platform.sensors import RANGE_END, RANGE_START, range_tags
 
 WATCHED = (
     dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift"),
     dg.AssetCheckKey(dg.AssetKey("model_performance"), "performance"),
 )
 RETRAIN_SENSOR = "retrain_on_drift"
-MONITOR_SENSOR = "monitor_after_standardize"
 ACTOR = "system:retrain_sensor"
 
 
@@ -239,122 +229,3 @@ def build_retrain_sensor(jobs: list[Any]) -> dg.SensorDefinition:
         return evaluate_retrain(context, platform)
 
     return _sensor
-
-
-def monitor_requests(run: Any, plants: dict[str, PlantConfig]) -> list[dg.RunRequest]:
-    """After a standardize run over a plant's days: score + monitor them, and evaluate performance
-    for the days whose labels those days brought (day - label latency)."""
-    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-    if not start or not end:
-        return []
-    plant, first = split_key(start)
-    _, last = split_key(end)
-    lat = dt.timedelta(days=plants[plant].label_latency_days if plant in plants else 0)
-    return [
-        dg.RunRequest(
-            run_key=f"monitor-{run.run_id}",
-            job_name=MONITOR_JOB,
-            tags={**range_tags(plant, first, last), "trigger": "monitor_after_standardize"},
-        ),
-        dg.RunRequest(
-            run_key=f"performance-{run.run_id}",
-            job_name=PERFORMANCE_JOB,
-            tags={
-                **range_tags(plant, first - lat, last - lat),
-                "trigger": "monitor_after_standardize",
-            },
-        ),
-    ]
-
-
-def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.SensorDefinition:
-    """``jobs``: the job definitions; the sensor watches standardize_job and requests the monitor and
-    performance jobs (targets Dagster validates when it evaluates a tick)."""
-    by_name = {j.name: j for j in jobs}
-
-    @dg.run_status_sensor(
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        name=MONITOR_SENSOR,
-        monitored_jobs=[by_name[STANDARD_JOB]],
-        request_jobs=[by_name[MONITOR_JOB], by_name[PERFORMANCE_JOB]],
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After a standardize run: score and monitor its plant-days; model performance "
-        "for the days whose labels it brought.",
-    )
-    def _sensor(context: dg.RunStatusSensorContext) -> Any:
-        return monitor_requests(context.dagster_run, plants)
-
-    return _sensor
-
-
-def build_run_failure_alert() -> dg.SensorDefinition:
-    @dg.run_failure_sensor(
-        name="alert_on_run_failure",
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Sends every failed run (job, run id, error) to the alert channel.",
-    )
-    def _sensor(context: dg.RunFailureSensorContext, platform: PlatformResource) -> None:
-        run = context.dagster_run
-        message = context.failure_event.message or "run failed"
-        send_alert(
-            Alert(
-                kind="run_failure",
-                severity="error",
-                summary=f"run of {run.job_name} failed: {message}"[:500],
-                details={"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags)},
-            ),
-            platform.paths(),
-        )
-
-    return _sensor
-
-
-def build_schedules(
-    plants: dict[str, PlantConfig], cron: str, retrain_cron: str
-) -> list[dg.ScheduleDefinition]:
-    """Daily landing of yesterday per plant (the rest follows by sensors) and a periodic retrain."""
-    out = []
-    for p in plants.values():
-
-        def _fn(context: dg.ScheduleEvaluationContext, plant: PlantConfig = p) -> dg.RunRequest:
-            import zoneinfo
-
-            now = context.scheduled_execution_time.astimezone(zoneinfo.ZoneInfo(plant.timezone))
-            day = now.date() - dt.timedelta(days=1)
-            return dg.RunRequest(
-                run_key=f"daily-{plant.plant_id}-{day}",
-                tags={**range_tags(plant.plant_id, day, day), "trigger": "daily_schedule"},
-            )
-
-        out.append(
-            dg.ScheduleDefinition(
-                name=f"daily_{p.plant_id}",
-                cron_schedule=cron,
-                job_name=land_job_name(p.plant_id),
-                execution_fn=_fn,
-                default_status=dg.DefaultScheduleStatus.STOPPED,
-                description=f"Land yesterday's files of {p.plant_id}; standardisation, "
-                "scoring and monitoring follow by sensors.",
-            )
-        )
-    out.append(
-        dg.ScheduleDefinition(
-            name="periodic_retrain",
-            cron_schedule=retrain_cron,
-            job_name=TRAIN_JOB,
-            tags={"trigger": "periodic_retrain"},
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-            description="Fallback retrain on a fixed cadence (gate and approval apply).",
-        )
-    )
-    out.append(
-        dg.ScheduleDefinition(
-            name="daily_canary",
-            cron_schedule="0 7 * * *",
-            job_name=CANARY_JOB,
-            tags={"trigger": "daily_canary"},
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-            description="Evaluate the canary once a day.",
-        )
-    )
-    return out

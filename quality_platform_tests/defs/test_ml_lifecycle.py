@@ -21,7 +21,7 @@ from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.cli import main
 from quality_platform.config import load_plants
 from quality_platform.definitions import build_definitions
-from quality_platform.jobs import CANARY_JOB, SCORE_JOB
+from quality_platform.defs.ml.jobs import CANARY_JOB, SCORE_JOB
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.config import load_model_config
 from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from quality_platform.assets.common import CODE_VERSIONS, preview, warehouse_path
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.audit_anchors import anchor_version
 from quality_platform.config import PlantConfig
+from quality_platform.defs._assets import CODE_VERSIONS, preview, warehouse_path
 from quality_platform.features.config import load_features
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
 from quality_platform.governance.incidents import (

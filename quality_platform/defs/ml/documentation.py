@@ -4,8 +4,8 @@ release gate; stored with the version in MLflow and linked from the materialisat
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from quality_platform.assets.common import CODE_VERSIONS, warehouse_path
-from quality_platform.assets.ml import GROUP, OWNERS, _latest_meta, audit_log
+from quality_platform.defs._assets import CODE_VERSIONS, warehouse_path
+from quality_platform.defs.ml.assets import GROUP, OWNERS, _latest_meta, audit_log
 from quality_platform.governance import model_docs as D
 from quality_platform.ml.config import load_model_config
 from quality_platform.ml.registry import ModelRegistry

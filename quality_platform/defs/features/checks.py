@@ -1,221 +1,28 @@
-"""The feature layer (F12 groundwork): ``unit_features`` and its blocking gates.
+"""Quality gates on the per-unit features: schema, one row per unit, coverage per plant."""
 
-``unit_features[plant, day]`` reads the plant's units of that day and the plant's readings of the
-day before, the day itself and the day after (a window may start before local midnight or run
-past the next one); the partition mapping says exactly that, so lineage and staleness follow it.
-"""
-
-import datetime as dt
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
-from quality_platform.assets.common import CODE_VERSIONS, per_day_table, preview, warehouse_path
-from quality_platform.assets.standard_checks import (
-    keys_query,
-    md_table,
-    pandera_result,
-    warehouse_check,
-)
 from quality_platform.config import PlantConfig, QuantityRegistry
-from quality_platform.features.compute import STANDARD, compute_unit_features
+from quality_platform.defs._checks import keys_query, md_table, pandera_result, warehouse_check
+from quality_platform.defs.features.assets import QUALIFIED
+from quality_platform.features.compute import STANDARD
 from quality_platform.features.config import CoverageThresholds, FeatureConfig, load_features
 from quality_platform.features.schema import (
-    CONTEXT,
     FEATURE_SCHEMA,
     TABLE,
     columns,
-    feature_definitions,
     feature_name,
     pandera_for,
 )
-from quality_platform.partitions import by_plant, keys_of, plant_day
-from quality_platform.resources import PlatformResource
+from quality_platform.partitions import Keys
 from quality_platform.standard.schemas import columns_conform as conform
-from quality_platform.standard.schemas import columns_ddl as ddl
-from quality_platform.standard.schemas import columns_table_schema as table_schema
 from quality_platform.warehouse import (
-    WAREHOUSE_POOL,
-    connect,
     read_partitions,
-    replace_partitions,
     table_exists,
 )
-
-Keys = list[tuple[str, dt.date]]
-QUALIFIED = f"{FEATURE_SCHEMA}.{TABLE}"
-#: Days computed per query: bounds memory on long single-run backfills.
-CHUNK_DAYS = 7
-
-
-def readings_mapping() -> dg.MultiPartitionMapping:
-    """unit_features[plant, D] reads sensor_readings[plant, D-1 .. D+1]."""
-    return dg.MultiPartitionMapping(
-        {
-            "plant": dg.DimensionPartitionMapping("plant", dg.IdentityPartitionMapping()),
-            "date": dg.DimensionPartitionMapping(
-                "date",
-                dg.TimeWindowPartitionMapping(
-                    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
-                ),
-            ),
-        }
-    )
-
-
-def _column_lineage(registry: QuantityRegistry, config: FeatureConfig) -> dg.TableColumnLineage:
-    units, readings = dg.AssetKey("production_units"), dg.AssetKey("sensor_readings")
-    window = [
-        dg.TableColumnDep(asset_key=units, column_name=c)
-        for c in ("machine_id", "start_utc", "end_utc")
-    ]
-    signal = [
-        dg.TableColumnDep(asset_key=readings, column_name=c)
-        for c in ("value", "ts_utc", "quantity")
-    ]
-    deps = {
-        c.name: [dg.TableColumnDep(asset_key=units, column_name=c.name)]
-        for c in CONTEXT
-        if c.name != "n_readings"
-    }
-    deps["n_readings"] = [*window, dg.TableColumnDep(asset_key=readings, column_name="ts_utc")]
-    for c in columns(registry, config)[len(CONTEXT) :]:
-        deps[c.name] = [*window, *signal]
-    return dg.TableColumnLineage(deps_by_column=deps)
-
-
-def _check_table_columns(con: Any, registry: QuantityRegistry, config: FeatureConfig) -> None:
-    """Refuse to write into a table of another feature set (the columns would not line up)."""
-    if not table_exists(con, FEATURE_SCHEMA, TABLE):
-        return
-    have = [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position",
-            [FEATURE_SCHEMA, TABLE],
-        ).fetchall()
-    ]
-    want = [c.name for c in columns(registry, config)]
-    if have != want:
-        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-        raise dg.Failure(
-            description=f"{QUALIFIED} was built for another feature set (missing columns {missing[:10]}, "
-            f"extra {extra[:10]}): bump feature_set_version in data/features.yaml, drop the "
-            f"table and re-materialise all partitions."
-        )
-
-
-def build_features_asset(
-    plants: dict[str, PlantConfig],
-    start: dt.date,
-    registry: QuantityRegistry,
-    config: FeatureConfig,
-) -> dg.AssetsDefinition:
-    """unit_features (plant x day)."""
-    cols = columns(registry, config)
-    definitions = feature_definitions(registry, config)
-
-    @dg.asset(
-        name="unit_features",
-        group_name="features",
-        partitions_def=plant_day(plants, start),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
-        deps=[
-            dg.AssetDep("sensor_readings", partition_mapping=readings_mapping()),
-            dg.AssetDep("production_units", partition_mapping=dg.IdentityPartitionMapping()),
-        ],
-        owners=["team:data-science"],
-        kinds={"duckdb", "sql"},
-        code_version=f"{CODE_VERSIONS['features']}.fs{config.feature_set_version}",
-        tags={"layer": "features", "personal_data": "no"},
-        description="One row per produced unit: statistics (mean, std, min, max, last, slope per hour, count, "
-        "time outside process limits) of every canonical quantity over the readings of the unit's "
-        "machine inside its production window, plus line, product, material lot and supplier; "
-        "no labels, no operator (features.unit_features).",
-        metadata={
-            "dagster/column_schema": table_schema(cols),
-            "dagster/table_name": QUALIFIED,
-            "feature_set_version": config.feature_set_version,
-            "feature_definitions": dg.MetadataValue.md(
-                f"Feature set version {config.feature_set_version} (data/features.yaml); window = "
-                "the unit's machine, start_utc <= ts_utc < end_utc; values in canonical units.\n\n"
-                + definitions.to_markdown(index=False)
-            ),
-        },
-    )
-    def unit_features(
-        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
-    ) -> dg.MaterializeResult:
-        keys = keys_of(context)
-        cfg, reg = platform.plants(), platform.quantities()
-        fcfg = load_features(platform.paths())
-        table_ddl = ddl(columns(reg, fcfg), FEATURE_SCHEMA, TABLE)
-        per_day: dict[tuple[str, dt.date], int] = {}
-        with_readings, heads, previewed = 0, [], set()
-        with connect(warehouse_path(warehouse)) as con:
-            _check_table_columns(con, reg, fcfg)
-            for plant_id, days in by_plant(keys).items():
-                for i in range(0, len(days), CHUNK_DAYS):
-                    chunk = days[i : i + CHUNK_DAYS]
-                    t = compute_unit_features(
-                        con, plant_id, chunk, reg, fcfg, cfg[plant_id].reading_interval_seconds
-                    )
-                    replace_partitions(
-                        con, FEATURE_SCHEMA, TABLE, t, [(plant_id, d) for d in chunk], ddl=table_ddl
-                    )
-                    counts = t.select(["partition_date", "n_readings"]).to_pandas()
-                    for d, n in counts.groupby("partition_date").size().items():
-                        per_day[(plant_id, d)] = int(n)
-                    with_readings += int((counts["n_readings"] > 0).sum())
-                    for d in chunk:
-                        per_day.setdefault((plant_id, d), 0)
-                    if plant_id not in previewed and t.num_rows:
-                        previewed.add(plant_id)
-                        means = [
-                            feature_name(q, "mean")
-                            for q in cfg[plant_id].streams.readings.quantities
-                            if "mean" in fcfg.statistics
-                        ][:4]
-                        heads.append(
-                            t.slice(0, 3)
-                            .select(
-                                [
-                                    "plant",
-                                    "partition_date",
-                                    "unit_id",
-                                    "machine_id",
-                                    "product",
-                                    "start_utc",
-                                    "n_readings",
-                                    *means,
-                                ]
-                            )
-                            .to_pandas()
-                        )
-                    context.log.info(f"{plant_id} {chunk[0]}..{chunk[-1]}: {t.num_rows} units")
-        total = sum(per_day.values())
-        head = pd.concat(heads, ignore_index=True) if heads else pd.DataFrame()
-        meta: dict[str, Any] = {
-            "dagster/row_count": total,
-            "dagster/column_lineage": _column_lineage(reg, fcfg),
-            "feature_set_version": fcfg.feature_set_version,
-            "share_units_with_readings": round(with_readings / total, 4) if total else None,
-            "preview": preview(head, n=12),
-        }
-        if per_day:
-            meta["rows_per_day"] = per_day_table(
-                pd.Series(per_day, dtype="int64").sort_index(), "units"
-            )
-        return dg.MaterializeResult(metadata=meta)
-
-    return unit_features
-
-
-# --------------------------------------------------------------------------- check bodies
 
 
 def check_feature_schema(
@@ -371,9 +178,6 @@ def check_coverage(
             "worst": md_table(cov.assign(coverage=cov["coverage"].round(4)), 20),
         },
     )
-
-
-# --------------------------------------------------------------------------- Dagster wiring
 
 
 def build_features_checks() -> list[dg.AssetChecksDefinition]:

@@ -12,8 +12,8 @@ import dagster as dg
 
 from quality_platform.definitions import build_definitions
 from quality_platform.location import tick
+from quality_platform.partitions import RANGE_END, RANGE_START, contiguous_ranges
 from quality_platform.runner import run_range
-from quality_platform.sensors import RANGE_END, RANGE_START, contiguous_ranges
 from quality_platform.settings import Paths
 from quality_platform_tests.conftest import relax_completeness
 

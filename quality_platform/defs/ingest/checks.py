@@ -6,39 +6,18 @@ data-quality record of every partition in the UI.
 """
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
-from dagster_duckdb import DuckDBResource
 
-from quality_platform.assets.common import warehouse_path
 from quality_platform.config import PlantConfig
+from quality_platform.defs._checks import keys_query, md_table, pandera_result, warehouse_check
 from quality_platform.ingest.pipeline import RAW_SCHEMA, STANDARD_SCHEMA, raw_table
 from quality_platform.ingest.readers import items_per_record
-from quality_platform.partitions import keys_of
-from quality_platform.resources import PlatformResource
+from quality_platform.partitions import Keys
 from quality_platform.standard.schemas import conform, pandera_schema
-from quality_platform.warehouse import WAREHOUSE_POOL, connect, read_partitions, table_exists
-
-Keys = list[tuple[str, dt.date]]
-
-
-def keys_query(con: Any, sql: str, keys: Keys) -> pd.DataFrame:
-    """Run ``sql`` with a registered ``_keys`` table (plant, partition_date) of the run."""
-    con.register(
-        "_keys", pa.table({"plant": [k[0] for k in keys], "partition_date": [k[1] for k in keys]})
-    )
-    try:
-        return con.sql(sql).df()
-    finally:
-        con.unregister("_keys")
-
-
-def md_table(df: pd.DataFrame, n: int = 15) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.head(n).to_markdown(index=False) if not df.empty else "_(none)_")
+from quality_platform.warehouse import read_partitions, table_exists
 
 
 def _result(
@@ -67,29 +46,6 @@ def check_schema(con: Any, keys: Keys, table: str, registry: Any) -> dg.AssetChe
         )
     return pandera_result(
         pandera_schema(table, registry if table == "sensor_readings" else None), df, table
-    )
-
-
-def pandera_result(schema: Any, df: pd.DataFrame, table: str) -> dg.AssetCheckResult:
-    """Validate ``df`` lazily with a pandera schema; failure cases go into the check metadata."""
-    try:
-        schema.validate(df, lazy=True)
-    except Exception as exc:  # pandera SchemaErrors
-        cases = getattr(exc, "failure_cases", None)
-        examples = (
-            cases.head(15)
-            if isinstance(cases, pd.DataFrame)
-            else pd.DataFrame({"error": [str(exc)[:500]]})
-        )
-        return dg.AssetCheckResult(
-            passed=False,
-            description=f"pandera schema {table} violated",
-            metadata={"rows": len(df), "failure_cases": md_table(examples.astype(str))},
-        )
-    return dg.AssetCheckResult(
-        passed=True,
-        description=f"{len(df)} rows match the pandera schema",
-        metadata={"rows": len(df)},
     )
 
 
@@ -338,31 +294,6 @@ def reconciliation_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -
 
 
 # --------------------------------------------------------------------------- Dagster wiring
-
-
-def warehouse_check(
-    asset: str,
-    name: str,
-    description: str,
-    body: Callable[[Any, Keys, PlatformResource], dg.AssetCheckResult],
-    blocking: bool = True,
-) -> dg.AssetChecksDefinition:
-    """A check that reads the warehouse (read-only, in the DuckDB pool) for the run's plant-days."""
-
-    @dg.asset_check(
-        asset=asset, name=name, description=description, blocking=blocking, pool=WAREHOUSE_POOL
-    )
-    def _check(
-        context: dg.AssetCheckExecutionContext,
-        platform: PlatformResource,
-        warehouse: DuckDBResource,
-    ) -> dg.AssetCheckResult:
-        keys = keys_of(context)
-        with connect(warehouse_path(warehouse), read_only=True) as con:
-            res = body(con, keys, platform)
-        return res.with_metadata({**res.metadata, "partitions_checked": len(keys)})
-
-    return _check
 
 
 def build_standard_checks(plant_ids: list[str]) -> list[dg.AssetChecksDefinition]:

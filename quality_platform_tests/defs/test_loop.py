@@ -7,7 +7,7 @@ Seven days of one plant are too little for a good model (plant_b: ~8 defective u
 holdout), so the tests switch the release gate's absolute floors off and drop the one behaviour
 case a week cannot teach; the comparison with the champion, calibration and the other behaviour
 cases still apply to every retrain. The model's quality is not what is tested here; the gate is
-tested in assets/test_ml_lifecycle.py."""
+tested in defs/test_ml_lifecycle.py."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from quality_platform.alerts import read_alerts
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import load_plants
 from quality_platform.definitions import build_definitions
-from quality_platform.jobs import MONITOR_JOB
+from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.config import load_model_config
 from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry

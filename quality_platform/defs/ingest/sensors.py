@@ -7,33 +7,13 @@ ranges, one single-run backfill per range, so a week of late files is one run, n
 
 import datetime as dt
 import json
-from collections.abc import Iterable
 
 import dagster as dg
 
 from quality_platform.config import PlantConfig
-from quality_platform.jobs import STANDARD_JOB, land_job_name
-from quality_platform.partitions import key_for, split_key
+from quality_platform.defs.ingest.jobs import STANDARD_JOB, land_job_name
+from quality_platform.partitions import contiguous_ranges, range_tags, split_key
 from quality_platform.resources import PlatformResource
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-
-
-def contiguous_ranges(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """[(first, last)] of runs of consecutive days."""
-    out: list[tuple[dt.date, dt.date]] = []
-    for d in sorted(set(days)):
-        if out and d == out[-1][1] + dt.timedelta(days=1):
-            out[-1] = (out[-1][0], d)
-        else:
-            out.append((d, d))
-    return out
-
-
-def range_tags(plant_id: str, first: dt.date, last: dt.date) -> dict[str, str]:
-    """Run tags of a single-run backfill over a plant's days."""
-    return {RANGE_START: key_for(plant_id, first), RANGE_END: key_for(plant_id, last)}
 
 
 def landing_state(plant: PlantConfig, platform: PlatformResource) -> dict[str, str]:

@@ -14,9 +14,9 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from quality_platform.alerts import Alert, send_alert
-from quality_platform.assets.common import CODE_VERSIONS, warehouse_path
-from quality_platform.assets.standard_checks import keys_query, md_table
 from quality_platform.config import PlantConfig
+from quality_platform.defs._assets import CODE_VERSIONS, warehouse_path
+from quality_platform.defs._checks import keys_query, md_table
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
 from quality_platform.ml import metrics as M
 from quality_platform.ml.config import load_model_config, load_monitoring_config
@@ -48,7 +48,6 @@ from quality_platform.warehouse import (
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-operations"]
-Keys = list[tuple[str, dt.date]]
 
 DRIFT_COLS = (
     Col("plant", "label", "Plant id."),
@@ -194,7 +193,12 @@ OPS_COLS = (
 )
 
 
-def _rounded(df: pd.DataFrame, digits: int) -> pd.DataFrame:
+def as_day(col: pd.Series) -> pd.Series:
+    """A partition-date column as one dtype for merging (DuckDB DATE, Python dates, timestamps)."""
+    return pd.to_datetime(col).astype("datetime64[ns]")
+
+
+def rounded(df: pd.DataFrame, digits: int) -> pd.DataFrame:
     """Numeric columns rounded (dates and labels left alone), for the metadata tables."""
     return df.round({c: digits for c in df.select_dtypes("number").columns})
 
@@ -392,7 +396,7 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
                             "mean_shift_sd",
                         ]
                     ]
-                    .pipe(_rounded, 4)
+                    .pipe(rounded, 4)
                     .astype(str)
                 )
                 if len(top)
@@ -457,105 +461,6 @@ def _notify(paths: Paths, found: pd.DataFrame, run_id: str, version: str) -> Non
                 ),
                 paths,
             )
-
-
-def _findings(con: Any, keys: Keys, kinds: tuple[str, ...]) -> pd.DataFrame:
-    if not keys or not table_exists(con, ML_SCHEMA, "drift_findings"):
-        return pd.DataFrame(
-            columns=["plant", "partition_date", "kind", "feature", "machines", "value", "detail"]
-        )
-    kl = ", ".join(f"'{k}'" for k in kinds)
-    return keys_query(
-        con,
-        f"""
-        SELECT f.plant, f.partition_date, f.kind, f.feature, f.machines, f.value, f.detail
-        FROM {ML_SCHEMA}.drift_findings f SEMI JOIN _keys k ON f.plant = k.plant AND f.partition_date = k.partition_date
-        WHERE f.kind IN ({kl}) ORDER BY 1, 2""",
-        keys,
-    )
-
-
-def persisted_days(
-    con: Any,
-    plant: str,
-    last: dt.date,
-    kinds: tuple[str, ...],
-    table: str = "drift_findings",
-    flag: str | None = None,
-) -> int:
-    """Consecutive plant-days up to ``last`` with a finding of ``kinds`` (or ``flag`` true)."""
-    if not table_exists(con, ML_SCHEMA, table):
-        return 0
-    cond = flag or f"kind IN ({', '.join(repr(k) for k in kinds)})"
-    days = {
-        r[0]
-        for r in con.execute(
-            f"SELECT DISTINCT partition_date FROM {ML_SCHEMA}.{table} WHERE plant = ? "
-            f"AND {cond} AND partition_date <= ?",
-            [plant, last],
-        ).fetchall()
-    }
-    n, d = 0, last
-    while d in days:
-        n += 1
-        d -= dt.timedelta(days=1)
-    return n
-
-
-def check_input_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    """ERROR when a plant-day of the run shows process drift (the loop's trigger)."""
-    f = _findings(con, keys, ("process_drift",))
-    if f.empty:
-        return dg.AssetCheckResult(
-            passed=True, description="no process drift", metadata={"plants": []}
-        )
-    f["partition_date"] = pd.to_datetime(f["partition_date"]).dt.date
-    persisted = {
-        p: persisted_days(con, p, max(g["partition_date"]), ("process_drift",))
-        for p, g in f.groupby("plant")
-    }
-    return dg.AssetCheckResult(
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"process drift at {sorted(persisted)}: "
-        + "; ".join(f["detail"].astype(str).head(3)),
-        metadata={
-            "plants": sorted(persisted),
-            "persisted_plant_days": max(persisted.values()),
-            "persisted_by_plant": dg.MetadataValue.json(persisted),
-            "first_day": str(min(f["partition_date"])),
-            "last_day": str(max(f["partition_date"])),
-            "findings": md_table(f.astype(str)),
-        },
-    )
-
-
-def check_sensor_faults(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    """WARN: suspected sensor faults / stuck sensors (maintenance, not a retrain)."""
-    f = _findings(con, keys, ("sensor_fault", "stuck_sensor"))
-    return dg.AssetCheckResult(
-        passed=f.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="no sensor faults"
-        if f.empty
-        else f"{len(f)} suspected sensor faults: " + "; ".join(f["detail"].astype(str).head(3)),
-        metadata={
-            "findings": md_table(f.astype(str)),
-            "plants": sorted(set(f["plant"])) if len(f) else [],
-        },
-    )
-
-
-def check_prediction_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    f = _findings(con, keys, ("prediction_drift",))
-    return dg.AssetCheckResult(
-        passed=f.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="score distribution stable"
-        if f.empty
-        else "; ".join(f["detail"].astype(str).head(3)),
-        metadata={"findings": md_table(f.astype(str))},
-    )
 
 
 # --------------------------------------------------------------------------- model_performance
@@ -715,53 +620,13 @@ def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> d
                 "dagster/row_count": len(table),
                 "labelled_units": int(table["labelled"].sum()) if len(table) else 0,
                 "degraded_days": len(deg),
-                "table": md_table(_rounded(table, 4).astype(str))
+                "table": md_table(rounded(table, 4).astype(str))
                 if len(table)
                 else dg.MetadataValue.md("_(none)_"),
             }
         )
 
     return model_performance
-
-
-def check_performance(con: Any, keys: Keys) -> dg.AssetCheckResult:
-    """ERROR when realised performance degraded on a plant-day of the run (the loop's second trigger)."""
-    if not keys or not table_exists(con, ML_SCHEMA, "model_performance"):
-        return dg.AssetCheckResult(passed=True, description="nothing to judge yet", metadata={})
-    t = keys_query(
-        con,
-        f"""SELECT m.* FROM {ML_SCHEMA}.model_performance m SEMI JOIN _keys k
-                             ON m.plant = k.plant AND m.partition_date = k.partition_date""",
-        keys,
-    )
-    deg = t[t["degraded"].astype(bool)] if len(t) else t
-    if deg.empty:
-        return dg.AssetCheckResult(
-            passed=True,
-            description=f"{int(t['labelled'].sum()) if len(t) else 0} labelled "
-            "units, no degradation",
-            metadata={"plants": []},
-        )
-    deg = deg.assign(partition_date=pd.to_datetime(deg["partition_date"]).dt.date)
-    persisted = {
-        p: persisted_days(
-            con, p, max(g["partition_date"]), (), table="model_performance", flag="degraded"
-        )
-        for p, g in deg.groupby("plant")
-    }
-    return dg.AssetCheckResult(
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"realised performance degraded at {sorted(persisted)}",
-        metadata={
-            "plants": sorted(persisted),
-            "persisted_plant_days": max(persisted.values()),
-            "persisted_by_plant": dg.MetadataValue.json(persisted),
-            "first_day": str(min(deg["partition_date"])),
-            "last_day": str(max(deg["partition_date"])),
-            "degraded": md_table(_rounded(deg, 4).astype(str)),
-        },
-    )
 
 
 # --------------------------------------------------------------------------- ops_metrics
@@ -794,7 +659,7 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
                     k = (plant_id, str(rec.refs.get("last_day")))
                     retrained[k] = retrained.get(k, 0) + 1
         frame = pd.DataFrame(keys, columns=["plant", "partition_date"])
-        frame["partition_date"] = _as_day(frame["partition_date"])
+        frame["partition_date"] = as_day(frame["partition_date"])
         pred = key_predicate(keys)
         with connect(warehouse_path(warehouse)) as con:
 
@@ -829,7 +694,7 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
             ]
             for part in parts[:-1]:
                 if part is not None:
-                    part["partition_date"] = _as_day(part["partition_date"])
+                    part["partition_date"] = as_day(part["partition_date"])
                     frame = frame.merge(part, on=["plant", "partition_date"], how="left")
             scored_units = parts[-1]
             if scored_units is not None and len(scored_units):
@@ -841,7 +706,7 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
                 )
                 hit = scored_units.merge(ov.astype({"unit_id": str}), on=["plant", "unit_id"])
                 n_ov = hit.groupby(["plant", "partition_date"]).size().rename("n_ov").reset_index()
-                n_ov["partition_date"] = _as_day(n_ov["partition_date"])
+                n_ov["partition_date"] = as_day(n_ov["partition_date"])
                 frame = frame.merge(n_ov, on=["plant", "partition_date"], how="left")
             for col in ("q_items", "q_rules", "drift", "faults", "units", "n_pred", "n_ov"):
                 frame[col] = frame[col].fillna(0).astype(int) if col in frame else 0
@@ -888,53 +753,8 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(table),
-                "table": md_table(_rounded(table, 3).astype(str)),
+                "table": md_table(rounded(table, 3).astype(str)),
             }
         )
 
     return ops_metrics
-
-
-def _as_day(col: pd.Series) -> pd.Series:
-    """A partition-date column as one dtype for merging (DuckDB DATE, Python dates, timestamps)."""
-    return pd.to_datetime(col).astype("datetime64[ns]")
-
-
-def build_monitoring_checks() -> list[dg.AssetChecksDefinition]:
-    """The checks the loop watches (non-blocking: a drift alarm must not stop scoring)."""
-    from quality_platform.assets.standard_checks import warehouse_check
-
-    return [
-        warehouse_check(
-            "drift_metrics",
-            "input_drift",
-            "ERROR when a plant-day shows process drift (normed "
-            "Wasserstein >= drift.alarm across the plant): the retrain sensor's trigger.",
-            lambda con, keys, p: check_input_drift(con, keys),
-            blocking=False,
-        ),
-        warehouse_check(
-            "drift_metrics",
-            "sensor_faults",
-            "WARN on suspected sensor faults / stuck sensors "
-            "(data-quality incident for maintenance; never a retrain).",
-            lambda con, keys, p: check_sensor_faults(con, keys),
-            blocking=False,
-        ),
-        warehouse_check(
-            "drift_metrics",
-            "prediction_drift",
-            "WARN when the champion's score distribution drifts.",
-            lambda con, keys, p: check_prediction_drift(con, keys),
-            blocking=False,
-        ),
-        warehouse_check(
-            "model_performance",
-            "performance",
-            "ERROR when the labelled outcomes of a plant-day no "
-            "longer follow the champion's risks (log-loss surprise z >= performance.loss_z_alarm, "
-            "minimum sample): concept drift, which input drift cannot see.",
-            lambda con, keys, p: check_performance(con, keys),
-            blocking=False,
-        ),
-    ]

@@ -1,1 +1,0 @@
-"""Software-defined assets, by layer: raw, standard, kpi."""
