@@ -330,7 +330,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def cmd_report_review(args: argparse.Namespace) -> int:
     from quality_platform.cli._common import CliError, dagster_instance, emit
     from quality_platform.config import load_plants
-    from quality_platform.governance.review import ReviewError, build_review, review_markdown
+    from quality_platform.reports.review import ReviewError, build_review, review_markdown
 
     paths, who, audit = _governed(
         args, "qp report review", "report_review", plant=args.plant, subject=f"review:{args.period}"
@@ -377,8 +377,8 @@ def cmd_report_review(args: argparse.Namespace) -> int:
 
 def cmd_docs_model(args: argparse.Namespace) -> int:
     from quality_platform.cli._common import CliError, emit
-    from quality_platform.governance import model_docs as D
     from quality_platform.ml.config import load_model_config
+    from quality_platform.reports import model_docs as D
 
     paths, who, audit = _governed(
         args,

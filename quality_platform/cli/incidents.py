@@ -44,12 +44,13 @@ def _short(inc: Any) -> str:
 
 def cmd_open(args: argparse.Namespace) -> int:
     from quality_platform.cli._common import CliError, dagster_instance, emit
-    from quality_platform.governance import incidents as I
+    from quality_platform.governance.incident_store import IncidentError
+    from quality_platform.incidents.actions import open_incident
 
     who = _who(args, "incident open")
     t0 = time.perf_counter()
     try:
-        inc = I.open_incident(
+        inc = open_incident(
             who,
             args.severity,
             args.summary,
@@ -59,7 +60,7 @@ def cmd_open(args: argparse.Namespace) -> int:
             data_from=_day(args.date_from, "--from"),
             data_to=_day(args.date_to, "--to"),
         )
-    except I.IncidentError as exc:
+    except IncidentError as exc:
         raise CliError(str(exc)) from exc
     seconds = round(time.perf_counter() - t0, 2)
     payload = {**inc.as_dict(), "time_left_hours": inc.time_left_hours(), "seconds": seconds}
@@ -74,12 +75,13 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def cmd_close(args: argparse.Namespace) -> int:
     from quality_platform.cli._common import CliError, emit
-    from quality_platform.governance import incidents as I
+    from quality_platform.governance.incident_store import IncidentError
+    from quality_platform.incidents.actions import close_incident
 
     who = _who(args, "incident close")
     try:
-        inc = I.close_incident(args.id, who, args.resolution)
-    except I.IncidentError as exc:
+        inc = close_incident(args.id, who, args.resolution)
+    except IncidentError as exc:
         raise CliError(str(exc)) from exc
     emit(
         args,
@@ -94,8 +96,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from quality_platform.audit import AuditLog, audit_db_path
     from quality_platform.cli._common import CliError, emit
-    from quality_platform.governance import incidents as I
+    from quality_platform.governance.incident_store import IncidentError
     from quality_platform.governance.policy import authorize, load_policy
+    from quality_platform.incidents.report import incident_report, report_markdown
     from quality_platform.settings import get_paths
 
     paths = get_paths()
@@ -107,11 +110,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     try:
-        report = I.incident_report(args.id, paths, out_dir=Path(args.out) if args.out else None)
-    except I.IncidentError as exc:
+        report = incident_report(args.id, paths, out_dir=Path(args.out) if args.out else None)
+    except IncidentError as exc:
         raise CliError(str(exc)) from exc
     report["seconds"] = round(time.perf_counter() - t0, 2)
-    text = I.report_markdown(report) + (
+    text = report_markdown(report) + (
         f"\n(written to {report['written']['markdown']} and "
         f"{report['written']['json']} in {report['seconds']:.1f} s)"
     )
@@ -121,10 +124,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from quality_platform.cli._common import emit
-    from quality_platform.governance import incidents as I
+    from quality_platform.governance.incident_store import list_incidents
 
     _who(args, "incident list")
-    items = I.list_incidents(status=args.status)
+    items = list_incidents(status=args.status)
     payload = [
         {**i.as_dict(), "time_left_hours": i.time_left_hours() if i.is_open else None}
         for i in items
@@ -136,7 +139,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def register(add: Any, sub: Any) -> None:
     """`qp incident open|report|close|list` (each with --json)."""
     from quality_platform.cli._common import AS_HELP
-    from quality_platform.governance.incidents import load_incident_config
+    from quality_platform.governance.incident_store import load_incident_config
 
     try:
         severities = sorted(load_incident_config().severities)

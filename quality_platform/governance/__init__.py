@@ -1,2 +1,3 @@
-"""Governance: access and action policy, governed queries, privacy operations, audit tooling,
-incidents, operating reviews and model documentation (F10, F11, F23-F25, F29)."""
+"""Governance: access and action policy, governed queries, privacy operations, and the incident
+store with the freeze guard every model change checks (F10, F11, F23, F24). The incident
+workflow is quality_platform.incidents, the reports are quality_platform.reports."""

@@ -520,7 +520,7 @@ def _alerts(paths: Paths) -> pd.DataFrame:
 
 
 def _incidents(paths: Paths) -> pd.DataFrame:
-    from quality_platform.governance.incidents import incidents_frame
+    from quality_platform.governance.incident_store import incidents_frame
 
     return incidents_frame(paths)
 

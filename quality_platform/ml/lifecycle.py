@@ -11,7 +11,7 @@ Invariants enforced here, whoever calls:
   (data/governance/policy.yaml); nobody approves a version they trained or proposed (separation
   of duties); system actors (``system:...``, ``policy:...``) are the platform's own automation;
 - while an open incident freezes the model, no promotion, rollback, alias move or automatic
-  approval happens, whoever asks (quality_platform.governance.incidents).
+  approval happens, whoever asks (quality_platform.governance.freeze).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _guard(
             if approving is not None and policy.separation_of_duties.approver_not_trainer:
                 _separation_of_duties(reg, audit, approving, actor, reason or "")
         if freeze:
-            from quality_platform.governance.incidents import assert_not_frozen
+            from quality_platform.governance.freeze import assert_not_frozen
 
             assert_not_frozen(action, actor, audit, reg.paths, subject=subj, model=reg.name)
     except PolicyError as exc:

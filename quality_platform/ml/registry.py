@@ -109,7 +109,9 @@ class VersionInfo:
         return json.loads(self.tags.get("qp.partitions", "{}"))
 
 
-def _mlflow() -> Any:
+def import_mlflow() -> Any:
+    """The ``mlflow`` module, imported the platform's way: telemetry and the artifact progress bar
+    off, its database engine logging only what goes wrong."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
@@ -148,7 +150,7 @@ class ModelRegistry:
             # moved or replaced SQLite file would go on being read through its old inode. Without
             # pooling every operation opens the file by its path, so a moved store is seen as such.
             os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
-        mlflow = _mlflow()
+        mlflow = import_mlflow()
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     # ------------------------------------------------------------------ identity of the store
@@ -265,7 +267,7 @@ class ModelRegistry:
         import numpy as np
         import pandas as pd
 
-        mlflow = _mlflow()
+        mlflow = import_mlflow()
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         from mlflow.models import ModelSignature
@@ -428,7 +430,7 @@ def init_store(
 
 @lru_cache(maxsize=8)
 def _load_native(tracking_uri: str, name: str, version: str) -> Any:
-    mlflow = _mlflow()
+    mlflow = import_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     return mlflow.catboost.load_model(f"models:/{name}/{version}")

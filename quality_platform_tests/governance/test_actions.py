@@ -15,7 +15,7 @@ import yaml
 from quality_platform.cli import main
 from quality_platform.governance import policy as P
 from quality_platform.ml.registry import CHAMPION
-from quality_platform_tests.governance.conftest import GovEnv
+from quality_platform_tests.conftest import GovEnv
 
 
 def _cli(*argv: str) -> tuple[int, dict]:

@@ -20,7 +20,7 @@ import pytest
 from quality_platform.audit import AuditLog, AuditRecord, audit_db_path, record_hash
 from quality_platform.cli import main
 from quality_platform.settings import Paths
-from quality_platform_tests.governance.conftest import GOV_D1, GovEnv
+from quality_platform_tests.conftest import GOV_D1, GovEnv
 from quality_platform_tests.test_audit import _tamper as tamper_log
 
 

@@ -13,7 +13,7 @@ from quality_platform.definitions import build_definitions
 from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.overrides import record_override
 from quality_platform.runner import run_range
-from quality_platform_tests.governance.conftest import GOV_D1, GOV_DAYS, GOV_PLANTS, GovEnv
+from quality_platform_tests.conftest import GOV_D1, GOV_DAYS, GOV_PLANTS, GovEnv
 
 
 def _sql(env: GovEnv, sql: str) -> pd.DataFrame:

@@ -23,8 +23,7 @@ from quality_platform.cli import main
 from quality_platform.ml.dataset import load_snapshot
 from quality_platform.privacy import key_id, pseudonym
 from quality_platform.warehouse import connect
-from quality_platform_tests.conftest import TEST_KEY
-from quality_platform_tests.governance.conftest import GovEnv
+from quality_platform_tests.conftest import TEST_KEY, GovEnv
 
 NEW_KEY = "rotated-key-9876543210-zyxwvutsrq"
 RAW_UNIT_COLUMNS = {"plant_a": ("Auftrag", "Werker"), "plant_c": ("batch_id", "operator.badge")}

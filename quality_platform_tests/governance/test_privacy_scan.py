@@ -42,7 +42,7 @@ from quality_platform.config import load_plants
 from quality_platform.ingest.readers import STREAMS, read_raw
 from quality_platform.overrides import overrides_db_path
 from quality_platform.warehouse import connect
-from quality_platform_tests.governance.conftest import GOV_D1, GovEnv
+from quality_platform_tests.conftest import GOV_D1, GovEnv
 
 NON_TEXT_TYPES = (
     "BIGINT",

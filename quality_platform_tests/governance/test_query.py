@@ -29,7 +29,7 @@ from quality_platform.governance.query import (
     governed_query,
     query_sha256,
 )
-from quality_platform_tests.governance.conftest import GovEnv
+from quality_platform_tests.conftest import GovEnv
 
 
 def _cli(*argv: str) -> tuple[int, str]:

@@ -23,7 +23,7 @@ from quality_platform.config import PlantConfig
 from quality_platform.defs._assets import CODE_VERSIONS, preview, warehouse_path
 from quality_platform.features.config import load_features
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
-from quality_platform.governance.incidents import (
+from quality_platform.governance.freeze import (
     FrozenError,
     assert_not_frozen,
     safe_state_for,

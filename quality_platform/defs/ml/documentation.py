@@ -6,9 +6,9 @@ from dagster_duckdb import DuckDBResource
 
 from quality_platform.defs._assets import CODE_VERSIONS, warehouse_path
 from quality_platform.defs.ml.assets import GROUP, OWNERS, _latest_meta, audit_log
-from quality_platform.governance import model_docs as D
 from quality_platform.ml.config import load_model_config
 from quality_platform.ml.registry import ModelRegistry
+from quality_platform.reports import model_docs as D
 from quality_platform.resources import PlatformResource
 from quality_platform.warehouse import WAREHOUSE_POOL
 

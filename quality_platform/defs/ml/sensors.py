@@ -30,7 +30,7 @@ from quality_platform.alerts import Alert, send_alert
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.monitoring.jobs import OPS_JOB
-from quality_platform.governance.incidents import FrozenError, assert_not_frozen
+from quality_platform.governance.freeze import FrozenError, assert_not_frozen
 from quality_platform.ml.config import load_model_config, load_monitoring_config
 from quality_platform.ml.registry import ModelRegistry
 from quality_platform.partitions import range_tags

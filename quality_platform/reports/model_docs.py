@@ -53,7 +53,7 @@ from pydantic import Field, model_validator
 
 from quality_platform.audit import AuditLog, _canonical_json, _normalise
 from quality_platform.config import ConfigModel, load_yaml_model
-from quality_platform.governance.review import md_table as _md_table
+from quality_platform.reports.review import md_table as _md_table
 from quality_platform.settings import Paths
 from quality_platform.warehouse import connect, table_exists
 
@@ -753,7 +753,7 @@ def render(
     lines = [
         f"# Model documentation: {model} version {version}",
         "",
-        f"Generated {generated_utc} from evidence only (quality_platform.governance.model_docs); every section "
+        f"Generated {generated_utc} from evidence only (quality_platform.reports.model_docs); every section "
         "names the sha256 of its evidence. `qp docs model "
         f"{version}` marks sections whose evidence changed since generation as STALE.",
         "",

@@ -15,10 +15,10 @@ import yaml
 from quality_platform.cli import main
 from quality_platform.config import load_plants
 from quality_platform.defs.monitoring.assets import FINDING_COLS
-from quality_platform.governance import model_docs as D
+from quality_platform.reports import model_docs as D
 from quality_platform.standard.schemas import columns_ddl
 from quality_platform.warehouse import connect, table_exists
-from quality_platform_tests.governance.conftest import GovEnv
+from quality_platform_tests.conftest import GovEnv
 
 
 def qp(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:

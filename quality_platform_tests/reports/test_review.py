@@ -11,12 +11,12 @@ import pytest
 
 from quality_platform.cli import main
 from quality_platform.defs.monitoring.assets import FINDING_COLS
-from quality_platform.governance.review import episodes
 from quality_platform.overrides import record_override
 from quality_platform.partitions import RANGE_START, split_key
+from quality_platform.reports.review import episodes
 from quality_platform.standard.schemas import columns_ddl
 from quality_platform.warehouse import connect
-from quality_platform_tests.governance.conftest import GovEnv
+from quality_platform_tests.conftest import GovEnv
 
 D = dt.date.fromisoformat
 
@@ -215,7 +215,7 @@ def test_week_review_matches_direct_counts(
 def test_event_sections_plant_scope_and_refusals(
     gov_env: GovEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from quality_platform.governance.incidents import close_incident, open_incident
+    from quality_platform.incidents.actions import close_incident, open_incident
 
     log = gov_env.audit
     # refusals: a plant manager asking for another plant, a role without report_review

@@ -23,12 +23,15 @@ from quality_platform.definitions import build_definitions
 from quality_platform.defs.ml.jobs import SCORE_JOB
 from quality_platform.defs.ml.sensors import RETRAIN_SENSOR
 from quality_platform.defs.monitoring.jobs import MONITOR_JOB
-from quality_platform.governance import incidents as I
+from quality_platform.governance import freeze as F
+from quality_platform.governance import incident_store as S
 from quality_platform.governance.policy import PolicyError
+from quality_platform.incidents import actions as A
+from quality_platform.incidents import report as R
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.registry import CHAMPION
 from quality_platform.runner import run_range, train
-from quality_platform_tests.governance.conftest import GOV_D1, GOV_DAYS, GovEnv
+from quality_platform_tests.conftest import GOV_D1, GOV_DAYS, GovEnv
 
 LAST = GOV_D1 + dt.timedelta(days=GOV_DAYS - 1)
 WINDOW = ["--from", GOV_D1.isoformat(), "--to", LAST.isoformat()]
@@ -92,7 +95,7 @@ def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEn
     if v2.approval != "approved":
         L.approve(reg, audit, "2", "carl.control", "gate read")
 
-    inc = I.open_incident(
+    inc = A.open_incident(
         "carl.control",
         "major",
         "defect escapes at plant_a",
@@ -104,9 +107,9 @@ def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEn
     assert (
         inc.is_open and inc.frozen and not inc.safe_state
     )  # `major`: freeze, no safe state by default
-    assert I.active_freeze(gov_env.paths).id == inc.id
-    frame = I.incidents_frame(gov_env.paths)
-    assert list(frame.columns) == list(I.FRAME_COLUMNS) and bool(frame["frozen"].iloc[0])
+    assert F.active_freeze(gov_env.paths).id == inc.id
+    frame = S.incidents_frame(gov_env.paths)
+    assert list(frame.columns) == list(S.FRAME_COLUMNS) and bool(frame["frozen"].iloc[0])
 
     # promotion refused, audited, nothing changed
     with pytest.raises((PolicyError, L.LifecycleError), match="frozen"):
@@ -136,18 +139,18 @@ def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEn
     denied = _denied(gov_env, "train", inc.id)
     assert denied and denied[0].actor == "mia.model"
 
-    refused = I.incident_report(inc.id, gov_env.paths)["refused_under_freeze"]
+    refused = R.incident_report(inc.id, gov_env.paths)["refused_under_freeze"]
     assert {r["action"] for r in refused} == {"promote", "retrain", "train"}
 
-    closed = I.close_incident(
+    closed = A.close_incident(
         inc.id,
         "carl.control",
         "root cause found: a mislabelled lot",
         paths=gov_env.paths,
         audit=audit,
     )
-    assert closed.status == "closed" and I.active_freeze(gov_env.paths) is None
-    assert not I.incidents_frame(gov_env.paths)["frozen"].any()
+    assert closed.status == "closed" and F.active_freeze(gov_env.paths) is None
+    assert not S.incidents_frame(gov_env.paths)["frozen"].any()
 
     # everything works again
     assert L.promote(reg, audit, "2", "carl.control", "after the incident").version == "2"
@@ -160,7 +163,7 @@ def test_open_freezes_promotion_retrain_and_training_until_closed(gov_env: GovEn
 
 def test_safe_state_rule_rows_per_plant_and_without_champion(gov_env: GovEnv) -> None:
     defs = build_definitions(gov_env.paths)
-    inc = I.open_incident(
+    inc = A.open_incident(
         "quinn.quality",
         "major",
         "wrong flags at plant_a",
@@ -234,7 +237,7 @@ def test_safe_state_rule_rows_per_plant_and_without_champion(gov_env: GovEnv) ->
     assert rc == 0 and out["model_version"] == "rules:v1" and out["decided_by"] == "rules"
 
     # no champion at all: the rules decide everywhere instead of the run failing
-    I.close_incident(
+    A.close_incident(
         inc.id, "carl.control", "false alarm", paths=gov_env.paths, audit=gov_env.audit
     )
     gov_env.registry.delete_alias(CHAMPION)
@@ -438,27 +441,27 @@ def test_only_allowed_roles_open_and_close(gov_env: GovEnv) -> None:
     assert rc == 2 and "may not open_incident" in out["error"]
     denied = [r for r in gov_env.audit.records(action="open_incident") if r.outcome == "denied"]
     assert denied and denied[-1].actor == "paul.plant_a"
-    assert I.list_incidents(gov_env.paths) == []
+    assert S.list_incidents(gov_env.paths) == []
     # a plant-scoped opener only for their plants; the control owner for all
     with pytest.raises(PolicyError, match="may not open_incident"):
-        I.open_incident("mia.model", "minor", "x", paths=gov_env.paths, evidence=False)
-    with pytest.raises(I.IncidentError, match="unknown severity"):
-        I.open_incident("carl.control", "catastrophic", "x", paths=gov_env.paths, evidence=False)
+        A.open_incident("mia.model", "minor", "x", paths=gov_env.paths, evidence=False)
+    with pytest.raises(S.IncidentError, match="unknown severity"):
+        A.open_incident("carl.control", "catastrophic", "x", paths=gov_env.paths, evidence=False)
     with pytest.raises(
         PolicyError, match="only for their plants"
     ):  # dana.data: data owner of named plants
-        I.open_incident("dana.data", "minor", "x", paths=gov_env.paths, evidence=False)
-    inc = I.open_incident(
+        A.open_incident("dana.data", "minor", "x", paths=gov_env.paths, evidence=False)
+    inc = A.open_incident(
         "quinn.quality", "minor", "odd scores", plant="plant_c", paths=gov_env.paths, evidence=False
     )
     for who in ("quinn.quality", "paul.plant_a", "olga.ops"):
         with pytest.raises(PolicyError, match="may not close_incident"):
-            I.close_incident(inc.id, who, "done", paths=gov_env.paths)
+            A.close_incident(inc.id, who, "done", paths=gov_env.paths)
     assert (
         len([r for r in gov_env.audit.records(action="close_incident") if r.outcome == "denied"])
         == 3
     )
-    assert I.get(inc.id, gov_env.paths).is_open
+    assert S.get(inc.id, gov_env.paths).is_open
     rc, out = _cli(
         "incident", "close", str(inc.id), "--resolution", "explained", "--as", "carl.control"
     )
@@ -466,7 +469,7 @@ def test_only_allowed_roles_open_and_close(gov_env: GovEnv) -> None:
     # the store refuses edits of a closed incident and deletions
     import sqlite3
 
-    con = sqlite3.connect(I.incidents_db_path(gov_env.paths.data_dir))
+    con = sqlite3.connect(S.incidents_db_path(gov_env.paths.data_dir))
     with pytest.raises(sqlite3.DatabaseError, match="only open -> closed"):
         con.execute("UPDATE incidents SET status = 'open' WHERE id = ?", [inc.id])
     with pytest.raises(sqlite3.DatabaseError, match="never deleted"):

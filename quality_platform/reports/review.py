@@ -11,7 +11,7 @@ What it counts, and on which time axis:
 * **Event time** (UTC timestamps in ``[start 00:00, end + 1 day 00:00)``): retrains, registrations,
   promotions, rollbacks, approvals and rejections, policy exceptions (audit records with outcome
   ``denied``), freezes (incidents opened with a freeze) and incidents of
-  :func:`quality_platform.governance.incidents.incidents_frame`.
+  :func:`quality_platform.governance.incident_store.incidents_frame`.
 
 In live operation the two axes coincide (yesterday's data is processed today); in a simulated
 installation they do not (simulated March data processed in November), which the report says.
@@ -315,7 +315,7 @@ def build_review(
     production day (default: the last day with unified KPIs); ``instance``: the Dagster instance
     whose runs give the compute time (None = not measured)."""
     from quality_platform.config import load_plants
-    from quality_platform.governance.incidents import incidents_frame
+    from quality_platform.governance.incident_store import incidents_frame
     from quality_platform.ml.config import load_model_config
     from quality_platform.overrides import overrides_frame
 

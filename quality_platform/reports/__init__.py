@@ -1,0 +1,1 @@
+"""Reports: read-only views over the platform's records."""
