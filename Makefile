@@ -55,8 +55,10 @@ lint: install
 	$(BIN)/ruff check quality_platform quality_platform_tests benchmarks
 	$(BIN)/ruff format --check quality_platform quality_platform_tests benchmarks
 
+# `dg dev` (webserver + daemon) on workspace.yaml, so the UI loads the location with the very origin
+# quality_platform/location.py gives the runs qp executes. VIRTUAL_ENV: dg checks it is the project's.
 ui: install $(DAGSTER_HOME)/dagster.yaml dev-key
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install dev-key
 	$(BIN)/python benchmarks/run.py
