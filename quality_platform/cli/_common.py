@@ -41,11 +41,6 @@ def text_table(df: pd.DataFrame) -> str:
     return df.to_string(index=False) if not df.empty else "(none)"
 
 
-def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame as JSON-ready records (ISO dates)."""
-    return json.loads(df.to_json(orient="records", date_format="iso")) if not df.empty else []
-
-
 def dagster_instance() -> Any:
     """The Dagster instance at ``$DAGSTER_HOME`` (default data/dagster_home), with the repository's
     dagster.yaml copied in on first use."""

@@ -8,11 +8,10 @@ import contextlib
 import datetime as dt
 import io
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,10 +20,12 @@ from quality_platform.cli._common import (
     CliError,
     dagster_instance,
     emit,
-    json_records,
     text_table,
 )
-from quality_platform.settings import get_paths
+from quality_platform.settings import Paths, get_paths
+
+if TYPE_CHECKING:
+    from quality_platform.demo import ReleaseStep
 
 # --------------------------------------------------------------------------- commands
 
@@ -165,107 +166,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0 if all(o.success for o in outcomes) else 1
 
 
-def summary_data() -> dict[str, Any]:
-    """Rows per plant and table, quarantine by rule, unified vs legacy KPIs for the whole period."""
-    from quality_platform import kpis as K
-    from quality_platform.config import load_kpis, load_plants
-    from quality_platform.warehouse import connect, table_exists
-
-    paths = get_paths()
-    if not paths.warehouse_path.exists():
-        raise CliError(
-            f"no warehouse at {paths.warehouse_path}: run `make demo` or `qp backfill` first"
-        )
-    plants, reg = load_plants(paths), load_kpis(paths)
-    out: dict[str, Any] = {"warehouse": str(paths.warehouse_path)}
-    with connect(paths.warehouse_path, read_only=True) as con:
-
-        def q(sql: str) -> pd.DataFrame:
-            return con.sql(sql).df()
-
-        rows = []
-        for p in plants:
-            r: dict[str, Any] = {"plant": p}
-            for s in ("readings", "units", "inspections"):
-                t = f"{p}__{s}"
-                r[f"raw_{s}_records"] = (
-                    int(q(f'SELECT count(*) n FROM raw."{t}"')["n"][0])
-                    if table_exists(con, "raw", t)
-                    else 0
-                )
-            for t in ("sensor_readings", "production_units", "quarantine"):
-                r[t] = (
-                    int(q(f"SELECT count(*) n FROM standard.{t} WHERE plant = '{p}'")["n"][0])
-                    if table_exists(con, "standard", t)
-                    else 0
-                )
-            r["unit_features"] = (
-                int(q(f"SELECT count(*) n FROM features.unit_features WHERE plant = '{p}'")["n"][0])
-                if table_exists(con, "features", "unit_features")
-                else 0
-            )
-            if table_exists(con, "standard", "sensor_readings"):
-                d = q(
-                    f"SELECT min(partition_date) a, max(partition_date) b FROM standard.sensor_readings WHERE plant='{p}'"
-                )
-                r["days"] = (
-                    f"{pd.Timestamp(d['a'][0]).date()}..{pd.Timestamp(d['b'][0]).date()}"
-                    if pd.notna(d["a"][0])
-                    else ""
-                )
-            rows.append(r)
-        out["tables"] = rows
-        out["quarantine"] = (
-            json_records(
-                q("""
-            SELECT plant, stream, rule, severity, count(*) AS entries, sum(n_items) AS items,
-                   any_value(message) AS example
-            FROM standard.quarantine GROUP BY ALL ORDER BY plant, items DESC""")
-            )
-            if table_exists(con, "standard", "quarantine")
-            else []
-        )
-        kp = []
-        if table_exists(con, "kpi", "kpi_daily"):
-            counts = q(f"""SELECT plant, {", ".join(f"sum({c}) AS {c}" for c in K.COUNT_COLUMNS)}
-                         FROM kpi.kpi_daily WHERE line = '*' AND kpi_id = '{reg.kpis[0].id}' GROUP BY plant ORDER BY plant""")
-            for row in counts.to_dict("records"):
-                plant = plants.get(row["plant"])
-                c1 = pd.DataFrame([row])
-                entry: dict[str, Any] = {
-                    "plant": row["plant"],
-                    **{c: int(row[c]) for c in K.COUNT_COLUMNS},
-                }
-                for k in reg.kpis:
-                    entry[k.id] = float(K.evaluate(k.formula, c1).iloc[0])
-                legacy = []
-                for lk in plant.legacy_kpis if plant else []:
-                    lv = float(K.evaluate(lk.formula, c1).iloc[0] * lk.scale)
-                    uv = entry[lk.maps_to] * lk.scale
-                    legacy.append(
-                        {
-                            "name": lk.name,
-                            "maps_to": lk.maps_to,
-                            "legacy_value": lv,
-                            "unit": lk.unit,
-                            "unified_in_legacy_unit": uv,
-                            "difference": lv - uv,
-                            "explanation": K.explain_difference(
-                                lk.formula,
-                                lk.scale,
-                                lk.unit,
-                                reg.get(lk.maps_to).formula,
-                                row,
-                                period="over the period",
-                            ),
-                        }
-                    )
-                entry["legacy"] = legacy
-                kp.append(entry)
-        out["kpis"] = kp
-    return out
-
-
 def _format_summary(s: dict[str, Any]) -> str:
     lines = ["", "== Rows per plant and table =="]
     lines.append(text_table(pd.DataFrame(s["tables"])))
@@ -301,12 +201,15 @@ def _format_summary(s: dict[str, Any]) -> str:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    s = summary_data()
+    from quality_platform.reports.summary import platform_summary
+
+    s = platform_summary(get_paths())
     emit(args, s, _format_summary(s))
     return 0
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
+    from quality_platform.reports.summary import json_records
     from quality_platform.warehouse import connect, table_exists
 
     paths = get_paths()
@@ -338,22 +241,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     With a drift scenario (one affected plant, an onset), the affected plant's last days go
     through the closed loop one day at a time, exactly as the daemon would run them: landing,
-    standardisation, scoring + monitoring, canary evaluation and a tick of the retrain sensor."""
+    standardisation, scoring + monitoring, canary evaluation and a tick of the retrain sensor
+    (quality_platform.demo)."""
+    from quality_platform import demo
     from quality_platform.config import load_plants
-    from quality_platform.simulation import simulate
+    from quality_platform.reports.summary import model_summary, platform_summary
 
     paths = get_paths()
-    landing = paths.landing_dir
     t0 = time.perf_counter()
-    if landing.exists():
-        shutil.rmtree(landing)
     onset = (
         args.onset_day
         if args.onset_day is not None
         else (args.days - 8 if args.days >= 16 else None)
     )
-    truth = simulate(
-        landing,
+    truth = demo.simulate_scenario(
+        paths,
         days=args.days,
         seed=args.seed,
         scenario=args.scenario,
@@ -363,23 +265,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_sim = time.perf_counter() - t0
     say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
     say(
-        f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {landing} ({t_sim:.1f} s)"
+        f"simulated {args.scenario!r}: {args.days} days from {args.start}, seed {args.seed} -> {paths.landing_dir} ({t_sim:.1f} s)"
     )
-    archived = _demo_reset(paths)
+    archived = demo.reset(paths)
     if archived:
         say(
             f"previous demo state (model registry, audit log, overrides, alerts) archived to {archived}"
         )
     plants = sorted(load_plants(paths))
     affected = (truth.get("affected") or {}).get("plant")
-    loop_days: list[dt.date] = []
-    if affected and truth.get("onset_date") and not args.skip_model:
-        onset = dt.date.fromisoformat(truth["onset_date"])
-        last = dt.date.fromisoformat(truth["end"])
-        loop_days = [
-            onset - dt.timedelta(days=2) + dt.timedelta(days=i)
-            for i in range((last - onset).days + 3)
-        ]
+    loop_days = demo.loop_days(truth) if not args.skip_model else []
     rc = 0
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
         for p in plants:
@@ -396,18 +291,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             rc = max(rc, cmd_backfill(ns))
     loop: dict[str, Any] | None = None
     if not args.skip_model and (rc == 0 or args.continue_on_gate_failure):
-        rc = max(rc, _demo_model(args))
+        rc = max(rc, _demo_model(args, paths, say))
         if loop_days and rc == 0:
-            loop = _demo_loop(args, affected, loop_days, truth, say)
+            loop = _demo_loop(paths, affected, loop_days, truth, say)
             rc = max(rc, 0 if loop["ok"] else 1)
     total = time.perf_counter() - t0
-    s = summary_data()
+    s = platform_summary(paths)
     s.update(
         scenario=truth.get("scenario"),
         seconds=round(total, 1),
         simulation_seconds=round(t_sim, 1),
         success=rc == 0,
-        model=model_summary() if not args.skip_model else None,
+        model=model_summary(paths) if not args.skip_model else None,
         loop=loop,
     )
     emit(
@@ -421,72 +316,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
-DEMO_APPROVER = (
-    "carl.control"  # the demo acts as the policy's control owner (impersonation, audited)
-)
-
-
-def _demo_reset(paths: Any) -> Path | None:
-    """The demo starts from a clean platform state: the warehouse is rebuilt; the previous demo's
-    model registry, audit log, overrides, incidents (store and evidence bundles) and alerts are moved
-    (never deleted) to data/archive/<UTC time>/. Dagster's run history stays."""
-    if paths.warehouse_path.exists():
-        paths.warehouse_path.unlink()
-    moved = [
-        d
-        for d in (paths.data_dir / n for n in ("mlflow", "audit", "alerts", "incidents"))
-        if d.exists()
-    ]
-    if not moved:
-        return None
-    dest = paths.data_dir / "archive" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    dest.mkdir(parents=True, exist_ok=True)
-    for d in moved:
-        shutil.move(str(d), str(dest / d.name))
-    return dest
-
-
-def _demo_model(args: argparse.Namespace) -> int:
-    """Train + gate the first version; as the demo's control owner approve and promote it when the
-    gate let it through; then score and monitor every plant's standardised days with it."""
+def _demo_model(args: argparse.Namespace, paths: Paths, say: Any) -> int:
+    """Release the first version (train, gate, approve and promote as the demo's control owner:
+    quality_platform.demo); then score and monitor every plant's standardised days with it."""
+    from quality_platform import demo
     from quality_platform.definitions import build_definitions
-    from quality_platform.ml import lifecycle as L
-    from quality_platform.runner import train
 
-    say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
     defs, instance = build_definitions(), dagster_instance()
-    o = train(defs, instance, tags={"trigger": "demo"})
-    reg, audit = _lifecycle()
-    versions = reg.versions()
-    if not versions:
-        say(
-            f"train_job FAILED in {o.seconds:.1f} s (run {o.run_id[:8]}): no model version registered"
-        )
-        return 1
-    v = versions[-1]
-    say(
-        f"train_job: version {v.version} registered, gate {v.gate}, approval {v.approval} ({o.seconds:.1f} s)"
-    )
-    if v.gate in L.PASSING and v.approval == "pending":
-        from quality_platform.governance.policy import resolve_principal
-
-        reason = (
-            "make demo: initial release approved by the demo script after reading the release gate "
-            "(in production a control owner runs qp approve)"
-        )
-        resolve_principal(
-            DEMO_APPROVER, command="demo: approve and promote the first version", audit=audit
-        )
-        L.approve(reg, audit, v.version, DEMO_APPROVER, reason)
-        say(
-            f"approved version {v.version} as {DEMO_APPROVER} (impersonated by the demo script; audited)"
-        )
-    v = reg.version(v.version)
-    if v.gate in L.PASSING and v.approval == "approved" and reg.alias("champion") is None:
-        L.promote(reg, audit, v.version, DEMO_APPROVER, "make demo: first champion")
-        say(f"promoted version {v.version} to champion")
-    if reg.alias("champion") is None:
-        say("no champion (the gate did not let the version through): nothing scored")
+    if not demo.release_first_version(
+        paths, defs, instance, lambda step: say(_format_release_step(step))
+    ):
         return 1
     ns = argparse.Namespace(
         plant=None, date_from=None, date_to=None, json=args.json, trigger="demo"
@@ -495,130 +334,43 @@ def _demo_model(args: argparse.Namespace) -> int:
         return cmd_monitor(ns)
 
 
+def _format_release_step(s: ReleaseStep) -> str:
+    from quality_platform.demo import DEMO_APPROVER
+
+    if s.step == "train_failed":
+        return f"train_job FAILED in {s.seconds:.1f} s (run {s.run_id[:8]}): no model version registered"
+    if s.step == "trained":
+        return f"train_job: version {s.version} registered, gate {s.gate}, approval {s.approval} ({s.seconds:.1f} s)"
+    if s.step == "approved":
+        return f"approved version {s.version} as {DEMO_APPROVER} (impersonated by the demo script; audited)"
+    if s.step == "promoted":
+        return f"promoted version {s.version} to champion"
+    return "no champion (the gate did not let the version through): nothing scored"
+
+
 def _demo_loop(
-    args: argparse.Namespace, plant: str, days: list[dt.date], truth: dict[str, Any], say: Any
+    paths: Paths, plant: str, days: list[dt.date], truth: dict[str, Any], say: Any
 ) -> dict[str, Any]:
-    """The affected plant's days through the closed loop, one at a time (see runner.run_day)."""
+    """The affected plant's days through the closed loop, one line per day as it finishes."""
+    from quality_platform import demo
     from quality_platform.definitions import build_definitions
-    from quality_platform.defs.ml.sensors import RETRAIN_SENSOR, current_cursor
-    from quality_platform.runner import run_day
-    from quality_platform.warehouse import connect
 
     defs, instance = build_definitions(), dagster_instance()
-    reg, audit = _lifecycle()
     say(
         f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
         f"{truth['onset_date']}) =="
     )
-    cursors = {RETRAIN_SENSOR: current_cursor(instance)}  # as a sensor running all along would hold
-    before = audit.records()
-    seen = before[-1].seq if before else 0
-    rows, ok = [], True
-    for d in days:
-        o = run_day(defs, instance, plant, d, cursors)
-        cursors = o.cursors
-        with connect(get_paths().warehouse_path, read_only=True) as con:
-            kinds = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT kind FROM ml.drift_findings WHERE plant = ? AND "
-                    "partition_date = ? ORDER BY 1",
-                    [plant, d],
-                ).fetchall()
-            ]
-            versions = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
-                    "AND partition_date = ? AND decided_by = 'champion'",
-                    [plant, d],
-                ).fetchall()
-            ]
-        new = [r for r in audit.records() if r.seq > seen]  # one read of the log per day
-        events = [
-            r
-            for r in new
-            if r.action in ("retrain", "gate", "approve", "promote", "rollback", "incident")
-        ]
-        seen = new[-1].seq if new else seen
-        ok = ok and all(r.success for r in o.runs if r.job != "train_job")
-        row = {
-            "day": str(d),
-            "findings": kinds,
-            "champion_versions": versions,
-            "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
-            "retrain_run": o.retrain["run_id"] if o.retrain else None,
-            "seconds": round(sum(r.seconds for r in o.runs), 1),
-        }
-        rows.append(row)
-        say(
-            f"{d}  findings {', '.join(kinds) or '-':<40} champion v{','.join(versions) or '?'}  "
-            f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)"
-        )
-    first = next((r["day"] for r in rows if "process_drift" in r["findings"]), None)
-    retrain_records = audit.records(action="retrain")
-    retrain = next((r for r in retrain_records if r.outcome == "ok"), None)
-    retrained = [v for v in reg.versions() if v.tag("trigger") == "retrain_on_drift"]
-    version = next(
-        (v for v in retrained if v.gate in ("passed", "passed_with_warnings")),
-        retrained[0] if retrained else None,
+    return demo.run_loop(
+        paths, defs, instance, plant, days, truth, lambda row: say(_format_loop_day(row))
     )
-    held_back = [r.reason for r in retrain_records if r.outcome != "ok"]
-    champ = reg.alias("champion")
-    promotion = next(
-        (
-            r
-            for r in audit.records(action="promote")
-            if version and r.refs.get("model_version") == version.version and r.outcome == "ok"
-        ),
-        None,
+
+
+def _format_loop_day(row: dict[str, Any]) -> str:
+    return (
+        f"{row['day']}  findings {', '.join(row['findings']) or '-':<40} "
+        f"champion v{','.join(row['champion_versions']) or '?'}  "
+        f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)"
     )
-    latency = None
-    if retrain is not None and version is not None:
-        # failing check (end of the monitoring run that evaluated it) -> gate of the retrained version recorded
-        check_run = instance.get_run_record_by_id(str(retrain.refs.get("check_run_id")))
-        gate = next(
-            (
-                r
-                for r in audit.records(action="gate")
-                if r.refs.get("model_version") == version.version
-            ),
-            None,
-        )
-        if check_run is not None and check_run.end_time and gate is not None:
-            latency = round(
-                dt.datetime.fromisoformat(gate.ts_utc).timestamp() - check_run.end_time, 1
-            )
-    return {
-        "ok": ok,
-        "plant": plant,
-        "onset": truth["onset_date"],
-        "first_detected": first,
-        "check_to_gated_challenger_s": latency,
-        "retrain": {
-            "check": retrain.refs.get("check"),
-            "at": retrain.ts_utc,
-            "reason": retrain.reason,
-        }
-        if retrain
-        else None,
-        "retrained_version": {
-            "version": version.version,
-            "gate": version.gate,
-            "approval": version.approval,
-            "approved_by": version.tag("approved_by"),
-            "status": version.status,
-        }
-        if version
-        else None,
-        "retrained_versions": [
-            {"version": v.version, "gate": v.gate, "status": v.status} for v in retrained
-        ],
-        "retrains_held_back": held_back,
-        "promotion": {"by": promotion.actor, "reason": promotion.reason} if promotion else None,
-        "champion": champ.version if champ else None,
-        "days": rows,
-    }
 
 
 def _format_loop(loop: dict[str, Any]) -> str:
@@ -654,41 +406,6 @@ def _format_loop(loop: dict[str, Any]) -> str:
         f"v{','.join(loop['days'][-1]['champion_versions'])}"
     )
     return "\n".join(lines)
-
-
-def model_summary() -> dict[str, Any]:
-    """Champion version, gate results per plant, holdout figures per plant, predictions per plant."""
-    from quality_platform.ml.registry import CHALLENGER, CHAMPION
-    from quality_platform.warehouse import connect, table_exists
-
-    reg, _ = _lifecycle()
-    champ, chall = reg.alias(CHAMPION), reg.alias(CHALLENGER)
-    out: dict[str, Any] = {
-        "champion": _version_payload(champ) if champ else None,
-        "challenger": _version_payload(chall) if chall else None,
-    }
-    latest = reg.versions()[-1] if reg.versions() else None
-    if latest is not None:
-        report = reg.download_text(latest.version, "gate/report.json")
-        out["latest_version"] = _version_payload(latest)
-        out["gate"] = json.loads(report) if report else None
-    paths = get_paths()
-    if paths.warehouse_path.exists():
-        with connect(paths.warehouse_path, read_only=True) as con:
-            if table_exists(con, "ml", "predictions"):
-                out["predictions"] = json_records(
-                    con.sql("""
-                    SELECT plant, count(*) AS units, sum(predicted_defect::INT) AS flagged,
-                           round(avg(risk), 4) AS mean_risk, string_agg(DISTINCT model_version, ',') AS versions,
-                           sum((decided_by = 'challenger')::INT) AS by_challenger
-                    FROM ml.predictions GROUP BY plant ORDER BY plant""").df()
-                )
-                out["example_predictions"] = json_records(
-                    con.sql("""
-                    SELECT plant, unit_id, round(risk, 4) AS risk, predicted_defect, model_version, reason_1, reason_2,
-                           reason_3 FROM ml.predictions WHERE predicted_defect ORDER BY risk DESC LIMIT 3""").df()
-                )
-    return out
 
 
 def _format_model_summary(m: dict[str, Any]) -> str:
@@ -779,17 +496,6 @@ def _lifecycle() -> tuple[Any, Any]:
     return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
 
 
-def _version_payload(v: Any) -> dict[str, Any]:
-    return {
-        "version": v.version,
-        "gate": v.gate,
-        "approval": v.approval,
-        "status": v.status,
-        "aliases": list(v.aliases),
-        "approved_by": v.tag("approved_by"),
-    }
-
-
 def _who(args: argparse.Namespace, command: str) -> str:
     """The policy user this command acts as (``--as`` where the policy allows impersonation, else
     ``QP_USER``, else the OS account); see quality_platform.governance.policy."""
@@ -810,26 +516,29 @@ def _lifecycle_call(fn: Any, *a: Any) -> Any:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
+    from quality_platform.reports.summary import version_payload
 
     _who(args, "approve")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.approve, reg, audit, args.version, args.actor, args.reason)
-    emit(args, _version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})")
+    emit(args, version_payload(v), f"version {v.version} approved by {args.actor} (gate {v.gate})")
     return 0
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
+    from quality_platform.reports.summary import version_payload
 
     _who(args, "reject")
     reg, audit = _lifecycle()
     v = _lifecycle_call(L.reject, reg, audit, args.version, args.actor, args.reason)
-    emit(args, _version_payload(v), f"version {v.version} rejected by {args.actor}")
+    emit(args, version_payload(v), f"version {v.version} rejected by {args.actor}")
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from quality_platform.ml import lifecycle as L
+    from quality_platform.reports.summary import version_payload
 
     _who(args, "promote")
     reg, audit = _lifecycle()
@@ -838,7 +547,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     )
     emit(
         args,
-        _version_payload(v),
+        version_payload(v),
         f"version {v.version} is now the champion (promoted by {args.actor})",
     )
     return 0
@@ -910,73 +619,13 @@ def cmd_models_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def lineage_of_model(version: str) -> dict[str, Any]:
-    """Plants, partitions, data hash, code version and run that produced a model version."""
-    reg, audit = _lifecycle()
-    v = _lifecycle_call(reg.version, version)
-    batches = [
-        {
-            "run_id": r.refs.get("run_id"),
-            "ts_utc": r.ts_utc,
-            "partitions": r.refs.get("partitions"),
-            "rows": r.refs.get("rows"),
-            "role": "champion" if r.refs.get("champion_version") == version else "challenger",
-        }
-        for r in audit.records(action="predict")
-        if version in (r.refs.get("champion_version"), r.refs.get("challenger_version"))
-    ]
-    return {
-        "model": reg.name,
-        "version": version,
-        "plants": sorted(v.partitions),
-        "partitions": v.partitions,
-        "data_hash": v.tag("data_hash"),
-        "code_version": v.tag("code_version"),
-        "git_commit": v.tag("git_commit"),
-        "dagster_run_id": v.tag("dagster_run_id"),
-        "mlflow_run_id": v.run_id,
-        "params": v.params,
-        "feature_set_version": v.tag("feature_set_version"),
-        "gate": v.gate,
-        "approval": v.approval,
-        "status": v.status,
-        "prediction_batches": batches,
-    }
-
-
-def lineage_of_data(plant: str, day: dt.date) -> dict[str, Any]:
-    """Model versions whose training used (plant, day), and the prediction batches made with them."""
-    reg, audit = _lifecycle()
-    used = []
-    for v in reg.versions():
-        rng = v.partitions.get(plant)
-        if rng and dt.date.fromisoformat(rng[0]) <= day <= dt.date.fromisoformat(rng[1]):
-            used.append(v.version)
-    batches = [
-        {
-            "run_id": r.refs.get("run_id"),
-            "ts_utc": r.ts_utc,
-            "champion_version": r.refs.get("champion_version"),
-            "challenger_version": r.refs.get("challenger_version"),
-            "partitions": r.refs.get("partitions"),
-            "rows": r.refs.get("rows"),
-        }
-        for r in audit.records(action="predict")
-        if r.refs.get("champion_version") in used or r.refs.get("challenger_version") in used
-    ]
-    return {
-        "plant": plant,
-        "date": day.isoformat(),
-        "model_versions": used,
-        "prediction_batches": batches,
-    }
-
-
 def cmd_lineage(args: argparse.Namespace) -> int:
+    from quality_platform.reports.lineage import lineage_of_data, lineage_of_model
+
     if args.what == "model":
         if not args.version:
             raise CliError("qp lineage model VERSION")
-        out = lineage_of_model(args.version)
+        out = lineage_of_model(args.version, get_paths())
         text = (
             f"{out['model']} version {out['version']} ({out['status']}, gate {out['gate']}, approval {out['approval']})\n"
             f"  trained on: "
@@ -988,7 +637,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     else:
         if not (args.plant and args.date):
             raise CliError("qp lineage data --plant PLANT --date YYYY-MM-DD")
-        out = lineage_of_data(args.plant, dt.date.fromisoformat(args.date))
+        out = lineage_of_data(args.plant, dt.date.fromisoformat(args.date), get_paths())
         text = (
             f"{args.plant} {args.date} was used to train version(s): {out['model_versions'] or '(none)'}\n"
             f"prediction batches made with them: {len(out['prediction_batches'])}\n"
@@ -1347,11 +996,19 @@ def main(argv: list[str] | None = None) -> int:
         from quality_platform.governance.policy import PolicyError
         from quality_platform.ml.registry import RegistryStoreError
         from quality_platform.privacy import MissingKeyError
+        from quality_platform.reports.lineage import LineageError
+        from quality_platform.reports.summary import SummaryError
         from quality_platform.warehouse import WarehouseBusyError
 
         if isinstance(
             exc,
-            ConfigError | MissingKeyError | PolicyError | WarehouseBusyError | RegistryStoreError,
+            ConfigError
+            | MissingKeyError
+            | PolicyError
+            | WarehouseBusyError
+            | RegistryStoreError
+            | SummaryError
+            | LineageError,
         ):
             print(
                 json.dumps({"error": str(exc)})

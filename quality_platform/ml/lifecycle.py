@@ -20,8 +20,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from quality_platform.audit import AuditLog
-from quality_platform.ml.config import ApprovalPolicy
+from quality_platform.audit import AuditLog, audit_db_path
+from quality_platform.ml.config import ApprovalPolicy, load_model_config
 from quality_platform.ml.gate import GateReport
 from quality_platform.ml.registry import (
     CHALLENGER,
@@ -30,6 +30,7 @@ from quality_platform.ml.registry import (
     RegistryError,
     VersionInfo,
 )
+from quality_platform.settings import Paths
 
 PASSING = ("passed", "passed_with_warnings")
 AUTO_APPROVER = "policy:auto-approval"
@@ -37,6 +38,11 @@ AUTO_APPROVER = "policy:auto-approval"
 
 class LifecycleError(RegistryError):
     """A refused lifecycle action (the message says why; it was audited as denied)."""
+
+
+def open_stores(paths: Paths) -> tuple[ModelRegistry, AuditLog]:
+    """The model registry and the audit log of an installation: what the lifecycle functions take."""
+    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
 
 
 def subject(reg: ModelRegistry, version: str) -> str:
