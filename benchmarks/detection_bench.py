@@ -111,7 +111,7 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
         assert t.success, f"training failed: {t.failed_checks}"
         reg, audit = (
             ModelRegistry(load_model_config(paths), paths),
-            AuditLog(audit_db_path(paths.data_dir)),
+            AuditLog(audit_db_path(paths)),
         )
         L.approve(reg, audit, "1", "carl.control", "benchmark champion")
         L.promote(reg, audit, "1", "carl.control", "benchmark champion")

@@ -36,7 +36,8 @@ from pydantic import Field, field_validator, model_validator
 
 from quality_platform.audit import AuditLog, audit_db_path, canonical_refs, now_text
 from quality_platform.config import ConfigError, ConfigModel, load_yaml_model
-from quality_platform.settings import Paths, get_paths
+from quality_platform.settings import ALERT_WEBHOOK_URL_ENV as WEBHOOK_URL_ENV
+from quality_platform.settings import Paths, current_deployment, get_paths
 
 ALERT_KINDS: tuple[str, ...] = (
     "drift_alarm",
@@ -51,7 +52,6 @@ ALERT_KINDS: tuple[str, ...] = (
 )
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-WEBHOOK_URL_ENV = "QP_ALERT_WEBHOOK_URL"
 CONFIG_FILE = "alerts.yaml"
 AUDIT_ACTOR = "system:alerts"
 
@@ -159,7 +159,7 @@ def load_alert_config(paths: Paths | None = None) -> AlertConfig:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         cfg = AlertConfig() if raw is None else load_yaml_model(path, AlertConfig)
-    env_url = os.environ.get(WEBHOOK_URL_ENV)
+    env_url = current_deployment().alert_webhook_url
     if env_url:
         try:
             _check_url(env_url)
@@ -251,9 +251,10 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _post_webhook(payload: dict[str, Any], config: AlertConfig) -> int:
-    """POST ``payload``; returns the HTTP status or raises with a readable message."""
-    url = os.environ.get(WEBHOOK_URL_ENV) or config.webhook.url
+def _post_webhook(payload: dict[str, Any], config: AlertConfig, url: str | None) -> int:
+    """POST ``payload`` to ``url`` (else the file's URL); returns the HTTP status or raises with a
+    readable message."""
+    url = url or config.webhook.url
     if not url:
         raise RuntimeError(f"no webhook URL (webhook.url or {WEBHOOK_URL_ENV})")
     _check_url(url)
@@ -263,7 +264,7 @@ def _post_webhook(payload: dict[str, Any], config: AlertConfig) -> int:
         **config.webhook.headers,
     }
     for name, env in config.webhook.headers_from_env.items():
-        value = os.environ.get(env)
+        value = current_deployment().secret(env)
         if not value:
             raise RuntimeError(f"environment variable {env} for header {name!r} is not set")
         headers[name] = value
@@ -288,9 +289,14 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def send_alert(
-    alert: Alert, paths: Paths | None = None, config: AlertConfig | None = None
+    alert: Alert,
+    paths: Paths | None = None,
+    config: AlertConfig | None = None,
+    *,
+    webhook_url: str | None = None,
 ) -> dict[str, Any]:
     """Send ``alert`` to the configured channel and record it in the audit log; never raises.
+    ``webhook_url`` (the alert channel resource's) wins over the deployment's and the file's.
 
     Returns ``{"sent": False, "reason": ...}`` when the alert is below ``min_severity``;
     otherwise ``{"sent": True, "kind", "severity", "channel" (configured), "delivered" (bool),
@@ -299,6 +305,7 @@ def send_alert(
     (the alert then went to the file) or nothing could be written at all.
     """
     paths = paths or get_paths()
+    url = webhook_url or current_deployment().alert_webhook_url
     config_error: str | None = None
     if config is None:
         try:
@@ -330,9 +337,9 @@ def send_alert(
         "audit_error": None,
     }
     if config_error is None and config.channel == "webhook":
-        result["target"] = _redact_url(os.environ.get(WEBHOOK_URL_ENV) or config.webhook.url)
+        result["target"] = _redact_url(url or config.webhook.url)
         try:
-            result["http_status"] = _post_webhook(payload, config)
+            result["http_status"] = _post_webhook(payload, config, url)
             result["delivered"] = True
         except Exception as exc:  # HTTP error, timeout, refused, bad URL, missing secret, ...
             result["error"] = _describe_error(exc)
@@ -370,7 +377,7 @@ def send_alert(
     refs["alert_ts_utc"] = alert.ts_utc
     refs["details"] = payload["details"]
     try:
-        rec = AuditLog(audit_db_path(paths.data_dir)).append(
+        rec = AuditLog(audit_db_path(paths)).append(
             "alert",
             AUDIT_ACTOR,
             actor_kind="system",

@@ -67,7 +67,6 @@ import enum
 import hashlib
 import json
 import math
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -76,7 +75,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from quality_platform.settings import get_paths
+from quality_platform.settings import Paths, get_paths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,7 +99,6 @@ ACTOR_KINDS: tuple[str, ...] = ("user", "system")
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "info")
 GENESIS_HASH = "0" * 64
 BUSY_TIMEOUT_S = 30.0
-ENV_VAR = "QP_AUDIT_DB"
 
 _COLUMNS: tuple[str, ...] = (
     "seq",
@@ -213,29 +211,22 @@ class VerifyResult:
     problems: list[str]
 
 
-def audit_db_path(data_dir: Path | None = None) -> Path:
-    """Location of the audit database.
-
-    ``QP_AUDIT_DB`` wins (like ``QP_WAREHOUSE`` for the warehouse); otherwise
-    ``<data_dir>/audit/audit.db`` with ``data_dir`` defaulting to ``get_paths().data_dir``.
-    """
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    base = Path(data_dir) if data_dir is not None else get_paths().data_dir
-    return base / "audit" / "audit.db"
+def audit_db_path(paths: Paths | None = None) -> Path:
+    """Location of the audit database of ``paths`` (default: the current deployment's):
+    ``QP_AUDIT_DB`` if the deployment sets it, else ``<data_dir>/audit/audit.db``."""
+    return (paths or get_paths()).audit_db_path
 
 
 # --------------------------------------------------------------------------------------------
 # canonical JSON and hashing
 
 
-def _normalise(value: Any, where: str = "refs") -> Any:
+def normalise(value: Any, where: str = "refs") -> Any:
     """A JSON-native copy of ``value`` (dates/paths/decimals/... become strings)."""
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, enum.Enum):
-        return _normalise(value.value, where)
+        return normalise(value.value, where)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -256,22 +247,22 @@ def _normalise(value: Any, where: str = "refs") -> Any:
             key = str(k)
             if key in out:
                 raise ValueError(f"{where}: duplicate key {key!r} after conversion to string")
-            out[key] = _normalise(v, f"{where}.{key}")
+            out[key] = normalise(v, f"{where}.{key}")
         return out
     if isinstance(value, list | tuple):
-        return [_normalise(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [normalise(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, set | frozenset):
-        items = [_normalise(v, f"{where}{{}}") for v in value]
-        return sorted(items, key=_canonical_json)
+        items = [normalise(v, f"{where}{{}}") for v in value]
+        return sorted(items, key=canonical_json)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _normalise(dataclasses.asdict(value), where)
+        return normalise(dataclasses.asdict(value), where)
     item = getattr(value, "item", None)  # numpy scalars
     if callable(item) and getattr(value, "shape", None) == ():
-        return _normalise(item(), where)
+        return normalise(item(), where)
     raise ValueError(f"{where}: {type(value).__name__} value {value!r} is not JSON-serialisable")
 
 
-def _canonical_json(value: Any) -> str:
+def canonical_json(value: Any) -> str:
     """Canonical JSON text: sorted keys, no whitespace, UTF-8, no NaN/Infinity."""
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -284,7 +275,7 @@ def canonical_refs(refs: Mapping[str, Any] | None) -> str:
         return "{}"
     if not isinstance(refs, Mapping):
         raise ValueError(f"refs must be a dict, got {type(refs).__name__}")
-    return _canonical_json(_normalise(refs))
+    return canonical_json(normalise(refs))
 
 
 def record_hash(fields: Mapping[str, Any]) -> str:
@@ -295,7 +286,7 @@ def record_hash(fields: Mapping[str, Any]) -> str:
     payload = {c: fields[c] for c in _COLUMNS if c != "hash"}
     if isinstance(payload["refs"], str):
         payload["refs"] = json.loads(payload["refs"])
-    return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
 def utc_text(value: str | date | datetime, name: str = "timestamp") -> str:
@@ -643,7 +634,7 @@ class AuditLog:
                 problems.append(f"seq {seq}: refs is not valid JSON (record edited)")
                 refs = None
             if refs is not None:
-                if not isinstance(refs, dict) or _canonical_json(refs) != rec["refs"]:
+                if not isinstance(refs, dict) or canonical_json(refs) != rec["refs"]:
                     problems.append(f"seq {seq}: refs is not a canonical JSON object (edited)")
                 if record_hash({**rec, "refs": refs}) != rec["hash"]:
                     problems.append(f"seq {seq}: content does not match its hash (record edited)")

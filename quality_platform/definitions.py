@@ -43,7 +43,7 @@ from quality_platform.defs.monitoring.jobs import build_monitoring_jobs
 from quality_platform.defs.monitoring.sensors import build_monitor_sensor, build_run_failure_alert
 from quality_platform.features.config import load_features
 from quality_platform.ml.config import load_model_config, load_monitoring_config
-from quality_platform.resources import default_resources
+from quality_platform.resources import deployment_resources
 from quality_platform.settings import Paths, get_paths
 
 # Single-run backfills and multi-partition mappings are marked beta in Dagster 1.13; we rely on
@@ -101,7 +101,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
             *build_daily_schedules(plants, loop.daily_cron),
             *build_ml_schedules(loop.periodic_retrain_cron),
         ],
-        resources=default_resources(),
+        resources=deployment_resources(paths),
         # UI launches of ad-hoc selections run in-process like the platform's jobs
         # (the multiprocess default costs a process start per step)
         executor=dg.in_process_executor,

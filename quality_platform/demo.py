@@ -52,7 +52,7 @@ def simulate_scenario(
 def reset(paths: Paths) -> Path | None:
     """The demo starts from a clean platform state: the warehouse is rebuilt; the previous demo's
     model registry, audit log, overrides, incidents (store and evidence bundles) and alerts are moved
-    (never deleted) to data/archive/<UTC time>/, which is returned (None when there was nothing to
+    (never deleted) to data/state/archive/<UTC time>/, which is returned (None when there was nothing to
     move). Dagster's run history stays."""
     if paths.warehouse_path.exists():
         paths.warehouse_path.unlink()

@@ -18,7 +18,6 @@ override row is committed only after its audit record was written.
 from __future__ import annotations
 
 import math
-import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from quality_platform.config import PLANT_ID_RE
 from quality_platform.settings import Paths, get_paths
 
 DECISIONS: tuple[str, ...] = ("ok", "defect")
-ENV_VAR = "QP_OVERRIDES_DB"
 
 COLUMNS: tuple[str, ...] = (
     "id",
@@ -78,13 +76,10 @@ END""",
 )
 
 
-def overrides_db_path(data_dir: Path | None = None) -> Path:
-    """``QP_OVERRIDES_DB`` if set, else ``<data_dir>/audit/overrides.db``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    base = Path(data_dir) if data_dir is not None else get_paths().data_dir
-    return base / "audit" / "overrides.db"
+def overrides_db_path(paths: Paths | None = None) -> Path:
+    """The overrides database of ``paths`` (default: the current deployment's):
+    ``QP_OVERRIDES_DB`` if the deployment sets it, else ``<data_dir>/audit/overrides.db``."""
+    return (paths or get_paths()).overrides_db_path
 
 
 def _ensure_schema(path: Path) -> None:
@@ -173,8 +168,8 @@ def record_override(
     """
     row = _validate(plant, unit_id, decision, actor, reason, model_version, predicted_defect, risk)
     paths = paths or get_paths()
-    db = overrides_db_path(paths.data_dir)
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    db = overrides_db_path(paths)
+    audit = AuditLog(audit_db_path(paths))
     from quality_platform.governance.policy import authorize, load_policy
 
     authorize(
@@ -261,7 +256,7 @@ def overrides_frame(
     before ``since``. ``is_current`` tells whether a row is its unit's latest override overall.
     Reading never creates the database (no file: an empty frame).
     """
-    db = overrides_db_path((paths or get_paths()).data_dir)
+    db = overrides_db_path(paths)
     if not db.exists():
         frame = _empty_frame()
         frame["is_current"] = pd.Series(dtype="bool")
@@ -317,7 +312,7 @@ def override_counts(
     A unit overridden twice in the window counts once (a correction of an override is not a
     second disagreement with the model). Naive bounds and dates are UTC.
     """
-    db = overrides_db_path((paths or get_paths()).data_dir)
+    db = overrides_db_path(paths)
     if not db.exists():
         return 0
     start = utc_text(day_start_utc, "day_start_utc")

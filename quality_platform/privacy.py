@@ -2,7 +2,7 @@
 
 Operator/badge ids are replaced by a keyed HMAC-SHA256 pseudonym. The key never lives in the
 repository: it comes from ``QP_PSEUDONYM_KEY`` or from the file named by ``QP_PSEUDONYM_KEY_FILE``
-(``make demo`` creates a local development key file under data/.secrets/, git-ignored). The same
+(``make demo`` creates a local development key file under data/state/.secrets/, git-ignored). The same
 key gives the same pseudonym, so an operator can be followed across tables without being named;
 the key id (a hash of the key, not the key) is recorded with the data for lineage.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,11 +25,12 @@ from typing import Any
 
 import pandas as pd
 
+from quality_platform.settings import PSEUDONYM_KEY_ENV as KEY_ENV
+from quality_platform.settings import PSEUDONYM_KEY_NEW_ENV as NEW_KEY_ENV
+from quality_platform.settings import current_deployment
+
 PSEUDONYM_PREFIX = "op_"
 PSEUDONYM_HEX = 20
-KEY_ENV = "QP_PSEUDONYM_KEY"
-KEY_FILE_ENV = "QP_PSEUDONYM_KEY_FILE"
-NEW_KEY_ENV = "QP_PSEUDONYM_KEY_NEW"
 MIN_KEY_CHARS = 16
 RETIRED_SUFFIX = ".retired-"
 
@@ -41,14 +41,14 @@ class MissingKeyError(RuntimeError):
 
 def load_key() -> bytes:
     """The pseudonymisation key from the environment (``QP_PSEUDONYM_KEY`` or ``..._FILE``)."""
-    value = os.environ.get(KEY_ENV)
+    value = current_deployment().pseudonym_key
     path = key_file()
     if path is not None and path.is_file():
         value = path.read_text(encoding="utf-8").strip()
     if not value:
         raise MissingKeyError(
             "No pseudonymisation key: set QP_PSEUDONYM_KEY (or QP_PSEUDONYM_KEY_FILE to a file "
-            "holding it). For local development `make demo` creates data/.secrets/pseudonym.key."
+            "holding it). For local development `make demo` creates data/state/.secrets/pseudonym.key."
         )
     if len(value) < MIN_KEY_CHARS:
         raise MissingKeyError(f"{KEY_ENV} must be at least {MIN_KEY_CHARS} characters long")
@@ -58,15 +58,13 @@ def load_key() -> bytes:
 def key_file() -> Path | None:
     """The key file when the key is configured by ``QP_PSEUDONYM_KEY_FILE`` (and not overridden by
     ``QP_PSEUDONYM_KEY``), else None."""
-    if os.environ.get(KEY_ENV):
-        return None
-    name = os.environ.get(KEY_FILE_ENV)
-    return Path(name) if name else None
+    dep = current_deployment()
+    return None if dep.pseudonym_key else dep.pseudonym_key_file
 
 
 def load_new_key() -> bytes:
     """The key to rotate to, from ``QP_PSEUDONYM_KEY_NEW`` (at least 16 characters)."""
-    value = (os.environ.get(NEW_KEY_ENV) or "").strip()
+    value = current_deployment().pseudonym_key_new or ""
     if not value:
         raise MissingKeyError(
             f"no new key: set {NEW_KEY_ENV} to the new pseudonymisation key (at least "

@@ -70,23 +70,42 @@ def _outcome(
     )
 
 
+def _location_job(defs: dg.Definitions, job_name: str) -> Any:
+    """``job_name`` of ``defs`` as Dagster's in-memory job that also knows its repository (so an
+    asset reads ``context.repository_def``, as in a run the daemon launches from the location)."""
+    from dagster._core.definitions.job_base import InMemoryJob
+
+    repository = defs.get_repository_def()
+
+    class LocationJob(InMemoryJob):
+        def get_repository_definition(self) -> dg.RepositoryDefinition:
+            return repository
+
+        def get_subset(self, **kwargs: Any) -> InMemoryJob:
+            return LocationJob(super().get_subset(**kwargs).get_definition())
+
+    return LocationJob(repository.get_job(job_name))
+
+
 def _execute(
-    job: dg.JobDefinition,
+    defs: dg.Definitions,
+    job_name: str,
     instance: dg.DagsterInstance,
     tags: Mapping[str, str],
     run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecutionResult:
-    """Execute ``job`` in this process as one run of the code location (the run carries the
+    """Execute the job ``job_name`` of ``defs`` in this process as one run of the code location (the run carries the
     location's origin, so the UI lists it under the location and its job, and run-status sensors
     see it) that names this process as its executor, after failing the runs whose process died
     and freeing their slots (every pool). Raises ``SystemExit(143)`` when the run was cancelled
     by SIGTERM / SIGINT while waiting for a slot."""
-    from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.execution.api import execute_run
 
     from quality_platform.location import job_origin
     from quality_platform.runs import SlotWatch, executor_tags, reap_dead_runs
 
+    location_job = _location_job(defs, job_name)
+    job = location_job.get_definition()
     if job.executor_def.name != dg.in_process_executor.name:
         raise ValueError(
             f"job {job.name} uses the {job.executor_def.name} executor: jobs qp executes run in its "
@@ -104,7 +123,7 @@ def _execute(
     watch = SlotWatch(instance, run_id)
     try:
         with watch:
-            result = execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+            result = execute_run(location_job, run, instance, raise_on_error=False)
     except KeyboardInterrupt:
         if not watch.terminated:
             raise
@@ -123,7 +142,7 @@ def run_job(
     tags: dict[str, str] | None = None,
 ) -> dg.ExecutionResult:
     """Execute one unpartitioned job of the location as one run; Dagster's result (events, metadata)."""
-    return _execute(defs.resolve_job_def(job_name), instance, tags or {})
+    return _execute(defs, job_name, instance, tags or {})
 
 
 def run_range(
@@ -138,9 +157,8 @@ def run_range(
     """Execute one job over a plant's days as a single run."""
     import time
 
-    job = defs.resolve_job_def(job_name)
     t0 = time.perf_counter()
-    result = _execute(job, instance, {**range_tags(plant, first, last), **(tags or {})})
+    result = _execute(defs, job_name, instance, {**range_tags(plant, first, last), **(tags or {})})
     return _outcome(job_name, plant, first, last, result, t0)
 
 
@@ -168,12 +186,11 @@ def train(
     """Snapshot -> train -> gate (train_job) as one run."""
     import time
 
-    job = defs.resolve_job_def(TRAIN_JOB)
     run_config = (
         {"ops": {"training_dataset": {"config": {"end_date": end_date}}}} if end_date else None
     )
     t0 = time.perf_counter()
-    result = _execute(job, instance, tags or {}, run_config)
+    result = _execute(defs, TRAIN_JOB, instance, tags or {}, run_config)
     today = dt.date.today()
     return _outcome(TRAIN_JOB, "*", today, today, result, t0)
 
@@ -200,13 +217,12 @@ def _execute_request(
 
     from quality_platform.partitions import RANGE_END, RANGE_START, split_key
 
-    job = defs.resolve_job_def(req.job_name or "")
     t0 = time.perf_counter()
     # what the daemon records on a sensor's run (the UI shows "launched by sensor ...")
     origin = {"dagster/sensor_name": sensor} if sensor else {}
     if sensor and req.run_key:
         origin["dagster/run_key"] = req.run_key
-    result = _execute(job, instance, {**req.tags, **origin})
+    result = _execute(defs, req.job_name or "", instance, {**req.tags, **origin})
     tags = req.tags
     plant, first = split_key(tags[RANGE_START]) if RANGE_START in tags else ("*", dt.date.today())
     last = split_key(tags[RANGE_END])[1] if RANGE_END in tags else first

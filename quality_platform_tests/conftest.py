@@ -4,6 +4,7 @@ temp Dagster instance, a test pseudonymisation key)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from quality_platform.settings import Paths, copy_installation
+from quality_platform.settings import ENVIRONMENT, Paths, copy_installation, get_paths
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
     from quality_platform.ml.registry import ModelRegistry
 
 TEST_KEY = "test-key-0123456789abcdef-not-a-secret"
+
+# The suite runs on installations of its own: nothing the shell or the Makefile exports
+# (QP_DATA_DIR=data/state, DAGSTER_HOME, a webhook URL, ...) reaches a test; fixtures set what
+# a test's deployment needs.
+for _var in ENVIRONMENT:
+    os.environ.pop(_var, None)
 
 
 def make_installation(root: Path, plants: tuple[str, ...] | None = None) -> Paths:
@@ -86,7 +93,7 @@ def qp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     monkeypatch.delenv("QP_MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("QP_MLFLOW_ARTIFACT_ROOT", raising=False)
     (tmp_path / "dagster_home").mkdir()
-    return paths
+    return get_paths()  # the deployment the environment describes (Dagster home included)
 
 
 # --------------------------------------------------------------------------- the governed installation
@@ -116,7 +123,7 @@ class GovEnv:
     def audit(self) -> AuditLog:
         from quality_platform.audit import AuditLog, audit_db_path
 
-        return AuditLog(audit_db_path(self.paths.data_dir))
+        return AuditLog(audit_db_path(self.paths))
 
     @property
     def registry(self) -> ModelRegistry:
@@ -172,7 +179,7 @@ def gov_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 assert all(o.success for o in outs), outs
             assert train(defs, instance).success
             reg = ModelRegistry(load_model_config(paths), paths)
-            audit = AuditLog(audit_db_path(paths.data_dir))
+            audit = AuditLog(audit_db_path(paths))
             L.approve(reg, audit, "1", "carl.control", "governance test base: gate read")
             L.promote(reg, audit, "1", "carl.control", "governance test base")
             for p in GOV_PLANTS:
@@ -188,7 +195,7 @@ def gov_env(gov_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     root = tmp_path / "gov"
     shutil.copytree(gov_base, root, symlinks=True)
-    paths = Paths(data_dir=root / "data", config_dir=root / "data")
-    _env(monkeypatch, root, paths)
+    _env(monkeypatch, root, Paths(data_dir=root / "data", config_dir=root / "data"))
+    paths = get_paths()  # the deployment the environment describes (Dagster home included)
     with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
         yield GovEnv(root=root, paths=paths, instance=instance)

@@ -44,7 +44,7 @@ def write_config(paths: Paths, text: str) -> Path:
 
 
 def audit_alerts(paths: Paths) -> list[Any]:
-    return AuditLog(audit_db_path(paths.data_dir)).records(action="alert")
+    return AuditLog(audit_db_path(paths)).records(action="alert")
 
 
 class Receiver:
@@ -195,7 +195,7 @@ def test_audit_record_for_each_alert(paths: Paths) -> None:
     assert recs[0].refs["kind"] == "gate_failed" and recs[0].refs["severity"] == "error"
     assert recs[0].refs["channel"] == "file" and recs[0].refs["delivered"] is True
     assert recs[1].plant == "plant_b"
-    assert AuditLog(audit_db_path(paths.data_dir)).verify().ok
+    assert AuditLog(audit_db_path(paths)).verify().ok
 
 
 def test_min_severity_filters(paths: Paths) -> None:

@@ -21,6 +21,7 @@ from quality_platform.audit import (
     audit_db_path,
     record_hash,
 )
+from quality_platform.settings import Paths
 
 
 @pytest.fixture
@@ -198,7 +199,8 @@ def test_default_path_and_env_override(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("QP_AUDIT_DB", raising=False)
     monkeypatch.setenv("QP_DATA_DIR", str(tmp_path / "data"))
     assert audit_db_path() == (tmp_path / "data").resolve() / "audit" / "audit.db"
-    assert audit_db_path(tmp_path / "other") == tmp_path / "other" / "audit" / "audit.db"
+    other = Paths(data_dir=tmp_path / "other", config_dir=tmp_path / "other")
+    assert audit_db_path(other) == tmp_path / "other" / "audit" / "audit.db"
 
     target = tmp_path / "elsewhere" / "my_audit.db"
     monkeypatch.setenv("QP_AUDIT_DB", str(target))

@@ -152,7 +152,7 @@ def test_model_version_tag_is_an_anchor(qp_env: Paths) -> None:
     from quality_platform.ml.config import load_model_config
     from quality_platform.ml.registry import ModelRegistry
 
-    log = AuditLog(audit_db_path(qp_env.data_dir))
+    log = AuditLog(audit_db_path(qp_env))
     store = qp_env.data_dir / "mlflow" / "mlflow.db"
     found = collect_anchors(qp_env)
     assert found.anchors == [] and any("MLflow: no store" in n for n in found.notes)
@@ -205,7 +205,7 @@ def test_every_dagster_run_publishes_the_head(qp_env: Paths) -> None:
     home = qp_env.dagster_home
     assert collect_anchors(qp_env).counts()["dagster"] == 0  # an empty home holds no instance
     assert any("Dagster: no instance with runs" in n for n in collect_anchors(qp_env).notes)
-    log = AuditLog(audit_db_path(qp_env.data_dir))
+    log = AuditLog(audit_db_path(qp_env))
     _fill(log, 3)
     tiny_plant_a_day(qp_env, D1)
     defs = build_definitions(qp_env)

@@ -19,7 +19,7 @@ from quality_platform.overrides import (
     overrides_frame,
     record_override,
 )
-from quality_platform.settings import REPO_ROOT, Paths
+from quality_platform.settings import REPO_ROOT, Paths, get_paths
 
 
 @pytest.fixture
@@ -53,8 +53,8 @@ def test_record_and_read_back(paths: Paths) -> None:
         paths=paths,
     )
     assert out["id"] == 1 and out["supersedes"] is None and out["decision"] == "ok"
-    assert overrides_db_path(paths.data_dir) == paths.data_dir / "audit" / "overrides.db"
-    assert overrides_db_path(paths.data_dir).exists()
+    assert overrides_db_path(paths) == paths.data_dir / "audit" / "overrides.db"
+    assert overrides_db_path(paths).exists()
     df = overrides_frame(paths)
     assert len(df) == 1
     row = df.iloc[0]
@@ -79,7 +79,7 @@ def test_empty_without_database(paths: Paths) -> None:
     df = overrides_frame(paths)
     assert df.empty and "is_current" in df.columns and "unit_id" in df.columns
     assert override_counts(paths, "plant_a", "2024-01-01", "2024-01-02") == 0
-    assert not overrides_db_path(paths.data_dir).exists()
+    assert not overrides_db_path(paths).exists()
 
 
 def test_current_only_keeps_latest_per_unit(paths: Paths, clock: list[str]) -> None:
@@ -139,7 +139,7 @@ def test_current_only_keeps_latest_per_unit(paths: Paths, clock: list[str]) -> N
 
 def test_append_only(paths: Paths) -> None:
     record_override("plant_a", "U-1", "ok", "quinn.quality", "fine", paths=paths)
-    con = sqlite3.connect(overrides_db_path(paths.data_dir))
+    con = sqlite3.connect(overrides_db_path(paths))
     try:
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             con.execute("UPDATE overrides SET decision = 'defect'")
@@ -182,7 +182,7 @@ def test_validation_errors(paths: Paths, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         record_override(**args, paths=paths)
     assert overrides_frame(paths).empty
-    assert not audit_db_path(paths.data_dir).exists()
+    assert not audit_db_path(paths).exists()
 
 
 def test_decision_is_normalised(paths: Paths) -> None:
@@ -203,7 +203,7 @@ def test_audit_record_written(paths: Paths) -> None:
         paths=paths,
     )
     out = record_override("plant_a", "U-7", "defect", "rita.quality", "second look", paths=paths)
-    log = AuditLog(audit_db_path(paths.data_dir))
+    log = AuditLog(audit_db_path(paths))
     recs = log.records(action="override")
     assert len(recs) == 2 and recs[1].seq == out["audit_seq"]
     first, second = recs
@@ -235,8 +235,11 @@ def test_no_override_without_audit_record(paths: Paths, monkeypatch: pytest.Monk
 def test_env_overrides_location(
     tmp_path: Path, paths: Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """QP_OVERRIDES_DB moves the store: the deployment the environment describes carries it."""
     db = tmp_path / "elsewhere" / "ov.db"
+    monkeypatch.setenv("QP_DATA_DIR", str(paths.data_dir))
     monkeypatch.setenv("QP_OVERRIDES_DB", str(db))
+    paths = get_paths()
     record_override("plant_a", "U-1", "ok", "quinn.quality", "fine", paths=paths)
     assert db.exists() and len(overrides_frame(paths)) == 1
 
@@ -258,5 +261,5 @@ def test_policy_refuses_and_audits(paths: Paths, actor: str, plant: str, why: st
     with pytest.raises(PolicyError, match=why):
         record_override(plant, "U-1", "ok", actor, "looks fine to me", paths=paths)
     assert overrides_frame(paths, current_only=False).empty
-    (rec,) = AuditLog(audit_db_path(paths.data_dir)).records(action="override")
+    (rec,) = AuditLog(audit_db_path(paths)).records(action="override")
     assert rec.outcome == "denied" and rec.actor == actor and why in rec.refs["denied_because"]

@@ -42,7 +42,7 @@ def text_table(df: pd.DataFrame) -> str:
 
 
 def dagster_instance() -> Any:
-    """The Dagster instance at ``$DAGSTER_HOME`` (default data/dagster_home), with the repository's
+    """The Dagster instance at ``$DAGSTER_HOME`` (default data/state/dagster_home), with the repository's
     dagster.yaml copied in on first use."""
     import dagster as dg
 

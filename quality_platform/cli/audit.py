@@ -48,7 +48,7 @@ def _governed(
 
     paths = get_paths()
     policy = load_policy(paths)
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    audit = AuditLog(audit_db_path(paths))
     who = resolve_principal(args.actor, command=command, policy=policy, audit=audit, paths=paths)
     authorize(policy, who, action, audit, plant=plant, subject=subject)
     return paths, who, audit
@@ -377,17 +377,23 @@ def cmd_report_review(args: argparse.Namespace) -> int:
 
 def cmd_docs_model(args: argparse.Namespace) -> int:
     from quality_platform.cli._common import CliError, emit
+    from quality_platform.definitions import build_definitions
     from quality_platform.ml.config import load_model_config
     from quality_platform.reports import model_docs as D
+    from quality_platform.settings import get_paths
 
+    model = load_model_config(get_paths()).mlflow.registered_model
     paths, who, audit = _governed(
-        args,
-        "qp docs model",
-        "model_docs",
-        subject=f"model:{load_model_config().mlflow.registered_model}/{args.version}",
+        args, "qp docs model", "model_docs", subject=f"model:{model}/{args.version}"
     )
     try:
-        doc = D.document(paths, args.version, regenerate=args.regenerate, audit=audit)
+        doc = D.document(
+            paths,
+            args.version,
+            regenerate=args.regenerate,
+            audit=audit,
+            definitions=build_definitions(paths),
+        )
     except D.DocsError as exc:
         raise CliError(str(exc)) from exc
     audit.append(

@@ -493,7 +493,7 @@ def _lifecycle() -> tuple[Any, Any]:
     from quality_platform.ml.registry import ModelRegistry
 
     paths = get_paths()
-    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths))
 
 
 def _who(args: argparse.Namespace, command: str) -> str:
@@ -578,7 +578,7 @@ def cmd_models_init_registry(args: argparse.Namespace) -> int:
     who = _who(args, "registry_init")
     paths = get_paths()
     cfg = load_model_config(paths)
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    audit = AuditLog(audit_db_path(paths))
     authorize(
         load_policy(paths),
         who,
@@ -663,7 +663,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         load_policy(paths),
         who,
         "train",
-        AuditLog(audit_db_path(paths.data_dir)),
+        AuditLog(audit_db_path(paths)),
         subject="job:train_job",
         reason=f"manual training ({args.trigger})",
     )
@@ -772,7 +772,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
 
 def cmd_override(args: argparse.Namespace) -> int:
     """A quality engineer overrides the decision for one unit. The override is stored apart from
-    inspection labels (data/audit/overrides.db), so it never feeds back into training data."""
+    inspection labels (data/state/audit/overrides.db), so it never feeds back into training data."""
     from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS
     from quality_platform.overrides import record_override
     from quality_platform.warehouse import connect, table_exists

@@ -102,7 +102,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from quality_platform.settings import get_paths
 
     paths = get_paths()
-    policy, audit = load_policy(paths), AuditLog(audit_db_path(paths.data_dir))
+    policy, audit = load_policy(paths), AuditLog(audit_db_path(paths))
     who = _who(args, "incident report", policy=policy, audit=audit, paths=paths)
     # the report is the event record of a window: the same right as `qp audit export`
     authorize(

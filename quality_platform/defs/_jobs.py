@@ -10,24 +10,22 @@ def _publish_audit_head(context: dg.HookContext) -> None:
     """Tag the run with the audit chain's head (run tag ``qp/audit_head``, see
     quality_platform/audit_anchors.py). Runs after every step, so the last step to finish leaves
     the head as of the run's end; a failure to publish is logged and never fails the run."""
-    from quality_platform.audit import AuditLog, audit_db_path
     from quality_platform.audit_anchors import anchor_run
 
     try:
-        paths = context.resources.platform.paths()
-        anchor_run(context.instance, context.run_id, AuditLog(audit_db_path(paths.data_dir)))
+        anchor_run(context.instance, context.run_id, context.resources.audit_log.log())
     except Exception as exc:  # the anchor is evidence, not part of the run's work
         context.log.warning(
             f"audit head not published on run {context.run_id}: {type(exc).__name__}: {exc}"
         )
 
 
-@dg.success_hook(name="publish_audit_head_on_success", required_resource_keys={"platform"})
+@dg.success_hook(name="publish_audit_head_on_success", required_resource_keys={"audit_log"})
 def publish_audit_head_on_success(context: dg.HookContext) -> None:
     _publish_audit_head(context)
 
 
-@dg.failure_hook(name="publish_audit_head_on_failure", required_resource_keys={"platform"})
+@dg.failure_hook(name="publish_audit_head_on_failure", required_resource_keys={"audit_log"})
 def publish_audit_head_on_failure(context: dg.HookContext) -> None:
     _publish_audit_head(context)
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from quality_platform.config import QuantityRegistry
 from quality_platform.features.config import FeatureConfig, Limits
 from quality_platform.features.schema import CONTEXT, columns, feature_name, statistics_of
-from quality_platform.standard.schemas import _TYPES, TABLES
+from quality_platform.standard.schemas import TABLES, sql_type
 from quality_platform.warehouse import key_predicate, table_exists
 
 STANDARD = "standard"
@@ -45,7 +45,7 @@ def _source(schema: str, table: str, where: str, con: duckdb.DuckDBPyConnection)
     """``SELECT * FROM schema.table WHERE where``, or a typed empty relation if the table is missing."""
     if table_exists(con, schema, table):
         return f'SELECT * FROM "{schema}"."{table}" WHERE {where}'
-    cols = ", ".join(f'CAST(NULL AS {_TYPES[c.type][0]}) AS "{c.name}"' for c in TABLES[table])
+    cols = ", ".join(f'CAST(NULL AS {sql_type(c.type)}) AS "{c.name}"' for c in TABLES[table])
     return f"SELECT {cols} WHERE FALSE"
 
 
@@ -78,7 +78,7 @@ def unit_features_sql(
         q: lim for q in registry.quantities if (lim := config.limits_for(plant_id, q)) is not None
     }
     agg = ",\n      ".join(
-        f'CAST({s.sql.format(interval=_num(reading_interval_seconds))} AS {_TYPES[s.type][0]}) AS "{s.name}"'
+        f'CAST({s.sql.format(interval=_num(reading_interval_seconds))} AS {sql_type(s.type)}) AS "{s.name}"'
         for s in stats
     )
     pivot = []

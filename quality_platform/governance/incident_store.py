@@ -198,16 +198,15 @@ END""",
 )
 
 
-def incidents_db_path(data_dir: Path | None = None) -> Path:
-    """``<data_dir>/audit/incidents.db`` (next to the audit log)."""
-    return (
-        Path(data_dir if data_dir is not None else get_paths().data_dir) / "audit" / "incidents.db"
-    )
+def incidents_db_path(paths: Paths | None = None) -> Path:
+    """The incident store of ``paths`` (default: the current deployment's):
+    ``<data_dir>/audit/incidents.db``, next to the audit log."""
+    return (paths or get_paths()).incidents_db_path
 
 
 def ensure_store(paths: Paths) -> Path:
     """The store, created (file, WAL, table, triggers) if missing."""
-    path = incidents_db_path(paths.data_dir)
+    path = incidents_db_path(paths)
     sqlite_init(path, _SCHEMA)
     return path
 
@@ -219,7 +218,7 @@ def _row(r: tuple[Any, ...]) -> Incident:
 
 
 def _select(paths: Paths, where: str = "", params: tuple[Any, ...] = ()) -> list[Incident]:
-    path = incidents_db_path(paths.data_dir)
+    path = incidents_db_path(paths)
     if not path.exists():  # nothing opened yet: reading never creates the store
         return []
     with sqlite_connect(path) as con:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from quality_platform.config import ConfigModel, load_yaml_model
-from quality_platform.settings import Paths, get_paths
+from quality_platform.settings import USER_ENV, Paths, current_deployment, get_paths
 
 if TYPE_CHECKING:
     from quality_platform.audit import AuditLog
@@ -66,7 +66,6 @@ ACTIONS: tuple[str, ...] = (
     "model_docs",  # generate/read model documentation
     "registry_init",  # start a new, empty model registry (the old store is lost or retired)
 )
-USER_ENV = "QP_USER"
 ALL_PLANTS = "*"
 SYSTEM_PREFIXES: tuple[str, ...] = ("system:", "policy:")
 
@@ -404,7 +403,7 @@ def resolve_principal(
     account = _os_account()
 
     def log() -> AuditLog:
-        return audit or AuditLog(audit_db_path(paths.data_dir))
+        return audit or AuditLog(audit_db_path(paths))
 
     if as_user:
         if not policy.impersonation.allowed:
@@ -427,7 +426,7 @@ def resolve_principal(
             refs={"command": command, "os_account": account, "via": "impersonation"},
         )
         return who
-    ident = identify(policy, account, os.environ)
+    ident = identify(policy, account, current_deployment().identity_environment)
     if ident.refused:
         raise _refuse_identity(
             log(),

@@ -170,7 +170,7 @@ def reidentify(
     id), :class:`~quality_platform.governance.policy.PolicyError` when refused (audited as denied)."""
     paths = paths or get_paths()
     policy = policy or load_policy(paths)
-    audit = audit or AuditLog(audit_db_path(paths.data_dir))
+    audit = audit or AuditLog(audit_db_path(paths))
     value = pseudonym_value.strip()
     if not is_pseudonym(value):
         raise ValueError(
@@ -384,7 +384,7 @@ def rotate_key(
     procedure). All or nothing in the warehouse; audited with the old and new key id."""
     paths = paths or get_paths()
     policy = policy or load_policy(paths)
-    audit = audit or AuditLog(audit_db_path(paths.data_dir))
+    audit = audit or AuditLog(audit_db_path(paths))
     authorize(policy, who, "rotate_key", audit, subject="pseudonym_key", reason=reason)
     old, new = load_key(), load_new_key()
     old_id, new_id = key_id(old), key_id(new)

@@ -485,7 +485,7 @@ def check_sql(
 def _audit_log(paths: Paths) -> pd.DataFrame:
     from quality_platform.audit import AuditLog, audit_db_path
 
-    df = AuditLog(audit_db_path(paths.data_dir)).frame()
+    df = AuditLog(audit_db_path(paths)).frame()
     df["refs"] = [json.dumps(r, sort_keys=True, default=str) for r in df["refs"]]
     return df
 
@@ -594,7 +594,7 @@ class GovernedSession:
 
         self.paths = paths or get_paths()
         self.policy = policy or load_policy(self.paths)
-        self.audit = audit or AuditLog(audit_db_path(self.paths.data_dir))
+        self.audit = audit or AuditLog(audit_db_path(self.paths))
         self.who = who
         self.limits: QueryLimits = self.policy.query_limits
         self.max_rows = min(

@@ -108,7 +108,7 @@ def open_incident(
         from quality_platform.ml.config import load_model_config
 
         model = load_model_config(paths).mlflow.registered_model
-    audit = audit or AuditLog(audit_db_path(paths.data_dir))
+    audit = audit or AuditLog(audit_db_path(paths))
     cfg = load_incident_config(paths)
     if severity not in cfg.severities:
         raise IncidentError(
@@ -258,7 +258,7 @@ def close_incident(
     """Close an open incident (``close_incident``): the freeze and the safe state end. Audited and
     alerted; closing twice or without a resolution is refused (audited)."""
     paths = paths or get_paths()
-    audit = audit or AuditLog(audit_db_path(paths.data_dir))
+    audit = audit or AuditLog(audit_db_path(paths))
     inc = get(incident_id, paths)
     policy = policy or load_policy(paths)
     p = authorize(

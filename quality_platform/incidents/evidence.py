@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -186,13 +185,10 @@ def _export_runs(inc: Incident, instance: dg.DagsterInstance, max_runs: int, out
 def _default_instance(paths: Paths) -> dg.DagsterInstance | None:
     import dagster as dg
 
-    home = os.environ.get("DAGSTER_HOME") or (
-        str(paths.dagster_home) if paths.dagster_home.exists() else None
-    )
-    if not home or not Path(home).is_dir():
+    home = paths.dagster_home
+    if not home.is_dir():
         return None
-    os.environ.setdefault("DAGSTER_HOME", home)
-    return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def build_evidence(

@@ -183,7 +183,7 @@ def incident_report(
     inc = get(incident_id, paths)
     cfg = load_incident_config(paths)
     sev = cfg.severities.get(inc.severity)
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    audit = AuditLog(audit_db_path(paths))
     now = dt.datetime.now(dt.UTC)
     until = inc.closed_utc or utc_text(now)
     wh = _warehouse_sections(inc, paths)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -230,18 +229,15 @@ def load_behaviour_cases(paths: Paths | None = None) -> BehaviourCases:
 
 
 def mlflow_uris(cfg: ModelConfig, paths: Paths | None = None) -> tuple[str, str]:
-    """(tracking URI, artifact root) after environment overrides; the default is local files."""
+    """(tracking URI, artifact root): the deployment's (``QP_MLFLOW_*``), else data/ml/model.yaml,
+    else local files below the data dir."""
     paths = paths or get_paths()
     base = paths.data_dir / "mlflow"
     tracking = (
-        os.environ.get("QP_MLFLOW_TRACKING_URI")
-        or cfg.mlflow.tracking_uri
-        or f"sqlite:///{base / 'mlflow.db'}"
+        paths.mlflow_tracking_uri or cfg.mlflow.tracking_uri or f"sqlite:///{base / 'mlflow.db'}"
     )
     artifacts = (
-        os.environ.get("QP_MLFLOW_ARTIFACT_ROOT")
-        or cfg.mlflow.artifact_root
-        or (base / "artifacts").as_uri()
+        paths.mlflow_artifact_root or cfg.mlflow.artifact_root or (base / "artifacts").as_uri()
     )
     return tracking, artifacts
 

@@ -42,7 +42,7 @@ class LifecycleError(RegistryError):
 
 def open_stores(paths: Paths) -> tuple[ModelRegistry, AuditLog]:
     """The model registry and the audit log of an installation: what the lifecycle functions take."""
-    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths))
 
 
 def subject(reg: ModelRegistry, version: str) -> str:

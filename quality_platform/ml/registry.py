@@ -389,7 +389,7 @@ def current_store(paths: Paths) -> str | None:
 def expected_store(paths: Paths) -> AuditRecord | None:
     """The newest audit record naming the registry store model versions are registered in
     (a registration or a deliberate new registry), or None on a fresh installation."""
-    path = audit_db_path(paths.data_dir)
+    path = audit_db_path(paths)
     if not path.exists():
         return None
     # one record per training or new registry: few, even in a long-lived log; refusals do not count

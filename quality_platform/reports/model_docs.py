@@ -51,7 +51,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, model_validator
 
-from quality_platform.audit import AuditLog, _canonical_json, _normalise
+from quality_platform.audit import AuditLog, canonical_json, normalise
 from quality_platform.config import ConfigModel, load_yaml_model
 from quality_platform.reports.review import md_table as _md_table
 from quality_platform.settings import Paths
@@ -168,7 +168,7 @@ def load_docs_config(paths: Paths) -> ModelDocsConfig:
 def sha256_of(evidence: Any) -> str:
     """sha256 of the canonical JSON of ``evidence`` (sorted keys, no whitespace)."""
     return hashlib.sha256(
-        _canonical_json(_normalise(evidence, "evidence")).encode("utf-8")
+        canonical_json(normalise(evidence, "evidence")).encode("utf-8")
     ).hexdigest()
 
 
@@ -195,20 +195,16 @@ class Context:
     registry: Any  # ModelRegistry
     audit: AuditLog
     version: Any  # VersionInfo
+    #: the Dagster definitions or repository the version runs in (the asset passes its own
+    #: repository, the CLI the installation's definitions): the monitoring plan is read from it
+    definitions: dg.Definitions | dg.RepositoryDefinition
     warehouse: Path | None = None
-    #: the Dagster definitions or repository the version runs in (the asset passes its own;
-    #: default: built from ``paths``)
-    definitions: Any = None
     _artifacts: dict[str, str | None] = field(default_factory=dict)
 
     @cached_property
     def repository(self) -> dg.RepositoryDefinition:
         """The repository the monitoring plan is read from."""
         defs = self.definitions
-        if defs is None:
-            from quality_platform.definitions import build_definitions
-
-            defs = build_definitions(self.paths)
         return defs.get_repository_def() if isinstance(defs, dg.Definitions) else defs
 
     @cached_property
@@ -709,10 +705,10 @@ SECTIONS: dict[
 def _context(
     paths: Paths,
     version: str,
+    definitions: dg.Definitions | dg.RepositoryDefinition,
     registry: Any = None,
     audit: AuditLog | None = None,
     warehouse: Path | None = None,
-    definitions: Any = None,
 ) -> Context:
     from quality_platform.audit import audit_db_path
     from quality_platform.ml.config import load_model_config
@@ -726,7 +722,7 @@ def _context(
     return Context(
         paths=paths,
         registry=reg,
-        audit=audit or AuditLog(audit_db_path(paths.data_dir)),
+        audit=audit or AuditLog(audit_db_path(paths)),
         version=info,
         warehouse=warehouse if warehouse is not None else paths.warehouse_path,
         definitions=definitions,
@@ -737,7 +733,7 @@ def collect(ctx: Context) -> dict[str, dict[str, Any]]:
     """Per section: its evidence and the sha256 of that evidence (recomputed now)."""
     out = {}
     for key, (title, fn, _) in SECTIONS.items():
-        ev = _normalise(_clean(fn(ctx)), f"evidence of {key}")
+        ev = normalise(_clean(fn(ctx)), f"evidence of {key}")
         out[key] = {"title": title, "evidence": ev, "sha256": sha256_of(ev)}
     return out
 
@@ -816,13 +812,12 @@ def generate(
     registry: Any = None,
     audit: AuditLog | None = None,
     warehouse: Path | None = None,
-    definitions: Any = None,
+    definitions: dg.Definitions | dg.RepositoryDefinition,
 ) -> ModelDoc:
     """Collect the evidence of ``version``, render the document and store it with the version
     (MLflow artifacts ``docs/model_card.md`` + ``docs/evidence.json``, tags ``qp.docs_*``).
-    ``definitions``: the Dagster definitions the monitoring plan is read from (default: those
-    of ``paths``)."""
-    return _generate(_context(paths, version, registry, audit, warehouse, definitions))
+    ``definitions``: the Dagster definitions (or repository) the monitoring plan is read from."""
+    return _generate(_context(paths, version, definitions, registry, audit, warehouse))
 
 
 def _generate(ctx: Context) -> ModelDoc:
@@ -872,10 +867,11 @@ def check(
     registry: Any = None,
     audit: AuditLog | None = None,
     warehouse: Path | None = None,
+    definitions: dg.Definitions | dg.RepositoryDefinition,
 ) -> ModelDoc | None:
     """The stored document of ``version`` with every section whose evidence changed since generation
     marked STALE (evidence recomputed now); None when the version has no document yet."""
-    return _check(_context(paths, version, registry, audit, warehouse))
+    return _check(_context(paths, version, definitions, registry, audit, warehouse))
 
 
 def _check(ctx: Context) -> ModelDoc | None:
@@ -922,10 +918,11 @@ def document(
     regenerate: bool = False,
     registry: Any = None,
     audit: AuditLog | None = None,
+    definitions: dg.Definitions | dg.RepositoryDefinition,
 ) -> ModelDoc:
     """The document of ``version``: regenerated (``regenerate`` or none stored yet) or the stored one
     checked for staleness."""
-    ctx = _context(paths, version, registry, audit)
+    ctx = _context(paths, version, definitions, registry, audit)
     if not regenerate:
         doc = _check(ctx)
         if doc is not None:

@@ -328,7 +328,7 @@ def build_review(
         raise ReviewError(
             f"no warehouse at {paths.warehouse_path}: run `qp backfill` / `make demo` first"
         )
-    audit = audit or AuditLog(audit_db_path(paths.data_dir))
+    audit = audit or AuditLog(audit_db_path(paths))
     model = load_model_config(paths).mlflow.registered_model
     notes: list[str] = []
     with connect(paths.warehouse_path, read_only=True) as con:

@@ -30,6 +30,11 @@ _TYPES: dict[str, tuple[str, str, Any]] = {
 }
 
 
+def sql_type(logical: str) -> str:
+    """The DuckDB column type of a logical column type of the standard (``float`` -> ``DOUBLE``)."""
+    return _TYPES[logical][0]
+
+
 @dataclass(frozen=True)
 class Col:
     """One column of a standard table."""

@@ -96,7 +96,7 @@ def _run(
     assert t.success, t.failed_checks
     reg, audit = (
         ModelRegistry(load_model_config(paths), paths),
-        AuditLog(audit_db_path(paths.data_dir)),
+        AuditLog(audit_db_path(paths)),
     )
     L.approve(reg, audit, "1", "carl.control", "initial release")
     L.promote(reg, audit, "1", "carl.control", "initial release")
@@ -172,7 +172,7 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
         "AND decided_by = 'champion'",
     )
     assert set(pred["model_version"]) == {"2"}
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    audit = AuditLog(audit_db_path(paths))
     started = [r for r in audit.records(action="retrain") if r.outcome == "ok"]
     assert [r.refs["check"] for r in started] == ["drift_metrics:input_drift"]
     assert any(
@@ -220,7 +220,7 @@ def test_sensor_fault_is_an_incident_not_a_retrain(
     assert len(on) and all(m == machine for m in ",".join(on["machines"]).split(",")), on
     assert found[found["kind"] == "process_drift"].empty
     _no_retrain(days, paths)
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    audit = AuditLog(audit_db_path(paths))
     inc = [r for r in audit.records(action="incident") if r.plant == plant]
     assert inc and inc[0].refs["kind"] == kind and inc[0].refs["retrain"] is False
     assert machine in inc[0].refs["machines"]

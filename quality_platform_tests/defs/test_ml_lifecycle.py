@@ -71,7 +71,7 @@ def env(
 
 
 def _registry(paths: Paths) -> tuple[ModelRegistry, AuditLog]:
-    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths.data_dir))
+    return ModelRegistry(load_model_config(paths), paths), AuditLog(audit_db_path(paths))
 
 
 def _cli(*argv: str) -> tuple[int, object]:
@@ -315,7 +315,7 @@ def test_worse_challenger_is_rolled_back_by_the_canary(
 def test_a_missing_or_moved_registry_is_an_error_and_a_new_one_never_mixes_into_the_old_history(
     env: tuple[Paths, dg.DagsterInstance],
 ) -> None:
-    """Issue 11 item 9: with data/mlflow moved away, scoring and training used to report ok on a
+    """Issue 11 item 9: with data/state/mlflow moved away, scoring and training used to report ok on a
     silently created empty registry and register a phantom "version 1" whose records mixed into
     the real version 1's audit history."""
     paths, instance = env

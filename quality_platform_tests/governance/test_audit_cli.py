@@ -119,7 +119,7 @@ def test_verify_names_each_kind_of_tampering(
 def test_verify_and_export_refused_for_roles_without_the_action(
     qp_env: Paths, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = AuditLog(audit_db_path(qp_env.data_dir))
+    log = AuditLog(audit_db_path(qp_env))
     _fill(log, 2)
     rc, out = qp(capsys, "audit", "verify", "--as", "quinn.quality")
     assert rc == 2 and "may not audit_verify" in out["error"]
@@ -150,7 +150,7 @@ def test_verify_and_export_refused_for_roles_without_the_action(
 def test_export_is_the_complete_record_of_a_window(
     qp_env: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = AuditLog(audit_db_path(qp_env.data_dir))
+    log = AuditLog(audit_db_path(qp_env))
     before = log.append("run", "system:test", actor_kind="system", reason="before the window")
     time.sleep(0.01)
     t1 = dt.datetime.now(dt.UTC)
@@ -362,7 +362,7 @@ def test_verify_names_dropped_triggers_even_though_opening_recreates_them(
 ) -> None:
     """`qp audit verify` opens the log (which re-creates the trigger) before it verifies: the record of
     the re-creation makes it fail, this time and every later time."""
-    log = AuditLog(audit_db_path(qp_env.data_dir))
+    log = AuditLog(audit_db_path(qp_env))
     _fill(log, 3)
     con = sqlite3.connect(log.path, isolation_level=None)
     con.execute("DROP TRIGGER audit_log_no_update")
@@ -381,7 +381,7 @@ def test_export_and_anchor_files_catch_a_truncated_tail(
     """The head in `qp audit export` output and the file of `qp audit anchor --out` are anchors for
     `qp audit verify --anchor`: deleting the newest records and lowering sqlite_sequence no longer
     passes as 'OK, chain intact'."""
-    log = AuditLog(audit_db_path(qp_env.data_dir))
+    log = AuditLog(audit_db_path(qp_env))
     recs = _fill(log, 5)
     rc, exported = qp(
         capsys, "audit", "export", "--from", "2020-01-01", "--to", "2100-01-01", "--as", "aud.it"

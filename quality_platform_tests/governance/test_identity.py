@@ -99,7 +99,7 @@ def _resolve(root: Path, user: str | None = None, **env: str) -> dict[str, str]:
 
 
 def _identity_records(root: Path) -> list:
-    db = audit_db_path(root / "data")
+    db = audit_db_path(Paths(data_dir=root / "data", config_dir=root / "data"))
     return AuditLog(db).records(action="identity") if db.exists() else []
 
 

@@ -361,17 +361,16 @@ def test_no_raw_operator_id_anywhere(
         "/mlflow/artifacts/",
         "datasheet.json",
         "dagster_home/",
-        str(audit_db_path(paths.data_dir)),
-        str(overrides_db_path(paths.data_dir)),
+        str(audit_db_path(paths)),
+        str(overrides_db_path(paths)),
         "alerts",
         "incident",
         str(exports / "audit.jsonl"),
         str(reports),
     ):
         assert looked(place), f"the scan did not look at {place}"
-    assert audit_db_path(paths.data_dir).is_relative_to(root) and overrides_db_path(
-        paths.data_dir
-    ).is_relative_to(root)
+    assert audit_db_path(paths).is_relative_to(root)
+    assert overrides_db_path(paths).is_relative_to(root)
     assert {
         "standard.production_units.operator_pseudonym",
         "standard.quarantine.value",
@@ -420,7 +419,7 @@ def test_no_raw_operator_id_anywhere(
         use_dictionary=True,
     )
     db = planted / "audit.db"
-    shutil.copy(audit_db_path(paths.data_dir), db)
+    shutil.copy(audit_db_path(paths), db)
     con = sqlite3.connect(db)  # a long value: the id lands on an SQLite overflow page
     with con:
         con.execute("CREATE TABLE planted (v TEXT)")

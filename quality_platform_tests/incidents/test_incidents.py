@@ -469,7 +469,7 @@ def test_only_allowed_roles_open_and_close(gov_env: GovEnv) -> None:
     # the store refuses edits of a closed incident and deletions
     import sqlite3
 
-    con = sqlite3.connect(S.incidents_db_path(gov_env.paths.data_dir))
+    con = sqlite3.connect(S.incidents_db_path(gov_env.paths))
     with pytest.raises(sqlite3.DatabaseError, match="only open -> closed"):
         con.execute("UPDATE incidents SET status = 'open' WHERE id = ?", [inc.id])
     with pytest.raises(sqlite3.DatabaseError, match="never deleted"):

@@ -59,7 +59,7 @@ def stores(qp_env: Paths, monkeypatch: pytest.MonkeyPatch) -> tuple[_Registry, A
             ),
         ]
     )
-    audit = AuditLog(audit_db_path(qp_env.data_dir))
+    audit = AuditLog(audit_db_path(qp_env))
     for run, champion, challenger in (("r1", "1", None), ("r2", "1", "2")):
         audit.append(
             action="predict",

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.audit_anchors import anchor_version
 from quality_platform.config import PlantConfig
 from quality_platform.defs._assets import CODE_VERSIONS, preview, warehouse_path
@@ -46,13 +45,13 @@ from quality_platform.ml.dataset import (
 from quality_platform.ml.frame import FeatureSpec, feature_spec, model_frame
 from quality_platform.ml.gate import GATE_CHECKS, ScoredModel, evaluate
 from quality_platform.ml.monitor import build_reference
-from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo
+from quality_platform.ml.registry import CHALLENGER, CHAMPION, VersionInfo
 from quality_platform.ml.safe_state import RULES, SafeStateConfig, load_safe_state, score_rules
 from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS, prediction_columns
 from quality_platform.ml.scoring import challenger_share, global_importance, score, top_reasons
 from quality_platform.ml.train import fit, predict
 from quality_platform.partitions import by_plant, keys_of, plant_day
-from quality_platform.resources import PlatformResource
+from quality_platform.resources import AuditLogResource, ModelRegistryResource, PlatformResource
 from quality_platform.settings import REPO_ROOT, Paths
 from quality_platform.standard.schemas import columns_conform, columns_ddl, columns_table_schema
 from quality_platform.warehouse import (
@@ -84,16 +83,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def audit_log(paths: Paths) -> AuditLog:
-    return AuditLog(audit_db_path(paths.data_dir))
-
-
 def _spec(platform: PlatformResource) -> FeatureSpec:
     paths = platform.paths()
     return feature_spec(platform.quantities(), load_features(paths), load_model_config(paths))
 
 
-def _latest_meta(instance: dg.DagsterInstance, asset: str, key: str) -> Any:
+def latest_meta(instance: dg.DagsterInstance, asset: str, key: str) -> Any:
     ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
     if (
         ev is None
@@ -256,11 +251,14 @@ def model_card(
     "code version, git commit and Dagster run.",
 )
 def defect_model(
-    context: dg.AssetExecutionContext, platform: PlatformResource
+    context: dg.AssetExecutionContext,
+    platform: PlatformResource,
+    model_registry: ModelRegistryResource,
+    audit_log: AuditLogResource,
 ) -> dg.MaterializeResult:
     paths = platform.paths()
     cfg = load_model_config(paths)
-    audit = audit_log(paths)
+    audit = audit_log.log()
     actor = context.run.tags.get("qp/actor") or "system:dagster"  # `qp train` records its caller
     try:  # an open incident freezes the model: no training, whoever launched it (UI, CLI, sensor, schedule)
         assert_not_frozen(
@@ -277,7 +275,7 @@ def defect_model(
         )
     except FrozenError as exc:
         raise dg.Failure(description=str(exc)) from exc
-    data_hash = str(_latest_meta(context.instance, "training_dataset", "data_hash"))
+    data_hash = str(latest_meta(context.instance, "training_dataset", "data_hash"))
     snap = load_snapshot(paths, data_hash)
     spec = _spec(
         platform
@@ -339,7 +337,7 @@ def defect_model(
             params,
         ),
     }
-    reg = ModelRegistry(cfg, paths)
+    reg = model_registry.registry(paths)
     info = reg.log_and_register(
         trained.model,
         spec,
@@ -433,14 +431,17 @@ def trained_units(paths: Paths, info: VersionInfo) -> set[tuple[str, str]]:
     "approval policy is applied, and a gated version becomes the challenger (canary/shadow).",
 )
 def model_evaluation(
-    context: dg.AssetExecutionContext, platform: PlatformResource
+    context: dg.AssetExecutionContext,
+    platform: PlatformResource,
+    model_registry: ModelRegistryResource,
+    audit_log: AuditLogResource,
 ) -> dg.MaterializeResult:
     assert tuple(s.name for s in context.assets_def.check_specs) == GATE_CHECKS
     paths = platform.paths()
     cfg = load_model_config(paths)
-    version = str(_latest_meta(context.instance, "defect_model", "model_version"))
-    reg = ModelRegistry(cfg, paths)
-    audit = audit_log(paths)
+    version = str(latest_meta(context.instance, "defect_model", "model_version"))
+    reg = model_registry.registry(paths)
+    audit = audit_log.log()
     info = reg.version(version)
     snap = load_snapshot(paths, info.tag("data_hash") or "")
     holdout = snap.data[snap.data["split"] == "holdout"]
@@ -622,11 +623,15 @@ def build_prediction_asset(
         },
     )
     def predictions(
-        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        platform: PlatformResource,
+        warehouse: DuckDBResource,
+        model_registry: ModelRegistryResource,
+        audit_log: AuditLogResource,
     ) -> dg.MaterializeResult:
         paths = platform.paths()
         cfg = load_model_config(paths)
-        reg = ModelRegistry(cfg, paths)
+        reg = model_registry.registry(paths)
         champ = reg.alias(CHAMPION)
         no_model = None
         if champ is None:
@@ -717,7 +722,7 @@ def build_prediction_asset(
         plants_scored = {
             p: [ds[0].isoformat(), ds[-1].isoformat()] for p, ds in by_plant(keys).items()
         }
-        audit_log(paths).append(
+        audit_log.log().append(
             "predict",
             "system:dagster",
             actor_kind="system",
@@ -801,13 +806,17 @@ def build_prediction_asset(
     "recorded in the audit log.",
 )
 def canary_evaluation(
-    context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext,
+    platform: PlatformResource,
+    warehouse: DuckDBResource,
+    model_registry: ModelRegistryResource,
+    audit_log: AuditLogResource,
 ) -> dg.MaterializeResult:
     from quality_platform.ml import metrics as M
 
     paths = platform.paths()
     cfg = load_model_config(paths)
-    reg = ModelRegistry(cfg, paths)
+    reg = model_registry.registry(paths)
     chall, champ = reg.alias(CHALLENGER), reg.alias(CHAMPION)
     if chall is None or champ is None:
         return dg.MaterializeResult(
@@ -861,7 +870,7 @@ def canary_evaluation(
             "wait",
             f"non-inferior, but version {chall.version} awaits approval ({chall.approval}): {reason}",
         )
-    audit = audit_log(paths)
+    audit = audit_log.log()
     refs = {
         "run_id": context.run.run_id,
         "champion_version": champ.version,

@@ -5,11 +5,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from quality_platform.defs._assets import CODE_VERSIONS, warehouse_path
-from quality_platform.defs.ml.assets import GROUP, OWNERS, _latest_meta, audit_log
-from quality_platform.ml.config import load_model_config
-from quality_platform.ml.registry import ModelRegistry
+from quality_platform.defs.ml.assets import GROUP, OWNERS, latest_meta
 from quality_platform.reports import model_docs as D
-from quality_platform.resources import PlatformResource
+from quality_platform.resources import AuditLogResource, ModelRegistryResource, PlatformResource
 from quality_platform.warehouse import WAREHOUSE_POOL
 
 PREVIEW_CHARS = 6000
@@ -31,18 +29,23 @@ PREVIEW_CHARS = 6000
     "(docs/model_card.md, docs/evidence.json); `qp docs model VERSION` marks stale sections.",
 )
 def model_documentation(
-    context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext,
+    platform: PlatformResource,
+    warehouse: DuckDBResource,
+    model_registry: ModelRegistryResource,
+    audit_log: AuditLogResource,
 ) -> dg.MaterializeResult:
     paths = platform.paths()
-    version = str(_latest_meta(context.instance, "defect_model", "model_version"))
-    reg = ModelRegistry(load_model_config(paths), paths)
-    audit = audit_log(paths)
+    version = str(latest_meta(context.instance, "defect_model", "model_version"))
+    reg = model_registry.registry(paths)
+    audit = audit_log.log()
     doc = D.generate(
         paths,
         version,
         registry=reg,
         audit=audit,
         warehouse=warehouse_path(warehouse),
+        definitions=context.repository_def,  # the plan of the code that runs
     )
     section_hashes = {k: s["sha256"] for k, s in doc.sections.items()}
     audit.append(

@@ -26,15 +26,20 @@ from typing import Any
 
 import dagster as dg
 
-from quality_platform.alerts import Alert, send_alert
-from quality_platform.audit import AuditLog, audit_db_path
+from quality_platform.alerts import Alert
+from quality_platform.audit import AuditLog
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.monitoring.jobs import OPS_JOB
 from quality_platform.governance.freeze import FrozenError, assert_not_frozen
-from quality_platform.ml.config import load_model_config, load_monitoring_config
+from quality_platform.ml.config import load_monitoring_config
 from quality_platform.ml.registry import ModelRegistry
 from quality_platform.partitions import range_tags
-from quality_platform.resources import PlatformResource
+from quality_platform.resources import (
+    AlertChannelResource,
+    AuditLogResource,
+    ModelRegistryResource,
+    PlatformResource,
+)
 
 WATCHED = (
     dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift"),
@@ -73,14 +78,18 @@ def cooldown_blocker(
 
 
 def evaluate_retrain(
-    context: dg.SensorEvaluationContext, platform: PlatformResource
+    context: dg.SensorEvaluationContext,
+    platform: PlatformResource,
+    model_registry: ModelRegistryResource,
+    audit_log: AuditLogResource,
+    alerts: AlertChannelResource,
 ) -> dg.SensorResult:
     """The body of ``retrain_on_drift`` (see the module docstring)."""
     paths = platform.paths()
     loop = load_monitoring_config(paths).loop
     cursor = json.loads(context.cursor) if context.cursor else {}
     new_cursor = dict(cursor)
-    audit = AuditLog(audit_db_path(paths.data_dir))
+    audit = audit_log.log()
     triggers = []
     for key in WATCHED:
         name = key.to_user_string()
@@ -119,7 +128,7 @@ def evaluate_retrain(
             skip_reason=dg.SkipReason("no new failing drift/performance check"),
         )
     refs = triggers[0]
-    reg = ModelRegistry(load_model_config(paths), paths)
+    reg = model_registry.registry(paths)
     try:  # an open incident freezes the model: one audited refusal per new failing check record
         assert_not_frozen(
             "retrain",
@@ -169,7 +178,7 @@ def evaluate_retrain(
         f"plant-day(s)",
         refs={**refs, "run_key": run_key, "also": triggers[1:]},
     )
-    send_alert(
+    alerts.send(
         Alert(
             kind="retrain",
             severity="warning",
@@ -225,7 +234,13 @@ def build_retrain_sensor(jobs: list[Any]) -> dg.SensorDefinition:
         description="Launches train_job when drift_metrics:input_drift or model_performance:performance fails "
         "with ERROR (debounce and cooldown from data/ml/monitoring.yaml).",
     )
-    def _sensor(context: dg.SensorEvaluationContext, platform: PlatformResource) -> dg.SensorResult:
-        return evaluate_retrain(context, platform)
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        platform: PlatformResource,
+        model_registry: ModelRegistryResource,
+        audit_log: AuditLogResource,
+        alerts: AlertChannelResource,
+    ) -> dg.SensorResult:
+        return evaluate_retrain(context, platform, model_registry, audit_log, alerts)
 
     return _sensor

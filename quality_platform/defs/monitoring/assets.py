@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from quality_platform.alerts import Alert, send_alert
+from quality_platform.alerts import Alert
+from quality_platform.audit import AuditLog
 from quality_platform.config import PlantConfig
 from quality_platform.defs._assets import CODE_VERSIONS, warehouse_path
 from quality_platform.defs._checks import keys_query, md_table
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
 from quality_platform.ml import metrics as M
-from quality_platform.ml.config import load_model_config, load_monitoring_config
+from quality_platform.ml.config import load_monitoring_config
 from quality_platform.ml.monitor import (
     classify_day,
     holdout_auc_baseline,
@@ -29,7 +30,12 @@ from quality_platform.ml.monitor import (
 from quality_platform.ml.registry import CHAMPION, ModelRegistry
 from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS
 from quality_platform.partitions import by_plant, keys_of, plant_day
-from quality_platform.resources import PlatformResource
+from quality_platform.resources import (
+    AlertChannelResource,
+    AuditLogResource,
+    ModelRegistryResource,
+    PlatformResource,
+)
 from quality_platform.settings import Paths
 from quality_platform.standard.schemas import (
     Col,
@@ -232,10 +238,6 @@ def _monitoring_asset(
     )
 
 
-def _registry(paths: Paths) -> ModelRegistry:
-    return ModelRegistry(load_model_config(paths), paths)
-
-
 def load_reference(reg: ModelRegistry, version: str) -> dict[str, Any]:
     text = reg.download_text(version, "drift/reference.json")
     if not text:
@@ -283,11 +285,16 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
         "suspected sensor fault / stuck sensor (maintenance) (ml.drift_metrics, ml.drift_findings).",
     )
     def drift_metrics(
-        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        platform: PlatformResource,
+        warehouse: DuckDBResource,
+        model_registry: ModelRegistryResource,
+        audit_log: AuditLogResource,
+        alerts: AlertChannelResource,
     ) -> dg.MaterializeResult:
         paths = platform.paths()
         mcfg = load_monitoring_config(paths)
-        reg = _registry(paths)
+        reg = model_registry.registry(paths)
         champ = reg.alias(CHAMPION)
         if champ is None:
             raise dg.Failure(
@@ -371,7 +378,7 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
                         )
         drift = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
         found = pd.concat(all_findings, ignore_index=True) if all_findings else pd.DataFrame()
-        _notify(paths, found, context.run.run_id, champ.version)
+        _notify(paths, audit_log.log(), alerts, found, context.run.run_id, champ.version)
         top = (
             drift[drift["scope"] == "plant"].sort_values("wasserstein", ascending=False).head(10)
             if len(drift)
@@ -408,13 +415,17 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
     return drift_metrics
 
 
-def _notify(paths: Paths, found: pd.DataFrame, run_id: str, version: str) -> None:
+def _notify(
+    paths: Paths,
+    audit: AuditLog,
+    alerts: AlertChannelResource,
+    found: pd.DataFrame,
+    run_id: str,
+    version: str,
+) -> None:
     """Alerts and audited data-quality incidents for the findings of a run."""
-    from quality_platform.audit import AuditLog, audit_db_path
-
     if found.empty:
         return
-    audit = AuditLog(audit_db_path(paths.data_dir))
     for (plant, kind), g in found.groupby(["plant", "kind"], observed=True):
         days = sorted({str(d)[:10] for d in g["partition_date"]})
         summary = f"{kind} at {plant} on {', '.join(days)}: " + "; ".join(
@@ -440,7 +451,7 @@ def _notify(paths: Paths, found: pd.DataFrame, run_id: str, version: str) -> Non
                 reason=f"data-quality incident (suspected sensor fault): {summary}",
                 refs={**refs, "kind": kind, "retrain": False},
             )
-            send_alert(
+            alerts.send(
                 Alert(
                     kind="sensor_fault",
                     severity="warning",
@@ -451,7 +462,7 @@ def _notify(paths: Paths, found: pd.DataFrame, run_id: str, version: str) -> Non
                 paths,
             )
         elif kind == "process_drift":
-            send_alert(
+            alerts.send(
                 Alert(
                     kind="drift_alarm",
                     severity="error",
@@ -480,11 +491,15 @@ def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> d
         "(ml.model_performance).",
     )
     def model_performance(
-        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        platform: PlatformResource,
+        warehouse: DuckDBResource,
+        model_registry: ModelRegistryResource,
+        alerts: AlertChannelResource,
     ) -> dg.MaterializeResult:
         paths = platform.paths()
         pc = load_monitoring_config(paths).performance
-        reg = _registry(paths)
+        reg = model_registry.registry(paths)
         refs: dict[str, dict[str, float]] = {}
         drift_refs: dict[str, dict[str, Any]] = {}
         out = []
@@ -604,7 +619,7 @@ def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> d
         deg = table[table["degraded"].astype(bool)] if len(table) else table
         if len(deg):
             for plant, g in deg.groupby("plant", observed=True):
-                send_alert(
+                alerts.send(
                     Alert(
                         kind="performance_drop",
                         severity="error",
@@ -644,16 +659,18 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
         "predictions (ml.ops_metrics).",
     )
     def ops_metrics(
-        context: dg.AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        platform: PlatformResource,
+        warehouse: DuckDBResource,
+        audit_log: AuditLogResource,
     ) -> dg.MaterializeResult:
-        from quality_platform.audit import AuditLog, audit_db_path
         from quality_platform.overrides import overrides_frame
 
         paths = platform.paths()
         keys = keys_of(context)
         # retrains that a plant-day triggered (its check's last day), refs parsed once
         retrained: dict[tuple[str, str], int] = {}
-        for rec in AuditLog(audit_db_path(paths.data_dir)).records(action="retrain"):
+        for rec in audit_log.log().records(action="retrain"):
             if rec.outcome == "ok":
                 for plant_id in rec.refs.get("plants", []):
                     k = (plant_id, str(rec.refs.get("last_day")))

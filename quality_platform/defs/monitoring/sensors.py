@@ -5,12 +5,12 @@ from typing import Any
 
 import dagster as dg
 
-from quality_platform.alerts import Alert, send_alert
+from quality_platform.alerts import Alert
 from quality_platform.config import PlantConfig
 from quality_platform.defs.ingest.jobs import STANDARD_JOB
 from quality_platform.defs.monitoring.jobs import MONITOR_JOB, PERFORMANCE_JOB
 from quality_platform.partitions import RANGE_END, RANGE_START, range_tags, split_key
-from quality_platform.resources import PlatformResource
+from quality_platform.resources import AlertChannelResource, PlatformResource
 
 MONITOR_SENSOR = "monitor_after_standardize"
 
@@ -67,10 +67,14 @@ def build_run_failure_alert() -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Sends every failed run (job, run id, error) to the alert channel.",
     )
-    def _sensor(context: dg.RunFailureSensorContext, platform: PlatformResource) -> None:
+    def _sensor(
+        context: dg.RunFailureSensorContext,
+        platform: PlatformResource,
+        alerts: AlertChannelResource,
+    ) -> None:
         run = context.dagster_run
         message = context.failure_event.message or "run failed"
-        send_alert(
+        alerts.send(
             Alert(
                 kind="run_failure",
                 severity="error",
