@@ -9,9 +9,11 @@ UV_VERSION := 0.13.9
 VENV     := .venv
 BIN      := $(VENV)/bin
 
-export QP_DATA_DIR ?= $(CURDIR)/data
-export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
-export QP_PSEUDONYM_KEY_FILE ?= $(CURDIR)/data/.secrets/pseudonym.key
+# committed configuration in data/, everything the platform generates in data/state/ (git-ignored)
+export QP_CONFIG_DIR ?= $(CURDIR)/data
+export QP_DATA_DIR ?= $(CURDIR)/data/state
+export DAGSTER_HOME ?= $(QP_DATA_DIR)/dagster_home
+export QP_PSEUDONYM_KEY_FILE ?= $(QP_DATA_DIR)/.secrets/pseudonym.key
 export MLFLOW_DISABLE_TELEMETRY := true
 export DAGSTER_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -70,4 +72,4 @@ summary: install
 	$(BIN)/qp summary
 
 clean:
-	rm -rf data/landing data/warehouse data/dagster_home/storage data/dagster_home/history data/dagster_home/logs data/bench
+	rm -rf $(QP_DATA_DIR)/landing $(QP_DATA_DIR)/warehouse $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/logs $(QP_DATA_DIR)/bench

@@ -107,7 +107,7 @@ def drift_speed() -> str:
     res = subprocess.run(
         [PY, "benchmarks/drift_bench.py", "--rows", "1000000", "--evidently", str(py)],
         cwd=ROOT,
-        env=_env(ROOT / "data"),
+        env=_env(ROOT / "data" / "state"),
         capture_output=True,
         text=True,
     )
@@ -118,7 +118,7 @@ def detection(seeds: str) -> str:
     res = subprocess.run(
         [PY, "-m", "benchmarks.detection_bench", "--seeds", seeds],
         cwd=ROOT,
-        env=_env(ROOT / "data"),
+        env=_env(ROOT / "data" / "state"),
         capture_output=True,
         text=True,
     )
@@ -153,7 +153,7 @@ def scoring() -> str:
     res = subprocess.run(
         [PY, "benchmarks/scoring_bench.py", "--rows", "1000000"],
         cwd=ROOT,
-        env=_env(ROOT / "data"),
+        env=_env(ROOT / "data" / "state"),
         capture_output=True,
         text=True,
         check=True,
