@@ -15,10 +15,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "quality_platform"
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     mods = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         mods[name] = path
     return mods
@@ -30,8 +30,8 @@ def _resolve(name: str, mods: dict[str, Path]) -> str:
     return name
 
 
-def _graph(module_level_only: bool) -> dict[str, set[str]]:
-    mods = _modules()
+def _graph(module_level_only: bool, package: Path = PACKAGE) -> dict[str, set[str]]:
+    mods = _modules(package)
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for module, path in mods.items():
         tree = ast.parse(path.read_text())
@@ -115,9 +115,9 @@ def test_no_import_cycles_through_function_level_imports() -> None:
     assert _cycles(_graph(module_level_only=False)) == []
 
 
-def test_no_private_name_is_imported_from_another_module() -> None:
+def _private_imports(package: Path = PACKAGE) -> list[str]:
     offenders = []
-    for module, path in _modules().items():
+    for module, path in _modules(package).items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
                 "quality_platform"
@@ -128,10 +128,47 @@ def test_no_private_name_is_imported_from_another_module() -> None:
                     # a whole by their siblings; their names are public within the package.
                     if (
                         private
-                        and not (PACKAGE.parent / node.module.replace(".", "/"))
+                        and not (package.parent / node.module.replace(".", "/"))
                         .joinpath(alias.name)
                         .with_suffix(".py")
                         .exists()
                     ):
                         offenders.append(f"{module}: from {node.module} import {alias.name}")
-    assert offenders == []
+    return offenders
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    assert _private_imports() == []
+
+
+def report(package: Path) -> str:
+    """The import structure of ``package`` (a checkout's ``quality_platform/``): size, largest
+    modules, cycles, modules that read the environment, private names imported across modules.
+    ``python quality_platform_tests/test_import_structure.py [PACKAGE_DIR]`` prints it."""
+    import re
+
+    mods = _modules(package)
+    lines = {m: len(p.read_text().splitlines()) for m, p in mods.items()}
+    env = {
+        m: n
+        for m, p in mods.items()
+        if (n := len(re.findall(r"os\.environ|os\.getenv", p.read_text())))
+    }
+    largest = sorted(lines.items(), key=lambda kv: -kv[1])[:5]
+    return "\n".join(
+        [
+            f"{len(mods)} modules, {sum(lines.values())} lines",
+            "largest: " + ", ".join(f"{m} {n}" for m, n in largest),
+            f"cycles (module level): {_cycles(_graph(True, package)) or 'none'}",
+            f"cycles (with function-level imports): {_cycles(_graph(False, package)) or 'none'}",
+            "read the environment (os.environ/os.getenv sites): "
+            + (", ".join(f"{m} ({n})" for m, n in sorted(env.items())) or "none"),
+            f"private names imported from another module: {len(_private_imports(package))} lines",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(report(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else PACKAGE))
