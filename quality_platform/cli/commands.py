@@ -389,7 +389,7 @@ def _format_loop(loop: dict[str, Any]) -> str:
         )
     if loop.get("retrains_held_back"):
         lines.append(
-            f"retrain triggers held back by debounce/cooldown: {len(loop['retrains_held_back'])} "
+            f"retrain triggers held back (stale, debounce, cooldown): {len(loop['retrains_held_back'])} "
             f"(e.g. {loop['retrains_held_back'][0]})"
         )
     if loop.get("check_to_gated_challenger_s") is not None:

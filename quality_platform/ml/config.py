@@ -297,8 +297,11 @@ class LoopSettings(ConfigModel):
 
     #: The drift (or performance drop) must persist for this many consecutive plant-days.
     debounce_plant_days: int = Field(1, ge=1, le=30)
-    #: No second retrain within this many hours, unless the first one's version was rejected or failed.
-    cooldown_hours: float = Field(24.0, ge=0)
+    #: Plant time, per plant: after a retrain triggered by a plant's days up to D, that plant's next
+    #: trigger must cover a day >= D + this many plant-days (another plant is never held back),
+    #: unless the retrain's version was rejected or failed the gate. Counting partition dates, not
+    #: wall-clock hours, makes a backfill, a replay and live operation decide alike.
+    cooldown_plant_days: int = Field(7, ge=0, le=365)
     #: Fallback: retrain on a schedule even without drift (cron, UTC).
     periodic_retrain_cron: str = "0 3 * * 1"
     daily_cron: str = "30 5 * * *"

@@ -25,6 +25,7 @@ from quality_platform.alerts import read_alerts
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import load_plants
 from quality_platform.definitions import build_definitions
+from quality_platform.defs.ml.sensors import RETRAIN_SENSOR, current_cursor
 from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.config import load_model_config
@@ -102,7 +103,9 @@ def _run(
     L.promote(reg, audit, "1", "carl.control", "initial release")
     for p in plants:
         assert run_range(defs, instance, MONITOR_JOB, p, D0, last_train).success
-    days_out, cursors = [], {}
+    # the loop starts after the first release, as in the demo: the retrain sensor's cursor at the
+    # latest check records (the week's own monitoring above is not news to it)
+    days_out, cursors = [], {RETRAIN_SENSOR: current_cursor(instance)}
     for i in range(TRAIN_DAYS, days):
         for p in plants:
             o = run_day(defs, instance, p, D0 + dt.timedelta(days=i), cursors)

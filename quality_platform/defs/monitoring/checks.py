@@ -18,13 +18,23 @@ from quality_platform.warehouse import (
 def _findings(con: Any, keys: Keys, kinds: tuple[str, ...]) -> pd.DataFrame:
     if not keys or not table_exists(con, ML_SCHEMA, "drift_findings"):
         return pd.DataFrame(
-            columns=["plant", "partition_date", "kind", "feature", "machines", "value", "detail"]
+            columns=[
+                "plant",
+                "partition_date",
+                "kind",
+                "feature",
+                "machines",
+                "value",
+                "detail",
+                "model_version",
+            ]
         )
     kl = ", ".join(f"'{k}'" for k in kinds)
     return keys_query(
         con,
         f"""
-        SELECT f.plant, f.partition_date, f.kind, f.feature, f.machines, f.value, f.detail
+        SELECT f.plant, f.partition_date, f.kind, f.feature, f.machines, f.value, f.detail,
+               f.model_version
         FROM {ML_SCHEMA}.drift_findings f SEMI JOIN _keys k ON f.plant = k.plant AND f.partition_date = k.partition_date
         WHERE f.kind IN ({kl}) ORDER BY 1, 2""",
         keys,
@@ -58,6 +68,20 @@ def persisted_days(
     return n
 
 
+def _scope(failed: pd.DataFrame) -> dict[str, Any]:
+    """What a failing loop check covers, for the retrain sensor: its plant-days (first/last overall
+    and the last per plant, in plant time) and the champion version(s) it was measured against (a
+    record measured against an earlier champion is stale once another one decides)."""
+    return {
+        "first_day": str(min(failed["partition_date"])),
+        "last_day": str(max(failed["partition_date"])),
+        "last_day_by_plant": dg.MetadataValue.json(
+            {str(p): str(max(g["partition_date"])) for p, g in failed.groupby("plant")}
+        ),
+        "model_versions": sorted({str(v) for v in failed["model_version"].dropna()}),
+    }
+
+
 def check_input_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
     """ERROR when a plant-day of the run shows process drift (the loop's trigger)."""
     f = _findings(con, keys, ("process_drift",))
@@ -79,8 +103,7 @@ def check_input_drift(con: Any, keys: Keys) -> dg.AssetCheckResult:
             "plants": sorted(persisted),
             "persisted_plant_days": max(persisted.values()),
             "persisted_by_plant": dg.MetadataValue.json(persisted),
-            "first_day": str(min(f["partition_date"])),
-            "last_day": str(max(f["partition_date"])),
+            **_scope(f),
             "findings": md_table(f.astype(str)),
         },
     )
@@ -147,8 +170,7 @@ def check_performance(con: Any, keys: Keys) -> dg.AssetCheckResult:
             "plants": sorted(persisted),
             "persisted_plant_days": max(persisted.values()),
             "persisted_by_plant": dg.MetadataValue.json(persisted),
-            "first_day": str(min(deg["partition_date"])),
-            "last_day": str(max(deg["partition_date"])),
+            **_scope(deg),
             "degraded": md_table(rounded(deg, 4).astype(str)),
         },
     )
