@@ -109,3 +109,45 @@ def test_monitor_sensor_requests_monitoring_of_a_standardised_day(qp_env: Paths)
         )  # label latency 2 days
         assert by_job["monitor_job"].tags["dagster/sensor_name"] == "monitor_after_standardize"
         assert not _tick(sensor, instance, defs, res.cursor).run_requests
+
+
+def test_every_schedule_and_sensor_ticks_through_dagster(qp_env: Paths) -> None:
+    """Each schedule and sensor of the definitions, evaluated once by Dagster (``evaluate_tick``)
+    on an installation with nothing landed yet: no evaluation error, and every run request names
+    a job of the location whose partition range (if any) exists. Each schedule requests its run
+    here; the sensors, with nothing to react to yet, request nothing - their requests are ticked
+    and validated in their own tests (landing, standardisation, monitoring above, the retrain
+    sensor in test_retrain_sensor.py, the run-failure alert in test_loop.py)."""
+    defs = build_definitions(qp_env)
+    repo = defs.get_repository_def()
+    when = dt.datetime(2026, 4, 10, 5, 30, tzinfo=dt.UTC)
+    with dg.instance_for_test() as instance:
+        requested: dict[str, list[dg.RunRequest]] = {}
+        for schedule in repo.schedule_defs:
+            ctx = dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=when,
+                resources=defs.resources,
+                repository_def=repo,
+            )
+            data = schedule.evaluate_tick(ctx)
+            assert data.run_requests, f"{schedule.name} requested nothing at {when}"
+            requested[schedule.name] = [
+                r.with_replaced_attrs(job_name=r.job_name or schedule.job_name)
+                for r in data.run_requests
+            ]
+        for sensor in repo.sensor_defs:
+            res = tick(defs, instance, sensor.name, None)  # raises on an invalid request
+            requested[sensor.name] = list(res.run_requests or [])
+        assert set(requested) == {s.name for s in repo.schedule_defs} | {
+            s.name for s in repo.sensor_defs
+        }
+        for name, requests in requested.items():
+            for r in requests:
+                job = repo.get_job(r.job_name)  # raises for a job the location does not have
+                for tag in (RANGE_START, RANGE_END):
+                    if tag in r.tags:
+                        assert (
+                            job.partitions_def is not None
+                            and job.partitions_def.has_partition_key(r.tags[tag])
+                        ), f"{name}: {r.tags[tag]} is not a partition of {job.name}"
