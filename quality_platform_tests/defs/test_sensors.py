@@ -124,13 +124,13 @@ def test_every_schedule_and_sensor_ticks_through_dagster(qp_env: Paths) -> None:
     with dg.instance_for_test() as instance:
         requested: dict[str, list[dg.RunRequest]] = {}
         for schedule in repo.schedule_defs:
-            ctx = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance,
                 scheduled_execution_time=when,
                 resources=defs.resources,
                 repository_def=repo,
-            )
-            data = schedule.evaluate_tick(ctx)
+            ) as ctx:  # released on exit: no resource outlives the test's instance
+                data = schedule.evaluate_tick(ctx)
             assert data.run_requests, f"{schedule.name} requested nothing at {when}"
             requested[schedule.name] = [
                 r.with_replaced_attrs(job_name=r.job_name or schedule.job_name)
