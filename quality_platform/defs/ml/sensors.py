@@ -28,6 +28,7 @@ How the loop decides (also in the README):
 """
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 
@@ -38,12 +39,10 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from quality_platform.alerts import Alert
-from quality_platform.audit import AuditLog
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.monitoring.jobs import OPS_JOB
 from quality_platform.governance.freeze import FrozenError, assert_not_frozen
 from quality_platform.ml.config import load_monitoring_config
-from quality_platform.ml.registry import ModelRegistry
 from quality_platform.partitions import range_tags
 from quality_platform.resources import (
     AlertChannelResource,
@@ -133,11 +132,12 @@ def _advance(state: dict[str, Any], decided: list[int], pending: list[int]) -> d
     return {"after": after, "done": [i for i in done if i > after]}
 
 
-def _decided_records(audit: AuditLog) -> set[int]:
-    """Check records the loop has already decided on (retrain records name them), so a sensor
-    whose cursor was lost or never set (a new daemon after the demo) decides nothing twice."""
+def _decided_records(history: list[Any]) -> set[int]:
+    """Check records the loop has already decided on (the ``retrain`` audit records ``history``
+    name them), so a sensor whose cursor was lost or never set (a new daemon after the demo)
+    decides nothing twice."""
     out = set()
-    for r in audit.records(action="retrain"):
+    for r in history:
         ids = [r.refs.get("check_record_id")] + [
             a.get("check_record_id") for a in r.refs.get("also", [])
         ]
@@ -146,13 +146,13 @@ def _decided_records(audit: AuditLog) -> set[int]:
 
 
 def cooldown_blocker(
-    reg: ModelRegistry, audit: AuditLog, plant: str, day: dt.date, plant_days: int
+    versions: dict[str, Any], history: list[Any], plant: str, day: dt.date, plant_days: int
 ) -> str | None:
-    """Why a retrain triggered by ``plant``'s day ``day`` must wait: an earlier retrain triggered by
-    the same plant's days up to D with ``day`` < D + ``plant_days`` (plant time, per plant), whose
-    version was not rejected and did not fail the gate. None when nothing holds it back."""
-    versions = {v.tag("retrain_key"): v for v in reg.versions() if v.tag("retrain_key")}
-    for r in reversed(audit.records(action="retrain")):
+    """Why a retrain triggered by ``plant``'s day ``day`` must wait: an earlier retrain (in
+    ``history``, the ``retrain`` audit records) triggered by the same plant's days up to D with
+    ``day`` < D + ``plant_days`` (plant time, per plant), whose version (``versions``: by retrain
+    key) was not rejected and did not fail the gate. None when nothing holds it back."""
+    for r in reversed(history):
         last = (r.refs.get("last_day_by_plant") or {}).get(plant) if r.outcome == "ok" else None
         if last is None:
             continue
@@ -198,15 +198,17 @@ def evaluate_retrain(
     audit_log: AuditLogResource,
     alerts: AlertChannelResource,
 ) -> dg.SensorResult:
-    """The body of ``retrain_on_drift`` (see the module docstring)."""
+    """``retrain_on_drift`` (see the module docstring); Dagster passes the resources by name."""
     paths = platform.paths()
     loop = load_monitoring_config(paths).loop
     instance = context.instance
     state = _parse_cursor(context.cursor)
     audit = audit_log.log()
-    reg = model_registry.registry(paths)
-    champion = reg.alias("champion")
-    already = _decided_records(audit)
+    # read once per tick, and only when a failed record needs them (most ticks find none)
+    history = functools.cache(lambda: audit.records(action="retrain"))
+    already = functools.cache(lambda: _decided_records(history()))
+    reg = functools.cache(lambda: model_registry.registry(paths))
+    champion = functools.cache(lambda: reg().alias("champion"))
 
     def note(outcome: str, reason: str, refs: dict[str, Any]) -> None:
         audit.append(
@@ -214,7 +216,7 @@ def evaluate_retrain(
             ACTOR,
             actor_kind="system",
             outcome=outcome,
-            subject=f"model:{reg.name}",
+            subject=f"model:{reg().name}",
             reason=reason,
             refs=refs,
         )
@@ -234,18 +236,19 @@ def evaluate_retrain(
             ev = rec.event.asset_check_evaluation if rec.event else None
             if ev is None or ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR:
                 continue
-            if rec.id in already:
+            if rec.id in already():
                 continue
             refs = _refs(rec, ev)
+            champ = champion()
             if (
-                champion is not None
+                champ is not None
                 and refs["model_versions"]
-                and (champion.version not in refs["model_versions"])
+                and champ.version not in refs["model_versions"]
             ):
                 note(
                     "info",
                     f"stale: {name} was measured against version(s) {refs['model_versions']}; "
-                    f"version {champion.version} is the champion now",
+                    f"version {champ.version} is the champion now",
                     refs,
                 )
             elif refs["persisted_plant_days"] < loop.debounce_plant_days:
@@ -266,7 +269,13 @@ def evaluate_retrain(
     refs = {**candidates[0], "also": candidates[1:]}
     try:  # an open incident freezes the model: one audited refusal per new failing check record
         assert_not_frozen(
-            "retrain", ACTOR, audit, paths, subject=f"model:{reg.name}", model=reg.name, refs=refs
+            "retrain",
+            ACTOR,
+            audit,
+            paths,
+            subject=f"model:{reg().name}",
+            model=reg().name,
+            refs=refs,
         )
     except FrozenError as exc:
         return dg.SensorResult(cursor=cursor, skip_reason=dg.SkipReason(str(exc)))
@@ -281,11 +290,14 @@ def evaluate_retrain(
     for c in candidates:
         for p, d in c["last_day_by_plant"].items():
             last_by_plant[p] = max(str(d), last_by_plant.get(p, ""))
+    versions = {v.tag("retrain_key"): v for v in reg().versions() if v.tag("retrain_key")}
     blocked = {
         p: b
         for p, d in last_by_plant.items()
         if (
-            b := cooldown_blocker(reg, audit, p, dt.date.fromisoformat(d), loop.cooldown_plant_days)
+            b := cooldown_blocker(
+                versions, history(), p, dt.date.fromisoformat(d), loop.cooldown_plant_days
+            )
         )
     }
     if len(blocked) == len(last_by_plant):
@@ -354,7 +366,7 @@ def current_cursor(instance: dg.DagsterInstance) -> str:
 def build_retrain_sensor(jobs: list[Any]) -> dg.SensorDefinition:
     """``jobs``: the train_job and ops_job definitions the sensor requests."""
 
-    @dg.sensor(
+    return dg.sensor(
         name=RETRAIN_SENSOR,
         jobs=[j for j in jobs if j.name in (TRAIN_JOB, OPS_JOB)],
         minimum_interval_seconds=60,
@@ -362,14 +374,4 @@ def build_retrain_sensor(jobs: list[Any]) -> dg.SensorDefinition:
         description="Launches train_job when drift_metrics:input_drift or model_performance:performance fails "
         "with ERROR at a plant (every record decided once; debounce and per-plant cooldown in "
         "plant-days from data/ml/monitoring.yaml).",
-    )
-    def _sensor(
-        context: dg.SensorEvaluationContext,
-        platform: PlatformResource,
-        model_registry: ModelRegistryResource,
-        audit_log: AuditLogResource,
-        alerts: AlertChannelResource,
-    ) -> dg.SensorResult:
-        return evaluate_retrain(context, platform, model_registry, audit_log, alerts)
-
-    return _sensor
+    )(evaluate_retrain)
