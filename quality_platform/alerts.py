@@ -46,6 +46,7 @@ ALERT_KINDS: tuple[str, ...] = (
     "promotion",
     "rollback",
     "run_failure",
+    "sensor_error",
     "performance_drop",
     "retrain",
     "incident",

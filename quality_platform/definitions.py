@@ -32,7 +32,7 @@ from quality_platform.defs.ml.assets import (
 from quality_platform.defs.ml.documentation import model_documentation
 from quality_platform.defs.ml.jobs import build_ml_jobs
 from quality_platform.defs.ml.schedules import build_ml_schedules
-from quality_platform.defs.ml.sensors import build_retrain_sensor
+from quality_platform.defs.ml.sensors import build_canary_sensor, build_retrain_sensor
 from quality_platform.defs.monitoring.assets import (
     build_drift_asset,
     build_ops_asset,
@@ -40,11 +40,15 @@ from quality_platform.defs.monitoring.assets import (
 )
 from quality_platform.defs.monitoring.checks import build_monitoring_checks
 from quality_platform.defs.monitoring.jobs import build_monitoring_jobs
-from quality_platform.defs.monitoring.sensors import build_monitor_sensor, build_run_failure_alert
+from quality_platform.defs.monitoring.sensors import (
+    build_monitor_sensor,
+    build_run_failure_alert,
+    build_sensor_error_alert,
+)
 from quality_platform.features.config import load_features
 from quality_platform.ml.config import load_model_config, load_monitoring_config
 from quality_platform.resources import deployment_resources
-from quality_platform.settings import Paths, get_paths
+from quality_platform.settings import Paths, current_deployment, get_paths
 
 # Single-run backfills and multi-partition mappings are marked beta in Dagster 1.13; we rely on
 # them knowingly (see README), so their notices are not repeated on every load.
@@ -84,14 +88,17 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
         if any(getattr(p.streams, s).per_day_files for s in ("readings", "units", "inspections"))
     ]
     jobs = [*build_ingest_jobs(ids), *build_ml_jobs(), *build_monitoring_jobs()]
-    sensors = [
-        *(build_landing_sensor(p, start) for p in watched),
-        build_standardize_sensor(ids),
-        build_monitor_sensor(plants, jobs),
-        build_retrain_sensor(jobs),
-        build_run_failure_alert(),
-    ]
     loop = load_monitoring_config(paths).loop
+    every = current_deployment().sensor_interval_seconds or loop.sensor_interval_seconds
+    sensors = [
+        *(build_landing_sensor(p, start, every) for p in watched),
+        build_standardize_sensor(ids, every),
+        build_monitor_sensor(plants, jobs, every),
+        build_retrain_sensor(jobs, every),
+        build_canary_sensor(jobs, every),
+        build_run_failure_alert(every),
+        build_sensor_error_alert(every),
+    ]
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

@@ -103,3 +103,45 @@ def tick(
     )
     with ctx:
         return defs.resolve_sensor_def(sensor_name).evaluate_tick(ctx)
+
+
+def set_sensor_cursors(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]
+) -> None:
+    """Store the cursors the daemon's next tick of each named sensor starts from (``None``: the
+    sensor's first-tick behaviour, a baseline). What ``dagster sensor cursor --set`` does, for the
+    location's own sensors and without loading the code location a second time; a sensor's
+    running/stopped status is kept (a sensor without a stored state keeps its default)."""
+    from dagster._core.definitions.selector import InstigatorSelector
+    from dagster._core.remote_origin import RemoteInstigatorOrigin, RemoteRepositoryOrigin
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        SensorInstigatorData,
+    )
+    from dagster._serdes import create_snapshot_id
+
+    repo = RemoteRepositoryOrigin(
+        code_location_origin=code_location_origin(), repository_name=REPOSITORY
+    )
+    for name, cursor in cursors.items():
+        sensor = defs.resolve_sensor_def(name)
+        origin = RemoteInstigatorOrigin(repository_origin=repo, instigator_name=name)
+        selector = InstigatorSelector(
+            location_name=workspace_entry()["location_name"], repository_name=REPOSITORY, name=name
+        )
+        state = instance.get_instigator_state(origin.get_id(), create_snapshot_id(selector))
+        data = SensorInstigatorData(
+            min_interval=sensor.minimum_interval_seconds,
+            cursor=cursor,
+            sensor_type=sensor.sensor_type,
+        )
+        if state is None:
+            instance.add_instigator_state(
+                InstigatorState(
+                    origin, InstigatorType.SENSOR, InstigatorStatus.DECLARED_IN_CODE, data
+                )
+            )
+        else:
+            instance.update_instigator_state(state.with_data(data))

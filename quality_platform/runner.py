@@ -241,7 +241,12 @@ def _requested(
 
     res = tick(defs, instance, sensor, cursors.get(sensor))
     cursors[sensor] = res.cursor
-    return [(req, _execute_request(defs, instance, req, sensor)) for req in res.run_requests or []]
+    targets = [t.job_name for t in defs.resolve_sensor_def(sensor).targets]
+    requests = [  # a sensor with one target may leave the job out of its requests
+        r if r.job_name or len(targets) != 1 else r.with_replaced_attrs(job_name=targets[0])
+        for r in res.run_requests or []
+    ]
+    return [(req, _execute_request(defs, instance, req, sensor)) for req in requests]
 
 
 def run_day(
@@ -254,26 +259,23 @@ def run_day(
 ) -> DayOutcome:
     """One plant-day through the closed loop, in-process: land + standardise; then one tick of
     ``monitor_after_standardize`` (it sees the standardize run's success: score + monitor the
-    day, performance of the days whose labels arrived), the canary evaluation (the daily
-    schedule's job), and one tick of ``retrain_on_drift``; the runs the ticks request are
-    executed. Both sensors are evaluated by Dagster (``evaluate_tick``); ``cursors`` carries their
-    cursors from day to day (a run-status sensor's first tick starts at "now", so a sensor without
-    a cursor is ticked once before the day's runs)."""
-    from quality_platform.defs.ml.jobs import CANARY_JOB
-    from quality_platform.defs.ml.sensors import RETRAIN_SENSOR
+    day, performance of the days whose labels arrived), one of ``canary_after_performance`` (it
+    sees the performance run: canary evaluation while a challenger is in canary) and one of
+    ``retrain_on_drift``; the runs the ticks request are executed. The sensors are evaluated by
+    Dagster (``evaluate_tick``); ``cursors`` carries their cursors from day to day (a run-status
+    sensor's first tick starts at "now", so a sensor without a cursor is ticked once before the
+    day's runs). ``canary=False`` leaves the canary sensor out."""
+    from quality_platform.defs.ml.sensors import CANARY_SENSOR, RETRAIN_SENSOR
     from quality_platform.defs.monitoring.sensors import MONITOR_SENSOR
 
     cursors = dict(cursors or {})
-    if cursors.get(MONITOR_SENSOR) is None:
-        _requested(defs, instance, MONITOR_SENSOR, cursors)  # starts at "now": requests nothing
+    followers = [MONITOR_SENSOR, *([CANARY_SENSOR] if canary else [])]
+    for name in followers:
+        if cursors.get(name) is None:
+            _requested(defs, instance, name, cursors)  # starts at "now": requests nothing
     runs = backfill(defs, instance, plant, day, day, tags={"trigger": "daily_loop"})
-    runs += [o for _, o in _requested(defs, instance, MONITOR_SENSOR, cursors)]
-    if canary:
-        runs.append(
-            _execute_request(
-                defs, instance, dg.RunRequest(job_name=CANARY_JOB, tags={"trigger": "daily_loop"})
-            )
-        )
+    for name in followers:
+        runs += [o for _, o in _requested(defs, instance, name, cursors)]
     retrain = None
     for req, o in _requested(defs, instance, RETRAIN_SENSOR, cursors):
         runs.append(o)

@@ -38,6 +38,7 @@ PSEUDONYM_KEY_ENV = "QP_PSEUDONYM_KEY"
 PSEUDONYM_KEY_FILE_ENV = "QP_PSEUDONYM_KEY_FILE"
 PSEUDONYM_KEY_NEW_ENV = "QP_PSEUDONYM_KEY_NEW"
 USER_ENV = "QP_USER"
+SENSOR_INTERVAL_ENV = "QP_SENSOR_INTERVAL_SECONDS"
 
 #: Every environment variable the platform reads, and what it sets.
 ENVIRONMENT: dict[str, str] = {
@@ -58,6 +59,8 @@ ENVIRONMENT: dict[str, str] = {
     PSEUDONYM_KEY_FILE_ENV: "a file holding the pseudonymisation key (if QP_PSEUDONYM_KEY is unset)",
     PSEUDONYM_KEY_NEW_ENV: "secret: the key a rotation moves to (qp privacy rotate-key)",
     USER_ENV: "the policy user a service account acts as (identity, see governance/policy.py)",
+    SENSOR_INTERVAL_ENV: "seconds between sensor ticks (wins over loop.sensor_interval_seconds; "
+    "the demo's daemon uses 5)",
 }
 #: Deployment names this code knows.
 DEPLOYMENTS = ("local",)
@@ -138,6 +141,8 @@ class Deployment:
     alert_webhook_url: str | None = field(default=None, repr=False)
     pseudonym_key: str | None = field(default=None, repr=False)
     pseudonym_key_file: Path | None = None
+    #: Seconds between the daemon's ticks of each sensor, when the environment sets it.
+    sensor_interval_seconds: int | None = None
     pseudonym_key_new: str | None = field(default=None, repr=False)
     identity_environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -183,6 +188,11 @@ def current_deployment(environ: Mapping[str, str] | None = None) -> Deployment:
         mlflow_tracking_uri=get(MLFLOW_TRACKING_URI_ENV),
         mlflow_artifact_root=get(MLFLOW_ARTIFACT_ROOT_ENV),
     )
+    interval = get(SENSOR_INTERVAL_ENV)
+    if interval is not None and not (interval.isdigit() and 5 <= int(interval) <= 3600):
+        raise DeploymentError(
+            f"{SENSOR_INTERVAL_ENV}={interval!r} must be a whole number of seconds in 5..3600"
+        )
     return Deployment(
         name=name,
         paths=paths,
@@ -190,9 +200,19 @@ def current_deployment(environ: Mapping[str, str] | None = None) -> Deployment:
         alert_webhook_url=get(ALERT_WEBHOOK_URL_ENV),
         pseudonym_key=get(PSEUDONYM_KEY_ENV),
         pseudonym_key_file=path(PSEUDONYM_KEY_FILE_ENV),
+        sensor_interval_seconds=int(interval) if interval is not None else None,
         pseudonym_key_new=(get(PSEUDONYM_KEY_NEW_ENV) or "").strip() or None,
         identity_environment={v: env[v] for v in _IDENTITY_VARS if v in env},
     )
+
+
+def process_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process this deployment starts (the daemon the demo runs): this
+    process's own, with ``overrides`` (names from :data:`ENVIRONMENT`)."""
+    unknown = set(overrides or {}) - set(ENVIRONMENT)
+    if unknown:
+        raise ValueError(f"not variables of this platform: {sorted(unknown)}")
+    return {**os.environ, **(overrides or {})}
 
 
 def get_paths() -> Paths:

@@ -106,9 +106,8 @@ def test_every_sensor_has_a_target_and_ui_launches_run_in_process(qp_env: Paths)
     materialisations from the UI use the in-process executor, like the platform's jobs."""
     defs = build_definitions(qp_env)
     snap = snapshot(defs)
-    request_runs = {
-        n: s for n, s in snap["sensors"].items() if n != "alert_on_run_failure"
-    }  # alerts only
+    alerts_only = {"alert_on_run_failure", "alert_on_sensor_error"}
+    request_runs = {n: s for n, s in snap["sensors"].items() if n not in alerts_only}
     assert request_runs and all(s["targets"] for s in request_runs.values()), request_runs
     assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
     assert {j["executor"] for j in snap["jobs"].values()} == {"in_process"}

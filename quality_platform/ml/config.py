@@ -305,6 +305,10 @@ class LoopSettings(ConfigModel):
     #: Fallback: retrain on a schedule even without drift (cron, UTC).
     periodic_retrain_cron: str = "0 3 * * 1"
     daily_cron: str = "30 5 * * *"
+    #: How often the daemon evaluates the loop's sensors (landing, standardisation, monitoring,
+    #: retrain, alerts), in seconds; the daemon's own loop runs every 5 s. A tick is cheap (a folder
+    #: listing, a look at the event log); a smaller value shortens the way from file to score.
+    sensor_interval_seconds: int = Field(30, ge=5, le=3600)
 
 
 class MonitoringConfig(ConfigModel):

@@ -65,8 +65,10 @@ def test_loop_wiring(qp_env: Paths) -> None:
     }
     assert defs.resolve_sensor_def("monitor_after_standardize") is not None
     assert defs.resolve_sensor_def("alert_on_run_failure") is not None
+    canary = defs.resolve_sensor_def("canary_after_performance")
+    assert {j.name for j in canary.jobs} == {"canary_job"}
     names = {s.name for s in defs.schedules}
-    assert {"daily_plant_a", "daily_ai4i2020", "periodic_retrain", "daily_canary"} <= names
+    assert {"daily_plant_a", "daily_ai4i2020", "periodic_retrain"} <= names
     assert all(s.default_status == dg.DefaultScheduleStatus.STOPPED for s in defs.schedules)
     checks = {k.name for a in defs.asset_checks for k in a.check_keys}
     assert {"input_drift", "sensor_faults", "prediction_drift", "performance"} <= checks

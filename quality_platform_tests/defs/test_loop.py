@@ -19,7 +19,6 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-import yaml
 
 from quality_platform.alerts import read_alerts
 from quality_platform.audit import AuditLog, audit_db_path
@@ -33,44 +32,11 @@ from quality_platform.ml.registry import CHALLENGER, CHAMPION, ModelRegistry
 from quality_platform.runner import DayOutcome, backfill, run_day, run_range, train
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
-from quality_platform_tests.conftest import TEST_KEY, make_installation
+from quality_platform_tests.conftest import loop_installation
 
 D0 = dt.date(2026, 3, 16)
 TRAIN_DAYS = 7
 ALARMS = ("process_drift", "sensor_fault", "stuck_sensor")
-
-
-def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plants: tuple[str, ...]) -> Paths:
-    paths = make_installation(tmp_path, plants=plants)
-    for k, v in {
-        "QP_DATA_DIR": paths.data_dir,
-        "QP_CONFIG_DIR": paths.config_dir,
-        "QP_PSEUDONYM_KEY": TEST_KEY,
-        "DAGSTER_HOME": tmp_path / "dagster_home",
-    }.items():
-        monkeypatch.setenv(k, str(v))
-    for k in (
-        "QP_LANDING_DIR",
-        "QP_WAREHOUSE",
-        "QP_AUDIT_DB",
-        "QP_MLFLOW_TRACKING_URI",
-        "QP_MLFLOW_ARTIFACT_ROOT",
-    ):
-        monkeypatch.delenv(k, raising=False)
-    (tmp_path / "dagster_home").mkdir()
-    f = paths.config_dir / "ml" / "model.yaml"
-    cfg = yaml.safe_load(f.read_text())
-    cfg["catboost"].update(iterations=150)
-    cfg["canary"].update(min_labelled_units=400, share=0.2)
-    cfg["gate"].update(min_roc_auc=0.0, min_pr_auc=0.0, per_plant_min_metric=0.0)
-    f.write_text(yaml.safe_dump(cfg))
-    cases = paths.config_dir / "ml" / "behaviour_cases.yaml"
-    doc = yaml.safe_load(cases.read_text())
-    doc["cases"] = [
-        c for c in doc["cases"] if c["name"] != "hot_process_raises_risk"
-    ]  # needs more than a week
-    cases.write_text(yaml.safe_dump(doc))
-    return paths
 
 
 def _run(
@@ -140,7 +106,7 @@ def _findings(paths: Paths, after: dt.date) -> pd.DataFrame:
 def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _install(tmp_path, monkeypatch, ("plant_a",))
+    paths = loop_installation(tmp_path, monkeypatch, ("plant_a",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, ("plant_a",), "moisture_drift", days=16, onset=9)
         instance_runs = {r.run_id: r for r in instance.get_runs()}
@@ -210,7 +176,7 @@ def _no_retrain(days: list[DayOutcome], paths: Paths) -> None:
 def test_sensor_fault_is_an_incident_not_a_retrain(
     scenario: str, plant: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _install(tmp_path, monkeypatch, (plant,))
+    paths = loop_installation(tmp_path, monkeypatch, (plant,))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, (plant,), scenario, days=10, onset=8)
     onset = dt.date.fromisoformat(truth["onset_date"])
@@ -238,7 +204,7 @@ def test_sensor_fault_is_an_incident_not_a_retrain(
 def test_stable_raises_no_alarm_and_no_retrain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _install(tmp_path, monkeypatch, ("plant_a",))
+    paths = loop_installation(tmp_path, monkeypatch, ("plant_a",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, _ = _run(paths, instance, ("plant_a",), "stable", days=11, onset=8)
         rec = instance.get_latest_asset_check_evaluation_record(
@@ -253,7 +219,7 @@ def test_stable_raises_no_alarm_and_no_retrain(
 def test_concept_drift_fails_performance_once_labels_arrive_and_retrains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _install(tmp_path, monkeypatch, ("plant_c",))
+    paths = loop_installation(tmp_path, monkeypatch, ("plant_c",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, ("plant_c",), "concept_drift", days=13, onset=8)
     onset = dt.date.fromisoformat(truth["onset_date"])

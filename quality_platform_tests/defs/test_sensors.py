@@ -151,3 +151,57 @@ def test_every_schedule_and_sensor_ticks_through_dagster(qp_env: Paths) -> None:
                             job.partitions_def is not None
                             and job.partitions_def.has_partition_key(r.tags[tag])
                         ), f"{name}: {r.tags[tag]} is not a partition of {job.name}"
+
+
+def test_a_failing_sensor_is_one_alert_per_outage_and_its_recovery_another(qp_env: Paths) -> None:
+    """The ticks are the instance's own tick records (what the daemon writes when a sensor's
+    evaluation raises); ``alert_on_sensor_error`` is ticked by Dagster (``evaluate_tick``)."""
+    from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
+    from dagster._utils.error import SerializableErrorInfo
+
+    from quality_platform.alerts import read_alerts
+    from quality_platform.daemon import sensor_state
+    from quality_platform.defs.monitoring.sensors import SENSOR_ERROR_ALERT
+    from quality_platform.location import set_sensor_cursors
+
+    defs = build_definitions(qp_env)
+    with dg.instance_for_test() as instance:
+        set_sensor_cursors(defs, instance, {"landing_plant_a": None})
+        state = sensor_state(instance, "landing_plant_a")
+        t0 = dt.datetime.now(dt.UTC).timestamp() - 100
+
+        def record(status: TickStatus, at: float) -> None:
+            error = SerializableErrorInfo(
+                "ValueError: landing folder unreadable\n", [], "ValueError"
+            )
+            instance.create_tick(
+                TickData(
+                    instigator_origin_id=state.instigator_origin_id,
+                    instigator_name=state.name,
+                    instigator_type=InstigatorType.SENSOR,
+                    status=status,
+                    timestamp=at,
+                    selector_id=state.selector_id,
+                    error=error if status == TickStatus.FAILURE else None,
+                )
+            )
+
+        def alerts() -> list[dict]:
+            return [a for a in read_alerts(paths=qp_env) if a["kind"] == "sensor_error"]
+
+        record(TickStatus.SKIPPED, t0)
+        res = tick(defs, instance, SENSOR_ERROR_ALERT, None)
+        assert alerts() == []
+        for i in range(3):  # three failed ticks in a row: one alert
+            record(TickStatus.FAILURE, t0 + 10 + i)
+        res = tick(defs, instance, SENSOR_ERROR_ALERT, res.cursor)
+        res = tick(defs, instance, SENSOR_ERROR_ALERT, res.cursor)
+        sent = alerts()
+        assert [(a["severity"], a["summary"]) for a in sent] == [
+            ("error", "sensor landing_plant_a failed: ValueError: landing folder unreadable")
+        ]
+        record(TickStatus.SKIPPED, t0 + 20)  # the next good tick: recovered
+        tick(defs, instance, SENSOR_ERROR_ALERT, res.cursor)
+        assert [(a["severity"], a["summary"]) for a in alerts()[1:]] == [
+            ("info", "sensor landing_plant_a recovered after 3 failed tick(s)")
+        ]

@@ -38,13 +38,16 @@ def _day_of(rel: str) -> dt.date | None:
         return None
 
 
-def build_landing_sensor(plant: PlantConfig, start: dt.date) -> dg.SensorDefinition:
-    """Re-land a plant's days whose landing files are new or changed (late data)."""
+def build_landing_sensor(
+    plant: PlantConfig, start: dt.date, interval_seconds: int = 30
+) -> dg.SensorDefinition:
+    """Re-land a plant's days whose landing files are new or changed (late data); the daemon
+    evaluates it every ``interval_seconds``."""
 
     @dg.sensor(
         name=f"landing_{plant.plant_id}",
         job_name=land_job_name(plant.plant_id),
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Picks up new or late landing files of {plant.plant_id} and re-lands their days.",
     )
@@ -83,13 +86,15 @@ def build_landing_sensor(plant: PlantConfig, start: dt.date) -> dg.SensorDefinit
     return _sensor
 
 
-def build_standardize_sensor(plant_ids: list[str]) -> dg.SensorDefinition:
+def build_standardize_sensor(
+    plant_ids: list[str], interval_seconds: int = 30
+) -> dg.SensorDefinition:
     """Standardise (and recompute KPIs for) plant-days whose raw data was re-materialised."""
 
     @dg.sensor(
         name="standardize_on_raw",
         job_name=STANDARD_JOB,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="After raw_<plant> materialises new partitions, standardise those plant-days.",
     )

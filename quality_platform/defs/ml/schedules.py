@@ -1,15 +1,15 @@
-"""Schedules of the ML domain: a periodic fallback retrain and a daily canary evaluation (both off
-by default; the retrain sensor and the daily scoring drive the loop)."""
+"""Schedules of the ML domain: a periodic fallback retrain (off by default; the retrain sensor drives
+the loop, and ``canary_after_performance`` evaluates the canary whenever labels arrive)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from quality_platform.defs.ml.jobs import CANARY_JOB, TRAIN_JOB
+from quality_platform.defs.ml.jobs import TRAIN_JOB
 
 
 def build_ml_schedules(retrain_cron: str) -> list[dg.ScheduleDefinition]:
-    """``periodic_retrain`` (gate and approval apply) and ``daily_canary``."""
+    """``periodic_retrain`` (gate and approval apply)."""
     return [
         dg.ScheduleDefinition(
             name="periodic_retrain",
@@ -18,13 +18,5 @@ def build_ml_schedules(retrain_cron: str) -> list[dg.ScheduleDefinition]:
             tags={"trigger": "periodic_retrain"},
             default_status=dg.DefaultScheduleStatus.STOPPED,
             description="Fallback retrain on a fixed cadence (gate and approval apply).",
-        ),
-        dg.ScheduleDefinition(
-            name="daily_canary",
-            cron_schedule="0 7 * * *",
-            job_name=CANARY_JOB,
-            tags={"trigger": "daily_canary"},
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-            description="Evaluate the canary once a day.",
         ),
     ]

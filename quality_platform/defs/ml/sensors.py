@@ -39,10 +39,11 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from quality_platform.alerts import Alert
-from quality_platform.defs.ml.jobs import TRAIN_JOB
-from quality_platform.defs.monitoring.jobs import OPS_JOB
+from quality_platform.defs.ml.jobs import CANARY_JOB, TRAIN_JOB
+from quality_platform.defs.monitoring.jobs import OPS_JOB, PERFORMANCE_JOB
 from quality_platform.governance.freeze import FrozenError, assert_not_frozen
 from quality_platform.ml.config import load_monitoring_config
+from quality_platform.ml.registry import CHALLENGER
 from quality_platform.partitions import range_tags
 from quality_platform.resources import (
     AlertChannelResource,
@@ -56,6 +57,7 @@ WATCHED = (
     dg.AssetCheckKey(dg.AssetKey("model_performance"), "performance"),
 )
 RETRAIN_SENSOR = "retrain_on_drift"
+CANARY_SENSOR = "canary_after_performance"
 ACTOR = "system:retrain_sensor"
 
 
@@ -363,15 +365,56 @@ def current_cursor(instance: dg.DagsterInstance) -> str:
     return json.dumps(cur, sort_keys=True)
 
 
-def build_retrain_sensor(jobs: list[Any]) -> dg.SensorDefinition:
-    """``jobs``: the train_job and ops_job definitions the sensor requests."""
+def build_retrain_sensor(jobs: list[Any], interval_seconds: int = 30) -> dg.SensorDefinition:
+    """``jobs``: the train_job and ops_job definitions the sensor requests; the daemon evaluates it
+    every ``interval_seconds``."""
 
     return dg.sensor(
         name=RETRAIN_SENSOR,
         jobs=[j for j in jobs if j.name in (TRAIN_JOB, OPS_JOB)],
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Launches train_job when drift_metrics:input_drift or model_performance:performance fails "
         "with ERROR at a plant (every record decided once; debounce and per-plant cooldown in "
         "plant-days from data/ml/monitoring.yaml).",
     )(evaluate_retrain)
+
+
+def build_canary_sensor(jobs: list[Any], interval_seconds: int = 30) -> dg.SensorDefinition:
+    """``canary_after_performance``: the canary is evaluated when labels arrive, in plant time (a
+    successful ``performance_job`` run: the labels of its plant-days are in), not at a wall-clock
+    hour, so a replay, a backfill and live operation promote or roll back alike. Nothing is
+    launched while no challenger is in canary/shadow. ``jobs``: the performance_job and canary_job
+    definitions."""
+    by_name = {j.name: j for j in jobs}
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name=CANARY_SENSOR,
+        monitored_jobs=[by_name[PERFORMANCE_JOB]],
+        request_job=by_name[CANARY_JOB],
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="After labels arrived (a performance_job run): evaluate the canary (promote, roll "
+        "back or wait) while a challenger is in canary/shadow.",
+    )
+    def _sensor(
+        context: dg.RunStatusSensorContext,
+        platform: PlatformResource,
+        model_registry: ModelRegistryResource,
+    ) -> dg.RunRequest | dg.SkipReason:
+        chall = model_registry.registry(platform.paths()).alias(CHALLENGER)
+        if chall is None:
+            return dg.SkipReason("no challenger in canary")
+        run = context.dagster_run
+        return dg.RunRequest(
+            run_key=f"canary-{run.run_id}",
+            job_name=CANARY_JOB,
+            tags={
+                "trigger": CANARY_SENSOR,
+                "qp/labels_run_id": run.run_id,
+                "qp/challenger": chall.version,
+            },
+        )
+
+    return _sensor

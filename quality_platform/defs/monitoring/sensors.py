@@ -1,6 +1,9 @@
-"""The monitoring domain's sensors: after a standardize run, score and monitor its plant-days (and measure performance for the days whose labels it brought); every failed run is an alert."""
+"""The monitoring domain's sensors: after a standardize run, score and monitor its plant-days (and
+measure performance for the days whose labels it brought); every failed run is an alert, and so is
+a sensor or schedule whose evaluation fails (and its recovery)."""
 
 import datetime as dt
+import json
 from typing import Any
 
 import dagster as dg
@@ -41,7 +44,9 @@ def monitor_requests(run: Any, plants: dict[str, PlantConfig]) -> list[dg.RunReq
     ]
 
 
-def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.SensorDefinition:
+def build_monitor_sensor(
+    plants: dict[str, PlantConfig], jobs: list[Any], interval_seconds: int = 30
+) -> dg.SensorDefinition:
     """``jobs``: the job definitions; the sensor watches standardize_job and requests the monitor and
     performance jobs (targets Dagster validates when it evaluates a tick)."""
     by_name = {j.name: j for j in jobs}
@@ -51,6 +56,7 @@ def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.
         name=MONITOR_SENSOR,
         monitored_jobs=[by_name[STANDARD_JOB]],
         request_jobs=[by_name[MONITOR_JOB], by_name[PERFORMANCE_JOB]],
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="After a standardize run: score and monitor its plant-days; model performance "
         "for the days whose labels it brought.",
@@ -61,9 +67,10 @@ def build_monitor_sensor(plants: dict[str, PlantConfig], jobs: list[Any]) -> dg.
     return _sensor
 
 
-def build_run_failure_alert() -> dg.SensorDefinition:
+def build_run_failure_alert(interval_seconds: int = 30) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="alert_on_run_failure",
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Sends every failed run (job, run id, error) to the alert channel.",
     )
@@ -82,6 +89,84 @@ def build_run_failure_alert() -> dg.SensorDefinition:
                 details={"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags)},
             ),
             platform.paths(),
+        )
+
+    return _sensor
+
+
+SENSOR_ERROR_ALERT = "alert_on_sensor_error"
+
+
+def build_sensor_error_alert(interval_seconds: int = 30) -> dg.SensorDefinition:
+    """``alert_on_sensor_error``: a sensor or schedule of this code location whose tick fails (an
+    exception in its evaluation, a run request Dagster refuses) is an error alert, like a failed
+    run; its first good tick afterwards is an info alert saying how many ticks failed. One alert
+    per outage, not one per failed tick (a sensor failing every 30 s would otherwise flood the
+    channel). The cursor holds, per instigator, the last tick looked at and whether it is failing."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    from quality_platform.location import workspace_entry
+
+    @dg.sensor(
+        name=SENSOR_ERROR_ALERT,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Sends a sensor or schedule whose tick fails (and its recovery) to the alert "
+        "channel, once per outage.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        platform: PlatformResource,
+        alerts: AlertChannelResource,
+    ) -> dg.SensorResult:
+        location = workspace_entry()["location_name"]
+        state = json.loads(context.cursor) if context.cursor else {}
+        sent = 0
+        for inst in context.instance.all_instigator_state():
+            origin = inst.origin.repository_origin.code_location_origin
+            if inst.name == SENSOR_ERROR_ALERT or origin.location_name != location:
+                continue
+            seen = state.get(inst.selector_id, {"after": 0.0, "failing": 0, "name": inst.name})
+            ticks = context.instance.get_ticks(
+                inst.instigator_origin_id, inst.selector_id, after=seen["after"], limit=200
+            )
+            for t in sorted(ticks, key=lambda t: t.timestamp):
+                if t.status == TickStatus.STARTED:
+                    break  # still running: looked at again next time
+                seen["after"] = t.timestamp
+                if t.status == TickStatus.FAILURE:
+                    seen["failing"] += 1
+                    if seen["failing"] == 1:
+                        error = (t.error.message if t.error else "tick failed").strip()
+                        alerts.send(
+                            Alert(
+                                kind="sensor_error",
+                                severity="error",
+                                summary=f"{inst.instigator_type.value.lower()} {inst.name} "
+                                f"failed: {error}"[:500],
+                                details={"instigator": inst.name, "tick_at": t.timestamp},
+                            ),
+                            platform.paths(),
+                        )
+                        sent += 1
+                elif seen["failing"]:
+                    alerts.send(
+                        Alert(
+                            kind="sensor_error",
+                            severity="info",
+                            summary=f"{inst.instigator_type.value.lower()} {inst.name} recovered "
+                            f"after {seen['failing']} failed tick(s)",
+                            details={"instigator": inst.name, "tick_at": t.timestamp},
+                        ),
+                        platform.paths(),
+                    )
+                    seen["failing"], sent = 0, sent + 1
+            state[inst.selector_id] = seen
+        return dg.SensorResult(
+            cursor=json.dumps(state, sort_keys=True),
+            skip_reason=None
+            if sent
+            else dg.SkipReason("no sensor or schedule failed or recovered"),
         )
 
     return _sensor

@@ -1,0 +1,166 @@
+"""The closed loop under a real ``dagster-daemon`` (issue 13, item 3).
+
+A champion is released on plant_a's first week (the operator's part: ``qp backfill``, ``qp train``,
+approve, promote). Then a real ``dagster-daemon run`` on the project's workspace.yaml takes over,
+with the loop's sensors at a 5 s interval (``loop.sensor_interval_seconds``), and the test only
+delivers day folders into the landing folder, as a plant's file transfer would: three stable
+days at once, then the drifting days one at a time. Nothing in the test launches a run or
+evaluates a sensor. Bounded: every wait has a timeout, and the daemon (with its code server and
+run workers) is stopped by its own process group. Its log is kept next to the test's data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from quality_platform.alerts import read_alerts
+from quality_platform.config import load_plants
+from quality_platform.daemon import Daemon, covered, deliver, sensor_state, settle
+from quality_platform.definitions import build_definitions
+from quality_platform.defs.ml.jobs import TRAIN_JOB
+from quality_platform.defs.ml.sensors import CANARY_SENSOR, RETRAIN_SENSOR
+from quality_platform.defs.monitoring.jobs import MONITOR_JOB
+from quality_platform.defs.monitoring.sensors import MONITOR_SENSOR, SENSOR_ERROR_ALERT
+from quality_platform.location import PROJECT_ROOT
+from quality_platform.ml import lifecycle as L
+from quality_platform.partitions import RANGE_END, RANGE_START, split_key
+from quality_platform.runner import backfill, train
+from quality_platform.simulation import simulate
+from quality_platform_tests.conftest import loop_installation
+
+PLANT = "plant_a"
+D0 = dt.date(2026, 3, 16)
+TRAIN_DAYS, DAYS, ONSET = 7, 12, 9
+SENSORS = [
+    f"landing_{PLANT}",
+    "standardize_on_raw",
+    MONITOR_SENSOR,
+    RETRAIN_SENSOR,
+    CANARY_SENSOR,
+    "alert_on_run_failure",
+    SENSOR_ERROR_ALERT,
+]
+WAIT = 420.0  # seconds for one delivery to go through the loop (typically 60-90 s here)
+
+
+def _day(i: int) -> dt.date:
+    return D0 + dt.timedelta(days=i)
+
+
+def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = loop_installation(tmp_path, monkeypatch, (PLANT,))
+    mon = paths.config_dir / "ml" / "monitoring.yaml"
+    cfg = yaml.safe_load(mon.read_text())
+    cfg["loop"]["sensor_interval_seconds"] = 5
+    mon.write_text(yaml.safe_dump(cfg))
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    stage = tmp_path / "stage"
+    truth = simulate(
+        stage, days=DAYS, start=D0, scenario="moisture_drift", onset_day=ONSET,
+        plants=load_plants(paths),
+    )  # fmt: skip
+    onset = dt.date.fromisoformat(truth["onset_date"])
+    landing = paths.landing_dir / PLANT
+
+    def drop(i: int) -> None:
+        deliver(stage / PLANT / str(_day(i)), landing / str(_day(i)))
+
+    for i in range(TRAIN_DAYS):
+        drop(i)
+    with dg.DagsterInstance.get() as instance:
+        defs = build_definitions(paths)
+        assert all(o.success for o in backfill(defs, instance, PLANT, D0, _day(TRAIN_DAYS - 1)))
+        assert train(defs, instance).success
+        reg, audit = L.open_stores(paths)
+        L.approve(reg, audit, "1", "carl.control", "initial release")
+        L.promote(reg, audit, "1", "carl.control", "initial release")
+
+        started = time.time()
+        log = tmp_path / "daemon.log"
+        with Daemon(log, os.environ) as daemon:
+            daemon.wait_for(
+                "baseline of the landing sensor",
+                lambda: (
+                    (s := sensor_state(instance, f"landing_{PLANT}")) and s.instigator_data.cursor
+                ),
+                WAIT,
+            )
+            for batch in ([7, 8, 9], [10], [11]):
+                t = time.time()
+                for i in batch:
+                    drop(i)
+                last = _day(batch[-1])
+                daemon.wait_for(
+                    f"monitor_job over {PLANT} {last}",
+                    lambda t=t, last=last: covered(instance, MONITOR_JOB, PLANT, last, t),
+                    WAIT,
+                )
+                settle(daemon, instance, SENSORS, WAIT)
+            pid = daemon.pid
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)  # the daemon's whole process group is gone
+
+        runs = [
+            r.dagster_run
+            for r in instance.get_run_records(
+                dg.RunsFilter(created_after=dt.datetime.fromtimestamp(started, dt.UTC))
+            )
+        ]
+        # every run since the daemon started was launched by one of the location's sensors
+        assert runs and all(r.tags.get("dagster/sensor_name") in SENSORS for r in runs), [
+            (r.job_name, r.tags.get("dagster/sensor_name")) for r in runs
+        ]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [
+            (r.job_name, r.status) for r in runs
+        ]
+        retrains = [r for r in runs if r.job_name == TRAIN_JOB]
+        assert len(retrains) == 1, retrains
+        retrain = retrains[0]
+        assert retrain.tags["dagster/sensor_name"] == RETRAIN_SENSOR
+        assert retrain.tags["qp/check"] == "drift_metrics:input_drift"
+
+        # the failing check record -> the monitoring run that evaluated it, launched by
+        # monitor_after_standardize over a day on or after the onset
+        record = next(
+            r
+            for r in instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift"), limit=100
+            )
+            if str(r.id) == retrain.tags["qp/check_record_id"]
+        )
+        check_run = instance.get_run_by_id(record.run_id)
+        assert check_run is not None and check_run.tags["dagster/sensor_name"] == MONITOR_SENSOR
+        first, last = split_key(check_run.tags[RANGE_START]), split_key(check_run.tags[RANGE_END])
+        assert first[0] == PLANT and onset <= last[1] <= onset + dt.timedelta(days=2), (first, last)
+        evaluation = record.event.asset_check_evaluation
+        assert not evaluation.passed
+
+        # ... the gated challenger it produced names the run and the check
+        v2 = reg.version("2")
+        assert v2.tag("trigger") == RETRAIN_SENSOR
+        assert v2.tag("retrain_key") == retrain.tags["qp/retrain_key"]
+        assert v2.tag("dagster_run_id") == retrain.run_id
+        assert v2.gate in L.PASSING, v2.gate
+        started_retrains = [r for r in audit.records(action="retrain") if r.outcome == "ok"]
+        assert [str(r.refs["check_record_id"]) for r in started_retrains] == [
+            retrain.tags["qp/check_record_id"]
+        ]
+        # no sensor tick failed
+        for name in SENSORS:
+            state = sensor_state(instance, name)
+            assert state is not None, f"{name} never ticked"
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000)
+            failed = [t.error for t in ticks if t.status.value == "FAILURE"]
+            assert not failed, (name, failed[:1])
+        kinds = [a["kind"] for a in read_alerts(paths=paths)]
+        assert "retrain" in kinds and "sensor_error" not in kinds, kinds
+        assert audit.verify().ok
