@@ -1,8 +1,8 @@
 """What ``qp demo`` (``make demo``) does besides printing: simulate a scenario into a fresh landing
 folder, start from a clean platform state, release the first model version as the policy's
-control owner, and run the drifting plant's last days through the closed loop one day at a time,
-as the daemon would. Every step returns plain data (or hands it to a callback as it happens);
-``qp demo`` prints it."""
+control owner, and then start the Dagster daemon and deliver the drifting plant's last days as
+files, one at a time: the daemon's sensors run the closed loop. Every step returns plain data (or
+hands it to a callback as it happens); ``qp demo`` prints it."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.ml.sensors import RETRAIN_SENSOR, current_cursor
 from quality_platform.governance.policy import resolve_principal
 from quality_platform.ml import lifecycle as L
-from quality_platform.runner import run_day, train
+from quality_platform.runner import train
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
 from quality_platform.warehouse import connect
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 DEMO_APPROVER = (
     "carl.control"  # the demo acts as the policy's control owner (impersonation, audited)
 )
+#: Seconds between sensor ticks of the daemon the demo starts (production: 30, monitoring.yaml).
+DEMO_SENSOR_INTERVAL = 5
 #: Audit actions the loop reports per day.
 LOOP_EVENTS = ("retrain", "gate", "approve", "promote", "rollback", "incident")
 
@@ -134,6 +137,23 @@ def release_first_version(
     return True
 
 
+def hold_back(paths: Paths, plant: str, days: list[dt.date]) -> Path:
+    """Move ``plant``'s landing folders of ``days`` out of the landing folder, to
+    data/state/scenario/<plant>/ (returned): the demo delivers them one at a time while the
+    daemon runs, as the plant's file transfer would."""
+    from quality_platform.config import load_plants
+
+    landing = load_plants(paths)[plant].landing_path(paths)
+    held = paths.data_dir / "scenario" / plant
+    if held.exists():
+        shutil.rmtree(held)
+    held.mkdir(parents=True)
+    for d in days:
+        if (landing / str(d)).exists():
+            shutil.move(str(landing / str(d)), str(held / str(d)))
+    return held
+
+
 def run_loop(
     paths: Paths,
     defs: dg.Definitions,
@@ -142,52 +162,109 @@ def run_loop(
     days: list[dt.date],
     truth: dict[str, Any],
     on_day: Callable[[dict[str, Any]], None] = lambda row: None,
+    held: Path | None = None,
+    wait_seconds: float = 600.0,
 ) -> dict[str, Any]:
-    """The affected plant's days through the closed loop, one at a time (see runner.run_day).
+    """The affected plant's days through the closed loop under the Dagster daemon.
+
+    The daemon (``dagster-daemon run`` on workspace.yaml, sensors every
+    :data:`DEMO_SENSOR_INTERVAL` s) is started with the sensors' cursors at "now" (a new scenario
+    begins: the landing and standardisation sensors take a baseline, the run-status sensors start
+    at the latest run, the retrain sensor at the latest check records); then each day's folder
+    (held back in ``held`` by :func:`hold_back`) is delivered into the landing folder and the
+    daemon does the rest: landing, standardisation, scoring + monitoring, performance, canary,
+    retrain. A day is done when the loop is at rest (no run queued or running, every sensor ticked
+    since). The daemon is stopped at the end, however the loop ends.
 
     ``on_day`` gets each day's row as it finishes: drift findings, the champion versions that
-    predicted, the lifecycle events (:data:`LOOP_EVENTS`) and seconds. Returns what the loop did:
-    first detection, the retrain and its version, held-back retrains, the canary's promotion, the
-    champion, the latency from the failing check to the gated challenger, and the day rows."""
+    predicted, the lifecycle events (:data:`LOOP_EVENTS`), the runs the daemon launched and
+    seconds. Returns what the loop did: first detection, the retrain and its version, held-back
+    retrains, the canary's promotion, the champion, the latency from the failing check to the
+    gated challenger, and the day rows."""
+    import time
+
+    import dagster as dg
+
+    from quality_platform.config import load_plants
+    from quality_platform.daemon import Daemon, covered, deliver, sensor_state, settle
+    from quality_platform.defs.monitoring.jobs import MONITOR_JOB
+    from quality_platform.location import set_sensor_cursors
+    from quality_platform.settings import SENSOR_INTERVAL_ENV, process_environment
+
     reg, audit = L.open_stores(paths)
-    cursors = {RETRAIN_SENSOR: current_cursor(instance)}  # as a sensor running all along would hold
+    held = held or paths.data_dir / "scenario" / plant
+    landing = load_plants(paths)[plant].landing_path(paths)
+    sensors = [s.name for s in defs.get_repository_def().sensor_defs]
+    cursors: dict[str, str | None] = dict.fromkeys(sensors)
+    cursors[RETRAIN_SENSOR] = current_cursor(instance)
+    set_sensor_cursors(defs, instance, cursors)
+    env = process_environment({SENSOR_INTERVAL_ENV: str(DEMO_SENSOR_INTERVAL)})
     before = audit.records()
     seen = before[-1].seq if before else 0
     rows, ok = [], True
-    for d in days:
-        o = run_day(defs, instance, plant, d, cursors)
-        cursors = o.cursors
-        with connect(paths.warehouse_path, read_only=True) as con:
-            kinds = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT kind FROM ml.drift_findings WHERE plant = ? AND "
-                    "partition_date = ? ORDER BY 1",
-                    [plant, d],
-                ).fetchall()
+    log = paths.data_dir / "logs" / "demo_daemon.log"
+    with Daemon(log, env) as daemon:
+        daemon.wait_for(
+            f"the landing sensor's baseline of {plant}",
+            lambda: (
+                (st := sensor_state(instance, f"landing_{plant}")) and st.instigator_data.cursor
+            ),
+            wait_seconds,
+        )
+        for d in days:
+            t0 = time.time()
+            deliver(held / str(d), landing / str(d))
+            daemon.wait_for(
+                f"monitor_job over {plant} {d}",
+                lambda d=d, t0=t0: covered(instance, MONITOR_JOB, plant, d, t0),
+                wait_seconds,
+            )
+            settle(daemon, instance, sensors, wait_seconds)
+            runs = [
+                r.dagster_run
+                for r in instance.get_run_records(
+                    dg.RunsFilter(created_after=dt.datetime.fromtimestamp(t0, dt.UTC)),
+                    ascending=True,
+                )
             ]
-            versions = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
-                    "AND partition_date = ? AND decided_by = 'champion'",
-                    [plant, d],
-                ).fetchall()
-            ]
-        new = [r for r in audit.records() if r.seq > seen]  # one read of the log per day
-        events = [r for r in new if r.action in LOOP_EVENTS]
-        seen = new[-1].seq if new else seen
-        ok = ok and all(r.success for r in o.runs if r.job != "train_job")
-        row = {
-            "day": str(d),
-            "findings": kinds,
-            "champion_versions": versions,
-            "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
-            "retrain_run": o.retrain["run_id"] if o.retrain else None,
-            "seconds": round(sum(r.seconds for r in o.runs), 1),
-        }
-        rows.append(row)
-        on_day(row)
+            with connect(paths.warehouse_path, read_only=True) as con:
+                kinds = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT DISTINCT kind FROM ml.drift_findings WHERE plant = ? AND "
+                        "partition_date = ? ORDER BY 1",
+                        [plant, d],
+                    ).fetchall()
+                ]
+                versions = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT DISTINCT model_version FROM ml.predictions WHERE plant = ? "
+                        "AND partition_date = ? AND decided_by = 'champion'",
+                        [plant, d],
+                    ).fetchall()
+                ]
+            new = [r for r in audit.records() if r.seq > seen]  # one read of the log per day
+            events = [r for r in new if r.action in LOOP_EVENTS]
+            seen = new[-1].seq if new else seen
+            ok = ok and all(
+                r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r.job_name != TRAIN_JOB
+            )
+            retrain_run = next((r for r in runs if r.job_name == TRAIN_JOB), None)
+            row = {
+                "day": str(d),
+                "findings": kinds,
+                "champion_versions": versions,
+                "events": [f"{r.action}:{r.outcome} {r.subject} by {r.actor}" for r in events],
+                "runs": [
+                    f"{r.job_name} by {r.tags.get('dagster/sensor_name', '?')}: {r.status.value}"
+                    for r in runs
+                ],
+                "retrain_run": retrain_run.run_id if retrain_run else None,
+                "seconds": round(time.time() - t0, 1),
+            }
+            rows.append(row)
+            on_day(row)
     first = next((r["day"] for r in rows if "process_drift" in r["findings"]), None)
     retrain_records = audit.records(action="retrain")
     retrain = next((r for r in retrain_records if r.outcome == "ok"), None)
@@ -250,5 +327,7 @@ def run_loop(
         "retrains_held_back": held_back,
         "promotion": {"by": promotion.actor, "reason": promotion.reason} if promotion else None,
         "champion": champ.version if champ else None,
+        "orchestrator": "dagster-daemon",
+        "daemon_log": str(log),
         "days": rows,
     }

@@ -1,12 +1,13 @@
-"""The closed loop under a real ``dagster-daemon`` (issue 13, item 3).
+"""The closed loop under a real ``dagster-daemon``, exactly as ``make demo`` runs it (issue 13,
+items 1 and 3).
 
 A champion is released on plant_a's first week (the operator's part: ``qp backfill``, ``qp train``,
-approve, promote). Then a real ``dagster-daemon run`` on the project's workspace.yaml takes over,
-with the loop's sensors at a 5 s interval (``loop.sensor_interval_seconds``), and the test only
-delivers day folders into the landing folder, as a plant's file transfer would: three stable
-days at once, then the drifting days one at a time. Nothing in the test launches a run or
-evaluates a sensor. Bounded: every wait has a timeout, and the daemon (with its code server and
-run workers) is stopped by its own process group. Its log is kept next to the test's data."""
+approve, promote). Then the demo's own ``run_loop`` starts a real ``dagster-daemon run`` on the
+project's workspace.yaml (sensors every 5 s), and delivers the held-back days into the landing
+folder one day folder at a time, as a plant's file transfer would; nothing launches a run or
+evaluates a sensor but the daemon. Bounded: every wait has a timeout, and the daemon (with its code
+server and run workers) is stopped by its own process group. Its log is kept in the installation
+(``<data>/logs/demo_daemon.log``)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
+from quality_platform import demo
 from quality_platform.alerts import read_alerts
 from quality_platform.config import load_plants
-from quality_platform.daemon import Daemon, covered, deliver, sensor_state, settle
+from quality_platform.daemon import sensor_state
 from quality_platform.definitions import build_definitions
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.ml.sensors import CANARY_SENSOR, RETRAIN_SENSOR
-from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.defs.monitoring.sensors import MONITOR_SENSOR, SENSOR_ERROR_ALERT
 from quality_platform.location import PROJECT_ROOT
 from quality_platform.ml import lifecycle as L
@@ -47,7 +47,22 @@ SENSORS = [
     "alert_on_run_failure",
     SENSOR_ERROR_ALERT,
 ]
-WAIT = 420.0  # seconds for one delivery to go through the loop (typically 60-90 s here)
+
+
+def _daemons_of(root: Path) -> list[int]:
+    """Live processes whose environment names this test's Dagster home (the daemon, its code
+    server, run workers)."""
+    home = f"DAGSTER_HOME={root / 'dagster_home'}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if home in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def _day(i: int) -> dt.date:
@@ -58,24 +73,14 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = loop_installation(tmp_path, monkeypatch, (PLANT,))
-    mon = paths.config_dir / "ml" / "monitoring.yaml"
-    cfg = yaml.safe_load(mon.read_text())
-    cfg["loop"]["sensor_interval_seconds"] = 5
-    mon.write_text(yaml.safe_dump(cfg))
     shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
-    stage = tmp_path / "stage"
     truth = simulate(
-        stage, days=DAYS, start=D0, scenario="moisture_drift", onset_day=ONSET,
+        paths.landing_dir, days=DAYS, start=D0, scenario="moisture_drift", onset_day=ONSET,
         plants=load_plants(paths),
     )  # fmt: skip
     onset = dt.date.fromisoformat(truth["onset_date"])
-    landing = paths.landing_dir / PLANT
-
-    def drop(i: int) -> None:
-        deliver(stage / PLANT / str(_day(i)), landing / str(_day(i)))
-
-    for i in range(TRAIN_DAYS):
-        drop(i)
+    days = [_day(i) for i in range(TRAIN_DAYS, DAYS)]
+    held = demo.hold_back(paths, PLANT, days)
     with dg.DagsterInstance.get() as instance:
         defs = build_definitions(paths)
         assert all(o.success for o in backfill(defs, instance, PLANT, D0, _day(TRAIN_DAYS - 1)))
@@ -85,29 +90,15 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         L.promote(reg, audit, "1", "carl.control", "initial release")
 
         started = time.time()
-        log = tmp_path / "daemon.log"
-        with Daemon(log, os.environ) as daemon:
-            daemon.wait_for(
-                "baseline of the landing sensor",
-                lambda: (
-                    (s := sensor_state(instance, f"landing_{PLANT}")) and s.instigator_data.cursor
-                ),
-                WAIT,
-            )
-            for batch in ([7, 8, 9], [10], [11]):
-                t = time.time()
-                for i in batch:
-                    drop(i)
-                last = _day(batch[-1])
-                daemon.wait_for(
-                    f"monitor_job over {PLANT} {last}",
-                    lambda t=t, last=last: covered(instance, MONITOR_JOB, PLANT, last, t),
-                    WAIT,
-                )
-                settle(daemon, instance, SENSORS, WAIT)
-            pid = daemon.pid
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)  # the daemon's whole process group is gone
+        loop = demo.run_loop(paths, defs, instance, PLANT, days, truth, held=held)
+        assert loop["ok"] and loop["orchestrator"] == "dagster-daemon"
+        assert [r["day"] for r in loop["days"]] == [str(d) for d in days]
+        first = dt.date.fromisoformat(loop["first_detected"])
+        assert onset <= first <= onset + dt.timedelta(days=2), first
+        assert loop["retrain"]["check"] == "drift_metrics:input_drift"
+        assert loop["retrained_version"]["gate"] in L.PASSING
+        assert "SensorDaemon" in Path(loop["daemon_log"]).read_text(errors="replace")
+        assert not _daemons_of(tmp_path), "run_loop left a daemon process behind"
 
         runs = [
             r.dagster_run

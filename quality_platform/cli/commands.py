@@ -239,10 +239,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate the scenario, run every plant end to end and print the summary.
 
-    With a drift scenario (one affected plant, an onset), the affected plant's last days go
-    through the closed loop one day at a time, exactly as the daemon would run them: landing,
-    standardisation, scoring + monitoring, canary evaluation and a tick of the retrain sensor
-    (quality_platform.demo)."""
+    With a drift scenario (one affected plant, an onset), the affected plant's last days are held
+    back; after the first release the demo starts the Dagster daemon and delivers them as files,
+    one day at a time, and the daemon's sensors run the closed loop: landing, standardisation,
+    scoring + monitoring, performance, canary, retrain (quality_platform.demo)."""
     from quality_platform import demo
     from quality_platform.config import load_plants
     from quality_platform.reports.summary import model_summary, platform_summary
@@ -275,6 +275,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     plants = sorted(load_plants(paths))
     affected = (truth.get("affected") or {}).get("plant")
     loop_days = demo.loop_days(truth) if not args.skip_model else []
+    if loop_days:
+        demo.hold_back(paths, affected, loop_days)
     rc = 0
     with contextlib.redirect_stdout(io.StringIO()) if args.json else contextlib.nullcontext():
         for p in plants:
@@ -357,8 +359,9 @@ def _demo_loop(
 
     defs, instance = build_definitions(), dagster_instance()
     say(
-        f"\n== Closed loop: {plant}, {days[0]}..{days[-1]} one day at a time (true onset of {truth['scenario']}: "
-        f"{truth['onset_date']}) =="
+        f"\n== Closed loop under the Dagster daemon: {plant}, {days[0]}..{days[-1]} delivered as files "
+        f"one day at a time (true onset of {truth['scenario']}: {truth['onset_date']}); "
+        f"sensors every {demo.DEMO_SENSOR_INTERVAL} s =="
     )
     return demo.run_loop(
         paths, defs, instance, plant, days, truth, lambda row: say(_format_loop_day(row))
@@ -369,12 +372,16 @@ def _format_loop_day(row: dict[str, Any]) -> str:
     return (
         f"{row['day']}  findings {', '.join(row['findings']) or '-':<40} "
         f"champion v{','.join(row['champion_versions']) or '?'}  "
-        f"{'; '.join(row['events']) or ''}  ({row['seconds']} s)"
+        f"{'; '.join(row['events']) or ''}  ({len(row['runs'])} runs launched by sensors, "
+        f"{row['seconds']} s)"
     )
 
 
 def _format_loop(loop: dict[str, Any]) -> str:
     lines = ["", f"== Closed loop at {loop['plant']} (true onset {loop['onset']}) =="]
+    lines.append(
+        f"orchestrated by the Dagster daemon (log: {loop['daemon_log']}); every run is in the UI"
+    )
     lines.append(f"drift first detected on {loop['first_detected'] or '(not detected)'}")
     r = loop.get("retrain")
     lines.append(f"retrain: {'started by ' + r['check'] + ' - ' + r['reason'] if r else '(none)'}")
