@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from quality_platform.location import PROJECT_ROOT, WORKSPACE_FILE
+from quality_platform.location import PROJECT_ROOT, WORKSPACE_FILE, sensor_origin
 from quality_platform.partitions import RANGE_END, split_key
 
 T = TypeVar("T")
@@ -156,21 +156,10 @@ def deliver(src: Path, dest: Path) -> None:
 
 
 def sensor_state(instance: dg.DagsterInstance, name: str) -> Any:
-    """The stored state of the location's sensor ``name`` (None before its first tick)."""
-    return next(
-        (
-            s
-            for s in instance.all_instigator_state(instigator_type=_sensor_type())
-            if s.name == name
-        ),
-        None,
-    )
-
-
-def _sensor_type() -> Any:
-    from dagster._core.scheduler.instigation import InstigatorType
-
-    return InstigatorType.SENSOR
+    """The stored state of this code location's sensor ``name`` (None before its first tick;
+    a state an older origin of the same name left behind is not it)."""
+    origin, selector_id = sensor_origin(name)
+    return instance.get_instigator_state(origin.get_id(), selector_id)
 
 
 def ticked_since(instance: dg.DagsterInstance, name: str, since: float) -> bool:

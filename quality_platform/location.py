@@ -105,6 +105,25 @@ def tick(
         return defs.resolve_sensor_def(sensor_name).evaluate_tick(ctx)
 
 
+def sensor_origin(name: str) -> tuple[Any, str]:
+    """The remote origin of the location's sensor ``name`` and its selector id: the keys the
+    instance stores the sensor's state and ticks under (as the daemon computes them)."""
+    from dagster._core.definitions.selector import InstigatorSelector
+    from dagster._core.remote_origin import RemoteInstigatorOrigin, RemoteRepositoryOrigin
+    from dagster._serdes import create_snapshot_id
+
+    repo = RemoteRepositoryOrigin(
+        code_location_origin=code_location_origin(), repository_name=REPOSITORY
+    )
+    selector = InstigatorSelector(
+        location_name=workspace_entry()["location_name"], repository_name=REPOSITORY, name=name
+    )
+    return (
+        RemoteInstigatorOrigin(repository_origin=repo, instigator_name=name),
+        create_snapshot_id(selector),
+    )
+
+
 def set_sensor_cursors(
     defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]
 ) -> None:
@@ -112,26 +131,17 @@ def set_sensor_cursors(
     sensor's first-tick behaviour, a baseline). What ``dagster sensor cursor --set`` does, for the
     location's own sensors and without loading the code location a second time; a sensor's
     running/stopped status is kept (a sensor without a stored state keeps its default)."""
-    from dagster._core.definitions.selector import InstigatorSelector
-    from dagster._core.remote_origin import RemoteInstigatorOrigin, RemoteRepositoryOrigin
     from dagster._core.scheduler.instigation import (
         InstigatorState,
         InstigatorStatus,
         InstigatorType,
         SensorInstigatorData,
     )
-    from dagster._serdes import create_snapshot_id
 
-    repo = RemoteRepositoryOrigin(
-        code_location_origin=code_location_origin(), repository_name=REPOSITORY
-    )
     for name, cursor in cursors.items():
         sensor = defs.resolve_sensor_def(name)
-        origin = RemoteInstigatorOrigin(repository_origin=repo, instigator_name=name)
-        selector = InstigatorSelector(
-            location_name=workspace_entry()["location_name"], repository_name=REPOSITORY, name=name
-        )
-        state = instance.get_instigator_state(origin.get_id(), create_snapshot_id(selector))
+        origin, selector_id = sensor_origin(name)
+        state = instance.get_instigator_state(origin.get_id(), selector_id)
         data = SensorInstigatorData(
             min_interval=sensor.minimum_interval_seconds,
             cursor=cursor,
