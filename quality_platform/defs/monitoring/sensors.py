@@ -130,37 +130,33 @@ def build_sensor_error_alert(interval_seconds: int = 30) -> dg.SensorDefinition:
             ticks = context.instance.get_ticks(
                 inst.instigator_origin_id, inst.selector_id, after=seen["after"], limit=200
             )
+            what = f"{inst.instigator_type.value.lower()} {inst.name}"
             for t in sorted(ticks, key=lambda t: t.timestamp):
                 if t.status == TickStatus.STARTED:
                     break  # still running: looked at again next time
                 seen["after"] = t.timestamp
                 if t.status == TickStatus.FAILURE:
                     seen["failing"] += 1
-                    if seen["failing"] == 1:
-                        error = (t.error.message if t.error else "tick failed").strip()
-                        alerts.send(
-                            Alert(
-                                kind="sensor_error",
-                                severity="error",
-                                summary=f"{inst.instigator_type.value.lower()} {inst.name} "
-                                f"failed: {error}"[:500],
-                                details={"instigator": inst.name, "tick_at": t.timestamp},
-                            ),
-                            platform.paths(),
-                        )
-                        sent += 1
+                    if seen["failing"] > 1:
+                        continue  # the same outage
+                    error = (t.error.message if t.error else "tick failed").strip()
+                    severity, summary = "error", f"{what} failed: {error}"
                 elif seen["failing"]:
-                    alerts.send(
-                        Alert(
-                            kind="sensor_error",
-                            severity="info",
-                            summary=f"{inst.instigator_type.value.lower()} {inst.name} recovered "
-                            f"after {seen['failing']} failed tick(s)",
-                            details={"instigator": inst.name, "tick_at": t.timestamp},
-                        ),
-                        platform.paths(),
-                    )
-                    seen["failing"], sent = 0, sent + 1
+                    severity = "info"
+                    summary = f"{what} recovered after {seen['failing']} failed tick(s)"
+                    seen["failing"] = 0
+                else:
+                    continue
+                alerts.send(
+                    Alert(
+                        kind="sensor_error",
+                        severity=severity,
+                        summary=summary[:500],
+                        details={"instigator": inst.name, "tick_at": t.timestamp},
+                    ),
+                    platform.paths(),
+                )
+                sent += 1
             state[inst.selector_id] = seen
         return dg.SensorResult(
             cursor=json.dumps(state, sort_keys=True),
