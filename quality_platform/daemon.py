@@ -29,15 +29,6 @@ from quality_platform.partitions import RANGE_END, split_key
 
 T = TypeVar("T")
 
-#: Run statuses of a run that has not finished yet.
-ACTIVE = (
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-)
-
 
 class DaemonDied(RuntimeError):
     """The daemon process ended while it was still needed."""
@@ -78,12 +69,6 @@ class Daemon:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("the daemon was not started")
-        return self.proc.pid
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -178,7 +163,10 @@ def ticked_since(instance: dg.DagsterInstance, name: str, since: float) -> bool:
 
 
 def active_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
-    return list(instance.get_runs(dg.RunsFilter(statuses=list(ACTIVE))))
+    """Runs not finished yet (Dagster's own list: queued, starting, started, canceling ...)."""
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+
+    return list(instance.get_runs(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)))
 
 
 def covered(

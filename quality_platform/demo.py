@@ -137,6 +137,11 @@ def release_first_version(
     return True
 
 
+def held_dir(paths: Paths, plant: str) -> Path:
+    """Where :func:`hold_back` keeps ``plant``'s undelivered day folders."""
+    return paths.data_dir / "scenario" / plant
+
+
 def hold_back(paths: Paths, plant: str, days: list[dt.date]) -> Path:
     """Move ``plant``'s landing folders of ``days`` out of the landing folder, to
     data/state/scenario/<plant>/ (returned): the demo delivers them one at a time while the
@@ -144,7 +149,7 @@ def hold_back(paths: Paths, plant: str, days: list[dt.date]) -> Path:
     from quality_platform.config import load_plants
 
     landing = load_plants(paths)[plant].landing_path(paths)
-    held = paths.data_dir / "scenario" / plant
+    held = held_dir(paths, plant)
     if held.exists():
         shutil.rmtree(held)
     held.mkdir(parents=True)
@@ -192,7 +197,7 @@ def run_loop(
     from quality_platform.settings import SENSOR_INTERVAL_ENV, process_environment
 
     reg, audit = L.open_stores(paths)
-    held = held or paths.data_dir / "scenario" / plant
+    held = held or held_dir(paths, plant)
     landing = load_plants(paths)[plant].landing_path(paths)
     sensors = [s.name for s in defs.get_repository_def().sensor_defs]
     cursors: dict[str, str | None] = dict.fromkeys(sensors)
