@@ -37,7 +37,8 @@ from quality_platform_tests.conftest import loop_installation
 
 PLANT = "plant_a"
 D0 = dt.date(2026, 3, 16)
-TRAIN_DAYS, DAYS, ONSET = 7, 12, 9
+# the retrain follows the first drift day by 1 + plant_a's 2 plant-days of label latency
+TRAIN_DAYS, DAYS, ONSET = 7, 15, 9
 SENSORS = [
     f"landing_{PLANT}",
     "standardize_on_raw",
@@ -93,8 +94,8 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         loop = demo.run_loop(paths, defs, instance, PLANT, days, truth, held=held)
         assert loop["ok"] and loop["orchestrator"] == "dagster-daemon"
         assert [r["day"] for r in loop["days"]] == [str(d) for d in days]
-        first = dt.date.fromisoformat(loop["first_detected"])
-        assert onset <= first <= onset + dt.timedelta(days=2), first
+        detected = dt.date.fromisoformat(loop["first_detected"])
+        assert onset <= detected <= onset + dt.timedelta(days=2), detected
         assert loop["retrain"]["check"] == "drift_metrics:input_drift"
         assert loop["retrained_version"]["gate"] in L.PASSING
         assert "SensorDaemon" in Path(loop["daemon_log"]).read_text(errors="replace")
@@ -120,7 +121,7 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         assert retrain.tags["qp/check"] == "drift_metrics:input_drift"
 
         # the failing check record -> the monitoring run that evaluated it, launched by
-        # monitor_after_standardize over a day on or after the onset
+        # monitor_after_standardize over a drifting day (the newest of the label wait)
         record = next(
             r
             for r in instance.event_log_storage.get_asset_check_execution_history(
@@ -131,7 +132,10 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         check_run = instance.get_run_by_id(record.run_id)
         assert check_run is not None and check_run.tags["dagster/sensor_name"] == MONITOR_SENSOR
         first, last = split_key(check_run.tags[RANGE_START]), split_key(check_run.tags[RANGE_END])
-        assert first[0] == PLANT and onset <= last[1] <= onset + dt.timedelta(days=2), (first, last)
+        assert first[0] == PLANT and detected <= last[1] <= detected + dt.timedelta(days=3), (
+            first,
+            last,
+        )
         evaluation = record.event.asset_check_evaluation
         assert not evaluation.passed
 
@@ -145,6 +149,10 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         assert [str(r.refs["check_record_id"]) for r in started_retrains] == [
             retrain.tags["qp/check_record_id"]
         ]
+        # it waited for labelled post-shift units, and trains on the first drifting day
+        assert any("label_wait" in r.refs for r in audit.records(action="retrain"))
+        assert started_retrains[0].refs["labels_since_shift"]["state"] == "enough"
+        assert str(detected) in started_retrains[0].refs["labels_since_shift"]["train_days"]
         # no sensor tick failed
         for name in SENSORS:
             state = sensor_state(instance, name)

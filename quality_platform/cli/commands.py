@@ -450,8 +450,8 @@ def _format_model_summary(m: dict[str, Any]) -> str:
         pm = pd.DataFrame(gate["plant_metrics"])
         lines += [
             "",
-            "Holdout figures per plant (latest units of each plant in time order; AI4I: the last 20 % "
-            "by UDI, failure-mode flags excluded):",
+            "Holdout figures per plant (the holdout days of each plant: the latest labelled day "
+            "and every 5th before it; AI4I: failure-mode flags excluded):",
             text_table(pm.round(4)),
         ]
     if m.get("predictions"):

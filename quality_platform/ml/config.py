@@ -35,7 +35,7 @@ class TrainingWindow(ConfigModel):
 
     #: Days (per plant, ending at the plant's last day with complete labels) in the snapshot.
     window_days: int = Field(21, ge=1, le=3650)
-    #: Per plant, time-ordered split of the snapshot's units: train | validation | holdout.
+    #: Per plant, split of the snapshot (ml.dataset._split: holdout days, validation units): train | validation | holdout.
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     holdout_fraction: float = Field(0.2, gt=0, lt=0.5)
     #: A plant with fewer labelled units in the window is left out of the snapshot (and says so).
@@ -302,6 +302,16 @@ class LoopSettings(ConfigModel):
     #: unless the retrain's version was rejected or failed the gate. Counting partition dates, not
     #: wall-clock hours, makes a backfill, a replay and live operation decide alike.
     cooldown_plant_days: int = Field(7, ge=0, le=365)
+    #: Label latency: a retrain waits until the plant's labelled units produced on or after the
+    #: shift's first day (the failing streak's first plant-day) that a retrain's train split would
+    #: hold (``ml.dataset``) number at least this many units and this many defective
+    #: ones, so the new model learns the new regime instead of the old one; the wait is audited.
+    #: 0 and 0: retrain at once.
+    min_post_shift_labelled_units: int = Field(300, ge=0)
+    min_post_shift_defects: int = Field(15, ge=0)
+    #: ... but no longer than this many plant-days after the shift's first day (labels that never
+    #: come, a shift that does not change the defect rate): then it retrains with what there is.
+    max_label_wait_plant_days: int = Field(7, ge=0, le=365)
     #: Fallback: retrain on a schedule even without drift (cron, UTC).
     periodic_retrain_cron: str = "0 3 * * 1"
     daily_cron: str = "30 5 * * *"

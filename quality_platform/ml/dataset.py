@@ -7,9 +7,10 @@ of ``standard.production_units``:
   ``D + label_latency_days <= the plant's last standardised day``. Later days are left out
   entirely (their known labels would be a biased sample: inspections still pending);
 - rows: units of the window whose outcome is known; units still pending are counted, not used;
-- split: per plant, in time order (``start_utc``, then ``unit_id``): the earliest units train, the
-  next ``validation_fraction`` choose the decision threshold, the latest ``holdout_fraction`` are
-  the release gate's holdout;
+- split: per plant, holdout by whole days counted back from the latest labelled day
+  (:func:`holdout_day`: the latest and every ``1/holdout_fraction``-th before it), validation a
+  fixed share of the other days' units (by unit-id hash; they choose the decision threshold), the
+  rest train (with fewer than 3 days: in time order by unit, the latest units holdout);
 - hash: sha256 over the rows in canonical order (plant, unit_id) and the columns that matter
   (ids, features, label, split). The same data gives the same hash, whatever order it was read in.
 
@@ -120,8 +121,35 @@ def _key_ids(con: Any, plant_id: str, first: dt.date, last: dt.date) -> list[str
     return [r[0] for r in rows.fetchall()]
 
 
+def holdout_day(rank: int, cfg: ModelConfig) -> bool:
+    """Whether a plant's labelled day of ``rank`` (counted back from the window's latest labelled
+    day, 0) is a holdout day: the latest day and every ``1/holdout_fraction``-th before it, so the
+    gate judges the newest data and days spread over the window."""
+    return rank % max(2, round(1 / cfg.training.holdout_fraction)) == 0
+
+
+def validation_share(cfg: ModelConfig) -> float:
+    """The share of each non-holdout day's units that is validation (picks the decision threshold),
+    so ``validation_fraction`` of all units."""
+    return cfg.training.validation_fraction / (1 - cfg.training.holdout_fraction)
+
+
 def _split(df: pd.DataFrame, cfg: ModelConfig) -> pd.Series:
-    """Time-ordered split of one plant's units."""
+    """The split of one plant's units. With at least 3 labelled days: holdout by whole days
+    (:func:`holdout_day`), validation a fixed share of every other day's units (chosen by a hash of
+    the unit id: the same units every time), the rest train. So after a shift the day before the
+    latest labelled one already trains the model; a split of the latest 30 % of units into
+    validation and holdout, as before, kept every post-shift unit out of training for 8 plant-days
+    of a 28-day window. With fewer days: in time order by unit (the latest units holdout)."""
+    days = sorted(pd.unique(df["partition_date"]), reverse=True)
+    if len(days) >= 3:
+        rank = {d: i for i, d in enumerate(days)}
+        hold = df["partition_date"].map(lambda d: holdout_day(rank[d], cfg)).astype(bool)
+        u = pd.util.hash_pandas_object(df["unit_id"].astype(str), index=False).to_numpy()
+        val = (u % 1_000_000) / 1_000_000 < validation_share(cfg)
+        return pd.Series(
+            np.where(hold, "holdout", np.where(val, "validation", "train")), index=df.index
+        )
     n = len(df)
     n_hold = round(n * cfg.training.holdout_fraction)
     n_val = round(n * cfg.training.validation_fraction)
@@ -250,9 +278,19 @@ def datasheet(
             "(day + label_latency_days <= last standardised day); only units with a known outcome"
         ),
         "split_rule": (
-            f"per plant, time-ordered by start_utc: train, validation "
-            f"{cfg.training.validation_fraction:.0%}, holdout {cfg.training.holdout_fraction:.0%}"
+            f"per plant, by whole days counted back from the latest labelled day: the latest and "
+            f"every {max(2, round(1 / cfg.training.holdout_fraction))}th day before it holdout "
+            f"(~{cfg.training.holdout_fraction:.0%}), {cfg.training.validation_fraction:.0%} of "
+            "the units validation (by unit-id hash, from the other days), the rest train (fewer "
+            "than 3 days: in time order by unit)"
         ),
+        "split_days": {
+            str(p): {
+                str(sp): sorted(str(d)[:10] for d in pd.unique(h["partition_date"]))
+                for sp, h in g.groupby("split")
+            }
+            for p, g in data.groupby("plant")
+        },
         "plants": per_plant,
         "rows": len(data),
         "rows_per_plant_split_class": counts.to_dict("records"),
@@ -291,6 +329,14 @@ def datasheet_markdown(sheet: dict[str, Any]) -> str:
         "## Rows per plant, split and class",
         "",
         pd.DataFrame(sheet["rows_per_plant_split_class"]).to_markdown(index=False),
+        "",
+        "## Days per plant and split",
+        "",
+        *(
+            f"- {p} {sp}: {', '.join(days)}"
+            for p, by in sheet.get("split_days", {}).items()
+            for sp, days in by.items()
+        ),
         "",
         f"## Features (feature set v{sheet['features']['feature_set_version']})",
         "",

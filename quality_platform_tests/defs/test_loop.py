@@ -108,7 +108,7 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
 ) -> None:
     paths = loop_installation(tmp_path, monkeypatch, ("plant_a",))
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        days, truth = _run(paths, instance, ("plant_a",), "moisture_drift", days=16, onset=9)
+        days, truth = _run(paths, instance, ("plant_a",), "moisture_drift", days=19, onset=9)
         instance_runs = {r.run_id: r for r in instance.get_runs()}
     onset = dt.date.fromisoformat(truth["onset_date"])
     found = _findings(paths, D0 + dt.timedelta(days=TRAIN_DAYS))
@@ -120,7 +120,13 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
     assert onset <= first <= onset + dt.timedelta(days=2), first
     retrains = [d for d in days if d.retrain]
     assert len(retrains) == 1, [(d.day, d.retrain) for d in retrains]
-    assert retrains[0].day == first and retrains[0].retrain["success"]
+    # label latency: the shift's first day trains a model once the day after it is labelled, on
+    # first + 1 + plant_a's 2 plant-days of label latency; until then the plant waits, audited
+    assert retrains[0].day == first + dt.timedelta(days=3) and retrains[0].retrain["success"]
+    audit = AuditLog(audit_db_path(paths))
+    waits = [r for r in audit.records(action="retrain") if "label_wait" in r.refs]
+    assert waits and {r.refs["label_wait"]["since"] for r in waits} == {str(first)}
+    assert all(r.outcome == "info" for r in waits)
     run = instance_runs[retrains[0].retrain["run_id"]]
     assert (
         run.tags["dagster/sensor_name"] == "retrain_on_drift"
@@ -141,9 +147,10 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
         "AND decided_by = 'champion'",
     )
     assert set(pred["model_version"]) == {"2"}
-    audit = AuditLog(audit_db_path(paths))
     started = [r for r in audit.records(action="retrain") if r.outcome == "ok"]
     assert [r.refs["check"] for r in started] == ["drift_metrics:input_drift"]
+    assert started[0].refs["labels_since_shift"]["train_days"][0] == str(first)
+    trigger_day = dt.date.fromisoformat(started[0].refs["last_day_by_plant"]["plant_a"])
     assert any(
         r.outcome == "denied" and "cooldown" in (r.reason or "")
         for r in audit.records(action="retrain")
@@ -156,7 +163,7 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
         "SELECT partition_date, drift_alarms, retrains, predictions, cycle_time_hours FROM ml.ops_metrics",
     )
     assert ops.loc[ops["partition_date"] == first, "drift_alarms"].iloc[0] > 0
-    assert ops.loc[ops["partition_date"] == first, "retrains"].iloc[0] == 1
+    assert ops.loc[ops["partition_date"] == trigger_day, "retrains"].iloc[0] == 1
     assert (
         ops.loc[ops["partition_date"] >= D0 + dt.timedelta(days=TRAIN_DAYS), "predictions"] > 0
     ).all()
@@ -235,9 +242,10 @@ def test_concept_drift_fails_performance_once_labels_arrive_and_retrains(
     first = perf.loc[perf["degraded"].astype(bool), "partition_date"].min()
     assert onset <= first, perf
     retrains = [d for d in days if d.retrain]
-    # labels arrive label_latency_days after production: the performance of a day is known that much later
+    # labels arrive label_latency_days after production: the performance of a day is known that
+    # much later, and the first degraded day trains a model once the day after it is labelled
     assert retrains and retrains[0].day == first + dt.timedelta(
-        days=truth["label_latency_days"]["plant_c"]
+        days=truth["label_latency_days"]["plant_c"] + 1
     )
     reg = ModelRegistry(load_model_config(paths), paths)
     versions = [v for v in reg.versions() if v.version != "1"]

@@ -15,14 +15,17 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._core.events import DagsterEvent, DagsterEventType
 
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.definitions import build_definitions
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.ml.sensors import RETRAIN_SENSOR
+from quality_platform.defs.monitoring.assets import LABELLED_BY_PARTITION
 from quality_platform.defs.monitoring.jobs import MONITOR_JOB
 from quality_platform.location import tick
+from quality_platform.partitions import key_for
 from quality_platform.settings import Paths
 
 DRIFT = dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift")
@@ -66,10 +69,43 @@ class Loop:
         return [(r.outcome, r.reason or "") for r in self.audit.records(action="retrain")]
 
 
+def _loop_settings(paths: Paths, **values: int) -> None:
+    """Set fields of ``loop`` in the installation's data/ml/monitoring.yaml."""
+    f = paths.config_dir / "ml" / "monitoring.yaml"
+    cfg = yaml.safe_load(f.read_text())
+    cfg["loop"].update(values)
+    f.write_text(yaml.safe_dump(cfg))
+
+
+NO_LABEL_WAIT = {"min_post_shift_labelled_units": 0, "min_post_shift_defects": 0}
+
+
 @pytest.fixture
 def loop(qp_env: Paths) -> Any:
+    """The decision rules other than the label wait (retrain at once on a failing record)."""
+    _loop_settings(qp_env, **NO_LABEL_WAIT)
     with dg.instance_for_test() as instance:
         yield Loop(qp_env, instance)
+
+
+@pytest.fixture
+def waiting_loop(qp_env: Paths) -> Any:
+    """The committed loop settings: >= 300 labelled units and >= 15 defects after the shift, at
+    most 7 plant-days (plant_a's labels arrive 2 plant-days after production)."""
+    with dg.instance_for_test() as instance:
+        yield Loop(qp_env, instance)
+
+
+def _labels(loop: Loop, plant: str, day: dt.date, labelled: int, defects: int) -> None:
+    """A model_performance materialisation of (plant, day), as performance_job reports it."""
+    key = key_for(plant, day)
+    loop.instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="model_performance",
+            partition=key,
+            metadata={LABELLED_BY_PARTITION: dg.MetadataValue.json({key: [labelled, defects]})},
+        )
+    )
 
 
 def test_a_newer_record_at_another_plant_never_hides_a_failure(loop: Loop) -> None:
@@ -124,3 +160,78 @@ def test_a_lost_cursor_decides_nothing_twice(loop: Loop) -> None:
     assert len(loop.tick()) == 1
     loop.cursor = None  # a new daemon after the demo: the sensor starts without a cursor
     assert loop.tick() == [] and len(loop.decisions()) == 1
+
+
+def test_a_shift_waits_for_labelled_post_shift_units_and_says_so(waiting_loop: Loop) -> None:
+    loop = waiting_loop
+    loop.tick()
+    _labels(loop, "plant_a", D - dt.timedelta(days=2), 1100, 40)  # before the shift: not counted
+    loop.instance.report_runless_asset_event(_evaluation("plant_a", D))
+    assert loop.tick() == []
+    outcome, reason = loop.decisions()[-1]
+    assert outcome == "info" and reason.startswith("waiting for labels: plant_a has 0 labelled")
+    assert "needs 300 and 15" in reason and "2 plant-day(s) after production" in reason
+    # the drift persists: the next day's record joins the wait (audited once, the same shift)
+    nxt = _evaluation("plant_a", D + dt.timedelta(days=1))
+    nxt.metadata["persisted_plant_days"] = dg.MetadataValue.int(2)
+    loop.instance.report_runless_asset_event(nxt)
+    # the shift's first day labelled: the latest labelled day is the holdout, nothing trains on it
+    _labels(loop, "plant_a", D, 300, 30)
+    assert loop.tick() == [] and len(loop.decisions()) == 2
+    assert (
+        "has 300 labelled unit(s) produced since the shift began on 2026-04-09, 0 of them"
+        in (loop.decisions()[-1][1])
+    )
+    assert loop.tick() == [] and len(loop.decisions()) == 2, "no new record, no new audit"
+    # a lost cursor (a new daemon) keeps the wait: it is rebuilt from the audit log
+    loop.cursor = None
+    assert loop.tick() == [] and len(loop.decisions()) == 2
+    _labels(loop, "plant_a", D + dt.timedelta(days=1), 900, 60)
+    assert loop.tick() == [], (
+        "D trains (262 of its 300 units, fewer than 300), D + 1 is the holdout"
+    )
+    _labels(loop, "plant_a", D + dt.timedelta(days=2), 1000, 50)
+    requests = loop.tick()
+    assert len(requests) == 1
+    outcome, reason = loop.decisions()[-1]
+    assert outcome == "ok" and (
+        "2200 labelled unit(s) since the shift began on 2026-04-09, about 1050 (79 defective) in "
+        "the train split" in reason
+    )
+    ok = loop.audit.records(action="retrain")[-1]
+    assert ok.refs["waits_ended"] == ["plant_a"]
+    assert ok.refs["labels_since_shift"]["since"] == str(D)
+    assert ok.refs["labels_since_shift"]["train_days"] == [str(D), str(D + dt.timedelta(days=1))]
+    # the retrain names the newest record of the wait (the check it links to)
+    assert requests[0].tags["qp/check_record_id"] == str(ok.refs["check_record_id"])
+    assert loop.tick() == [] and len(loop.decisions()) == 3
+
+
+def test_a_wait_ends_after_max_label_wait_plant_days(waiting_loop: Loop) -> None:
+    loop = waiting_loop
+    loop.tick()
+    loop.instance.report_runless_asset_event(_evaluation("plant_a", D))
+    assert loop.tick() == []
+    # labels of D + 5 are in on D + 7: 7 plant-days after the shift, still no defect
+    _labels(loop, "plant_a", D + dt.timedelta(days=4), 1100, 0)
+    assert loop.tick() == [], "6 plant-days: still waiting"
+    _labels(loop, "plant_a", D + dt.timedelta(days=5), 1100, 0)
+    assert len(loop.tick()) == 1
+    outcome, reason = loop.decisions()[-1]
+    assert outcome == "ok" and "2200 labelled unit(s)" in reason
+    assert "about 962 (0 defective) in the train split (label wait expired)" in reason
+
+
+def test_another_plant_does_not_wait_for_a_waiting_plant(waiting_loop: Loop) -> None:
+    loop = waiting_loop
+    loop.tick()
+    loop.instance.report_runless_asset_event(_evaluation("plant_a", D))
+    loop.instance.report_runless_asset_event(_evaluation("plant_c", D))
+    _labels(loop, "plant_c", D, 600, 24)
+    _labels(loop, "plant_c", D + dt.timedelta(days=1), 500, 20)
+    requests = loop.tick()
+    assert len(requests) == 1
+    ok = [r for r in loop.audit.records(action="retrain") if r.outcome == "ok"]
+    assert [r.refs["plants"] for r in ok] == [["plant_c"]]
+    waiting = json.loads(loop.cursor or "{}")["waiting"]
+    assert sorted(waiting) == ["plant_a"] and waiting["plant_a"]["since"] == str(D)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from quality_platform.ml.config import CatBoostParams
-from quality_platform.ml.dataset import LABEL, content_hash
+from quality_platform.ml.config import CatBoostParams, load_model_config
+from quality_platform.ml.dataset import LABEL, _split, content_hash, holdout_day
 from quality_platform.ml.frame import MISSING_CATEGORY, FeatureSpec, model_frame
 from quality_platform.ml.train import fit, predict
 
@@ -81,3 +83,40 @@ def test_content_hash_ignores_row_order_but_not_values() -> None:
     flipped = data.copy()
     flipped.loc[7, LABEL] = 1 - flipped.loc[7, LABEL]
     assert content_hash(flipped, cols) != h
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_days=st.integers(3, 120), holdout=st.floats(0.05, 0.45))
+def test_the_latest_day_is_holdout_and_the_day_before_trains(n_days: int, holdout: float) -> None:
+    base = load_model_config()
+    cfg = base.model_copy(
+        update={"training": base.training.model_copy(update={"holdout_fraction": holdout})}
+    )
+    hold = [holdout_day(r, cfg) for r in range(n_days)]
+    assert hold[0] and not hold[1], "a shift's first day trains once the next day is labelled"
+    if n_days >= 20:
+        # every round(1 / holdout_fraction)-th day: the nearest whole-day rhythm
+        assert abs(sum(hold) / n_days - 1 / max(2, round(1 / holdout))) <= 0.05
+
+
+def test_the_split_holds_out_whole_days_and_falls_back_to_units_below_three_days() -> None:
+    cfg = load_model_config()
+    days = pd.date_range("2026-03-01", periods=10).date
+    df = pd.DataFrame(
+        {
+            "partition_date": np.repeat(days, 400),
+            "start_utc": pd.date_range("2026-03-01", periods=4000, freq="3min"),
+            "unit_id": [f"u{i:04d}" for i in range(4000)],
+        }
+    )
+    split = _split(df, cfg)
+    hold = split.eq("holdout").groupby(df["partition_date"]).mean()
+    assert set(hold[hold > 0].index) == {days[-1], days[-6]} and (hold[hold > 0] == 1).all()
+    # validation: 1/8 of every other day's units (10 % overall), the same units every time
+    val = split.eq("validation").groupby(df["partition_date"]).mean().drop([days[-1], days[-6]])
+    assert ((val > 0.08) & (val < 0.17)).all(), val
+    assert split.equals(_split(df.sample(frac=1, random_state=1), cfg).reindex(df.index))
+    two = df[df["partition_date"] >= days[-2]]
+    s2 = _split(two, cfg)
+    assert (s2 == "holdout").sum() == 160 and (s2 == "validation").sum() == 80
+    assert set(s2[two["unit_id"] >= "u3840"]) == {"holdout"}, "the latest units are the holdout"

@@ -142,8 +142,8 @@ def build_training_dataset_asset(quality_checks: list[dg.AssetCheckKey]) -> dg.A
         code_version=CODE_VERSIONS["ml"],
         tags={"layer": "ml", "personal_data": "no"},
         description="Time-bounded training snapshot: per plant, the last window_days days whose inspection labels are "
-        "complete (label latency respected), units with a known outcome only, split in time order into "
-        "train/validation/holdout; immutable, content-hashed, with a datasheet (sources, period, label "
+        "complete (label latency respected), units with a known outcome only, split by whole days into "
+        "train/validation/holdout (the latest labelled day and every 5th before it: holdout); immutable, content-hashed, with a datasheet (sources, period, label "
         "distribution per plant and split, data-quality results).",
     )
     def training_dataset(

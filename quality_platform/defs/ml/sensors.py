@@ -17,7 +17,10 @@ How the loop decides (also in the README):
    Cooldown, in plant time and per plant: after a retrain triggered by a plant's days up to D, the
    same plant's next trigger needs a day >= D + ``loop.cooldown_plant_days`` (another plant is not
    held back), unless that retrain's version was rejected or failed the gate. A retrain run
-   already queued or running is never doubled. Every decision is audited (``retrain``: ``ok``,
+   already queued or running is never doubled. Label latency: a plant waits until its units
+   produced since the shift began are labelled in number (``loop.min_post_shift_labelled_units``,
+   ``loop.min_post_shift_defects``, at most ``loop.max_label_wait_plant_days``), so the retrain's
+   window holds the new regime (``_wait_for_labels``). Every decision is audited (``retrain``: ``ok``,
    ``denied`` or ``info`` with the reason and the check record).
 4. The retrain is ``train_job`` (snapshot -> challenger -> release gate -> approval policy); the
    challenger then runs in shadow/canary through the daily scoring, and ``canary_evaluation``
@@ -39,12 +42,15 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from quality_platform.alerts import Alert
+from quality_platform.config import load_plants
 from quality_platform.defs.ml.jobs import CANARY_JOB, TRAIN_JOB
+from quality_platform.defs.monitoring.assets import LABELLED_BY_PARTITION
 from quality_platform.defs.monitoring.jobs import OPS_JOB, PERFORMANCE_JOB
 from quality_platform.governance.freeze import FrozenError, assert_not_frozen
-from quality_platform.ml.config import load_monitoring_config
+from quality_platform.ml.config import ModelConfig, load_model_config, load_monitoring_config
+from quality_platform.ml.dataset import holdout_day, validation_share
 from quality_platform.ml.registry import CHALLENGER
-from quality_platform.partitions import range_tags
+from quality_platform.partitions import key_for, range_tags, split_key
 from quality_platform.resources import (
     AlertChannelResource,
     AuditLogResource,
@@ -56,6 +62,7 @@ WATCHED = (
     dg.AssetCheckKey(dg.AssetKey("drift_metrics"), "input_drift"),
     dg.AssetCheckKey(dg.AssetKey("model_performance"), "performance"),
 )
+PERFORMANCE_ASSET = dg.AssetKey("model_performance")
 RETRAIN_SENSOR = "retrain_on_drift"
 CANARY_SENSOR = "canary_after_performance"
 ACTOR = "system:retrain_sensor"
@@ -180,17 +187,199 @@ def cooldown_blocker(
 def _refs(rec: AssetCheckExecutionRecord, ev: Any) -> dict[str, Any]:
     plants = [str(p) for p in _meta(ev, "plants", [])]
     last = _meta(ev, "last_day")
+    persisted = int(_meta(ev, "persisted_plant_days", 1))
     return {
         "check": rec.key.to_user_string(),
         "check_record_id": rec.id,
         "check_run_id": rec.run_id,
         "plants": plants,
-        "persisted_plant_days": int(_meta(ev, "persisted_plant_days", 1)),
+        "persisted_plant_days": persisted,
+        "persisted_by_plant": _meta(ev, "persisted_by_plant") or {p: persisted for p in plants},
         "first_day": _meta(ev, "first_day"),
         "last_day": last,
         "last_day_by_plant": _meta(ev, "last_day_by_plant") or {p: last for p in plants},
         "model_versions": [str(v) for v in _meta(ev, "model_versions", [])],
     }
+
+
+def shift_start(refs: dict[str, Any], plant: str) -> dt.date:
+    """The first plant-day of the failing streak at ``plant`` (its last failing day minus the
+    days the failure has persisted): the day the new regime began, as far as the check can see."""
+    last = dt.date.fromisoformat(str(refs["last_day_by_plant"][plant]))
+    n = int((refs.get("persisted_by_plant") or {}).get(plant, refs["persisted_plant_days"]))
+    return last - dt.timedelta(days=max(n, 1) - 1)
+
+
+def labelled_days(
+    instance: dg.DagsterInstance, plant: str, first: dt.date, last: dt.date
+) -> dict[dt.date, tuple[int, int]]:
+    """``plant``'s production days in ``first..last`` whose labels are in -> (labelled units,
+    defective units), from the latest ``model_performance`` materialisation of each plant-day (it
+    is computed once a day's labels are in, the rule the training window uses too). Read from the
+    event log, so the daemon's sensor never opens the warehouse a run may be writing."""
+    keys = [key_for(plant, first + dt.timedelta(days=i)) for i in range((last - first).days + 1)]
+    seen: dict[str, tuple[int, int]] = {}
+    cursor = None
+    while True:
+        res = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=PERFORMANCE_ASSET, asset_partitions=keys),
+            limit=200,
+            cursor=cursor,
+        )
+        for r in res.records:  # newest first: the first one per partition is its latest
+            key = r.partition_key
+            if key is None or key in seen or r.asset_materialization is None:
+                continue
+            by_key = _meta(r.asset_materialization, LABELLED_BY_PARTITION) or {}
+            if key in by_key:
+                seen[key] = (int(by_key[key][0]), int(by_key[key][1]))
+        if not res.has_more:
+            break
+        cursor = res.cursor
+    return {split_key(k)[1]: v for k, v in seen.items() if v[0] > 0}
+
+
+def post_shift_labels(
+    days: dict[dt.date, tuple[int, int]], since: dt.date, cfg: ModelConfig
+) -> dict[str, Any]:
+    """What a retrain now would train on from the shift on: the labelled units (and defective
+    ones) produced since ``since``, and about how many of them its train split would hold (the
+    window's last ``window_days`` labelled days: the non-holdout days, less the validation share;
+    ``ml.dataset``)."""
+    last = max(days) if days else None
+    window = sorted(
+        (d for d in days if last and d > last - dt.timedelta(days=cfg.training.window_days)),
+        reverse=True,
+    )
+    post = [d for d in days if d >= since]
+    train = [d for r, d in enumerate(window) if d >= since and not holdout_day(r, cfg)]
+    keep = 1 - validation_share(cfg)
+    return {
+        "labelled_units": sum(days[d][0] for d in post),
+        "defects": sum(days[d][1] for d in post),
+        "train_units": round(keep * sum(days[d][0] for d in train)),
+        "train_defects": round(keep * sum(days[d][1] for d in train)),
+        "train_days": sorted(str(d) for d in train),
+        "last_labelled_day": str(last) if last else None,
+    }
+
+
+def _restore_waits(history: list[Any]) -> dict[str, dict[str, Any]]:
+    """The label waits a lost cursor held, from the audit log: a ``waiting for labels`` record
+    opens a plant's wait, a decision naming it in ``waits_ended`` closes it."""
+    waits: dict[str, dict[str, Any]] = {}
+    for r in history:
+        for p in r.refs.get("waits_ended", []):
+            waits.pop(p, None)
+        lw = r.refs.get("label_wait")
+        if r.outcome == "info" and lw and lw.get("state") == "waiting":
+            refs = {k: v for k, v in r.refs.items() if k != "label_wait"}
+            waits[lw["plant"]] = {"since": lw["since"], "refs": refs, "records": lw["records"]}
+    return waits
+
+
+def _for_plant(refs: dict[str, Any], plant: str) -> dict[str, Any]:
+    """``refs`` of a failing check record restricted to one of its plants."""
+    return {
+        **refs,
+        "plants": [plant],
+        "last_day_by_plant": {plant: refs["last_day_by_plant"][plant]},
+        "persisted_by_plant": {
+            plant: (refs.get("persisted_by_plant") or {}).get(plant, refs["persisted_plant_days"])
+        },
+    }
+
+
+def _wait_for_labels(
+    instance: dg.DagsterInstance,
+    paths: Any,
+    loop: Any,
+    plants: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    waits: dict[str, dict[str, Any]],
+    champion: Any,
+    note: Any,
+) -> list[dict[str, Any]]:
+    """Label latency (issue 13, item 5): the failing records of this tick join their plant's wait
+    (``waits``, updated in place: plant -> the shift's first day, the newest record's refs and the
+    records it holds); returns the refs of the plants whose wait is over: enough labelled units
+    and defects produced since the shift's first day (``loop.min_post_shift_*``), or
+    ``loop.max_label_wait_plant_days`` passed. A plant that keeps waiting is audited once per new
+    record (``info``, "waiting for labels"); a wait the champion has changed under is stale."""
+    fresh: set[str] = set()
+    for c in candidates:
+        for p in c["last_day_by_plant"]:
+            refs, since = _for_plant(c, p), shift_start(c, p)
+            w = waits.get(p)
+            if w is None:
+                waits[p] = {"since": str(since), "refs": refs, "records": [c["check_record_id"]]}
+            else:
+                w["since"] = min(w["since"], str(since))
+                last = max(
+                    str(w["refs"]["last_day_by_plant"][p]), str(refs["last_day_by_plant"][p])
+                )
+                w["refs"] = {**refs, "last_day_by_plant": {p: last}}
+                w["records"] = sorted({*w.get("records", []), c["check_record_id"]})
+            fresh.add(p)
+    need_units, need_defects = loop.min_post_shift_labelled_units, loop.min_post_shift_defects
+    cfg = load_model_config(paths)
+    ready = []
+    for p in sorted(waits):
+        w = waits[p]
+        since = dt.date.fromisoformat(w["since"])
+        versions = w["refs"].get("model_versions") or []
+        champ = champion()
+        if champ is not None and versions and champ.version not in versions:
+            note(
+                "info",
+                f"stale: {p}'s wait for labels since {since} began under version(s) {versions}; "
+                f"version {champ.version} is the champion now",
+                {**w["refs"], "waits_ended": [p]},
+            )
+            del waits[p]
+            continue
+        latency = plants[p].label_latency_days if p in plants else 0
+        days = (
+            labelled_days(
+                instance,
+                p,
+                since - dt.timedelta(days=cfg.training.window_days),
+                since + dt.timedelta(days=loop.max_label_wait_plant_days + latency + 1),
+            )
+            if need_units or need_defects
+            else {}
+        )
+        got = post_shift_labels(days, since, cfg)
+        last_day = dt.date.fromisoformat(str(w["refs"]["last_day_by_plant"][p]))
+        last_labelled = max(days) if days else None
+        now = (
+            max(last_day, last_labelled + dt.timedelta(days=latency)) if last_labelled else last_day
+        )
+        labels = {
+            "plant": p,
+            "since": str(since),
+            **got,
+            "needs": [need_units, need_defects],
+            "label_latency_days": latency,
+            "records": w.get("records", []),
+        }
+        enough = got["train_units"] >= need_units and got["train_defects"] >= need_defects
+        expired = (now - since).days >= loop.max_label_wait_plant_days
+        if enough or expired:
+            labels["state"] = "enough" if enough else "expired"
+            ready.append({**w["refs"], "labels_since_shift": labels, "waits_ended": [p]})
+            del waits[p]
+        elif p in fresh:
+            note(
+                "info",
+                f"waiting for labels: {p} has {got['labelled_units']} labelled unit(s) produced "
+                f"since the shift began on {since}, {got['train_units']} of them "
+                f"({got['train_defects']} defective) in a retrain's train split (about); it needs "
+                f"{need_units} and {need_defects} (labels arrive {latency} plant-day(s) after "
+                f"production; at most {loop.max_label_wait_plant_days} plant-days after {since})",
+                {**w["refs"], "label_wait": {**labels, "state": "waiting"}},
+            )
+    return ready
 
 
 def evaluate_retrain(
@@ -263,12 +452,22 @@ def evaluate_retrain(
             else:
                 candidates.append(refs)
         new_state[name] = _advance(state[name], decided, pending)
-    cursor = json.dumps(new_state, sort_keys=True)
-    if not candidates:
-        return dg.SensorResult(
-            cursor=cursor, skip_reason=dg.SkipReason("no new failing drift/performance check")
+    raw = json.loads(context.cursor) if context.cursor else {}
+    waits = raw["waiting"] if "waiting" in raw else _restore_waits(history())
+    if candidates or waits:
+        candidates = _wait_for_labels(
+            instance, paths, loop, load_plants(paths), candidates, waits, champion, note
         )
-    refs = {**candidates[0], "also": candidates[1:]}
+    cursor = json.dumps({**new_state, "waiting": waits}, sort_keys=True)
+    if not candidates:
+        reason = (
+            f"waiting for labels after the shift at {sorted(waits)}"
+            if waits
+            else "no new failing drift/performance check"
+        )
+        return dg.SensorResult(cursor=cursor, skip_reason=dg.SkipReason(reason))
+    ended = sorted({p for c in candidates for p in c.pop("waits_ended", [])})
+    refs = {**candidates[0], "also": candidates[1:], "waits_ended": ended}
     try:  # an open incident freezes the model: one audited refusal per new failing check record
         assert_not_frozen(
             "retrain",
@@ -314,9 +513,17 @@ def evaluate_retrain(
         "held_back": blocked,
     }
     run_key = f"retrain-{refs['check'].replace(':', '-')}-{refs['check_record_id']}"
+    waited = "".join(
+        f"; {lb['plant']}: {lb['labelled_units']} labelled unit(s) since the shift began on "
+        f"{lb['since']}, about {lb['train_units']} ({lb['train_defects']} defective) in the "
+        "train split" + (" (enough)" if lb["state"] == "enough" else " (label wait expired)")
+        for c in candidates
+        if (lb := c.get("labels_since_shift")) and lb["plant"] in plants
+    )
     note(
         "ok",
-        f"{refs['check']} failed (ERROR) at {plants} for {refs['persisted_plant_days']} plant-day(s)",
+        f"{refs['check']} failed (ERROR) at {plants} for {refs['persisted_plant_days']} "
+        f"plant-day(s){waited}",
         {**refs, "run_key": run_key},
     )
     alerts.send(

@@ -29,7 +29,7 @@ from quality_platform.ml.monitor import (
 )
 from quality_platform.ml.registry import CHAMPION, ModelRegistry
 from quality_platform.ml.schema import ML_SCHEMA, PREDICTIONS
-from quality_platform.partitions import by_plant, keys_of, plant_day
+from quality_platform.partitions import by_plant, key_for, keys_of, plant_day
 from quality_platform.resources import (
     AlertChannelResource,
     AuditLogResource,
@@ -476,6 +476,9 @@ def _notify(
 
 # --------------------------------------------------------------------------- model_performance
 
+#: Metadata of each model_performance materialisation: partition key -> [labelled, defective].
+LABELLED_BY_PARTITION = "labelled_by_partition"
+
 
 def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.AssetsDefinition:
     @_monitoring_asset(
@@ -635,6 +638,17 @@ def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> d
                 "dagster/row_count": len(table),
                 "labelled_units": int(table["labelled"].sum()) if len(table) else 0,
                 "degraded_days": len(deg),
+                # per plant-day partition: [labelled units, defective among them]; the retrain
+                # sensor counts the labelled units after a shift from these (no warehouse read)
+                LABELLED_BY_PARTITION: dg.MetadataValue.json(
+                    {
+                        key_for(str(r.plant), pd.Timestamp(r.partition_date).date()): [
+                            int(r.labelled),
+                            int(r.positives),
+                        ]
+                        for r in table.itertuples()
+                    }
+                ),
                 "table": md_table(rounded(table, 4).astype(str))
                 if len(table)
                 else dg.MetadataValue.md("_(none)_"),
