@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -42,16 +43,16 @@ AFFECTED = {
 ALARMS = ("process_drift", "sensor_fault", "stuck_sensor")
 
 
-def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, root: Path) -> dict:
-    """One scenario x seed; returns per-plant-day alarms and the detection."""
-    plant, _ = AFFECTED[scenario]
-    plants = (plant,) if plant else ("plant_a", "plant_b", "plant_c")
+def bench_installation(root: Path, plants: tuple[str, ...]) -> Any:
+    """A temporary installation of ``plants`` under ``root``, wired through this process's
+    environment. The benchmarks measure monitoring and recovery, not model quality: on two weeks of
+    one plant the default release gate (ROC-AUC >= 0.75 overall) is not always reached, so the
+    gate's absolute floors are relaxed here (and only here) and the behaviour case two weeks cannot
+    teach is dropped, so that every seed gets a champion; calibration, the comparison with the
+    champion and the other cases still apply to every retrain."""
     from quality_platform.settings import copy_installation
 
     paths = copy_installation(root, plants)
-    # The benchmark measures monitoring, not model quality: on 14 days of one plant the default
-    # release gate (ROC-AUC >= 0.75 overall) is not always reached, so the initial champion's gate
-    # is relaxed here (and only here) so that every seed gets a champion to monitor.
     import yaml
 
     f = paths.config_dir / "ml" / "model.yaml"
@@ -79,6 +80,14 @@ def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, ro
     ):
         os.environ.pop(k, None)
     (root / "dagster_home").mkdir()
+    return paths
+
+
+def run_one(scenario: str, seed: int, days: int, onset: int, train_days: int, root: Path) -> dict:
+    """One scenario x seed; returns per-plant-day alarms and the detection."""
+    plant, _ = AFFECTED[scenario]
+    plants = (plant,) if plant else ("plant_a", "plant_b", "plant_c")
+    paths = bench_installation(root, plants)
     import dagster as dg
 
     from quality_platform.audit import AuditLog, audit_db_path

@@ -1,6 +1,7 @@
 """`make bench`: ingestion throughput at the default and a 10x larger scale, the wall time of the
 whole demo (with the closed loop and its latency), peak memory, retraining, scoring, drift speed
-against Evidently, and drift detection delay / false alarms over seeds. Prints figures; asserts
+against Evidently, drift detection delay / false alarms over seeds, and the loop's recovery of
+model quality after a shift (against never retraining and an oracle). Prints figures; asserts
 nothing.
 
 Each measurement runs in a fresh process (peak RSS is per process). Set QP_BENCH_SCALES=1 to skip
@@ -114,9 +115,10 @@ def drift_speed() -> str:
     return res.stdout.strip() + (f"\n(exit code {res.returncode})" if res.returncode else "")
 
 
-def detection(seeds: str) -> str:
+def detection(seeds: str, module: str = "benchmarks.detection_bench") -> str:
+    """The table of a seeds benchmark (detection, recovery) without its JSON lines."""
     res = subprocess.run(
-        [PY, "-m", "benchmarks.detection_bench", "--seeds", seeds],
+        [PY, "-m", module, "--seeds", seeds],
         cwd=ROOT,
         env=_env(ROOT / "data" / "state"),
         capture_output=True,
@@ -223,7 +225,9 @@ def main() -> None:
     print(drift_speed(), flush=True)
     seeds = os.environ.get("QP_BENCH_SEEDS", "1,2,3,4,5")
     print(f"\n## Detection (benchmarks/detection_bench.py --seeds {seeds})")
-    print(detection(seeds))
+    print(detection(seeds), flush=True)
+    print(f"\n## Recovery after a shift (benchmarks/recovery_bench.py --seeds {seeds})")
+    print(detection(seeds, "benchmarks.recovery_bench"))
 
 
 if __name__ == "__main__":
