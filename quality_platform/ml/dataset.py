@@ -51,7 +51,9 @@ class Snapshot:
 
     data: pd.DataFrame
     data_hash: str
-    partitions: dict[str, list[str]]  # plant -> [first day, last day] (inclusive, contiguous)
+    #: plant -> [first day, last day] with labelled units in the snapshot (inclusive; the window's
+    #: bounds are in the datasheet)
+    partitions: dict[str, list[str]]
     datasheet: dict[str, Any]
     excluded_plants: dict[str, str] = field(default_factory=dict)
 
@@ -207,7 +209,9 @@ def build_snapshot(
             per_plant.append(entry)
             continue
         df["split"] = _split(df, cfg)
-        partitions[plant_id] = [first.isoformat(), last.isoformat()]
+        # the days the rows really come from (a window may begin before the plant's first data)
+        used = pd.to_datetime(df["partition_date"]).dt.date
+        partitions[plant_id] = [used.min().isoformat(), used.max().isoformat()]
         per_plant.append(entry)
         parts.append(df)
     if not parts:

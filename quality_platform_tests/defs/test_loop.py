@@ -139,6 +139,8 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
         and v2.tag("trigger_check") == "drift_metrics:input_drift"
     )
     assert v2.gate in L.PASSING and v2.approval == "approved"
+    # lineage names the days the rows come from, not the 28-day window reaching back before D0
+    assert v2.partitions["plant_a"][0] == str(D0), v2.partitions
     assert reg.alias(CHAMPION).version == "2" and reg.alias(CHALLENGER) is None
     last = days[-1].day
     pred = _df(
