@@ -302,9 +302,9 @@ def _wait_for_labels(
 ) -> list[dict[str, Any]]:
     """Label latency (issue 13, item 5): the failing records of this tick join their plant's wait
     (``waits``, updated in place: plant -> the shift's first day, the newest record's refs and the
-    records it holds); returns the refs of the plants whose wait is over: enough labelled units
-    and defects produced since the shift's first day (``loop.min_post_shift_*``), or
-    ``loop.max_label_wait_plant_days`` passed. A plant that keeps waiting is audited once per new
+    records it holds); returns the refs of the plants whose wait is over: a retrain's train split
+    would hold enough labelled units and defects produced since the shift's first day
+    (``loop.min_post_shift_*``), or ``loop.max_label_wait_plant_days`` passed. A plant that keeps waiting is audited once per new
     record (``info``, "waiting for labels"); a wait the champion has changed under is stale."""
     fresh: set[str] = set()
     for c in candidates:
