@@ -137,7 +137,7 @@ STATISTICS: dict[str, Statistic] = {
 }
 
 CONTEXT: tuple[Col, ...] = (
-    Col("plant", "label", "Plant id (data/plants/<plant>.yaml)."),
+    Col("plant", "label", "Plant id (`data/plants/<plant>.yaml`)."),
     Col(
         "partition_date",
         "date",

@@ -51,7 +51,7 @@ def prediction_columns(k: int) -> tuple[Col, ...]:
         Col(
             "model_version",
             "label",
-            "Registered version of the deciding model ('rules:v<n>' in the safe state).",
+            "Registered version of the deciding model (`rules:v<n>` in the safe state).",
         ),
         Col("champion_version", "label", "Champion version at scoring time."),
         Col("champion_score", "float", "Champion's risk for the unit (always scored)."),

@@ -60,7 +60,7 @@ _PROVENANCE = (
     ),
 )
 _KEY = (
-    Col("plant", "label", "Plant id (data/plants/<plant>.yaml)."),
+    Col("plant", "label", "Plant id (`data/plants/<plant>.yaml`)."),
     Col(
         "partition_date",
         "date",

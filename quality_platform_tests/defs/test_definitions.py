@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import dagster as dg
@@ -83,6 +84,45 @@ def test_every_asset_is_catalogued(qp_env: Paths) -> None:
     for t in STANDARD | FEATURES:
         schema = g.get(dg.AssetKey(t)).metadata["dagster/column_schema"]
         assert all(c.description for c in schema.columns)
+
+
+#: ``<word>`` outside a code span: the UI renders descriptions as Markdown, which takes it for an
+#: HTML tag and shows nothing (issue 13, item 7: "column descriptions render")
+_SWALLOWED = re.compile(r"<[A-Za-z_][A-Za-z0-9_ ]*>")
+
+
+def _outside_code(text: str) -> str:
+    return re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+
+
+def test_ui_texts_have_no_placeholder_markdown_would_swallow(qp_env: Paths) -> None:
+    defs = build_definitions(qp_env)
+    g = defs.resolve_asset_graph()
+    texts: list[tuple[str, str]] = []
+    for key in g.get_all_asset_keys():
+        node = g.get(key)
+        texts.append((key.to_user_string(), node.description or ""))
+        meta = node.metadata or {}
+        schema = meta.get("dagster/column_schema")
+        for c in schema.columns if schema is not None else []:
+            texts.append((f"{key.to_user_string()}.{c.name}", c.description or ""))
+        texts += [
+            (f"{key.to_user_string()}:{k}", v.md_str)
+            for k, v in meta.items()
+            if hasattr(v, "md_str")
+        ]
+    texts += [(str(k), g.get_check_spec(k).description or "") for k in g.asset_check_keys]
+    texts += [(s.name, s.description or "") for s in [*defs.sensors, *defs.schedules]]
+    texts += [(j.name, j.description or "") for j in defs.resolve_all_job_defs()]
+    assert len(texts) > 100
+    swallowed = [(where, m) for where, t in texts for m in _SWALLOWED.findall(_outside_code(t))]
+    assert not swallowed, swallowed
+    # the column that had it now shows its placeholder as code
+    drift = g.get(dg.AssetKey("drift_metrics")).metadata["dagster/column_schema"]
+    assert (
+        "`<quantity>__<statistic>`"
+        in next(c for c in drift.columns if c.name == "feature").description
+    )
 
 
 def test_raw_partitions_map_only_to_their_plant(qp_env: Paths) -> None:

@@ -96,7 +96,7 @@ def build_standardize_sensor(
         job_name=STANDARD_JOB,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After raw_<plant> materialises new partitions, standardise those plant-days.",
+        description="After `raw_<plant>` materialises new partitions, standardise those plant-days.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else None

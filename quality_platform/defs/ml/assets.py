@@ -616,7 +616,7 @@ def build_prediction_asset(
         "the top reasons (CatBoost SHAP values) of the deciding model (ml.predictions). Safe state "
         "(F24): while an incident freezes the model with safe state, or no approved champion exists, "
         "the rule-based limits of data/ml/safe_state.yaml decide instead (decided_by 'rules', "
-        "model_version 'rules:v<n>', reasons naming the violated limits).",
+        "model_version `rules:v<n>`, reasons naming the violated limits).",
         metadata={
             "dagster/column_schema": columns_table_schema(cols),
             "dagster/table_name": f"{ML_SCHEMA}.{PREDICTIONS}",

@@ -67,7 +67,7 @@ DRIFT_COLS = (
     Col(
         "feature",
         "label",
-        "Monitored feature (<quantity>__<statistic>) or 'risk' for the score distribution.",
+        "Monitored feature (`<quantity>__<statistic>`) or 'risk' for the score distribution.",
     ),
     Col(
         "model_version", "label", "Champion version whose training reference was compared against."
