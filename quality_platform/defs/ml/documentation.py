@@ -10,8 +10,6 @@ from quality_platform.reports import model_docs as D
 from quality_platform.resources import AuditLogResource, ModelRegistryResource, PlatformResource
 from quality_platform.warehouse import WAREHOUSE_POOL
 
-PREVIEW_CHARS = 6000
-
 
 @dg.asset(
     name="model_documentation",
@@ -63,20 +61,18 @@ def model_documentation(
         ),
     )
     context.log.info(f"documentation of version {version}: {doc.artifact_uri}")
-    md = doc.markdown
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
+            # where MLflow keeps it; a file path on the embedded default, a link with a tracking server
             "mlflow_artifact": dg.MetadataValue.url(doc.artifact_uri)
-            if doc.artifact_uri.startswith(("http", "file:"))
+            if doc.artifact_uri.startswith("http")
             else dg.MetadataValue.path(doc.artifact_uri),
             "mlflow_run_id": reg.version(version).run_id,
             "mlflow_tracking_uri": reg.tracking_uri,
             "sections": dg.MetadataValue.json(section_hashes),
-            "preview": dg.MetadataValue.md(
-                md
-                if len(md) <= PREVIEW_CHARS
-                else md[:PREVIEW_CHARS] + f"\n\n_(truncated; full document: {doc.artifact_uri})_"
-            ),
+            # the whole document, readable in the UI (a browser cannot open a file:// artifact path
+            # of the server's disk)
+            "documentation": dg.MetadataValue.md(doc.markdown),
         }
     )
