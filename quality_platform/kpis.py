@@ -109,6 +109,18 @@ def kpi_daily(units: pd.DataFrame, registry: KpiRegistry) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+def pooled_kpis(kpis: pd.DataFrame, registry: KpiRegistry) -> dict[str, float]:
+    """Each KPI over all whole-plant rows of a :func:`kpi_daily` frame at once: the formula on the
+    summed counts (a pooled rate, not a mean of daily rates). KPIs without a denominator are left
+    out."""
+    whole = kpis[kpis["line"] == ALL_LINES].drop_duplicates(["plant", "partition_date"])
+    if whole.empty:
+        return {}
+    counts = whole[COUNT_COLUMNS].sum().to_frame().T
+    out = {k.id: float(evaluate(k.formula, counts).iloc[0]) for k in registry.kpis}
+    return {k: v for k, v in out.items() if v == v}
+
+
 def plant_reported_kpis(units: pd.DataFrame, plant: PlantConfig) -> pd.DataFrame:
     """The plant's own legacy KPI figures, recomputed from the standard data, per day."""
     counts = daily_counts(units)

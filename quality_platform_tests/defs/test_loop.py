@@ -110,6 +110,7 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         days, truth = _run(paths, instance, ("plant_a",), "moisture_drift", days=19, onset=9)
         instance_runs = {r.run_id: r for r in instance.get_runs()}
+        figures = {a: _numeric_by_day(instance, a) for a in PLOTTED}
     onset = dt.date.fromisoformat(truth["onset_date"])
     found = _findings(paths, D0 + dt.timedelta(days=TRAIN_DAYS))
     alarms = found[found["kind"].isin(ALARMS)]
@@ -169,7 +170,40 @@ def test_moisture_drift_retrains_once_and_the_challenger_takes_over(
     assert (
         ops.loc[ops["partition_date"] >= D0 + dt.timedelta(days=TRAIN_DAYS), "predictions"] > 0
     ).all()
+    # the figures the UI plots per plant-day (numeric materialisation metadata)
+    loop_days = [d.day for d in days]
+    kpi = figures["kpi_daily"]
+    # a rate needs inspected units: plant_a's last 2 days (label latency) carry coverage only
+    labelled, unlabelled = loop_days[:-2], loop_days[-2:]
+    assert all(isinstance(kpi[d]["defect_rate"], float) for d in labelled)
+    assert all(
+        "defect_rate" not in kpi[d] and kpi[d]["inspection_coverage"] == 0 for d in unlabelled
+    )
+    drift = figures["drift_metrics"]
+    assert drift[first]["process_drift_findings"] >= 1
+    before = [drift[d]["max_wasserstein"] for d in loop_days if d < onset]
+    assert before and drift[first]["max_wasserstein"] > max(before), (before, drift[first])
+    perf = figures["model_performance"]
+    assert any(0.5 < f.get("realised_roc_auc", 0) <= 1 for f in perf.values()), perf
+    ops = figures["ops_metrics"]
+    assert ops[first]["drift_alarms"] >= 1 and ops[trigger_day]["retrains"] == 1
     assert audit.verify().ok
+
+
+#: assets whose materialisations carry numbers the UI plots over plant-days (issue 13, item 7)
+PLOTTED = ("kpi_daily", "drift_metrics", "model_performance", "ops_metrics")
+
+
+def _numeric_by_day(instance: dg.DagsterInstance, asset: str) -> dict[dt.date, dict[str, float]]:
+    """{plant-day: numeric metadata of its latest materialisation} (plant_a partitions)."""
+    out: dict[dt.date, dict[str, float]] = {}
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000, ascending=True)
+    for r in records.records:
+        if r.partition_key:
+            day = dt.date.fromisoformat(r.partition_key.split("|")[0])
+            meta = r.asset_materialization.metadata
+            out[day] = {k: v.value for k, v in meta.items() if isinstance(v, dg.FloatMetadataValue)}
+    return out
 
 
 def _no_retrain(days: list[DayOutcome], paths: Paths) -> None:

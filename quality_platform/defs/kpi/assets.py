@@ -107,6 +107,8 @@ def build_kpi_assets(
                 "dagster/row_count": len(df),
                 "mean_per_plant": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
                 "preview": preview(whole),
+                # numbers, so the asset's Plots tab shows each KPI's trend over the plant-days
+                **K.pooled_kpis(df, platform.kpis()),
             }
         )
 

@@ -209,6 +209,16 @@ def rounded(df: pd.DataFrame, digits: int) -> pd.DataFrame:
     return df.round({c: digits for c in df.select_dtypes("number").columns})
 
 
+def numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The figures of a run as numeric metadata, so the UI's Plots tab of the asset shows their
+    trend over the plant-days (a missing figure - no labels yet, no rows - is left out)."""
+    out = {}
+    for k, v in values.items():
+        if v is not None and pd.notna(v):
+            out[k] = float(v)
+    return out
+
+
 def _monitoring_asset(
     name: str,
     deps: tuple[str, ...],
@@ -409,6 +419,22 @@ def build_drift_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Asse
                 if len(top)
                 else dg.MetadataValue.md("_(none)_"),
                 "plots": dg.MetadataValue.md("\n\n".join(plots) if plots else "_(no findings)_"),
+                **numbers(
+                    {
+                        "max_wasserstein": top["wasserstein"].max() if len(top) else None,
+                        "max_psi": drift.loc[drift["scope"] == "plant", "psi"].max()
+                        if len(drift)
+                        else None,
+                        "process_drift_findings": (found["kind"] == "process_drift").sum()
+                        if len(found)
+                        else 0,
+                        "sensor_fault_findings": found["kind"]
+                        .isin(["sensor_fault", "stuck_sensor"])
+                        .sum()
+                        if len(found)
+                        else 0,
+                    }
+                ),
             }
         )
 
@@ -652,10 +678,31 @@ def build_performance_asset(plants: dict[str, PlantConfig], start: dt.date) -> d
                 "table": md_table(rounded(table, 4).astype(str))
                 if len(table)
                 else dg.MetadataValue.md("_(none)_"),
+                **numbers(_performance_figures(table)),
             }
         )
 
     return model_performance
+
+
+def _performance_figures(table: pd.DataFrame) -> dict[str, Any]:
+    """The run's realised quality: ROC-AUC and log-loss over its labelled plant-days (weighted by
+    labelled units) and the defect rate of the labelled units."""
+    lab = table[table["labelled"] > 0] if len(table) else table
+    if lab.empty:
+        return {}
+    w = lab["labelled"].astype(float)
+
+    def weighted(col: str) -> float | None:
+        ok = lab[col].notna()
+        return float((lab.loc[ok, col] * w[ok]).sum() / w[ok].sum()) if ok.any() else None
+
+    return {
+        "realised_roc_auc": weighted("roc_auc"),
+        "realised_log_loss": weighted("log_loss"),
+        "expected_log_loss": weighted("expected_log_loss"),
+        "defect_rate": float(lab["positives"].sum() / w.sum()),
+    }
 
 
 # --------------------------------------------------------------------------- ops_metrics
@@ -785,6 +832,19 @@ def build_ops_asset(plants: dict[str, PlantConfig], start: dt.date) -> dg.Assets
             metadata={
                 "dagster/row_count": len(table),
                 "table": md_table(rounded(table, 3).astype(str)),
+                **numbers(
+                    {
+                        "quarantined_items": table["quarantined_items"].sum(),
+                        "drift_alarms": table["drift_alarms"].sum(),
+                        "sensor_faults": table["sensor_faults"].sum(),
+                        "predictions": table["predictions"].sum(),
+                        "override_rate": table["overrides"].sum() / table["predictions"].sum()
+                        if table["predictions"].sum()
+                        else None,
+                        "retrains": table["retrains"].sum(),
+                        "max_cycle_time_hours": table["cycle_time_hours"].max(),
+                    }
+                ),
             }
         )
 
