@@ -93,7 +93,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     sensors = [
         *(build_landing_sensor(p, start, every) for p in watched),
         build_standardize_sensor(ids, every),
-        build_monitor_sensor(plants, jobs, every),
+        build_monitor_sensor(plants, jobs, every, start),
         build_retrain_sensor(jobs, every),
         build_canary_sensor(jobs, every),
         build_run_failure_alert(every),

@@ -41,10 +41,18 @@ def _assert_feature_checks_passed(instance: dg.DagsterInstance) -> None:
 def test_readings_mapping_reads_the_neighbouring_days(qp_env: Paths) -> None:
     g = build_definitions(qp_env).resolve_asset_graph()
     parents = g.get_parent_partition_keys_for_child(
+        "2026-03-20|plant_a", dg.AssetKey("sensor_readings"), dg.AssetKey("unit_features")
+    )
+    assert sorted(parents.partitions_subset.get_partition_keys()) == [
+        "2026-03-19|plant_a",
+        "2026-03-20|plant_a",
+        "2026-03-21|plant_a",
+    ]
+    # the first partition day (data/platform.yaml) has no day before it
+    parents = g.get_parent_partition_keys_for_child(
         "2026-03-16|plant_a", dg.AssetKey("sensor_readings"), dg.AssetKey("unit_features")
     )
     assert sorted(parents.partitions_subset.get_partition_keys()) == [
-        "2026-03-15|plant_a",
         "2026-03-16|plant_a",
         "2026-03-17|plant_a",
     ]

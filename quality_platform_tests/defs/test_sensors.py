@@ -49,21 +49,23 @@ def test_contiguous_ranges() -> None:
 def test_landing_sensor_picks_up_late_files(qp_env: Paths) -> None:
     defs = build_definitions(qp_env)
     sensor = defs.resolve_sensor_def("landing_plant_a")
-    _file(qp_env, "2026-03-16")
+    _file(qp_env, "2026-03-26")
     with dg.instance_for_test() as instance:
         first = _tick(sensor, instance, defs, None)
         assert not first.run_requests  # baseline
         again = _tick(sensor, instance, defs, first.cursor)
         assert not again.run_requests
-        late = _file(qp_env, "2026-03-10", "pruefung_2026-03-20.csv")
-        _file(qp_env, "2026-03-11")
-        changed = _file(qp_env, "2026-03-16")
+        late = _file(qp_env, "2026-03-20", "pruefung_2026-03-30.csv")
+        _file(qp_env, "2026-03-21")
+        changed = _file(qp_env, "2026-03-26")
         os.utime(changed, ns=(1, 1))
+        # a day before the first partition day (data/platform.yaml) is not landed
+        _file(qp_env, "2026-03-15")
         res = _tick(sensor, instance, defs, again.cursor)
         tags = sorted((r.tags[RANGE_START], r.tags[RANGE_END]) for r in res.run_requests)
         assert tags == [
-            ("2026-03-10|plant_a", "2026-03-11|plant_a"),
-            ("2026-03-16|plant_a", "2026-03-16|plant_a"),
+            ("2026-03-20|plant_a", "2026-03-21|plant_a"),
+            ("2026-03-26|plant_a", "2026-03-26|plant_a"),
         ]
         assert late.name in json.loads(res.cursor).__str__()
         assert not _tick(sensor, instance, defs, res.cursor).run_requests
@@ -92,23 +94,31 @@ def test_monitor_sensor_requests_monitoring_of_a_standardised_day(qp_env: Paths)
     relax_completeness(qp_env)
     defs = build_definitions(qp_env)
     sensor = defs.resolve_sensor_def("monitor_after_standardize")
-    day = dt.date(2026, 3, 16)
+    day = dt.date(2026, 3, 20)
     with dg.instance_for_test() as instance:
         base = _tick(sensor, instance, defs, None)  # the first tick only sets the cursor
         assert not base.run_requests
-        _file(qp_env, day.isoformat(), body="2026-03-16 10:00:00,A-M01,200,2.5,12,3\n")
+        _file(qp_env, day.isoformat(), body="2026-03-20 10:00:00,A-M01,200,2.5,12,3\n")
         assert run_range(defs, instance, "land_plant_a", "plant_a", day, day).success
         std = run_range(defs, instance, "standardize_job", "plant_a", day, day)
         assert std.success
         res = _tick(sensor, instance, defs, base.cursor)
         by_job = {r.job_name: r for r in res.run_requests}
         assert set(by_job) == {"monitor_job", "performance_job"}
-        assert by_job["monitor_job"].tags[RANGE_START] == "2026-03-16|plant_a"
+        assert by_job["monitor_job"].tags[RANGE_START] == "2026-03-20|plant_a"
         assert (
-            by_job["performance_job"].tags[RANGE_END] == "2026-03-14|plant_a"
+            by_job["performance_job"].tags[RANGE_END] == "2026-03-18|plant_a"
         )  # label latency 2 days
         assert by_job["monitor_job"].tags["dagster/sensor_name"] == "monitor_after_standardize"
         assert not _tick(sensor, instance, defs, res.cursor).run_requests
+        # the first partition day brings no labels of an earlier day: no performance run before
+        # the partitions start (Dagster would refuse the request)
+        first = dt.date(2026, 3, 16)
+        _file(qp_env, first.isoformat(), body="2026-03-16 10:00:00,A-M01,200,2.5,12,3\n")
+        assert run_range(defs, instance, "land_plant_a", "plant_a", first, first).success
+        assert run_range(defs, instance, "standardize_job", "plant_a", first, first).success
+        res2 = _tick(sensor, instance, defs, res.cursor)
+        assert [r.job_name for r in res2.run_requests] == ["monitor_job"]
 
 
 def test_every_schedule_and_sensor_ticks_through_dagster(qp_env: Paths) -> None:

@@ -18,37 +18,51 @@ from quality_platform.resources import AlertChannelResource, PlatformResource
 MONITOR_SENSOR = "monitor_after_standardize"
 
 
-def monitor_requests(run: Any, plants: dict[str, PlantConfig]) -> list[dg.RunRequest]:
+def monitor_requests(
+    run: Any, plants: dict[str, PlantConfig], start: dt.date | None = None
+) -> list[dg.RunRequest]:
     """After a standardize run over a plant's days: score + monitor them, and evaluate performance
-    for the days whose labels those days brought (day - label latency)."""
-    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-    if not start or not end:
+    for the days whose labels those days brought (day - label latency), as far as those days are
+    partitions (on or after ``start``, the first partition day)."""
+    first_s, last_s = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    if not first_s or not last_s:
         return []
-    plant, first = split_key(start)
-    _, last = split_key(end)
+    plant, first = split_key(first_s)
+    _, last = split_key(last_s)
     lat = dt.timedelta(days=plants[plant].label_latency_days if plant in plants else 0)
-    return [
+    requests = [
         dg.RunRequest(
             run_key=f"monitor-{run.run_id}",
             job_name=MONITOR_JOB,
             tags={**range_tags(plant, first, last), "trigger": "monitor_after_standardize"},
-        ),
-        dg.RunRequest(
-            run_key=f"performance-{run.run_id}",
-            job_name=PERFORMANCE_JOB,
-            tags={
-                **range_tags(plant, first - lat, last - lat),
-                "trigger": "monitor_after_standardize",
-            },
-        ),
+        )
     ]
+    labelled_from, labelled_to = first - lat, last - lat
+    if start is not None:
+        labelled_from = max(labelled_from, start)
+    if labelled_from <= labelled_to:
+        requests.append(
+            dg.RunRequest(
+                run_key=f"performance-{run.run_id}",
+                job_name=PERFORMANCE_JOB,
+                tags={
+                    **range_tags(plant, labelled_from, labelled_to),
+                    "trigger": "monitor_after_standardize",
+                },
+            )
+        )
+    return requests
 
 
 def build_monitor_sensor(
-    plants: dict[str, PlantConfig], jobs: list[Any], interval_seconds: int = 30
+    plants: dict[str, PlantConfig],
+    jobs: list[Any],
+    interval_seconds: int = 30,
+    start: dt.date | None = None,
 ) -> dg.SensorDefinition:
     """``jobs``: the job definitions; the sensor watches standardize_job and requests the monitor and
-    performance jobs (targets Dagster validates when it evaluates a tick)."""
+    performance jobs (targets Dagster validates when it evaluates a tick). ``start``: the first
+    partition day (no performance run for labels of days before it)."""
     by_name = {j.name: j for j in jobs}
 
     @dg.run_status_sensor(
@@ -62,7 +76,7 @@ def build_monitor_sensor(
         "for the days whose labels it brought.",
     )
     def _sensor(context: dg.RunStatusSensorContext) -> Any:
-        return monitor_requests(context.dagster_run, plants)
+        return monitor_requests(context.dagster_run, plants, start)
 
     return _sensor
 
