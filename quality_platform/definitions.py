@@ -29,6 +29,7 @@ from quality_platform.defs.ml.assets import (
     defect_model,
     model_evaluation,
 )
+from quality_platform.defs.ml.champion import champion_spec
 from quality_platform.defs.ml.documentation import model_documentation
 from quality_platform.defs.ml.jobs import build_ml_jobs
 from quality_platform.defs.ml.schedules import build_ml_schedules
@@ -75,6 +76,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
         model_documentation,
         build_prediction_asset(plants, start, model_cfg.reasons_per_prediction),
         canary_evaluation,
+        champion_spec,
         build_drift_asset(plants, start),
         build_performance_asset(plants, start),
         build_ops_asset(plants, start),

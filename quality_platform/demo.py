@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quality_platform.defs.ml import champion
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.ml.sensors import RETRAIN_SENSOR, current_cursor
 from quality_platform.governance.policy import resolve_principal
@@ -129,7 +130,9 @@ def release_first_version(
         on_step(ReleaseStep("approved", v.version))
     v = reg.version(v.version)
     if v.gate in L.PASSING and v.approval == "approved" and reg.alias("champion") is None:
-        L.promote(reg, audit, v.version, DEMO_APPROVER, "make demo: first champion")
+        champion.promote(
+            instance, reg, audit, v.version, DEMO_APPROVER, "make demo: first champion"
+        )
         on_step(ReleaseStep("promoted", v.version))
     if reg.alias("champion") is None:
         on_step(ReleaseStep("no_champion"))

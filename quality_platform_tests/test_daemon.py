@@ -25,6 +25,7 @@ from quality_platform.alerts import read_alerts
 from quality_platform.config import load_plants
 from quality_platform.daemon import sensor_state
 from quality_platform.definitions import build_definitions
+from quality_platform.defs.ml import champion
 from quality_platform.defs.ml.jobs import TRAIN_JOB
 from quality_platform.defs.ml.sensors import CANARY_SENSOR, RETRAIN_SENSOR
 from quality_platform.defs.monitoring.sensors import MONITOR_SENSOR, SENSOR_ERROR_ALERT
@@ -88,7 +89,7 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         assert train(defs, instance).success
         reg, audit = L.open_stores(paths)
         L.approve(reg, audit, "1", "carl.control", "initial release")
-        L.promote(reg, audit, "1", "carl.control", "initial release")
+        champion.promote(instance, reg, audit, "1", "carl.control", "initial release")
 
         started = time.time()
         loop = demo.run_loop(paths, defs, instance, PLANT, days, truth, held=held)
@@ -144,6 +145,20 @@ def test_a_drift_day_delivered_as_files_leads_the_daemon_to_a_gated_retrain(
         assert v2.tag("trigger") == RETRAIN_SENSOR
         assert v2.tag("retrain_key") == retrain.tags["qp/retrain_key"]
         assert v2.tag("dagster_run_id") == retrain.run_id
+        # check record -> its run <- the retrain run (tag) -> the version, and back: the version and
+        # the defect_model materialisation link the run that evaluated the failed check
+        assert retrain.tags["qp/check_run_id"] == record.run_id
+        assert v2.tag("trigger_check_record_id") == str(record.id)
+        assert v2.tag("trigger_check_run_id") == record.run_id
+        model_event = next(
+            r.asset_materialization
+            for r in instance.fetch_materializations(dg.AssetKey("defect_model"), limit=5).records
+            if r.run_id == retrain.run_id
+        )
+        assert model_event.metadata["model_version"].value == "2"
+        assert model_event.metadata["trigger_check_run"] == dg.MetadataValue.dagster_run(
+            record.run_id
+        )
         assert v2.gate in L.PASSING, v2.gate
         started_retrains = [r for r in audit.records(action="retrain") if r.outcome == "ok"]
         assert [str(r.refs["check_record_id"]) for r in started_retrains] == [

@@ -544,13 +544,19 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from quality_platform.ml import lifecycle as L
+    from quality_platform.defs.ml import champion
     from quality_platform.reports.summary import version_payload
 
     _who(args, "promote")
     reg, audit = _lifecycle()
     v = _lifecycle_call(
-        L.promote, reg, audit, args.version, args.actor, args.reason or "promoted by hand"
+        champion.promote,
+        dagster_instance(),
+        reg,
+        audit,
+        args.version,
+        args.actor,
+        args.reason or "promoted by hand",
     )
     emit(
         args,
@@ -561,11 +567,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from quality_platform.ml import lifecycle as L
+    from quality_platform.defs.ml import champion
 
     _who(args, "rollback")
     reg, audit = _lifecycle()
-    old, new = _lifecycle_call(L.rollback, reg, audit, args.actor, args.reason)
+    old, new = _lifecycle_call(
+        champion.rollback, dagster_instance(), reg, audit, args.actor, args.reason
+    )
     emit(
         args,
         {"from_version": old, "to_version": new, "actor": args.actor},

@@ -21,6 +21,7 @@ ML = {
     "model_documentation",
     "predictions",
     "canary_evaluation",
+    "champion",
 }
 MONITORING = {"drift_metrics", "model_performance", "ops_metrics"}
 
@@ -51,6 +52,7 @@ def test_asset_graph(qp_env: Paths) -> None:
     assert graph["model_documentation"] == {"defect_model", "model_evaluation"}
     assert graph["predictions"] == {"unit_features", "defect_model"}
     assert graph["canary_evaluation"] == {"predictions", "production_units"}
+    assert graph["champion"] == {"defect_model", "model_evaluation", "canary_evaluation"}
     assert graph["drift_metrics"] == {"unit_features", "predictions"}
     assert graph["model_performance"] == {"predictions", "production_units"}
     assert graph["ops_metrics"] == {"quarantine", "predictions", "drift_metrics"}

@@ -187,6 +187,30 @@ def test_lifecycle_end_to_end(env: tuple[Paths, dg.DagsterInstance]) -> None:
     assert rc == 0 and out == {"from_version": "2", "to_version": "1", "actor": "olga.ops"}
     assert reg.alias(CHAMPION).version == "1" and reg.version("2").status == "rolled_back"
 
+    # every change of champion is a materialisation of the `champion` asset: by hand (CLI, no run),
+    # by the canary (inside its run), the rollback (CLI)
+    changes = [
+        r.asset_materialization
+        for r in instance.fetch_materializations(dg.AssetKey("champion"), limit=10).records
+    ][::-1]
+    meta = [{k: v.value for k, v in m.metadata.items()} for m in changes]
+    assert [(m["model_version"], m["action"], m["changed_by"]) for m in meta] == [
+        (1, "promote", "carl.control"),
+        (2, "promote", "system:canary"),
+        (1, "rollback", "olga.ops"),
+    ], meta
+    assert meta[0]["approved_by"] == "carl.control" and meta[0]["previous_champion"] == "(none)"
+    assert meta[1]["previous_champion"] == "1" and meta[1]["gate"] == v2.gate
+    assert meta[2]["previous_champion"] == "2"
+    assert meta[0]["training_partitions"] == v1.partitions
+    # links to the runs that trained them (a dagster_run value: a link in the UI)
+    assert [m.metadata["training_run"] for m in changes[:2]] == [
+        dg.MetadataValue.dagster_run(o.run_id),
+        dg.MetadataValue.dagster_run(o2.run_id),
+    ]
+    by_run = instance.fetch_materializations(dg.AssetKey("champion"), limit=10).records
+    assert [r.run_id for r in by_run][::-1] == ["", res.run_id, ""]
+
     # promotions and rollbacks reached the alert channel (file channel by default)
     from quality_platform.alerts import read_alerts
 

@@ -308,6 +308,8 @@ def defect_model(
             {
                 "retrain_key": context.run.tags["qp/retrain_key"],
                 "trigger_check": context.run.tags.get("qp/check", ""),
+                "trigger_check_record_id": context.run.tags.get("qp/check_record_id", ""),
+                "trigger_check_run_id": context.run.tags.get("qp/check_run_id", ""),
             }
             if "qp/retrain_key" in context.run.tags
             else {}
@@ -380,6 +382,17 @@ def defect_model(
                 if k.startswith("holdout_") and v == v
             },
             "feature_importance": dg.MetadataValue.md(importance.head(15).to_markdown(index=False)),
+            "trigger": tags["trigger"],
+            # a retrain started by a failed check links back to the run that evaluated it
+            **(
+                {
+                    "trigger_check": tags["trigger_check"],
+                    "trigger_check_record_id": tags["trigger_check_record_id"],
+                    "trigger_check_run": dg.MetadataValue.dagster_run(tags["trigger_check_run_id"]),
+                }
+                if tags.get("trigger_check_run_id")
+                else {}
+            ),
         }
     )
 
@@ -879,6 +892,12 @@ def canary_evaluation(
     }
     if decision in ("promote", "rollback"):
         L.end_canary(reg, audit, chall.version, decision, reason, refs)
+        if decision == "promote":
+            from quality_platform.defs.ml.champion import champion_materialization
+
+            event = champion_materialization(reg, "promote", "system:canary", reason, champ.version)
+            if event is not None:
+                context.log_event(event)
     else:
         audit.append(
             "canary",

@@ -543,6 +543,7 @@ def evaluate_retrain(
                 "trigger": RETRAIN_SENSOR,
                 "qp/check": refs["check"],
                 "qp/check_record_id": str(refs["check_record_id"]),
+                "qp/check_run_id": str(refs["check_run_id"]),
                 "qp/retrain_key": run_key,
             },
         )
