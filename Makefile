@@ -18,13 +18,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DAGSTER_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install demo test lint ui bench backfill summary clean
+.PHONY: help install browser demo test lint ui bench backfill summary clean
 
 help:
 	@echo "make demo    install, simulate the default scenario, run the whole asset graph, print a summary"
 	@echo "make test    the whole test suite (ruff + pytest)"
 	@echo "make ui      Dagster UI on http://127.0.0.1:3000 with the demo's history"
 	@echo "make bench   benchmarks (figures, not tests)"
+	@echo "make browser Debian chromium + chromium-driver for the UI test (make test runs it)"
 	@echo "make backfill PLANT=plant_a FROM=2026-03-16 TO=2026-03-20   re-run a plant's days"
 
 $(UV):
@@ -38,6 +39,15 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 
 install: $(VENV)/.synced
 
+# Debian's Chromium and its ChromeDriver for the UI test in a real browser
+# (quality_platform_tests/browser.py); installed once, with sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -48,7 +58,7 @@ dev-key: install
 demo: install $(DAGSTER_HOME)/dagster.yaml dev-key
 	$(BIN)/qp demo
 
-test: install
+test: install browser
 	$(BIN)/ruff check quality_platform quality_platform_tests benchmarks
 	$(BIN)/ruff format --check quality_platform quality_platform_tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
