@@ -24,7 +24,7 @@ from quality_platform.runner import run_range
 from quality_platform.settings import Paths
 from quality_platform_tests.conftest import tiny_plant_a_day
 
-DAY = dt.date(2026, 3, 16)
+DAY = dt.date(2026, 3, 20)  # its labels (2 days late) are of a partition day: a performance run
 JOB_RUNS = """
 query JobRuns($selector: PipelineSelector!) {
   pipelineOrError(params: $selector) {

@@ -20,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 from quality_platform.audit_anchors import anchor_version
 from quality_platform.config import PlantConfig
 from quality_platform.defs._assets import CODE_VERSIONS, preview, warehouse_path
+from quality_platform.defs.ml import GROUP, OWNERS
 from quality_platform.features.config import load_features
 from quality_platform.features.schema import FEATURE_SCHEMA, TABLE
 from quality_platform.governance.freeze import (
@@ -62,8 +63,6 @@ from quality_platform.warehouse import (
     table_exists,
 )
 
-GROUP = "ml"
-OWNERS = ["team:data-science"]
 QUALITY_ASSETS = ("sensor_readings", "production_units", "quarantine", "unit_features")
 CHUNK_DAYS = 7
 

@@ -19,7 +19,7 @@ import dagster as dg
 
 from quality_platform.audit import AuditLog
 from quality_platform.defs._assets import CODE_VERSIONS
-from quality_platform.defs.ml.assets import GROUP, OWNERS
+from quality_platform.defs.ml import GROUP, OWNERS
 from quality_platform.ml import lifecycle as L
 from quality_platform.ml.registry import CHAMPION, ModelRegistry, VersionInfo
 

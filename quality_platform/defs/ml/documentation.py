@@ -5,7 +5,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from quality_platform.defs._assets import CODE_VERSIONS, warehouse_path
-from quality_platform.defs.ml.assets import GROUP, OWNERS, latest_meta
+from quality_platform.defs.ml import GROUP, OWNERS
+from quality_platform.defs.ml.assets import latest_meta
 from quality_platform.reports import model_docs as D
 from quality_platform.resources import AuditLogResource, ModelRegistryResource, PlatformResource
 from quality_platform.warehouse import WAREHOUSE_POOL
