@@ -14,9 +14,73 @@ import numpy as np
 import pandas as pd
 
 from quality_platform.config import COUNT_NAMES, KpiRegistry, PlantConfig, parse_formula
+from quality_platform.standard.schemas import Col
 
 ALL_LINES = "*"
 COUNT_COLUMNS = list(COUNT_NAMES)
+
+_COUNT_DOC = {
+    "produced": "Units produced on the day (inspected or not).",
+    "inspected": "Units whose inspection outcome is known.",
+    "rework": "Inspected units sent to rework (and not scrapped).",
+    "scrap": "Inspected units scrapped.",
+    "defective": "Inspected units that are rework or scrap.",
+    "good": "Inspected units that are neither.",
+}
+_DAY = (
+    Col("plant", "label", "Plant id (`data/plants/<plant>.yaml`)."),
+    Col("partition_date", "date", "The plant's local production day (partition key)."),
+)
+
+#: The columns of the KPI tables (schema ``kpi``), declared once: the DDL that creates them (so a
+#: table exists, empty, once its asset ran, e.g. reconciliation for a plant without legacy KPIs),
+#: the frame each computation returns, and the column schema of the catalog.
+KPI_TABLES: dict[str, tuple[Col, ...]] = {
+    "kpi_daily": (
+        *_DAY,
+        Col("line", "label", "Production line; '*' is the whole plant."),
+        Col("kpi_id", "label", "Unified KPI id (data/kpis.yaml)."),
+        Col("kpi_version", "int", "Version of that KPI's definition."),
+        Col("registry_version", "int", "Version of the KPI registry."),
+        Col("value", "float", "The KPI; empty when its denominator is 0.", nullable=True),
+        Col("unit", "label", "Unit of the value (ratio, ...)."),
+        Col("formula", "text", "The formula over the day's counts."),
+        *(Col(c, "int", _COUNT_DOC[c]) for c in COUNT_COLUMNS),
+    ),
+    "plant_reported_kpis": (
+        *_DAY,
+        Col("legacy_name", "label", "The plant's own name of its KPI (plant config legacy_kpis)."),
+        Col("maps_to", "label", "The unified KPI it corresponds to."),
+        Col("value", "float", "The legacy figure, in the plant's unit.", nullable=True),
+        Col("unit", "label", "The plant's unit (percent, ...)."),
+        Col("scale", "float", "Factor from ratio to the plant's unit."),
+        Col("formula", "text", "The plant's formula over the day's counts."),
+        Col("note", "text", "How the plant defines it, as written in its config."),
+    ),
+    "kpi_reconciliation": (
+        *_DAY,
+        Col("legacy_name", "label", "The plant's own KPI name."),
+        Col("kpi_id", "label", "The unified KPI it maps to."),
+        Col("legacy_value", "float", "The legacy figure.", nullable=True),
+        Col("legacy_unit", "label", "The legacy figure's unit."),
+        Col("unified_value", "float", "The unified KPI (ratio).", nullable=True),
+        Col(
+            "unified_in_legacy_unit", "float", "The unified KPI in the legacy unit.", nullable=True
+        ),
+        Col(
+            "difference_in_legacy_unit",
+            "float",
+            "Legacy minus unified, in the legacy unit.",
+            nullable=True,
+        ),
+        Col("explanation", "text", "Why they differ: numerator, denominator, scale, and the note."),
+    ),
+}
+
+
+def kpi_columns(table: str) -> list[str]:
+    """The column names of a KPI table, in table order."""
+    return [c.name for c in KPI_TABLES[table]]
 
 
 def daily_counts(units: pd.DataFrame) -> pd.DataFrame:
@@ -94,18 +158,7 @@ def kpi_daily(units: pd.DataFrame, registry: KpiRegistry) -> pd.DataFrame:
         f["value"] = evaluate(k.formula, counts).to_numpy()
         f["unit"], f["formula"] = k.unit, k.formula
         frames.append(f)
-    cols = [
-        "plant",
-        "partition_date",
-        "line",
-        "kpi_id",
-        "kpi_version",
-        "registry_version",
-        "value",
-        "unit",
-        "formula",
-        *COUNT_COLUMNS,
-    ]
+    cols = kpi_columns("kpi_daily")
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -132,17 +185,7 @@ def plant_reported_kpis(units: pd.DataFrame, plant: PlantConfig) -> pd.DataFrame
         f["value"] = (evaluate(lk.formula, counts) * lk.scale).to_numpy()
         f["unit"], f["scale"], f["formula"], f["note"] = lk.unit, lk.scale, lk.formula, lk.note
         frames.append(f)
-    cols = [
-        "plant",
-        "partition_date",
-        "legacy_name",
-        "maps_to",
-        "value",
-        "unit",
-        "scale",
-        "formula",
-        "note",
-    ]
+    cols = kpi_columns("plant_reported_kpis")
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -186,18 +229,7 @@ def reconcile(
     kpis: pd.DataFrame, reported: pd.DataFrame, plant: PlantConfig, registry: KpiRegistry
 ) -> pd.DataFrame:
     """Legacy figure next to the unified KPI, with the difference and its explanation."""
-    cols = [
-        "plant",
-        "partition_date",
-        "legacy_name",
-        "kpi_id",
-        "legacy_value",
-        "legacy_unit",
-        "unified_value",
-        "unified_in_legacy_unit",
-        "difference_in_legacy_unit",
-        "explanation",
-    ]
+    cols = kpi_columns("kpi_reconciliation")
     if reported.empty or kpis.empty:
         return pd.DataFrame(columns=cols)
     whole = kpis[kpis["line"] == ALL_LINES]

@@ -12,6 +12,7 @@ from quality_platform.defs._assets import CODE_VERSIONS, preview, warehouse_path
 from quality_platform.ingest.pipeline import STANDARD_SCHEMA
 from quality_platform.partitions import by_plant, keys_of, plant_day
 from quality_platform.resources import PlatformResource
+from quality_platform.standard.schemas import columns_conform, columns_ddl, columns_table_schema
 from quality_platform.warehouse import (
     WAREHOUSE_POOL,
     connect,
@@ -40,11 +41,12 @@ def _units(con: object, keys: list[tuple[str, dt.date]]) -> pd.DataFrame:
 def _write(
     warehouse: DuckDBResource, table: str, df: pd.DataFrame, keys: list[tuple[str, dt.date]]
 ) -> None:
-    df = df.copy()
+    cols = K.KPI_TABLES[table]
+    df = columns_conform(df, cols) if not df.empty else df
     if not df.empty:
         df["partition_date"] = pd.to_datetime(df["partition_date"]).dt.date
     with connect(warehouse_path(warehouse)) as con:
-        replace_partitions(con, KPI_SCHEMA, table, df, keys)
+        replace_partitions(con, KPI_SCHEMA, table, df, keys, columns_ddl(cols, KPI_SCHEMA, table))
 
 
 def _registry_md(reg: KpiRegistry) -> str:
@@ -87,6 +89,7 @@ def build_kpi_assets(
         metadata={
             "kpi_registry": dg.MetadataValue.md(_registry_md(registry)),
             "dagster/table_name": "kpi.kpi_daily",
+            "dagster/column_schema": columns_table_schema(K.KPI_TABLES["kpi_daily"]),
         },
         **common,
     )
@@ -117,7 +120,10 @@ def build_kpi_assets(
         owners=["team:quality-engineering"],
         description="Each plant's own legacy KPI definitions (plant config 'legacy_kpis') recomputed from the "
         "standard data per local day, in the plant's own units (kpi.plant_reported_kpis).",
-        metadata={"dagster/table_name": "kpi.plant_reported_kpis"},
+        metadata={
+            "dagster/table_name": "kpi.plant_reported_kpis",
+            "dagster/column_schema": columns_table_schema(K.KPI_TABLES["plant_reported_kpis"]),
+        },
         **common,
     )
     def plant_reported_kpis(
@@ -137,7 +143,10 @@ def build_kpi_assets(
         owners=["team:quality-engineering"],
         description="Each plant's legacy KPI next to the unified KPI it maps to, with the difference and why "
         "(numerator, denominator, scale; kpi.kpi_reconciliation).",
-        metadata={"dagster/table_name": "kpi.kpi_reconciliation"},
+        metadata={
+            "dagster/table_name": "kpi.kpi_reconciliation",
+            "dagster/column_schema": columns_table_schema(K.KPI_TABLES["kpi_reconciliation"]),
+        },
         **common,
     )
     def kpi_reconciliation(
