@@ -35,7 +35,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from quality_platform.audit import AuditLog, audit_db_path, canonical_refs, now_text
-from quality_platform.config import ConfigError, ConfigModel, load_yaml_model
+from quality_platform.config import ConfigError, ConfigModel, load_yaml_model, read_yaml
 from quality_platform.settings import ALERT_WEBHOOK_URL_ENV as WEBHOOK_URL_ENV
 from quality_platform.settings import Paths, current_deployment, get_paths
 
@@ -156,7 +156,7 @@ def load_alert_config(paths: Paths | None = None) -> AlertConfig:
         cfg = AlertConfig()
     else:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = read_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         cfg = AlertConfig() if raw is None else load_yaml_model(path, AlertConfig)

@@ -69,8 +69,28 @@ class QuantityRegistry(ConfigModel):
 
 
 class CsvOptions(ConfigModel):
+    """How a CSV file is written. ``header: false``: the file has no header row (SCADA and test-rig
+    exports often have none); ``columns`` then names its fields in file order, and row numbers in
+    quarantine stay the file's own (its first line is row 1)."""
+
     delimiter: str = ","
     encoding: str = "utf-8"
+    header: bool = True
+    columns: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _columns(self) -> CsvOptions:
+        if not self.header and not self.columns:
+            raise ValueError("'header: false' needs 'columns' (the field names in file order)")
+        if self.header and self.columns is not None:
+            raise ValueError(
+                "'columns' names the fields of a file without header row; set 'header: false' "
+                "(a file with a header is read by its header)"
+            )
+        dup = sorted({c for c in self.columns or [] if (self.columns or []).count(c) > 1})
+        if dup:
+            raise ValueError(f"'columns' names {dup} more than once")
+        return self
 
 
 class TimestampSpec(ConfigModel):
@@ -157,6 +177,22 @@ class ReadingsStream(StreamBase):
             raise ValueError("layout 'long' needs a 'long' section")
         if self.explode and self.format != "jsonl":
             raise ValueError("'explode' is only for format 'jsonl'")
+        if self.layout == "wide":
+            seen: dict[str, str] = {}
+            for q, m in self.quantities.items():
+                if m.field in seen:  # one column cannot hold two quantities; one would be dropped
+                    raise ValueError(
+                        f"quantities {seen[m.field]!r} and {q!r} both map field {m.field!r}"
+                    )
+                seen[m.field] = q
+            for what, name in (
+                ("timestamp", self.timestamp.field),
+                ("machine", self.machine.field),
+            ):
+                if name is not None and name in seen:
+                    raise ValueError(
+                        f"field {name!r} is the {what} and quantity {seen[name]!r} at once"
+                    )
         return self
 
 
@@ -391,10 +427,42 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: YAML itself
+    keeps the last one silently (two columns mapped to ``temperature`` would drop one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # unhashable keys are rejected by the base loader with its own message
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"in the mapping starting on line {node.start_mark.line + 1}",
+                    node.start_mark,
+                    f"key {key!r} is given twice (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}); YAML would silently keep the last",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text safely, rejecting duplicate keys (the loader every config file uses)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_yaml_model(path: Path, model: type[ConfigModel]) -> Any:
     """Load ``path`` into ``model``; errors name the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
     except yaml.YAMLError as exc:

@@ -49,6 +49,19 @@ def _edit(path: Path, fn) -> None:
         (lambda d: d["legacy_kpis"][0].update(maps_to="happiness"), "legacy_kpis.0.maps_to"),
         (lambda d: d["legacy_kpis"][0].update(formula="__import__('os')"), "legacy_kpis.0.formula"),
         (lambda d: d.update(surprise=1), "surprise"),
+        (lambda d: d["streams"]["readings"]["csv"].update(header=False), "streams.readings.csv"),
+        (
+            lambda d: d["streams"]["units"]["csv"].update(columns=["Auftrag"]),
+            "streams.units.csv",
+        ),
+        (
+            lambda d: d["streams"]["readings"]["quantities"]["pressure"].update(field="Temperatur"),
+            "both map field 'Temperatur'",
+        ),
+        (
+            lambda d: d["streams"]["readings"]["quantities"]["pressure"].update(field="Maschine"),
+            "field 'Maschine' is the machine and quantity 'pressure'",
+        ),
     ],
 )
 def test_bad_plant_config_names_file_and_field(qp_env: Paths, mutate, field: str) -> None:
@@ -87,3 +100,18 @@ def test_formula_parser_accepts_only_arithmetic_over_counts(text: str) -> None:
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert names <= {"produced", "inspected", "rework", "scrap", "defective", "good"}
     assert not any(isinstance(n, ast.Call | ast.Attribute | ast.Subscript) for n in ast.walk(tree))
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_overwrite(qp_env: Paths) -> None:
+    """YAML keeps the last of two equal keys; two columns mapped to one quantity would lose one."""
+    f = qp_env.plants_dir / "plant_a.yaml"
+    text = f.read_text()
+    twice = '      temperature: {field: Temperatur, unit: "°C"}\n'
+    assert twice in text
+    f.write_text(text.replace(twice, twice + twice.replace("Temperatur,", "Temperatur2,")))
+    line = text[: text.index(twice)].count("\n") + 1
+    with pytest.raises(ConfigError) as exc:
+        load_plants(qp_env)
+    msg = str(exc.value)
+    assert str(f) in msg and "key 'temperature' is given twice" in msg
+    assert f"lines {line} and {line + 1}" in msg

@@ -1,5 +1,6 @@
-"""Onboarding a plant is one config file: a new plant in Tokyo time, with no code change, is
-simulated, landed, standardised and gated end to end."""
+"""Onboarding a plant is one config file: a new plant in Tokyo time, and a plant whose CSV exports
+have no header row and no legacy KPIs, with no code change, are simulated, landed, standardised
+and gated end to end."""
 
 from __future__ import annotations
 
@@ -50,3 +51,79 @@ def test_new_plant_from_config_runs_end_to_end(qp_env: Paths, tmp_path: Path) ->
         con.close()
     assert machines == 3 and n == 3 * 1440 * 4 and q == 0
     assert str(first) == "2026-03-15 15:00:00"  # local midnight in Tokyo (UTC+9)
+
+
+HEADERLESS = {  # the plant's export as a SCADA writes it: fields by position, named in the config
+    "readings": [
+        "Zeitstempel",
+        "Maschine",
+        "Temperatur [°C]",
+        "Druck [bar]",
+        "Materialfeuchte [%]",
+        "Vibration [mm/s]",
+    ],
+    "units": [
+        "Auftrag",
+        "Linie",
+        "Maschine",
+        "Start",
+        "Ende",
+        "Produkt",
+        "Charge",
+        "Lieferant",
+        "Werker",
+    ],
+    "inspections": ["Auftrag", "Pruefzeit", "Nacharbeit", "Ausschuss"],
+}
+
+
+def test_a_plant_without_header_rows_or_legacy_kpis_onboards_by_one_yaml(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
+    doc.update(plant_id="plant_h", name="Plant H (headerless)", machines=["H-M01", "H-M02"])
+    doc["legacy_kpis"] = []
+    for stream, names in HEADERLESS.items():
+        doc["streams"][stream]["csv"].update(header=False, columns=names)
+    (qp_env.plants_dir / "plant_h.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    plant = load_plants(qp_env)["plant_h"]
+    day, days = dt.date(2026, 3, 16), 4
+    simulate(qp_env.landing_dir, days=days, seed=5, start=day, plants={"plant_h": plant})
+    first_file = qp_env.landing_dir / "plant_h" / day.isoformat() / "sensoren.csv"
+    lines = first_file.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith(day.isoformat())  # no header row: the first line is a record
+    lines[4] = lines[4].rsplit(",", 1)[0]  # row 5 loses its last field
+    first_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    last = day + dt.timedelta(days=days - 1)
+    defs = build_definitions(qp_env)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        outcomes = backfill(defs, instance, "plant_h", day, last)
+        assert [o.success for o in outcomes] == [True, True], outcomes
+        failed = [c for c in outcomes[1].failed_checks if "(ERROR)" in c]
+        assert failed == [], outcomes[1].failed_checks
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        n = con.sql(
+            "SELECT count(*) FROM standard.sensor_readings WHERE plant = 'plant_h'"
+        ).fetchall()[0][0]
+        q = con.sql(
+            "SELECT source_file, source_row, rule, n_items FROM standard.quarantine "
+            "WHERE plant = 'plant_h'"
+        ).fetchall()
+        units, labelled = con.sql(
+            "SELECT count(*), count(defect) FROM standard.production_units WHERE plant = 'plant_h'"
+        ).fetchall()[0]
+        kpi_days = con.sql(
+            "SELECT count(DISTINCT partition_date) FROM kpi.kpi_daily WHERE plant = 'plant_h'"
+        ).fetchall()[0][0]
+        legacy = con.sql(
+            "SELECT count(*) FROM kpi.kpi_reconciliation WHERE plant = 'plant_h'"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    # every value of every record, less the one record held back with its file and row
+    assert n == days * 2 * 1440 * 4 - 4
+    assert q == [(f"{day.isoformat()}/sensoren.csv", 5, "wrong_field_count", 4)]
+    assert units > 0 and 0 < labelled < units  # inspections read and joined; the last days pending
+    assert kpi_days == days and legacy == 0  # unified KPIs, and no legacy figures to reconcile

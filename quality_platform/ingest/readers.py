@@ -203,14 +203,17 @@ def _records(
     delimiter: str,
     rel: str,
     issues: list[dict[str, Any]],
+    first: int = 2,
 ) -> list[tuple[int, int, str]]:
-    """Data records as (first line, last line, text). A record is one physical line, unless a
-    quoted value holds line breaks: then the record runs on until its quotes balance and it has
-    the header's field count. A quote that never balances holds back its own line only."""
-    if not any(ln is not None and '"' in ln for ln in lines[1:]):  # no quotes: a record a line
-        return [(i, i, ln) for i, ln in enumerate(lines[1:], start=2) if ln]
+    """Data records as (first line, last line, text), from line ``first`` on (2 after a header
+    row, 1 in a file without one). A record is one physical line, unless a quoted value holds line
+    breaks: then the record runs on until its quotes balance and it has the header's field count.
+    A quote that never balances holds back its own line only."""
+    body = lines[first - 1 :]
+    if not any(ln is not None and '"' in ln for ln in body):  # no quotes: a record a line
+        return [(i, i, ln) for i, ln in enumerate(body, start=first) if ln]
     out: list[tuple[int, int, str]] = []
-    i, n = 2, len(lines)
+    i, n = first, len(lines)
     while i <= n:
         ln = lines[i - 1]
         if ln is None or ln == "":
@@ -248,19 +251,40 @@ def _records(
 
 
 def read_csv_file(
-    path: Path, rel: str, delimiter: str, encoding: str, limits: LandingLimits | None = None
+    path: Path,
+    rel: str,
+    delimiter: str,
+    encoding: str,
+    limits: LandingLimits | None = None,
+    columns: list[str] | None = None,
 ) -> FileResult:
     """Parse one CSV file (see :func:`read_csv_bytes`)."""
-    return read_csv_bytes(path.read_bytes(), rel, delimiter, encoding, limits)
+    return read_csv_bytes(path.read_bytes(), rel, delimiter, encoding, limits, columns)
+
+
+def _csv_line(names: list[str], delimiter: str) -> str:
+    """``names`` as one CSV line (quoted where a name needs it)."""
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, lineterminator="").writerow(names)
+    return buf.getvalue()
 
 
 def read_csv_bytes(
-    data: bytes, rel: str, delimiter: str, encoding: str, limits: LandingLimits | None = None
+    data: bytes,
+    rel: str,
+    delimiter: str,
+    encoding: str,
+    limits: LandingLimits | None = None,
+    columns: list[str] | None = None,
 ) -> FileResult:
     """Parse one CSV file into text columns, one record per line (or per quoted multi-line value).
 
-    Every non-blank line after the header ends in a record or in a parse issue naming its row."""
+    The first line is the header, unless ``columns`` names the fields of a file without header row
+    (plant config ``csv.header: false``): then every line is a record, and rows keep the file's
+    own numbers (its first line is row 1). Every non-blank data line ends in a record or in a
+    parse issue naming its row."""
     lim = limits or LandingLimits()
+    first = 2 if columns is None else 1
     if not data.strip():
         return FileResult(
             _empty(),
@@ -279,9 +303,9 @@ def read_csv_bytes(
         )
     lines, seps, issues = _decode_lines(data, encoding, rel, lim.max_line_bytes)
     nonblank = [i for i, ln in enumerate(lines, start=1) if ln != ""]
-    data_lines = [i for i in nonblank if i > 1]
+    data_lines = [i for i in nonblank if i >= first]
     file_lines = len(data_lines)
-    if lines[0] is None or lines[0] == "":
+    if columns is None and (lines[0] is None or lines[0] == ""):
         head = [x for x in issues if x["source_row"] == 1]
         rule, why = (
             (head[0]["rule"], head[0]["message"].split("] ", 1)[1])
@@ -305,7 +329,11 @@ def read_csv_bytes(
             ],
             file_lines=file_lines,
         )
-    header = _csv_fields(lines[0], delimiter)[0] if lines[0] else []
+    if columns is not None:
+        header, header_line = list(columns), _csv_line(list(columns), delimiter)
+    else:
+        header = _csv_fields(lines[0], delimiter)[0] if lines[0] else []
+        header_line = lines[0]
     if len(header) > lim.max_fields:
         return FileResult(
             _empty(),
@@ -313,7 +341,7 @@ def read_csv_bytes(
             [
                 issue(
                     rel,
-                    1,
+                    first - 1,
                     "too_many_fields",
                     f"the header has {len(header):,} fields, over the plant's limit "
                     f"landing_limits.max_fields={lim.max_fields:,}; all {file_lines} data rows are held back",
@@ -323,7 +351,7 @@ def read_csv_bytes(
             ],
             file_lines=file_lines,
         )
-    if len(header) == 1:
+    if len(header) == 1 and columns is None:
         for other in _OTHER_DELIMITERS:
             if other != delimiter and len(_csv_fields(lines[0], other)[0]) > 1:
                 n = len(_csv_fields(lines[0], other)[0])
@@ -344,7 +372,7 @@ def read_csv_bytes(
                     file_lines=file_lines,
                 )
     names = _dedupe(header)
-    records = _records(lines, seps, len(header), delimiter, rel, issues)
+    records = _records(lines, seps, len(header), delimiter, rel, issues, first)
     if not records:
         empty = {c: pa.array([], pa.string()) for c in names}
         if not issues:
@@ -374,7 +402,7 @@ def read_csv_bytes(
     res = None
     if all(a == b for a, b, _ in records):
         res = _parse_records_arrow(
-            records, names, lines[0], delimiter, rel, issues, lim, ends_newline
+            records, names, header_line, delimiter, rel, issues, lim, ends_newline
         )
     if res is None:  # a multi-line record, or Arrow and the line rules disagree: record by record
         res = _parse_records_python(records, names, delimiter, rel, issues, ends_newline)
@@ -994,14 +1022,18 @@ def parse_bytes(plant: PlantConfig, stream: str, data: bytes, rel: str) -> FileR
     lim = plant.landing_limits
     try:
         if spec.format == "csv":
-            return read_csv_bytes(data, rel, spec.csv.delimiter, spec.csv.encoding, lim)
+            return read_csv_bytes(
+                data, rel, spec.csv.delimiter, spec.csv.encoding, lim, spec.csv.columns
+            )
         if spec.format == "parquet":
             return read_parquet_bytes(data, rel, lim)
         explode = spec.explode if isinstance(spec, ReadingsStream) else None
         parents = spec.parent_fields if isinstance(spec, ReadingsStream) else []
         return read_jsonl_bytes(data, rel, explode, parents, frozenset(spec.ignore_fields), lim)
     except Exception as exc:  # the file, not the run, is what failed
-        n = sum(1 for ln in data.splitlines() if ln.strip()) - (spec.format == "csv")
+        n = sum(1 for ln in data.splitlines() if ln.strip()) - (
+            spec.format == "csv" and spec.csv.header
+        )
         return FileResult(
             _empty(),
             [],

@@ -196,9 +196,18 @@ def write_table(
     n = _n_rows(columns)
     if stream.format == "csv":
         df = pd.DataFrame({k: _numpy(v, spec, tz) for k, v in columns.items()})
+        if not stream.csv.header:  # a file without header row: the config's columns, in its order
+            names = stream.csv.columns or []
+            lost = [c for c in df.columns if c not in names]
+            if lost:
+                raise ValueError(
+                    f"{stream.path}: csv.columns {names} lacks {lost}, which the simulator writes"
+                )
+            df = df.reindex(columns=names)
         df.to_csv(
             path,
             sep=stream.csv.delimiter,
+            header=stream.csv.header,
             index=False,
             lineterminator="\n",
             encoding=stream.csv.encoding,

@@ -55,7 +55,8 @@ _PROVENANCE = (
     Col(
         "source_row",
         "int",
-        "Row in that file: CSV physical line (header = 1), Parquet 1-based row, JSON line number.",
+        "Row in that file: CSV physical line (the header, if the file has one, is line 1), "
+        "Parquet 1-based row, JSON line number.",
         checks=(pa.Check.ge(0),),
     ),
 )

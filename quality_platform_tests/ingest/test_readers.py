@@ -121,3 +121,54 @@ def test_every_line_is_accounted_for(tmp_path_factory, lines: list[str]) -> None
     physical = re.split(r"\r\n|\r|\n", HEADER + "\n".join(lines))[1:] if lines else []
     nonblank = sum(1 for ln in physical if ln != "")
     assert r.table.num_rows + sum(i["n_records"] for i in r.issues) == nonblank
+
+
+# --------------------------------------------------------------------------- files without header row
+
+NAMES = ["Zeitstempel", "Maschine", "Temperatur [°C]"]
+
+
+def test_csv_without_header_row_reads_every_line_with_its_own_row_number(tmp_path: Path) -> None:
+    body = '2026-03-16 00:00:00,A-M01,200.1\n\n2026-03-16 00:01:00,A-M01\n"2026-03-16\n00:02",A-M01,3\n'
+    p = _w(tmp_path, "a.csv", body.encode())
+    r = read_csv_file(p, "a.csv", ",", "utf-8", columns=NAMES)
+    assert r.header == NAMES
+    assert r.table["_source_row"].to_pylist() == [1, 4]  # the first line is a record, row 1
+    assert r.table["Temperatur [°C]"].to_pylist() == ["200.1", "3"]
+    (i,) = r.issues
+    assert (i["rule"], i["source_row"]) == ("wrong_field_count", 3)
+    assert "a.csv row 3: [wrong_field_count] expected 3 fields, found 2" in i["message"]
+    assert r.file_lines == 4 and r.record_lines == 3  # 1, and 4-5 (a quoted line break)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.just("2026-03-16 00:00:00,A-M01,1.5"),
+            st.just('"a\nb",A-M01,2'),
+            st.just("x,y"),
+            st.just(""),
+            st.just('"open,1,2'),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_file_without_header_reads_as_the_same_file_with_one(tmp_path_factory, lines) -> None:
+    """Property: the records of a header-less file are those of the same lines under a header row,
+    each one row earlier; so are the issues."""
+    tmp = tmp_path_factory.mktemp("csv")
+    body = "\n".join(lines) + "\n"
+    if not body.strip():
+        return
+    bare = read_csv_file(_w(tmp, "b.csv", body.encode()), "x.csv", ",", "utf-8", columns=NAMES)
+    headed = read_csv_file(_w(tmp, "h.csv", (HEADER + body).encode()), "x.csv", ",", "utf-8")
+    assert bare.table.drop(["_source_row"]).equals(headed.table.drop(["_source_row"]))
+    assert bare.table["_source_row"].to_pylist() == [
+        r - 1 for r in headed.table["_source_row"].to_pylist()
+    ]
+    assert [(i["rule"], i["source_row"]) for i in bare.issues] == [
+        (i["rule"], i["source_row"] - 1) for i in headed.issues
+    ]
+    assert (bare.file_lines, bare.record_lines) == (headed.file_lines, headed.record_lines)
