@@ -227,20 +227,49 @@ class UnitsStream(StreamBase):
         return v
 
 
+class OutcomeRule(ConfigModel):
+    """A threshold on a numeric inspection or lab field: a value below ``below`` (or above
+    ``above``) makes the unit ``then`` - e.g. ``{field: dissolution_pct, below: 80, then: scrap}``
+    for "dissolution below 80 %". The bound itself passes."""
+
+    field: str
+    below: float | None = None
+    above: float | None = None
+    then: Literal["rework", "scrap"]
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> OutcomeRule:
+        if (self.below is None) == (self.above is None):
+            raise ValueError("give exactly one of 'below' or 'above'")
+        return self
+
+    def hits(self, value: Any) -> Any:
+        """Whether ``value`` (a number or a numeric array/series) breaks the rule."""
+        return value < self.below if self.below is not None else value > self.above
+
+
 class OutcomeSpec(ConfigModel):
-    """Inspection outcome: either 0/1 flag columns or one categorical column."""
+    """Inspection outcome: 0/1 flag columns, one categorical column, or threshold ``rules`` on
+    measured fields (scrap when any scrap rule hits, else rework when any rework rule hits, else
+    ok; a measurement that is not a number is held back)."""
 
     flags: dict[Literal["rework", "scrap"], str] | None = None
     field: str | None = None
     values: dict[str, Literal["ok", "rework", "scrap"]] | None = None
+    rules: list[OutcomeRule] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_of(self) -> OutcomeSpec:
-        if (self.flags is None) == (self.field is None):
-            raise ValueError("give either 'flags' or 'field' + 'values'")
+        if sum(x is not None for x in (self.flags, self.field, self.rules)) != 1:
+            raise ValueError("give one of 'flags', 'field' + 'values', or 'rules'")
         if self.field is not None and not self.values:
             raise ValueError("'field' needs 'values' (source value -> ok|rework|scrap)")
         return self
+
+    @property
+    def measured_fields(self) -> list[str]:
+        """The source fields the ``rules`` read, each once, in order."""
+        return list(dict.fromkeys(r.field for r in self.rules or []))
 
 
 class InspectionsStream(StreamBase):

@@ -62,6 +62,18 @@ def _edit(path: Path, fn) -> None:
             lambda d: d["streams"]["readings"]["quantities"]["pressure"].update(field="Maschine"),
             "field 'Maschine' is the machine and quantity 'pressure'",
         ),
+        (
+            lambda d: d["streams"]["inspections"]["outcome"].update(
+                rules=[{"field": "x", "below": 1, "then": "scrap"}]
+            ),
+            "streams.inspections.outcome",  # flags and rules at once
+        ),
+        (
+            lambda d: d["streams"]["inspections"].update(
+                outcome={"rules": [{"field": "x", "below": 1, "above": 2, "then": "scrap"}]}
+            ),
+            "streams.inspections.outcome.rules.0",
+        ),
     ],
 )
 def test_bad_plant_config_names_file_and_field(qp_env: Paths, mutate, field: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import yaml
 
 from quality_platform.config import load_plants
@@ -127,3 +128,71 @@ def test_a_plant_without_header_rows_or_legacy_kpis_onboards_by_one_yaml(
     assert q == [(f"{day.isoformat()}/sensoren.csv", 5, "wrong_field_count", 4)]
     assert units > 0 and 0 < labelled < units  # inspections read and joined; the last days pending
     assert kpi_days == days and legacy == 0  # unified KPIs, and no legacy figures to reconcile
+
+
+def test_a_plant_whose_labels_are_lab_thresholds_onboards_by_one_yaml(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    """Labels from measured lab values by threshold rules (a tablet press: dissolution below 80 %
+    is scrap, hardness above 12 kP rework), not from flags or a value list; a lab value that is
+    not a number is held back with file, row and field, and every other unit's outcome is what
+    the rules say about the values in the files."""
+    doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
+    doc.update(plant_id="plant_l", name="Plant L (lab thresholds)", machines=["L-M01", "L-M02"])
+    doc["streams"]["inspections"]["outcome"] = {
+        "rules": [
+            {"field": "Aufloesung_pct", "below": 80, "then": "scrap"},
+            {"field": "Haerte_kP", "above": 12, "then": "rework"},
+        ]
+    }
+    (qp_env.plants_dir / "plant_l.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    plant = load_plants(qp_env)["plant_l"]
+    day, days = dt.date(2026, 3, 16), 4
+    simulate(qp_env.landing_dir, days=days, seed=7, start=day, plants={"plant_l": plant})
+    files = sorted((qp_env.landing_dir / "plant_l").rglob("pruefung_*.csv"))
+    assert files
+    lab = pd.concat(
+        [pd.read_csv(f).assign(file=f.relative_to(qp_env.landing_dir / "plant_l")) for f in files]
+    )
+    assert set(lab.columns) >= {"Auftrag", "Pruefzeit", "Aufloesung_pct", "Haerte_kP"}
+    bad_file = files[0]
+    lines = bad_file.read_text(encoding="utf-8").splitlines()
+    cols = lines[0].split(",")
+    row = lines[3].split(",")
+    bad_unit = row[cols.index("Auftrag")]
+    row[cols.index("Aufloesung_pct")] = "n/a"
+    lines[3] = ",".join(row)
+    bad_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    last = day + dt.timedelta(days=days - 1)
+    defs = build_definitions(qp_env)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        outcomes = backfill(defs, instance, "plant_l", day, last)
+        assert [o.success for o in outcomes] == [True, True], outcomes
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        got = con.sql(
+            "SELECT unit_id, rework, scrap FROM standard.production_units "
+            "WHERE plant = 'plant_l' AND defect IS NOT NULL"
+        ).df()
+        q = con.sql(
+            "SELECT source_file, source_row, source_column, rule FROM standard.quarantine "
+            "WHERE plant = 'plant_l'"
+        ).fetchall()
+    finally:
+        con.close()
+    rel = bad_file.relative_to(qp_env.landing_dir / "plant_l").as_posix()
+    assert q == [(rel, 4, "Aufloesung_pct", "invalid_measurement")]
+    lab = lab[lab["Auftrag"] != bad_unit]
+    want = pd.DataFrame(
+        {
+            "unit_id": lab["Auftrag"],
+            "scrap": lab["Aufloesung_pct"] < 80,
+            "rework": lab["Haerte_kP"] > 12,
+        }
+    )
+    merged = want.merge(got, on="unit_id", suffixes=("_want", "_got"))
+    assert len(merged) == len(lab) == len(got)  # every other inspected unit, each once
+    assert (merged["scrap_want"] == merged["scrap_got"].astype(bool)).all()
+    assert (merged["rework_want"] == merged["rework_got"].astype(bool)).all()
+    assert merged["scrap_got"].sum() > 0 and merged["rework_got"].sum() > 0

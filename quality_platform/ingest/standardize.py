@@ -609,6 +609,9 @@ def _attach_inspections(
     if out.flags:
         for k, v in out.flags.items():
             mapped[f"flag_{k}"] = v
+    elif out.rules:
+        for f in out.measured_fields:
+            mapped[f"measured:{f}"] = f
     else:
         mapped["outcome"] = out.field
     required = tuple(mapped)
@@ -639,6 +642,24 @@ def _attach_inspections(
                 t,
             )
             (rework if k == "rework" else scrap).loc[:] = flag.fillna(False).astype(bool)
+    elif out.rules:
+        measured = {}
+        for f in out.measured_fields:
+            t = _field_series(raw, f).str.strip()
+            v = pd.to_numeric(t, errors="coerce")
+            _set(
+                v.isna(),
+                "invalid_measurement",
+                f"measurement {f!r} decides the outcome and must be a number, found '"
+                + t.fillna("empty")
+                + "'",
+                f,
+                t,
+            )
+            measured[f] = v
+        for r in out.rules:
+            hit = r.hits(measured[r.field]).fillna(False).astype(bool)
+            (rework if r.then == "rework" else scrap).loc[:] |= hit
     else:
         t = _field_series(raw, out.field).str.strip()
         o = t.map(out.values)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quality_platform.config import PlantConfig, StreamBase, TimestampSpec
+from quality_platform.config import OutcomeRule, PlantConfig, StreamBase, TimestampSpec
 from quality_platform.simulation.grid import NS_PER_MS, TimeGrid, to_local_ns
 from quality_platform.simulation.schedule import Production
 from quality_platform.simulation.styles import PlantStyle
@@ -412,6 +412,60 @@ def write_units(path: Path, frame: PlantFrame, units: slice) -> int:
 # --------------------------------------------------------------------------- inspections
 
 
+def measurements(rules: list[OutcomeRule], outcome: np.ndarray) -> dict[str, np.ndarray]:
+    """Measured values (one array per field the rules read) from which ``rules`` give back
+    ``outcome`` (0 ok, 1 rework, 2 scrap): a unit breaks one rule of its class on its field and no
+    other rule; an outcome class without a rule reads as ok. Values lie 1-9 % of the bound beyond
+    or within it, deterministically spread over the units."""
+    n = outcome.size
+    spread = 0.01 + 0.08 * ((np.arange(n) * 7919) % 97) / 96.0
+    first = {"rework": next((r for r in rules if r.then == "rework"), None)}
+    first["scrap"] = next((r for r in rules if r.then == "scrap"), None)
+    out = {}
+    for f in dict.fromkeys(r.field for r in rules):
+        mine = [r for r in rules if r.field == f]
+        lows = [r.below for r in mine if r.below is not None]
+        highs = [r.above for r in mine if r.above is not None]
+        lo, hi = (max(lows) if lows else None), (min(highs) if highs else None)
+        if lo is not None and hi is not None:
+            passing = (lo + hi) / 2 + (hi - lo) * (spread - 0.05)
+        elif lo is not None:
+            passing = lo + (abs(lo) or 1.0) * spread
+        else:
+            passing = hi - (abs(hi) or 1.0) * spread
+        values = np.asarray(passing, dtype=float).copy()
+        for code, kind in ((1, "rework"), (2, "scrap")):
+            r = first[kind]
+            if r is None or r.field != f:
+                continue
+            bound = r.below if r.below is not None else r.above
+            sign = -1.0 if r.below is not None else 1.0
+            # stop short of the next bound on that side (e.g. rework below 85, scrap below 80)
+            gaps = [
+                abs(b - bound)
+                for x in mine
+                for b in (x.below, x.above)
+                if b is not None and b != bound and np.sign(b - bound) == sign
+            ]
+            off = (abs(bound) or 1.0) * spread
+            if gaps:
+                off = np.minimum(off, min(gaps) * (0.1 + spread * 4))
+            values = np.where(outcome == code, bound + sign * off, values)
+        out[f] = np.round(values, 6)
+    got = np.zeros(n, dtype=np.int64)
+    for r in rules:
+        got = np.where(r.hits(out[r.field]), np.maximum(got, 1 if r.then == "rework" else 2), got)
+    want = np.where(
+        np.isin(outcome, [c for c, k in ((1, "rework"), (2, "scrap")) if first[k]]), outcome, 0
+    )
+    if not np.array_equal(got, want):
+        raise ValueError(
+            f"the simulator cannot write measurements from which the outcome rules {rules} give "
+            "back each unit's outcome"
+        )
+    return out
+
+
 def write_inspections(path: Path, frame: PlantFrame, units: slice) -> int:
     """Inspection results of ``units`` in the configured fields; returns rows."""
     ins = frame.plant.streams.inspections
@@ -425,6 +479,8 @@ def write_inspections(path: Path, frame: PlantFrame, units: slice) -> int:
         for kind, src in ins.outcome.flags.items():
             code = 1 if kind == "rework" else 2
             cols[src] = (outcome == code).astype(np.int64)
+    elif ins.outcome.rules:
+        cols.update(measurements(ins.outcome.rules, outcome))
     else:
         assert ins.outcome.field is not None and ins.outcome.values is not None
         inverse: dict[str, str] = {}

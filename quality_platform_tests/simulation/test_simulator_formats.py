@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from quality_platform.config import PlantConfig
+from quality_platform.config import OutcomeRule, PlantConfig
 from quality_platform.simulation import simulate
+from quality_platform.simulation.writers import measurements
 
 from .helpers import (
     day_dirs,
@@ -231,3 +234,61 @@ def test_readings_per_day_file(stable8: tuple[Path, dict]) -> None:
     assert per_day == expected
     prod = plant_b_table(root, "production")
     assert len(prod) == truth["counts"]["plant_b"]["units"]
+
+
+# --------------------------------------------------------------------------- outcome rules
+
+
+_BOUND = st.floats(-1e4, 1e4, allow_nan=False).map(lambda x: round(x, 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["dissolution", "hardness"]),
+            st.booleans(),
+            _BOUND,
+            st.sampled_from(["rework", "scrap"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.lists(st.integers(0, 2), min_size=1, max_size=200),
+)
+def test_written_measurements_give_back_each_units_outcome(rules, outcomes) -> None:
+    """Property: from the measurements the simulator writes, the plant's own outcome rules decide
+    every unit's outcome as drawn (a class without a rule reads as ok), or the simulator refuses
+    the rules it cannot honour - it never writes data that silently disagrees with them."""
+    specs = [
+        OutcomeRule(field=f, then=then, **({"below": b} if low else {"above": b}))
+        for f, low, b, then in rules
+    ]
+    outcome = np.array(outcomes)
+    try:
+        values = measurements(specs, outcome)
+    except ValueError:  # only rules sharing a field can be beyond honouring (e.g. contradictory)
+        assert len({r.field for r in specs}) < len(specs)
+        return
+    decided = np.zeros(outcome.size, dtype=int)
+    for r in specs:
+        code = 1 if r.then == "rework" else 2
+        decided = np.where(r.hits(values[r.field]), np.maximum(decided, code), decided)
+    kinds = {r.then for r in specs}
+    expected = np.where(
+        ((outcome == 1) & ("rework" in kinds)) | ((outcome == 2) & ("scrap" in kinds)), outcome, 0
+    )
+    assert np.array_equal(decided, expected)
+
+
+def test_nested_thresholds_on_one_field_are_honoured() -> None:
+    """Rework below 85 %, scrap below 80 % on the same field: rework units land in [80, 85)."""
+    specs = [
+        OutcomeRule(field="d", below=80, then="scrap"),
+        OutcomeRule(field="d", below=85, then="rework"),
+    ]
+    outcome = np.array([0, 1, 2] * 50)
+    d = measurements(specs, outcome)["d"]
+    assert (d[outcome == 0] >= 85).all()
+    assert ((d[outcome == 1] >= 80) & (d[outcome == 1] < 85)).all()
+    assert (d[outcome == 2] < 80).all()
