@@ -271,6 +271,15 @@ class OutcomeSpec(ConfigModel):
         """The source fields the ``rules`` read, each once, in order."""
         return list(dict.fromkeys(r.field for r in self.rules or []))
 
+    def rule_outcome(self, measured: dict[str, Any]) -> tuple[Any, Any]:
+        """(rework, scrap): where any rework rule and where any scrap rule hits, for the values of
+        each measured field (arrays or series; a missing value hits no rule). Where both hit, the
+        unit counts as scrap (the KPIs' rule)."""
+        hit: dict[str, Any] = {"rework": False, "scrap": False}
+        for r in self.rules or []:
+            hit[r.then] = hit[r.then] | r.hits(measured[r.field])
+        return hit["rework"], hit["scrap"]
+
 
 class InspectionsStream(StreamBase):
     timestamp: TimestampSpec

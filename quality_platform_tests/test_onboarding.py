@@ -5,37 +5,58 @@ and gated end to end."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 import pandas as pd
 import yaml
 
-from quality_platform.config import load_plants
+from quality_platform.config import PlantConfig, load_plants
 from quality_platform.definitions import build_definitions
-from quality_platform.runner import backfill
+from quality_platform.runner import RunOutcome, backfill
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
 
 
-def test_new_plant_from_config_runs_end_to_end(qp_env: Paths, tmp_path: Path) -> None:
+def _new_plant(qp_env: Paths, plant_id: str, edit: Callable[[dict[str, Any]], None]) -> PlantConfig:
+    """A new plant's YAML in data/plants/: plant_a's, changed by ``edit`` (the only step a user
+    takes), loaded as the platform loads it."""
     doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
-    doc.update(
-        plant_id="plant_d",
-        name="Plant D (new)",
-        timezone="Asia/Tokyo",
-        machines=[f"D-M{i:02d}" for i in range(1, 4)],
-    )
-    (qp_env.plants_dir / "plant_d.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
-    plant = load_plants(qp_env)["plant_d"]
-    day = dt.date(2026, 3, 16)
-    simulate(qp_env.landing_dir, days=2, seed=5, start=day, plants={"plant_d": plant})
+    doc["plant_id"] = plant_id
+    edit(doc)
+    (qp_env.plants_dir / f"{plant_id}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return load_plants(qp_env)[plant_id]
+
+
+def _onboard(
+    qp_env: Paths, tmp_path: Path, plant: str, first: dt.date, last: dt.date
+) -> list[RunOutcome]:
+    """Land, then standardise + KPIs, the plant's days through the code location's runs; both
+    runs must succeed."""
     defs = build_definitions(qp_env)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        outcomes = backfill(defs, instance, "plant_d", day, day)
-        assert [o.success for o in outcomes] == [True, True], outcomes
-        assert outcomes[1].failed_checks == []
+        outcomes = backfill(defs, instance, plant, first, last)
+    assert [o.success for o in outcomes] == [True, True], outcomes
+    return outcomes
+
+
+def test_new_plant_from_config_runs_end_to_end(qp_env: Paths, tmp_path: Path) -> None:
+    plant = _new_plant(
+        qp_env,
+        "plant_d",
+        lambda d: d.update(
+            name="Plant D (new)",
+            timezone="Asia/Tokyo",
+            machines=[f"D-M{i:02d}" for i in range(1, 4)],
+        ),
+    )
+    day = dt.date(2026, 3, 16)
+    simulate(qp_env.landing_dir, days=2, seed=5, start=day, plants={"plant_d": plant})
+    outcomes = _onboard(qp_env, tmp_path, "plant_d", day, day)
+    assert outcomes[1].failed_checks == []
     con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
     try:
         n, machines = con.sql(
@@ -54,40 +75,31 @@ def test_new_plant_from_config_runs_end_to_end(qp_env: Paths, tmp_path: Path) ->
     assert str(first) == "2026-03-15 15:00:00"  # local midnight in Tokyo (UTC+9)
 
 
-HEADERLESS = {  # the plant's export as a SCADA writes it: fields by position, named in the config
-    "readings": [
-        "Zeitstempel",
-        "Maschine",
-        "Temperatur [°C]",
-        "Druck [bar]",
-        "Materialfeuchte [%]",
-        "Vibration [mm/s]",
-    ],
-    "units": [
-        "Auftrag",
-        "Linie",
-        "Maschine",
-        "Start",
-        "Ende",
-        "Produkt",
-        "Charge",
-        "Lieferant",
-        "Werker",
-    ],
-    "inspections": ["Auftrag", "Pruefzeit", "Nacharbeit", "Ausschuss"],
-}
+def _written_columns(plant: PlantConfig) -> dict[str, list[str]]:
+    """The fields plant_a's CSV streams carry, in file order, as its config declares them (what a
+    header-less export of the same plant is configured with)."""
+    rs, us, ins = plant.streams.readings, plant.streams.units, plant.streams.inspections
+    quantities = [
+        f"{m.field} [{m.unit}]" if rs.header_units else m.field for m in rs.quantities.values()
+    ]
+    return {
+        "readings": [rs.timestamp.field, rs.machine.field, *quantities],
+        "units": list(us.fields.values()),
+        "inspections": [*ins.fields.values(), *(ins.outcome.flags or {}).values()],
+    }
 
 
 def test_a_plant_without_header_rows_or_legacy_kpis_onboards_by_one_yaml(
     qp_env: Paths, tmp_path: Path
 ) -> None:
-    doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
-    doc.update(plant_id="plant_h", name="Plant H (headerless)", machines=["H-M01", "H-M02"])
-    doc["legacy_kpis"] = []
-    for stream, names in HEADERLESS.items():
-        doc["streams"][stream]["csv"].update(header=False, columns=names)
-    (qp_env.plants_dir / "plant_h.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
-    plant = load_plants(qp_env)["plant_h"]
+    columns = _written_columns(load_plants(qp_env)["plant_a"])
+
+    def edit(d: dict[str, Any]) -> None:
+        d.update(name="Plant H (headerless)", machines=["H-M01", "H-M02"], legacy_kpis=[])
+        for stream, names in columns.items():
+            d["streams"][stream]["csv"].update(header=False, columns=names)
+
+    plant = _new_plant(qp_env, "plant_h", edit)
     day, days = dt.date(2026, 3, 16), 4
     simulate(qp_env.landing_dir, days=days, seed=5, start=day, plants={"plant_h": plant})
     first_file = qp_env.landing_dir / "plant_h" / day.isoformat() / "sensoren.csv"
@@ -96,13 +108,9 @@ def test_a_plant_without_header_rows_or_legacy_kpis_onboards_by_one_yaml(
     lines[4] = lines[4].rsplit(",", 1)[0]  # row 5 loses its last field
     first_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    last = day + dt.timedelta(days=days - 1)
-    defs = build_definitions(qp_env)
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        outcomes = backfill(defs, instance, "plant_h", day, last)
-        assert [o.success for o in outcomes] == [True, True], outcomes
-        failed = [c for c in outcomes[1].failed_checks if "(ERROR)" in c]
-        assert failed == [], outcomes[1].failed_checks
+    outcomes = _onboard(qp_env, tmp_path, "plant_h", day, day + dt.timedelta(days=days - 1))
+    failed = [c for c in outcomes[1].failed_checks if "(ERROR)" in c]
+    assert failed == [], outcomes[1].failed_checks
     con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
     try:
         n = con.sql(
@@ -137,23 +145,21 @@ def test_a_plant_whose_labels_are_lab_thresholds_onboards_by_one_yaml(
     is scrap, hardness above 12 kP rework), not from flags or a value list; a lab value that is
     not a number is held back with file, row and field, and every other unit's outcome is what
     the rules say about the values in the files."""
-    doc = yaml.safe_load((qp_env.plants_dir / "plant_a.yaml").read_text())
-    doc.update(plant_id="plant_l", name="Plant L (lab thresholds)", machines=["L-M01", "L-M02"])
-    doc["streams"]["inspections"]["outcome"] = {
-        "rules": [
-            {"field": "Aufloesung_pct", "below": 80, "then": "scrap"},
-            {"field": "Haerte_kP", "above": 12, "then": "rework"},
-        ]
-    }
-    (qp_env.plants_dir / "plant_l.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
-    plant = load_plants(qp_env)["plant_l"]
+    rules = [
+        {"field": "Aufloesung_pct", "below": 80, "then": "scrap"},
+        {"field": "Haerte_kP", "above": 12, "then": "rework"},
+    ]
+
+    def edit(d: dict[str, Any]) -> None:
+        d.update(name="Plant L (lab thresholds)", machines=["L-M01", "L-M02"])
+        d["streams"]["inspections"]["outcome"] = {"rules": rules}
+
+    plant = _new_plant(qp_env, "plant_l", edit)
     day, days = dt.date(2026, 3, 16), 4
     simulate(qp_env.landing_dir, days=days, seed=7, start=day, plants={"plant_l": plant})
     files = sorted((qp_env.landing_dir / "plant_l").rglob("pruefung_*.csv"))
     assert files
-    lab = pd.concat(
-        [pd.read_csv(f).assign(file=f.relative_to(qp_env.landing_dir / "plant_l")) for f in files]
-    )
+    lab = pd.concat([pd.read_csv(f) for f in files])
     assert set(lab.columns) >= {"Auftrag", "Pruefzeit", "Aufloesung_pct", "Haerte_kP"}
     bad_file = files[0]
     lines = bad_file.read_text(encoding="utf-8").splitlines()
@@ -164,11 +170,7 @@ def test_a_plant_whose_labels_are_lab_thresholds_onboards_by_one_yaml(
     lines[3] = ",".join(row)
     bad_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    last = day + dt.timedelta(days=days - 1)
-    defs = build_definitions(qp_env)
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        outcomes = backfill(defs, instance, "plant_l", day, last)
-        assert [o.success for o in outcomes] == [True, True], outcomes
+    _onboard(qp_env, tmp_path, "plant_l", day, day + dt.timedelta(days=days - 1))
     con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
     try:
         got = con.sql(

@@ -657,9 +657,9 @@ def _attach_inspections(
                 t,
             )
             measured[f] = v
-        for r in out.rules:
-            hit = r.hits(measured[r.field]).fillna(False).astype(bool)
-            (rework if r.then == "rework" else scrap).loc[:] |= hit
+        rw, sc = out.rule_outcome(measured)
+        rework |= rw
+        scrap |= sc
     else:
         t = _field_series(raw, out.field).str.strip()
         o = t.map(out.values)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quality_platform.config import OutcomeRule, PlantConfig, StreamBase, TimestampSpec
+from quality_platform.config import OutcomeSpec, PlantConfig, StreamBase, TimestampSpec
 from quality_platform.simulation.grid import NS_PER_MS, TimeGrid, to_local_ns
 from quality_platform.simulation.schedule import Production
 from quality_platform.simulation.styles import PlantStyle
@@ -412,17 +412,16 @@ def write_units(path: Path, frame: PlantFrame, units: slice) -> int:
 # --------------------------------------------------------------------------- inspections
 
 
-def measurements(rules: list[OutcomeRule], outcome: np.ndarray) -> dict[str, np.ndarray]:
-    """Measured values (one array per field the rules read) from which ``rules`` give back
+def measurements(spec: OutcomeSpec, outcome: np.ndarray) -> dict[str, np.ndarray]:
+    """Measured values (one array per field the rules read) from which ``spec.rules`` give back
     ``outcome`` (0 ok, 1 rework, 2 scrap): a unit breaks one rule of its class on its field and no
     other rule; an outcome class without a rule reads as ok. Values lie 1-9 % of the bound beyond
     or within it, deterministically spread over the units."""
-    n = outcome.size
-    spread = 0.01 + 0.08 * ((np.arange(n) * 7919) % 97) / 96.0
-    first = {"rework": next((r for r in rules if r.then == "rework"), None)}
-    first["scrap"] = next((r for r in rules if r.then == "scrap"), None)
+    rules = spec.rules or []
+    spread = 0.01 + 0.08 * ((np.arange(outcome.size) * 7919) % 97) / 96.0
+    first = {k: next((r for r in rules if r.then == k), None) for k in ("rework", "scrap")}
     out = {}
-    for f in dict.fromkeys(r.field for r in rules):
+    for f in spec.measured_fields:
         mine = [r for r in rules if r.field == f]
         lows = [r.below for r in mine if r.below is not None]
         highs = [r.above for r in mine if r.above is not None]
@@ -452,11 +451,12 @@ def measurements(rules: list[OutcomeRule], outcome: np.ndarray) -> dict[str, np.
                 off = np.minimum(off, min(gaps) * (0.1 + spread * 4))
             values = np.where(outcome == code, bound + sign * off, values)
         out[f] = np.round(values, 6)
-    got = np.zeros(n, dtype=np.int64)
-    for r in rules:
-        got = np.where(r.hits(out[r.field]), np.maximum(got, 1 if r.then == "rework" else 2), got)
+    rework, scrap = spec.rule_outcome(out)
+    got = np.where(scrap, 2, np.where(rework, 1, 0))
     want = np.where(
-        np.isin(outcome, [c for c, k in ((1, "rework"), (2, "scrap")) if first[k]]), outcome, 0
+        ((outcome == 1) & bool(first["rework"])) | ((outcome == 2) & bool(first["scrap"])),
+        outcome,
+        0,
     )
     if not np.array_equal(got, want):
         raise ValueError(
@@ -480,7 +480,7 @@ def write_inspections(path: Path, frame: PlantFrame, units: slice) -> int:
             code = 1 if kind == "rework" else 2
             cols[src] = (outcome == code).astype(np.int64)
     elif ins.outcome.rules:
-        cols.update(measurements(ins.outcome.rules, outcome))
+        cols.update(measurements(ins.outcome, outcome))
     else:
         assert ins.outcome.field is not None and ins.outcome.values is not None
         inverse: dict[str, str] = {}

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quality_platform.config import OutcomeRule, PlantConfig
+from quality_platform.config import OutcomeRule, OutcomeSpec, PlantConfig
 from quality_platform.simulation import simulate
 from quality_platform.simulation.writers import measurements
 
@@ -266,7 +266,7 @@ def test_written_measurements_give_back_each_units_outcome(rules, outcomes) -> N
     ]
     outcome = np.array(outcomes)
     try:
-        values = measurements(specs, outcome)
+        values = measurements(OutcomeSpec(rules=specs), outcome)
     except ValueError:  # only rules sharing a field can be beyond honouring (e.g. contradictory)
         assert len({r.field for r in specs}) < len(specs)
         return
@@ -288,7 +288,7 @@ def test_nested_thresholds_on_one_field_are_honoured() -> None:
         OutcomeRule(field="d", below=85, then="rework"),
     ]
     outcome = np.array([0, 1, 2] * 50)
-    d = measurements(specs, outcome)["d"]
+    d = measurements(OutcomeSpec(rules=specs), outcome)["d"]
     assert (d[outcome == 0] >= 85).all()
     assert ((d[outcome == 1] >= 80) & (d[outcome == 1] < 85)).all()
     assert (d[outcome == 2] < 80).all()

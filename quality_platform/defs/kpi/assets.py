@@ -42,9 +42,9 @@ def _write(
     warehouse: DuckDBResource, table: str, df: pd.DataFrame, keys: list[tuple[str, dt.date]]
 ) -> None:
     cols = K.KPI_TABLES[table]
-    df = columns_conform(df, cols) if not df.empty else df
     if not df.empty:
-        df["partition_date"] = pd.to_datetime(df["partition_date"]).dt.date
+        df = columns_conform(df, cols)
+        df["partition_date"] = df["partition_date"].dt.date
     with connect(warehouse_path(warehouse)) as con:
         replace_partitions(con, KPI_SCHEMA, table, df, keys, columns_ddl(cols, KPI_SCHEMA, table))
 
