@@ -292,6 +292,17 @@ class Streams(ConfigModel):
     units: UnitsStream
     inspections: InspectionsStream
 
+    @model_validator(mode="after")
+    def _inspections_follow_units(self) -> Streams:
+        ins = self.inspections
+        if not ins.per_day_files and ins.timestamp.kind != "sequence" and self.units.per_day_files:
+            raise ValueError(
+                f"inspections.path {ins.path!r} is one file for many days, so each inspection "
+                "lands on its unit's day, taken from the units file; units.path "
+                f"{self.units.path!r} must then be one file for many days too (no '{{date}}')"
+            )
+        return self
+
 
 def _valid_formula(v: str) -> str:
     parse_formula(v)

@@ -1,6 +1,6 @@
-"""Onboarding a plant is one config file: a new plant in Tokyo time, and a plant whose CSV exports
-have no header row and no legacy KPIs, with no code change, are simulated, landed, standardised
-and gated end to end."""
+"""Onboarding a plant is one config file: a new plant in Tokyo time, a plant whose CSV exports
+have no header row and no legacy KPIs, one labelled by lab thresholds and one delivering one file
+for many days are, with no code change, simulated, landed, standardised and gated end to end."""
 
 from __future__ import annotations
 
@@ -198,3 +198,93 @@ def test_a_plant_whose_labels_are_lab_thresholds_onboards_by_one_yaml(
     assert (merged["scrap_want"] == merged["scrap_got"].astype(bool)).all()
     assert (merged["rework_want"] == merged["rework_got"].astype(bool)).all()
     assert merged["scrap_got"].sum() > 0 and merged["rework_got"].sum() > 0
+
+
+def test_a_plant_delivering_one_file_for_many_days_lands_every_record_once(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    """A plant whose exports are one file for many days (readings and units; inspections one file
+    per arrival day), landed one day per run as the daily schedule and the UI do: every record
+    lands on its own local day exactly once (a reading by its local time, even in the hour before
+    midnight; a unit by its start; an inspection on its unit's day), and the one record without a
+    valid time and the one inspection of an unknown unit are each held back once, with file, row
+    and field - not once per run."""
+
+    def edit(d: dict[str, Any]) -> None:
+        d.update(name="Plant M (many-day files)", machines=["M-M01", "M-M02"])
+        for s in ("readings", "units", "inspections"):
+            d["streams"][s]["path"] = d["streams"][s]["path"].replace("{date}/", "")
+
+    plant = _new_plant(qp_env, "plant_m", edit)
+    day, days = dt.date(2026, 3, 16), 4
+    simulate(qp_env.landing_dir, days=days, seed=3, start=day, plants={"plant_m": plant})
+    root = qp_env.landing_dir / "plant_m"
+    readings = root / "sensoren.csv"
+    lines = readings.read_text(encoding="utf-8").splitlines()
+    bad_row = 2 * 1440 * 2 + 100  # a record of the third day (2 machines, 1 per minute)
+    lines[bad_row] = "16.03.2026 25:00," + lines[bad_row].split(",", 1)[1]
+    readings.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ins_file = sorted(root.glob("pruefung_*.csv"))[-1]
+    ins = ins_file.read_text(encoding="utf-8").splitlines()
+    cols = ins[0].split(",")
+    row = ins[2].split(",")
+    row[cols.index("Auftrag")] = "M-NOT-PRODUCED"
+    ins[2] = ",".join(row)
+    ins_file.write_text("\n".join(ins) + "\n", encoding="utf-8")
+    assert sorted(p.name for p in root.iterdir()) == [
+        "auftraege.csv",
+        *sorted(p.name for p in root.glob("pruefung_*.csv")),
+        "sensoren.csv",
+    ]
+
+    defs = build_definitions(qp_env)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        for i in range(days):
+            d = day + dt.timedelta(days=i)
+            assert [o.success for o in backfill(defs, instance, "plant_m", d, d)] == [True, True]
+    files = {p.name: pd.read_csv(p, dtype=str) for p in root.iterdir()}
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        landed = con.sql(
+            "SELECT source_file, sum(records), sum(rejected_records) FROM raw.receipts "
+            "WHERE plant = 'plant_m' GROUP BY 1"
+        ).fetchall()
+        per_day = dict(
+            con.sql(
+                "SELECT partition_date, count(*) FROM standard.sensor_readings "
+                "WHERE plant = 'plant_m' GROUP BY 1"
+            ).fetchall()
+        )
+        units = con.sql(
+            "SELECT unit_id, partition_date, defect FROM standard.production_units "
+            "WHERE plant = 'plant_m'"
+        ).df()
+        q = con.sql(
+            "SELECT partition_date, source_file, source_row, source_column, rule FROM "
+            "standard.quarantine WHERE plant = 'plant_m' ORDER BY rule"
+        ).fetchall()
+    finally:
+        con.close()
+    # received = landed + held back, per file, over all four runs: nothing twice, nothing lost
+    assert {f: (n, r) for f, n, r in landed} == {
+        f: (
+            len(df) - (f in ("sensoren.csv", ins_file.name)),
+            int(f in ("sensoren.csv", ins_file.name)),
+        )
+        for f, df in files.items()
+    }
+    # each local day holds its own 2 machines x 1440 minutes x 4 quantities (less the bad record)
+    assert per_day == {day + dt.timedelta(days=i): 2 * 1440 * 4 - 4 * (i == 2) for i in range(days)}
+    want_days = pd.to_datetime(files["auftraege.csv"]["Start"]).dt.date
+    assert len(units) == units["unit_id"].nunique() == len(files["auftraege.csv"])
+    got_days = dict(
+        zip(units["unit_id"], pd.to_datetime(units["partition_date"]).dt.date, strict=True)
+    )
+    assert got_days == dict(zip(files["auftraege.csv"]["Auftrag"], want_days, strict=True))
+    inspected = sum(len(df) for f, df in files.items() if f.startswith("pruefung_")) - 1
+    assert units["defect"].notna().sum() == inspected > 0
+    assert q == [
+        (day, "sensoren.csv", bad_row + 1, "Zeitstempel", "invalid_timestamp"),  # file lines
+        # under the first day the file's records fall on (it holds day 2's inspections)
+        (day + dt.timedelta(days=1), ins_file.name, 3, "Auftrag", "unknown_unit"),
+    ]

@@ -96,7 +96,7 @@ def cmd_plants(args: argparse.Namespace) -> int:
 def _plant_range(plant_id: str, first: str | None, last: str | None) -> tuple[dt.date, dt.date]:
     """Days to process: given, or the days that have landing files."""
     from quality_platform.config import load_plants
-    from quality_platform.ingest.readers import LandingRefused, discover, parse_file, sequence_times
+    from quality_platform.ingest.readers import LandingRefused, discover, parse_file, record_days
 
     paths = get_paths()
     plant = load_plants(paths)[plant_id]
@@ -112,22 +112,16 @@ def _plant_range(plant_id: str, first: str | None, last: str | None) -> tuple[dt
             except ValueError:
                 continue
     else:
-        # one file for many days: the days its timestamps cover
-        ts = spec.timestamp
+        # one file for many days: the days its records fall on, as landing places them
         for path in discover(plant, "readings", [], paths):
             try:
                 res = parse_file(plant, "readings", path, paths)
             except LandingRefused:
                 continue  # not read; landing reports it in the quarantine
-            if ts.field not in res.table.column_names:
+            local = record_days(plant, "readings", res.table)
+            if local is None:
                 continue
-            col = res.table[ts.field].to_pandas()
-            t = (
-                sequence_times(col, ts)
-                if ts.kind == "sequence"
-                else pd.to_datetime(col, utc=True, errors="coerce")
-            )
-            local = t.dt.tz_convert(plant.tz).dt.date.dropna()
+            local = local.dropna()
             days.extend(local.unique())
     if not days:
         raise CliError(f"no landing files for plant {plant_id!r} under {plant.landing_path(paths)}")

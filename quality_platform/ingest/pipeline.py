@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from quality_platform.config import PlantConfig, QualitySettings, QuantityRegistry
-from quality_platform.ingest.readers import STREAMS, read_raw
+from quality_platform.ingest.readers import STREAMS, RawStream, read_raw
 from quality_platform.ingest.readings_sql import standardize_readings
 from quality_platform.ingest.standardize import (
     StandardizeContext,
@@ -78,7 +78,10 @@ def _land_chunk(
     plant: PlantConfig, dates: list[dt.date], paths: Paths, con: Any, out: LandResult
 ) -> None:
     keys = [(plant.plant_id, d) for d in dates]
-    streams = {s: read_raw(plant, s, dates, paths) for s in STREAMS}
+    streams: dict[str, RawStream] = {}
+    for s in STREAMS:  # units before inspections: a many-day file's inspection takes its unit's day
+        unit_days = streams["units"].unit_days if s == "inspections" else None
+        streams[s] = read_raw(plant, s, dates, paths, unit_days)
     receipts = [r for s in streams.values() for r in s.receipts]
     issues = [i for s in streams.values() for i in s.issues]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")

@@ -63,6 +63,8 @@ class RawStream:
     table: pa.Table
     receipts: list[dict[str, Any]]
     issues: list[dict[str, Any]]
+    #: units stream: the day of every unit in its files for many days (all days, not only these)
+    unit_days: dict[str, dt.date] = field(default_factory=dict)
 
     @property
     def records(self) -> int:
@@ -1068,8 +1070,51 @@ def sequence_times(values: pd.Series, ts: TimestampSpec) -> pd.Series:
     return start + pd.to_timedelta((n - 1) * ts.step_seconds, unit="s")
 
 
-def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths) -> RawStream:
+def parse_times(
+    values: pd.Series, spec: TimestampSpec, tz: Any, group: pd.Series | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """Parse source times into naive UTC. Returns (times, nonexistent_mask).
+
+    Local times are localised in the plant's zone. In the autumn fall-back hour a local time
+    occurs twice; the first occurrence (per ``group``, e.g. machine, in file order) is taken as
+    daylight time and the second as standard time. Local times that do not exist (spring-forward
+    gap) are flagged, not guessed.
+    """
+    none = pd.Series(False, index=values.index)
+    if spec.kind == "sequence":
+        t = sequence_times(values, spec)
+        return t.dt.tz_localize(None), none
+    if spec.kind == "epoch_ms":
+        ms = pd.to_numeric(values, errors="coerce")
+        return pd.to_datetime(ms, unit="ms", errors="coerce"), none
+    if spec.kind == "utc":
+        t = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        return t.dt.tz_localize(None), none
+    naive = pd.to_datetime(values, format=spec.format, errors="coerce")
+    keys = [naive] if group is None else [group.astype("string").fillna(""), naive]
+    first = (
+        pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
+        .groupby([f"k{i}" for i in range(len(keys))], dropna=False, sort=False)
+        .cumcount()
+        .to_numpy()
+        == 0
+    )
+    local = naive.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT")
+    nonexistent = naive.notna() & local.isna()
+    return local.dt.tz_convert("UTC").dt.tz_localize(None), nonexistent
+
+
+def read_raw(
+    plant: PlantConfig,
+    stream: str,
+    dates: list[dt.date],
+    paths: Paths,
+    unit_days: dict[str, dt.date] | None = None,
+) -> RawStream:
     """Read every landing file of ``stream`` for the plant's local ``dates`` into one raw table.
+
+    A file for many days is split by the day of each record (:func:`record_days`); inspections
+    follow their unit's day in ``unit_days`` (the ``unit_days`` of the units' :class:`RawStream`).
 
     A path that is not read (see :func:`read_landing`) gets a receipt and a file-level parse issue
     naming the rule, under the day its name belongs to (a many-day file: the first day)."""
@@ -1080,6 +1125,7 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
     tables: list[pa.Table] = []
     receipts: list[dict[str, Any]] = []
     issues: list[dict[str, Any]] = []
+    found: dict[str, dt.date] = {}  # unit id -> day, from the units files for many days
     for path, day in discover(plant, stream, dates, paths).items():
         rel = path.relative_to(root).as_posix()
         try:
@@ -1099,7 +1145,11 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
             per_day = {day: res.table}
             day_issues = {day: res.issues}
         else:
-            per_day, day_issues = _split_by_day(plant, spec, res, rel, wanted, dates[0])
+            days = record_days(plant, stream, res.table, unit_days)
+            per_day, day_issues = _split_by_day(plant, stream, res, rel, wanted, dates[0], days)
+            if stream == "units" and days is not None:
+                ids = res.table[spec.fields["unit_id"]].to_pandas()
+                found.update({u: d for u, d in zip(ids, days, strict=True) if pd.notna(d)})
         for d in sorted(set(per_day) | set(day_issues)):
             if d not in wanted:
                 continue
@@ -1145,45 +1195,100 @@ def read_raw(plant: PlantConfig, stream: str, dates: list[dt.date], paths: Paths
                 "_source_row": pa.array([], pa.int64()),
             }
         )
-    return RawStream(plant.plant_id, stream, table, receipts, issues)
+    return RawStream(plant.plant_id, stream, table, receipts, issues, found)
+
+
+def _day_source(spec: Any, stream: str) -> str | None:
+    """The source field :func:`record_days` places a stream's records by."""
+    if spec.timestamp.kind == "sequence" or stream == "readings":
+        return spec.timestamp.field
+    return spec.fields.get("unit_id" if stream == "inspections" else "start")
+
+
+def record_days(
+    plant: PlantConfig,
+    stream: str,
+    table: pa.Table,
+    unit_days: dict[str, dt.date] | None = None,
+) -> pd.Series | None:
+    """The plant-local day each record of a many-day file belongs to (NaN where it has none).
+
+    The one rule that places records on partitions, with the times parsed as standardisation
+    parses them (local times in the plant's zone): a reading by its time, a unit by its start, an
+    inspection by its unit's day in the units file (``unit_days``), or by its own time where the
+    stream's time is a sequence. None when the file lacks the field that says."""
+    spec = stream_spec(plant, stream)
+    ts: TimestampSpec = spec.timestamp
+    name = _day_source(spec, stream)
+    if name is None or name not in table.column_names:
+        return None
+    if stream == "inspections" and ts.kind != "sequence":
+        return table[name].to_pandas().map(unit_days or {})
+    values = table[name].to_pandas()
+    if ts.kind == "local":  # the day is written in the local text, even in a DST gap
+        return pd.to_datetime(values, format=ts.format, errors="coerce").dt.date
+    t, _ = parse_times(values, ts, plant.tz)
+    return t.dt.tz_localize("UTC").dt.tz_convert(plant.tz).dt.date
 
 
 def _split_by_day(
     plant: PlantConfig,
-    spec: Any,
+    stream: str,
     res: FileResult,
     rel: str,
     wanted: set[dt.date],
     fallback: dt.date,
+    days: pd.Series | None,
 ) -> tuple[dict[dt.date, pa.Table], dict[dt.date, list[dict]]]:
-    """Split a many-day file by the local day of each record's timestamp."""
-    ts_spec: TimestampSpec = spec.timestamp
-    if ts_spec.field is None or ts_spec.field not in res.table.column_names:
-        return {fallback: res.table}, {fallback: res.issues}
-    col = res.table[ts_spec.field].to_pandas()
-    if ts_spec.kind == "sequence":
-        t = sequence_times(col, ts_spec)
-    elif ts_spec.kind == "epoch_ms":
-        t = pd.to_datetime(pd.to_numeric(col, errors="coerce"), unit="ms", utc=True)
-    else:
-        t = pd.to_datetime(col, utc=True, errors="coerce", format=ts_spec.format)
-    local = t.dt.tz_convert(plant.tz).dt.date
+    """Split a many-day file by the day of each of its records (``days``, see
+    :func:`record_days`; None: the file lacks the field that says).
+
+    Whatever has no day of its own - the file's parse issues, records whose time or unit gives
+    none - is reported under the file's first record day, so a backfill one day per run reports
+    it once; only a file in which no record has a day falls back to the run's first day."""
+    spec = stream_spec(plant, stream)
+    if days is None:
+        name = _day_source(spec, stream)
+        n = res.table.num_rows
+        held = issue(
+            rel,
+            0,
+            "missing_required_column",
+            f"field {name!r}, which places the records of a file for many days on their days, "
+            f"is not in the file; its {n} record(s) are held back (reported under {fallback})",
+            scope="file",
+            n_records=n,
+        )
+        return {}, {fallback: [*res.issues, *([held] if n else [])]}
+    known = sorted({x for x in days.dropna().unique()})
+    home = known[0] if known else fallback
     out: dict[dt.date, pa.Table] = {}
-    issues: dict[dt.date, list[dict]] = {fallback: list(res.issues)}
-    idx = np.arange(len(local))
-    for d in sorted({x for x in local.dropna().unique() if x in wanted}):
-        out[d] = res.table.take(pa.array(idx[(local == d).to_numpy()]))
-    bad = idx[local.isna().to_numpy()]
+    issues: dict[dt.date, list[dict]] = {home: list(res.issues)}
+    idx = np.arange(len(days))
+    for d in known:
+        if d in wanted:
+            out[d] = res.table.take(pa.array(idx[(days == d).to_numpy()]))
+    bad = idx[days.isna().to_numpy()]
     if len(bad):
+        by_unit = stream == "inspections" and spec.timestamp.kind != "sequence"
+        name = _day_source(spec, stream)
         rows = res.table["_source_row"].to_pandas().iloc[bad]
-        for r in rows:
-            issues[fallback].append(
+        values = res.table[name].to_pandas().iloc[bad]
+        for r, v in zip(rows, values, strict=True):
+            text = None if pd.isna(v) else str(v)
+            rule, why = (
+                ("unknown_unit", f"unit {text!r} is not in the units file; the inspection's")
+                if by_unit
+                else ("invalid_timestamp", f"{text!r} is not a {spec.timestamp.kind} time; the")
+            )
+            issues[home].append(
                 issue(
                     rel,
                     int(r),
-                    "invalid_timestamp",
-                    f"field {ts_spec.field!r} does not give a time; the day of "
-                    f"the record is unknown (reported under {fallback})",
+                    rule,
+                    f"{why} day is unknown (reported under {home})",
+                    column=name,
+                    value=text,
                 )
             )
     return out, issues

@@ -17,12 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from quality_platform.ingest.standardize import (
-    StandardizeContext,
-    parse_times,
-    quarantine_frame,
-    split_header,
-)
+from quality_platform.ingest.readers import parse_times
+from quality_platform.ingest.standardize import StandardizeContext, quarantine_frame, split_header
 from quality_platform.standard.schemas import conform, empty_frame
 from quality_platform.units import affine
 from quality_platform.warehouse import key_predicate, table_exists

@@ -26,9 +26,8 @@ from quality_platform.config import (
     PlantConfig,
     QualitySettings,
     QuantityRegistry,
-    TimestampSpec,
 )
-from quality_platform.ingest.readers import sequence_times
+from quality_platform.ingest.readers import parse_times
 from quality_platform.privacy import key_id, pseudonymise
 from quality_platform.standard.schemas import TABLES, conform, empty_frame
 
@@ -97,40 +96,6 @@ def split_header(name: str) -> tuple[str, str | None]:
     """'Temperatur [°C]' -> ('Temperatur', '°C'); a plain name has no unit label."""
     m = _HEADER_UNIT.match(name)
     return (m.group(1), m.group(2)) if m else (name, None)
-
-
-def parse_times(
-    values: pd.Series, spec: TimestampSpec, tz: Any, group: pd.Series | None = None
-) -> tuple[pd.Series, pd.Series]:
-    """Parse source times into naive UTC. Returns (times, nonexistent_mask).
-
-    Local times are localised in the plant's zone. In the autumn fall-back hour a local time
-    occurs twice; the first occurrence (per ``group``, e.g. machine, in file order) is taken as
-    daylight time and the second as standard time. Local times that do not exist (spring-forward
-    gap) are flagged, not guessed.
-    """
-    none = pd.Series(False, index=values.index)
-    if spec.kind == "sequence":
-        t = sequence_times(values, spec)
-        return t.dt.tz_localize(None), none
-    if spec.kind == "epoch_ms":
-        ms = pd.to_numeric(values, errors="coerce")
-        return pd.to_datetime(ms, unit="ms", errors="coerce"), none
-    if spec.kind == "utc":
-        t = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-        return t.dt.tz_localize(None), none
-    naive = pd.to_datetime(values, format=spec.format, errors="coerce")
-    keys = [naive] if group is None else [group.astype("string").fillna(""), naive]
-    first = (
-        pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
-        .groupby([f"k{i}" for i in range(len(keys))], dropna=False, sort=False)
-        .cumcount()
-        .to_numpy()
-        == 0
-    )
-    local = naive.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT")
-    nonexistent = naive.notna() & local.isna()
-    return local.dt.tz_convert("UTC").dt.tz_localize(None), nonexistent
 
 
 def _local_dates(ts_utc: pd.Series, tz: Any) -> pd.Series:
