@@ -226,6 +226,19 @@ class UnitsStream(StreamBase):
             raise ValueError("'unit_id' must be mapped")
         return v
 
+    @model_validator(mode="after")
+    def _window(self) -> UnitsStream:
+        if self.timestamp.kind != "sequence":  # a sequence gives the start; the end is one step on
+            lacking = [
+                k for k in ("start", "end") if k not in self.fields and k not in self.constants
+            ]
+            if lacking:
+                raise ValueError(
+                    f"fields {lacking} must be mapped: a unit's production window "
+                    "(start, end) places it on its day and selects its readings"
+                )
+        return self
+
 
 class OutcomeRule(ConfigModel):
     """A threshold on a numeric inspection or lab field: a value below ``below`` (or above

@@ -74,6 +74,10 @@ def _edit(path: Path, fn) -> None:
             ),
             "streams.inspections.outcome.rules.0",
         ),
+        (
+            lambda d: d["streams"]["units"]["fields"].pop("end"),
+            "fields ['end'] must be mapped",
+        ),
         (  # an inspection in a many-day file lands on its unit's day: the units file must say
             lambda d: d["streams"]["inspections"].update(path="pruefung_*.csv"),
             "units.path '{date}/auftraege.csv' must then be one file for many days",

@@ -1126,6 +1126,7 @@ def read_raw(
     receipts: list[dict[str, Any]] = []
     issues: list[dict[str, Any]] = []
     found: dict[str, dt.date] = {}  # unit id -> day, from the units files for many days
+    uid = spec.fields.get("unit_id") if stream == "units" else None
     for path, day in discover(plant, stream, dates, paths).items():
         rel = path.relative_to(root).as_posix()
         try:
@@ -1147,8 +1148,8 @@ def read_raw(
         else:
             days = record_days(plant, stream, res.table, unit_days)
             per_day, day_issues = _split_by_day(plant, stream, res, rel, wanted, dates[0], days)
-            if stream == "units" and days is not None:
-                ids = res.table[spec.fields["unit_id"]].to_pandas()
+            if stream == "units" and days is not None and uid in res.table.column_names:
+                ids = res.table[uid].to_pandas()
                 found.update({u: d for u, d in zip(ids, days, strict=True) if pd.notna(d)})
         for d in sorted(set(per_day) | set(day_issues)):
             if d not in wanted:

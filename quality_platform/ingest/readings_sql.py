@@ -86,6 +86,18 @@ def _file_plan(
                 dup[0],
             )
             continue
+        roles = {spec.machine.field: "machine", spec.timestamp.field: "timestamp"}
+        lost = [f for f in record_fields[:2] if f and f not in header]
+        if lost:  # no record of the file has a machine/time: hold all back, naming the field
+            entry(
+                r,
+                "missing_required_column",
+                f"column {lost[0]!r} (the {roles[lost[0]]}, streams.readings."
+                f"{roles[lost[0]]}.field) is missing from the header; all {n} records held back",
+                n * (len(spec.quantities) if spec.layout == "wide" else 1),
+                lost[0],
+            )
+            continue
         if spec.layout == "long":
             lg = spec.long
             need = [lg.quantity_field, lg.value_field] + ([lg.unit_field] if lg.unit_field else [])

@@ -418,7 +418,8 @@ def _units(
     mapped = {k: v for k, v in f.items()}
     if seq:
         mapped["start"] = spec.timestamp.field
-    required = tuple(k for k in _REQUIRED_UNIT_FIELDS if k not in spec.constants)
+    needed = _REQUIRED_UNIT_FIELDS if seq else (*_REQUIRED_UNIT_FIELDS, "end")
+    required = tuple(k for k in needed if k not in spec.constants)
     reject_file, entries = _header_problems(
         raw, receipts, mapped, required, spec.ignore_fields, "units"
     )
@@ -596,17 +597,15 @@ def _attach_inspections(
     if out.flags:
         for k, src in out.flags.items():
             t = _field_series(raw, src).str.strip()
-            flag = t.map(
-                {"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True}
-            )
+            yes = pd.Series(t.isin(["1", "1.0", "true"]).to_numpy(bool), index=raw.index)
             _set(
-                flag.isna(),
+                ~(yes | t.isin(["0", "0.0", "false"]).to_numpy(bool)),
                 "invalid_flag",
                 f"flag {src!r} must be 0 or 1, found '" + t.fillna("empty") + "'",
                 src,
                 t,
             )
-            (rework if k == "rework" else scrap).loc[:] = flag.fillna(False).astype(bool)
+            (rework if k == "rework" else scrap).loc[:] = yes
     elif out.rules:
         measured = {}
         for f in out.measured_fields:
