@@ -76,27 +76,24 @@ def _file_plan(
         if spec.layout == "long":
             record_fields += [spec.long.quantity_field, spec.long.value_field, spec.long.unit_field]
         dup = [f for f in record_fields if f and header.count(f) > 1]
-        if dup:  # which copy gives the machine/time/value of a record is unknown: hold all back
-            entry(
-                r,
-                "duplicate_column",
-                f"column {dup[0]!r} appears {header.count(dup[0])} times in the header; "
-                f"which one is meant is unknown, so all {n} records are held back",
-                n * (len(spec.quantities) if spec.layout == "wide" else 1),
-                dup[0],
-            )
-            continue
         roles = {spec.machine.field: "machine", spec.timestamp.field: "timestamp"}
         lost = [f for f in record_fields[:2] if f and f not in header]
-        if lost:  # no record of the file has a machine/time: hold all back, naming the field
-            entry(
-                r,
-                "missing_required_column",
-                f"column {lost[0]!r} (the {roles[lost[0]]}, streams.readings."
-                f"{roles[lost[0]]}.field) is missing from the header; all {n} records held back",
-                n * (len(spec.quantities) if spec.layout == "wide" else 1),
-                lost[0],
+        if dup or lost:  # no record's machine/time/value is known: hold all back, naming the field
+            col = (dup or lost)[0]
+            rule, detail = (
+                (
+                    "duplicate_column",
+                    f"column {col!r} appears {header.count(col)} times in the header; "
+                    f"which one is meant is unknown, so all {n} records are held back",
+                )
+                if dup
+                else (
+                    "missing_required_column",
+                    f"column {col!r} (the {roles[col]}, streams.readings.{roles[col]}.field) "
+                    f"is missing from the header; all {n} records held back",
+                )
             )
+            entry(r, rule, detail, n * (len(spec.quantities) if spec.layout == "wide" else 1), col)
             continue
         if spec.layout == "long":
             lg = spec.long

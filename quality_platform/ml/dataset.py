@@ -113,6 +113,36 @@ def _read_plant(
     return df[df[LABEL].notna()].copy(), pending
 
 
+def outside_window(
+    con: Any, plant: PlantConfig, first: dt.date, last: dt.date, latest: dt.date, window_days: int
+) -> dict[str, Any]:
+    """How many of a plant's featured units a snapshot of window ``first..last`` leaves out, and
+    why: the days after ``last`` up to the last standardised day ``latest`` wait for their labels
+    (``label_latency_days``, or an ``end_date`` that caps the window), the days before ``first``
+    are older than the window. A small or short data set can fall wholly outside; this says so."""
+    before, after = con.execute(
+        f"""SELECT count(*) FILTER (WHERE partition_date < ?),
+                   count(*) FILTER (WHERE partition_date > ?)
+            FROM {FEATURE_SCHEMA}.{TABLE} WHERE plant = ?""",
+        [first, last, plant.plant_id],
+    ).fetchone()
+    why = []
+    if after:
+        cause = (
+            f"label_latency_days={plant.label_latency_days}"
+            if last == latest - dt.timedelta(days=plant.label_latency_days)
+            else f"the window's end_date {last}"
+        )
+        why.append(f"{after} unit(s) on {last + dt.timedelta(days=1)}..{latest} ({cause})")
+    if before:
+        why.append(f"{before} unit(s) before {first} (window_days={window_days})")
+    return {
+        "units_before_window": int(before),
+        "units_after_window": int(after),
+        "left_out_because": "; ".join(why) or "none",
+    }
+
+
 def _key_ids(con: Any, plant_id: str, first: dt.date, last: dt.date) -> list[str]:
     """Ids of the pseudonymisation keys of the window's production units (lineage, F11)."""
     rows = con.execute(
@@ -198,12 +228,18 @@ def build_snapshot(
             "label_latency_days": plants[plant_id].label_latency_days,
             "labelled_units": len(df),
             "pending_units_left_out": pending,
+            **outside_window(con, plants[plant_id], first, last, latest, cfg.training.window_days),
             "pseudonym_key_ids": _key_ids(con, plant_id, first, last),
         }
         if len(df) < cfg.training.min_units_per_plant:
             excluded[plant_id] = (
                 f"{len(df)} labelled units in {first}..{last}, fewer than "
                 f"min_units_per_plant={cfg.training.min_units_per_plant}"
+                + (
+                    f"; outside the window: {entry['left_out_because']}"
+                    if entry["left_out_because"] != "none"
+                    else ""
+                )
             )
             entry["excluded"] = excluded[plant_id]
             per_plant.append(entry)

@@ -120,3 +120,48 @@ def test_the_split_holds_out_whole_days_and_falls_back_to_units_below_three_days
     s2 = _split(two, cfg)
     assert (s2 == "holdout").sum() == 160 and (s2 == "validation").sum() == 80
     assert set(s2[two["unit_id"] >= "u3840"]) == {"holdout"}, "the latest units are the holdout"
+
+
+@pytest.mark.parametrize(
+    ("n_days", "latency", "end", "after", "cause"),
+    [
+        (2, 2, None, 2, "label_latency_days=2"),  # a 2-day data set: nothing has labels yet
+        (30, 2, None, 2, "label_latency_days=2"),
+        (30, 0, "2026-03-25", 10, "end_date 2026-03-25"),  # data to 04-04
+    ],
+)
+def test_the_snapshot_says_how_many_units_fall_outside_the_window_and_why(
+    qp_env, n_days: int, latency: int, end: str | None, after: int, cause: str
+) -> None:
+    """Units on days the window leaves out are counted with the reason, so a plant's data that
+    falls wholly outside (a short data set under the default label latency) is not silent."""
+    import datetime as dt
+
+    import duckdb
+
+    from quality_platform.config import load_plants
+    from quality_platform.ml.dataset import outside_window, plant_windows
+
+    cfg = load_model_config(qp_env)
+    plant = load_plants(qp_env)["plant_a"].model_copy(update={"label_latency_days": latency})
+    first_day = dt.date(2026, 3, 6)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA features")
+    con.execute(
+        "CREATE TABLE features.unit_features AS SELECT 'plant_a' AS plant, "
+        f"DATE '{first_day}' + CAST(d AS INTEGER) AS partition_date, u AS unit "
+        f"FROM range({n_days}) t(d), range(10) v(u)"
+    )
+    stop = dt.date.fromisoformat(end) if end else None
+    (first, last, latest) = plant_windows(con, {"plant_a": plant}, cfg, stop)["plant_a"]
+    got = outside_window(con, plant, first, last, latest, cfg.training.window_days)
+    before = max(0, (first - first_day).days) * 10
+    assert got["units_after_window"] == after * 10
+    assert got["units_before_window"] == before
+    assert cause in got["left_out_because"]
+    assert (f"before {first}" in got["left_out_because"]) == (before > 0)
+    if n_days == 2:  # the whole data set lies after the window: all 20 units, said so
+        assert got["units_after_window"] == 20 and last < first_day
+        assert got["left_out_because"] == (
+            "20 unit(s) on 2026-03-06..2026-03-07 (label_latency_days=2)"  # as in the README
+        )
