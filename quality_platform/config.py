@@ -130,12 +130,37 @@ class MachineSpec(ConfigModel):
 class QuantityMapping(ConfigModel):
     field: str
     unit: str
+    #: The sample interval of this channel (one sampled faster or slower than the plant's
+    #: ``reading_interval_seconds``; None = the plant's). Required in layout ``array``, where
+    #: sample i of a record lies at the record's time + (i - first_index) x interval_seconds.
+    interval_seconds: float | None = Field(None, gt=0)
 
 
 class LongLayout(ConfigModel):
     quantity_field: str
     value_field: str
     unit_field: str | None = None
+
+
+#: ``{i}`` (or ``{i:03d}`` etc.) in an ``array`` layout field: where the sample index goes
+SAMPLE_INDEX = re.compile(r"\{i(?::([^{}]*))?\}")
+#: the shortest sample interval: sample times are kept to the microsecond
+MIN_SAMPLE_INTERVAL_S = 1e-6
+
+
+class ArrayLayout(ConfigModel):
+    """Readings of one production cycle (or batch) in one record, one column per sample: test rigs
+    and presses export e.g. 60 temperature columns at 1 Hz and 600 pressure columns at 10 Hz in
+    the same row. Each mapping of ``quantities`` has a column family as ``field``, with ``{i}``
+    where the sample index goes (``T_{i}``: ``T_1`` ... ``T_60``; ``T_{i:03d}``: ``T_001`` ...),
+    and its own ``interval_seconds``. ``samples`` gives, per mapping key of ``quantities``, the
+    number of sample columns: every record carries that many values of it (a cell left empty is
+    quarantined as ``missing_value``, a column the file lacks as ``missing_required_column``).
+    ``first_index``: the index of the first sample column (1, or 0 for exports counting from 0).
+    Sample i is read at the record's time (the cycle start) + (i - first_index) x interval."""
+
+    samples: dict[str, Annotated[int, Field(ge=1)]]
+    first_index: int = Field(1, ge=0)
 
 
 class StreamBase(ConfigModel):
@@ -164,11 +189,15 @@ class StreamBase(ConfigModel):
 class ReadingsStream(StreamBase):
     timestamp: TimestampSpec
     machine: MachineSpec
-    layout: Literal["wide", "long"]
+    #: ``wide``: one record per time and machine, a column per quantity; ``long``: one record per
+    #: value (``long`` section); ``array``: one record per cycle, a column per sample
+    #: (``array`` section, see :class:`ArrayLayout`)
+    layout: Literal["wide", "long", "array"]
     header_units: bool = False
     explode: str | None = None
     parent_fields: list[str] = Field(default_factory=list)
     long: LongLayout | None = None
+    array: ArrayLayout | None = None
     quantities: dict[str, QuantityMapping]
 
     @model_validator(mode="after")
@@ -177,14 +206,24 @@ class ReadingsStream(StreamBase):
             raise ValueError("layout 'long' needs a 'long' section")
         if self.explode and self.format != "jsonl":
             raise ValueError("'explode' is only for format 'jsonl'")
-        if self.layout == "wide":
+        if (self.layout == "array") != (self.array is not None):
+            raise ValueError(
+                "layout 'array' needs an 'array' section (samples per quantity)"
+                if self.array is None
+                else f"an 'array' section is only for layout 'array' (the layout is {self.layout!r})"
+            )
+        if self.layout == "array":
+            self._check_array()
+        if self.layout in ("wide", "array"):
             seen: dict[str, str] = {}
-            for q, m in self.quantities.items():
-                if m.field in seen:  # one column cannot hold two quantities; one would be dropped
-                    raise ValueError(
-                        f"quantities {seen[m.field]!r} and {q!r} both map field {m.field!r}"
-                    )
-                seen[m.field] = q
+            for q in self.quantities:
+                for col, _ in self.sample_columns(q):
+                    if col in seen:  # one column cannot hold two quantities; one would be dropped
+                        what = "sample column" if self.layout == "array" else "field"
+                        raise ValueError(
+                            f"quantities {seen[col]!r} and {q!r} both map {what} {col!r}"
+                        )
+                    seen[col] = q
             for what, name in (
                 ("timestamp", self.timestamp.field),
                 ("machine", self.machine.field),
@@ -194,6 +233,65 @@ class ReadingsStream(StreamBase):
                         f"field {name!r} is the {what} and quantity {seen[name]!r} at once"
                     )
         return self
+
+    def _check_array(self) -> None:
+        assert self.array is not None
+        if self.explode:
+            raise ValueError("'explode' (a list of readings per record) is not for layout 'array'")
+        lacking = [q for q in self.quantities if q not in self.array.samples]
+        if lacking:
+            raise ValueError(
+                f"array.samples has no sample count for {lacking} "
+                "(the number of sample columns per record)"
+            )
+        extra = [q for q in self.array.samples if q not in self.quantities]
+        if extra:
+            raise ValueError(f"array.samples names {extra}, which 'quantities' does not map")
+        for q, m in self.quantities.items():
+            if len(SAMPLE_INDEX.findall(m.field)) != 1:
+                raise ValueError(
+                    f"quantities.{q}.field {m.field!r} must hold the sample index once, as "
+                    "'{i}' (e.g. 'T_{i}' for T_1, T_2, ...; 'T_{i:03d}' for T_001, ...)"
+                )
+            try:
+                format(0, SAMPLE_INDEX.search(m.field).group(1) or "")  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise ValueError(f"quantities.{q}.field {m.field!r}: {exc}") from exc
+            if m.interval_seconds is None:
+                raise ValueError(
+                    f"quantities.{q} needs 'interval_seconds' in layout 'array' (the time "
+                    "between two of its samples; each channel may have its own)"
+                )
+            if m.interval_seconds < MIN_SAMPLE_INTERVAL_S:
+                raise ValueError(
+                    f"quantities.{q}.interval_seconds {m.interval_seconds} is below "
+                    f"{MIN_SAMPLE_INTERVAL_S} s; sample times are kept to the microsecond"
+                )
+
+    def sample_columns(self, key: str) -> list[tuple[str, float]]:
+        """The source columns of the mapping ``key`` of ``quantities``, with each one's offset in
+        seconds from the record's time: in layout ``array`` its sample columns (sample i at
+        (i - first_index) x interval_seconds), otherwise its one field at offset 0."""
+        m = self.quantities[key]
+        if self.array is None:
+            return [(m.field, 0.0)]
+        first, step = self.array.first_index, m.interval_seconds or 0.0
+        g = SAMPLE_INDEX.search(m.field)
+        if g is None:
+            raise ValueError(f"field {m.field!r} has no sample index '{{i}}'")
+        head, spec, tail = m.field[: g.start()], g.group(1) or "", m.field[g.end() :]
+        return [
+            (f"{head}{format(i, spec)}{tail}", (i - first) * step)
+            for i in range(first, first + self.array.samples.get(key, 0))
+        ]
+
+    @property
+    def values_per_record(self) -> int:
+        """How many values one record carries: one per quantity (wide), one per sample of each
+        quantity (array), one (long)."""
+        if self.array is not None:
+            return sum(self.array.samples[q] for q in self.quantities)
+        return len(self.quantities) if self.layout == "wide" else 1
 
 
 UNIT_FIELDS = (

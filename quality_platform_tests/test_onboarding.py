@@ -1,6 +1,8 @@
 """Onboarding a plant is one config file: a new plant in Tokyo time, a plant whose CSV exports
-have no header row and no legacy KPIs, one labelled by lab thresholds and one delivering one file
-for many days are, with no code change, simulated, landed, standardised and gated end to end."""
+have no header row and no legacy KPIs, one labelled by lab thresholds, one delivering one file
+for many days and one exporting one row per production cycle with a column per sample (two
+quantities at different sample rates) are, with no code change, simulated, landed, standardised
+and gated end to end."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pandas as pd
+import pytest
 import yaml
 
 from quality_platform.config import PlantConfig, load_plants
@@ -288,3 +291,88 @@ def test_a_plant_delivering_one_file_for_many_days_lands_every_record_once(
         # under the first day the file's records fall on (it holds day 2's inspections)
         (day + dt.timedelta(days=1), ins_file.name, 3, "Auftrag", "unknown_unit"),
     ]
+
+
+def test_a_plant_exporting_one_row_per_cycle_at_two_sample_rates_onboards_by_one_yaml(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    """A press whose export is one row per 15-minute production cycle: 90 temperature samples
+    every 10 s and 450 pressure samples every 2 s (in bar, columns P_001 ... P_450) in the same
+    row, declared by the array layout in its YAML alone. Every sample lands at cycle start +
+    (i - 1) x its own interval with its value in canonical units; one bad sample is held back
+    with file, row and column, and received = accepted + quarantined per file."""
+    readings = {
+        "format": "csv",
+        "path": "{date}/zyklen.csv",
+        "timestamp": {"field": "Zyklusstart", "kind": "local", "format": "%Y-%m-%d %H:%M:%S"},
+        "machine": {"field": "Presse"},
+        "layout": "array",
+        "array": {"samples": {"temperature": 90, "pressure": 450}},
+        "quantities": {
+            "temperature": {"field": "T_{i}", "unit": "°C", "interval_seconds": 10},
+            "pressure": {"field": "P_{i:03d}", "unit": "bar", "interval_seconds": 2},
+        },
+    }
+
+    def edit(d: dict[str, Any]) -> None:
+        d.update(name="Plant P (per-cycle arrays)", machines=["P-M01", "P-M02"])
+        d["streams"]["readings"] = readings
+
+    plant = _new_plant(qp_env, "plant_p", edit)
+    day, days = dt.date(2026, 3, 16), 2
+    simulate(qp_env.landing_dir, days=days, seed=11, start=day, plants={"plant_p": plant})
+    second = qp_env.landing_dir / "plant_p" / (day + dt.timedelta(days=1)).isoformat()
+    lines = (second / "zyklen.csv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    row = lines[6].split(",")  # the file's row 7
+    row[header.index("P_150")] = '"8,1"'  # a decimal comma
+    lines[6] = ",".join(row)
+    (second / "zyklen.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    first = pd.read_csv(qp_env.landing_dir / "plant_p" / day.isoformat() / "zyklen.csv")
+    assert len(first) == 2 * 96 and len(first.columns) == 2 + 90 + 450  # 15-minute cycles
+
+    outcomes = _onboard(qp_env, tmp_path, "plant_p", day, day + dt.timedelta(days=days - 1))
+    failed = [c for c in outcomes[1].failed_checks if "(ERROR)" in c]
+    assert failed == [], outcomes[1].failed_checks
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        counts = con.sql(
+            "SELECT partition_date, quantity, count(*) FROM standard.sensor_readings "
+            "WHERE plant = 'plant_p' GROUP BY ALL"
+        ).fetchall()
+        cycle = con.sql(
+            "SELECT quantity, ts_utc, value FROM standard.sensor_readings WHERE plant = 'plant_p' "
+            "AND source_file = '2026-03-16/zyklen.csv' AND source_row = 2 ORDER BY quantity, ts_utc"
+        ).df()
+        q = con.sql(
+            "SELECT source_file, source_row, source_column, rule, n_items FROM standard.quarantine "
+            "WHERE plant = 'plant_p'"
+        ).fetchall()
+        received = con.sql(
+            "SELECT sum(records * items_per_record) FROM raw.receipts "
+            "WHERE plant = 'plant_p' AND stream = 'readings'"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    d1, d2 = day, day + dt.timedelta(days=1)
+    assert sorted(counts) == [
+        (d1, "pressure", 192 * 450),
+        (d1, "temperature", 192 * 90),
+        (d2, "pressure", 192 * 450 - 1),
+        (d2, "temperature", 192 * 90),
+    ]
+    assert q == [(f"{d2.isoformat()}/zyklen.csv", 7, "P_150", "not_a_number", 1)]
+    assert received == days * 192 * 540 == sum(n for _, _, n in counts) + 1
+    # the first cycle of P-M01: local midnight in Berlin is 23:00 UTC
+    start = pd.Timestamp("2026-03-15 23:00:00")
+    temp = cycle[cycle["quantity"] == "temperature"]
+    pres = cycle[cycle["quantity"] == "pressure"]
+    assert list(temp["ts_utc"]) == [start + pd.Timedelta(seconds=10 * i) for i in range(90)]
+    assert list(pres["ts_utc"]) == [start + pd.Timedelta(seconds=2 * i) for i in range(450)]
+    assert first["Presse"].iloc[0] == "P-M01"
+    assert temp["value"].tolist() == pytest.approx(
+        first[[f"T_{i}" for i in range(1, 91)]].iloc[0].tolist()
+    )
+    assert pres["value"].tolist() == pytest.approx(  # bar -> kPa
+        (first[[f"P_{i:03d}" for i in range(1, 451)]].iloc[0] * 100).tolist()
+    )

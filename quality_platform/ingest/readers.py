@@ -72,11 +72,10 @@ class RawStream:
 
 
 def items_per_record(plant: PlantConfig, stream: str) -> int:
-    """How many reconciled items one source record carries (values for wide readings)."""
-    s = plant.streams.readings
-    if stream == "readings" and s.layout == "wide":
-        return len(s.quantities)
-    return 1
+    """How many reconciled items one source record carries: for readings its values (one per
+    quantity in the wide layout, one per sample of each quantity in the array layout, see
+    :attr:`ReadingsStream.values_per_record`), otherwise 1."""
+    return plant.streams.readings.values_per_record if stream == "readings" else 1
 
 
 def issue(

@@ -6,6 +6,10 @@ one vectorised SQL statement over the raw table instead of row-wise Python: per-
 once per file, time parsing in pandas once per *distinct* timestamp text, unit conversion factors
 by pint once per quantity; everything per value is SQL. Rules and their order are those listed in
 ``quality_platform.ingest.standardize``.
+
+Layouts: ``wide`` (a column per quantity), ``long`` (a record per value) and ``array`` (a record
+per production cycle, a column per sample: every sample column becomes one value, unpivoted in
+SQL, at the record's time + the sample's offset, see ``ReadingsStream.sample_columns``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from quality_platform.ingest.readers import parse_times
+from quality_platform.ingest.readers import items_per_record, parse_times
 from quality_platform.ingest.standardize import StandardizeContext, quarantine_frame, split_header
 from quality_platform.standard.schemas import conform, empty_frame
 from quality_platform.units import affine
@@ -32,6 +36,12 @@ class _Projection:
     quantity: str | None  # None: from the signal map (long layout)
     column: str
     label: str | None
+    offset_us: int = 0  # the column's time after the record's (array layout: a sample's offset)
+
+
+def _offset_us(seconds: float) -> int:
+    """A sample's offset from its record's time, in whole microseconds (the standard's grain)."""
+    return round(seconds * 1_000_000)
 
 
 def _file_plan(
@@ -41,7 +51,8 @@ def _file_plan(
     spec = ctx.plant.streams.readings
     used = {spec.machine.field, spec.timestamp.field, *spec.parent_fields, *spec.ignore_fields}
     ignored_bases = {split_header(x)[0] for x in spec.ignore_fields}
-    by_key: dict[tuple[str | None, str, str | None], list[str]] = {}
+    by_key: dict[tuple[str | None, str, str | None, int], list[str]] = {}
+    k = items_per_record(ctx.plant, "readings")
     entries: list[dict[str, Any]] = []
 
     def entry(
@@ -93,7 +104,7 @@ def _file_plan(
                     f"is missing from the header; all {n} records held back",
                 )
             )
-            entry(r, rule, detail, n * (len(spec.quantities) if spec.layout == "wide" else 1), col)
+            entry(r, rule, detail, n * k, col)
             continue
         if spec.layout == "long":
             lg = spec.long
@@ -110,7 +121,9 @@ def _file_plan(
                     None,
                 )
             else:
-                by_key.setdefault((None, lg.value_field, None), []).append(r.source_file)
+                by_key.setdefault((None, lg.value_field, None, 0), []).append(r.source_file)
+        elif spec.layout == "array":
+            known |= _plan_array(r, header, base_of, n, entry, by_key, spec)
         else:
             for q, m in spec.quantities.items():
                 cols = [h for h, (b, _) in base_of.items() if b == m.field]
@@ -146,7 +159,7 @@ def _file_plan(
                         col,
                     )
                 else:
-                    by_key.setdefault((q, col, m.unit), []).append(r.source_file)
+                    by_key.setdefault((q, col, m.unit, 0), []).append(r.source_file)
         for h in dict.fromkeys(header):
             if h not in known and base_of[h][0] not in ignored_bases:
                 entry(
@@ -169,9 +182,77 @@ def _file_plan(
                     severity="warn",
                 )
     plan = [
-        _Projection(sorted(set(files)), q, col, label) for (q, col, label), files in by_key.items()
+        _Projection(sorted(set(files)), q, col, label, off)
+        for (q, col, label, off), files in by_key.items()
     ]
     return plan, entries
+
+
+def _plan_array(
+    r: Any,
+    header: list[str],
+    base_of: dict[str, tuple[str, str | None]],
+    n: int,
+    entry: Any,
+    by_key: dict[tuple[str | None, str, str | None, int], list[str]],
+    spec: Any,
+) -> set[str]:
+    """The array layout's part of a file's plan: every sample column of every quantity found once
+    in ``header`` is projected with its offset; a sample column the file lacks, has twice or labels
+    with another unit holds back its ``n`` values (one entry naming the column; one entry naming
+    the family when the file has none of its columns). Returns the header names it placed."""
+    found: dict[str, list[str]] = {}
+    for h, (b, _) in base_of.items():
+        found.setdefault(b, []).append(h)
+    placed: set[str] = set()
+    for q, m in spec.quantities.items():
+        where = f"sample column(s) of {q} (streams.readings.quantities.{q}.field {m.field!r})"
+        samples = spec.sample_columns(q)
+        missing = [name for name, _ in samples if name not in found]
+        if len(missing) == len(samples):
+            entry(
+                r,
+                "missing_required_column",
+                f"none of the {len(samples)} {where} is in the header ({samples[0][0]!r} ... "
+                f"{samples[-1][0]!r}); its {n} x {len(samples)} values are held back",
+                n * len(samples),
+                m.field,
+            )
+            continue
+        for name, off in samples:
+            cols = found.get(name, [])
+            placed.update(cols)
+            if not cols:
+                entry(
+                    r,
+                    "missing_required_column",
+                    f"{where}: {name!r} is missing from the header; its {n} values are held back",
+                    n,
+                    name,
+                )
+            elif len(cols) > 1 or header.count(cols[0]) > 1:
+                entry(
+                    r,
+                    "duplicate_column",
+                    f"{where}: {name!r} appears {max(len(cols), header.count(cols[0]))} times in "
+                    f"the header; which one holds the values is unknown, so its {n} values are "
+                    "held back",
+                    n,
+                    name,
+                )
+            elif spec.header_units and base_of[cols[0]][1] != m.unit:
+                entry(
+                    r,
+                    "unit_label_mismatch",
+                    f"column {cols[0]!r} is labelled [{base_of[cols[0]][1]}] but the plant config "
+                    f"declares {m.unit!r} for {m.field!r}; its {n} values are held back (change "
+                    "the plant config if the plant really changed units)",
+                    n,
+                    cols[0],
+                )
+            else:
+                by_key.setdefault((q, cols[0], m.unit, _offset_us(off)), []).append(r.source_file)
+    return placed
 
 
 def _times(con: Any, ctx: StandardizeContext) -> pd.DataFrame:
@@ -250,6 +331,37 @@ def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", "signal", "label", "a", "b", "lo", "hi", "unit"])
 
 
+def _array_selects(
+    plan: list[_Projection], raw_table: str, pred: str, machine: str, ts_col: str
+) -> list[str]:
+    """The array layout's values: per group of files with the same sample columns, one UNPIVOT
+    of those columns (empty cells kept: they are quarantined as missing values), each value with
+    its quantity, unit label and offset from the record's time (a VALUES list keyed by column)."""
+    by_files: dict[tuple[str, ...], list[_Projection]] = {}
+    for p in plan:
+        by_files.setdefault(tuple(p.files), []).append(p)
+    out = []
+    for files, ps in by_files.items():
+        cols = ", ".join(_ident(p.column) for p in ps)
+        samples = ", ".join(
+            f"({_lit(p.column)}, {_lit(p.quantity)}, {_lit(p.label)}, {p.offset_us}::BIGINT)"
+            for p in ps
+        )
+        in_files = ", ".join(_lit(f) for f in files)
+        out.append(
+            f"SELECT u._source_file, u._source_row, u.partition_date, u.machine, u.ts_text, "
+            f"s.quantity, u.text, u.source_column, s.label AS unit_label, TRUE AS label_ok, "
+            f"u.source_column AS occ_key, s.offset_us "
+            f"FROM (SELECT _source_file, _source_row, partition_date, {machine} AS machine, "
+            f"{ts_col} AS ts_text, {cols} FROM raw.{_ident(raw_table)} "
+            f"WHERE {pred} AND _source_file IN ({in_files})) "
+            f"UNPIVOT INCLUDE NULLS (text FOR source_column IN ({cols})) u "
+            f"JOIN (VALUES {samples}) s(source_column, quantity, label, offset_us) "
+            f"ON u.source_column = s.source_column"
+        )
+    return out
+
+
 def standardize_readings(
     con: Any,
     raw_table: str,
@@ -266,6 +378,9 @@ def standardize_readings(
     machine = _ident(spec.machine.field) if spec.machine.field else _lit(spec.machine.constant)
     ts_col = _ident(spec.timestamp.field) if spec.timestamp.field else "NULL"
     selects = []
+    if spec.layout == "array":
+        selects = _array_selects(plan, raw_table, pred, machine, ts_col)
+        plan = []
     for p in plan:
         files = ", ".join(_lit(f) for f in p.files)
         where = f"{pred} AND _source_file IN ({files})"
@@ -277,7 +392,7 @@ def standardize_readings(
                 f"t.{ts_col} AS ts_text, m.quantity, t.{_ident(lg.value_field)} AS text, "
                 f"t.{_ident(lg.quantity_field)} AS source_column, {uom} AS unit_label, "
                 f"(m.quantity IS NULL OR coalesce({uom} = m.label, FALSE)) AS label_ok, "
-                f"t.{_ident(lg.quantity_field)} AS occ_key "
+                f"t.{_ident(lg.quantity_field)} AS occ_key, 0::BIGINT AS offset_us "
                 f"FROM raw.{_ident(raw_table)} t LEFT JOIN _conv m ON t.{_ident(lg.quantity_field)} = m.signal "
                 f"WHERE {key_predicate(keys, alias='t')} AND t._source_file IN ({files})"
             )
@@ -285,8 +400,8 @@ def standardize_readings(
             selects.append(
                 f"SELECT _source_file, _source_row, partition_date, {machine} AS machine, {ts_col} AS ts_text, "
                 f"{_lit(p.quantity)} AS quantity, {_ident(p.column)} AS text, {_lit(p.column)} AS source_column, "
-                f"{_lit(p.label)} AS unit_label, TRUE AS label_ok, '' AS occ_key "
-                f"FROM raw.{_ident(raw_table)} WHERE {where}"
+                f"{_lit(p.label)} AS unit_label, TRUE AS label_ok, '' AS occ_key, "
+                f"0::BIGINT AS offset_us FROM raw.{_ident(raw_table)} WHERE {where}"
             )
     if not selects:
         return empty_frame("sensor_readings"), quarantine_frame(pd.DataFrame(entries))
@@ -304,7 +419,8 @@ def standardize_readings(
         k = spec.timestamp
         rules = f"""
         WITH r AS (
-          SELECT v.*, ts.ts_utc, coalesce(ts.nonexistent, FALSE) AS nonexistent,
+          SELECT v.*, ts.ts_utc + to_microseconds(v.offset_us) AS ts_utc,
+                 coalesce(ts.nonexistent, FALSE) AS nonexistent,
                  CASE WHEN contains(v.text, '_') THEN NULL ELSE TRY_CAST(v.text AS DOUBLE) END AS num,
                  c.a, c.b, c.lo, c.hi, c.unit, bd.lo_ts, bd.hi_ts
           FROM _values v
@@ -330,11 +446,12 @@ def standardize_readings(
           FROM r),
         dups AS (  -- (machine, time, quantity) delivered more than once: the first one is kept
           SELECT machine, ts_utc, quantity,
-                 min({{'d': partition_date, 'f': _source_file, 'r': _source_row}}) AS first
+                 min({{'d': partition_date, 'f': _source_file, 'r': _source_row, 'c': source_column}}) AS first
           FROM s WHERE rule0 IS NULL GROUP BY ALL HAVING count(*) > 1),
         d AS (
           SELECT s.*, CASE WHEN s.rule0 IS NULL AND dups.first IS NOT NULL
-                             AND dups.first <> {{'d': s.partition_date, 'f': s._source_file, 'r': s._source_row}}
+                             AND dups.first <> {{'d': s.partition_date, 'f': s._source_file, 'r': s._source_row,
+                                                   'c': s.source_column}}
                            THEN 'duplicate' ELSE s.rule0 END AS rule,
                  dups.first.r AS first_row
           FROM s LEFT JOIN dups ON s.rule0 IS NULL AND s.machine = dups.machine AND s.ts_utc = dups.ts_utc

@@ -31,6 +31,8 @@ from quality_platform.simulation.schedule import build_production
 from quality_platform.simulation.styles import style_for
 from quality_platform.simulation.writers import (
     PlantFrame,
+    array_columns,
+    cycle_sent,
     embeds_readings,
     readings_columns,
     stream_path,
@@ -196,8 +198,14 @@ def simulate_plant(
     )
     files = _write_plant(frame, out_dir, latency)
 
-    # Counts per local day.
-    n_q = len(plant.streams.readings.quantities)
+    # Counts per local day (array layout: a record per sent cycle, a value per sample).
+    array = plant.streams.readings.layout == "array"
+    n_q = (
+        plant.streams.readings.values_per_record
+        if array
+        else len(plant.streams.readings.quantities)
+    )
+    sent = cycle_sent(frame) if array else present
     per_day: dict[str, dict[str, Any]] = {}
     last = grid.dates[-1]
     totals = dict.fromkeys(
@@ -214,7 +222,7 @@ def simulate_plant(
         0,
     )
     for d, day in enumerate(grid.dates):
-        rows = int(present[:, grid.day_steps(d)].sum())
+        rows = int(sent[:, grid.day_units(d) if array else grid.day_steps(d)].sum())
         out = outcome[:, grid.day_units(d)]
         arrival = day + dt.timedelta(days=latency)
         inspected = arrival <= last
@@ -263,7 +271,11 @@ def _write_plant(frame: PlantFrame, out_dir: Path, latency: int) -> list[str]:
     if not embeds_readings(plant):
         rs = streams.readings
         for path, d0, d1 in _runs([stream_path(out_dir, pid, rs.path, d) for d in dates]):
-            cols = readings_columns(frame, _span(grid.day_bounds, d0, d1))
+            cols = (
+                array_columns(frame, _span(grid.unit_day_bounds, d0, d1))
+                if rs.layout == "array"
+                else readings_columns(frame, _span(grid.day_bounds, d0, d1))
+            )
             write_table(path, cols, rs, rs.timestamp, grid.tz)
             written.append(path)
     for path, d0, d1 in _runs([stream_path(out_dir, pid, streams.units.path, d) for d in dates]):
@@ -448,7 +460,8 @@ def simulate(
         "bad_files": bad,
         "bad_files_skipped": skipped,
         "notes": "counts describe the generated data before any bad-file corruption; "
-        "reading_rows = machine x timestamp records, reading_values = numeric values; "
+        "reading_rows = machine x timestamp records (array layout: machine x cycle records), "
+        "reading_values = numeric values; "
         "rework/scrap count inspected units, true_* all units (labels pending included)",
     }
     text = json.dumps(truth, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

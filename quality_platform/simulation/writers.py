@@ -1,9 +1,11 @@
 """Native file writers, driven by the plant configs (format, layout, field names, unit labels).
 
-Supported: readings as ``csv`` / ``parquet`` in ``wide`` or ``long`` layout, ``jsonl`` either
-flat (one reading per line) or exploded inside the unit records (``explode`` with the same path as
-the units stream, plant_c); units and inspections as ``csv`` / ``parquet`` / ``jsonl`` (dotted field
-names become nested JSON objects). Timestamps follow each stream's ``timestamp.kind``: ``local``
+Supported: readings as ``csv`` / ``parquet`` / ``jsonl`` in ``wide`` or ``long`` layout, or in
+``array`` layout (one record per production cycle and machine, one column per sample, each
+quantity at its own ``interval_seconds``; see :func:`array_columns`), ``jsonl`` also exploded
+inside the unit records (``explode`` with the same path as the units stream, plant_c); units and
+inspections as ``csv`` / ``parquet`` / ``jsonl`` (dotted field names become nested JSON objects).
+Timestamps follow each stream's ``timestamp.kind``: ``local``
 (naive local text, or a naive ``timestamp[ms]`` in Parquet), ``utc`` (ISO text with ``Z``, or
 ``timestamp[ms, tz=UTC]``) or ``epoch_ms`` (integer milliseconds).
 
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quality_platform.config import OutcomeSpec, PlantConfig, StreamBase, TimestampSpec
-from quality_platform.simulation.grid import NS_PER_MS, TimeGrid, to_local_ns
+from quality_platform.simulation.grid import NS_PER_MS, NS_PER_S, TimeGrid, to_local_ns
 from quality_platform.simulation.schedule import Production
 from quality_platform.simulation.styles import PlantStyle
 
@@ -246,11 +248,55 @@ def _n_rows(columns: dict[str, Column]) -> int:
 # --------------------------------------------------------------------------- readings
 
 
-def header_name(frame: PlantFrame, quantity: str) -> str:
-    """Column name of a quantity in a wide readings file (with ``[unit]`` if configured)."""
+def header_name(frame: PlantFrame, quantity: str, field: str | None = None) -> str:
+    """Column name of a quantity in a wide readings file (``field``: one of its sample columns in
+    an array file), with ``[unit]`` if configured."""
     rs = frame.plant.streams.readings
     m = rs.quantities[quantity]
-    return f"{m.field} [{m.unit}]" if rs.header_units else m.field
+    name = m.field if field is None else field
+    return f"{name} [{m.unit}]" if rs.header_units else name
+
+
+def cycle_sent(frame: PlantFrame) -> np.ndarray:
+    """``(M, U)`` bool: the array record of a machine's cycle was sent (its first reading was)."""
+    spu, n_u = frame.grid.steps_per_unit, frame.grid.n_units
+    return frame.present[:, : n_u * spu : spu]
+
+
+def array_columns(frame: PlantFrame, units: slice) -> dict[str, Column]:
+    """The array-layout readings of the cycles ``units``: one row per cycle and machine (cycle
+    order, machines in config order) holding the cycle start and, per quantity, one column per
+    sample. Sample i of a quantity is the value the sensor reports at cycle start +
+    (i - first_index) x its ``interval_seconds`` (the latest value on the simulator's grid at that
+    time: a channel faster than the grid repeats it). A cycle whose first reading is missing
+    (scenario ``missing_burst``) is not sent."""
+    rs = frame.plant.streams.readings
+    assert rs.array is not None and rs.timestamp.field is not None
+    grid, machines = frame.grid, frame.machines
+    u0, u1 = units.start, units.stop
+    n_m, n_u = len(machines), u1 - u0
+    sent = cycle_sent(frame)[:, u0:u1].T.ravel()  # time-major, like the wide layout
+    u_idx = np.repeat(np.arange(u0, u1), n_m)[sent]
+    m_idx = np.tile(np.arange(n_m), n_u)[sent]
+    cols: dict[str, Column] = {rs.timestamp.field: Ts(grid.unit_start_ns[u0:u1], u_idx - u0)}
+    if rs.machine.field is not None:
+        cols[rs.machine.field] = Cat(machines, m_idx)
+    step_ns = grid.step_s * NS_PER_S
+    for q in rs.quantities:
+        samples = rs.sample_columns(q)
+        offsets = np.array([round(off * NS_PER_S) for _, off in samples], dtype=np.int64)
+        if offsets[-1] >= grid.cycle_ns:
+            raise ValueError(
+                f"{frame.plant.plant_id}: the {len(samples)} samples of {q} span "
+                f"{offsets[-1] / NS_PER_S:g} s, not within one production cycle of "
+                f"{grid.cycle_ns // NS_PER_S} s (they would overlap the next cycle's)"
+            )
+        t = grid.unit_start_ns[u_idx][:, None] + offsets[None, :]
+        k = np.minimum((t - grid.utc_ns[0]) // step_ns, grid.n_steps - 1)
+        vals = frame.values[q][m_idx[:, None], k]
+        for j, (name, _) in enumerate(samples):
+            cols[header_name(frame, q, name)] = vals[:, j]
+    return cols
 
 
 def readings_columns(frame: PlantFrame, steps: slice) -> dict[str, Column]:
@@ -261,6 +307,8 @@ def readings_columns(frame: PlantFrame, steps: slice) -> dict[str, Column]:
     n_s = s1 - s0
     if rs.timestamp.field is None:
         raise ValueError(f"{frame.plant.plant_id}: readings need a timestamp field")
+    if rs.layout == "array":
+        raise ValueError(f"{frame.plant.plant_id}: array readings are written by array_columns")
     quantities = list(rs.quantities)
     cols: dict[str, Column] = {}
     if rs.layout == "wide":
