@@ -9,7 +9,9 @@ by pint once per quantity; everything per value is SQL. Rules and their order ar
 
 Layouts: ``wide`` (a column per quantity), ``long`` (a record per value) and ``array`` (a record
 per production cycle, a column per sample: every sample column becomes one value, unpivoted in
-SQL, at the record's time + the sample's offset, see ``ReadingsStream.sample_columns``).
+SQL, at the record's time + the sample's offset, see ``ReadingsStream.sample_columns``). A record
+is on its partition by its own time (a cycle's start), so a long cycle's later samples may lie
+past the day's end; a sample in the future is held back all the same.
 """
 
 from __future__ import annotations
@@ -419,7 +421,7 @@ def standardize_readings(
         k = spec.timestamp
         rules = f"""
         WITH r AS (
-          SELECT v.*, ts.ts_utc + to_microseconds(v.offset_us) AS ts_utc,
+          SELECT v.*, ts.ts_utc + to_microseconds(v.offset_us) AS ts_utc, ts.ts_utc AS record_ts,
                  coalesce(ts.nonexistent, FALSE) AS nonexistent,
                  CASE WHEN contains(v.text, '_') THEN NULL ELSE TRY_CAST(v.text AS DOUBLE) END AS num,
                  c.a, c.b, c.lo, c.hi, c.unit, bd.lo_ts, bd.hi_ts
@@ -435,7 +437,7 @@ def standardize_readings(
               WHEN nonexistent THEN 'nonexistent_local_time'
               WHEN ts_utc IS NULL THEN 'invalid_timestamp'
               WHEN ts_utc > TIMESTAMP '{future}' THEN 'timestamp_in_future'
-              WHEN ts_utc < lo_ts OR ts_utc >= hi_ts THEN 'timestamp_outside_partition'
+              WHEN record_ts < lo_ts OR record_ts >= hi_ts THEN 'timestamp_outside_partition'
               WHEN quantity IS NULL THEN 'unknown_quantity'
               WHEN NOT label_ok THEN 'unit_label_mismatch'
               WHEN (num IS NULL OR isnan(num)) AND (text IS NULL OR trim(text) = ''
@@ -477,7 +479,7 @@ def standardize_readings(
                      WHEN 'nonexistent_local_time' THEN 'local time ''' || ts_text || {_lit(f"' does not exist in {ctx.plant.timezone} (DST gap)")}
                      WHEN 'invalid_timestamp' THEN 'timestamp ''' || coalesce(ts_text, '') || {_lit(f"' in {k.field!r} is not a valid {k.kind} time")}
                      WHEN 'timestamp_in_future' THEN 'time ' || ts_utc || ' UTC is after now ({ctx.now_utc})'
-                     WHEN 'timestamp_outside_partition' THEN 'time ' || ts_utc || ' UTC is not on the file''s local day ' || partition_date
+                     WHEN 'timestamp_outside_partition' THEN 'time ' || record_ts || ' UTC is not on the file''s local day ' || partition_date
                      WHEN 'unknown_quantity' THEN {col} || 'signal ''' || source_column || ''' is not mapped to a quantity'
                      WHEN 'unit_label_mismatch' THEN {col} || 'unit label ''' || coalesce(unit_label, '') || ''' differs from the plant config for ' || quantity
                      WHEN 'missing_value' THEN {col} || 'value is missing (' || coalesce(text, 'empty') || ')'

@@ -82,7 +82,9 @@ def new_plant(paths: Paths, plant_id: str, readings: dict[str, Any]) -> Path:
     return f
 
 
-def run(paths: Paths, plant: PlantConfig, days: list[dt.date]) -> StandardResult:
+def run(
+    paths: Paths, plant: PlantConfig, days: list[dt.date], now: pd.Timestamp = NOW
+) -> StandardResult:
     land(plant, days, paths, paths.warehouse_path)
     return standardize(
         plant,
@@ -91,8 +93,38 @@ def run(paths: Paths, plant: PlantConfig, days: list[dt.date]) -> StandardResult
         load_quantities(paths),
         load_platform(paths).quality,
         TEST_KEY.encode(),
-        now_utc=NOW,
+        now_utc=now,
     )
+
+
+def write_cycles(
+    paths: Paths,
+    day: dt.date,
+    samples: dict[str, int],
+    cycles: list[tuple[str, str]],
+    first_index: int = 1,
+) -> Path:
+    """A hand-written CSV of ``cycles`` ((local start, press) each) in the test press's columns;
+    sample j of cycle c of a quantity reads 10 + c + j / 1000."""
+    names = {
+        q: [
+            FIELDS[q].replace("{i}", str(i)).replace("{i:03d}", f"{i:03d}")
+            for i in range(first_index, first_index + n)
+        ]
+        for q, n in samples.items()
+    }
+    rows = []
+    for c, (start, press) in enumerate(cycles):
+        cells = [start, press]
+        for q in samples:
+            cells += [f"{10 + c + j / 1000:.3f}" for j in range(samples[q])]
+        rows.append(",".join(cells))
+    folder = paths.landing_dir / "plant_p" / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "zyklen.csv"
+    header = ",".join(["Zyklusstart", "Presse", *(n for q in samples for n in names[q])])
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 def reconciles(paths: Paths, plant_id: str, days: list[dt.date]) -> pd.DataFrame:
@@ -356,27 +388,14 @@ def test_any_sample_counts_and_intervals_give_samples_times_cycles_readings(
     plant = load_plants(qp_env)["plant_p"]
     span = max(n[q] * iv[q] for q in qs)
     gap = int(span) + 60  # cycles never overlap
-    names = {
-        q: [
-            FIELDS[q].replace("{i}", str(i)).replace("{i:03d}", f"{i:03d}")
-            for i in range(first_index, first_index + n[q])
-        ]
-        for q in qs
-    }
-    rows = []
-    for c in range(cycles):
-        start = pd.Timestamp(DAY) + pd.Timedelta(hours=6, seconds=c * gap)
-        for m, machine in enumerate(("P-M01", "P-M02")):
-            cells = [start.strftime("%Y-%m-%d %H:%M:%S"), machine]
-            for q in qs:  # distinct values: 10 + cycle + machine/10 + sample/1000
-                base = 10 + c + m / 10
-                cells += [f"{base + j / 1000:.3f}" for j in range(n[q])]
-            rows.append(",".join(cells))
-    folder = qp_env.landing_dir / "plant_p" / DAY.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "zyklen.csv"
-    header = ",".join(["Zyklusstart", "Presse", *names["temperature"], *names["pressure"]])
-    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    starts = [pd.Timestamp(DAY) + pd.Timedelta(hours=6, seconds=c * gap) for c in range(cycles)]
+    path = write_cycles(
+        qp_env,
+        DAY,
+        n,
+        [(t.strftime("%Y-%m-%d %H:%M:%S"), m) for t in starts for m in ("P-M01", "P-M02")],
+        first_index,
+    )
 
     res = run(qp_env, plant, [DAY])
     assert res.quarantine.empty, res.quarantine["message"].head().tolist()
@@ -468,3 +487,81 @@ def test_a_wide_channel_may_declare_its_own_interval(qp_env: Paths) -> None:
     assert rs.quantities["vibration"].interval_seconds == 10
     assert rs.quantities["temperature"].interval_seconds is None
     assert rs.values_per_record == 4 and rs.sample_columns("vibration") == [("Vibration", 0.0)]
+
+
+# --------------------------------------------------------------------------- days and clocks
+
+
+def test_a_cycle_is_on_its_start_day_even_when_its_samples_run_past_midnight(
+    qp_env: Paths,
+) -> None:
+    """A 2-hour batch starting at 23:30 belongs to its start day, every sample with it (beyond the
+    partition's 60-minute grace); a cycle that starts on another day is held back whole."""
+    n = {"temperature": 120, "pressure": 2}
+    new_plant(qp_env, "plant_p", array_readings("csv", n, {"temperature": 60.0, "pressure": 1.0}))
+    plant = load_plants(qp_env)["plant_p"]
+    cycles = [
+        ("2026-03-16 23:30:00", "P-M01"),
+        ("2026-03-16 12:00:00", "P-M02"),
+        ("2026-03-17 02:00:00", "P-M02"),  # the next day's cycle in this day's file
+    ]
+    write_cycles(qp_env, DAY, n, cycles)
+    res = run(qp_env, plant, [DAY])
+    r = res.readings
+    assert len(r) == 2 * 122 and set(r["partition_date"].dt.date) == {DAY}
+    late = r[(r["source_row"] == 2) & (r["quantity"] == "temperature")]["ts_utc"]
+    assert late.min() == pd.Timestamp("2026-03-16 22:30") and late.max() == pd.Timestamp(
+        "2026-03-17 00:29"
+    )  # 23:30 CET + 119 min
+    q = res.quarantine
+    assert set(zip(q["source_row"], q["rule"], strict=True)) == {(4, "timestamp_outside_partition")}
+    assert q["n_items"].sum() == 122
+    reconciles(qp_env, "plant_p", [DAY])
+
+
+def test_the_fall_back_hour_gives_two_cycles_of_one_press_their_own_times(
+    qp_env: Paths,
+) -> None:
+    """02:30 occurs twice on 2026-10-25 in Berlin: the press's first cycle at that local time is
+    daylight time, its second standard time - per cycle, not per sample column."""
+    day = dt.date(2026, 10, 25)
+    n = {"temperature": 3, "pressure": 5}
+    new_plant(qp_env, "plant_p", array_readings("csv", n))
+    plant = load_plants(qp_env)["plant_p"]
+    write_cycles(qp_env, day, n, [("2026-10-25 02:30:00", "P-M01")] * 2)
+    res = run(qp_env, plant, [day], now=pd.Timestamp("2026-11-01", tz="UTC"))
+    assert res.quarantine.empty, res.quarantine["message"].tolist()
+    starts = res.readings.groupby("source_row")["ts_utc"].min().to_dict()
+    assert starts == {2: pd.Timestamp("2026-10-25 00:30"), 3: pd.Timestamp("2026-10-25 01:30")}
+    assert len(res.readings) == 2 * 8
+
+
+def test_sample_columns_with_unit_labels_are_checked_column_by_column(qp_env: Paths) -> None:
+    readings = {**array_readings("csv"), "header_units": True}
+    new_plant(qp_env, "plant_p", readings)
+    plant = load_plants(qp_env)["plant_p"]
+    simulate(qp_env.landing_dir, days=1, seed=5, start=DAY, plants={"plant_p": plant})
+    path = qp_env.landing_dir / "plant_p" / DAY.isoformat() / "zyklen.csv"
+    text = path.read_text(encoding="utf-8")
+    header, rest = text.split("\n", 1)
+    assert "T_1 [°C]" in header and "P_300 [bar]" in header
+    path.write_text(header.replace("T_7 [°C]", "T_7 [K]") + "\n" + rest, encoding="utf-8")
+    res = run(qp_env, plant, [DAY])
+    q = res.quarantine[["source_column", "rule", "n_items"]]
+    assert list(q.itertuples(index=False, name=None)) == [("T_7 [K]", "unit_label_mismatch", 192)]
+    assert len(res.readings) == 192 * 359
+    reconciles(qp_env, "plant_p", [DAY])
+
+
+def test_a_file_of_many_days_lands_each_cycle_once_on_its_day(qp_env: Paths) -> None:
+    readings = {**array_readings("csv"), "path": "zyklen.csv"}
+    new_plant(qp_env, "plant_p", readings)
+    plant = load_plants(qp_env)["plant_p"]
+    simulate(qp_env.landing_dir, days=2, seed=5, start=DAY, plants={"plant_p": plant})
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    per_day = {}
+    for d in days:  # one day per run, as the schedule does
+        per_day[d] = len(run(qp_env, plant, [d]).readings)
+    assert per_day == dict.fromkeys(days, 192 * 360)
+    rec = reconciles(qp_env, "plant_p", days)
+    assert rec.loc["readings", "received"].tolist() == [192 * 360] * 2
