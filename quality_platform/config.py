@@ -21,14 +21,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from quality_platform.expressions import parse as parse_expression
 from quality_platform.settings import Paths, get_paths
 
 PLANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+#: Separates a quantity from its channel in a signal name (``temperature@TS1``).
+CHANNEL_SEP = "@"
 COUNT_NAMES = ("produced", "inspected", "rework", "scrap", "defective", "good")
 
 
@@ -48,17 +52,68 @@ class ConfigModel(BaseModel):
 # --------------------------------------------------------------------------- quantities
 
 
+QUANTITY_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
 class QuantitySpec(ConfigModel):
+    """A quantity: canonical unit, plausibility range [min, max] in that unit, meaning.
+
+    With ``expression`` the quantity is *derived*: computed per machine and reading time from
+    other quantities' readings at that time (e.g. ``torque * rotational_speed`` for mechanical
+    power), by pint in the quantities' canonical units and converted into ``unit``. Derived
+    quantities are features (``unit_features``), never values of the measured standard."""
+
     unit: str
     min: float
     max: float
     description: str
+    expression: str | None = None
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, v: str | None) -> str | None:
+        if v is not None:
+            operands(v)
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> QuantitySpec:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+def operands(expression: str) -> list[str]:
+    """The quantity names a derived quantity's ``expression`` uses (see
+    :func:`quality_platform.units.operands`)."""
+    from quality_platform.units import operands as _operands
+
+    return _operands(expression)
 
 
 class QuantityRegistry(ConfigModel):
     version: int
     quantities: dict[str, QuantitySpec]
     unit_aliases: dict[str, str] = Field(default_factory=dict)
+    #: channel signals of the installed plants (``temperature@TS1`` -> ``temperature``), set by
+    #: :func:`merged_registry` from the plant files, never read from quantities.yaml
+    _channels: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def signals(self) -> dict[str, QuantitySpec]:
+        """What the features describe, each with its quantity's spec: every quantity (shared,
+        plant-local, derived; registry order), then every plant channel (sorted)."""
+        out = dict(self.quantities)
+        for sig, q in sorted(self._channels.items()):
+            spec = self.quantities[q]
+            channel = sig.split(CHANNEL_SEP, 1)[1]
+            out[sig] = spec.model_copy(
+                update={"description": f"Channel {channel} of {q}: {spec.description}"}
+            )
+        return out
+
+    def measured(self, signal: str) -> bool:
+        """Whether a signal is read from files (not derived by an expression)."""
+        return self.signals()[signal].expression is None
 
     def pint_unit(self, label: str) -> str:
         """The pint expression for a unit label as written in plant files."""
@@ -128,8 +183,14 @@ class MachineSpec(ConfigModel):
 
 
 class QuantityMapping(ConfigModel):
+    """A source field holding one quantity. The mapping's key names the quantity; with
+    ``quantity`` the key is instead a *channel* of that quantity (``TS1: {field: TS1, unit: degC,
+    quantity: temperature}``): several sensors of one quantity on a machine, kept apart in the
+    standard (``sensor_readings.channel``) and in the features (``temperature@TS1__mean``)."""
+
     field: str
     unit: str
+    quantity: str | None = None
     #: The sample interval of this channel (one sampled faster or slower than the plant's
     #: ``reading_interval_seconds``; None = the plant's). Required in layout ``array``, where
     #: sample i of a record lies at the record's time + (i - first_index) x interval_seconds.
@@ -458,10 +519,29 @@ class PlantConfig(ConfigModel):
     #: Days after its production day by which a unit's inspection outcome is known. Training data
     #: only takes days whose labels are complete (day + latency <= the latest landed day).
     label_latency_days: int = Field(3, ge=0, le=60)
+    #: Days of labelled history a training snapshot takes from this plant; None = the model's
+    #: ``training.window_days`` (data/ml/model.yaml). A plant producing one batch every few days
+    #: needs a longer window than one producing a unit a minute.
+    training_window_days: int | None = Field(None, ge=1, le=3650)
     personal_data: list[str] = Field(default_factory=list)
     streams: Streams
     legacy_kpis: list[LegacyKpi] = Field(default_factory=list)
     landing_limits: LandingLimits = Field(default_factory=LandingLimits)
+    #: Plant-local quantities (measured, or derived with an ``expression``), declared here
+    #: instead of in the shared list ``data/standard/quantities.yaml``, which stays the
+    #: vocabulary for cross-plant comparison. A name may not shadow a shared quantity.
+    quantities: dict[str, QuantitySpec] = Field(default_factory=dict)
+
+    @field_validator("quantities")
+    @classmethod
+    def _local_names(cls, v: dict[str, QuantitySpec]) -> dict[str, QuantitySpec]:
+        bad = [q for q in v if not QUANTITY_NAME_RE.match(q)]
+        if bad:
+            raise ValueError(
+                f"quantity name(s) {bad} must be lower-case letters, digits and '_', "
+                "starting with a letter"
+            )
+        return v
 
     @field_validator("plant_id")
     @classmethod
@@ -484,6 +564,14 @@ class PlantConfig(ConfigModel):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    def signals(self) -> dict[str, tuple[str, str | None]]:
+        """Each readings mapping key -> (quantity, channel): a key is a quantity (channel None)
+        or, with ``quantity:``, a channel of that quantity."""
+        return {
+            k: (m.quantity or k, k if m.quantity not in (None, k) else None)
+            for k, m in self.streams.readings.quantities.items()
+        }
 
     def landing_path(self, paths: Paths) -> Path:
         """Folder holding this plant's landing files."""
@@ -545,38 +633,15 @@ class PlatformConfig(ConfigModel):
 
 # --------------------------------------------------------------------------- formulas
 
-_ALLOWED_NODES = (
-    ast.Expression,
-    ast.BinOp,
-    ast.Name,
-    ast.Load,
-    ast.Constant,
-    ast.Add,
-    ast.Sub,
-    ast.Mult,
-    ast.Div,
-    ast.UnaryOp,
-    ast.USub,
-)
-
 
 def parse_formula(formula: str) -> ast.Expression:
     """Parse a KPI formula: + - * / and parentheses over the daily count names."""
-    try:
-        tree = ast.parse(formula, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"formula {formula!r} is not a valid expression") from exc
-    for node in ast.walk(tree):
-        if not isinstance(node, _ALLOWED_NODES):
-            raise ValueError(
-                f"formula {formula!r} uses {type(node).__name__}; only + - * / are allowed"
-            )
-        if isinstance(node, ast.Name) and node.id not in COUNT_NAMES:
-            raise ValueError(
-                f"formula {formula!r} uses unknown count {node.id!r}; known: {COUNT_NAMES}"
-            )
-        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
-            raise ValueError(f"formula {formula!r} has a non-numeric constant")
+    tree, names = parse_expression(formula, "formula")
+    unknown = [n for n in names if n not in COUNT_NAMES]
+    if unknown:
+        raise ValueError(
+            f"formula {formula!r} uses unknown count {unknown[0]!r}; known: {COUNT_NAMES}"
+        )
     return tree
 
 
@@ -655,21 +720,62 @@ def load_plants(paths: Paths | None = None) -> dict[str, PlantConfig]:
     return plants
 
 
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def signal_name(quantity: str, channel: str | None) -> str:
+    """The name of a measured signal in the features: the quantity, or ``<quantity>@<channel>``."""
+    return quantity if channel is None else f"{quantity}{CHANNEL_SEP}{channel}"
+
+
 def _check_plant_against_registry(
     f: Path, plant: PlantConfig, reg: QuantityRegistry, kpi_ids: set[str]
 ) -> None:
-    from quality_platform.units import check_convertible
+    from quality_platform.units import check_convertible, check_expression
 
-    for q, m in plant.streams.readings.quantities.items():
-        if q not in reg.quantities:
+    for q in plant.quantities:
+        if q in reg.quantities:
             raise ConfigError(
-                f"{f}: field 'streams.readings.quantities.{q}': unknown canonical quantity; "
-                f"known: {sorted(reg.quantities)}"
+                f"{f}: field 'quantities.{q}': {q!r} is a shared quantity of "
+                "data/standard/quantities.yaml; a plant-local quantity needs its own name"
+            )
+    known = {**reg.quantities, **plant.quantities}
+    for q, spec in plant.quantities.items():
+        try:
+            check_convertible(reg.pint_unit(spec.unit), spec.unit)
+            if spec.expression is not None:
+                check_expression(q, spec, known)
+        except ValueError as exc:
+            where = "expression" if spec.expression is not None else "unit"
+            raise ConfigError(f"{f}: field 'quantities.{q}.{where}': {exc}") from exc
+    measured = sorted(k for k, s in known.items() if s.expression is None)
+    for k, (q, channel) in plant.signals().items():
+        m = plant.streams.readings.quantities[k]
+        field = f"streams.readings.quantities.{k}" + (".quantity" if m.quantity else "")
+        if q not in known:
+            raise ConfigError(
+                f"{f}: field '{field}': unknown quantity {q!r}; known: {measured} (a plant-local "
+                "quantity is declared under 'quantities' of the plant file)"
+            )
+        if known[q].expression is not None:
+            raise ConfigError(
+                f"{f}: field '{field}': {q!r} is derived (expression {known[q].expression!r}); "
+                "it is computed, not read from a file"
+            )
+        if channel is not None and not CHANNEL_RE.match(channel):
+            raise ConfigError(
+                f"{f}: field 'streams.readings.quantities.{k}': a channel name is letters, digits, "
+                "'_', '.' and '-' (1-40 characters, starting with a letter or digit)"
+            )
+        if channel is not None and channel in known:
+            raise ConfigError(
+                f"{f}: field 'streams.readings.quantities.{k}': channel name {k!r} is also a "
+                "quantity; name the channel after its sensor or position (e.g. TS1)"
             )
         try:
-            check_convertible(reg.pint_unit(m.unit), reg.quantities[q].unit)
+            check_convertible(reg.pint_unit(m.unit), known[q].unit)
         except ValueError as exc:
-            raise ConfigError(f"{f}: field 'streams.readings.quantities.{q}.unit': {exc}") from exc
+            raise ConfigError(f"{f}: field 'streams.readings.quantities.{k}.unit': {exc}") from exc
     for i, lk in enumerate(plant.legacy_kpis):
         if lk.maps_to not in kpi_ids:
             raise ConfigError(f"{f}: field 'legacy_kpis.{i}.maps_to': unknown KPI {lk.maps_to!r}")
@@ -684,6 +790,40 @@ def load_quantities(paths: Paths | None = None) -> QuantityRegistry:
     """The canonical quantity registry (``data/standard/quantities.yaml``)."""
     p = (paths or get_paths()).quantities_file
     return _load_quantities_cached(p, p.stat().st_mtime if p.exists() else 0.0)
+
+
+def merged_registry(
+    shared: QuantityRegistry, plants: dict[str, PlantConfig], plants_dir: Path
+) -> QuantityRegistry:
+    """The shared quantities plus every plant's local ones: what the standard may hold and the
+    features compute. A local name two plants declare differently is an error naming both files
+    (a same-named quantity means the same thing everywhere)."""
+    merged = dict(shared.quantities)
+    owner: dict[str, str] = {}
+    for pid in sorted(plants):
+        for q, spec in plants[pid].quantities.items():
+            if q in owner and merged[q] != spec:
+                raise ConfigError(
+                    f"{plants_dir / (pid + '.yaml')}: field 'quantities.{q}': declared differently "
+                    f"in {plants_dir / (owner[q] + '.yaml')}; a plant-local quantity of the same "
+                    "name must have the same unit, range, description and expression (or another name)"
+                )
+            owner.setdefault(q, pid)
+            merged[q] = spec
+    out = shared.model_copy(update={"quantities": merged})
+    out._channels = {
+        signal_name(q, ch): q
+        for p in plants.values()
+        for q, ch in p.signals().values()
+        if ch is not None
+    }
+    return out
+
+
+def load_registry(paths: Paths | None = None) -> QuantityRegistry:
+    """The quantities in force: ``data/standard/quantities.yaml`` and the plants' local ones."""
+    paths = paths or get_paths()
+    return merged_registry(load_quantities(paths), load_plants(paths), paths.plants_dir)
 
 
 def load_kpis(paths: Paths | None = None) -> KpiRegistry:

@@ -12,7 +12,7 @@ import warnings
 
 import dagster as dg
 
-from quality_platform.config import load_kpis, load_plants, load_platform, load_quantities
+from quality_platform.config import load_kpis, load_plants, load_platform, load_registry
 from quality_platform.defs.features.assets import build_features_asset
 from quality_platform.defs.features.checks import build_features_checks
 from quality_platform.defs.ingest.assets import build_raw_asset, build_standard_assets
@@ -65,7 +65,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     assets = [build_raw_asset(p, start) for p in plants.values()]
     assets.append(build_standard_assets(plants, start))
     assets.extend(build_kpi_assets(plants, start, load_kpis(paths)))
-    assets.append(build_features_asset(plants, start, load_quantities(paths), load_features(paths)))
+    assets.append(build_features_asset(plants, start, load_registry(paths), load_features(paths)))
     checks = [*build_standard_checks(ids), *build_kpi_checks(), *build_features_checks()]
     model_cfg = load_model_config(paths)
     quality_keys = [k for c in checks for k in c.check_keys]

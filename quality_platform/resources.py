@@ -25,7 +25,7 @@ from quality_platform.config import (
     load_kpis,
     load_plants,
     load_platform,
-    load_quantities,
+    load_registry,
 )
 from quality_platform.privacy import load_key
 from quality_platform.settings import (
@@ -64,7 +64,7 @@ class PlatformResource(dg.ConfigurableResource):
         return load_plants(self.paths())
 
     def quantities(self) -> QuantityRegistry:
-        return load_quantities(self.paths())
+        return load_registry(self.paths())
 
     def kpis(self) -> KpiRegistry:
         return load_kpis(self.paths())

@@ -7,10 +7,14 @@ multiply-add, which keeps standardisation fast on millions of readings.
 
 from __future__ import annotations
 
+import ast
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pint
+
+from quality_platform.expressions import ARITHMETIC, parse
 
 _UREG = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 
@@ -32,6 +36,49 @@ def check_convertible(source_unit: str, canonical_unit: str) -> None:
             f"unit {source_unit!r} ({src.dimensionality}) cannot be converted to "
             f"{canonical_unit!r} ({dst.dimensionality})"
         )
+
+
+def operands(expression: str) -> list[str]:
+    """The quantity names a derived quantity's ``expression`` uses (+ - * / ** over names and
+    numbers); ValueError for anything else."""
+    _, names = parse(
+        expression, "expression", (*ARITHMETIC, ast.Pow), "+ - * / ** over names and numbers"
+    )
+    if not names:
+        raise ValueError(f"expression {expression!r} uses no quantity")
+    return names
+
+
+def evaluate(expression: str, values: dict[str, Any], units: dict[str, str], unit: str) -> Any:
+    """``expression`` over quantity ``values`` (numbers or arrays) given in ``units``, computed by
+    pint (so N*m x rpm is a power, degC - degC a temperature difference) and returned as
+    magnitudes in ``unit``. pint's errors (incompatible dimensions, an offset unit multiplied)
+    are ValueErrors naming the expression."""
+    q = _UREG.Quantity
+    env = {n: q(values[n], units[n]) for n in operands(expression)}
+    try:
+        out = eval(compile(expression, "<expression>", "eval"), {"__builtins__": {}}, env)
+        if not isinstance(out, pint.Quantity):
+            out = q(out, "dimensionless")
+        return out.to(unit).magnitude
+    except (pint.errors.PintError, TypeError, ValueError) as exc:
+        raise ValueError(f"expression {expression!r} in {unit!r}: {exc}") from exc
+
+
+def check_expression(name: str, spec: Any, known: dict[str, Any]) -> None:
+    """Raise ValueError unless the derived quantity ``spec`` (``expression`` over ``known``
+    measured quantities) is computable by pint into its ``unit``."""
+    names = operands(spec.expression)
+    for n in names:
+        if n not in known or n == name:
+            raise ValueError(f"expression {spec.expression!r}: {n!r} is not a known quantity")
+        if known[n].expression is not None:
+            raise ValueError(
+                f"expression {spec.expression!r}: {n!r} is itself derived; use measured quantities"
+            )
+    evaluate(
+        spec.expression, dict.fromkeys(names, 1.0), {n: known[n].unit for n in names}, spec.unit
+    )
 
 
 @lru_cache(maxsize=256)

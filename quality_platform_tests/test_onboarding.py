@@ -315,7 +315,12 @@ def test_a_plant_exporting_one_row_per_cycle_at_two_sample_rates_onboards_by_one
     }
 
     def edit(d: dict[str, Any]) -> None:
-        d.update(name="Plant P (per-cycle arrays)", machines=["P-M01", "P-M02"])
+        # a cycle record every 15 minutes: what the completeness check expects
+        d.update(
+            name="Plant P (per-cycle arrays)",
+            machines=["P-M01", "P-M02"],
+            reading_interval_seconds=900,
+        )
         d["streams"]["readings"] = readings
 
     plant = _new_plant(qp_env, "plant_p", edit)
@@ -334,6 +339,8 @@ def test_a_plant_exporting_one_row_per_cycle_at_two_sample_rates_onboards_by_one
     outcomes = _onboard(qp_env, tmp_path, "plant_p", day, day + dt.timedelta(days=days - 1))
     failed = [c for c in outcomes[1].failed_checks if "(ERROR)" in c]
     assert failed == [], outcomes[1].failed_checks
+    # 96 cycles a day with all their samples: complete (it expects cycles x samples, not seconds)
+    assert not [c for c in outcomes[1].failed_checks if "completeness" in c]
     con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
     try:
         counts = con.sql(

@@ -11,8 +11,11 @@ readings however many days a run covers (a plain range join on machine compares 
 with every unit of its machine).
 
 Every unit of ``production_units`` gets exactly one row: a unit without readings has
-``n_readings = 0``, ``<q>__n = 0`` and NULL statistics. The statistics are pivoted into one fixed
-set of columns ``<quantity>__<statistic>`` for every quantity of the registry.
+``n_readings = 0``, ``<q>__n = 0`` and NULL statistics. The statistics are pivoted into one set of
+columns ``<signal>__<statistic>`` for every signal of the registry: a quantity, a plant channel
+``<quantity>@<channel>`` (its own sample interval in ``time_outside_s``), or a derived quantity,
+whose readings are computed first by pint from its operands' readings at the same machine and
+time (:func:`derived_readings`; they do not count in ``n_readings``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,21 @@ import datetime as dt
 from collections.abc import Iterable
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 
-from quality_platform.config import QuantityRegistry
+from quality_platform.config import (
+    CHANNEL_SEP,
+    PlantConfig,
+    QuantityRegistry,
+    QuantitySpec,
+    operands,
+    signal_name,
+)
 from quality_platform.features.config import FeatureConfig, Limits
 from quality_platform.features.schema import CONTEXT, columns, feature_name, statistics_of
-from quality_platform.standard.schemas import TABLES, sql_type
+from quality_platform.standard.schemas import TABLES, signal_sql, sql_type
+from quality_platform.units import evaluate
 from quality_platform.warehouse import key_predicate, table_exists
 
 STANDARD = "standard"
@@ -60,29 +72,73 @@ def _outside(limits: dict[str, Limits]) -> str:
     return f"CASE quantity {' '.join(whens)} ELSE false END" if whens else "false"
 
 
+def _has_channel(con: duckdb.DuckDBPyConnection, schema: str) -> bool:
+    """Whether sensor_readings has its ``channel`` column (a warehouse of an earlier release gains
+    it when its next day is standardised)."""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = 'sensor_readings' AND column_name = 'channel'",
+            [schema],
+        ).fetchall()[0][0]
+    )
+
+
+def derivable(plant: PlantConfig, registry: QuantityRegistry) -> dict[str, QuantitySpec]:
+    """The derived quantities of the registry a plant can compute: every operand is a quantity
+    the plant measures (as the quantity itself, not only as channels)."""
+    measured = {q for q, ch in plant.signals().values() if ch is None}
+    return {
+        q: spec
+        for q, spec in registry.quantities.items()
+        if spec.expression is not None and set(operands(spec.expression)) <= measured
+    }
+
+
+def _intervals(plant: PlantConfig, registry: QuantityRegistry) -> str:
+    """SQL: the sample interval [s] of a reading's signal (the mapping's ``interval_seconds``, else
+    the plant's ``reading_interval_seconds``), which ``time_outside_s`` multiplies."""
+    default = plant.reading_interval_seconds
+    signals = plant.signals()
+    whens = [
+        f"WHEN {_lit(signal_name(*signals[k]))} THEN {_num(m.interval_seconds)}"
+        for k, m in plant.streams.readings.quantities.items()
+        if m.interval_seconds is not None and m.interval_seconds != default
+    ]
+    return f"CASE quantity {' '.join(whens)} ELSE {_num(default)} END" if whens else _num(default)
+
+
 def unit_features_sql(
     con: duckdb.DuckDBPyConnection,
-    plant_id: str,
+    plant: PlantConfig,
     days: Iterable[dt.date],
     registry: QuantityRegistry,
     config: FeatureConfig,
-    reading_interval_seconds: float,
     schema: str = STANDARD,
+    derived_relation: str | None = None,
 ) -> str:
-    """The query computing the features of a plant's units of ``days`` (columns in schema order)."""
+    """The query computing the features of a plant's units of ``days`` (columns in schema order).
+
+    A reading's signal is its quantity, or ``<quantity>@<channel>``; ``derived_relation`` names a
+    registered relation (machine_id, ts_utc, quantity, value) of derived readings to include."""
+    plant_id = plant.plant_id
     days = sorted(set(days))
     unit_keys = [(plant_id, d) for d in days]
     reading_keys = sorted({(plant_id, d + dt.timedelta(days=k)) for d in days for k in (-1, 0, 1)})
     stats = statistics_of(config)
+    signals = registry.signals()
     limits = {
-        q: lim for q in registry.quantities if (lim := config.limits_for(plant_id, q)) is not None
+        q: lim
+        for q in signals
+        if (lim := config.limits_for(plant_id, q.split(CHANNEL_SEP, 1)[0])) is not None
     }
+    derived = sorted(q for q in signals if not registry.measured(q))
     agg = ",\n      ".join(
-        f'CAST({s.sql.format(interval=_num(reading_interval_seconds))} AS {sql_type(s.type)}) AS "{s.name}"'
+        f'CAST({s.sql.format(interval="any_value(iv)")} AS {sql_type(s.type)}) AS "{s.name}"'
         for s in stats
     )
     pivot = []
-    for q in registry.quantities:
+    for q in signals:
         for s in stats:
             name = feature_name(q, s.name)
             if s.name == "time_outside_s" and q not in limits:
@@ -91,6 +147,11 @@ def unit_features_sql(
                 pivot.append(
                     f'any_value("{s.name}") FILTER (WHERE quantity = {_lit(q)}) AS "{name}"'
                 )
+    n_readings = (
+        f'sum("n") FILTER (WHERE quantity NOT IN ({", ".join(_lit(q) for q in derived)}))'
+        if derived
+        else 'sum("n")'
+    )
     out = []
     for c in columns(registry, config):
         if c.name in _UNIT_COLS:
@@ -101,6 +162,12 @@ def unit_features_sql(
             out.append(f'p."{c.name}"')
     units_src = _source(schema, "production_units", key_predicate(unit_keys), con)
     readings_src = _source(schema, "sensor_readings", key_predicate(reading_keys), con)
+    signal = signal_sql() if _has_channel(con, schema) else "quantity"
+    extra = (
+        f"\n  UNION ALL SELECT machine_id, ts_utc, quantity, value FROM {derived_relation}"
+        if derived_relation
+        else ""
+    )
     sep = ",\n      "
     return f"""
 WITH u AS (
@@ -108,7 +175,9 @@ WITH u AS (
   FROM ({units_src})
 ),
 r AS (
-  SELECT machine_id, ts_utc, quantity, value FROM ({readings_src})
+  SELECT * FROM (
+    SELECT machine_id, ts_utc, {signal} AS quantity, value FROM ({readings_src}){extra}
+  )
   WHERE ts_utc >= (SELECT min(start_utc) FROM u) AND ts_utc < (SELECT max(end_utc) FROM u)
 ),
 ub AS (  -- each unit once per UTC hour its window touches
@@ -125,11 +194,11 @@ w AS (
 a AS (
   SELECT _u, quantity,
       {agg}
-  FROM (SELECT *, {_outside(limits)} AS outside FROM w)
+  FROM (SELECT *, {_outside(limits)} AS outside, {_intervals(plant, registry)} AS iv FROM w)
   GROUP BY _u, quantity
 ),
 p AS (
-  SELECT _u, sum("n") AS n_readings,
+  SELECT _u, {n_readings} AS n_readings,
       {sep.join(pivot)}
   FROM a GROUP BY _u
 )
@@ -139,16 +208,73 @@ ORDER BY u.partition_date, u.start_utc, u.machine_id, u.unit_id
 """
 
 
+def derived_readings(
+    con: duckdb.DuckDBPyConnection,
+    plant: PlantConfig,
+    days: Iterable[dt.date],
+    registry: QuantityRegistry,
+    schema: str = STANDARD,
+) -> pd.DataFrame:
+    """The plant's derived quantities per machine and reading time of ``days`` (+-1 day, as the
+    feature windows read): each expression evaluated by pint where every operand has a reading at
+    that time, in the derived quantity's unit. Columns machine_id, ts_utc, quantity, value."""
+    specs = derivable(plant, registry)
+    cols = ["machine_id", "ts_utc", "quantity", "value"]
+    if not specs or not table_exists(con, schema, "sensor_readings"):
+        return pd.DataFrame(columns=cols)
+    keys = sorted({(plant.plant_id, d + dt.timedelta(days=k)) for d in days for k in (-1, 0, 1)})
+    names = sorted({n for spec in specs.values() for n in operands(spec.expression)})
+    only_quantity = "channel IS NULL AND " if _has_channel(con, schema) else ""
+    wide = con.sql(
+        f"""PIVOT (SELECT machine_id, ts_utc, quantity, value FROM "{schema}".sensor_readings
+                   WHERE {key_predicate(keys)} AND {only_quantity}
+                         quantity IN ({", ".join(_lit(n) for n in names)}))
+            ON quantity IN ({", ".join(_lit(n) for n in names)}) USING any_value(value)
+            GROUP BY machine_id, ts_utc"""
+    ).df()
+    parts = []
+    for q, spec in specs.items():
+        ops = operands(spec.expression)
+        have = wide.dropna(subset=ops)
+        if have.empty:
+            continue
+        values = evaluate(
+            spec.expression,
+            {n: have[n].to_numpy(dtype="float64") for n in ops},
+            {n: registry.quantities[n].unit for n in ops},
+            spec.unit,
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "machine_id": have["machine_id"],
+                    "ts_utc": have["ts_utc"],
+                    "quantity": q,
+                    "value": values,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
 def compute_unit_features(
     con: duckdb.DuckDBPyConnection,
-    plant_id: str,
+    plant: PlantConfig,
     days: Iterable[dt.date],
     registry: QuantityRegistry,
     config: FeatureConfig,
-    reading_interval_seconds: float,
     schema: str = STANDARD,
 ) -> pa.Table:
     """The features of a plant's units of ``days`` as Arrow (one row per unit)."""
-    return con.sql(
-        unit_features_sql(con, plant_id, days, registry, config, reading_interval_seconds, schema)
-    ).to_arrow_table()
+    days = sorted(set(days))
+    derived = derived_readings(con, plant, days, registry, schema)
+    if derived.empty:
+        return con.sql(
+            unit_features_sql(con, plant, days, registry, config, schema)
+        ).to_arrow_table()
+    con.register("_derived", derived.astype({"ts_utc": "datetime64[us]", "value": "float64"}))
+    try:
+        sql = unit_features_sql(con, plant, days, registry, config, schema, "_derived")
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister("_derived")

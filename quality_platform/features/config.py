@@ -12,7 +12,7 @@ from quality_platform.config import (
     PLANT_ID_RE,
     ConfigError,
     ConfigModel,
-    load_quantities,
+    load_registry,
     load_yaml_model,
 )
 from quality_platform.settings import Paths, get_paths
@@ -83,7 +83,7 @@ def load_features(paths: Paths | None = None) -> FeatureConfig:
     paths = paths or get_paths()
     path = features_file(paths)
     cfg: FeatureConfig = load_yaml_model(path, FeatureConfig)
-    known = load_quantities(paths).quantities
+    known = load_registry(paths).quantities
     for q in cfg.limits:
         if q not in known:
             raise ConfigError(

@@ -1,8 +1,9 @@
 """The one schema of ``features.unit_features``, declared once as :class:`Col` (as the standard
 tables in :mod:`quality_platform.standard.schemas`).
 
-The table has the same columns for every plant: the unit's context, then, for EVERY canonical
-quantity of the registry and every configured statistic, a column ``<quantity>__<statistic>``.
+The table has the same columns for every plant: the unit's context, then, for EVERY signal of the
+registry (shared, plant-local and derived quantities, plant channels ``<quantity>@<channel>``) and
+every configured statistic, a column ``<signal>__<statistic>``.
 Each statistic is declared once here - its SQL aggregate, formula, unit and description - and from
 that come the DuckDB query (:mod:`.compute`), the DDL, the pandera gate, the Dagster column schema
 and the feature-definitions table shown in the catalog.
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from quality_platform.config import QuantityRegistry
+from quality_platform.config import QuantityRegistry, QuantitySpec
 from quality_platform.features.config import FeatureConfig
 from quality_platform.standard.schemas import Col
 from quality_platform.standard.schemas import columns_pandera as pandera_schema
@@ -180,17 +181,27 @@ def statistics_of(config: FeatureConfig) -> list[Statistic]:
     return [s for name, s in STATISTICS.items() if name in config.statistics]
 
 
+def _describe(s: Statistic, q: str, spec: QuantitySpec) -> str:
+    text = s.description.format(q=q, unit=spec.unit)
+    if spec.expression is not None:
+        text += f" {q} is derived: {spec.expression} per machine and reading time (pint)."
+    return text
+
+
 def feature_columns(registry: QuantityRegistry, config: FeatureConfig) -> tuple[Col, ...]:
-    """``<quantity>__<statistic>`` for every canonical quantity (registry order) and statistic."""
+    """``<signal>__<statistic>`` for every signal of the registry (every quantity - shared,
+    plant-local, derived - in registry order, then every plant channel ``<quantity>@<channel>``)
+    and statistic. A plant that joins with new quantities or channels adds columns; the table
+    evolves (``evolve_table``), other plants' rows are untouched."""
     return tuple(
         Col(
             feature_name(q, s.name),
             s.type,
-            s.description.format(q=q, unit=spec.unit),
+            _describe(s, q, spec),
             nullable=s.nullable,
             checks=s.checks,
         )
-        for q, spec in registry.quantities.items()
+        for q, spec in registry.signals().items()
         for s in statistics_of(config)
     )
 
@@ -210,9 +221,11 @@ def feature_definitions(registry: QuantityRegistry, config: FeatureConfig) -> pd
             "source_quantity": "(all)",
         }
     ]
-    for q, spec in registry.quantities.items():
+    for q, spec in registry.signals().items():
         for s in statistics_of(config):
             formula = s.formula
+            if spec.expression is not None:
+                formula += f" of {q} = {spec.expression}"
             if s.name == "time_outside_s":
                 per_plant = sorted(
                     {
@@ -243,17 +256,19 @@ def _limits_text(lim: object) -> str:
     return f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
 
 
-def _consistent(quantities: Iterable[str], statistics: Iterable[str]) -> pa.Check:
+def _consistent(registry: QuantityRegistry, statistics: Iterable[str]) -> pa.Check:
     """Row-wise: min <= mean <= max and last within [min, max]; stats NULL exactly when n = 0;
-    n_readings = sum of the per-quantity counts."""
-    qs, stats = list(quantities), set(statistics)
+    n_readings = sum of the measured (not derived) signals' counts."""
+    qs, stats = list(registry.signals()), set(statistics)
+    measured = {q for q in qs if registry.measured(q)}
 
     def _check(df: pd.DataFrame) -> pd.Series:
         ok = pd.Series(True, index=df.index)
         total = pd.Series(0, index=df.index, dtype="int64")
         for q in qs:
             n = df[feature_name(q, "n")]
-            total = total + n
+            if q in measured:
+                total = total + n
             if "mean" in stats:
                 ok &= (n > 0) == df[feature_name(q, "mean")].notna()
             lo = df[feature_name(q, "min")] if "min" in stats else None
@@ -274,5 +289,5 @@ def pandera_for(registry: QuantityRegistry, config: FeatureConfig) -> pa.DataFra
     return pandera_schema(
         columns(registry, config),
         TABLE,
-        checks=[_consistent(registry.quantities, config.statistics)],
+        checks=[_consistent(registry, config.statistics)],
     )

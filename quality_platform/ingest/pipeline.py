@@ -25,7 +25,13 @@ from quality_platform.ingest.standardize import (
     standardize_units,
 )
 from quality_platform.settings import Paths
-from quality_platform.standard.schemas import conform, duckdb_ddl, pandera_schema
+from quality_platform.standard.schemas import (
+    TABLES,
+    conform,
+    duckdb_ddl,
+    evolve_table,
+    pandera_schema,
+)
 from quality_platform.warehouse import connect, read_partitions, replace_partitions, transaction
 
 RAW_SCHEMA = "raw"
@@ -283,6 +289,8 @@ def _standardize_one(
         keys = [(plant.plant_id, d) for d in chunk]
         with transaction(con):  # the three tables of a day change together
             for name, df in frames.items():
+                # a table of an earlier release gains the columns added since (e.g. channel)
+                evolve_table(con, TABLES[name], STANDARD_SCHEMA, name)
                 replace_partitions(
                     con,
                     STANDARD_SCHEMA,

@@ -325,12 +325,19 @@ def _bounds(keys: list[tuple[str, dt.date]], ctx: StandardizeContext) -> pd.Data
 
 
 def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
+    """Per readings mapping key (a quantity, or a channel of one): its quantity and channel,
+    source field, unit label, the pint factors into the canonical unit and the plausible range."""
     rows = []
-    for q, m in ctx.plant.streams.readings.quantities.items():
+    signals = ctx.plant.signals()
+    for k, m in ctx.plant.streams.readings.quantities.items():
+        q, channel = signals[k]
         qs = ctx.registry.quantities[q]
         a, b = affine(ctx.registry.pint_unit(m.unit), qs.unit)
-        rows.append((q, m.field, m.unit, a, b, qs.min, qs.max, qs.unit))
-    return pd.DataFrame(rows, columns=["quantity", "signal", "label", "a", "b", "lo", "hi", "unit"])
+        rows.append((k, q, channel, m.field, m.unit, a, b, qs.min, qs.max, qs.unit))
+    return pd.DataFrame(
+        rows,
+        columns=["quantity", "canon", "channel", "signal", "label", "a", "b", "lo", "hi", "unit"],
+    ).astype({"channel": "string"})
 
 
 def _array_selects(
@@ -424,7 +431,7 @@ def standardize_readings(
           SELECT v.*, ts.ts_utc + to_microseconds(v.offset_us) AS ts_utc, ts.ts_utc AS record_ts,
                  coalesce(ts.nonexistent, FALSE) AS nonexistent,
                  CASE WHEN contains(v.text, '_') THEN NULL ELSE TRY_CAST(v.text AS DOUBLE) END AS num,
-                 c.a, c.b, c.lo, c.hi, c.unit, bd.lo_ts, bd.hi_ts
+                 c.canon, c.channel, c.a, c.b, c.lo, c.hi, c.unit, bd.lo_ts, bd.hi_ts
           FROM _values v
           LEFT JOIN _ts ts ON v.ts_text IS NOT DISTINCT FROM ts.ts_text AND v.occ = ts.occ
           LEFT JOIN _conv c ON v.quantity = c.quantity
@@ -462,8 +469,8 @@ def standardize_readings(
         con.execute(f"CREATE OR REPLACE TEMP TABLE _d AS {rules}")
         accepted = (
             con.sql(f"""
-            SELECT {_lit(ctx.plant.plant_id)} AS plant, partition_date, machine AS machine_id, ts_utc, quantity,
-                   val AS value, unit, _source_file AS source_file, _source_row AS source_row
+            SELECT {_lit(ctx.plant.plant_id)} AS plant, partition_date, machine AS machine_id, ts_utc,
+                   canon AS quantity, channel, val AS value, unit, _source_file AS source_file, _source_row AS source_row
             FROM _d WHERE rule IS NULL""")
             .to_arrow_table()
             .to_pandas(strings_to_categorical=True)

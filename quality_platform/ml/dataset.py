@@ -3,7 +3,8 @@
 A snapshot is built per plant from ``features.unit_features`` joined to the inspection outcome
 of ``standard.production_units``:
 
-- window: the plant's last ``window_days`` days whose labels are complete, i.e. days ``D`` with
+- window: the plant's last ``window_days`` days (its own ``training_window_days`` where the plant
+  file sets one) whose labels are complete, i.e. days ``D`` with
   ``D + label_latency_days <= the plant's last standardised day``. Later days are left out
   entirely (their known labels would be a biased sample: inspections still pending);
 - rows: units of the window whose outcome is known; units still pending are counted, not used;
@@ -70,6 +71,11 @@ def snapshot_dir(paths: Paths, data_hash: str) -> Path:
     return snapshots_dir(paths) / data_hash[:16]
 
 
+def window_days(plant: PlantConfig, cfg: ModelConfig) -> int:
+    """The training window of a plant: its own ``training_window_days``, else the model's."""
+    return plant.training_window_days or cfg.training.window_days
+
+
 def plant_windows(
     con: Any, plants: dict[str, PlantConfig], cfg: ModelConfig, end: dt.date | None = None
 ) -> dict[str, tuple[dt.date, dt.date, dt.date]]:
@@ -91,7 +97,7 @@ def plant_windows(
         if end is not None:
             complete = min(complete, end)
         out[plant_id] = (
-            complete - dt.timedelta(days=cfg.training.window_days - 1),
+            complete - dt.timedelta(days=window_days(plant, cfg) - 1),
             complete,
             last[plant_id],
         )
@@ -114,7 +120,7 @@ def _read_plant(
 
 
 def outside_window(
-    con: Any, plant: PlantConfig, first: dt.date, last: dt.date, latest: dt.date, window_days: int
+    con: Any, plant: PlantConfig, first: dt.date, last: dt.date, latest: dt.date, window: int
 ) -> dict[str, Any]:
     """How many of a plant's featured units a snapshot of window ``first..last`` leaves out, and
     why: the days after ``last`` up to the last standardised day ``latest`` wait for their labels
@@ -135,7 +141,7 @@ def outside_window(
         )
         why.append(f"{after} unit(s) on {last + dt.timedelta(days=1)}..{latest} ({cause})")
     if before:
-        why.append(f"{before} unit(s) before {first} (window_days={window_days})")
+        why.append(f"{before} unit(s) before {first} (window_days={window})")
     return {
         "units_before_window": int(before),
         "units_after_window": int(after),
@@ -228,7 +234,10 @@ def build_snapshot(
             "label_latency_days": plants[plant_id].label_latency_days,
             "labelled_units": len(df),
             "pending_units_left_out": pending,
-            **outside_window(con, plants[plant_id], first, last, latest, cfg.training.window_days),
+            "training_window_days": window_days(plants[plant_id], cfg),
+            **outside_window(
+                con, plants[plant_id], first, last, latest, window_days(plants[plant_id], cfg)
+            ),
             "pseudonym_key_ids": _key_ids(con, plant_id, first, last),
         }
         if len(df) < cfg.training.min_units_per_plant:
@@ -314,8 +323,9 @@ def datasheet(
         "sources": ["features.unit_features", "standard.production_units (inspection outcome)"],
         "partitions": partitions,
         "window_rule": (
-            f"per plant: the last {cfg.training.window_days} days with complete labels "
-            "(day + label_latency_days <= last standardised day); only units with a known outcome"
+            f"per plant: the last {cfg.training.window_days} days (or the plant's "
+            "training_window_days) with complete labels (day + label_latency_days <= last "
+            "standardised day); only units with a known outcome"
         ),
         "split_rule": (
             f"per plant, by whole days counted back from the latest labelled day: the latest and "

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from quality_platform.config import ConfigError, ConfigModel, load_quantities, load_yaml_model
+from quality_platform.config import ConfigError, ConfigModel, load_registry, load_yaml_model
 from quality_platform.settings import Paths, get_paths
 
 RULES = "rules"
@@ -104,7 +104,7 @@ def load_safe_state(paths: Paths | None = None) -> SafeStateConfig:
     paths = paths or get_paths()
     path = safe_state_path(paths)
     cfg: SafeStateConfig = load_yaml_model(path, SafeStateConfig)
-    known = set(load_quantities(paths).quantities)
+    known = set(load_registry(paths).quantities)
     for i, r in enumerate(cfg.limits):
         quantity = r.feature.split("__")[0]
         if quantity not in known:

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from quality_platform.config import QuantityRegistry
+from quality_platform.config import CHANNEL_SEP, QuantityRegistry
+from quality_platform.warehouse import quote_ident
 
 # logical type -> (DuckDB type, pandas dtype in memory, pandera dtype or None)
 _TYPES: dict[str, tuple[str, str, Any]] = {
@@ -74,7 +75,18 @@ TABLES: dict[str, tuple[Col, ...]] = {
         *_KEY,
         Col("machine_id", "label", "Machine as named by the plant."),
         Col("ts_utc", "timestamp", "Measurement time in UTC."),
-        Col("quantity", "label", "Canonical quantity (data/standard/quantities.yaml)."),
+        Col(
+            "quantity",
+            "label",
+            "Canonical quantity (data/standard/quantities.yaml, or the plant's own `quantities`).",
+        ),
+        Col(
+            "channel",
+            "label",
+            "The plant's channel (sensor or position) when a machine has several sensors of the "
+            "quantity, e.g. `TS1`..`TS4` of temperature; NULL for a quantity's only sensor.",
+            nullable=True,
+        ),
         Col(
             "value",
             "float",
@@ -186,6 +198,16 @@ TABLES: dict[str, tuple[Col, ...]] = {
 }
 
 
+def signal_sql(alias: str = "") -> str:
+    """SQL: a sensor_readings row's signal - its quantity, or ``<quantity>@<channel>`` (as
+    :func:`quality_platform.config.signal_name`)."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"CASE WHEN {a}channel IS NULL THEN {a}quantity "
+        f"ELSE {a}quantity || '{CHANNEL_SEP}' || {a}channel END"
+    )
+
+
 # --------------------------------------------------------------------------- generic (any column list)
 
 
@@ -195,6 +217,31 @@ def columns_ddl(cols: Iterable[Col], schema: str, table: str) -> str:
         f'"{c.name}" {_TYPES[c.type][0]}{"" if c.nullable else " NOT NULL"}' for c in cols
     )
     return f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" (\n  {body}\n)'
+
+
+def evolve_table(con: Any, cols: Iterable[Col], schema: str, table: str) -> list[str]:
+    """Bring an existing table to a column list in place: a declared column it lacks is added
+    (existing rows get NULL, or 0 for a non-nullable count: a plant that does not measure a new
+    quantity has 0 readings of it). Columns are never dropped. Returns the added names; nothing
+    happens to a table that does not exist."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    if not have:
+        return []
+    name = f"{quote_ident(schema)}.{quote_ident(table)}"
+    added = [c for c in cols if c.name not in have]
+    for c in added:
+        default = " DEFAULT 0" if c.type == "int" and not c.nullable else ""
+        con.execute(
+            f"ALTER TABLE {name} ADD COLUMN {quote_ident(c.name)} {_TYPES[c.type][0]}{default}"
+        )
+    return [c.name for c in added]
 
 
 def columns_pandera(

@@ -4,6 +4,7 @@ midnight into the next partition, the grace before midnight, a unit without read
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quality_platform.config import load_plants, load_quantities
+from quality_platform.config import PlantConfig, load_plants, load_quantities, merged_registry
 from quality_platform.defs.features.checks import (
     check_coverage,
     check_feature_schema,
@@ -42,6 +43,11 @@ CFG = FeatureConfig(
     statistics=list(STATISTICS),
     limits={"temperature": Limits(lower=195, upper=205), "vibration": Limits(upper=4.5)},
 )
+
+
+def _plant() -> PlantConfig:
+    """plant_a's config with the test's reading interval."""
+    return load_plants()[PLANT].model_copy(update={"reading_interval_seconds": INTERVAL})
 
 
 def _ts(day: dt.date, hhmm: str) -> dt.datetime:
@@ -132,7 +138,7 @@ def con() -> duckdb.DuckDBPyConnection:
 
 def _features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     reg = load_quantities()
-    t = compute_unit_features(con, PLANT, [D], reg, CFG, INTERVAL)
+    t = compute_unit_features(con, _plant(), [D], reg, CFG)
     return t.to_pandas().set_index("unit_id", drop=False)
 
 
@@ -216,7 +222,7 @@ def test_gates_on_the_written_table(con: duckdb.DuckDBPyConnection) -> None:
     reg = load_quantities()
     plants = load_plants()
     keys = [(PLANT, D)]
-    t = compute_unit_features(con, PLANT, [D], reg, CFG, INTERVAL)
+    t = compute_unit_features(con, _plant(), [D], reg, CFG)
     replace_partitions(
         con, FEATURE_SCHEMA, TABLE, t, keys, ddl=ddl(columns(reg, CFG), FEATURE_SCHEMA, TABLE)
     )
@@ -245,7 +251,51 @@ def test_gates_on_the_written_table(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_no_units_no_rows_and_missing_tables() -> None:
     c = duckdb.connect(":memory:")
-    t = compute_unit_features(c, PLANT, [D], load_quantities(), CFG, INTERVAL)
+    t = compute_unit_features(c, _plant(), [D], load_quantities(), CFG)
     assert t.num_rows == 0 and t.column_names == [
         col.name for col in columns(load_quantities(), CFG)
     ]
+
+
+def test_a_channel_is_its_own_signal_with_its_own_sample_interval(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Readings of a channel (``temperature`` channel ``TS1``, sampled every 30 s) are features
+    of ``temperature@TS1``, apart from the quantity's own sensor; ``time_outside_s`` counts the
+    channel's samples at its own interval."""
+    plant = _plant()
+    rs = plant.streams.readings
+    q = dict(rs.quantities)
+    q["TS1"] = type(rs.quantities["temperature"])(
+        field="TS1", unit="°C", quantity="temperature", interval_seconds=30
+    )
+    plant = plant.model_copy(
+        update={
+            "streams": plant.streams.model_copy(
+                update={"readings": rs.model_copy(update={"quantities": q})}
+            )
+        }
+    )
+    shared = load_quantities()
+    reg = merged_registry(shared, {PLANT: plant}, Path("plants"))
+    ts1 = {1: 196.0, 3: 207.0, 5: 190.0}  # two outside [195, 205]
+    rows = pd.DataFrame(
+        [
+            {**_reading(D, "M1", _ts(D, "10:00") + dt.timedelta(minutes=k), "temperature", v)}
+            | {"channel": "TS1"}
+            for k, v in ts1.items()
+        ]
+    )
+    con.register("_rows", rows)
+    con.execute("INSERT INTO standard.sensor_readings BY NAME SELECT * FROM _rows")
+    con.unregister("_rows")
+    u1 = compute_unit_features(con, plant, [D], reg, CFG).to_pandas().set_index("unit_id").loc["U1"]
+    assert u1["temperature@TS1__n"] == 3
+    assert u1["temperature@TS1__mean"] == pytest.approx(np.mean(list(ts1.values())))
+    assert u1["temperature@TS1__time_outside_s"] == 2 * 30.0  # its own interval
+    assert u1["temperature__n"] == 5  # the quantity's own sensor, unchanged
+    assert u1["temperature__time_outside_s"] == 2 * INTERVAL
+    assert u1["n_readings"] == 6 + 3
+    # the gate's consistency rule (n_readings = sum of measured counts) holds with channels
+    t = compute_unit_features(con, plant, [D], reg, CFG).to_pandas()
+    pandera_for(reg, CFG).validate(conform(t, columns(reg, CFG)))

@@ -123,15 +123,22 @@ def test_the_split_holds_out_whole_days_and_falls_back_to_units_below_three_days
 
 
 @pytest.mark.parametrize(
-    ("n_days", "latency", "end", "after", "cause"),
+    ("n_days", "latency", "end", "own_window", "after", "cause"),
     [
-        (2, 2, None, 2, "label_latency_days=2"),  # a 2-day data set: nothing has labels yet
-        (30, 2, None, 2, "label_latency_days=2"),
-        (30, 0, "2026-03-25", 10, "end_date 2026-03-25"),  # data to 04-04
+        (2, 2, None, None, 2, "label_latency_days=2"),  # a 2-day data set: nothing labelled yet
+        (30, 2, None, None, 2, "label_latency_days=2"),
+        (30, 0, "2026-03-25", None, 10, "end_date 2026-03-25"),  # data to 04-04
+        (30, 2, None, 7, 2, "label_latency_days=2"),  # the plant's own 7-day window
     ],
 )
 def test_the_snapshot_says_how_many_units_fall_outside_the_window_and_why(
-    qp_env, n_days: int, latency: int, end: str | None, after: int, cause: str
+    qp_env,
+    n_days: int,
+    latency: int,
+    end: str | None,
+    own_window: int | None,
+    after: int,
+    cause: str,
 ) -> None:
     """Units on days the window leaves out are counted with the reason, so a plant's data that
     falls wholly outside (a short data set under the default label latency) is not silent."""
@@ -140,10 +147,12 @@ def test_the_snapshot_says_how_many_units_fall_outside_the_window_and_why(
     import duckdb
 
     from quality_platform.config import load_plants
-    from quality_platform.ml.dataset import outside_window, plant_windows
+    from quality_platform.ml.dataset import outside_window, plant_windows, window_days
 
     cfg = load_model_config(qp_env)
-    plant = load_plants(qp_env)["plant_a"].model_copy(update={"label_latency_days": latency})
+    plant = load_plants(qp_env)["plant_a"].model_copy(
+        update={"label_latency_days": latency, "training_window_days": own_window}
+    )
     first_day = dt.date(2026, 3, 6)
     con = duckdb.connect()
     con.execute("CREATE SCHEMA features")
@@ -154,8 +163,13 @@ def test_the_snapshot_says_how_many_units_fall_outside_the_window_and_why(
     )
     stop = dt.date.fromisoformat(end) if end else None
     (first, last, latest) = plant_windows(con, {"plant_a": plant}, cfg, stop)["plant_a"]
-    got = outside_window(con, plant, first, last, latest, cfg.training.window_days)
+    window = window_days(plant, cfg)
+    assert window == (own_window or cfg.training.window_days)
+    assert (last - first).days == window - 1
+    got = outside_window(con, plant, first, last, latest, window)
     before = max(0, (first - first_day).days) * 10
+    if own_window:  # 30 days, the last 2 unlabelled, a 7-day window: 21 days before it
+        assert before == 21 * 10 and f"(window_days={own_window})" in got["left_out_because"]
     assert got["units_after_window"] == after * 10
     assert got["units_before_window"] == before
     assert cause in got["left_out_because"]

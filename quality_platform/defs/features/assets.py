@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from quality_platform.config import PlantConfig, QuantityRegistry
+from quality_platform.config import PlantConfig, QuantityRegistry, signal_name
 from quality_platform.defs._assets import CODE_VERSIONS, per_day_table, preview, warehouse_path
 from quality_platform.features.compute import compute_unit_features
 from quality_platform.features.config import FeatureConfig, load_features
@@ -28,11 +28,11 @@ from quality_platform.partitions import by_plant, keys_of, plant_day
 from quality_platform.resources import PlatformResource
 from quality_platform.standard.schemas import columns_ddl as ddl
 from quality_platform.standard.schemas import columns_table_schema as table_schema
+from quality_platform.standard.schemas import evolve_table
 from quality_platform.warehouse import (
     WAREHOUSE_POOL,
     connect,
     replace_partitions,
-    table_exists,
 )
 
 QUALIFIED = f"{FEATURE_SCHEMA}.{TABLE}"
@@ -76,26 +76,25 @@ def _column_lineage(registry: QuantityRegistry, config: FeatureConfig) -> dg.Tab
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
-def _check_table_columns(con: Any, registry: QuantityRegistry, config: FeatureConfig) -> None:
-    """Refuse to write into a table of another feature set (the columns would not line up)."""
-    if not table_exists(con, FEATURE_SCHEMA, TABLE):
-        return
-    have = [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position",
-            [FEATURE_SCHEMA, TABLE],
-        ).fetchall()
-    ]
-    want = [c.name for c in columns(registry, config)]
-    if have != want:
-        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-        raise dg.Failure(
-            description=f"{QUALIFIED} was built for another feature set (missing columns {missing[:10]}, "
-            f"extra {extra[:10]}): bump feature_set_version in data/features.yaml, drop the "
-            f"table and re-materialise all partitions."
-        )
+def migrate_features_table(
+    con: Any, registry: QuantityRegistry, config: FeatureConfig
+) -> tuple[list[str], list[str]]:
+    """Evolve features.unit_features to the feature set in force, in place: a plant that joins
+    with new quantities or channels (or a new statistic) adds columns - other plants' rows get
+    NULL statistics and 0 counts, which is what they are, as those plants do not measure them.
+    A column no longer in the feature set (a plant or statistic removed) is kept, never dropped
+    automatically: its history stays readable (and scorable by a model version that used it),
+    new rows leave it NULL. No manual DROP TABLE, no re-run of the other plants. A changed
+    *definition* (feature_set_version) is a new code version: Dagster marks the partitions
+    computed under the old one stale. Returns (added, kept columns outside the feature set)."""
+    added = evolve_table(con, columns(registry, config), FEATURE_SCHEMA, TABLE)
+    declared = {c.name for c in columns(registry, config)}
+    have = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+        "AND table_name = ? ORDER BY ordinal_position",
+        [FEATURE_SCHEMA, TABLE],
+    ).fetchall()
+    return added, [r[0] for r in have if r[0] not in declared]
 
 
 def build_features_asset(
@@ -123,7 +122,7 @@ def build_features_asset(
         code_version=f"{CODE_VERSIONS['features']}.fs{config.feature_set_version}",
         tags={"layer": "features", "personal_data": "no"},
         description="One row per produced unit: statistics (mean, std, min, max, last, slope per hour, count, "
-        "time outside process limits) of every canonical quantity over the readings of the unit's "
+        "time outside process limits) of every quantity, channel and derived quantity over the readings of the unit's "
         "machine inside its production window, plus line, product, material lot and supplier; "
         "no labels, no operator (features.unit_features).",
         metadata={
@@ -147,13 +146,16 @@ def build_features_asset(
         per_day: dict[tuple[str, dt.date], int] = {}
         with_readings, heads, previewed = 0, [], set()
         with connect(warehouse_path(warehouse)) as con:
-            _check_table_columns(con, reg, fcfg)
+            added, outside = migrate_features_table(con, reg, fcfg)
+            if added:
+                context.log.info(
+                    f"{QUALIFIED} evolved to the feature set in force: {len(added)} column(s) "
+                    f"added {added[:8]}"
+                )
             for plant_id, days in by_plant(keys).items():
                 for i in range(0, len(days), CHUNK_DAYS):
                     chunk = days[i : i + CHUNK_DAYS]
-                    t = compute_unit_features(
-                        con, plant_id, chunk, reg, fcfg, cfg[plant_id].reading_interval_seconds
-                    )
+                    t = compute_unit_features(con, cfg[plant_id], chunk, reg, fcfg)
                     replace_partitions(
                         con, FEATURE_SCHEMA, TABLE, t, [(plant_id, d) for d in chunk], ddl=table_ddl
                     )
@@ -166,8 +168,8 @@ def build_features_asset(
                     if plant_id not in previewed and t.num_rows:
                         previewed.add(plant_id)
                         means = [
-                            feature_name(q, "mean")
-                            for q in cfg[plant_id].streams.readings.quantities
+                            feature_name(signal_name(q, ch), "mean")
+                            for q, ch in cfg[plant_id].signals().values()
                             if "mean" in fcfg.statistics
                         ][:4]
                         heads.append(
@@ -191,6 +193,8 @@ def build_features_asset(
         head = pd.concat(heads, ignore_index=True) if heads else pd.DataFrame()
         meta: dict[str, Any] = {
             "dagster/row_count": total,
+            "columns_added": dg.MetadataValue.json(added),
+            "columns_outside_feature_set": dg.MetadataValue.json(outside),
             "dagster/column_lineage": _column_lineage(reg, fcfg),
             "feature_set_version": fcfg.feature_set_version,
             "share_units_with_readings": round(with_readings / total, 4) if total else None,

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from quality_platform.config import PlantConfig, QuantityRegistry
+from quality_platform.config import PlantConfig, QuantityRegistry, signal_name
 from quality_platform.defs._checks import keys_query, md_table, pandera_result, warehouse_check
 from quality_platform.defs.features.assets import QUALIFIED
 from quality_platform.features.compute import STANDARD
@@ -120,7 +120,7 @@ def coverage_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -> pd.D
     parts = []
     for plant_id in sorted({p for p, _ in keys}):
         sub = [k for k in keys if k[0] == plant_id]
-        for q in plants[plant_id].streams.readings.quantities:
+        for q in sorted({signal_name(*s) for s in plants[plant_id].signals().values()}):
             parts.append(
                 keys_query(
                     con,

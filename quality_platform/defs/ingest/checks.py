@@ -11,12 +11,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from quality_platform.config import PlantConfig
+from quality_platform.config import PlantConfig, signal_name
 from quality_platform.defs._checks import keys_query, md_table, pandera_result, warehouse_check
 from quality_platform.ingest.pipeline import RAW_SCHEMA, STANDARD_SCHEMA, raw_table
 from quality_platform.ingest.readers import items_per_record
 from quality_platform.partitions import Keys
-from quality_platform.standard.schemas import conform, pandera_schema
+from quality_platform.standard.schemas import conform, pandera_schema, signal_sql
 from quality_platform.warehouse import read_partitions, table_exists
 
 
@@ -88,9 +88,14 @@ def check_completeness(
         seconds = (
             pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(p.tz) - start
         ).total_seconds()
+        signals, rs = p.signals(), p.streams.readings
         for m in p.machines:
-            for q in p.streams.readings.quantities:
-                rows.append((plant_id, day, m, q, seconds / p.reading_interval_seconds))
+            for k, mapping in rs.quantities.items():
+                if rs.array is not None:  # a record per cycle (every reading_interval_seconds)
+                    per_day = seconds / p.reading_interval_seconds * rs.array.samples[k]
+                else:  # a channel sampled at its own rate
+                    per_day = seconds / (mapping.interval_seconds or p.reading_interval_seconds)
+                rows.append((plant_id, day, m, signal_name(*signals[k]), per_day))
     expected = pd.DataFrame(
         rows, columns=["plant", "partition_date", "machine_id", "quantity", "expected"]
     )
@@ -101,7 +106,7 @@ def check_completeness(
                 con,
                 f"""
             WITH got AS (
-              SELECT r.plant, r.partition_date, r.machine_id, r.quantity, count(*) AS n
+              SELECT r.plant, r.partition_date, r.machine_id, {signal_sql("r")} AS quantity, count(*) AS n
               FROM {STANDARD_SCHEMA}.sensor_readings r SEMI JOIN _keys k
                 ON r.plant = k.plant AND r.partition_date = k.partition_date GROUP BY ALL)
             SELECT e.plant, e.partition_date, e.machine_id, e.quantity, e.expected,
@@ -144,13 +149,13 @@ def check_reading_duplicates(con: Any, keys: Keys) -> dg.AssetCheckResult:
     bad = keys_query(
         con,
         f"""
-        SELECT r.plant, r.machine_id, r.ts_utc, r.quantity, count(*) AS n
+        SELECT r.plant, r.machine_id, r.ts_utc, r.quantity, r.channel, count(*) AS n
         FROM {STANDARD_SCHEMA}.sensor_readings r SEMI JOIN _keys k
           ON r.plant = k.plant AND r.partition_date = k.partition_date
         GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC LIMIT 1000""",
         keys,
     )
-    return _result(bad, "duplicated (machine, time, quantity) readings")
+    return _result(bad, "duplicated (machine, time, quantity, channel) readings")
 
 
 def _local_bounds(plants: dict[str, PlantConfig], keys: Keys, grace_min: float) -> pd.DataFrame:
@@ -331,7 +336,7 @@ def build_standard_checks(plant_ids: list[str]) -> list[dg.AssetChecksDefinition
         make(
             "sensor_readings",
             "no_duplicates",
-            "At most one value per machine, time and quantity.",
+            "At most one value per machine, time, quantity and channel.",
             lambda con, keys, p: check_reading_duplicates(con, keys),
         ),
         make(
