@@ -1,7 +1,8 @@
 """`make bench`: ingestion throughput at the default and a 10x larger scale, the wall time of the
 whole demo (with the closed loop and its latency), peak memory, retraining, scoring, drift speed
-against Evidently, drift detection delay / false alarms over seeds, and the loop's recovery of
-model quality after a shift (against never retraining and an oracle). Prints figures; asserts
+against Evidently, drift detection delay / false alarms over seeds, the loop's recovery of
+model quality after a shift (against never retraining and an oracle), and the model on the real
+AI4I 2020 data against a plain CatBoost on the same split. Prints figures; asserts
 nothing.
 
 Each measurement runs in a fresh process (peak RSS is per process). Set QP_BENCH_SCALES=1 to skip
@@ -117,8 +118,13 @@ def drift_speed() -> str:
 
 def detection(seeds: str, module: str = "benchmarks.detection_bench") -> str:
     """The table of a seeds benchmark (detection, recovery) without its JSON lines."""
+    return table(module, "--seeds", seeds)
+
+
+def table(module: str, *args: str) -> str:
+    """What a benchmark module prints, without its JSON lines."""
     res = subprocess.run(
-        [PY, "-m", module, "--seeds", seeds],
+        [PY, "-m", module, *args],
         cwd=ROOT,
         env=_env(ROOT / "data" / "state"),
         capture_output=True,
@@ -227,7 +233,11 @@ def main() -> None:
     print(f"\n## Detection (benchmarks/detection_bench.py --seeds {seeds})")
     print(detection(seeds), flush=True)
     print(f"\n## Recovery after a shift (benchmarks/recovery_bench.py --seeds {seeds})")
-    print(detection(seeds, "benchmarks.recovery_bench"))
+    print(detection(seeds, "benchmarks.recovery_bench"), flush=True)
+    print(
+        "\n## AI4I 2020: the platform's model vs a plain CatBoost, same split (benchmarks/ai4i_bench.py)"
+    )
+    print(table("benchmarks.ai4i_bench"))
 
 
 if __name__ == "__main__":
