@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from quality_platform.expressions import CONDITION, CONDITION_OPS, evaluate_condition
 from quality_platform.expressions import parse as parse_expression
 from quality_platform.settings import Paths, get_paths
 
@@ -400,24 +401,56 @@ class UnitsStream(StreamBase):
 
 
 class OutcomeRule(ConfigModel):
-    """A threshold on a numeric inspection or lab field: a value below ``below`` (or above
-    ``above``) makes the unit ``then`` - e.g. ``{field: dissolution_pct, below: 80, then: scrap}``
-    for "dissolution below 80 %". The bound itself passes."""
+    """A rule on numeric inspection or lab fields that makes a unit ``then``: a threshold on one
+    field - ``{field: dissolution_pct, below: 80, then: scrap}`` for "dissolution below 80 %"; the
+    bound itself passes - or a condition over several, ``{expression: "assay_pct < 95 or
+    assay_pct > 105", then: rework}`` (+ - * /, comparisons, and/or/not; see
+    :mod:`quality_platform.expressions`). A source field whose name is no Python identifier is
+    named in the expression by an alias: ``fields: {d: "Dissolution [%]"}``."""
 
-    field: str
+    field: str | None = None
     below: float | None = None
     above: float | None = None
+    expression: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
     then: Literal["rework", "scrap"]
 
     @model_validator(mode="after")
-    def _one_bound(self) -> OutcomeRule:
-        if (self.below is None) == (self.above is None):
-            raise ValueError("give exactly one of 'below' or 'above'")
+    def _one_kind(self) -> OutcomeRule:
+        if self.expression is None:
+            if self.field is None:
+                raise ValueError("give 'field' with 'below' or 'above', or an 'expression'")
+            if (self.below is None) == (self.above is None):
+                raise ValueError("give exactly one of 'below' or 'above'")
+            if self.fields:
+                raise ValueError("'fields' (aliases) is for an 'expression'")
+            return self
+        if self.field is not None or self.below is not None or self.above is not None:
+            raise ValueError("give either 'field' with a bound or an 'expression', not both")
+        _, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
+        if not names:
+            raise ValueError(f"expression {self.expression!r} reads no field")
+        unused = sorted(set(self.fields) - set(names))
+        if unused:
+            raise ValueError(f"alias(es) {unused} in 'fields' are not used by the expression")
         return self
 
-    def hits(self, value: Any) -> Any:
-        """Whether ``value`` (a number or a numeric array/series) breaks the rule."""
-        return value < self.below if self.below is not None else value > self.above
+    @property
+    def reads(self) -> list[str]:
+        """The source fields the rule reads, in order."""
+        if self.expression is None:
+            return [self.field] if self.field else []
+        _, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
+        return [self.fields.get(n, n) for n in names]
+
+    def hits(self, measured: dict[str, Any]) -> Any:
+        """Where the rule hits, for the values of each source field it reads (numbers or numeric
+        arrays/series; a missing value makes a threshold or comparison false)."""
+        if self.expression is None:
+            value = measured[self.field]
+            return value < self.below if self.below is not None else value > self.above
+        tree, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
+        return evaluate_condition(tree, {n: measured[self.fields.get(n, n)] for n in names})
 
 
 class OutcomeSpec(ConfigModel):
@@ -441,7 +474,7 @@ class OutcomeSpec(ConfigModel):
     @property
     def measured_fields(self) -> list[str]:
         """The source fields the ``rules`` read, each once, in order."""
-        return list(dict.fromkeys(r.field for r in self.rules or []))
+        return list(dict.fromkeys(f for r in self.rules or [] for f in r.reads))
 
     def rule_outcome(self, measured: dict[str, Any]) -> tuple[Any, Any]:
         """(rework, scrap): where any rework rule and where any scrap rule hits, for the values of
@@ -449,7 +482,7 @@ class OutcomeSpec(ConfigModel):
         unit counts as scrap (the KPIs' rule)."""
         hit: dict[str, Any] = {"rework": False, "scrap": False}
         for r in self.rules or []:
-            hit[r.then] = hit[r.then] | r.hits(measured[r.field])
+            hit[r.then] = hit[r.then] | r.hits(measured)
         return hit["rework"], hit["scrap"]
 
 

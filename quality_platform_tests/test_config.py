@@ -75,6 +75,32 @@ def _edit(path: Path, fn) -> None:
             "streams.inspections.outcome.rules.0",
         ),
         (
+            lambda d: d["streams"]["inspections"].update(
+                outcome={"rules": [{"expression": "__import__('os') > 1", "then": "scrap"}]}
+            ),
+            "uses Call",  # an expression is parsed against an allow-list, never run
+        ),
+        (
+            lambda d: d["streams"]["inspections"].update(
+                outcome={"rules": [{"expression": "a.b > 1", "then": "scrap"}]}
+            ),
+            "uses Attribute",
+        ),
+        (
+            lambda d: d["streams"]["inspections"].update(
+                outcome={
+                    "rules": [{"expression": "d < 80", "fields": {"h": "Haerte"}, "then": "scrap"}]
+                }
+            ),
+            "alias(es) ['h'] in 'fields' are not used",
+        ),
+        (
+            lambda d: d["streams"]["inspections"].update(
+                outcome={"rules": [{"field": "x", "expression": "x > 1", "then": "scrap"}]}
+            ),
+            "not both",
+        ),
+        (
             lambda d: d["streams"]["units"]["fields"].pop("end"),
             "fields ['end'] must be mapped",
         ),

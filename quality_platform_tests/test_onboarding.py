@@ -203,6 +203,67 @@ def test_a_plant_whose_labels_are_lab_thresholds_onboards_by_one_yaml(
     assert merged["scrap_got"].sum() > 0 and merged["rework_got"].sum() > 0
 
 
+def test_a_plant_whose_labels_are_conditions_over_several_lab_fields_onboards_by_one_yaml(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    """Outcome rules as conditions over several lab fields (a tablet out of its dissolution window,
+    or soft for its dissolution; a source field named by an alias): every unit's rework/scrap is
+    what the conditions say about the values in the delivered files."""
+    thresholds = [
+        {"field": "Aufloesung_pct", "below": 80, "then": "scrap"},
+        {"field": "Haerte_kP", "above": 12, "then": "rework"},
+    ]
+    plant = _new_plant(
+        qp_env,
+        "plant_e",
+        lambda d: (
+            d.update(name="Plant E (lab conditions)", machines=["E-M01"]),
+            d["streams"]["inspections"].update(outcome={"rules": thresholds}),
+        ),
+    )
+    day, days = dt.date(2026, 3, 16), 4
+    # the lab files (the simulator writes values for threshold rules; the plant's real rules are
+    # conditions over the same fields)
+    simulate(qp_env.landing_dir, days=days, seed=8, start=day, plants={"plant_e": plant})
+    conditions = [
+        {"expression": "d < 80 or d > 86", "fields": {"d": "Aufloesung_pct"}, "then": "scrap"},
+        {
+            "expression": "Haerte_kP > 12 and not d > 84",
+            "fields": {"d": "Aufloesung_pct"},
+            "then": "rework",
+        },
+        {"expression": "11 < Haerte_kP < 11.3", "then": "rework"},
+    ]
+    f = qp_env.plants_dir / "plant_e.yaml"
+    doc = yaml.safe_load(f.read_text())
+    doc["streams"]["inspections"]["outcome"] = {"rules": conditions}
+    f.write_text(yaml.safe_dump(doc, allow_unicode=True))
+
+    _onboard(qp_env, tmp_path, "plant_e", day, day + dt.timedelta(days=days - 1))
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        got = con.sql(
+            "SELECT unit_id, rework, scrap FROM standard.production_units "
+            "WHERE plant = 'plant_e' AND defect IS NOT NULL"
+        ).df()
+    finally:
+        con.close()
+    lab = pd.concat(
+        pd.read_csv(p) for p in sorted((qp_env.landing_dir / "plant_e").rglob("pruefung_*.csv"))
+    )
+    d, h = lab["Aufloesung_pct"], lab["Haerte_kP"]
+    scrap = (d < 80) | (d > 86)
+    hard, window = (h > 12) & ~(d > 84), (h > 11) & (h < 11.3)
+    want = pd.DataFrame({"unit_id": lab["Auftrag"], "scrap": scrap, "rework": hard | window})
+    merged = want.merge(got, on="unit_id", suffixes=("_want", "_got"))
+    assert len(merged) == len(lab) == len(got)
+    assert (merged["scrap_want"] == merged["scrap_got"].astype(bool)).all()
+    assert (merged["rework_want"] == merged["rework_got"].astype(bool)).all()
+    # every condition decides some units, and 'not' and the chained comparison matter
+    assert scrap.sum() > 0 and hard.sum() > 0 and window.sum() > 0
+    assert ((h > 12) & (d > 84)).any() and ((h > 11.3) & (h <= 12)).any()
+
+
 def test_a_plant_delivering_one_file_for_many_days_lands_every_record_once(
     qp_env: Paths, tmp_path: Path
 ) -> None:

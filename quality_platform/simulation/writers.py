@@ -466,6 +466,12 @@ def measurements(spec: OutcomeSpec, outcome: np.ndarray) -> dict[str, np.ndarray
     other rule; an outcome class without a rule reads as ok. Values lie 1-9 % of the bound beyond
     or within it, deterministically spread over the units."""
     rules = spec.rules or []
+    conditions = [r.expression for r in rules if r.expression is not None]
+    if conditions:  # an arbitrary condition has no value that is known to pass or to break it
+        raise ValueError(
+            f"the simulator writes measurements for threshold rules only, not for the "
+            f"expression rule(s) {conditions}; simulate with thresholds and deliver real lab files"
+        )
     spread = 0.01 + 0.08 * ((np.arange(outcome.size) * 7919) % 97) / 96.0
     first = {k: next((r for r in rules if r.then == k), None) for k in ("rework", "scrap")}
     out = {}

@@ -273,7 +273,7 @@ def test_written_measurements_give_back_each_units_outcome(rules, outcomes) -> N
     decided = np.zeros(outcome.size, dtype=int)
     for r in specs:
         code = 1 if r.then == "rework" else 2
-        decided = np.where(r.hits(values[r.field]), np.maximum(decided, code), decided)
+        decided = np.where(r.hits(values), np.maximum(decided, code), decided)
     kinds = {r.then for r in specs}
     expected = np.where(
         ((outcome == 1) & ("rework" in kinds)) | ((outcome == 2) & ("scrap" in kinds)), outcome, 0
