@@ -556,6 +556,10 @@ class PlantConfig(ConfigModel):
     #: ``training.window_days`` (data/ml/model.yaml). A plant producing one batch every few days
     #: needs a longer window than one producing a unit a minute.
     training_window_days: int | None = Field(None, ge=1, le=3650)
+    #: First local day of this plant's history, when it lies before the platform's partition
+    #: start (data/platform.yaml): the partitions then begin there, so the history can be landed
+    #: without editing the platform file.
+    history_start: dt.date | None = None
     personal_data: list[str] = Field(default_factory=list)
     streams: Streams
     legacy_kpis: list[LegacyKpi] = Field(default_factory=list)
@@ -662,6 +666,15 @@ class QualitySettings(ConfigModel):
 class PlatformConfig(ConfigModel):
     partitions: PartitionSettings
     quality: QualitySettings = Field(default_factory=QualitySettings)
+
+
+def partitions_start(platform: PlatformConfig, plants: dict[str, PlantConfig]) -> dt.date:
+    """The first day of the plant x day partitions: the platform's ``start_date``, or the earliest
+    ``history_start`` of a plant whose history is older (Dagster's partitions share one start)."""
+    return min(
+        [platform.partitions.start_date]
+        + [p.history_start for p in plants.values() if p.history_start is not None]
+    )
 
 
 # --------------------------------------------------------------------------- formulas

@@ -12,7 +12,13 @@ import warnings
 
 import dagster as dg
 
-from quality_platform.config import load_kpis, load_plants, load_platform, load_registry
+from quality_platform.config import (
+    load_kpis,
+    load_plants,
+    load_platform,
+    load_registry,
+    partitions_start,
+)
 from quality_platform.defs.features.assets import build_features_asset
 from quality_platform.defs.features.checks import build_features_checks
 from quality_platform.defs.ingest.assets import build_raw_asset, build_standard_assets
@@ -60,7 +66,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     """All assets, checks, jobs and sensors for the plants configured under ``paths``."""
     paths = paths or get_paths()
     plants = load_plants(paths)
-    start = load_platform(paths).partitions.start_date
+    start = partitions_start(load_platform(paths), plants)
     ids = sorted(plants)
     assets = [build_raw_asset(p, start) for p in plants.values()]
     assets.append(build_standard_assets(plants, start))

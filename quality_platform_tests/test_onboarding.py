@@ -444,3 +444,29 @@ def test_a_plant_exporting_one_row_per_cycle_at_two_sample_rates_onboards_by_one
     assert pres["value"].tolist() == pytest.approx(  # bar -> kPa
         (first[[f"P_{i:03d}" for i in range(1, 451)]].iloc[0] * 100).tolist()
     )
+
+
+def test_a_plant_with_history_before_the_partition_start_brings_its_start_in_its_own_yaml(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    """A plant whose history is older than data/platform.yaml's start_date says so in its own file
+    (history_start): the partitions begin there and its old days land, no platform edit."""
+    old = dt.date(2026, 3, 9)
+    before = build_definitions(qp_env).resolve_assets_def("production_units").partitions_def
+    assert old.isoformat() not in {k.split("|")[0] for k in before.get_partition_keys()}
+    plant = _new_plant(
+        qp_env,
+        "plant_o",
+        lambda d: d.update(name="Plant O (old history)", machines=["O-M01"], history_start=old),
+    )
+    simulate(qp_env.landing_dir, days=2, seed=9, start=old, plants={"plant_o": plant})
+    _onboard(qp_env, tmp_path, "plant_o", old, old + dt.timedelta(days=1))
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        days = con.sql(
+            "SELECT DISTINCT partition_date FROM standard.sensor_readings WHERE plant = 'plant_o' "
+            "ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [d for (d,) in days] == [old, old + dt.timedelta(days=1)]
