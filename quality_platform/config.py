@@ -99,6 +99,9 @@ class QuantityRegistry(ConfigModel):
     #: channel signals of the installed plants (``temperature@TS1`` -> ``temperature``), set by
     #: :func:`merged_registry` from the plant files, never read from quantities.yaml
     _channels: dict[str, str] = PrivateAttr(default_factory=dict)
+    #: quantities some installed plant delivers as unit attributes (``streams.attributes``), set
+    #: by :func:`merged_registry`; each is one feature column ``<quantity>__value``
+    _attributes: set[str] = PrivateAttr(default_factory=set)
 
     def signals(self) -> dict[str, QuantitySpec]:
         """What the features describe, each with its quantity's spec: every quantity (shared,
@@ -111,6 +114,11 @@ class QuantityRegistry(ConfigModel):
                 update={"description": f"Channel {channel} of {q}: {spec.description}"}
             )
         return out
+
+    def attributes(self) -> dict[str, QuantitySpec]:
+        """The quantities the installed plants deliver as unit attributes (sorted), each with its
+        spec: one value per unit, not a time series."""
+        return {q: self.quantities[q] for q in sorted(self._attributes)}
 
     def measured(self, signal: str) -> bool:
         """Whether a signal is read from files (not derived by an expression)."""
@@ -492,10 +500,42 @@ class InspectionsStream(StreamBase):
     outcome: OutcomeSpec
 
 
+class AttributeValue(ConfigModel):
+    """The source field holding one attribute quantity of a unit, and its unit label."""
+
+    field: str
+    unit: str
+
+
+class AttributesStream(StreamBase):
+    """Values that belong to a unit (batch), not to a time series: raw-material properties (API
+    particle size, excipient moisture), recipe set-points, supplier certificate values - one
+    record per unit, keyed by its id. ``values`` maps each quantity (shared or plant-local) to its
+    source field and unit label; a record lands on its unit's day, as an inspection does."""
+
+    fields: dict[Literal["unit_id"], str]
+    values: dict[str, AttributeValue] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fields_once(self) -> AttributesStream:
+        if "unit_id" not in self.fields:
+            raise ValueError("'fields' must map 'unit_id' (the unit a record belongs to)")
+        seen = {self.fields["unit_id"]: "fields.unit_id"}
+        for q, v in self.values.items():
+            if v.field in seen:  # one column cannot be two values; one would be dropped
+                raise ValueError(
+                    f"source field {v.field!r} is mapped twice: {seen[v.field]} and values.{q}.field"
+                )
+            seen[v.field] = f"values.{q}.field"
+        return self
+
+
 class Streams(ConfigModel):
     readings: ReadingsStream
     units: UnitsStream
     inspections: InspectionsStream
+    #: optional: unit-level attributes joined to the units by id (see :class:`AttributesStream`)
+    attributes: AttributesStream | None = None
 
     @model_validator(mode="after")
     def _inspections_follow_units(self) -> Streams:
@@ -503,6 +543,13 @@ class Streams(ConfigModel):
         if not ins.per_day_files and ins.timestamp.kind != "sequence" and self.units.per_day_files:
             raise ValueError(
                 f"inspections.path {ins.path!r} is one file for many days, so each inspection "
+                "lands on its unit's day, taken from the units file; units.path "
+                f"{self.units.path!r} must then be one file for many days too (no '{{date}}')"
+            )
+        att = self.attributes
+        if att is not None and not att.per_day_files and self.units.per_day_files:
+            raise ValueError(
+                f"attributes.path {att.path!r} is one file for many days, so each record "
                 "lands on its unit's day, taken from the units file; units.path "
                 f"{self.units.path!r} must then be one file for many days too (no '{{date}}')"
             )
@@ -822,6 +869,23 @@ def _check_plant_against_registry(
             check_convertible(reg.pint_unit(m.unit), known[q].unit)
         except ValueError as exc:
             raise ConfigError(f"{f}: field 'streams.readings.quantities.{k}.unit': {exc}") from exc
+    att = plant.streams.attributes
+    for q, v in (att.values if att is not None else {}).items():
+        field = f"streams.attributes.values.{q}"
+        if q not in known:
+            raise ConfigError(
+                f"{f}: field '{field}': unknown quantity {q!r}; known: {measured} (a plant-local "
+                "quantity is declared under 'quantities' of the plant file)"
+            )
+        if known[q].expression is not None:
+            raise ConfigError(
+                f"{f}: field '{field}': {q!r} is derived (expression {known[q].expression!r}); "
+                "a unit attribute is read from a file, not computed"
+            )
+        try:
+            check_convertible(reg.pint_unit(v.unit), known[q].unit)
+        except ValueError as exc:
+            raise ConfigError(f"{f}: field '{field}.unit': {exc}") from exc
     for i, lk in enumerate(plant.legacy_kpis):
         if lk.maps_to not in kpi_ids:
             raise ConfigError(f"{f}: field 'legacy_kpis.{i}.maps_to': unknown KPI {lk.maps_to!r}")
@@ -862,6 +926,12 @@ def merged_registry(
         for p in plants.values()
         for q, ch in p.signals().values()
         if ch is not None
+    }
+    out._attributes = {
+        q
+        for p in plants.values()
+        if p.streams.attributes is not None
+        for q in p.streams.attributes.values
     }
     return out
 
