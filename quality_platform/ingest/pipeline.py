@@ -15,13 +15,14 @@ import pandas as pd
 import pyarrow as pa
 
 from quality_platform.config import PlantConfig, QualitySettings, QuantityRegistry
-from quality_platform.ingest.readers import STREAMS, RawStream, read_raw
+from quality_platform.ingest.readers import BY_UNIT, RawStream, plant_streams, read_raw
 from quality_platform.ingest.readings_sql import standardize_readings
 from quality_platform.ingest.standardize import (
     StandardizeContext,
     parse_issues_to_quarantine,
     personal_streams,
     redact_personal,
+    standardize_attributes,
     standardize_units,
 )
 from quality_platform.settings import Paths
@@ -85,8 +86,9 @@ def _land_chunk(
 ) -> None:
     keys = [(plant.plant_id, d) for d in dates]
     streams: dict[str, RawStream] = {}
-    for s in STREAMS:  # units before inspections: a many-day file's inspection takes its unit's day
-        unit_days = streams["units"].unit_days if s == "inspections" else None
+    # units before inspections and attributes: a many-day file's record takes its unit's day
+    for s in plant_streams(plant):
+        unit_days = streams["units"].unit_days if s in BY_UNIT else None
         streams[s] = read_raw(plant, s, dates, paths, unit_days)
     receipts = [r for s in streams.values() for r in s.receipts]
     issues = [i for s in streams.values() for i in s.issues]
@@ -190,11 +192,15 @@ class StandardResult:
     def quarantine(self) -> pd.DataFrame:
         return self._frame("quarantine")
 
+    @property
+    def attributes(self) -> pd.DataFrame:
+        return self._frame("unit_attributes")
+
     def total(self, table: str) -> int:
         return sum(self.rows[table].values())
 
 
-STANDARD_TABLES = ("sensor_readings", "production_units", "quarantine")
+STANDARD_TABLES = ("sensor_readings", "production_units", "unit_attributes", "quarantine")
 
 
 def _read(
@@ -211,11 +217,12 @@ def standardize_chunk(
 ) -> dict[str, pd.DataFrame]:
     """Raw -> standard frames for some days, validated by pandera (not written)."""
     keys = [(plant.plant_id, d) for d in dates]
-    raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in ("units", "inspections")}
+    streams = plant_streams(plant)
+    raw = {s: _read(con, raw_table(plant.plant_id, s), keys) for s in streams[1:]}
     receipts = _read(con, "receipts", keys)
     issues = _read(con, "parse_issues", keys)
     rec = {
-        s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in STREAMS
+        s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in streams
     }
     readings, q_r = standardize_readings(
         con, raw_table(plant.plant_id, "readings"), keys, rec["readings"], ctx
@@ -223,16 +230,25 @@ def standardize_chunk(
     units, q_u = standardize_units(
         raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx
     )
+    attributes, q_a = standardize_attributes(
+        raw.get("attributes", pd.DataFrame()), rec.get("attributes", receipts), units, ctx
+    )
     q_p = parse_issues_to_quarantine(issues)
     quarantine = conform(
-        pd.concat([q for q in (q_p, q_r, q_u) if not q.empty] or [q_p], ignore_index=True),
+        pd.concat([q for q in (q_p, q_r, q_u, q_a) if not q.empty] or [q_p], ignore_index=True),
         "quarantine",
     )
     quarantine = redact_personal(quarantine, personal_streams(plant, receipts), ctx.pseudonym_key)
     pandera_schema("sensor_readings", ctx.registry).validate(readings, lazy=True)
     pandera_schema("production_units").validate(units, lazy=True)
+    pandera_schema("unit_attributes", ctx.registry).validate(attributes, lazy=True)
     pandera_schema("quarantine").validate(quarantine, lazy=True)
-    return {"sensor_readings": readings, "production_units": units, "quarantine": quarantine}
+    return {
+        "sensor_readings": readings,
+        "production_units": units,
+        "unit_attributes": attributes,
+        "quarantine": quarantine,
+    }
 
 
 def chunks(dates: list[dt.date], size: int) -> list[list[dt.date]]:
@@ -252,7 +268,7 @@ def standardize(
     collect: bool = True,
     chunk_days: int = 1,
 ) -> StandardResult:
-    """Raw layer -> sensor_readings, production_units and quarantine for ``dates``.
+    """Raw layer -> sensor_readings, production_units, unit_attributes and quarantine for ``dates``.
 
     The pandera schemas gate each chunk BEFORE it is written: a frame that violates the
     canonical schema raises (pandera SchemaErrors) and that chunk is not written.
@@ -287,7 +303,7 @@ def _standardize_one(
     frames = standardize_chunk(plant, chunk, con, ctx)
     if write:
         keys = [(plant.plant_id, d) for d in chunk]
-        with transaction(con):  # the three tables of a day change together
+        with transaction(con):  # the standard tables of a day change together
             for name, df in frames.items():
                 # a table of an earlier release gains the columns added since (e.g. channel)
                 evolve_table(con, TABLES[name], STANDARD_SCHEMA, name)

@@ -37,6 +37,10 @@ from quality_platform.config import (
 from quality_platform.settings import Paths
 
 STREAMS = ("readings", "units", "inspections")
+#: the optional fourth stream: unit-level attributes joined to the units by id
+ATTRIBUTES = "attributes"
+#: streams whose records take their unit's day (by unit id in the units file)
+BY_UNIT = ("inspections", ATTRIBUTES)
 META_COLS = ("plant", "partition_date", "_source_file", "_source_row", "_source_item")
 _OTHER_DELIMITERS = (";", "\t", "|", ",")
 
@@ -71,11 +75,22 @@ class RawStream:
         return self.table.num_rows
 
 
+def plant_streams(plant: PlantConfig) -> tuple[str, ...]:
+    """The streams a plant delivers: readings, units, inspections, and attributes when declared
+    (units first among the unit-keyed ones: inspections and attributes take their unit's day)."""
+    return (*STREAMS, ATTRIBUTES) if plant.streams.attributes is not None else STREAMS
+
+
 def items_per_record(plant: PlantConfig, stream: str) -> int:
     """How many reconciled items one source record carries: for readings its values (one per
     quantity in the wide layout, one per sample of each quantity in the array layout, see
-    :attr:`ReadingsStream.values_per_record`), otherwise 1."""
-    return plant.streams.readings.values_per_record if stream == "readings" else 1
+    :attr:`ReadingsStream.values_per_record`), for attributes one per declared quantity,
+    otherwise 1."""
+    if stream == "readings":
+        return plant.streams.readings.values_per_record
+    if stream == ATTRIBUTES and plant.streams.attributes is not None:
+        return len(plant.streams.attributes.values)
+    return 1
 
 
 def issue(
@@ -1198,11 +1213,19 @@ def read_raw(
     return RawStream(plant.plant_id, stream, table, receipts, issues, found)
 
 
+def _by_unit(spec: Any, stream: str) -> bool:
+    """Whether a stream's records take their unit's day (inspections unless their time is a
+    sequence; attributes always: they have no time of their own)."""
+    return stream in BY_UNIT and (stream == ATTRIBUTES or spec.timestamp.kind != "sequence")
+
+
 def _day_source(spec: Any, stream: str) -> str | None:
     """The source field :func:`record_days` places a stream's records by."""
+    if _by_unit(spec, stream):
+        return spec.fields.get("unit_id")
     if spec.timestamp.kind == "sequence" or stream == "readings":
         return spec.timestamp.field
-    return spec.fields.get("unit_id" if stream == "inspections" else "start")
+    return spec.fields.get("start")
 
 
 def record_days(
@@ -1215,15 +1238,16 @@ def record_days(
 
     The one rule that places records on partitions, with the times parsed as standardisation
     parses them (local times in the plant's zone): a reading by its time, a unit by its start, an
-    inspection by its unit's day in the units file (``unit_days``), or by its own time where the
-    stream's time is a sequence. None when the file lacks the field that says."""
+    inspection or a unit attribute record by its unit's day in the units file (``unit_days``), or
+    an inspection by its own time where the stream's time is a sequence. None when the file lacks
+    the field that says."""
     spec = stream_spec(plant, stream)
-    ts: TimestampSpec = spec.timestamp
     name = _day_source(spec, stream)
     if name is None or name not in table.column_names:
         return None
-    if stream == "inspections" and ts.kind != "sequence":
+    if _by_unit(spec, stream):
         return table[name].to_pandas().map(unit_days or {})
+    ts: TimestampSpec = spec.timestamp
     values = table[name].to_pandas()
     if ts.kind == "local":  # the day is written in the local text, even in a DST gap
         return pd.to_datetime(values, format=ts.format, errors="coerce").dt.date
@@ -1270,14 +1294,14 @@ def _split_by_day(
             out[d] = res.table.take(pa.array(idx[(days == d).to_numpy()]))
     bad = idx[days.isna().to_numpy()]
     if len(bad):
-        by_unit = stream == "inspections" and spec.timestamp.kind != "sequence"
+        by_unit = _by_unit(spec, stream)
         name = _day_source(spec, stream)
         rows = res.table["_source_row"].to_pandas().iloc[bad]
         values = res.table[name].to_pandas().iloc[bad]
         for r, v in zip(rows, values, strict=True):
             text = None if pd.isna(v) else str(v)
             rule, why = (
-                ("unknown_unit", f"unit {text!r} is not in the units file; the inspection's")
+                ("unknown_unit", f"unit {text!r} is not in the units file; the record's")
                 if by_unit
                 else ("invalid_timestamp", f"{text!r} is not a {spec.timestamp.kind} time; the")
             )

@@ -9,6 +9,10 @@ record level  missing_required_column, missing_machine, invalid_timestamp, nonex
 value level   unknown_quantity, unit_label_mismatch, missing_value, not_a_number, out_of_range
 then          duplicate (same machine, time and quantity; the first one is kept)
 file level    unknown_column and missing_optional_column (warnings: data flows, problem recorded)
+
+Unit attributes (the optional ``attributes`` stream, :func:`standardize_attributes`) join their
+unit by id on the unit's day, as inspections do, with the value rules above and ``duplicate`` per
+unit and quantity.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from quality_platform.config import (
@@ -30,6 +35,7 @@ from quality_platform.config import (
 from quality_platform.ingest.readers import parse_times
 from quality_platform.privacy import key_id, pseudonymise
 from quality_platform.standard.schemas import TABLES, conform, empty_frame
+from quality_platform.units import convert
 
 _HEADER_UNIT = re.compile(r"^(.*?)\s*\[(.*)\]\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
@@ -142,6 +148,10 @@ def personal_streams(plant: PlantConfig, receipts: pd.DataFrame) -> set[str]:
         "readings": {m.field for m in s.readings.quantities.values()}
         | set(s.readings.parent_fields),
     }
+    if s.attributes is not None:
+        mapped["attributes"] = set(s.attributes.fields.values()) | {
+            v.field for v in s.attributes.values.values()
+        }
     for stream, cols in mapped.items():
         if cols & personal:
             out.add(stream)
@@ -718,3 +728,178 @@ def _attach_inspections(
 
 def _keyset(units: pd.DataFrame) -> set[tuple[dt.date, str]]:
     return set(zip(pd.to_datetime(units["partition_date"]).dt.date, units["unit_id"], strict=True))
+
+
+# --------------------------------------------------------------------------- unit attributes
+
+
+def standardize_attributes(
+    raw: pd.DataFrame, receipts: pd.DataFrame, units: pd.DataFrame, ctx: StandardizeContext
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw attribute records -> (unit_attributes, quarantine).
+
+    A record carries one value per declared quantity. It is on its unit's day as an inspection is
+    (a file per day: the file's day; one file for many days: the unit's day in the units file,
+    :func:`quality_platform.ingest.readers.record_days`), and its unit must be among that day's
+    accepted units (``unknown_unit``, as for inspections). Record rules (the whole record, all its
+    values, held back once naming the unit id column): missing_required_column, duplicate_column,
+    missing_value (no unit id), unknown_unit. Value rules (one entry per value, naming its
+    column): missing_value, not_a_number, out_of_range (after conversion by pint into the
+    quantity's canonical unit), then duplicate (the unit already has that quantity from an
+    earlier file/row; the first one is kept)."""
+    plant, spec = ctx.plant, ctx.plant.streams.attributes
+    if spec is None or raw.empty:
+        return empty_frame("unit_attributes"), empty_frame("quarantine")
+    stream = "attributes"
+    k = len(spec.values)
+    raw = raw.sort_values(["partition_date", "_source_file", "_source_row"], kind="stable")
+    raw = raw.reset_index(drop=True)
+    uid_field = spec.fields["unit_id"]
+    mapped = {"unit_id": uid_field, **{f"value:{q}": v.field for q, v in spec.values.items()}}
+    reject_file, entries = _header_problems(
+        raw, receipts, mapped, tuple(mapped), spec.ignore_fields, stream
+    )
+    for e in entries:  # a held-back record holds back all its values
+        e.loc[e["severity"] == "reject", "n_items"] *= k
+    unit_id = _field_series(raw, uid_field)
+    rb = RuleBook(raw.index)
+    rb.rule[reject_file] = "missing_required_column"  # reported once per file above
+    rb.apply(
+        unit_id.isna() | (unit_id.str.strip() == ""),
+        "missing_value",
+        f"unit id is empty; the record's {k} value(s) are held back",
+        uid_field,
+    )
+    day = pd.to_datetime(raw["partition_date"]).dt.date
+    keys = _keyset(units)
+    known = pd.Series([x in keys for x in zip(day, unit_id, strict=True)], index=raw.index)
+    rb.apply(
+        ~known,
+        "unknown_unit",
+        "unit '"
+        + unit_id.fillna("")
+        + f"' is not among the units of this day; the record's {k} value(s) are held back",
+        uid_field,
+        unit_id,
+    )
+    held = rb.rule.notna() & ~reject_file
+    q_rec = _row_quarantine(
+        raw, held, rb.rule, rb.detail, rb.column, rb.value, stream, plant.plant_id
+    )
+    if not q_rec.empty:
+        q_rec["n_items"] = k
+    ok = rb.rule.isna()
+
+    # one row per (record, quantity): the values of the records that passed, in file order
+    reg = ctx.registry
+    parts = []
+    for q, v in spec.values.items():
+        canon = reg.quantities[q]
+        text = _field_series(raw, v.field)[ok]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "_i": text.index,
+                    "quantity": q,
+                    "column": v.field,
+                    "text": text,
+                    "value": convert(
+                        pd.to_numeric(text.str.strip(), errors="coerce").to_numpy("float64"),
+                        reg.pint_unit(v.unit),
+                        canon.unit,
+                    ),
+                    "unit": canon.unit,
+                    "lo": canon.min,
+                    "hi": canon.max,
+                }
+            )
+        )
+    long = pd.concat(parts).sort_values(["_i"], kind="stable").reset_index(drop=True)
+    rec = raw.loc[long["_i"]].reset_index(drop=True)
+    long["unit_id"] = unit_id.loc[long["_i"]].to_numpy()
+    vb = RuleBook(long.index)
+    text = long["text"].astype("string")
+    val = long["value"]
+    blank = text.isna() | text.str.strip().isin(["", "nan", "NaN", "null", "none", "None"])
+    vb.apply(blank, "missing_value", "column '" + long["column"] + "': value is missing", None)
+    vb.apply(
+        val.isna(),
+        "not_a_number",
+        lambda idx: (
+            "column '"
+            + long.loc[idx, "column"]
+            + "': value '"
+            + text[idx].fillna("")
+            + "' is not a number"
+            + pd.Series(
+                np.where(
+                    text[idx].fillna("").str.match(_DECIMAL_COMMA).astype(bool),
+                    " (decimal comma? the standard expects '.')",
+                    "",
+                ),
+                index=idx,
+                dtype="string",
+            )
+        ),
+    )
+    vb.apply(
+        ~np.isfinite(val) | (val < long["lo"]) | (val > long["hi"]),
+        "out_of_range",
+        lambda idx: (
+            "column '"
+            + long.loc[idx, "column"]
+            + "': value "
+            + text[idx]
+            + " ("
+            + val[idx].round(4).astype("string")
+            + " "
+            + long.loc[idx, "unit"]
+            + ") outside the plausible range ["
+            + long.loc[idx, "lo"].astype("string")
+            + ", "
+            + long.loc[idx, "hi"].astype("string")
+            + "] of "
+            + long.loc[idx, "quantity"]
+        ),
+    )
+    good = vb.rule.isna()
+    first = (
+        pd.DataFrame({"u": long["unit_id"], "q": long["quantity"]})[good]
+        .groupby(["u", "q"], sort=False)
+        .cumcount()
+    )
+    dup = pd.Series(False, index=long.index)
+    dup[first.index[first.to_numpy() > 0]] = True
+    vb.apply(
+        dup,
+        "duplicate",
+        "unit '"
+        + long["unit_id"].astype("string")
+        + "' already has "
+        + long["quantity"]
+        + " from an earlier record; the first is kept",
+    )
+    vb.column[:] = long["column"].to_numpy()
+    vb.value[:] = text.to_numpy()
+    q_val = _row_quarantine(
+        rec, vb.rule.notna(), vb.rule, vb.detail, vb.column, vb.value, stream, plant.plant_id
+    )
+    if not q_val.empty:
+        q_val["scope"] = "value"
+    acc = vb.rule.isna()
+    out = pd.DataFrame(
+        {
+            "plant": plant.plant_id,
+            "partition_date": rec["partition_date"],
+            "unit_id": long["unit_id"],
+            "quantity": long["quantity"],
+            "value": long["value"],
+            "unit": long["unit"],
+            "source_file": rec["_source_file"],
+            "source_row": rec["_source_row"],
+        }
+    )[acc]
+    qs = [x for x in (q_rec, q_val, *entries) if not x.empty]
+    return conform(out, "unit_attributes"), (
+        pd.concat(qs, ignore_index=True) if qs else empty_frame("quarantine")
+    )

@@ -147,13 +147,38 @@ TABLES: dict[str, tuple[Col, ...]] = {
         ),
         *_PROVENANCE,
     ),
+    "unit_attributes": (
+        Col("plant", "label", "Plant id (`data/plants/<plant>.yaml`)."),
+        Col(
+            "partition_date",
+            "date",
+            "The LOCAL production day of the unit the value belongs to (as in production_units).",
+        ),
+        Col(
+            "unit_id", "text", "The unit or batch (production_units.unit_id) the value belongs to."
+        ),
+        Col(
+            "quantity",
+            "label",
+            "Canonical quantity (data/standard/quantities.yaml, or the plant's own `quantities`) "
+            "of a per-unit value: raw-material property, recipe set-point, certificate value.",
+        ),
+        Col(
+            "value",
+            "float",
+            "The unit's value in the canonical unit of the quantity (one per unit and quantity).",
+            checks=(pa.Check(np.isfinite, name="finite"),),
+        ),
+        Col("unit", "label", "Canonical unit (pint notation)."),
+        *_PROVENANCE,
+    ),
     "quarantine": (
         *_KEY,
         Col(
             "stream",
             "label",
-            "Landing stream: readings, units or inspections.",
-            checks=(pa.Check.isin(["readings", "units", "inspections"]),),
+            "Landing stream: readings, units, inspections or attributes.",
+            checks=(pa.Check.isin(["readings", "units", "inspections", "attributes"]),),
         ),
         Col(
             "stage",
@@ -191,7 +216,8 @@ TABLES: dict[str, tuple[Col, ...]] = {
         Col(
             "n_items",
             "int",
-            "How many source items this entry holds back (values for readings, records otherwise).",
+            "How many source items this entry holds back (values for readings and attributes, "
+            "records otherwise).",
             checks=(pa.Check.ge(0),),
         ),
     ),
@@ -299,12 +325,12 @@ def duckdb_ddl(table: str, schema: str = "standard") -> str:
 def pandera_schema(table: str, quantities: QuantityRegistry | None = None) -> pa.DataFrameSchema:
     """The pandera schema that gates ``table`` (strict: no missing or extra columns).
 
-    For ``sensor_readings`` with a quantity registry, it also checks that every quantity is
-    canonical, in its canonical unit, and within its plausibility range.
+    For ``sensor_readings`` and ``unit_attributes`` with a quantity registry, it also checks that
+    every quantity is canonical, in its canonical unit, and within its plausibility range.
     """
     checks: list[pa.Check] = []
     overrides: dict[str, pa.Column] = {}
-    if table == "sensor_readings" and quantities is not None:
+    if table in ("sensor_readings", "unit_attributes") and quantities is not None:
         reg = quantities.quantities
         overrides["quantity"] = pa.Column(None, checks=[pa.Check.isin(sorted(reg))])
 

@@ -11,7 +11,7 @@ import yaml
 from quality_platform.definitions import build_definitions
 from quality_platform.settings import Paths
 
-STANDARD = {"sensor_readings", "production_units", "quarantine"}
+STANDARD = {"sensor_readings", "production_units", "unit_attributes", "quarantine"}
 KPI = {"kpi_daily", "plant_reported_kpis", "kpi_reconciliation"}
 FEATURES = {"unit_features"}
 ML = {

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from quality_platform.config import PlantConfig
 from quality_platform.defs._assets import CODE_VERSIONS, per_day_table, preview, warehouse_path
 from quality_platform.ingest.pipeline import land, raw_table, standardize
+from quality_platform.ingest.readers import plant_streams
 from quality_platform.partitions import (
     by_plant,
     keys_of,
@@ -26,7 +27,7 @@ from quality_platform.warehouse import WAREHOUSE_POOL
 def build_raw_asset(plant: PlantConfig, start: dt.date) -> dg.AssetsDefinition:
     """The raw asset of one plant (built from its YAML file; no code per plant)."""
     s = plant.streams
-    fmt = {s.readings.format, s.units.format, s.inspections.format}
+    fmt = {getattr(s, st).format for st in plant_streams(plant)}
 
     @dg.asset(
         name=f"raw_{plant.plant_id}",
@@ -43,17 +44,14 @@ def build_raw_asset(plant: PlantConfig, start: dt.date) -> dg.AssetsDefinition:
             "personal_data": "yes" if plant.personal_data else "no",
         },
         description=(
-            f"Faithful text copy of every record {plant.name} delivered (readings, units, inspections), "
+            f"Faithful text copy of every record {plant.name} delivered ({', '.join(plant_streams(plant))}), "
             f"per local day in {plant.timezone}, with file and row; restricted: may hold personal data "
             f"({', '.join(plant.personal_data) or 'none'}). {plant.description}"
         ),
         metadata={
             "plant_config": f"data/plants/{plant.plant_id}.yaml",
             "tables": dg.MetadataValue.md(
-                "\n".join(
-                    f"- `raw.{raw_table(plant.plant_id, st)}`"
-                    for st in ("readings", "units", "inspections")
-                )
+                "\n".join(f"- `raw.{raw_table(plant.plant_id, st)}`" for st in plant_streams(plant))
                 + "\n- `raw.receipts` (one row per file and day)\n- `raw.parse_issues` (records that could not be parsed)"
             ),
             "personal_data_columns": ", ".join(plant.personal_data) or "none",
@@ -84,7 +82,7 @@ def build_raw_asset(plant: PlantConfig, start: dt.date) -> dg.AssetsDefinition:
     return _raw
 
 
-STANDARD_TABLES = ("sensor_readings", "production_units", "quarantine")
+STANDARD_TABLES = ("sensor_readings", "production_units", "unit_attributes", "quarantine")
 
 
 _DESCRIPTIONS = {
@@ -92,6 +90,9 @@ _DESCRIPTIONS = {
     "in canonical units and UTC (standard.sensor_readings).",
     "production_units": "One row per produced unit or batch: machine, line, product, material lot, window in UTC, "
     "pseudonymised operator and the inspection outcome once it has arrived (standard.production_units).",
+    "unit_attributes": "One row per unit and attribute quantity: values a plant delivers per unit or batch "
+    "(raw-material properties, recipe set-points, supplier certificate values) in canonical units, on the unit's "
+    "day (standard.unit_attributes).",
     "quarantine": "Every source value, record or file that was held back or flagged, with file, row, column and "
     "the rule it broke; received = accepted + quarantined, always (standard.quarantine).",
 }
@@ -100,6 +101,7 @@ _DESCRIPTIONS = {
 _KINDS = {
     "sensor_readings": {"duckdb", "pandas", "pandera"},
     "production_units": {"duckdb", "pandas", "pandera"},
+    "unit_attributes": {"duckdb", "pandas", "pandera"},
     "quarantine": {"duckdb", "pandas"},
 }
 
@@ -147,6 +149,15 @@ def _column_lineage(table: str, plants: dict[str, PlantConfig]) -> dg.TableColum
             ):
                 for t in ("rework", "scrap", "defect"):
                     deps.setdefault(t, []).append(dg.TableColumnDep(asset_key=key, column_name=col))
+        elif table == "unit_attributes" and p.streams.attributes is not None:
+            a = p.streams.attributes
+            deps.setdefault("unit_id", []).append(
+                dg.TableColumnDep(asset_key=key, column_name=a.fields["unit_id"])
+            )
+            for v in a.values.values():
+                deps.setdefault("value", []).append(
+                    dg.TableColumnDep(asset_key=key, column_name=v.field)
+                )
     return dg.TableColumnLineage(deps_by_column=deps)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from quality_platform.config import PlantConfig, signal_name
 from quality_platform.defs._checks import keys_query, md_table, pandera_result, warehouse_check
 from quality_platform.ingest.pipeline import RAW_SCHEMA, STANDARD_SCHEMA, raw_table
-from quality_platform.ingest.readers import items_per_record
+from quality_platform.ingest.readers import items_per_record, plant_streams
 from quality_platform.partitions import Keys
 from quality_platform.standard.schemas import conform, pandera_schema, signal_sql
 from quality_platform.warehouse import read_partitions, table_exists
@@ -45,7 +45,11 @@ def check_schema(con: Any, keys: Keys, table: str, registry: Any) -> dg.AssetChe
             passed=True, description="no rows in these partitions", metadata={"rows": 0}
         )
     return pandera_result(
-        pandera_schema(table, registry if table == "sensor_readings" else None), df, table
+        pandera_schema(
+            table, registry if table in ("sensor_readings", "unit_attributes") else None
+        ),
+        df,
+        table,
     )
 
 
@@ -233,7 +237,7 @@ def reconciliation_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -
     rows = []
     for plant_id in sorted({p for p, _ in keys}):
         sub = [k for k in keys if k[0] == plant_id]
-        for stream in ("readings", "units", "inspections"):
+        for stream in plant_streams(plants[plant_id]):
             k = items_per_record(plants[plant_id], stream)
             rt = raw_table(plant_id, stream)
             raw = (
@@ -262,6 +266,8 @@ def reconciliation_table(con: Any, keys: Keys, plants: dict[str, PlantConfig]) -
                 acc_sql = f"SELECT partition_date, count(*) AS accepted FROM {STANDARD_SCHEMA}.sensor_readings t"
             elif stream == "units":
                 acc_sql = f"SELECT partition_date, count(*) AS accepted FROM {STANDARD_SCHEMA}.production_units t"
+            elif stream == "attributes":  # one row per accepted value
+                acc_sql = f"SELECT partition_date, count(*) AS accepted FROM {STANDARD_SCHEMA}.unit_attributes t"
             else:
                 acc_sql = (
                     f"SELECT partition_date, count(inspected_at_utc) AS accepted "
@@ -382,6 +388,13 @@ def build_standard_checks(plant_ids: list[str]) -> list[dg.AssetChecksDefinition
                 ),
                 check_unit_windows(con, keys),
             ),
+        ),
+        make(
+            "unit_attributes",
+            "schema",
+            "pandera schema of unit_attributes (types, nulls, canonical quantities and units, "
+            "plausibility ranges).",
+            lambda con, keys, p: check_schema(con, keys, "unit_attributes", p.quantities()),
         ),
         make(
             "quarantine",
