@@ -15,7 +15,9 @@ Every unit of ``production_units`` gets exactly one row: a unit without readings
 columns ``<signal>__<statistic>`` for every signal of the registry: a quantity, a plant channel
 ``<quantity>@<channel>`` (its own sample interval in ``time_outside_s``), or a derived quantity,
 whose readings are computed first by pint from its operands' readings at the same machine and
-time (:func:`derived_readings`; they do not count in ``n_readings``).
+time (:func:`derived_readings`; they do not count in ``n_readings``). A unit attribute (a value
+per unit from ``standard.unit_attributes``, e.g. a raw-material property) is one column
+``<quantity>__value``, joined on (plant, unit_id); it is not a reading either.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ from quality_platform.config import (
     signal_name,
 )
 from quality_platform.features.config import FeatureConfig, Limits
-from quality_platform.features.schema import CONTEXT, columns, feature_name, statistics_of
+from quality_platform.features.schema import (
+    ATTRIBUTE_VALUE,
+    CONTEXT,
+    columns,
+    feature_name,
+    statistics_of,
+)
 from quality_platform.standard.schemas import TABLES, signal_sql, sql_type
 from quality_platform.units import evaluate
 from quality_platform.warehouse import key_predicate, table_exists
@@ -152,10 +160,13 @@ def unit_features_sql(
         if derived
         else 'sum("n")'
     )
+    attrs = {feature_name(q, ATTRIBUTE_VALUE): q for q in registry.attributes()}
     out = []
     for c in columns(registry, config):
         if c.name in _UNIT_COLS:
             out.append(f'u."{c.name}"')
+        elif c.name in attrs:  # a unit's attribute: its value, not a statistic of readings
+            out.append(f'att."{c.name}"')
         elif c.type == "int":  # counts: 0, not NULL, for a unit without readings
             out.append(f'CAST(coalesce(p."{c.name}", 0) AS BIGINT) AS "{c.name}"')
         else:
@@ -169,6 +180,20 @@ def unit_features_sql(
         else ""
     )
     sep = ",\n      "
+    att_cte, att_join = "", ""
+    if attrs:  # one value per unit and quantity (the standard's duplicate rule keeps the first)
+        att_src = _source(schema, "unit_attributes", key_predicate(unit_keys), con)
+        pivot_att = sep.join(
+            f'any_value(value) FILTER (WHERE quantity = {_lit(q)}) AS "{name}"'
+            for name, q in attrs.items()
+        )
+        att_cte = f""",
+att AS (
+  SELECT plant, unit_id,
+      {pivot_att}
+  FROM ({att_src}) GROUP BY plant, unit_id
+)"""
+        att_join = "\nLEFT JOIN att ON att.plant = u.plant AND att.unit_id = u.unit_id"
     return f"""
 WITH u AS (
   SELECT row_number() OVER () AS _u, {", ".join(f'"{c}"' for c in _UNIT_COLS)}
@@ -201,9 +226,9 @@ p AS (
   SELECT _u, {n_readings} AS n_readings,
       {sep.join(pivot)}
   FROM a GROUP BY _u
-)
+){att_cte}
 SELECT {", ".join(out)}
-FROM u LEFT JOIN p USING (_u)
+FROM u LEFT JOIN p USING (_u){att_join}
 ORDER BY u.partition_date, u.start_utc, u.machine_id, u.unit_id
 """
 

@@ -29,6 +29,8 @@ from quality_platform.standard.schemas import columns_pandera as pandera_schema
 FEATURE_SCHEMA = "features"
 TABLE = "unit_features"
 SEP = "__"
+#: the one statistic of a unit attribute (a value per unit, not a series): ``<quantity>__value``
+ATTRIBUTE_VALUE = "value"
 
 
 @dataclass(frozen=True)
@@ -188,21 +190,42 @@ def _describe(s: Statistic, q: str, spec: QuantitySpec) -> str:
     return text
 
 
+def _describe_attribute(q: str, spec: QuantitySpec) -> str:
+    return (
+        f"The unit's {q} [{spec.unit}]: the value its plant delivers for the unit in the "
+        f"attributes stream (standard.unit_attributes, converted into {spec.unit}); NULL when "
+        f"the unit has none. Not a reading (not in n_readings). {spec.description}"
+    )
+
+
+def attribute_columns(registry: QuantityRegistry) -> tuple[Col, ...]:
+    """``<quantity>__value`` for every quantity some installed plant delivers as a unit attribute
+    (``QuantityRegistry.attributes``, sorted)."""
+    return tuple(
+        Col(feature_name(q, ATTRIBUTE_VALUE), "float", _describe_attribute(q, spec), nullable=True)
+        for q, spec in registry.attributes().items()
+    )
+
+
 def feature_columns(registry: QuantityRegistry, config: FeatureConfig) -> tuple[Col, ...]:
     """``<signal>__<statistic>`` for every signal of the registry (every quantity - shared,
     plant-local, derived - in registry order, then every plant channel ``<quantity>@<channel>``)
-    and statistic. A plant that joins with new quantities or channels adds columns; the table
-    evolves (``evolve_table``), other plants' rows are untouched."""
-    return tuple(
-        Col(
-            feature_name(q, s.name),
-            s.type,
-            _describe(s, q, spec),
-            nullable=s.nullable,
-            checks=s.checks,
-        )
-        for q, spec in registry.signals().items()
-        for s in statistics_of(config)
+    and statistic, then ``<quantity>__value`` for every unit attribute quantity of the installed
+    plants. A plant that joins with new quantities, channels or attributes adds columns; the
+    table evolves (``evolve_table``), other plants' rows are untouched."""
+    return (
+        *(
+            Col(
+                feature_name(q, s.name),
+                s.type,
+                _describe(s, q, spec),
+                nullable=s.nullable,
+                checks=s.checks,
+            )
+            for q, spec in registry.signals().items()
+            for s in statistics_of(config)
+        ),
+        *attribute_columns(registry),
     )
 
 
@@ -246,6 +269,15 @@ def feature_definitions(registry: QuantityRegistry, config: FeatureConfig) -> pd
                     "source_quantity": q,
                 }
             )
+    for q, spec in registry.attributes().items():
+        rows.append(
+            {
+                "name": feature_name(q, ATTRIBUTE_VALUE),
+                "formula": f"unit_attributes.value of the unit (plant, unit_id) where quantity = {q}",
+                "unit": spec.unit,
+                "source_quantity": q,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from quality_platform.config import PlantConfig, QuantityRegistry, load_plants, load_quantities
 from quality_platform.simulation import mechanism as mech
+from quality_platform.simulation.attributes import write_attribute_files
 from quality_platform.simulation.bad_files import apply_bad_files
 from quality_platform.simulation.grid import (
     NS_PER_S,
@@ -197,6 +198,11 @@ def simulate_plant(
         inspected_ns=inspected_ns,
     )
     files = _write_plant(frame, out_dir, latency)
+    attribute_files = write_attribute_files(
+        frame, out_dir, {**registry.quantities, **plant.quantities}, seed
+    )
+    if attribute_files:
+        files = sorted([*files, *(p.relative_to(out_dir).as_posix() for p in attribute_files)])
 
     # Counts per local day (array layout: a record per sent cycle, a value per sample).
     array = plant.streams.readings.layout == "array"

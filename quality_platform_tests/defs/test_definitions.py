@@ -45,7 +45,7 @@ def test_asset_graph(qp_env: Paths) -> None:
     assert graph["kpi_daily"] == {"production_units"}
     assert graph["plant_reported_kpis"] == {"production_units"}
     assert graph["kpi_reconciliation"] == {"kpi_daily", "plant_reported_kpis"}
-    assert graph["unit_features"] == {"sensor_readings", "production_units"}
+    assert graph["unit_features"] == {"sensor_readings", "production_units", "unit_attributes"}
     assert graph["training_dataset"] == {"unit_features", "production_units"}
     assert graph["defect_model"] == {"training_dataset"}
     assert graph["model_evaluation"] == {"defect_model"}

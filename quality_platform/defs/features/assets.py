@@ -17,6 +17,7 @@ from quality_platform.defs._assets import CODE_VERSIONS, per_day_table, preview,
 from quality_platform.features.compute import compute_unit_features
 from quality_platform.features.config import FeatureConfig, load_features
 from quality_platform.features.schema import (
+    ATTRIBUTE_VALUE,
     CONTEXT,
     FEATURE_SCHEMA,
     TABLE,
@@ -57,6 +58,7 @@ def readings_mapping() -> dg.MultiPartitionMapping:
 
 def _column_lineage(registry: QuantityRegistry, config: FeatureConfig) -> dg.TableColumnLineage:
     units, readings = dg.AssetKey("production_units"), dg.AssetKey("sensor_readings")
+    attributes = dg.AssetKey("unit_attributes")
     window = [
         dg.TableColumnDep(asset_key=units, column_name=c)
         for c in ("machine_id", "start_utc", "end_utc")
@@ -71,8 +73,16 @@ def _column_lineage(registry: QuantityRegistry, config: FeatureConfig) -> dg.Tab
         if c.name != "n_readings"
     }
     deps["n_readings"] = [*window, dg.TableColumnDep(asset_key=readings, column_name="ts_utc")]
+    values = {feature_name(q, ATTRIBUTE_VALUE) for q in registry.attributes()}
     for c in columns(registry, config)[len(CONTEXT) :]:
-        deps[c.name] = [*window, *signal]
+        deps[c.name] = (
+            [
+                dg.TableColumnDep(asset_key=attributes, column_name=x)
+                for x in ("unit_id", "quantity", "value")
+            ]
+            if c.name in values
+            else [*window, *signal]
+        )
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
@@ -116,6 +126,7 @@ def build_features_asset(
         deps=[
             dg.AssetDep("sensor_readings", partition_mapping=readings_mapping()),
             dg.AssetDep("production_units", partition_mapping=dg.IdentityPartitionMapping()),
+            dg.AssetDep("unit_attributes", partition_mapping=dg.IdentityPartitionMapping()),
         ],
         owners=["team:data-science"],
         kinds={"duckdb", "sql"},
@@ -123,7 +134,8 @@ def build_features_asset(
         tags={"layer": "features", "personal_data": "no"},
         description="One row per produced unit: statistics (mean, std, min, max, last, slope per hour, count, "
         "time outside process limits) of every quantity, channel and derived quantity over the readings of the unit's "
-        "machine inside its production window, plus line, product, material lot and supplier; "
+        "machine inside its production window, the unit's attributes (raw-material properties, set-points: "
+        "`<quantity>__value`), plus line, product, material lot and supplier; "
         "no labels, no operator (features.unit_features).",
         metadata={
             "dagster/column_schema": table_schema(cols),
