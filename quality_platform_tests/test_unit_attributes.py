@@ -165,9 +165,16 @@ def test_a_press_with_unit_attributes_joins_by_one_yaml(qp_env: Paths, tmp_path:
     assert sorted(map(tuple, res.frame.values.tolist())) == sorted(
         (PRESS, qq, n) for qq, n in att.groupby("quantity").size().items()
     )
-    # the policy grants quality engineers named standard tables; this one is not among them
-    with pytest.raises(QueryDenied):
-        governed_query(sql, principal(policy, "quinn.quality"), paths=qp_env)
+    # quality engineers and model owners read it (all plants); rita only her plants' rows
+    for user in ("quinn.quality", "mia.model"):
+        res = governed_query(sql, principal(policy, user), paths=qp_env)
+        assert sum(n for *_, n in res.frame.values.tolist()) == len(att), user
+    res = governed_query(sql, principal(policy, "rita.quality"), paths=qp_env)
+    assert res.frame.empty  # plant_a and plant_b only
+    # a plant manager and operations read no standard table of this kind
+    for user in ("paul.plant_a", "olga.ops"):
+        with pytest.raises(QueryDenied):
+            governed_query(sql, principal(policy, user), paths=qp_env)
 
     # plant_a's rows are untouched; the new columns read NULL for it
     after = _features(qp_env, "plant_a")

@@ -56,6 +56,7 @@ import pandas as pd
 from quality_platform.audit import AuditLog, audit_db_path
 from quality_platform.config import PlantConfig, load_plants
 from quality_platform.governance.policy import Policy, Principal, authorize, load_policy
+from quality_platform.ingest.readers import plant_streams
 from quality_platform.privacy import (
     KEY_ENV,
     NEW_KEY_ENV,
@@ -75,7 +76,6 @@ from quality_platform.settings import Paths, get_paths
 from quality_platform.warehouse import WarehouseBusyError, connect, quote_ident
 
 RAW_SCHEMA = "raw"
-STREAMS = ("readings", "units", "inspections")
 KEY_ID_COLUMN = "pseudonym_key_id"
 PSEUDONYM_SUFFIX = "pseudonym"
 NOT_REKEYED = (
@@ -108,7 +108,7 @@ def personal_columns(con: duckdb.DuckDBPyConnection, plant: PlantConfig) -> list
     found = raw_personal_columns(con, {plant.plant_id: plant.personal_data})
     return [
         (table, c)
-        for table in (f"{plant.plant_id}__{s}" for s in STREAMS)
+        for table in (f"{plant.plant_id}__{s}" for s in plant_streams(plant))
         for c in found.get(table, [])
     ]
 

@@ -366,3 +366,35 @@ def test_rotation_with_a_key_file_keeps_the_retired_key(
         old_id,
         "retired",
     )
+
+
+def test_personal_columns_cover_a_plants_attributes_table(qp_env: Path) -> None:
+    """A personal field in a plant's attributes file (e.g. who signed a batch certificate) is found
+    in its raw attributes table like in the other raw streams, so re-identification and key
+    rotation reach it."""
+    import duckdb
+
+    from quality_platform.config import load_plants
+    from quality_platform.governance.privacy_ops import personal_columns
+
+    a = load_plants(qp_env)["plant_a"]
+    attrs = {
+        "format": "csv",
+        "path": "{date}/rohstoffe.csv",
+        "fields": {"unit_id": "Auftrag"},
+        "values": {"material_moisture": {"field": "Feuchte", "unit": "%"}},
+    }
+    plant = a.model_copy(
+        update={
+            "streams": a.streams.model_validate({**a.streams.model_dump(), "attributes": attrs})
+        }
+    )
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw")
+    for s in ("units", "attributes"):
+        con.execute(f'CREATE TABLE raw.plant_a__{s} ("Auftrag" VARCHAR, "Werker" VARCHAR)')
+    assert personal_columns(con, plant) == [
+        ("plant_a__units", "Werker"),
+        ("plant_a__attributes", "Werker"),
+    ]
+    assert personal_columns(con, a) == [("plant_a__units", "Werker")]  # no attributes stream
