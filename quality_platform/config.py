@@ -842,9 +842,10 @@ def _check_plant_against_registry(
             where = "expression" if spec.expression is not None else "unit"
             raise ConfigError(f"{f}: field 'quantities.{q}.{where}': {exc}") from exc
     measured = sorted(k for k, s in known.items() if s.expression is None)
-    for k, (q, channel) in plant.signals().items():
-        m = plant.streams.readings.quantities[k]
-        field = f"streams.readings.quantities.{k}" + (".quantity" if m.quantity else "")
+
+    def measured_quantity(field: str, q: str, unit_label: str, unit_field: str) -> None:
+        """A file delivers ``q`` at ``field`` in ``unit_label``: it must be a known quantity, not
+        a derived one, and pint must convert the label into the quantity's unit."""
         if q not in known:
             raise ConfigError(
                 f"{f}: field '{field}': unknown quantity {q!r}; known: {measured} (a plant-local "
@@ -855,37 +856,29 @@ def _check_plant_against_registry(
                 f"{f}: field '{field}': {q!r} is derived (expression {known[q].expression!r}); "
                 "it is computed, not read from a file"
             )
+        try:
+            check_convertible(reg.pint_unit(unit_label), known[q].unit)
+        except ValueError as exc:
+            raise ConfigError(f"{f}: field '{unit_field}': {exc}") from exc
+
+    for k, (q, channel) in plant.signals().items():
+        m = plant.streams.readings.quantities[k]
+        where = f"streams.readings.quantities.{k}"
         if channel is not None and not CHANNEL_RE.match(channel):
             raise ConfigError(
-                f"{f}: field 'streams.readings.quantities.{k}': a channel name is letters, digits, "
+                f"{f}: field '{where}': a channel name is letters, digits, "
                 "'_', '.' and '-' (1-40 characters, starting with a letter or digit)"
             )
         if channel is not None and channel in known:
             raise ConfigError(
-                f"{f}: field 'streams.readings.quantities.{k}': channel name {k!r} is also a "
+                f"{f}: field '{where}': channel name {k!r} is also a "
                 "quantity; name the channel after its sensor or position (e.g. TS1)"
             )
-        try:
-            check_convertible(reg.pint_unit(m.unit), known[q].unit)
-        except ValueError as exc:
-            raise ConfigError(f"{f}: field 'streams.readings.quantities.{k}.unit': {exc}") from exc
+        measured_quantity(where + (".quantity" if m.quantity else ""), q, m.unit, f"{where}.unit")
     att = plant.streams.attributes
     for q, v in (att.values if att is not None else {}).items():
-        field = f"streams.attributes.values.{q}"
-        if q not in known:
-            raise ConfigError(
-                f"{f}: field '{field}': unknown quantity {q!r}; known: {measured} (a plant-local "
-                "quantity is declared under 'quantities' of the plant file)"
-            )
-        if known[q].expression is not None:
-            raise ConfigError(
-                f"{f}: field '{field}': {q!r} is derived (expression {known[q].expression!r}); "
-                "a unit attribute is read from a file, not computed"
-            )
-        try:
-            check_convertible(reg.pint_unit(v.unit), known[q].unit)
-        except ValueError as exc:
-            raise ConfigError(f"{f}: field '{field}.unit': {exc}") from exc
+        where = f"streams.attributes.values.{q}"
+        measured_quantity(where, q, v.unit, f"{where}.unit")
     for i, lk in enumerate(plant.legacy_kpis):
         if lk.maps_to not in kpi_ids:
             raise ConfigError(f"{f}: field 'legacy_kpis.{i}.maps_to': unknown KPI {lk.maps_to!r}")
