@@ -56,6 +56,23 @@ class ConfigModel(BaseModel):
 QUANTITY_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+class Limits(ConfigModel):
+    """Process limits of one quantity in its canonical unit (both optional; none = no limits)."""
+
+    lower: float | None = None
+    upper: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
+            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
+        return self
+
+    @property
+    def defined(self) -> bool:
+        return self.lower is not None or self.upper is not None
+
+
 class QuantitySpec(ConfigModel):
     """A quantity: canonical unit, plausibility range [min, max] in that unit, meaning.
 
@@ -69,6 +86,9 @@ class QuantitySpec(ConfigModel):
     max: float
     description: str
     expression: str | None = None
+    #: The process window of a plant-local quantity (``time_outside_s``), declared with it in the
+    #: plant file; the shared quantities' windows are in data/features.yaml.
+    process_limits: Limits | None = None
 
     @field_validator("expression")
     @classmethod

@@ -36,6 +36,7 @@ def _rig_config(d: dict[str, Any]) -> None:
             "min": 0,
             "max": 500,
             "description": "Coolant flow through the tool (rig E only).",
+            "process_limits": {"lower": 25, "upper": 38},  # its window, declared with it
         },
         "hydraulic_power": {
             "unit": "W",
@@ -158,7 +159,10 @@ def test_a_plant_with_channels_local_and_derived_quantities_joins_without_touchi
             assert row[f"temperature@{ch}__mean"] == pytest.approx(win[f"{ch} [°C]"].mean())
             assert row[f"temperature@{ch}__n"] == len(win)
         assert row["temperature__n"] == 0  # every thermometer is a channel here
-        assert row["coolant_flow__max"] == pytest.approx(win["Durchfluss [l/min]"].max())
+        flow = win["Durchfluss [l/min]"]
+        assert row["coolant_flow__max"] == pytest.approx(flow.max())
+        # outside its own window, counted at its own 30 s interval
+        assert row["coolant_flow__time_outside_s"] == 30.0 * ((flow < 25) | (flow > 38)).sum()
         # bar x l/min -> W: 1 bar = 1e5 Pa, 1 l/min = 1e-3/60 m3/s
         power = win["Druck [bar]"] * 1e5 * win["Durchfluss [l/min]"] * 1e-3 / 60
         assert row["hydraulic_power__mean"] == pytest.approx(power.mean(), rel=1e-9)
@@ -172,6 +176,21 @@ def test_a_plant_with_channels_local_and_derived_quantities_joins_without_touchi
 @pytest.mark.parametrize(
     ("edit", "field", "says"),
     [
+        (
+            lambda d: d.update(
+                quantities={
+                    "flow": {
+                        "unit": "l/min",
+                        "min": 0,
+                        "max": 9,
+                        "description": "x",
+                        "process_limits": {"lower": 5, "upper": 2},
+                    }
+                }
+            ),
+            "quantities.flow.process_limits",
+            "must be below upper",
+        ),
         (
             lambda d: d.update(
                 quantities={"pressure": {"unit": "bar", "min": 0, "max": 9, "description": "x"}}
@@ -231,3 +250,37 @@ def test_two_plants_declaring_one_local_quantity_differently_is_an_error(qp_env:
         ConfigError, match=r"plant_y\.yaml: field 'quantities\.coolant_flow'.*plant_x\.yaml"
     ):
         load_registry(qp_env)
+
+
+def test_a_local_quantitys_process_window_is_given_in_one_place(qp_env: Paths) -> None:
+    """The window of a plant-local quantity comes with it from the plant file; giving it in
+    data/features.yaml as well, or giving a shared quantity a window in quantities.yaml, is an
+    error naming the file and field."""
+    from quality_platform.features.config import load_features
+
+    spec = {
+        "unit": "l/min",
+        "min": 0,
+        "max": 500,
+        "description": "Coolant flow.",
+        "process_limits": {"upper": 40},
+    }
+    _new_plant(qp_env, "plant_x", lambda d: d.update(quantities={"coolant_flow": spec}))
+    assert load_features(qp_env).limits_for("plant_x", "coolant_flow").upper == 40
+    assert load_features(qp_env).limits_for("plant_a", "coolant_flow") is None
+    f = qp_env.config_dir / "features.yaml"
+    doc = yaml.safe_load(f.read_text())
+    doc["limits"]["coolant_flow"] = {"upper": 45}
+    f.write_text(yaml.safe_dump(doc))
+    with pytest.raises(
+        ConfigError, match=r"plant_x\.yaml: field 'quantities\.coolant_flow\.process_limits'"
+    ):
+        load_features(qp_env)
+    doc["limits"].pop("coolant_flow")
+    f.write_text(yaml.safe_dump(doc))
+    q = qp_env.config_dir / "standard" / "quantities.yaml"
+    shared = yaml.safe_load(q.read_text())
+    shared["quantities"]["pressure"]["process_limits"] = {"upper": 900}
+    q.write_text(yaml.safe_dump(shared, allow_unicode=True))
+    with pytest.raises(ConfigError, match=r"field 'quantities\.pressure\.process_limits'"):
+        load_features(qp_env)

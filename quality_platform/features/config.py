@@ -12,7 +12,9 @@ from quality_platform.config import (
     PLANT_ID_RE,
     ConfigError,
     ConfigModel,
-    load_registry,
+    Limits,
+    load_plants,
+    load_quantities,
     load_yaml_model,
 )
 from quality_platform.settings import Paths, get_paths
@@ -21,23 +23,6 @@ FEATURES_FILE = "features.yaml"
 #: The committed default, used when an installation's config folder has no features.yaml.
 
 Statistic = Literal["mean", "std", "min", "max", "last", "slope", "n", "time_outside_s"]
-
-
-class Limits(ConfigModel):
-    """Process limits of one quantity in its canonical unit (both optional; none = no limits)."""
-
-    lower: float | None = None
-    upper: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Limits:
-        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
-            raise ValueError(f"lower ({self.lower}) must be below upper ({self.upper})")
-        return self
-
-    @property
-    def defined(self) -> bool:
-        return self.lower is not None or self.upper is not None
 
 
 class CoverageThresholds(ConfigModel):
@@ -83,7 +68,15 @@ def load_features(paths: Paths | None = None) -> FeatureConfig:
     paths = paths or get_paths()
     path = features_file(paths)
     cfg: FeatureConfig = load_yaml_model(path, FeatureConfig)
-    known = load_registry(paths).quantities
+    plants = load_plants(paths)
+    shared = load_quantities(paths).quantities
+    for q, spec in shared.items():
+        if spec.process_limits is not None:
+            raise ConfigError(
+                f"{paths.quantities_file}: field 'quantities.{q}.process_limits': the process "
+                f"window of a shared quantity is set in {path} (limits / plant_limits)"
+            )
+    known = {**shared, **{q: s for p in plants.values() for q, s in p.quantities.items()}}
     for q in cfg.limits:
         if q not in known:
             raise ConfigError(
@@ -100,4 +93,21 @@ def load_features(paths: Paths | None = None) -> FeatureConfig:
                     f"{path}: field 'plant_limits.{plant_id}.{q}': unknown canonical "
                     f"quantity; known: {sorted(known)}"
                 )
+    # a plant-local quantity's window comes with it from the plant file (one place each)
+    own: dict[str, dict[str, Limits]] = {}
+    for pid, plant in plants.items():
+        for q, spec in plant.quantities.items():
+            if spec.process_limits is None:
+                continue
+            if q in cfg.limits or q in cfg.plant_limits.get(pid, {}):
+                raise ConfigError(
+                    f"{paths.plants_dir / (pid + '.yaml')}: field 'quantities.{q}.process_limits': "
+                    f"{q!r} also has limits in {path}; give them in one place"
+                )
+            own.setdefault(pid, {})[q] = spec.process_limits
+    if own:
+        merged = {
+            p: {**cfg.plant_limits.get(p, {}), **own.get(p, {})} for p in {*cfg.plant_limits, *own}
+        }
+        cfg = cfg.model_copy(update={"plant_limits": merged})
     return cfg
