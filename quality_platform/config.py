@@ -141,8 +141,10 @@ class QuantityRegistry(ConfigModel):
         return {q: self.quantities[q] for q in sorted(self._attributes)}
 
     def measured(self, signal: str) -> bool:
-        """Whether a signal is read from files (not derived by an expression)."""
-        return self.signals()[signal].expression is None
+        """Whether a signal is read from files (not derived by an expression); a channel always
+        is, a quantity unless it has an expression."""
+        spec = self.quantities.get(signal)
+        return spec is None or spec.expression is None
 
     def pint_unit(self, label: str) -> str:
         """The pint expression for a unit label as written in plant files."""
@@ -442,6 +444,8 @@ class OutcomeRule(ConfigModel):
     expression: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
     then: Literal["rework", "scrap"]
+    #: the expression's tree and names (None for a threshold), from the validator
+    _parsed: tuple[Any, list[str]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_kind(self) -> OutcomeRule:
@@ -455,21 +459,21 @@ class OutcomeRule(ConfigModel):
             return self
         if self.field is not None or self.below is not None or self.above is not None:
             raise ValueError("give either 'field' with a bound or an 'expression', not both")
-        _, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
+        tree, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
         if not names:
             raise ValueError(f"expression {self.expression!r} reads no field")
         unused = sorted(set(self.fields) - set(names))
         if unused:
             raise ValueError(f"alias(es) {unused} in 'fields' are not used by the expression")
+        self._parsed = (tree, names)  # parsed once, when the config is loaded
         return self
 
     @property
     def reads(self) -> list[str]:
         """The source fields the rule reads, in order."""
-        if self.expression is None:
+        if self._parsed is None:
             return [self.field] if self.field else []
-        _, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
-        return [self.fields.get(n, n) for n in names]
+        return [self.fields.get(n, n) for n in self._parsed[1]]
 
     def hits(self, measured: dict[str, Any]) -> Any:
         """Where the rule hits, for the values of each source field it reads (numbers or numeric
@@ -477,7 +481,8 @@ class OutcomeRule(ConfigModel):
         if self.expression is None:
             value = measured[self.field]
             return value < self.below if self.below is not None else value > self.above
-        tree, names = parse_expression(self.expression, "expression", CONDITION, CONDITION_OPS)
+        assert self._parsed is not None
+        tree, names = self._parsed
         return evaluate_condition(tree, {n: measured[self.fields.get(n, n)] for n in names})
 
 

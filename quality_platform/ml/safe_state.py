@@ -20,22 +20,12 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from quality_platform.config import ConfigError, ConfigModel, load_registry, load_yaml_model
+from quality_platform.config import Limits as Limit
 from quality_platform.settings import Paths, get_paths
 
 RULES = "rules"
 RULE_THRESHOLD = 0.5
 _FEATURE_RE = re.compile(r"^[a-z][a-z0-9_]*__[a-z_]+$")
-
-
-class Limit(ConfigModel):
-    lower: float | None = None
-    upper: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Limit:
-        if self.lower is not None and self.upper is not None and self.lower >= self.upper:
-            raise ValueError(f"lower {self.lower} must be below upper {self.upper}")
-        return self
 
 
 class Rule(Limit):
