@@ -202,15 +202,77 @@ class TimestampSpec(ConfigModel):
         return self
 
 
+def _file_name_pattern(pattern: str, group: str) -> str:
+    """Check a ``from_filename`` regular expression: it compiles and has the named ``group``."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"from_filename {pattern!r} is not a regular expression: {exc}") from exc
+    if group not in rx.groupindex:
+        raise ValueError(
+            f"from_filename {pattern!r} needs a named group (?P<{group}>...) that captures the "
+            f"{group} id"
+        )
+    return pattern
+
+
+def from_file_name(pattern: str, group: str, rel_path: str) -> str | None:
+    """The ``group`` captured by ``pattern`` (searched) in a landing file's path relative to the
+    plant's landing folder (``2026-03-16/R1/BATCH-0042.csv``); None when it does not match or
+    captures nothing. The one place a file name gives a batch or machine id."""
+    m = re.search(pattern, rel_path)
+    value = m.group(group) if m else None
+    return value or None
+
+
 class MachineSpec(ConfigModel):
+    """Where a reading's machine comes from: a ``field`` of the record, a ``constant`` (a plant
+    or stream with one machine), or ``from_filename``: a regular expression with a named group
+    ``machine``, searched in the file's path below the plant's landing folder (e.g.
+    ``"^[^/]+/(?P<machine>R\\d+)/"`` for ``2026-03-16/R1/BATCH-0042.csv``)."""
+
     field: str | None = None
     constant: str | None = None
+    from_filename: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> MachineSpec:
-        if (self.field is None) == (self.constant is None):
-            raise ValueError("give exactly one of 'field' or 'constant'")
+        if sum(x is not None for x in (self.field, self.constant, self.from_filename)) != 1:
+            raise ValueError("give exactly one of 'field', 'constant' or 'from_filename'")
+        if self.from_filename is not None:
+            _file_name_pattern(self.from_filename, "machine")
         return self
+
+
+class BatchSpec(ConfigModel):
+    """Readings delivered one file per batch (or cycle): each file holds one batch's time series,
+    one row per time. The batch id is the unit id of the units stream (the batch's readings must
+    belong to a unit of their day, as inspections must); it comes from a ``field`` of the file or
+    ``from_filename``: a regular expression with a named group ``batch``, searched in the file's
+    path below the plant's landing folder (``"(?P<batch>[A-Z0-9-]+)\\.csv$"``).
+
+    Time: without ``elapsed_seconds`` the stream's ``timestamp`` is each row's own (absolute)
+    time and the batch starts at its earliest row. With ``elapsed_seconds`` (the column holding
+    seconds since the batch start, e.g. ``t_s``) the ``timestamp`` field is the batch start (a
+    column of the file, e.g. ``batch_start``) and a row is read at start + elapsed seconds - as a
+    sample of the ``array`` layout is read at its cycle start + its offset. Either way a batch
+    belongs to the local day it starts, even when it runs past midnight."""
+
+    field: str | None = None
+    from_filename: str | None = None
+    elapsed_seconds: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BatchSpec:
+        if (self.field is None) == (self.from_filename is None):
+            raise ValueError("give exactly one of 'field' or 'from_filename' (the batch id)")
+        if self.from_filename is not None:
+            _file_name_pattern(self.from_filename, "batch")
+        return self
+
+
+#: the longest time after (or before) its start a row of a batch may lie: 10 years
+MAX_ELAPSED_SECONDS = 10 * 366 * 86400
 
 
 class QuantityMapping(ConfigModel):
@@ -290,10 +352,14 @@ class ReadingsStream(StreamBase):
     parent_fields: list[str] = Field(default_factory=list)
     long: LongLayout | None = None
     array: ArrayLayout | None = None
+    #: one file per batch (or cycle), see :class:`BatchSpec`
+    batch: BatchSpec | None = None
     quantities: dict[str, QuantityMapping]
 
     @model_validator(mode="after")
     def _layout(self) -> ReadingsStream:
+        if self.batch is not None:
+            self._check_batch()
         if self.layout == "long" and self.long is None:
             raise ValueError("layout 'long' needs a 'long' section")
         if self.explode and self.format != "jsonl":
@@ -319,12 +385,42 @@ class ReadingsStream(StreamBase):
             for what, name in (
                 ("timestamp", self.timestamp.field),
                 ("machine", self.machine.field),
+                ("batch id", self.batch.field if self.batch else None),
+                ("elapsed time", self.batch.elapsed_seconds if self.batch else None),
             ):
                 if name is not None and name in seen:
                     raise ValueError(
                         f"field {name!r} is the {what} and quantity {seen[name]!r} at once"
                     )
         return self
+
+    def _check_batch(self) -> None:
+        assert self.batch is not None
+        if self.layout == "array":
+            raise ValueError(
+                "'batch' (one file per batch, a row per time) is not for layout 'array' (a row "
+                "per cycle); use layout 'wide' or 'long'"
+            )
+        if self.timestamp.kind == "sequence":
+            raise ValueError(
+                "'batch' needs a clock: timestamp kind 'local', 'utc' or 'epoch_ms' (with "
+                "batch.elapsed_seconds: the batch start)"
+            )
+        if self.timestamp.field is None:
+            raise ValueError("'batch' needs 'timestamp.field' (a row's time or the batch start)")
+        roles = {
+            "timestamp.field": self.timestamp.field,
+            "machine.field": self.machine.field,
+            "batch.field": self.batch.field,
+            "batch.elapsed_seconds": self.batch.elapsed_seconds,
+        }
+        seen: dict[str, str] = {}
+        for role, name in roles.items():
+            if name is None:
+                continue
+            if name in seen:
+                raise ValueError(f"field {name!r} is both {seen[name]} and {role}")
+            seen[name] = role
 
     def _check_array(self) -> None:
         assert self.array is not None

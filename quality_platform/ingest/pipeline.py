@@ -224,11 +224,12 @@ def standardize_chunk(
     rec = {
         s: (receipts[receipts["stream"] == s] if not receipts.empty else receipts) for s in streams
     }
-    readings, q_r = standardize_readings(
-        con, raw_table(plant.plant_id, "readings"), keys, rec["readings"], ctx
-    )
     units, q_u = standardize_units(
         raw["units"], rec["units"], raw["inspections"], rec["inspections"], ctx
+    )
+    # after the units: readings of one file per batch must belong to one of the day's units
+    readings, q_r = standardize_readings(
+        con, raw_table(plant.plant_id, "readings"), keys, rec["readings"], ctx, units
     )
     attributes, q_a = standardize_attributes(
         raw.get("attributes", pd.DataFrame()), rec.get("attributes", receipts), units, ctx

@@ -1250,9 +1250,29 @@ def record_days(
     ts: TimestampSpec = spec.timestamp
     values = table[name].to_pandas()
     if ts.kind == "local":  # the day is written in the local text, even in a DST gap
-        return pd.to_datetime(values, format=ts.format, errors="coerce").dt.date
-    t, _ = parse_times(values, ts, plant.tz)
-    return t.dt.tz_localize("UTC").dt.tz_convert(plant.tz).dt.date
+        local = pd.to_datetime(values, format=ts.format, errors="coerce")
+    else:
+        t, _ = parse_times(values, ts, plant.tz)
+        local = t.dt.tz_localize("UTC").dt.tz_convert(plant.tz).dt.tz_localize(None)
+    batch = batch_of_rows(spec, table)
+    if batch is not None:  # absolute times: every row of a batch is on the day it starts
+        local = local.groupby(batch, dropna=False, sort=False).transform("min")
+    return local.dt.date
+
+
+def batch_of_rows(spec: StreamBase, table: pa.Table) -> pd.Series | None:
+    """For a readings stream of one file per batch whose rows carry absolute times: the batch
+    key of each row of one file's ``table`` (its batch id column; a file named for its batch is
+    one batch), by which the batch's start - its earliest row - is found. None otherwise (not a
+    batch stream, or the batch start is a column: ``batch.elapsed_seconds``)."""
+    batch = getattr(spec, "batch", None)
+    if batch is None or batch.elapsed_seconds is not None:
+        return None
+    if batch.field is None:
+        return pd.Series("", index=range(table.num_rows))
+    if batch.field not in table.column_names:
+        return pd.Series("", index=range(table.num_rows))
+    return table[batch.field].to_pandas().fillna("")
 
 
 def _split_by_day(

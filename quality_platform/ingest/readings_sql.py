@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from quality_platform.config import MAX_ELAPSED_SECONDS, from_file_name
 from quality_platform.ingest.readers import items_per_record, parse_times
 from quality_platform.ingest.standardize import StandardizeContext, quarantine_frame, split_header
 from quality_platform.standard.schemas import conform, empty_frame
@@ -46,12 +47,54 @@ def _offset_us(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
+#: columns the raw relation of a readings stream gains from its file names (see :func:`_relation`)
+FILE_BATCH, FILE_MACHINE = "_qp_batch", "_qp_machine"
+
+
+def _record_fields(spec: Any) -> dict[str, str]:
+    """The source fields every record needs, each with its role in the plant config: machine,
+    time and, for one file per batch, the batch id and the elapsed seconds."""
+    roles = {
+        spec.machine.field: "the machine, streams.readings.machine.field",
+        spec.timestamp.field: "the timestamp, streams.readings.timestamp.field",
+    }
+    if spec.batch is not None:
+        roles[spec.batch.field] = "the batch id, streams.readings.batch.field"
+        roles[spec.batch.elapsed_seconds] = (
+            "the seconds since the batch start, streams.readings.batch.elapsed_seconds"
+        )
+    return {f: role for f, role in roles.items() if f}
+
+
+def _from_file_names(file: str, spec: Any) -> tuple[dict[str, str | None], str | None]:
+    """What a file's name gives its records ({raw relation column: value}: the batch id and/or
+    machine by ``from_filename``), or the reason it gives nothing (its records are held back)."""
+    found: dict[str, str | None] = {}
+    for col, pattern, group, where in (
+        (FILE_BATCH, spec.batch.from_filename if spec.batch else None, "batch", "batch"),
+        (FILE_MACHINE, spec.machine.from_filename, "machine", "machine"),
+    ):
+        if pattern is None:
+            continue
+        found[col] = from_file_name(pattern, group, file)
+        if found[col] is None:
+            return found, (
+                f"the file name does not give the {group} id: streams.readings.{where}."
+                f"from_filename {pattern!r} does not match {file!r}"
+            )
+    return found, None
+
+
 def _file_plan(
     receipts: pd.DataFrame, ctx: StandardizeContext
-) -> tuple[list[_Projection], list[dict[str, Any]]]:
-    """Per file: where each quantity is, and file-level findings (missing/unknown columns, labels)."""
+) -> tuple[list[_Projection], list[dict[str, Any]], pd.DataFrame]:
+    """Per file: where each quantity is, file-level findings (missing/unknown columns, labels, a
+    file name that does not give its batch or machine) and what file names give (a frame with
+    ``_source_file`` and :data:`FILE_BATCH` / :data:`FILE_MACHINE`, one row per usable file)."""
     spec = ctx.plant.streams.readings
-    used = {spec.machine.field, spec.timestamp.field, *spec.parent_fields, *spec.ignore_fields}
+    required = _record_fields(spec)
+    used = {*required, *spec.parent_fields, *spec.ignore_fields}
+    by_name: dict[str, dict[str, str | None]] = {}
     ignored_bases = {split_header(x)[0] for x in spec.ignore_fields}
     by_key: dict[tuple[str | None, str, str | None, int], list[str]] = {}
     k = items_per_record(ctx.plant, "readings")
@@ -85,12 +128,15 @@ def _file_plan(
             continue
         base_of = {h: split_header(h) if spec.header_units else (h, None) for h in header}
         known = set(used)
-        record_fields = [spec.machine.field, spec.timestamp.field]
+        record_fields = list(required)
         if spec.layout == "long":
             record_fields += [spec.long.quantity_field, spec.long.value_field, spec.long.unit_field]
         dup = [f for f in record_fields if f and header.count(f) > 1]
-        roles = {spec.machine.field: "machine", spec.timestamp.field: "timestamp"}
-        lost = [f for f in record_fields[:2] if f and f not in header]
+        lost = [f for f in required if f not in header]
+        named, bad_name = _from_file_names(r.source_file, spec)
+        if bad_name is not None:  # no record's batch or machine is known
+            entry(r, "invalid_file_name", f"{bad_name}; all {n} records held back", n * k, None)
+            continue
         if dup or lost:  # no record's machine/time/value is known: hold all back, naming the field
             col = (dup or lost)[0]
             rule, detail = (
@@ -102,12 +148,14 @@ def _file_plan(
                 if dup
                 else (
                     "missing_required_column",
-                    f"column {col!r} (the {roles[col]}, streams.readings.{roles[col]}.field) "
+                    f"column {col!r} ({required[col]}) "
                     f"is missing from the header; all {n} records held back",
                 )
             )
             entry(r, rule, detail, n * k, col)
             continue
+        if named:
+            by_name[r.source_file] = named
         if spec.layout == "long":
             lg = spec.long
             need = [lg.quantity_field, lg.value_field] + ([lg.unit_field] if lg.unit_field else [])
@@ -187,7 +235,11 @@ def _file_plan(
         _Projection(sorted(set(files)), q, col, label, off)
         for (q, col, label, off), files in by_key.items()
     ]
-    return plan, entries
+    names = pd.DataFrame(
+        [{"_source_file": f, **v} for f, v in by_name.items()],
+        columns=["_source_file", FILE_BATCH, FILE_MACHINE],
+    ).astype("string")
+    return plan, entries, names
 
 
 def _plan_array(
@@ -261,9 +313,13 @@ def _times(con: Any, ctx: StandardizeContext) -> pd.DataFrame:
     """UTC time per distinct (timestamp text, occurrence) of ``_values``, parsed once per distinct text.
 
     Local times in the autumn fall-back hour occur twice per machine; only for those texts the
-    occurrence (1st = daylight time, 2nd = standard time, in file order) is computed, in SQL.
+    occurrence (1st = daylight time, 2nd = standard time, in file order) is computed, in SQL. The
+    time of one file per batch with ``elapsed_seconds`` is its batch's start, shared by all its
+    rows: there the occurrence counts batches, not rows.
     """
-    spec = ctx.plant.streams.readings.timestamp
+    rs = ctx.plant.streams.readings
+    spec = rs.timestamp
+    per = "batch" if rs.batch is not None and rs.batch.elapsed_seconds else "_source_row"
     text = con.sql("SELECT DISTINCT ts_text FROM _values").df()["ts_text"].astype("string")
     if spec.kind != "local":
         ts, nonexistent = parse_times(text, spec, ctx.plant.tz)
@@ -284,8 +340,8 @@ def _times(con: Any, ctx: StandardizeContext) -> pd.DataFrame:
     if ambiguous.any():
         texts = ", ".join(_lit(t) for t in text[ambiguous])
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _values AS
-            SELECT * REPLACE (row_number() OVER (PARTITION BY machine, occ_key, quantity, ts_text
-                                 ORDER BY partition_date, _source_file, _source_row) AS occ)
+            SELECT * REPLACE (dense_rank() OVER (PARTITION BY machine, occ_key, quantity, ts_text
+                                 ORDER BY partition_date, _source_file, {per}) AS occ)
             FROM _values WHERE ts_text IN ({texts})
             UNION ALL SELECT * FROM _values WHERE ts_text IS NULL OR ts_text NOT IN ({texts})""")
     rows = [pd.DataFrame({"ts_text": text, "occ": 1, "naive": naive})]
@@ -324,6 +380,48 @@ def _bounds(keys: list[tuple[str, dt.date]], ctx: StandardizeContext) -> pd.Data
     )
 
 
+def _unit_keys(units: pd.DataFrame | None) -> pd.DataFrame:
+    """(partition_date, unit_id) of the accepted production units a batch may belong to."""
+    frame = pd.DataFrame(
+        {
+            "partition_date": pd.Series([], dtype="datetime64[us]"),
+            "unit_id": pd.Series([], dtype="string"),
+        }
+    )
+    if units is not None and not units.empty:
+        frame = pd.DataFrame(
+            {
+                "partition_date": pd.to_datetime(units["partition_date"]).astype("datetime64[us]"),
+                "unit_id": units["unit_id"].astype("string"),
+            }
+        ).drop_duplicates()
+    return frame.reset_index(drop=True)
+
+
+def _batch_messages(spec: Any) -> str:
+    """SQL CASE branches: the messages of the rules of one file per batch."""
+    b = spec.batch
+    if b is None:
+        return ""
+    source = (
+        f"batch id field {b.field!r} is empty"
+        if b.field
+        else f"the file name gives no batch id (batch.from_filename {b.from_filename!r})"
+    )
+    elapsed = (
+        f"' in {b.elapsed_seconds!r} is not a number of seconds within "
+        f"{MAX_ELAPSED_SECONDS} s of the batch start"
+    )
+    q = "'" * 3
+    return (
+        f"WHEN 'missing_batch_id' THEN {_lit(source)}\n"
+        f"                     WHEN 'unknown_unit' THEN 'batch {q} || batch || {q} is not among the "
+        f"units of this day (streams.units); its readings are held back'\n"
+        f"                     WHEN 'invalid_elapsed_time' THEN 'elapsed time {q} || "
+        f"coalesce(elapsed, '') || {_lit(elapsed)}\n                     "
+    )
+
+
 def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
     """Per readings mapping key (a quantity, or a channel of one): its quantity and channel,
     source field, unit label, the pint factors into the canonical unit and the plausible range."""
@@ -341,7 +439,7 @@ def _conversions(ctx: StandardizeContext) -> pd.DataFrame:
 
 
 def _array_selects(
-    plan: list[_Projection], raw_table: str, pred: str, machine: str, ts_col: str
+    plan: list[_Projection], relation: str, pred: str, machine: str, ts_col: str
 ) -> list[str]:
     """The array layout's values: per group of files with the same sample columns, one UNPIVOT
     of those columns (empty cells kept: they are quarantined as missing values), each value with
@@ -360,9 +458,10 @@ def _array_selects(
         out.append(
             f"SELECT u._source_file, u._source_row, u.partition_date, u.machine, u.ts_text, "
             f"s.quantity, u.text, u.source_column, s.label AS unit_label, TRUE AS label_ok, "
-            f"u.source_column AS occ_key, s.offset_us "
+            f"u.source_column AS occ_key, s.offset_us, NULL::VARCHAR AS batch, "
+            f"NULL::VARCHAR AS elapsed "
             f"FROM (SELECT _source_file, _source_row, partition_date, {machine} AS machine, "
-            f"{ts_col} AS ts_text, {cols} FROM raw.{_ident(raw_table)} "
+            f"{ts_col} AS ts_text, {cols} FROM {relation} "
             f"WHERE {pred} AND _source_file IN ({in_files})) "
             f"UNPIVOT INCLUDE NULLS (text FOR source_column IN ({cols})) u "
             f"JOIN (VALUES {samples}) s(source_column, quantity, label, offset_us) "
@@ -371,24 +470,82 @@ def _array_selects(
     return out
 
 
+def _elapsed_us(column: str) -> str:
+    """SQL: a row's seconds since its batch start (text in ``column``) in whole microseconds, the
+    standard's grain, as an array sample's offset is (:func:`_offset_us`); NULL where the text is
+    no finite number of seconds within :data:`MAX_ELAPSED_SECONDS`."""
+    num = f"CASE WHEN contains({column}, '_') THEN NULL ELSE TRY_CAST(trim({column}) AS DOUBLE) END"
+    return (
+        f"CASE WHEN isfinite({num}) AND abs({num}) <= {MAX_ELAPSED_SECONDS} "
+        f"THEN CAST(round({num} * 1000000) AS BIGINT) END"
+    )
+
+
+def _relation(raw_table: str, spec: Any) -> str:
+    """The raw readings as a relation; when the stream takes its batch id or machine
+    ``from_filename``, with what each file's name gives joined by file (``_file_names``, from the
+    plan: files whose name gives nothing are held back there and left out here)."""
+    raw = f"raw.{_ident(raw_table)}"
+    if spec.machine.from_filename is None and (spec.batch is None or not spec.batch.from_filename):
+        return raw
+    return (
+        f"(SELECT r.*, f.{FILE_BATCH}, f.{FILE_MACHINE} FROM {raw} r "
+        f"JOIN _file_names f ON r._source_file = f._source_file)"
+    )
+
+
+def _batch_sql(spec: Any, alias: str = "") -> tuple[str, str, str]:
+    """SQL for each value's (batch id, offset from the record's time in microseconds, elapsed
+    seconds as written) in a select over the raw relation (``alias``: its alias with a dot)."""
+    b = spec.batch
+    if b is None:
+        return "NULL::VARCHAR", "0::BIGINT", "NULL::VARCHAR"
+    batch = alias + (FILE_BATCH if b.from_filename else _ident(b.field))
+    if not b.elapsed_seconds:
+        return batch, "0::BIGINT", "NULL::VARCHAR"
+    col = alias + _ident(b.elapsed_seconds)
+    return batch, _elapsed_us(col), col
+
+
+def _record_ts(spec: Any) -> str:
+    """SQL: the time that places a value's record on its partition - its record's own time, the
+    cycle start of an array record, the batch start of one file per batch (the start column, or
+    the batch's earliest row when its rows carry absolute times)."""
+    b = spec.batch
+    if b is None or b.elapsed_seconds:
+        return "ts.ts_utc"
+    return "min(ts.ts_utc) OVER (PARTITION BY v._source_file, v.batch)"
+
+
 def standardize_readings(
     con: Any,
     raw_table: str,
     keys: list[tuple[str, dt.date]],
     receipts: pd.DataFrame,
     ctx: StandardizeContext,
+    units: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Raw readings of ``keys`` -> (sensor_readings frame, quarantine frame)."""
+    """Raw readings of ``keys`` -> (sensor_readings frame, quarantine frame).
+
+    One file per batch (``streams.readings.batch``): ``units`` are the accepted production units
+    of ``keys``; a batch must be one of its day's units (``unknown_unit``, as for inspections)."""
     spec = ctx.plant.streams.readings
     if receipts.empty or not table_exists(con, "raw", raw_table):
         return empty_frame("sensor_readings"), empty_frame("quarantine")
-    plan, entries = _file_plan(receipts, ctx)
+    plan, entries, names = _file_plan(receipts, ctx)
     pred = key_predicate(keys)
-    machine = _ident(spec.machine.field) if spec.machine.field else _lit(spec.machine.constant)
+    relation = _relation(raw_table, spec)
+    if spec.machine.field:
+        machine = _ident(spec.machine.field)
+    elif spec.machine.from_filename:
+        machine = FILE_MACHINE
+    else:
+        machine = _lit(spec.machine.constant)
     ts_col = _ident(spec.timestamp.field) if spec.timestamp.field else "NULL"
+    batch, offset, elapsed = _batch_sql(spec)
     selects = []
     if spec.layout == "array":
-        selects = _array_selects(plan, raw_table, pred, machine, ts_col)
+        selects = _array_selects(plan, relation, pred, machine, ts_col)
         plan = []
     for p in plan:
         files = ", ".join(_lit(f) for f in p.files)
@@ -396,13 +553,15 @@ def standardize_readings(
         if spec.layout == "long":
             lg = spec.long
             uom = f"t.{_ident(lg.unit_field)}" if lg.unit_field else "m.label"
+            t_batch, t_offset, t_elapsed = _batch_sql(spec, "t.")
             selects.append(
                 f"SELECT t._source_file, t._source_row, t.partition_date, t.{machine} AS machine, "
                 f"t.{ts_col} AS ts_text, m.quantity, t.{_ident(lg.value_field)} AS text, "
                 f"t.{_ident(lg.quantity_field)} AS source_column, {uom} AS unit_label, "
                 f"(m.quantity IS NULL OR coalesce({uom} = m.label, FALSE)) AS label_ok, "
-                f"t.{_ident(lg.quantity_field)} AS occ_key, 0::BIGINT AS offset_us "
-                f"FROM raw.{_ident(raw_table)} t LEFT JOIN _conv m ON t.{_ident(lg.quantity_field)} = m.signal "
+                f"t.{_ident(lg.quantity_field)} AS occ_key, {t_offset} AS offset_us, "
+                f"{t_batch} AS batch, {t_elapsed} AS elapsed "
+                f"FROM {relation} t LEFT JOIN _conv m ON t.{_ident(lg.quantity_field)} = m.signal "
                 f"WHERE {key_predicate(keys, alias='t')} AND t._source_file IN ({files})"
             )
         else:
@@ -410,14 +569,17 @@ def standardize_readings(
                 f"SELECT _source_file, _source_row, partition_date, {machine} AS machine, {ts_col} AS ts_text, "
                 f"{_lit(p.quantity)} AS quantity, {_ident(p.column)} AS text, {_lit(p.column)} AS source_column, "
                 f"{_lit(p.label)} AS unit_label, TRUE AS label_ok, '' AS occ_key, "
-                f"0::BIGINT AS offset_us FROM raw.{_ident(raw_table)} WHERE {where}"
+                f"{offset} AS offset_us, {batch} AS batch, {elapsed} AS elapsed "
+                f"FROM {relation} WHERE {where}"
             )
     if not selects:
         return empty_frame("sensor_readings"), quarantine_frame(pd.DataFrame(entries))
     union = " UNION ALL ".join(selects)
     con.register("_conv", _conversions(ctx))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _values AS SELECT *, 1 AS occ FROM ({union})")
+    con.register("_file_names", names)
+    con.register("_units", _unit_keys(units))
     try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _values AS SELECT *, 1 AS occ FROM ({union})")
         con.register("_ts", _times(con, ctx))
         con.register("_bounds", _bounds(keys, ctx))
         future = (ctx.future_limit.tz_convert("UTC").tz_localize(None)).isoformat()
@@ -426,22 +588,32 @@ def standardize_readings(
             f"' is not one of the plant's machines (plant config 'machines' of {ctx.plant.plant_id})"
         )
         k = spec.timestamp
+        batch_rules = (
+            ""
+            if spec.batch is None
+            else """
+              WHEN batch IS NULL OR trim(batch) = '' THEN 'missing_batch_id'
+              WHEN NOT unit_known THEN 'unknown_unit'"""
+        )
         rules = f"""
         WITH r AS (
-          SELECT v.*, ts.ts_utc + to_microseconds(v.offset_us) AS ts_utc, ts.ts_utc AS record_ts,
+          SELECT v.*, ts.ts_utc + to_microseconds(v.offset_us) AS ts_utc,
+                 {_record_ts(spec)} AS record_ts, un.unit_id IS NOT NULL AS unit_known,
                  coalesce(ts.nonexistent, FALSE) AS nonexistent,
                  CASE WHEN contains(v.text, '_') THEN NULL ELSE TRY_CAST(v.text AS DOUBLE) END AS num,
                  c.canon, c.channel, c.a, c.b, c.lo, c.hi, c.unit, bd.lo_ts, bd.hi_ts
           FROM _values v
           LEFT JOIN _ts ts ON v.ts_text IS NOT DISTINCT FROM ts.ts_text AND v.occ = ts.occ
           LEFT JOIN _conv c ON v.quantity = c.quantity
-          LEFT JOIN _bounds bd ON v.partition_date = bd.partition_date),
+          LEFT JOIN _bounds bd ON v.partition_date = bd.partition_date
+          LEFT JOIN _units un ON v.partition_date = un.partition_date AND v.batch = un.unit_id),
         s AS (
           SELECT *, num * a + b AS val,
             CASE
               WHEN machine IS NULL OR trim(machine) = '' THEN 'missing_machine'
-              WHEN NOT list_contains({machines}, machine) THEN 'unknown_machine'
+              WHEN NOT list_contains({machines}, machine) THEN 'unknown_machine'{batch_rules}
               WHEN nonexistent THEN 'nonexistent_local_time'
+              WHEN offset_us IS NULL THEN 'invalid_elapsed_time'
               WHEN ts_utc IS NULL THEN 'invalid_timestamp'
               WHEN ts_utc > TIMESTAMP '{future}' THEN 'timestamp_in_future'
               WHEN record_ts < lo_ts OR record_ts >= hi_ts THEN 'timestamp_outside_partition'
@@ -484,7 +656,7 @@ def standardize_readings(
                      WHEN 'missing_machine' THEN {_lit(f"machine field {spec.machine.field!r} is empty")}
                      WHEN 'unknown_machine' THEN 'machine ''' || machine || {not_ours}
                      WHEN 'nonexistent_local_time' THEN 'local time ''' || ts_text || {_lit(f"' does not exist in {ctx.plant.timezone} (DST gap)")}
-                     WHEN 'invalid_timestamp' THEN 'timestamp ''' || coalesce(ts_text, '') || {_lit(f"' in {k.field!r} is not a valid {k.kind} time")}
+                     {_batch_messages(spec)}WHEN 'invalid_timestamp' THEN 'timestamp ''' || coalesce(ts_text, '') || {_lit(f"' in {k.field!r} is not a valid {k.kind} time")}
                      WHEN 'timestamp_in_future' THEN 'time ' || ts_utc || ' UTC is after now ({ctx.now_utc})'
                      WHEN 'timestamp_outside_partition' THEN 'time ' || record_ts || ' UTC is not on the file''s local day ' || partition_date
                      WHEN 'unknown_quantity' THEN {col} || 'signal ''' || source_column || ''' is not mapped to a quantity'
@@ -500,7 +672,7 @@ def standardize_readings(
     finally:
         con.execute("DROP TABLE IF EXISTS _values")
         con.execute("DROP TABLE IF EXISTS _d")
-        for name in ("_conv", "_ts", "_bounds"):
+        for name in ("_conv", "_ts", "_bounds", "_file_names", "_units"):
             con.unregister(name)
     accepted["partition_date"] = pd.to_datetime(accepted["partition_date"])
     acc = conform(accepted, "sensor_readings")

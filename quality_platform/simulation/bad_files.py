@@ -98,7 +98,7 @@ class Ctx:
 
 def _csv_wide(p: PlantConfig) -> bool:
     rs = p.streams.readings
-    return rs.format == "csv" and rs.layout == "wide" and "{date}" in rs.path
+    return rs.format == "csv" and rs.layout == "wide" and "{date}" in rs.path and rs.batch is None
 
 
 def _csv_wide_units_in_header(p: PlantConfig) -> bool:
@@ -120,7 +120,7 @@ def _csv_units(p: PlantConfig) -> bool:
 
 def _parquet(p: PlantConfig) -> bool:
     rs = p.streams.readings
-    return rs.format == "parquet" and "{date}" in rs.path
+    return rs.format == "parquet" and "{date}" in rs.path and rs.batch is None
 
 
 def _parquet_long_uom(p: PlantConfig) -> bool:

@@ -33,6 +33,7 @@ from quality_platform.simulation.styles import style_for
 from quality_platform.simulation.writers import (
     PlantFrame,
     array_columns,
+    batch_files,
     cycle_sent,
     embeds_readings,
     readings_columns,
@@ -204,8 +205,10 @@ def simulate_plant(
     if attribute_files:
         files = sorted([*files, *(p.relative_to(out_dir).as_posix() for p in attribute_files)])
 
-    # Counts per local day (array layout: a record per sent cycle, a value per sample).
+    # Counts per local day (array layout: a record per sent cycle, a value per sample; one file
+    # per batch: the readings of the units that start on the day).
     array = plant.streams.readings.layout == "array"
+    by_unit = array or plant.streams.readings.batch is not None
     n_q = (
         plant.streams.readings.values_per_record
         if array
@@ -228,7 +231,14 @@ def simulate_plant(
         0,
     )
     for d, day in enumerate(grid.dates):
-        rows = int(sent[:, grid.day_units(d) if array else grid.day_steps(d)].sum())
+        if array:
+            span = grid.day_units(d)
+        elif by_unit:  # the steps of the units starting on the day
+            du = grid.day_units(d)
+            span = slice(du.start * grid.steps_per_unit, du.stop * grid.steps_per_unit)
+        else:
+            span = grid.day_steps(d)
+        rows = int(sent[:, span].sum())
         out = outcome[:, grid.day_units(d)]
         arrival = day + dt.timedelta(days=latency)
         inspected = arrival <= last
@@ -274,7 +284,9 @@ def _write_plant(frame: PlantFrame, out_dir: Path, latency: int) -> list[str]:
     pid, streams = plant.plant_id, plant.streams
     dates = [d.isoformat() for d in grid.dates]
     written: list[Path] = []
-    if not embeds_readings(plant):
+    if streams.readings.batch is not None:
+        written += _write_batches(frame, out_dir)
+    elif not embeds_readings(plant):
         rs = streams.readings
         for path, d0, d1 in _runs([stream_path(out_dir, pid, rs.path, d) for d in dates]):
             cols = (
@@ -303,6 +315,26 @@ def _write_plant(frame: PlantFrame, out_dir: Path, latency: int) -> list[str]:
         write_inspections(path, frame, _span(grid.unit_day_bounds, d0, d1))
         written.append(path)
     return sorted(p.relative_to(out_dir).as_posix() for p in written)
+
+
+def _write_batches(frame: PlantFrame, out_dir: Path) -> list[Path]:
+    """One readings file per batch (unit and machine), named by its id where the path has ``*``,
+    in the folder of the local day the unit starts (``{date}``) or in one folder for all days."""
+    plant, grid = frame.plant, frame.grid
+    rs = plant.streams.readings
+    if "*" not in rs.path:
+        raise ValueError(
+            f"{plant.plant_id}: streams.readings.path {rs.path!r} needs a '*' where the simulator "
+            "writes each batch file's id (e.g. '{date}/batches/*.csv')"
+        )
+    written = []
+    for d, day in enumerate(grid.dates):
+        units = _span(grid.unit_day_bounds, d, d + 1)
+        for uid, cols in batch_files(frame, units):
+            path = stream_path(out_dir, plant.plant_id, rs.path, day.isoformat(), uid)
+            write_table(path, cols, rs, rs.timestamp, grid.tz)
+            written.append(path)
+    return written
 
 
 def _mechanism_truth(plan: ScenarioPlan, plants: dict[str, PlantConfig]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Supported: readings as ``csv`` / ``parquet`` / ``jsonl`` in ``wide`` or ``long`` layout, or in
 ``array`` layout (one record per production cycle and machine, one column per sample, each
-quantity at its own ``interval_seconds``; see :func:`array_columns`), ``jsonl`` also exploded
+quantity at its own ``interval_seconds``; see :func:`array_columns`), or one file per batch
+(``batch``: each production unit's time series of its machine in a file of its own named by the
+unit id, see :func:`batch_files`), ``jsonl`` also exploded
 inside the unit records (``explode`` with the same path as the units stream, plant_c); units and
 inspections as ``csv`` / ``parquet`` / ``jsonl`` (dotted field names become nested JSON objects).
 Timestamps follow each stream's ``timestamp.kind``: ``local``
@@ -297,6 +299,53 @@ def array_columns(frame: PlantFrame, units: slice) -> dict[str, Column]:
         for j, (name, _) in enumerate(samples):
             cols[header_name(frame, q, name)] = vals[:, j]
     return cols
+
+
+def batch_files(frame: PlantFrame, units: slice) -> list[tuple[str, dict[str, Column]]]:
+    """The readings of one file per batch (``streams.readings.batch``) for the production units
+    ``units``: per unit and machine (unit order, machines in config order) its id and its time
+    series - one row per reading sent during the unit's window, a column per quantity (the wide
+    layout inside the file). Without ``batch.elapsed_seconds`` each row carries its own time;
+    with it, the timestamp column holds the batch start (the unit's start) on every row and the
+    elapsed column the seconds since then. A batch id ``field`` repeats the id on every row; the
+    machine is its ``field`` (or a ``constant``). A unit none of whose readings was sent
+    (scenario ``missing_burst``) has no file."""
+    rs = frame.plant.streams.readings
+    b = rs.batch
+    assert b is not None and rs.timestamp.field is not None
+    if rs.layout != "wide" or rs.machine.from_filename is not None:
+        raise ValueError(
+            f"{frame.plant.plant_id}: the simulator writes batch files in layout 'wide' with "
+            "the machine as a field or a constant"
+        )
+    grid, machines, prod = frame.grid, frame.machines, frame.production
+    spu = grid.steps_per_unit
+    elapsed_s = np.arange(spu, dtype=np.int64) * grid.step_s
+    out: list[tuple[str, dict[str, Column]]] = []
+    for u in range(units.start, units.stop):
+        steps = slice(u * spu, (u + 1) * spu)
+        for m in range(len(machines)):
+            sent = frame.present[m, steps]
+            n = int(sent.sum())
+            if n == 0:
+                continue
+            uid = str(prod.unit_ids[m, u])
+            cols: dict[str, Column] = {}
+            if b.elapsed_seconds is not None:
+                start = grid.unit_start_ns[u : u + 1]
+                cols[rs.timestamp.field] = Ts(start, np.zeros(n, dtype=np.int64))
+            else:
+                cols[rs.timestamp.field] = Ts(grid.utc_ns[steps][sent])
+            if rs.machine.field is not None:
+                cols[rs.machine.field] = Cat(machines, np.full(n, m, dtype=np.int64))
+            if b.field is not None:
+                cols[b.field] = Cat((uid,), np.zeros(n, dtype=np.int64))
+            if b.elapsed_seconds is not None:
+                cols[b.elapsed_seconds] = elapsed_s[sent]
+            for q in rs.quantities:
+                cols[header_name(frame, q)] = frame.values[q][m, steps][sent]
+            out.append((uid, cols))
+    return out
 
 
 def readings_columns(frame: PlantFrame, steps: slice) -> dict[str, Column]:
