@@ -1,8 +1,8 @@
 """Onboarding a plant is one config file: a new plant in Tokyo time, a plant whose CSV exports
 have no header row and no legacy KPIs, one labelled by lab thresholds, one delivering one file
-for many days and one exporting one row per production cycle with a column per sample (two
-quantities at different sample rates) are, with no code change, simulated, landed, standardised
-and gated end to end."""
+for many days, one exporting one row per production cycle with a column per sample (two
+quantities at different sample rates) and one delivering one file per batch are, with no code
+change, simulated, landed, standardised and gated end to end."""
 
 from __future__ import annotations
 
@@ -444,6 +444,86 @@ def test_a_plant_exporting_one_row_per_cycle_at_two_sample_rates_onboards_by_one
     assert pres["value"].tolist() == pytest.approx(  # bar -> kPa
         (first[[f"P_{i:03d}" for i in range(1, 451)]].iloc[0] * 100).tolist()
     )
+
+
+def test_a_plant_delivering_one_file_per_batch_onboards_by_one_yaml(
+    qp_env: Paths, tmp_path: Path
+) -> None:
+    """A reactor plant whose historian exports one CSV per batch (``BATCH-ID.csv``: a
+    ``batch_start`` column, ``t_s`` seconds since it, temperature and pressure), declared by
+    ``batch`` in its YAML alone: the batch id from the file name is the unit id, every row lands
+    at batch start + t_s inside its unit's window on its reactor, one bad elapsed time is held
+    back with file, row and column, and received = accepted + quarantined per file."""
+    readings = {
+        "format": "csv",
+        "path": "{date}/batches/*.csv",
+        "timestamp": {"field": "batch_start", "kind": "local", "format": "%Y-%m-%d %H:%M:%S"},
+        "machine": {"field": "reactor"},
+        "layout": "wide",
+        "batch": {"from_filename": r"(?P<batch>[^/]+)\.csv$", "elapsed_seconds": "t_s"},
+        "quantities": {
+            "temperature": {"field": "temp_C", "unit": "°C"},
+            "pressure": {"field": "pressure_bar", "unit": "bar"},
+        },
+    }
+
+    def edit(d: dict[str, Any]) -> None:
+        d.update(name="Plant R (a file per batch)", machines=["R1", "R2"])
+        d["streams"]["readings"] = readings
+
+    plant = _new_plant(qp_env, "plant_r", edit)
+    day, days = dt.date(2026, 3, 16), 2
+    simulate(qp_env.landing_dir, days=days, seed=7, start=day, plants={"plant_r": plant})
+    root = qp_env.landing_dir / "plant_r"
+    second = sorted((root / (day + dt.timedelta(days=1)).isoformat() / "batches").glob("*.csv"))
+    assert len(second) == 2 * 96  # a file per 15-minute batch and reactor
+    bad = second[10]
+    lines = bad.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].replace(",180,", ",3 min,")  # the file's row 5
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    outcomes = _onboard(qp_env, tmp_path, "plant_r", day, day + dt.timedelta(days=days - 1))
+    failed = [c for c in outcomes[1].failed_checks if "(ERROR)" in c]
+    assert failed == [], outcomes[1].failed_checks
+    assert not [c for c in outcomes[1].failed_checks if "completeness" in c]
+    con = duckdb.connect(str(qp_env.warehouse_path), read_only=True)
+    try:
+        counts = dict(
+            con.sql(
+                "SELECT partition_date, count(*) FROM standard.sensor_readings "
+                "WHERE plant = 'plant_r' GROUP BY ALL"
+            ).fetchall()
+        )
+        outside = con.sql(
+            """SELECT count(*) FROM standard.sensor_readings r JOIN standard.production_units u
+                 ON u.plant = r.plant AND r.source_file LIKE '%/' || u.unit_id || '.csv'
+               WHERE r.plant = 'plant_r' AND (r.ts_utc < u.start_utc OR r.ts_utc >= u.end_utc
+                 OR r.machine_id <> u.machine_id)"""
+        ).fetchall()[0][0]
+        joined = con.sql(
+            """SELECT count(*) FROM standard.sensor_readings r JOIN standard.production_units u
+                 ON u.plant = r.plant AND r.source_file LIKE '%/' || u.unit_id || '.csv'
+               WHERE r.plant = 'plant_r'"""
+        ).fetchall()[0][0]
+        q = con.sql(
+            "SELECT source_file, source_row, source_column, rule, n_items FROM standard.quarantine "
+            "WHERE plant = 'plant_r' ORDER BY source_column"
+        ).fetchall()
+        received = con.sql(
+            "SELECT sum(records * items_per_record), count(DISTINCT source_file) FROM raw.receipts "
+            "WHERE plant = 'plant_r' AND stream = 'readings'"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    d1, d2 = day, day + dt.timedelta(days=1)
+    assert counts == {d1: 2 * 1440 * 2, d2: 2 * 1440 * 2 - 2}
+    assert joined == sum(counts.values()) and outside == 0  # each batch's rows: its unit's
+    rel = bad.relative_to(root).as_posix()
+    assert q == [
+        (rel, 5, "pressure_bar", "invalid_elapsed_time", 1),
+        (rel, 5, "temp_C", "invalid_elapsed_time", 1),
+    ]
+    assert received == (days * 2 * 1440 * 2, days * 192)
 
 
 def test_a_plant_with_history_before_the_partition_start_brings_its_start_in_its_own_yaml(
