@@ -271,6 +271,14 @@ class BatchSpec(ConfigModel):
         return self
 
 
+#: What each record field of a readings stream is (by its config path below streams.readings).
+RECORD_ROLES = {
+    "machine.field": "machine",
+    "timestamp.field": "timestamp",
+    "batch.field": "batch id",
+    "batch.elapsed_seconds": "elapsed time",
+}
+
 #: the longest time after (or before) its start a row of a batch may lie: 10 years
 MAX_ELAPSED_SECONDS = 10 * 366 * 86400
 
@@ -382,17 +390,26 @@ class ReadingsStream(StreamBase):
                             f"quantities {seen[col]!r} and {q!r} both map {what} {col!r}"
                         )
                     seen[col] = q
-            for what, name in (
-                ("timestamp", self.timestamp.field),
-                ("machine", self.machine.field),
-                ("batch id", self.batch.field if self.batch else None),
-                ("elapsed time", self.batch.elapsed_seconds if self.batch else None),
-            ):
-                if name is not None and name in seen:
+            for role, name in self.record_fields():
+                if name in seen:
                     raise ValueError(
-                        f"field {name!r} is the {what} and quantity {seen[name]!r} at once"
+                        f"field {name!r} is the {RECORD_ROLES[role]} and quantity "
+                        f"{seen[name]!r} at once"
                     )
         return self
+
+    def record_fields(self) -> list[tuple[str, str]]:
+        """(role, source field) of the fields that place every record rather than hold values:
+        its machine, time and, for one file per batch, batch id and elapsed seconds (roles are
+        the config paths of :data:`RECORD_ROLES`; roles without a field are left out)."""
+        b = self.batch
+        named = (
+            ("machine.field", self.machine.field),
+            ("timestamp.field", self.timestamp.field),
+            ("batch.field", b.field if b else None),
+            ("batch.elapsed_seconds", b.elapsed_seconds if b else None),
+        )
+        return [(role, name) for role, name in named if name]
 
     def _check_batch(self) -> None:
         assert self.batch is not None
@@ -408,16 +425,8 @@ class ReadingsStream(StreamBase):
             )
         if self.timestamp.field is None:
             raise ValueError("'batch' needs 'timestamp.field' (a row's time or the batch start)")
-        roles = {
-            "timestamp.field": self.timestamp.field,
-            "machine.field": self.machine.field,
-            "batch.field": self.batch.field,
-            "batch.elapsed_seconds": self.batch.elapsed_seconds,
-        }
         seen: dict[str, str] = {}
-        for role, name in roles.items():
-            if name is None:
-                continue
+        for role, name in self.record_fields():
             if name in seen:
                 raise ValueError(f"field {name!r} is both {seen[name]} and {role}")
             seen[name] = role

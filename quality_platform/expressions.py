@@ -1,11 +1,13 @@
 """Expressions in configuration files (KPI formulas, derived quantities, outcome conditions):
 parsed by Python's ``ast`` and checked against an allow-list of node types, so a config file can
 only ever hold arithmetic, comparisons and logic over names and numbers - never a call, an
-attribute or anything else to run. Conditions are evaluated by walking that tree with numpy."""
+attribute or anything else to run - and evaluated by walking that tree (:func:`evaluate`)."""
 
 from __future__ import annotations
 
 import ast
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,11 +65,14 @@ CONDITION: tuple[type[ast.AST], ...] = (
 )
 CONDITION_OPS = "+ - * /, comparisons (< <= > >= == !=), and, or, not"
 
-_BIN = {
-    ast.Add: np.add,
-    ast.Sub: np.subtract,
-    ast.Mult: np.multiply,
-    ast.Div: np.divide,
+#: arithmetic by Python's operators, so each operand type keeps its own rules: numpy arrays
+#: and pandas Series element-wise, pint quantities with their units
+_ARITH = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
 }
 _CMP = {
     ast.Lt: np.less,
@@ -79,23 +84,31 @@ _CMP = {
 }
 
 
-def evaluate_condition(tree: ast.Expression, values: dict[str, Any]) -> np.ndarray:
-    """A parsed :data:`CONDITION` over arrays (one per name, float; NaN compares false),
-    evaluated element-wise with numpy - no Python ``eval``. Returns a boolean array."""
+def evaluate(
+    tree: ast.Expression,
+    leaf: Callable[[str], Any],
+    divide: Callable[[Any, Any], Any] = operator.truediv,
+) -> Any:
+    """A tree from :func:`parse` evaluated by walking it - no Python ``eval``: each name is
+    ``leaf(name)``, numbers are floats, arithmetic uses Python's operators (``divide`` for ``/``:
+    a caller may say what a zero denominator gives), comparisons and and / or / not are
+    element-wise (numpy). The one evaluator of KPI formulas, derived quantities and outcome
+    conditions."""
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Name):
-            return np.asarray(values[node.id], dtype=float)
+            return leaf(node.id)
         if isinstance(node, ast.Constant):
             return float(node.value)
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
-            return np.logical_not(v) if isinstance(node.op, ast.Not) else np.negative(v)
+            return np.logical_not(v) if isinstance(node.op, ast.Not) else operator.neg(v)
         if isinstance(node, ast.BinOp):
+            fn = divide if isinstance(node.op, ast.Div) else _ARITH[type(node.op)]
             with np.errstate(divide="ignore", invalid="ignore"):
-                return _BIN[type(node.op)](ev(node.left), ev(node.right))
+                return fn(ev(node.left), ev(node.right))
         if isinstance(node, ast.Compare):
             left, out = ev(node.left), True
             for op, right in zip(node.ops, node.comparators, strict=True):
@@ -112,4 +125,13 @@ def evaluate_condition(tree: ast.Expression, values: dict[str, Any]) -> np.ndarr
             return out
         raise ValueError(f"cannot evaluate {type(node).__name__}")  # parse() refused it already
 
-    return np.asarray(ev(tree), dtype=bool)
+    return ev(tree)
+
+
+def evaluate_condition(tree: ast.Expression, values: dict[str, Any]) -> np.ndarray:
+    """A parsed :data:`CONDITION` over arrays (one per name, float; NaN compares false),
+    evaluated element-wise. Returns a boolean array."""
+    return np.asarray(
+        evaluate(tree, lambda name: np.asarray(values[name], dtype=float), divide=np.divide),
+        dtype=bool,
+    )

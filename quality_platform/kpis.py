@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from quality_platform.config import COUNT_NAMES, KpiRegistry, PlantConfig, parse_formula
+from quality_platform.expressions import evaluate as evaluate_tree
 from quality_platform.standard.schemas import Col
 
 ALL_LINES = "*"
@@ -115,32 +116,17 @@ def daily_counts(units: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([whole, by_line], ignore_index=True)[cols]
 
 
-def _eval(node: ast.AST, counts: pd.DataFrame) -> Any:
-    if isinstance(node, ast.Expression):
-        return _eval(node.body, counts)
-    if isinstance(node, ast.Name):
-        return counts[node.id].astype("float64")
-    if isinstance(node, ast.Constant):
-        return float(node.value)
-    if isinstance(node, ast.UnaryOp):
-        return -_eval(node.operand, counts)
-    if isinstance(node, ast.BinOp):
-        a, b = _eval(node.left, counts), _eval(node.right, counts)
-        if isinstance(node.op, ast.Add):
-            return a + b
-        if isinstance(node.op, ast.Sub):
-            return a - b
-        if isinstance(node.op, ast.Mult):
-            return a * b
-        with np.errstate(divide="ignore", invalid="ignore"):
-            b = b.where(b != 0) if isinstance(b, pd.Series) else (b if b != 0 else np.nan)
-            return a / b
-    raise ValueError(f"unsupported formula element {ast.dump(node)}")
+def _divide(a: Any, b: Any) -> Any:
+    """A KPI's division: a zero denominator gives NULL (NaN), never inf."""
+    b = b.where(b != 0) if isinstance(b, pd.Series) else (b if b != 0 else np.nan)
+    return a / b
 
 
 def evaluate(formula: str, counts: pd.DataFrame) -> pd.Series:
     """Evaluate a KPI formula over count columns; a zero denominator gives NULL (NaN)."""
-    out = _eval(parse_formula(formula), counts)
+    out = evaluate_tree(
+        parse_formula(formula), lambda name: counts[name].astype("float64"), divide=_divide
+    )
     return out if isinstance(out, pd.Series) else pd.Series(out, index=counts.index)
 
 

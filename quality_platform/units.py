@@ -15,6 +15,7 @@ import numpy as np
 import pint
 
 from quality_platform.expressions import ARITHMETIC, parse
+from quality_platform.expressions import evaluate as evaluate_tree
 
 _UREG = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 
@@ -38,15 +39,19 @@ def check_convertible(source_unit: str, canonical_unit: str) -> None:
         )
 
 
-def operands(expression: str) -> list[str]:
-    """The quantity names a derived quantity's ``expression`` uses (+ - * / ** over names and
-    numbers); ValueError for anything else."""
-    _, names = parse(
+def _parsed(expression: str) -> tuple[ast.Expression, list[str]]:
+    tree, names = parse(
         expression, "expression", (*ARITHMETIC, ast.Pow), "+ - * / ** over names and numbers"
     )
     if not names:
         raise ValueError(f"expression {expression!r} uses no quantity")
-    return names
+    return tree, names
+
+
+def operands(expression: str) -> list[str]:
+    """The quantity names a derived quantity's ``expression`` uses (+ - * / ** over names and
+    numbers); ValueError for anything else."""
+    return _parsed(expression)[1]
 
 
 def evaluate(expression: str, values: dict[str, Any], units: dict[str, str], unit: str) -> Any:
@@ -55,9 +60,10 @@ def evaluate(expression: str, values: dict[str, Any], units: dict[str, str], uni
     magnitudes in ``unit``. pint's errors (incompatible dimensions, an offset unit multiplied)
     are ValueErrors naming the expression."""
     q = _UREG.Quantity
-    env = {n: q(values[n], units[n]) for n in operands(expression)}
+    tree, names = _parsed(expression)
+    env = {n: q(values[n], units[n]) for n in names}
     try:
-        out = eval(compile(expression, "<expression>", "eval"), {"__builtins__": {}}, env)
+        out = evaluate_tree(tree, env.__getitem__)
         if not isinstance(out, pint.Quantity):
             out = q(out, "dimensionless")
         return out.to(unit).magnitude

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,8 +17,11 @@ from quality_platform.settings import ENVIRONMENT, Paths, copy_installation, get
 
 if TYPE_CHECKING:
     import dagster as dg
+    import pandas as pd
 
     from quality_platform.audit import AuditLog
+    from quality_platform.config import PlantConfig
+    from quality_platform.ingest.pipeline import StandardResult
     from quality_platform.ml.registry import ModelRegistry
 
 TEST_KEY = "test-key-0123456789abcdef-not-a-secret"
@@ -28,6 +31,32 @@ TEST_KEY = "test-key-0123456789abcdef-not-a-secret"
 # a test's deployment needs.
 for _var in ENVIRONMENT:
     os.environ.pop(_var, None)
+
+
+def land_and_standardize(
+    paths: Paths,
+    plant: PlantConfig,
+    days: list[dt.date],
+    now: pd.Timestamp | None = None,
+    **options: Any,
+) -> StandardResult:
+    """Land ``plant``'s ``days`` and standardise them as the standard asset does: the quantities
+    in force (shared and plant-local), the platform's quality settings, the test key; ``now`` is
+    the clock of the future-time rule, ``options`` go to ``standardize`` (``collect``...)."""
+    from quality_platform.config import load_platform, load_registry
+    from quality_platform.ingest.pipeline import land, standardize
+
+    land(plant, days, paths, paths.warehouse_path)
+    return standardize(
+        plant,
+        days,
+        paths.warehouse_path,
+        load_registry(paths),
+        load_platform(paths).quality,
+        TEST_KEY.encode(),
+        now_utc=now,
+        **options,
+    )
 
 
 def make_installation(root: Path, plants: tuple[str, ...] | None = None) -> Paths:

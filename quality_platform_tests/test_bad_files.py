@@ -9,13 +9,12 @@ import json
 import pandas as pd
 import pytest
 
-from quality_platform.config import load_plants, load_platform, load_quantities
+from quality_platform.config import load_plants
 from quality_platform.defs.ingest.checks import reconciliation_table
-from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
 from quality_platform.warehouse import connect
-from quality_platform_tests.conftest import TEST_KEY, make_installation
+from quality_platform_tests.conftest import land_and_standardize, make_installation
 
 START, DAYS = dt.date(2026, 3, 16), 8
 SIMULATED = ("plant_a", "plant_b", "plant_c")
@@ -31,16 +30,7 @@ def ingested(
     dates = [START + dt.timedelta(days=i) for i in range(DAYS)]
     quarantine = {}
     for pid in SIMULATED:
-        land(plants[pid], dates, paths, paths.warehouse_path)
-        res = standardize(
-            plants[pid],
-            dates,
-            paths.warehouse_path,
-            load_quantities(paths),
-            load_platform(paths).quality,
-            TEST_KEY.encode(),
-        )
-        quarantine[pid] = res.quarantine
+        quarantine[pid] = land_and_standardize(paths, plants[pid], dates).quarantine
     return paths, truth, quarantine
 
 

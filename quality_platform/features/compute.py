@@ -80,6 +80,12 @@ def _outside(limits: dict[str, Limits]) -> str:
     return f"CASE quantity {' '.join(whens)} ELSE false END" if whens else "false"
 
 
+def _reading_keys(plant_id: str, days: Iterable[dt.date]) -> list[tuple[str, dt.date]]:
+    """The plant-days whose readings the feature windows of ``days`` read: each day +-1 (a unit's
+    window may start the evening before or end after midnight)."""
+    return sorted({(plant_id, d + dt.timedelta(days=k)) for d in days for k in (-1, 0, 1)})
+
+
 def _has_channel(con: duckdb.DuckDBPyConnection, schema: str) -> bool:
     """Whether sensor_readings has its ``channel`` column (a warehouse of an earlier release gains
     it when its next day is standardised)."""
@@ -132,7 +138,7 @@ def unit_features_sql(
     plant_id = plant.plant_id
     days = sorted(set(days))
     unit_keys = [(plant_id, d) for d in days]
-    reading_keys = sorted({(plant_id, d + dt.timedelta(days=k)) for d in days for k in (-1, 0, 1)})
+    reading_keys = _reading_keys(plant_id, days)
     stats = statistics_of(config)
     signals = registry.signals()
     limits = {
@@ -247,7 +253,7 @@ def derived_readings(
     cols = ["machine_id", "ts_utc", "quantity", "value"]
     if not specs or not table_exists(con, schema, "sensor_readings"):
         return pd.DataFrame(columns=cols)
-    keys = sorted({(plant.plant_id, d + dt.timedelta(days=k)) for d in days for k in (-1, 0, 1)})
+    keys = _reading_keys(plant.plant_id, days)
     names = sorted({n for spec in specs.values() for n in operands(spec.expression)})
     only_quantity = "channel IS NULL AND " if _has_channel(con, schema) else ""
     wide = con.sql(

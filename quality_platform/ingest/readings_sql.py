@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from quality_platform.config import MAX_ELAPSED_SECONDS, from_file_name
+from quality_platform.config import MAX_ELAPSED_SECONDS, RECORD_ROLES, from_file_name
 from quality_platform.ingest.readers import items_per_record, parse_times
 from quality_platform.ingest.standardize import StandardizeContext, quarantine_frame, split_header
 from quality_platform.standard.schemas import conform, empty_frame
@@ -49,21 +49,6 @@ def _offset_us(seconds: float) -> int:
 
 #: columns the raw relation of a readings stream gains from its file names (see :func:`_relation`)
 FILE_BATCH, FILE_MACHINE = "_qp_batch", "_qp_machine"
-
-
-def _record_fields(spec: Any) -> dict[str, str]:
-    """The source fields every record needs, each with its role in the plant config: machine,
-    time and, for one file per batch, the batch id and the elapsed seconds."""
-    roles = {
-        spec.machine.field: "the machine, streams.readings.machine.field",
-        spec.timestamp.field: "the timestamp, streams.readings.timestamp.field",
-    }
-    if spec.batch is not None:
-        roles[spec.batch.field] = "the batch id, streams.readings.batch.field"
-        roles[spec.batch.elapsed_seconds] = (
-            "the seconds since the batch start, streams.readings.batch.elapsed_seconds"
-        )
-    return {f: role for f, role in roles.items() if f}
 
 
 def _from_file_names(file: str, spec: Any) -> tuple[dict[str, str | None], str | None]:
@@ -92,7 +77,10 @@ def _file_plan(
     file name that does not give its batch or machine) and what file names give (a frame with
     ``_source_file`` and :data:`FILE_BATCH` / :data:`FILE_MACHINE`, one row per usable file)."""
     spec = ctx.plant.streams.readings
-    required = _record_fields(spec)
+    # the fields every record needs, each with its role in the plant config
+    required = {
+        f: f"the {RECORD_ROLES[role]}, streams.readings.{role}" for role, f in spec.record_fields()
+    }
     used = {*required, *spec.parent_fields, *spec.ignore_fields}
     by_name: dict[str, dict[str, str | None]] = {}
     ignored_bases = {split_header(x)[0] for x in spec.ignore_fields}

@@ -22,14 +22,12 @@ from quality_platform.config import (
     ConfigError,
     PlantConfig,
     load_plants,
-    load_platform,
-    load_quantities,
 )
 from quality_platform.defs.ingest.checks import reconciliation_table
-from quality_platform.ingest.pipeline import StandardResult, land, standardize
+from quality_platform.ingest.pipeline import StandardResult
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
-from quality_platform_tests.conftest import TEST_KEY
+from quality_platform_tests.conftest import land_and_standardize
 
 DAY = dt.date(2026, 3, 16)
 NOW = pd.Timestamp("2026-03-30", tz="UTC")
@@ -85,16 +83,7 @@ def new_plant(paths: Paths, plant_id: str, readings: dict[str, Any]) -> Path:
 def run(
     paths: Paths, plant: PlantConfig, days: list[dt.date], now: pd.Timestamp = NOW
 ) -> StandardResult:
-    land(plant, days, paths, paths.warehouse_path)
-    return standardize(
-        plant,
-        days,
-        paths.warehouse_path,
-        load_quantities(paths),
-        load_platform(paths).quality,
-        TEST_KEY.encode(),
-        now_utc=now,
-    )
+    return land_and_standardize(paths, plant, days, now)
 
 
 def write_cycles(

@@ -14,12 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from quality_platform.config import load_plants, load_platform, load_registry
+from quality_platform.config import load_plants
 from quality_platform.defs.ingest.checks import reconciliation_table
-from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.ingest.readers import items_per_record, plant_streams, read_raw
 from quality_platform.settings import Paths
-from quality_platform_tests.conftest import TEST_KEY
+from quality_platform_tests.conftest import land_and_standardize
 from quality_platform_tests.test_onboarding import _new_plant
 
 NOW = pd.Timestamp("2026-11-22 00:00", tz="UTC")
@@ -64,17 +63,7 @@ def _write(paths: Paths, rel: str, text: str) -> None:
 
 
 def _run(paths: Paths, days: list[dt.date]):
-    plant = load_plants(paths)[PLANT]
-    land(plant, days, paths, paths.warehouse_path)
-    return standardize(
-        plant,
-        days,
-        paths.warehouse_path,
-        load_registry(paths),
-        load_platform(paths).quality,
-        TEST_KEY.encode(),
-        now_utc=NOW,
-    )
+    return land_and_standardize(paths, load_plants(paths)[PLANT], days, NOW)
 
 
 def _reconciliation(paths: Paths, days: list[dt.date]) -> pd.DataFrame:

@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from quality_platform.config import load_plants, load_platform, load_quantities
+from quality_platform.config import load_plants
 from quality_platform.defs.ingest.checks import reconciliation_table
-from quality_platform.ingest.pipeline import land, standardize
+from quality_platform.ingest.pipeline import land
 from quality_platform.settings import Paths
 from quality_platform.simulation import simulate
-from quality_platform_tests.conftest import TEST_KEY, make_installation
+from quality_platform_tests.conftest import TEST_KEY, land_and_standardize, make_installation
 
 DAY = dt.date(2026, 3, 16)
 DAYS = [DAY]
@@ -51,18 +51,8 @@ def _day(paths: Paths, plant: str) -> Path:
 
 
 def _run(paths: Paths, plant: str) -> pd.DataFrame:
-    plants = load_plants(paths)
-    land(plants[plant], DAYS, paths, paths.warehouse_path)
-    res = standardize(
-        plants[plant],
-        DAYS,
-        paths.warehouse_path,
-        load_quantities(paths),
-        load_platform(paths).quality,
-        TEST_KEY.encode(),
-        now_utc=pd.Timestamp("2026-03-30", tz="UTC"),
-    )
-    return res.quarantine
+    now = pd.Timestamp("2026-03-30", tz="UTC")
+    return land_and_standardize(paths, load_plants(paths)[plant], DAYS, now).quarantine
 
 
 def _sql(paths: Paths, sql: str) -> list[tuple]:

@@ -32,11 +32,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quality_platform.config import load_plants, load_platform, load_quantities
+from quality_platform.config import load_plants
 from quality_platform.defs.ingest.checks import reconciliation_table
-from quality_platform.ingest.pipeline import land, standardize
 from quality_platform.settings import Paths
-from quality_platform_tests.conftest import TEST_KEY, make_installation
+from quality_platform_tests.conftest import land_and_standardize, make_installation
 
 DAY = dt.date(2026, 3, 16)
 SECRET = "TOPSECRET-not-for-the-warehouse"
@@ -125,17 +124,8 @@ def _land_and_check(
         secret.write_text(f"{SECRET},{SECRET}\n{SECRET},x\n")
         os.symlink(secret, d / link)
     plants = load_plants(paths)
-    land(plants[plant], [DAY], paths, paths.warehouse_path)
-    standardize(
-        plants[plant],
-        [DAY],
-        paths.warehouse_path,
-        load_quantities(paths),
-        load_platform(paths).quality,
-        TEST_KEY.encode(),
-        now_utc=pd.Timestamp("2026-03-30", tz="UTC"),
-        collect=False,
-    )
+    now = pd.Timestamp("2026-03-30", tz="UTC")
+    land_and_standardize(paths, plants[plant], [DAY], now, collect=False)
     con = duckdb.connect(str(paths.warehouse_path), read_only=True)
     try:
         rec = reconciliation_table(con, [(plant, DAY)], plants)

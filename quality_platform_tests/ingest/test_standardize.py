@@ -9,10 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quality_platform.config import load_plants, load_platform, load_quantities
-from quality_platform.ingest.pipeline import land, standardize
+from quality_platform.config import load_plants
 from quality_platform.settings import Paths
-from quality_platform_tests.conftest import TEST_KEY
+from quality_platform_tests.conftest import land_and_standardize
 
 HEADER = "Zeitstempel,Maschine,Temperatur [°C],Druck [bar],Materialfeuchte [%],Vibration [mm/s]\n"
 NOW = pd.Timestamp("2026-11-22 00:00", tz="UTC")
@@ -27,17 +26,7 @@ def _write_day(paths: Paths, day: str, rows: list[str], units: str | None = None
 
 
 def _run(paths: Paths, days: list[dt.date]):
-    plant = load_plants(paths)["plant_a"]
-    land(plant, days, paths, paths.warehouse_path)
-    return standardize(
-        plant,
-        days,
-        paths.warehouse_path,
-        load_quantities(paths),
-        load_platform(paths).quality,
-        TEST_KEY.encode(),
-        now_utc=NOW,
-    )
+    return land_and_standardize(paths, load_plants(paths)["plant_a"], days, NOW)
 
 
 def test_units_and_utc(qp_env: Paths) -> None:

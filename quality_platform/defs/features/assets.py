@@ -97,8 +97,9 @@ def migrate_features_table(
     new rows leave it NULL. No manual DROP TABLE, no re-run of the other plants. A changed
     *definition* (feature_set_version) is a new code version: Dagster marks the partitions
     computed under the old one stale. Returns (added, kept columns outside the feature set)."""
-    added = evolve_table(con, columns(registry, config), FEATURE_SCHEMA, TABLE)
-    declared = {c.name for c in columns(registry, config)}
+    cols = columns(registry, config)
+    added = evolve_table(con, cols, FEATURE_SCHEMA, TABLE)
+    declared = {c.name for c in cols}
     have = con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
         "AND table_name = ? ORDER BY ordinal_position",
